@@ -1,0 +1,159 @@
+use std::str::FromStr;
+
+use crate::auth::password;
+use crate::auth::token::Subject;
+use crate::domain::plan::{BillingInterval, PlanId};
+use crate::domain::ports::{CheckoutRequest, CheckoutSession, StoreError, Versioned};
+use crate::domain::subscription::Subscription;
+use crate::domain::user::{check_password_strength, Email, PersonName, User, UserId};
+
+use super::{AppError, Billing};
+
+/// A registration as the caller sent it; checked here, field by field.
+#[derive(Debug, Clone)]
+pub struct RegisterInput {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    pub plan_id: String,
+    pub billing_interval: Option<String>,
+}
+
+/// A signed-in user and their access token.
+pub struct Session {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub user: User,
+}
+
+pub enum Registered {
+    /// Free plan: active at once.
+    Active(Session),
+    /// Paid plan: the user must pay at this checkout first.
+    Checkout(CheckoutSession),
+}
+
+fn parse_plan(raw: &str) -> Result<PlanId, AppError> {
+    PlanId::from_str(raw.trim())
+        .map_err(|_| AppError::invalid("plan_id", "must be one of free, pro, enterprise"))
+}
+
+fn parse_interval(raw: Option<&str>) -> Result<BillingInterval, AppError> {
+    match raw.map(str::trim) {
+        None | Some("monthly") => Ok(BillingInterval::Monthly),
+        Some("annual") => Ok(BillingInterval::Annual),
+        Some(_) => Err(AppError::invalid(
+            "billing_interval",
+            "must be monthly or annual",
+        )),
+    }
+}
+
+impl Billing {
+    pub async fn register(&self, input: RegisterInput) -> Result<Registered, AppError> {
+        let email = Email::parse(&input.email).map_err(|p| AppError::invalid("email", p))?;
+        let name = PersonName::parse(&input.name).map_err(|p| AppError::invalid("name", p))?;
+        check_password_strength(&input.password, &email)
+            .map_err(|p| AppError::invalid("password", p))?;
+        let plan_id = parse_plan(&input.plan_id)?;
+        let interval = parse_interval(input.billing_interval.as_deref())?;
+        let plan = self.catalog.plan(plan_id);
+        if plan.contact_sales {
+            return Err(AppError::invalid(
+                "plan_id",
+                format!("{plan_id} is sold through sales; contact sales to subscribe"),
+            ));
+        }
+        if plan.price(interval).is_none() {
+            return Err(AppError::invalid(
+                "billing_interval",
+                format!(
+                    "the {plan_id} plan has no {} price",
+                    if interval == BillingInterval::Annual {
+                        "annual"
+                    } else {
+                        "monthly"
+                    }
+                ),
+            ));
+        }
+        // Refuse before writing anything: no half-created user.
+        if plan_id.is_paid() && !self.payments.is_configured() {
+            return Err(AppError::Payments(
+                crate::domain::ports::PaymentsError::NotConfigured,
+            ));
+        }
+        if self.store.user_by_email(&email).await?.is_some() {
+            return Err(AppError::EmailTaken);
+        }
+
+        let now = self.clock.now();
+        let subscription = if plan_id.is_paid() {
+            Subscription::awaiting_payment(plan_id, interval)
+        } else {
+            Subscription::free(now)
+        };
+        let user = User {
+            id: UserId::new(),
+            email,
+            name,
+            password_hash: password::hash(input.password).await,
+            created_at: now,
+            subscription,
+        };
+        self.store.create_user(&user).await.map_err(|e| match e {
+            // Two registrations raced past the lookup above.
+            StoreError::Conflict("email") => AppError::EmailTaken,
+            e => AppError::Store(e),
+        })?;
+
+        if plan_id.is_paid() {
+            let checkout = self
+                .payments
+                .start_checkout(&CheckoutRequest {
+                    user_id: user.id,
+                    email: user.email.clone(),
+                    plan_id,
+                    interval,
+                })
+                .await
+                .map_err(AppError::Payments)?;
+            return Ok(Registered::Checkout(checkout));
+        }
+        Ok(Registered::Active(self.session(user)))
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {
+        // An unparsable email is just an unknown one: same answer, same work.
+        let found = match Email::parse(email) {
+            Ok(email) => self.store.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let phc = found.as_ref().map(|u| u.value.password_hash.clone());
+        if !password::verify(password.to_owned(), phc).await {
+            return Err(AppError::BadCredentials);
+        }
+        let user = found.expect("a verified password belongs to a user").value;
+        Ok(self.session(user))
+    }
+
+    fn session(&self, user: User) -> Session {
+        let issued = self.tokens.issue(&user, self.clock.now());
+        Session {
+            access_token: issued.access_token,
+            expires_in: issued.expires_in,
+            user,
+        }
+    }
+
+    /// The user a bearer token speaks for, as stored now.
+    pub async fn authenticate(&self, token: &str) -> Result<Versioned<User>, AppError> {
+        let found = match self.tokens.verify(token, self.clock.now())? {
+            Subject::Id(id) => self.store.user_by_id(id).await?,
+            Subject::Email(email) => self.store.user_by_email(&email).await?,
+        };
+        found.ok_or_else(|| {
+            AppError::Unauthenticated("the account for this token no longer exists".into())
+        })
+    }
+}

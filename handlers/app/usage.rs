@@ -1,0 +1,167 @@
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::domain::plan::{ExportFormat, Feature, Limit, PlanId};
+use crate::domain::usage::{
+    check_gate, ConsumeGate, Metric, MetricKind, QuotaDenial, UsageIncrement, UsageKey,
+    UsageOutcome, Window,
+};
+use crate::domain::user::User;
+
+use super::{AppError, Billing};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumeInput {
+    pub metric: Metric,
+    pub quantity: i64,
+    #[serde(default)]
+    pub feature: Option<Feature>,
+    #[serde(default)]
+    pub format: Option<ExportFormat>,
+}
+
+/// Where a metric stands after a successful check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterReading {
+    pub metric: Metric,
+    pub plan: PlanId,
+    pub used: u64,
+    pub limit: Limit,
+    pub window: Option<Window>,
+}
+
+impl MeterReading {
+    pub fn remaining(&self) -> Option<u64> {
+        self.limit.map(|l| l.saturating_sub(self.used))
+    }
+
+    pub fn seconds_to_reset(&self, now: DateTime<Utc>) -> Option<u64> {
+        self.window.map(|w| w.seconds_until_end(now))
+    }
+}
+
+/// One line of the usage report.
+pub type UsageLine = MeterReading;
+
+impl Billing {
+    /// Counts one API call for the caller, refusing it past the daily limit.
+    pub async fn meter_api_call(&self, user: &User) -> Result<MeterReading, AppError> {
+        self.record(user, Metric::ApiCalls, 1).await
+    }
+
+    pub async fn consume(
+        &self,
+        user: &User,
+        input: ConsumeInput,
+    ) -> Result<MeterReading, AppError> {
+        match input.metric.kind() {
+            MetricKind::Counter(_) if input.quantity <= 0 => {
+                return Err(AppError::invalid(
+                    "quantity",
+                    "must be a positive whole number for counters",
+                ))
+            }
+            MetricKind::Gauge if input.quantity == 0 => {
+                return Err(AppError::invalid(
+                    "quantity",
+                    "must be a non-zero change for gauges",
+                ))
+            }
+            _ => {}
+        }
+        match (input.metric, input.format) {
+            (Metric::Exports, None) => {
+                return Err(AppError::invalid("format", "is required for exports"))
+            }
+            (m, Some(_)) if m != Metric::Exports => {
+                return Err(AppError::invalid(
+                    "format",
+                    "applies only to the exports metric",
+                ))
+            }
+            _ => {}
+        }
+        let plan = self.effective_plan(user);
+        let gate = ConsumeGate {
+            feature: input.feature,
+            format: input.format,
+        };
+        check_gate(&plan.limits, gate).map_err(|denial| AppError::NotInPlan {
+            denial,
+            plan: plan.id,
+            upgrade_to: plan.id.next_tier(),
+        })?;
+        self.record(user, input.metric, input.quantity).await
+    }
+
+    async fn record(
+        &self,
+        user: &User,
+        metric: Metric,
+        amount: i64,
+    ) -> Result<MeterReading, AppError> {
+        let now = self.clock.now();
+        let plan = self.effective_plan(user);
+        let limit = metric.limit(&plan.limits);
+        let key = UsageKey::current(metric, now);
+        let outcome = self
+            .store
+            .increment_usage(&UsageIncrement {
+                user_id: user.id,
+                key,
+                amount,
+                limit,
+                at: now,
+            })
+            .await?;
+        match outcome {
+            UsageOutcome::Admitted { total } => Ok(MeterReading {
+                metric,
+                plan: plan.id,
+                used: total,
+                limit,
+                window: key.window,
+            }),
+            UsageOutcome::Denied { total } if amount < 0 => Err(AppError::invalid(
+                "quantity",
+                format!(
+                    "would take {} below zero (currently {total})",
+                    metric.as_str()
+                ),
+            )),
+            UsageOutcome::Denied { total } => Err(AppError::QuotaExceeded(QuotaDenial {
+                metric,
+                limit: limit.unwrap_or(u64::MAX),
+                used: total,
+                requested: amount,
+                plan: plan.id,
+                upgrade_to: plan.id.next_tier(),
+                window: key.window,
+                seconds_to_reset: key.window.map(|w| w.seconds_until_end(now)),
+            })),
+        }
+    }
+
+    /// Usage against limits for the current windows, every metric.
+    pub async fn usage_report(&self, user: &User) -> Result<Vec<UsageLine>, AppError> {
+        let now = self.clock.now();
+        let plan = self.effective_plan(user);
+        let keys: Vec<UsageKey> = Metric::ALL
+            .iter()
+            .map(|m| UsageKey::current(*m, now))
+            .collect();
+        let totals = self.store.usage(user.id, &keys).await?;
+        Ok(keys
+            .iter()
+            .zip(totals)
+            .map(|(key, used)| MeterReading {
+                metric: key.metric,
+                plan: plan.id,
+                used,
+                limit: key.metric.limit(&plan.limits),
+                window: key.window,
+            })
+            .collect())
+    }
+}

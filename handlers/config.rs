@@ -1,0 +1,358 @@
+//! Configuration from environment variables, as the Functions host provides
+//! them. Everything is read and checked before the server binds, so bad
+//! configuration stops start-up with one line naming the setting.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use base64::Engine;
+
+use crate::auth::token::{TokenSettings, Tokens};
+use crate::domain::plan::LimitOverrides;
+
+/// A secret value: never printed, not even by `{:?}`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Every setting the handler reads, with a safe example value. The test of
+/// `local.settings.json.example` checks it lists exactly these.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("PORT", "7071"),
+    ("BIND_ADDRESS", "127.0.0.1"),
+    ("DATA_DIR", ".local"),
+    ("STORE", "sqlite"),
+    (
+        "JWT_SECRET",
+        "replace-with-at-least-32-random-characters-0123456789",
+    ),
+    ("JWT_ISSUER", "kraftd"),
+    ("JWT_AUDIENCE", "kraftd-billing"),
+    ("JWT_TTL_SECONDS", "3600"),
+    ("JWT_RS256_PUBLIC_KEY", ""),
+    ("FREE_PLAN_DOCS_LIMIT", "50"),
+    ("PRO_PLAN_DOCS_LIMIT", "1000"),
+    ("FREE_PLAN_API_LIMIT", "1000"),
+    ("PRO_PLAN_API_LIMIT", "50000"),
+    ("CORS_ALLOWED_ORIGINS", "http://localhost:5173"),
+    ("UPGRADE_URL", "https://kraftd.io/pricing"),
+    ("LOG_FORMAT", "json"),
+    ("RUST_LOG", "info"),
+];
+
+/// Minimum HS256 secret length: shorter keys are guessable offline.
+const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Started by the Functions host, which chose the port.
+    FunctionsHost { port: u16 },
+    /// `handler serve` on a developer's machine.
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub mode: RunMode,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tokens: TokenSettings,
+    pub limits: LimitOverrides,
+    pub cors_origins: Vec<String>,
+    pub upgrade_url: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `get`; empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let mode = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            Some(p) => RunMode::FunctionsHost {
+                port: parse_port("FUNCTIONS_CUSTOMHANDLER_PORT", &p)?,
+            },
+            None => RunMode::Local,
+        };
+        let listen = match mode {
+            // The host talks to the handler over loopback only.
+            RunMode::FunctionsHost { port } => {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+            }
+            RunMode::Local => {
+                let ip = match get("BIND_ADDRESS") {
+                    Some(a) => a
+                        .parse()
+                        .map_err(|_| bad("BIND_ADDRESS", format!("{a:?} is not an IP address")))?,
+                    None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                };
+                let port = match get("PORT") {
+                    Some(p) => parse_port("PORT", &p)?,
+                    None => 7071,
+                };
+                SocketAddr::new(ip, port)
+            }
+        };
+
+        match get("STORE").as_deref() {
+            None | Some("sqlite") => {}
+            Some(other) => {
+                return Err(bad(
+                    "STORE",
+                    format!("{other:?} is not a store this build has (sqlite)"),
+                ))
+            }
+        }
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".local".into()));
+
+        let hs256_secret = match get("JWT_SECRET") {
+            Some(s) if s.len() < MIN_SECRET_BYTES => {
+                return Err(bad(
+                    "JWT_SECRET",
+                    format!("must be at least {MIN_SECRET_BYTES} bytes long"),
+                ))
+            }
+            Some(s) => Some(Secret::new(s)),
+            None if matches!(mode, RunMode::FunctionsHost { .. }) => {
+                return Err(bad(
+                    "JWT_SECRET",
+                    "is required when running under the Functions host",
+                ))
+            }
+            None => None,
+        };
+        let tokens = TokenSettings {
+            hs256_secret: hs256_secret.unwrap_or_else(|| Secret::new(String::new())),
+            rs256_public_key_pem: get("JWT_RS256_PUBLIC_KEY").map(|pem| pem.replace("\\n", "\n")),
+            issuer: get("JWT_ISSUER").unwrap_or_else(|| "kraftd".into()),
+            audience: get("JWT_AUDIENCE").unwrap_or_else(|| "kraftd-billing".into()),
+            ttl_seconds: match get("JWT_TTL_SECONDS") {
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if (60..=86_400).contains(&n) => n,
+                    _ => {
+                        return Err(bad(
+                            "JWT_TTL_SECONDS",
+                            format!("{v:?} is not a number of seconds from 60 to 86400"),
+                        ))
+                    }
+                },
+                None => 3600,
+            },
+        };
+
+        let limit = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| bad(name, format!("{v:?} is not a non-negative whole number")))
+                })
+                .transpose()
+        };
+        let limits = LimitOverrides {
+            free_documents_per_month: limit("FREE_PLAN_DOCS_LIMIT")?,
+            pro_documents_per_month: limit("PRO_PLAN_DOCS_LIMIT")?,
+            free_api_calls_per_day: limit("FREE_PLAN_API_LIMIT")?,
+            pro_api_calls_per_day: limit("PRO_PLAN_API_LIMIT")?,
+        };
+
+        let cors_origins = get("CORS_ALLOWED_ORIGINS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(|o| {
+                        let ok = (o.starts_with("https://") || o.starts_with("http://"))
+                            && !o.trim_end_matches('/').contains(['?', '#', ' '])
+                            && o.splitn(4, '/').nth(3).is_none_or(str::is_empty);
+                        if ok {
+                            Ok(o.trim_end_matches('/').to_owned())
+                        } else {
+                            Err(bad(
+                                "CORS_ALLOWED_ORIGINS",
+                                format!("{o:?} is not an origin like https://app.example.com"),
+                            ))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+
+        let upgrade_url = get("UPGRADE_URL").unwrap_or_else(|| "https://kraftd.io/pricing".into());
+        if !(upgrade_url.starts_with("https://") || upgrade_url.starts_with("http://")) {
+            return Err(bad("UPGRADE_URL", "must be an http(s) URL"));
+        }
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            None if matches!(mode, RunMode::FunctionsHost { .. }) => LogFormat::Json,
+            None => LogFormat::Text,
+            Some(other) => return Err(bad("LOG_FORMAT", format!("{other:?} is not json or text"))),
+        };
+
+        let config = Self {
+            mode,
+            listen,
+            data_dir,
+            tokens,
+            limits,
+            cors_origins,
+            upgrade_url,
+            log_format,
+        };
+        if config.has_signing_secret() {
+            config.validate_keys()?;
+        }
+        Ok(config)
+    }
+
+    pub fn has_signing_secret(&self) -> bool {
+        !self.tokens.hs256_secret.expose().is_empty()
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        Tokens::new(&self.tokens)
+            .map(drop)
+            .map_err(|e| bad("JWT_RS256_PUBLIC_KEY", e.to_string()))
+    }
+
+    /// Local runs without JWT_SECRET get a random secret kept in the data
+    /// directory, so tokens survive restarts. Never used under the host.
+    pub fn ensure_local_signing_secret(&mut self) -> Result<(), ConfigError> {
+        if self.has_signing_secret() {
+            return Ok(());
+        }
+        let path = self.data_dir.join("dev-jwt-secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= MIN_SECRET_BYTES => s.trim().to_owned(),
+            _ => {
+                let mut bytes = [0u8; 48];
+                rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+                let s = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+                write_private(&path, &s).map_err(|e| {
+                    bad("DATA_DIR", format!("cannot write {}: {e}", path.display()))
+                })?;
+                s
+            }
+        };
+        self.tokens.hs256_secret = Secret::new(secret);
+        self.validate_keys()
+    }
+}
+
+fn parse_port(setting: &'static str, v: &str) -> Result<u16, ConfigError> {
+    v.parse::<u16>()
+        .map_err(|_| bad(setting, format!("{v:?} is not a port number (0-65535)")))
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn local_defaults_bind_loopback_7071() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7071".parse().unwrap());
+        assert_eq!(c.mode, RunMode::Local);
+    }
+
+    #[test]
+    fn host_mode_binds_the_hosts_port_and_needs_a_secret() {
+        let e = with(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "4321")])
+            .err()
+            .unwrap();
+        assert_eq!(e.setting, "JWT_SECRET");
+        let c = with(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "4321"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("PORT", "9999"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:4321".parse().unwrap());
+    }
+
+    #[test]
+    fn each_bad_value_names_its_setting_and_never_echoes_secrets() {
+        for (name, value) in [
+            ("FREE_PLAN_DOCS_LIMIT", "lots"),
+            ("PRO_PLAN_API_LIMIT", "-1"),
+            ("PORT", "70000"),
+            ("JWT_TTL_SECONDS", "5"),
+            ("CORS_ALLOWED_ORIGINS", "kraftd.io"),
+            ("LOG_FORMAT", "xml"),
+            ("STORE", "mongo"),
+            ("JWT_RS256_PUBLIC_KEY", "not a key"),
+        ] {
+            let e = with(&[
+                (name, value),
+                ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ])
+            .err();
+            assert_eq!(e.map(|e| e.setting), Some(name), "{name}={value}");
+        }
+        let e = with(&[("JWT_SECRET", "short-secret-value")]).err().unwrap();
+        assert_eq!(e.setting, "JWT_SECRET");
+        assert!(!e.to_string().contains("short-secret-value"));
+    }
+}

@@ -1,0 +1,337 @@
+//! The plan catalog, defined once. Prices are integer cents; limits are typed
+//! (`None` = unlimited).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::money::Money;
+
+/// Plan identity and tier at once. The declaration order is the upgrade
+/// order (free < pro < enterprise); `Ord` derives from it and every
+/// "upgrade to" hint uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanId {
+    Free,
+    Pro,
+    Enterprise,
+}
+
+impl PlanId {
+    pub const ALL: [PlanId; 3] = [PlanId::Free, PlanId::Pro, PlanId::Enterprise];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanId::Free => "free",
+            PlanId::Pro => "pro",
+            PlanId::Enterprise => "enterprise",
+        }
+    }
+
+    /// The next tier up, for upgrade hints; `None` at the top.
+    pub fn next_tier(self) -> Option<PlanId> {
+        Self::ALL.into_iter().find(|p| *p > self)
+    }
+
+    pub fn is_paid(self) -> bool {
+        self != PlanId::Free
+    }
+}
+
+impl fmt::Display for PlanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PlanId {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BillingInterval {
+    #[default]
+    Monthly,
+    Annual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Pdf,
+    Excel,
+    Json,
+    Csv,
+    Xml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    AiFeatures,
+}
+
+/// `None` means unlimited.
+pub type Limit = Option<u64>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub documents_per_month: Limit,
+    pub api_calls_per_day: Limit,
+    pub team_members: Limit,
+    pub storage_mb: Limit,
+    pub export_formats: Vec<ExportFormat>,
+    pub ai_features: bool,
+    pub priority_support: bool,
+    pub sso: bool,
+    pub custom_integrations: bool,
+}
+
+impl Limits {
+    pub fn allows_feature(&self, feature: Feature) -> bool {
+        match feature {
+            Feature::AiFeatures => self.ai_features,
+        }
+    }
+
+    pub fn allows_export(&self, format: ExportFormat) -> bool {
+        self.export_formats.contains(&format)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Price {
+    pub interval: BillingInterval,
+    #[serde(flatten)]
+    pub money: Money,
+    /// Stripe lookup key; prices are found by it, never by hard-coded ids.
+    pub lookup_key: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub id: PlanId,
+    pub name: &'static str,
+    pub tier: PlanId,
+    pub description: &'static str,
+    /// Empty for custom-priced plans (see `contact_sales`).
+    pub prices: Vec<Price>,
+    pub contact_sales: bool,
+    pub features: Vec<&'static str>,
+    pub limits: Limits,
+}
+
+impl Plan {
+    pub fn price(&self, interval: BillingInterval) -> Option<&Price> {
+        self.prices.iter().find(|p| p.interval == interval)
+    }
+}
+
+/// Operator overrides of the catalog's limits (the seed's environment names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    pub free_documents_per_month: Option<u64>,
+    pub pro_documents_per_month: Option<u64>,
+    pub free_api_calls_per_day: Option<u64>,
+    pub pro_api_calls_per_day: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    plans: Vec<Plan>,
+}
+
+const ALL_FORMATS: [ExportFormat; 5] = [
+    ExportFormat::Pdf,
+    ExportFormat::Excel,
+    ExportFormat::Json,
+    ExportFormat::Csv,
+    ExportFormat::Xml,
+];
+
+impl Catalog {
+    /// KRAFTD's plans. The only place prices and limits are written down.
+    pub fn standard() -> Self {
+        let free = Plan {
+            id: PlanId::Free,
+            name: "Free",
+            tier: PlanId::Free,
+            description: "Evaluate KRAFTD on real documents, free forever.",
+            prices: vec![Price {
+                interval: BillingInterval::Monthly,
+                money: Money::usd_cents(0),
+                lookup_key: "free_monthly",
+            }],
+            contact_sales: false,
+            features: vec![
+                "50 documents a month",
+                "1,000 API calls a day",
+                "PDF export",
+                "5 GB storage",
+                "Community support",
+            ],
+            limits: Limits {
+                documents_per_month: Some(50),
+                api_calls_per_day: Some(1_000),
+                team_members: Some(1),
+                storage_mb: Some(5 * 1024),
+                export_formats: vec![ExportFormat::Pdf],
+                ai_features: false,
+                priority_support: false,
+                sso: false,
+                custom_integrations: false,
+            },
+        };
+        let pro = Plan {
+            id: PlanId::Pro,
+            name: "Professional",
+            tier: PlanId::Pro,
+            description: "For growing teams that process documents every day.",
+            prices: vec![
+                Price {
+                    interval: BillingInterval::Monthly,
+                    money: Money::usd_cents(9_900),
+                    lookup_key: "pro_monthly",
+                },
+                Price {
+                    interval: BillingInterval::Annual,
+                    money: Money::usd_cents(99_000),
+                    lookup_key: "pro_annual",
+                },
+            ],
+            contact_sales: false,
+            features: vec![
+                "1,000 documents a month",
+                "50,000 API calls a day",
+                "AI extraction",
+                "PDF, Excel, JSON and CSV export",
+                "Up to 10 team members",
+                "100 GB storage",
+                "Priority support",
+            ],
+            limits: Limits {
+                documents_per_month: Some(1_000),
+                api_calls_per_day: Some(50_000),
+                team_members: Some(10),
+                storage_mb: Some(100 * 1024),
+                export_formats: vec![
+                    ExportFormat::Pdf,
+                    ExportFormat::Excel,
+                    ExportFormat::Json,
+                    ExportFormat::Csv,
+                ],
+                ai_features: true,
+                priority_support: true,
+                sso: false,
+                custom_integrations: false,
+            },
+        };
+        let enterprise = Plan {
+            id: PlanId::Enterprise,
+            name: "Enterprise",
+            tier: PlanId::Enterprise,
+            description: "Unlimited processing, SSO and custom integrations. Contact sales.",
+            prices: vec![],
+            contact_sales: true,
+            features: vec![
+                "Unlimited documents and API calls",
+                "AI extraction",
+                "Every export format, including XML",
+                "Unlimited team members and storage",
+                "Single sign-on",
+                "Custom integrations",
+                "Priority support",
+            ],
+            limits: Limits {
+                documents_per_month: None,
+                api_calls_per_day: None,
+                team_members: None,
+                storage_mb: None,
+                export_formats: ALL_FORMATS.to_vec(),
+                ai_features: true,
+                priority_support: true,
+                sso: true,
+                custom_integrations: true,
+            },
+        };
+        Self {
+            plans: vec![free, pro, enterprise],
+        }
+    }
+
+    pub fn with_overrides(mut self, o: &LimitOverrides) -> Self {
+        for plan in &mut self.plans {
+            let (docs, api) = match plan.id {
+                PlanId::Free => (o.free_documents_per_month, o.free_api_calls_per_day),
+                PlanId::Pro => (o.pro_documents_per_month, o.pro_api_calls_per_day),
+                PlanId::Enterprise => (None, None),
+            };
+            if docs.is_some() {
+                plan.limits.documents_per_month = docs;
+            }
+            if api.is_some() {
+                plan.limits.api_calls_per_day = api;
+            }
+        }
+        self
+    }
+
+    pub fn plans(&self) -> &[Plan] {
+        &self.plans
+    }
+
+    pub fn plan(&self, id: PlanId) -> &Plan {
+        self.plans
+            .iter()
+            .find(|p| p.id == id)
+            .expect("the catalog holds every PlanId")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_order_is_free_pro_enterprise() {
+        assert_eq!(PlanId::Free.next_tier(), Some(PlanId::Pro));
+        assert_eq!(PlanId::Pro.next_tier(), Some(PlanId::Enterprise));
+        assert_eq!(PlanId::Enterprise.next_tier(), None);
+    }
+
+    #[test]
+    fn catalog_has_every_plan_once_with_integer_prices() {
+        let c = Catalog::standard();
+        for id in PlanId::ALL {
+            assert_eq!(c.plans().iter().filter(|p| p.id == id).count(), 1);
+        }
+        let pro = c.plan(PlanId::Pro);
+        assert_eq!(
+            pro.price(BillingInterval::Monthly).unwrap().money.amount,
+            9_900
+        );
+        assert_eq!(
+            pro.price(BillingInterval::Annual).unwrap().money.amount,
+            99_000
+        );
+        assert!(c.plan(PlanId::Enterprise).prices.is_empty());
+    }
+
+    #[test]
+    fn overrides_touch_only_what_they_name() {
+        let o = LimitOverrides {
+            free_documents_per_month: Some(3),
+            ..Default::default()
+        };
+        let c = Catalog::standard().with_overrides(&o);
+        assert_eq!(c.plan(PlanId::Free).limits.documents_per_month, Some(3));
+        assert_eq!(c.plan(PlanId::Free).limits.api_calls_per_day, Some(1_000));
+        assert_eq!(c.plan(PlanId::Pro).limits.documents_per_month, Some(1_000));
+    }
+}

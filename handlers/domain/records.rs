@@ -1,0 +1,55 @@
+//! Money records kept for accounting, with the retention each one carries.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::money::Money;
+use super::user::UserId;
+
+/// Payments are kept seven years for accounting.
+pub const PAYMENT_RETENTION_DAYS: i64 = 7 * 365 + 2;
+/// Webhook event ids are remembered long enough to outlive Stripe's 3-day retries.
+pub const WEBHOOK_EVENT_RETENTION_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// Stable and unique (e.g. the Stripe payment intent id), so recording
+    /// one payment twice stores it once.
+    pub id: String,
+    pub user_id: UserId,
+    pub amount: Money,
+    pub status: String,
+    pub description: String,
+    pub stripe_invoice_id: Option<String>,
+    pub receipt_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Payment {
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.created_at + Duration::days(PAYMENT_RETENTION_DAYS)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    /// The Stripe invoice id: an invoice is upserted as Stripe updates it.
+    pub id: String,
+    pub user_id: UserId,
+    pub number: Option<String>,
+    pub amount_due: Money,
+    pub amount_paid: Money,
+    pub status: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub hosted_invoice_url: Option<String>,
+    pub pdf_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Invoice {
+    /// Invoices are accounting records too.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.created_at + Duration::days(PAYMENT_RETENTION_DAYS)
+    }
+}

@@ -1,0 +1,88 @@
+//! Generates each function's `function.json` from the route table and
+//! compares the committed files with it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::{HttpFunction, HTTP_FUNCTIONS};
+
+/// host.json's `extensions.http.routePrefix`.
+pub const ROUTE_PREFIX: &str = "api";
+
+/// One httpTrigger in and one http out: the shape for which the host
+/// forwards the request unchanged (raw body, original path and headers).
+pub fn http_function_json(f: &HttpFunction) -> Value {
+    json!({
+        "bindings": [
+            {
+                "type": "httpTrigger",
+                "direction": "in",
+                "name": "req",
+                "authLevel": f.auth_level.as_str(),
+                "methods": f.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "route": f.route,
+            },
+            { "type": "http", "direction": "out", "name": "res" }
+        ]
+    })
+}
+
+/// Every function folder and the exact text of its function.json.
+pub fn generate() -> BTreeMap<&'static str, String> {
+    HTTP_FUNCTIONS
+        .iter()
+        .map(|f| {
+            let text = serde_json::to_string_pretty(&http_function_json(f))
+                .expect("JSON values serialise");
+            (f.name, text + "\n")
+        })
+        .collect()
+}
+
+/// Writes every function.json under `dir` and removes folders of functions
+/// the table no longer has. Returns the names written.
+pub fn write(dir: &Path) -> io::Result<Vec<&'static str>> {
+    let wanted = generate();
+    for stale in drift(dir)?.into_iter().filter(|d| d.starts_with("stale ")) {
+        let name = stale.trim_start_matches("stale ");
+        std::fs::remove_dir_all(dir.join(name))?;
+    }
+    for (name, text) in &wanted {
+        std::fs::create_dir_all(dir.join(name))?;
+        std::fs::write(dir.join(name).join("function.json"), text)?;
+    }
+    Ok(wanted.into_keys().collect())
+}
+
+/// What differs between `dir` and the route table, one line per function
+/// ("missing X", "differs X", "stale X"); empty when they agree.
+pub fn drift(dir: &Path) -> io::Result<Vec<String>> {
+    let wanted = generate();
+    let mut found = Vec::new();
+    if dir.exists() {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.path().join("function.json").is_file() {
+                found.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, text) in &wanted {
+        match std::fs::read_to_string(dir.join(name).join("function.json")) {
+            Err(_) => out.push(format!("missing {name}")),
+            Ok(have) if have != *text => out.push(format!("differs {name}")),
+            Ok(_) => {}
+        }
+    }
+    for name in found {
+        if !wanted.contains_key(name.as_str()) {
+            out.push(format!("stale {name}"));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,142 @@
+//! The route table: every function this handler serves, defined once. It
+//! builds the axum router (`http::router`) and every
+//! `functions/<Name>/function.json` (`manifest`).
+
+pub mod manifest;
+
+use axum::routing::{on, MethodFilter, MethodRouter};
+
+use crate::http::{accounts, billing, health, plans, usage, AppState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "get",
+            HttpMethod::Post => "post",
+        }
+    }
+
+    pub fn filter(self) -> MethodFilter {
+        match self {
+            HttpMethod::Get => MethodFilter::GET,
+            HttpMethod::Post => MethodFilter::POST,
+        }
+    }
+}
+
+/// The Functions host's key check, done before the handler sees a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthLevel {
+    Anonymous,
+    Function,
+}
+
+impl AuthLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthLevel::Anonymous => "anonymous",
+            AuthLevel::Function => "function",
+        }
+    }
+}
+
+/// The handler's own check: public, or a signed-in user whose request is
+/// metered as one API call before the handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    User,
+}
+
+pub struct HttpFunction {
+    pub name: &'static str,
+    pub methods: &'static [HttpMethod],
+    /// Below the `api` route prefix, in the syntax both axum and the host read.
+    pub route: &'static str,
+    pub auth_level: AuthLevel,
+    pub access: Access,
+    pub mount: fn(MethodFilter) -> MethodRouter<AppState>,
+}
+
+impl HttpFunction {
+    pub fn path(&self) -> String {
+        format!("/{}/{}", manifest::ROUTE_PREFIX, self.route)
+    }
+}
+
+use Access::{Public, User};
+use AuthLevel::Anonymous;
+use HttpMethod::{Get, Post};
+
+pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
+    HttpFunction {
+        name: "Health",
+        methods: &[Get],
+        route: "health",
+        auth_level: Anonymous,
+        access: Public,
+        mount: |m| on(m, health::check),
+    },
+    HttpFunction {
+        name: "ListPlans",
+        methods: &[Get],
+        route: "plans",
+        auth_level: Anonymous,
+        access: Public,
+        mount: |m| on(m, plans::list),
+    },
+    HttpFunction {
+        name: "RegisterWithPlan",
+        methods: &[Post],
+        route: "auth/register/with-plan",
+        auth_level: Anonymous,
+        access: Public,
+        mount: |m| on(m, accounts::register),
+    },
+    HttpFunction {
+        name: "Login",
+        methods: &[Post],
+        route: "auth/login",
+        auth_level: Anonymous,
+        access: Public,
+        mount: |m| on(m, accounts::login),
+    },
+    HttpFunction {
+        name: "GetSubscription",
+        methods: &[Get],
+        route: "billing/subscription",
+        auth_level: Anonymous,
+        access: User,
+        mount: |m| on(m, billing::subscription),
+    },
+    HttpFunction {
+        name: "ConsumeUsage",
+        methods: &[Post],
+        route: "usage/consume",
+        auth_level: Anonymous,
+        access: User,
+        mount: |m| on(m, usage::consume),
+    },
+    HttpFunction {
+        name: "GetUsage",
+        methods: &[Get],
+        route: "usage",
+        auth_level: Anonymous,
+        access: User,
+        mount: |m| on(m, usage::report),
+    },
+    HttpFunction {
+        name: "GetEntitlements",
+        methods: &[Get],
+        route: "entitlements",
+        auth_level: Anonymous,
+        access: User,
+        mount: |m| on(m, usage::entitlements),
+    },
+];

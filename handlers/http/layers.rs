@@ -1,0 +1,93 @@
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use super::error::UpgradeHint;
+use super::AppState;
+
+/// The Functions host's id for this invocation, carried into every log line.
+const INVOCATION_ID: &str = "x-azure-functions-invocationid";
+
+/// One span per request with method, path (never the query: it may carry
+/// tokens) and the host's invocation id. Headers and bodies are never logged.
+pub fn trace() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Request) -> tracing::Span>
+{
+    fn span(req: &Request) -> tracing::Span {
+        let invocation = req
+            .headers()
+            .get(INVOCATION_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            invocation_id = %invocation,
+        )
+    }
+    TraceLayer::new_for_http()
+        .make_span_with(span as fn(&Request) -> tracing::Span)
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
+}
+
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+        ])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::ETAG,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("x-upgrade-url"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// Turns an upgrade hint on a response into `X-Upgrade-Url`.
+pub async fn upgrade_links(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if let Some(UpgradeHint(plan)) = response.extensions().get::<UpgradeHint>().copied() {
+        let sep = if state.upgrade_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        if let Ok(v) = HeaderValue::from_str(&format!("{}{sep}plan={plan}", state.upgrade_url)) {
+            response.headers_mut().insert("x-upgrade-url", v);
+        }
+    }
+    response
+}
+
+/// Billing answers are per user: no cache may keep them unless a handler
+/// says otherwise (the public plan catalog does).
+pub async fn no_store_by_default(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,69 @@
+//! The HTTP face of the service: thin handlers per resource, one error
+//! mapping, and the middleware every request passes through.
+
+pub mod accounts;
+pub mod billing;
+pub mod error;
+pub mod health;
+pub mod json;
+mod layers;
+pub mod metering;
+pub mod plans;
+pub mod usage;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::MethodFilter;
+use axum::Router;
+
+use crate::app::Billing;
+use crate::functions::{Access, HTTP_FUNCTIONS};
+
+/// Request bodies past this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub billing: Arc<Billing>,
+    pub plans: Arc<plans::CachedCatalog>,
+    pub upgrade_url: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(billing: Billing, upgrade_url: &str) -> Self {
+        let plans = Arc::new(plans::CachedCatalog::new(billing.catalog()));
+        Self {
+            billing: Arc::new(billing),
+            plans,
+            upgrade_url: upgrade_url.into(),
+        }
+    }
+}
+
+/// The whole service as one router, built from the route table.
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let mut api = Router::new();
+    for f in HTTP_FUNCTIONS {
+        let methods = f
+            .methods
+            .iter()
+            .map(|m| m.filter())
+            .reduce(MethodFilter::or)
+            .expect("every function has a method");
+        let mut route = (f.mount)(methods);
+        if f.access == Access::User {
+            route = route.route_layer(from_fn_with_state(state.clone(), metering::require_user));
+        }
+        api = api.route(&f.path(), route);
+    }
+    api.fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state.clone(), layers::upgrade_links))
+        .layer(layers::trace())
+        .layer(from_fn(layers::no_store_by_default))
+        .layer(layers::cors(cors_origins))
+        .with_state(state)
+}

@@ -1,0 +1,65 @@
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::domain::plan::{Catalog, PlanId};
+
+use super::AppState;
+
+/// The catalog never changes while the process runs: serialise it once and
+/// let clients revalidate with its ETag.
+pub struct CachedCatalog {
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+impl CachedCatalog {
+    pub fn new(catalog: &Catalog) -> Self {
+        let body = serde_json::to_vec(&json!({
+            "plans": catalog.plans(),
+            "upgrade_order": PlanId::ALL,
+        }))
+        .expect("the catalog serialises");
+        let digest = Sha256::digest(&body);
+        let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            etag: HeaderValue::from_str(&format!("\"{tag}\"")).expect("hex is a valid header"),
+            body: body.into(),
+        }
+    }
+}
+
+fn matches(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(list) = if_none_match.to_str() else {
+        return false;
+    };
+    let want = etag.to_str().unwrap_or_default();
+    list.split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == want)
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let cached = &state.plans;
+    let cache = [
+        (header::ETAG, cached.etag.clone()),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        ),
+    ];
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| matches(v, &cached.etag))
+    {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    let json = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    (cache, json, cached.body.clone()).into_response()
+}

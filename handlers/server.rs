@@ -1,0 +1,152 @@
+//! Wiring: from a checked configuration to a running server.
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::app::Billing;
+use crate::auth::{password, token::Tokens};
+use crate::config::{Config, ConfigError, LogFormat};
+use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::plan::Catalog;
+use crate::domain::ports::{Payments, Store, StoreError};
+use crate::http::{self, AppState};
+use crate::payments::PaymentsNotConfigured;
+use crate::store::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store in {dir}: {source}")]
+    Store { dir: String, source: StoreError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// The adapters a router runs on. Tests swap the clock or the store.
+pub struct Adapters {
+    pub store: Arc<dyn Store>,
+    pub payments: Arc<dyn Payments>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Adapters {
+    /// The embedded defaults: SQLite under the data directory, no payments, the system clock.
+    pub fn embedded(config: &Config) -> Result<Self, StartError> {
+        let fail = |source| StartError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| fail(StoreError::Unavailable(e.to_string())))?;
+        let store = SqliteStore::open(&config.data_dir.join("billing.sqlite3")).map_err(fail)?;
+        Ok(Self {
+            store: Arc::new(store),
+            payments: Arc::new(PaymentsNotConfigured),
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// The service's router for a configuration and its adapters.
+pub fn app(config: &Config, adapters: Adapters) -> Result<Router, StartError> {
+    let tokens = Tokens::new(&config.tokens).map_err(|e| ConfigError {
+        setting: "JWT_RS256_PUBLIC_KEY",
+        problem: e.to_string(),
+    })?;
+    let catalog = Catalog::standard().with_overrides(&config.limits);
+    let billing = Billing::new(
+        catalog,
+        adapters.store,
+        adapters.payments,
+        tokens,
+        adapters.clock,
+    );
+    Ok(http::router(
+        AppState::new(billing, &config.upgrade_url),
+        &config.cors_origins,
+    ))
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(std::io::stdout);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Binds, serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+pub async fn serve(mut config: Config) -> Result<(), StartError> {
+    let adapters = Adapters::embedded(&config)?;
+    config.ensure_local_signing_secret()?;
+    let store = adapters.store.clone();
+    let clock = adapters.clock.clone();
+    let router = app(&config, adapters)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(%addr, mode = ?config.mode, "listening on http://{addr}");
+
+    password::warm_up();
+    tokio::spawn(purge_expired_hourly(store, clock));
+
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Enforces record retention (usage 90 days, payments 7 years) off the request path.
+async fn purge_expired_hourly(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(3600),
+    );
+    loop {
+        every.tick().await;
+        match store.purge_expired(clock.now()).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired records purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

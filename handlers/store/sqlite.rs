@@ -1,0 +1,471 @@
+//! The embedded store: one SQLite file whose tables mirror the Cosmos DB
+//! containers (users, usage_records, payments, invoices,
+//! processed_webhook_events). Whole records are kept as JSON documents, with
+//! the fields that queries and uniqueness need lifted into columns.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use serde::de::DeserializeOwned;
+
+use crate::domain::ports::{
+    Etag, LedgerStore, Retention, StoreError, UsageStore, UserStore, Versioned, WebhookLog,
+};
+use crate::domain::records::{Invoice, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
+use crate::domain::usage::{UsageIncrement, UsageKey, UsageOutcome};
+use crate::domain::user::{Email, User, UserId};
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Gauges have no window; their single row sits at this window start.
+const GAUGE_WINDOW: i64 = 0;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id                 TEXT PRIMARY KEY,
+    email              TEXT NOT NULL UNIQUE,
+    stripe_customer_id TEXT UNIQUE,
+    version            INTEGER NOT NULL,
+    doc                TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage_records (
+    user_id      TEXT NOT NULL,
+    metric       TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end   INTEGER,
+    quantity     INTEGER NOT NULL CHECK (quantity >= 0),
+    expires_at   INTEGER,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, metric, window_start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS payments (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payments_by_user ON payments (user_id, created_at);
+CREATE TABLE IF NOT EXISTS invoices (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invoices_by_user ON invoices (user_id, created_at);
+CREATE TABLE IF NOT EXISTS processed_webhook_events (
+    event_id     TEXT PRIMARY KEY,
+    processed_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
+";
+
+/// One connection behind a mutex: SQLite serialises writers anyway, and a
+/// single connection keeps every check-and-record trivially atomic.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
+        Self::init(conn)
+    }
+
+    /// A private database that lives as long as the store (tests, benchmarks).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(unavailable)?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(unavailable)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(unavailable)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async runtime's worker threads.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn user_query(
+    conn: &Connection,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<Versioned<User>>, StoreError> {
+    let sql = format!("SELECT doc, version FROM users WHERE {column} = ?1");
+    let row: Option<(String, i64)> = conn
+        .prepare_cached(&sql)
+        .map_err(unavailable)?
+        .query_row([value], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(unavailable)?;
+    row.map(|(doc, version)| {
+        Ok(Versioned {
+            value: from_json(&doc)?,
+            etag: Etag(version.to_string()),
+        })
+    })
+    .transpose()
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &User) -> Result<Etag, StoreError> {
+        let doc = to_json(user)?;
+        let (id, email) = (user.id.to_string(), user.email.as_str().to_owned());
+        let customer = user.subscription.stripe_customer_id.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO users (id, email, stripe_customer_id, version, doc) VALUES (?1, ?2, ?3, 1, ?4)",
+            )
+            .map_err(unavailable)?
+            .execute(params![id, email, customer, doc])
+            .map_err(|e| match e {
+                e if is_unique_violation(&e) && e.to_string().contains("users.stripe_customer_id") => {
+                    StoreError::Conflict("stripe customer")
+                }
+                e if is_unique_violation(&e) && e.to_string().contains("users.id") => {
+                    StoreError::Conflict("user id")
+                }
+                e if is_unique_violation(&e) => StoreError::Conflict("email"),
+                e => unavailable(e),
+            })?;
+            Ok(Etag("1".into()))
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError> {
+        self.with_conn(move |c| user_query(c, "id", &id.to_string()))
+            .await
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError> {
+        let email = email.as_str().to_owned();
+        self.with_conn(move |c| user_query(c, "email", &email))
+            .await
+    }
+
+    async fn user_by_stripe_customer(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<Versioned<User>>, StoreError> {
+        let customer = customer_id.to_owned();
+        self.with_conn(move |c| user_query(c, "stripe_customer_id", &customer))
+            .await
+    }
+
+    async fn replace_user(&self, user: &User, if_match: &Etag) -> Result<Etag, StoreError> {
+        let doc = to_json(user)?;
+        let (id, email) = (user.id.to_string(), user.email.as_str().to_owned());
+        let customer = user.subscription.stripe_customer_id.clone();
+        let expected: i64 = if_match
+            .0
+            .parse()
+            .map_err(|_| StoreError::VersionConflict)?;
+        self.with_conn(move |c| {
+            let updated: Option<i64> = c
+                .prepare_cached(
+                    "UPDATE users SET email = ?2, stripe_customer_id = ?3, doc = ?4, version = version + 1
+                     WHERE id = ?1 AND version = ?5 RETURNING version",
+                )
+                .map_err(unavailable)?
+                .query_row(params![id, email, customer, doc, expected], |r| r.get(0))
+                .optional()
+                .map_err(|e| match e {
+                    e if is_unique_violation(&e) && e.to_string().contains("stripe_customer_id") => {
+                        StoreError::Conflict("stripe customer")
+                    }
+                    e if is_unique_violation(&e) => StoreError::Conflict("email"),
+                    e => unavailable(e),
+                })?;
+            match updated {
+                Some(v) => Ok(Etag(v.to_string())),
+                None => {
+                    let exists: bool = c
+                        .query_row("SELECT 1 FROM users WHERE id = ?1", [&id], |_| Ok(()))
+                        .optional()
+                        .map_err(unavailable)?
+                        .is_some();
+                    Err(if exists {
+                        StoreError::VersionConflict
+                    } else {
+                        StoreError::NotFound
+                    })
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn window_start(key: &UsageKey) -> i64 {
+    key.window.map_or(GAUGE_WINDOW, |w| ms(w.start))
+}
+
+fn read_usage(c: &Connection, user_id: &str, key: &UsageKey) -> Result<u64, StoreError> {
+    let q: Option<i64> = c
+        .prepare_cached(
+            "SELECT quantity FROM usage_records WHERE user_id = ?1 AND metric = ?2 AND window_start = ?3",
+        )
+        .map_err(unavailable)?
+        .query_row(params![user_id, key.metric.as_str(), window_start(key)], |r| r.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    Ok(q.unwrap_or(0).max(0) as u64)
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn increment_usage(&self, inc: &UsageIncrement) -> Result<UsageOutcome, StoreError> {
+        let inc = inc.clone();
+        self.with_conn(move |c| {
+            let user = inc.user_id.to_string();
+            let key = inc.key;
+            let limit = inc.limit.map(|l| l.min(i64::MAX as u64) as i64);
+            let denied = |c: &Connection| Ok(UsageOutcome::Denied { total: read_usage(c, &user, &key)? });
+            if limit.is_some_and(|l| inc.amount > l) {
+                return denied(c);
+            }
+            // One statement decides and records: the WHERE clause is the
+            // limit check, so no interleaving can admit past the limit.
+            let total: Option<i64> = if inc.amount >= 0 {
+                c.prepare_cached(
+                    "INSERT INTO usage_records (user_id, metric, window_start, window_end, quantity, expires_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (user_id, metric, window_start) DO UPDATE
+                        SET quantity = quantity + excluded.quantity, updated_at = excluded.updated_at
+                        WHERE ?8 IS NULL OR usage_records.quantity + excluded.quantity <= ?8
+                     RETURNING quantity",
+                )
+                .map_err(unavailable)?
+                .query_row(
+                    params![
+                        user,
+                        key.metric.as_str(),
+                        window_start(&key),
+                        key.window.map(|w| ms(w.end)),
+                        inc.amount,
+                        key.expires_at().map(ms),
+                        ms(inc.at),
+                        limit
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?
+            } else {
+                c.prepare_cached(
+                    "UPDATE usage_records SET quantity = quantity + ?4, updated_at = ?5
+                     WHERE user_id = ?1 AND metric = ?2 AND window_start = ?3 AND quantity + ?4 >= 0
+                     RETURNING quantity",
+                )
+                .map_err(unavailable)?
+                .query_row(
+                    params![user, key.metric.as_str(), window_start(&key), inc.amount, ms(inc.at)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?
+            };
+            match total {
+                Some(t) => Ok(UsageOutcome::Admitted { total: t as u64 }),
+                None => denied(c),
+            }
+        })
+        .await
+    }
+
+    async fn usage(&self, user_id: UserId, keys: &[UsageKey]) -> Result<Vec<u64>, StoreError> {
+        let keys = keys.to_vec();
+        self.with_conn(move |c| {
+            let user = user_id.to_string();
+            keys.iter().map(|k| read_usage(c, &user, k)).collect()
+        })
+        .await
+    }
+}
+
+fn docs_for_user<T: DeserializeOwned>(
+    c: &Connection,
+    table: &'static str,
+    user_id: UserId,
+    now: DateTime<Utc>,
+) -> Result<Vec<T>, StoreError> {
+    let sql = format!(
+        "SELECT doc FROM {table} WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at DESC, id"
+    );
+    let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![user_id.to_string(), ms(now)], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(unavailable)?;
+    rows.map(|doc| from_json(&doc.map_err(unavailable)?))
+        .collect()
+}
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn record_payment(&self, payment: &Payment) -> Result<(), StoreError> {
+        let doc = to_json(payment)?;
+        let p = payment.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO payments (id, user_id, created_at, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(unavailable)?
+            .execute(params![p.id, p.user_id.to_string(), ms(p.created_at), ms(p.expires_at()), doc])
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn payments(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Payment>, StoreError> {
+        self.with_conn(move |c| docs_for_user(c, "payments", user_id, now))
+            .await
+    }
+
+    async fn upsert_invoice(&self, invoice: &Invoice) -> Result<(), StoreError> {
+        let doc = to_json(invoice)?;
+        let i = invoice.clone();
+        self.with_conn(move |c| {
+            // An invoice never moves to another user, whatever a caller sends.
+            let changed = c
+                .prepare_cached(
+                    "INSERT INTO invoices (id, user_id, created_at, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, created_at = excluded.created_at,
+                        expires_at = excluded.expires_at
+                     WHERE invoices.user_id = excluded.user_id",
+                )
+                .map_err(unavailable)?
+                .execute(params![i.id, i.user_id.to_string(), ms(i.created_at), ms(i.expires_at()), doc])
+                .map_err(unavailable)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict("invoice"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn invoices(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Invoice>, StoreError> {
+        self.with_conn(move |c| docs_for_user(c, "invoices", user_id, now))
+            .await
+    }
+}
+
+#[async_trait]
+impl WebhookLog for SqliteStore {
+    async fn claim_event(&self, event_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let id = event_id.to_owned();
+        let expires = now + Duration::days(WEBHOOK_EVENT_RETENTION_DAYS);
+        self.with_conn(move |c| {
+            let inserted = c
+                .prepare_cached(
+                    "INSERT INTO processed_webhook_events (event_id, processed_at, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .map_err(unavailable)?
+                .execute(params![id, ms(now), ms(expires)])
+                .map_err(unavailable)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Retention for SqliteStore {
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let mut purged = 0;
+            for table in [
+                "payments",
+                "invoices",
+                "usage_records",
+                "processed_webhook_events",
+            ] {
+                purged += tx
+                    .execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?1"
+                        ),
+                        [ms(now)],
+                    )
+                    .map_err(unavailable)? as u64;
+            }
+            tx.commit().map_err(unavailable)?;
+            Ok(purged)
+        })
+        .await
+    }
+}
