@@ -311,6 +311,22 @@ mod tests {
     }
 
     #[test]
+    fn settings_lists_exactly_what_is_read() {
+        let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let _ = Config::from_lookup(|k| {
+            asked.lock().unwrap().insert(k.to_owned());
+            None
+        });
+        let mut listed: std::collections::BTreeSet<String> =
+            SETTINGS.iter().map(|(n, _)| n.to_string()).collect();
+        // Set by the Functions host, never by an operator.
+        listed.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into());
+        // RUST_LOG is read by the log filter, not by Config.
+        listed.remove("RUST_LOG");
+        assert_eq!(asked.into_inner().unwrap(), listed);
+    }
+
+    #[test]
     fn local_defaults_bind_loopback_7071() {
         let c = with(&[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:7071".parse().unwrap());

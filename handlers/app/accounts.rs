@@ -28,7 +28,7 @@ pub struct Session {
 
 pub enum Registered {
     /// Free plan: active at once.
-    Active(Session),
+    Active(Box<Session>),
     /// Paid plan: the user must pay at this checkout first.
     Checkout(CheckoutSession),
 }
@@ -120,7 +120,7 @@ impl Billing {
                 .map_err(AppError::Payments)?;
             return Ok(Registered::Checkout(checkout));
         }
-        Ok(Registered::Active(self.session(user)))
+        Ok(Registered::Active(Box::new(self.session(user))))
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {

@@ -259,7 +259,11 @@ mod tests {
         assert_eq!(k.window, None);
         assert_eq!(k.expires_at(), None);
         let c = UsageKey::current(Metric::ApiCalls, t("2026-01-01T10:00:00Z"));
-        assert_eq!(c.expires_at(), Some(t("2026-04-01T00:00:00Z")));
+        assert_eq!(
+            c.expires_at(),
+            Some(t("2026-04-02T00:00:00Z")),
+            "90 days after the day ends"
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub async fn register(
     Ok(match registered {
         Registered::Active(session) => {
             tracing::info!(user_id = %session.user.id, "user registered");
-            (StatusCode::CREATED, token_response(session)).into_response()
+            (StatusCode::CREATED, token_response(*session)).into_response()
         }
         Registered::Checkout(checkout) => (
             StatusCode::CREATED,

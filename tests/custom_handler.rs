@@ -1,0 +1,230 @@
+//! The real `handler` binary as the Functions host runs it: it reads the
+//! port from FUNCTIONS_CUSTOMHANDLER_PORT, binds loopback, and answers the
+//! forwarded request at its original `/api/...` path.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(env: &[(&str, &str)], args: &[&str], port: u16) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(HANDLER)
+        .args(args)
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if reqwest::get(format!("{base}/api/health"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handler did not answer within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Running {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn under_the_functions_host_it_serves_forwarded_requests_on_the_hosts_port() {
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut h = start(
+        &[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", &port_s),
+            ("JWT_SECRET", "host-secret-0123456789abcdef0123456789"),
+            ("PORT", "1"),
+        ],
+        &[],
+        port,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // What the host forwards: original path with prefix, its headers, raw body.
+    let r = client
+        .get(format!("{}/api/plans", h.base))
+        .header("x-azure-functions-invocationid", "6f1f6d3e-host-invocation")
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let plans: Value = r.json().await.unwrap();
+    assert_eq!(plans["plans"][1]["prices"][0]["amount"], 9900);
+
+    let raw = json!({"email": "host@example.com", "password": "correct horse 9", "name": "H", "plan_id": "free"}).to_string();
+    let r = client
+        .post(format!("{}/api/auth/register/with-plan", h.base))
+        .header("content-type", "application/json")
+        .header("content-length", raw.len())
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Logs are JSON lines on stdout and carry the host's invocation id.
+    h.child.kill().unwrap();
+    let out = BufReader::new(h.child.stdout.take().unwrap());
+    let lines: Vec<Value> = out
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.to_string().contains("6f1f6d3e-host-invocation")),
+        "{lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.to_string().contains(&format!("127.0.0.1:{port}"))));
+}
+
+#[tokio::test]
+async fn handler_serve_binds_port_from_the_environment_and_stops_cleanly_on_sigterm() {
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut h = start(&[("PORT", &port_s)], &["serve"], port).await;
+    let r = reqwest::get(format!("{}/api/plans", h.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Without JWT_SECRET a local run signs with a generated key kept in DATA_DIR.
+    assert!(h._dir.path().join("dev-jwt-secret").is_file());
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(h.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(code) = h.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "the handler ignored SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(code.success(), "{code:?}");
+}
+
+fn refuses_to_start(env: &[(&str, &str)], setting: &str) {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(HANDLER)
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with bad {setting}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr:?}");
+    assert!(
+        stderr.contains(setting),
+        "{stderr:?} does not name {setting}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing started: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "it never half-starts"
+    );
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_line_naming_the_setting() {
+    let secret = ("JWT_SECRET", "host-secret-0123456789abcdef0123456789");
+    refuses_to_start(&[], "JWT_SECRET");
+    refuses_to_start(&[("JWT_SECRET", "tooshort")], "JWT_SECRET");
+    refuses_to_start(
+        &[secret, ("FREE_PLAN_DOCS_LIMIT", "fifty")],
+        "FREE_PLAN_DOCS_LIMIT",
+    );
+    refuses_to_start(
+        &[secret, ("PRO_PLAN_API_LIMIT", "-5")],
+        "PRO_PLAN_API_LIMIT",
+    );
+    refuses_to_start(
+        &[secret, ("CORS_ALLOWED_ORIGINS", "*")],
+        "CORS_ALLOWED_ORIGINS",
+    );
+    refuses_to_start(
+        &[
+            secret,
+            ("JWT_RS256_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnope"),
+        ],
+        "JWT_RS256_PUBLIC_KEY",
+    );
+    // The secret's value never appears in the error.
+    let out = Command::new(HANDLER)
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", "1")
+        .env("JWT_SECRET", "leaked-if-printed")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("leaked-if-printed"));
+}
+
+#[test]
+fn the_committed_functions_folder_passes_the_cli_check() {
+    let out = Command::new(HANDLER)
+        .args([
+            "functions",
+            "check",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/functions"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(HANDLER).args(["bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

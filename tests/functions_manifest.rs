@@ -1,0 +1,169 @@
+//! The deployment files agree with the code: every function.json is what
+//! the route table generates, and host.json, every function.json and
+//! local.settings.json.example satisfy SchemaStore's schemas.
+
+use std::path::Path;
+
+use kraftd_billing::config::SETTINGS;
+use kraftd_billing::functions::{manifest, HTTP_FUNCTIONS};
+use serde_json::Value;
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn validator(name: &str) -> jsonschema::Validator {
+    let schema = read_json(&root().join("tests/schemas/azure-functions").join(name));
+    // function.json's schema says draft-04 but is only correct as draft-07.
+    jsonschema::draft7::new(&schema).expect("SchemaStore schema compiles")
+}
+
+fn assert_valid(v: &jsonschema::Validator, instance: &Value, what: &str) {
+    let errors: Vec<String> = v
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{what} violates its schema: {errors:#?}");
+}
+
+#[test]
+fn committed_function_folders_are_exactly_what_the_route_table_generates() {
+    let drift = manifest::drift(&root().join("functions")).unwrap();
+    assert!(
+        drift.is_empty(),
+        "functions/ differs from the route table ({drift:?}); run `cargo run --bin handler -- functions write`"
+    );
+}
+
+#[test]
+fn drift_is_detected_in_every_direction() {
+    let dir = tempfile::tempdir().unwrap();
+    manifest::write(dir.path()).unwrap();
+    assert!(manifest::drift(dir.path()).unwrap().is_empty());
+
+    let plans = dir.path().join("ListPlans/function.json");
+    std::fs::write(
+        &plans,
+        std::fs::read_to_string(&plans)
+            .unwrap()
+            .replace("\"get\"", "\"post\""),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(dir.path().join("Login")).unwrap();
+    std::fs::create_dir_all(dir.path().join("OldFunction")).unwrap();
+    std::fs::write(dir.path().join("OldFunction/function.json"), "{}").unwrap();
+    assert_eq!(
+        manifest::drift(dir.path()).unwrap(),
+        ["differs ListPlans", "missing Login", "stale OldFunction"]
+    );
+    manifest::write(dir.path()).unwrap();
+    assert!(manifest::drift(dir.path()).unwrap().is_empty());
+}
+
+#[test]
+fn every_http_function_has_one_trigger_and_one_http_output_for_forwarding() {
+    for f in HTTP_FUNCTIONS {
+        let json = read_json(&root().join("functions").join(f.name).join("function.json"));
+        let bindings = json["bindings"].as_array().unwrap();
+        assert_eq!(bindings.len(), 2, "{}", f.name);
+        assert_eq!(bindings[0]["type"], "httpTrigger");
+        assert_eq!(bindings[0]["direction"], "in");
+        assert_eq!(bindings[0]["route"], f.route);
+        assert_eq!(bindings[1]["type"], "http");
+        assert_eq!(bindings[1]["direction"], "out");
+        assert!(
+            !f.route.starts_with('/') && !f.route.starts_with("api/"),
+            "{}: routes sit below the prefix",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn function_names_and_routes_are_unique() {
+    let mut names: Vec<_> = HTTP_FUNCTIONS.iter().map(|f| f.name).collect();
+    let mut routes: Vec<_> = HTTP_FUNCTIONS.iter().map(|f| f.route).collect();
+    names.sort();
+    routes.sort();
+    let (n, r) = (names.len(), routes.len());
+    names.dedup();
+    routes.dedup();
+    assert_eq!((names.len(), routes.len()), (n, r));
+}
+
+#[test]
+fn every_function_json_satisfies_the_schema() {
+    let v = validator("function.json");
+    for f in HTTP_FUNCTIONS {
+        let path = root().join("functions").join(f.name).join("function.json");
+        assert_valid(&v, &read_json(&path), f.name);
+    }
+}
+
+#[test]
+fn the_function_schema_is_strict_enough_to_catch_mistakes() {
+    // Guards the draft-07 choice: a capitalised authLevel must be refused.
+    let v = validator("function.json");
+    let bad: Value = serde_json::from_str(
+        r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"Anonymous"}]}"#,
+    )
+    .unwrap();
+    assert!(!v.is_valid(&bad));
+}
+
+#[test]
+fn host_json_satisfies_the_schema_and_configures_the_custom_handler() {
+    let host = read_json(&root().join("host.json"));
+    assert_valid(&validator("host.json"), &host, "host.json");
+    assert_eq!(host["version"], "2.0");
+    assert_eq!(
+        host["customHandler"]["description"]["defaultExecutablePath"],
+        "handler"
+    );
+    assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
+    assert_eq!(
+        host["extensionBundle"]["id"],
+        "Microsoft.Azure.Functions.ExtensionBundle"
+    );
+    assert_eq!(host["extensionBundle"]["version"], "[4.*, 5.0.0)");
+    assert_eq!(
+        host["extensions"]["http"]["routePrefix"],
+        manifest::ROUTE_PREFIX
+    );
+}
+
+#[test]
+fn local_settings_example_satisfies_the_schema_and_lists_every_setting() {
+    let example = read_json(&root().join("local.settings.json.example"));
+    assert_valid(
+        &validator("local.settings.json"),
+        &example,
+        "local.settings.json.example",
+    );
+    let values = example["Values"].as_object().unwrap();
+    assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
+    for (name, value) in SETTINGS {
+        assert_eq!(
+            values.get(*name).and_then(Value::as_str),
+            Some(*value),
+            "{name}"
+        );
+    }
+    let known: Vec<&str> = SETTINGS.iter().map(|(n, _)| *n).collect();
+    for name in values.keys() {
+        assert!(
+            known.contains(&name.as_str())
+                || ["FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"].contains(&name.as_str()),
+            "{name} is listed but the handler never reads it"
+        );
+    }
+    // The example must start: its values are a valid configuration.
+    let lookup = |k: &str| values.get(k).and_then(Value::as_str).map(str::to_owned);
+    kraftd_billing::config::Config::from_lookup(lookup)
+        .expect("the example configuration is valid");
+}

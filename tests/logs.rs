@@ -1,0 +1,135 @@
+//! What the service logs: structured lines carrying the Functions host's
+//! invocation id, and never a password, token or key. Alone in its own test
+//! binary because tracing caches per-callsite interest process-wide: other
+//! tests running without a subscriber would switch these callsites off.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use kraftd_billing::domain::clock::SystemClock;
+use kraftd_billing::payments::PaymentsNotConfigured;
+use kraftd_billing::server::{self, Adapters};
+use kraftd_billing::store::SqliteStore;
+use serde_json::{json, Value};
+use support::{PASSWORD, SECRET};
+use tower::ServiceExt;
+
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn call(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let r = router.clone().oneshot(req).await.unwrap();
+    let status = r.status();
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn post(path: &str, body: Value, invocation: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-azure-functions-invocationid", invocation)
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let router = server::app(
+        &support::config(&[]),
+        Adapters {
+            store: Arc::new(SqliteStore::in_memory().unwrap()),
+            payments: Arc::new(PaymentsNotConfigured),
+            clock: Arc::new(SystemClock),
+        },
+    )
+    .unwrap();
+    let reg = json!({"email": "secret@example.com", "password": PASSWORD, "name": "S", "plan_id": "free"});
+    let (status, body) = call(
+        &router,
+        post("/api/auth/register/with-plan", reg, "inv-register-42"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        &router,
+        post(
+            "/api/auth/login",
+            json!({"email": "secret@example.com", "password": "wrong password 7"}),
+            "inv-login-43",
+        ),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &router,
+        Request::get("/api/usage?access_token=leaky")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &router,
+        Request::get("/api/usage")
+            .header(header::AUTHORIZATION, "Bearer forged.token.value")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("inv-register-42") && logs.contains("inv-login-43"),
+        "{logs}"
+    );
+    assert!(logs.contains("user registered"));
+    for secret in [
+        PASSWORD,
+        "wrong password 7",
+        token.as_str(),
+        SECRET,
+        "forged.token.value",
+        "leaky",
+        "$argon2",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "the log contains {secret:?}:\n{logs}"
+        );
+    }
+    for line in logs.lines() {
+        serde_json::from_str::<Value>(line).expect("every log line is JSON");
+    }
+}

@@ -1,0 +1,415 @@
+//! Usage and quota enforcement through the HTTP API: exact under
+//! concurrency, correct at window boundaries, scoped to the caller.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use kraftd_billing::auth::password;
+use kraftd_billing::domain::plan::PlanId;
+use kraftd_billing::domain::ports::UserStore;
+use kraftd_billing::domain::subscription::{Subscription, SubscriptionStatus};
+use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
+use serde_json::{json, Value};
+use support::{error_of, TestApp, PASSWORD};
+
+/// A user on a paid plan, written straight to the store (payments are not
+/// part of this slice), then signed in through the API.
+async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
+    let user = User {
+        id: UserId::new(),
+        email: Email::parse(email).unwrap(),
+        name: PersonName::parse("Paid").unwrap(),
+        password_hash: password::hash(PASSWORD.into()).await,
+        created_at: Utc::now(),
+        subscription: Subscription {
+            plan_id: plan,
+            status: SubscriptionStatus::Active,
+            current_period_end: Some(Utc::now() + Duration::days(30)),
+            ..Subscription::free(Utc::now())
+        },
+    };
+    app.store.create_user(&user).await.unwrap();
+    let r: Value = app
+        .post(
+            "/api/auth/login",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+fn docs(n: i64) -> Value {
+    json!({"metric": "documents", "quantity": n})
+}
+
+#[tokio::test]
+async fn sequential_consumes_admit_exactly_the_limit_then_403_with_an_upgrade_hint() {
+    let app = TestApp::spawn_with(&[("FREE_PLAN_DOCS_LIMIT", "5")]).await;
+    let token = app.free_user("seq@example.com").await;
+    for n in 1..=5 {
+        let r = app.consume(&token, docs(1)).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (body["used"].as_u64(), body["remaining"].as_u64()),
+            (Some(n), Some(5 - n))
+        );
+    }
+    let r = app.consume(&token, docs(1)).await;
+    assert_eq!(
+        r.headers()["x-upgrade-url"],
+        "https://kraftd.io/pricing?plan=pro"
+    );
+    let e = error_of(r, 403, "quota_exceeded").await;
+    assert_eq!(e["limit"], "documents_per_month");
+    assert_eq!(e["limit_value"], 5);
+    assert_eq!(e["usage"], 5);
+    assert_eq!(e["plan"], "free");
+    assert_eq!(e["upgrade_to"], "pro");
+    // The refused consume recorded nothing.
+    let usage: Value = app.get_as(&token, "/api/usage").await.json().await.unwrap();
+    assert_eq!(usage["usage"]["documents"]["used"], 5);
+}
+
+#[tokio::test]
+async fn hundreds_of_concurrent_consumes_never_admit_more_than_the_limit() {
+    let app = Arc::new(
+        TestApp::spawn_with(&[
+            ("FREE_PLAN_DOCS_LIMIT", "25"),
+            ("FREE_PLAN_API_LIMIT", "100000"),
+        ])
+        .await,
+    );
+    let token = Arc::new(app.free_user("burst@example.com").await);
+    let calls: Vec<_> = (0..300)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move { app.consume(&token, docs(1)).await.status().as_u16() })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for c in calls {
+        match c.await.unwrap() {
+            200 => ok += 1,
+            403 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((ok, refused), (25, 275));
+    let usage: Value = app.get_as(&token, "/api/usage").await.json().await.unwrap();
+    assert_eq!(usage["usage"]["documents"]["used"], 25);
+    assert_eq!(usage["usage"]["api_calls"]["used"], 301);
+}
+
+#[tokio::test]
+async fn every_authenticated_request_counts_one_api_call_and_the_limit_is_exact_under_load() {
+    let app = Arc::new(TestApp::spawn_with(&[("FREE_PLAN_API_LIMIT", "30")]).await);
+    let token = Arc::new(app.free_user("calls@example.com").await);
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move { app.get_as(&token, "/api/entitlements").await })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut last_refusal = None;
+    for c in calls {
+        let r = c.await.unwrap();
+        assert!(
+            r.headers().contains_key("ratelimit-limit"),
+            "metered answers carry RateLimit headers"
+        );
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => last_refusal = Some(r),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok, 30);
+    let r = last_refusal.expect("calls past the limit are refused");
+    let h = r.headers().clone();
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    let midnight = (Utc::now().date_naive() + Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let expected = (midnight - Utc::now()).num_seconds() as u64;
+    assert!(
+        retry.abs_diff(expected) <= 2,
+        "Retry-After {retry} should be ~{expected}"
+    );
+    assert_eq!(h["ratelimit-limit"], "30");
+    assert_eq!(h["ratelimit-remaining"], "0");
+    assert_eq!(h["ratelimit-reset"].to_str().unwrap(), retry.to_string());
+    let e = error_of(r, 429, "quota_exceeded").await;
+    assert_eq!(
+        (
+            e["limit"].as_str(),
+            e["usage"].as_u64(),
+            e["plan"].as_str(),
+            e["upgrade_to"].as_str()
+        ),
+        (
+            Some("api_calls_per_day"),
+            Some(30),
+            Some("free"),
+            Some("pro")
+        )
+    );
+}
+
+#[tokio::test]
+async fn windows_turn_at_utc_midnight_and_the_first_of_the_month() {
+    let app =
+        TestApp::spawn_with(&[("FREE_PLAN_API_LIMIT", "3"), ("FREE_PLAN_DOCS_LIMIT", "1")]).await;
+    let token = app.free_user("boundary@example.com").await;
+    app.at("2026-03-31T23:59:59.999Z");
+    assert_eq!(app.consume(&token, docs(1)).await.status(), 200);
+    error_of(app.consume(&token, docs(1)).await, 403, "quota_exceeded").await;
+    // Two API calls used by the consumes above; the third is the last of the day.
+    let r = app.get_as(&token, "/api/usage").await;
+    assert_eq!(r.headers()["ratelimit-remaining"], "0");
+    assert_eq!(r.headers()["ratelimit-reset"], "1");
+    let r = app.get_as(&token, "/api/usage").await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    error_of(r, 429, "quota_exceeded").await;
+
+    app.at("2026-04-01T00:00:00Z");
+    let r = app.consume(&token, docs(1)).await;
+    assert_eq!(r.status(), 200, "a new day and a new month");
+    assert_eq!(r.headers()["ratelimit-remaining"], "2");
+    assert_eq!(r.headers()["ratelimit-reset"], "86400");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["used"], 1);
+    assert_eq!(body["window"]["start"], "2026-04-01T00:00:00Z");
+    assert_eq!(body["resets_at"], "2026-05-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn unlimited_plans_never_block_but_still_count() {
+    let app = TestApp::spawn().await;
+    let token = paid_user(&app, "big@example.com", PlanId::Enterprise).await;
+    for _ in 0..3 {
+        let r = app.consume(&token, docs(1_000_000)).await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            !r.headers().contains_key("ratelimit-limit"),
+            "no limit to state"
+        );
+    }
+    let xml = app
+        .consume(
+            &token,
+            json!({"metric": "exports", "quantity": 1, "format": "xml"}),
+        )
+        .await;
+    assert_eq!(xml.status(), 200);
+    let usage: Value = app.get_as(&token, "/api/usage").await.json().await.unwrap();
+    assert_eq!(usage["plan"], "enterprise");
+    assert_eq!(usage["usage"]["documents"]["used"], 3_000_000);
+    assert_eq!(usage["usage"]["documents"]["limit"], Value::Null);
+    assert_eq!(
+        usage["usage"]["api_calls"]["used"], 5,
+        "three consumes, one export, this report"
+    );
+}
+
+#[tokio::test]
+async fn features_and_export_formats_follow_the_plan() {
+    let app = TestApp::spawn().await;
+    let free = app.free_user("free@example.com").await;
+    let r = app
+        .consume(
+            &free,
+            json!({"metric": "documents", "quantity": 1, "feature": "ai_features"}),
+        )
+        .await;
+    assert_eq!(
+        r.headers()["x-upgrade-url"],
+        "https://kraftd.io/pricing?plan=pro"
+    );
+    let e = error_of(r, 403, "not_in_plan").await;
+    assert_eq!(
+        (e["feature"].as_str(), e["upgrade_to"].as_str()),
+        (Some("ai_features"), Some("pro"))
+    );
+    let e = error_of(
+        app.consume(
+            &free,
+            json!({"metric": "exports", "quantity": 1, "format": "csv"}),
+        )
+        .await,
+        403,
+        "not_in_plan",
+    )
+    .await;
+    assert_eq!(e["format"], "csv");
+    assert_eq!(
+        app.consume(
+            &free,
+            json!({"metric": "exports", "quantity": 1, "format": "pdf"})
+        )
+        .await
+        .status(),
+        200
+    );
+    let usage: Value = app.get_as(&free, "/api/usage").await.json().await.unwrap();
+    assert_eq!(
+        usage["usage"]["documents"]["used"], 0,
+        "a refused AI consume counts nothing"
+    );
+    assert_eq!(usage["usage"]["exports"]["used"], 1);
+
+    let pro = paid_user(&app, "pro@example.com", PlanId::Pro).await;
+    assert_eq!(
+        app.consume(
+            &pro,
+            json!({"metric": "documents", "quantity": 1, "feature": "ai_features"})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.consume(
+            &pro,
+            json!({"metric": "exports", "quantity": 1, "format": "csv"})
+        )
+        .await
+        .status(),
+        200
+    );
+    let e = error_of(
+        app.consume(
+            &pro,
+            json!({"metric": "exports", "quantity": 1, "format": "xml"}),
+        )
+        .await,
+        403,
+        "not_in_plan",
+    )
+    .await;
+    assert_eq!(e["upgrade_to"], "enterprise");
+    let ent: Value = app
+        .get_as(&pro, "/api/entitlements")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ent["plan"], "pro");
+    assert_eq!(
+        ent["limits"]["export_formats"],
+        json!(["pdf", "excel", "json", "csv"])
+    );
+    assert_eq!(ent["upgrade_to"], "enterprise");
+}
+
+#[tokio::test]
+async fn gauges_rise_to_the_limit_and_fall_but_never_below_zero() {
+    let app = TestApp::spawn().await;
+    let token = app.free_user("gauge@example.com").await;
+    let storage = |n: i64| json!({"metric": "storage_mb", "quantity": n});
+    assert_eq!(app.consume(&token, storage(5000)).await.status(), 200);
+    error_of(
+        app.consume(&token, storage(200)).await,
+        403,
+        "quota_exceeded",
+    )
+    .await;
+    let r: Value = app
+        .consume(&token, storage(-1000))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["used"], 4000);
+    let e = error_of(
+        app.consume(&token, storage(-5000)).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(e["field"], "quantity");
+    let seat = json!({"metric": "team_members", "quantity": 1});
+    assert_eq!(app.consume(&token, seat.clone()).await.status(), 200);
+    let e = error_of(app.consume(&token, seat).await, 403, "quota_exceeded").await;
+    assert_eq!(e["limit"], "team_members");
+}
+
+#[tokio::test]
+async fn one_users_usage_never_touches_another_users() {
+    let app = TestApp::spawn_with(&[("FREE_PLAN_DOCS_LIMIT", "2")]).await;
+    let alice = app.free_user("alice@example.com").await;
+    let bob = app.free_user("bob@example.com").await;
+    assert_eq!(app.consume(&alice, docs(2)).await.status(), 200);
+    error_of(app.consume(&alice, docs(1)).await, 403, "quota_exceeded").await;
+    assert_eq!(app.consume(&bob, docs(2)).await.status(), 200);
+    let a: Value = app.get_as(&alice, "/api/usage").await.json().await.unwrap();
+    let b: Value = app.get_as(&bob, "/api/usage").await.json().await.unwrap();
+    assert_eq!(a["usage"]["api_calls"]["used"], 3);
+    assert_eq!(b["usage"]["api_calls"]["used"], 2);
+    // Nothing in a body can name another user.
+    let bob_id: Value = app
+        .post(
+            "/api/auth/login",
+            json!({"email": "bob@example.com", "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let e = error_of(
+        app.consume(
+            &alice,
+            json!({"metric": "documents", "quantity": 1, "user_id": bob_id["user"]["id"]}),
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert!(e["message"].as_str().unwrap().contains("user_id"));
+}
+
+#[tokio::test]
+async fn each_bad_consume_is_named() {
+    let app = TestApp::spawn().await;
+    let token = app.free_user("inputs@example.com").await;
+    let cases = [
+        (json!({"metric": "documents", "quantity": 0}), "quantity"),
+        (json!({"metric": "documents", "quantity": -3}), "quantity"),
+        (json!({"metric": "storage_mb", "quantity": 0}), "quantity"),
+        (json!({"metric": "documents", "quantity": 1.5}), "quantity"),
+        (json!({"metric": "documents", "quantity": "1"}), "quantity"),
+        (json!({"metric": "pages", "quantity": 1}), "metric"),
+        (json!({"quantity": 1}), "metric"),
+        (json!({"metric": "documents"}), "quantity"),
+        (
+            json!({"metric": "documents", "quantity": 1, "format": "pdf"}),
+            "format",
+        ),
+        (json!({"metric": "exports", "quantity": 1}), "format"),
+        (
+            json!({"metric": "exports", "quantity": 1, "format": "docx"}),
+            "format",
+        ),
+        (
+            json!({"metric": "documents", "quantity": 1, "feature": "telepathy"}),
+            "feature",
+        ),
+    ];
+    for (body, field) in cases {
+        let e = error_of(
+            app.consume(&token, body.clone()).await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(e["field"], field, "{body}");
+    }
+}

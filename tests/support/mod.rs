@@ -1,0 +1,146 @@
+//! Shared test support: a real server on 127.0.0.1:0 with its own SQLite
+//! file and a clock the test controls, plus small request helpers.
+#![allow(dead_code)]
+
+pub mod store_contract;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kraftd_billing::config::Config;
+use kraftd_billing::domain::clock::ManualClock;
+use kraftd_billing::domain::ports::Store;
+use kraftd_billing::payments::PaymentsNotConfigured;
+use kraftd_billing::server::{self, Adapters};
+use kraftd_billing::store::SqliteStore;
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+pub const PASSWORD: &str = "correct horse 9";
+
+pub struct TestApp {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Arc<SqliteStore>,
+    pub clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn config(vars: &[(&str, &str)]) -> Config {
+    let mut map: HashMap<String, String> = HashMap::from([("JWT_SECRET".into(), SECRET.into())]);
+    for (k, v) in vars {
+        map.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|k| map.get(k).cloned()).expect("test configuration is valid")
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap());
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let router = server::app(
+            &config(vars),
+            Adapters {
+                store: store.clone() as Arc<dyn Store>,
+                payments: Arc::new(PaymentsNotConfigured),
+                clock: clock.clone(),
+            },
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            base: format!("http://{addr}"),
+            addr,
+            client: reqwest::Client::new(),
+            store,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn at(&self, t: &str) {
+        self.clock.set(time(t));
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str, plan: &str) -> reqwest::Response {
+        self.post(
+            "/api/auth/register/with-plan",
+            json!({"email": email, "password": PASSWORD, "name": "Test User", "plan_id": plan}),
+        )
+        .await
+    }
+
+    /// Registers a Free user and returns its access token.
+    pub async fn free_user(&self, email: &str) -> String {
+        let r = self.register(email, "free").await;
+        assert_eq!(r.status(), 201, "registration of {email} failed");
+        let body: Value = r.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn consume(&self, token: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/usage/consume"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Asserts the service's error shape and returns the `error` object.
+pub async fn error_of(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "unexpected status");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
+        "errors are JSON"
+    );
+    let body: Value = r.json().await.unwrap();
+    let error = body["error"].clone();
+    assert_eq!(error["code"], code, "body: {body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "every error has a message: {body}"
+    );
+    error
+}

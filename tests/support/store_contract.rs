@@ -1,0 +1,418 @@
+//! The behaviour every store must have, whatever its backend. A backend's
+//! test file runs it with `store_contract_tests!(make_store)`, where
+//! `make_store().await` returns a fresh, empty `Arc<dyn Store>`.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use kraftd_billing::domain::money::Money;
+use kraftd_billing::domain::ports::{Etag, Store, StoreError};
+use kraftd_billing::domain::records::{Invoice, Payment, PAYMENT_RETENTION_DAYS};
+use kraftd_billing::domain::subscription::Subscription;
+use kraftd_billing::domain::usage::{
+    Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS,
+};
+use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
+
+use super::time;
+
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:ident) => {
+        mod store_contract {
+            use $crate::support::store_contract as c;
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        c::$name(super::$make().await).await
+                    }
+                };
+            }
+            case!(users_round_trip_by_id_email_and_customer);
+            case!(emails_are_unique);
+            case!(replace_refuses_a_stale_version);
+            case!(stripe_customers_are_unique);
+            case!(counters_admit_exactly_the_limit);
+            case!(concurrent_increments_never_pass_the_limit);
+            case!(unlimited_counters_still_count);
+            case!(each_window_counts_apart);
+            case!(gauges_move_both_ways_but_never_below_zero);
+            case!(usage_is_kept_per_user);
+            case!(payments_are_idempotent_scoped_and_newest_first);
+            case!(invoices_upsert_and_never_move_between_users);
+            case!(webhook_events_are_claimed_once);
+            case!(retention_purges_only_what_expired);
+        }
+    };
+}
+
+pub fn user(email: &str) -> User {
+    User {
+        id: UserId::new(),
+        email: Email::parse(email).unwrap(),
+        name: PersonName::parse("Contract Test").unwrap(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        created_at: Utc::now(),
+        subscription: Subscription::free(Utc::now()),
+    }
+}
+
+fn inc(user: UserId, metric: Metric, amount: i64, limit: Option<u64>, at: &str) -> UsageIncrement {
+    let at = time(at);
+    UsageIncrement {
+        user_id: user,
+        key: UsageKey::current(metric, at),
+        amount,
+        limit,
+        at,
+    }
+}
+
+const NOON: &str = "2026-05-10T12:00:00Z";
+
+pub async fn users_round_trip_by_id_email_and_customer(s: Arc<dyn Store>) {
+    let mut u = user("round@trip.io");
+    u.subscription.stripe_customer_id = Some("cus_round".into());
+    s.create_user(&u).await.unwrap();
+    assert_eq!(s.user_by_id(u.id).await.unwrap().unwrap().value, u);
+    assert_eq!(s.user_by_email(&u.email).await.unwrap().unwrap().value, u);
+    assert_eq!(
+        s.user_by_stripe_customer("cus_round")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        u
+    );
+    assert!(s.user_by_id(UserId::new()).await.unwrap().is_none());
+    assert!(s
+        .user_by_email(&Email::parse("nobody@trip.io").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn emails_are_unique(s: Arc<dyn Store>) {
+    s.create_user(&user("same@mail.io")).await.unwrap();
+    let again = s.create_user(&user("same@mail.io")).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict("email"))),
+        "{again:?}"
+    );
+}
+
+pub async fn replace_refuses_a_stale_version(s: Arc<dyn Store>) {
+    let mut u = user("versions@mail.io");
+    let first = s.create_user(&u).await.unwrap();
+    u.subscription.auto_renew = true;
+    let second = s.replace_user(&u, &first).await.unwrap();
+    assert_ne!(first, second);
+    // A writer still holding the first version must not overwrite the second.
+    u.subscription.cancel_at_period_end = true;
+    let lost = s.replace_user(&u, &first).await;
+    assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
+    let stored = s.user_by_id(u.id).await.unwrap().unwrap();
+    assert!(
+        stored.value.subscription.auto_renew && !stored.value.subscription.cancel_at_period_end
+    );
+    assert_eq!(stored.etag, second);
+    let ghost = user("ghost@mail.io");
+    let missing = s.replace_user(&ghost, &Etag("1".into())).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+pub async fn stripe_customers_are_unique(s: Arc<dyn Store>) {
+    let mut a = user("a@cus.io");
+    a.subscription.stripe_customer_id = Some("cus_1".into());
+    s.create_user(&a).await.unwrap();
+    let mut b = user("b@cus.io");
+    let etag = s.create_user(&b).await.unwrap();
+    b.subscription.stripe_customer_id = Some("cus_1".into());
+    let clash = s.replace_user(&b, &etag).await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+}
+
+pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
+    let u = UserId::new();
+    for n in 1..=5u64 {
+        let out = s
+            .increment_usage(&inc(u, Metric::Documents, 1, Some(5), NOON))
+            .await
+            .unwrap();
+        assert_eq!(out, UsageOutcome::Admitted { total: n });
+    }
+    let out = s
+        .increment_usage(&inc(u, Metric::Documents, 1, Some(5), NOON))
+        .await
+        .unwrap();
+    assert_eq!(out, UsageOutcome::Denied { total: 5 });
+    // A request larger than what is left is refused whole, never partly recorded.
+    let v = UserId::new();
+    s.increment_usage(&inc(v, Metric::Documents, 3, Some(5), NOON))
+        .await
+        .unwrap();
+    let out = s
+        .increment_usage(&inc(v, Metric::Documents, 3, Some(5), NOON))
+        .await
+        .unwrap();
+    assert_eq!(out, UsageOutcome::Denied { total: 3 });
+    let out = s
+        .increment_usage(&inc(UserId::new(), Metric::Documents, 6, Some(5), NOON))
+        .await
+        .unwrap();
+    assert_eq!(out, UsageOutcome::Denied { total: 0 });
+}
+
+pub async fn concurrent_increments_never_pass_the_limit(s: Arc<dyn Store>) {
+    let u = UserId::new();
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.increment_usage(&inc(u, Metric::ApiCalls, 1, Some(37), NOON))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), UsageOutcome::Admitted { .. }) {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 37);
+    let key = UsageKey::current(Metric::ApiCalls, time(NOON));
+    assert_eq!(s.usage(u, &[key]).await.unwrap(), vec![37]);
+}
+
+pub async fn unlimited_counters_still_count(s: Arc<dyn Store>) {
+    let u = UserId::new();
+    for _ in 0..3 {
+        s.increment_usage(&inc(u, Metric::Documents, 1_000_000, None, NOON))
+            .await
+            .unwrap();
+    }
+    let key = UsageKey::current(Metric::Documents, time(NOON));
+    assert_eq!(s.usage(u, &[key]).await.unwrap(), vec![3_000_000]);
+}
+
+pub async fn each_window_counts_apart(s: Arc<dyn Store>) {
+    let u = UserId::new();
+    let late = "2026-05-31T23:59:59.999Z";
+    let next = "2026-06-01T00:00:00Z";
+    assert!(matches!(
+        s.increment_usage(&inc(u, Metric::ApiCalls, 2, Some(2), late))
+            .await
+            .unwrap(),
+        UsageOutcome::Admitted { total: 2 }
+    ));
+    assert!(matches!(
+        s.increment_usage(&inc(u, Metric::ApiCalls, 1, Some(2), late))
+            .await
+            .unwrap(),
+        UsageOutcome::Denied { .. }
+    ));
+    assert_eq!(
+        s.increment_usage(&inc(u, Metric::ApiCalls, 1, Some(2), next))
+            .await
+            .unwrap(),
+        UsageOutcome::Admitted { total: 1 }
+    );
+    s.increment_usage(&inc(u, Metric::Documents, 4, None, late))
+        .await
+        .unwrap();
+    s.increment_usage(&inc(u, Metric::Documents, 1, None, next))
+        .await
+        .unwrap();
+    let keys = [
+        UsageKey::current(Metric::ApiCalls, time(late)),
+        UsageKey::current(Metric::ApiCalls, time(next)),
+        UsageKey::current(Metric::Documents, time(late)),
+        UsageKey::current(Metric::Documents, time(next)),
+    ];
+    assert_eq!(s.usage(u, &keys).await.unwrap(), vec![2, 1, 4, 1]);
+}
+
+pub async fn gauges_move_both_ways_but_never_below_zero(s: Arc<dyn Store>) {
+    let u = UserId::new();
+    let g = |amount, limit| inc(u, Metric::StorageMb, amount, limit, NOON);
+    assert_eq!(
+        s.increment_usage(&g(-1, Some(10))).await.unwrap(),
+        UsageOutcome::Denied { total: 0 }
+    );
+    assert_eq!(
+        s.increment_usage(&g(8, Some(10))).await.unwrap(),
+        UsageOutcome::Admitted { total: 8 }
+    );
+    assert_eq!(
+        s.increment_usage(&g(3, Some(10))).await.unwrap(),
+        UsageOutcome::Denied { total: 8 }
+    );
+    assert_eq!(
+        s.increment_usage(&g(-5, Some(10))).await.unwrap(),
+        UsageOutcome::Admitted { total: 3 }
+    );
+    assert_eq!(
+        s.increment_usage(&g(-4, Some(10))).await.unwrap(),
+        UsageOutcome::Denied { total: 3 }
+    );
+    // A gauge is a level, not a window: a month later it still stands.
+    let later = inc(u, Metric::StorageMb, 0, Some(10), "2026-09-01T00:00:00Z");
+    assert_eq!(
+        s.increment_usage(&later).await.unwrap(),
+        UsageOutcome::Admitted { total: 3 }
+    );
+}
+
+pub async fn usage_is_kept_per_user(s: Arc<dyn Store>) {
+    let (a, b) = (UserId::new(), UserId::new());
+    s.increment_usage(&inc(a, Metric::Documents, 5, Some(5), NOON))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.increment_usage(&inc(b, Metric::Documents, 5, Some(5), NOON))
+            .await
+            .unwrap(),
+        UsageOutcome::Admitted { total: 5 }
+    );
+    let key = UsageKey::current(Metric::Documents, time(NOON));
+    assert_eq!(s.usage(a, &[key]).await.unwrap(), vec![5]);
+    assert_eq!(s.usage(UserId::new(), &[key]).await.unwrap(), vec![0]);
+}
+
+fn payment(id: &str, user: UserId, at: &str) -> Payment {
+    Payment {
+        id: id.into(),
+        user_id: user,
+        amount: Money::usd_cents(9_900),
+        status: "succeeded".into(),
+        description: "Professional, monthly".into(),
+        stripe_invoice_id: Some(format!("in_{id}")),
+        receipt_url: None,
+        created_at: time(at),
+    }
+}
+
+pub async fn payments_are_idempotent_scoped_and_newest_first(s: Arc<dyn Store>) {
+    let (a, b) = (UserId::new(), UserId::new());
+    let now = time("2026-06-01T00:00:00Z");
+    s.record_payment(&payment("pi_1", a, "2026-03-01T00:00:00Z"))
+        .await
+        .unwrap();
+    s.record_payment(&payment("pi_1", a, "2026-03-01T00:00:00Z"))
+        .await
+        .unwrap();
+    s.record_payment(&payment("pi_2", a, "2026-04-01T00:00:00Z"))
+        .await
+        .unwrap();
+    s.record_payment(&payment("pi_3", b, "2026-04-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .payments(a, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, ["pi_2", "pi_1"]);
+    assert_eq!(s.payments(b, now).await.unwrap().len(), 1);
+    assert_eq!(
+        s.payments(a, now).await.unwrap()[0].amount,
+        Money::usd_cents(9_900)
+    );
+}
+
+fn invoice(id: &str, user: UserId, status: &str) -> Invoice {
+    Invoice {
+        id: id.into(),
+        user_id: user,
+        number: Some("KR-0001".into()),
+        amount_due: Money::usd_cents(9_900),
+        amount_paid: Money::usd_cents(0),
+        status: status.into(),
+        period_start: None,
+        period_end: None,
+        hosted_invoice_url: None,
+        pdf_url: None,
+        created_at: time("2026-05-01T00:00:00Z"),
+    }
+}
+
+pub async fn invoices_upsert_and_never_move_between_users(s: Arc<dyn Store>) {
+    let (a, b) = (UserId::new(), UserId::new());
+    let now = time(NOON);
+    s.upsert_invoice(&invoice("in_1", a, "open")).await.unwrap();
+    s.upsert_invoice(&invoice("in_1", a, "paid")).await.unwrap();
+    let mine = s.invoices(a, now).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].status, "paid");
+    let stolen = s.upsert_invoice(&invoice("in_1", b, "void")).await;
+    assert!(matches!(stolen, Err(StoreError::Conflict(_))), "{stolen:?}");
+    assert!(s.invoices(b, now).await.unwrap().is_empty());
+    assert_eq!(s.invoices(a, now).await.unwrap()[0].status, "paid");
+}
+
+pub async fn webhook_events_are_claimed_once(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    assert!(s.claim_event("evt_1", now).await.unwrap());
+    assert!(!s.claim_event("evt_1", now).await.unwrap());
+    let racers: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_event("evt_race", now).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += r.await.unwrap() as u32;
+    }
+    assert_eq!(winners, 1);
+}
+
+pub async fn retention_purges_only_what_expired(s: Arc<dyn Store>) {
+    let u = UserId::new();
+    let paid_at = "2019-01-01T00:00:00Z";
+    s.record_payment(&payment("pi_old", u, paid_at))
+        .await
+        .unwrap();
+    let used_at = "2026-01-15T00:00:00Z";
+    s.increment_usage(&inc(u, Metric::Documents, 1, None, used_at))
+        .await
+        .unwrap();
+    s.increment_usage(&inc(u, Metric::StorageMb, 5, None, used_at))
+        .await
+        .unwrap();
+
+    let payment_expiry = time(paid_at) + Duration::days(PAYMENT_RETENTION_DAYS);
+    // Kept for seven years, to the millisecond.
+    s.purge_expired(payment_expiry - Duration::milliseconds(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.payments(u, payment_expiry - Duration::milliseconds(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s.payments(u, payment_expiry).await.unwrap().is_empty());
+
+    // January's document count lives until 90 days after January ends.
+    let usage_expiry = time("2026-02-01T00:00:00Z") + Duration::days(USAGE_RETENTION_DAYS);
+    let docs = UsageKey::current(Metric::Documents, time(used_at));
+    let storage = UsageKey::current(Metric::StorageMb, time(used_at));
+    s.purge_expired(usage_expiry - Duration::milliseconds(1))
+        .await
+        .unwrap();
+    assert_eq!(s.usage(u, &[docs, storage]).await.unwrap(), vec![1, 5]);
+    let purged = s.purge_expired(usage_expiry).await.unwrap();
+    assert!(purged >= 1);
+    assert_eq!(
+        s.usage(u, &[docs, storage]).await.unwrap(),
+        vec![0, 5],
+        "gauges never expire"
+    );
+}
