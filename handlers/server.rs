@@ -109,7 +109,7 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
         .unwrap_or_default();
     tracing::info!(%addr, mode = ?config.mode, "listening on http://{addr}");
 
-    password::warm_up();
+    password::warm_up_soon();
     tokio::spawn(purge_expired_hourly(store, clock));
 
     axum::serve(listener, router)

@@ -34,3 +34,18 @@ async fn reopening_the_file_keeps_the_data() {
         .unwrap();
     assert_eq!(found.unwrap().value, u);
 }
+
+#[tokio::test]
+async fn a_store_opened_in_the_background_works_and_reports_a_bad_file_as_unavailable() {
+    use kraftd_billing::domain::ports::{StoreError, UserStore};
+    let dir = tempfile::tempdir().unwrap();
+    let good = SqliteStore::open_in_background(&dir.path().join("billing.sqlite3"));
+    let u = support::store_contract::user("late@mail.io");
+    good.create_user(&u).await.unwrap();
+    assert!(good.user_by_id(u.id).await.unwrap().is_some());
+
+    // A directory where the database file should be: every call says why.
+    let bad = SqliteStore::open_in_background(dir.path());
+    let err = bad.user_by_id(u.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}

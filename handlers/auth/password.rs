@@ -53,7 +53,11 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
 }
 
 /// Computes the decoy in the background so the first unknown-email login is
-/// not slower than the rest. Never on the start-up path.
-pub fn warm_up() {
-    tokio::task::spawn_blocking(decoy_hash);
+/// not slower than the rest. Delayed a little: on a cold start the CPU is
+/// better spent answering the first request.
+pub fn warm_up_soon() {
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::task::spawn_blocking(decoy_hash);
+    });
 }

@@ -3,8 +3,8 @@
 //! processed_webhook_events). Whole records are kept as JSON documents, with
 //! the fields that queries and uniqueness need lifted into columns.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -68,60 +68,107 @@ CREATE TABLE IF NOT EXISTS processed_webhook_events (
 /// single connection keeps every check-and-record trivially atomic.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<OnceLock<Result<Mutex<Connection>, String>>>,
+    path: Option<PathBuf>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) the database file and brings its schema up
+    /// to date, failing now if it cannot.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(unavailable)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(unavailable)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(unavailable)?;
-        Self::init(conn)
+        let conn = open_file(path)?;
+        Ok(Self::ready(conn, Some(path.to_owned())))
+    }
+
+    /// Returns at once and opens the file on a blocking thread, so start-up
+    /// does not wait for it: the first request that needs the store waits
+    /// instead (usually for nothing, the open having finished meanwhile).
+    /// Needs a tokio runtime. An open that fails makes every call
+    /// `Unavailable` with the reason.
+    pub fn open_in_background(path: &Path) -> Self {
+        let store = Self {
+            conn: Arc::new(OnceLock::new()),
+            path: Some(path.to_owned()),
+        };
+        let warm = store.clone();
+        tokio::task::spawn_blocking(move || warm.connection().map(drop));
+        store
     }
 
     /// A private database that lives as long as the store (tests, benchmarks).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(unavailable)?)
+        let conn = init(Connection::open_in_memory().map_err(unavailable)?)?;
+        Ok(Self::ready(conn, None))
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(unavailable)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(unavailable)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Corrupt(format!(
-                "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
-            )));
+    fn ready(conn: Connection, path: Option<PathBuf>) -> Self {
+        Self {
+            conn: Arc::new(OnceLock::from(Ok(Mutex::new(conn)))),
+            path,
         }
-        conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(unavailable)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
     }
 
-    /// Runs `f` on the connection off the async runtime's worker threads.
+    /// The connection, opening it on first use. Blocks: call it off the async workers.
+    fn connection(&self) -> Result<&Mutex<Connection>, StoreError> {
+        self.conn
+            .get_or_init(|| {
+                let path = self
+                    .path
+                    .as_deref()
+                    .ok_or("in-memory store lost its connection")?;
+                open_file(path).map(Mutex::new).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| StoreError::Unavailable(e.clone()))
+    }
+
+    /// Runs `f` on the connection, inline. Statements on a warm WAL database
+    /// take microseconds, less than a hand-off to the blocking pool costs
+    /// (measured with scripts/bench), so they run on the calling worker like
+    /// any short critical section.
     async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        let mut guard = self
+            .connection()?
+            .lock()
+            .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
+        f(&mut guard)
     }
+}
+
+fn open_file(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(unavailable)?;
+    // This process is the file's only user: holding its lock for good saves
+    // the fcntl lock/unlock pair every transaction would otherwise pay
+    // (the largest kernel cost under load, per perf). A second process
+    // opening the file gets SQLITE_BUSY until the handler stops.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(unavailable)?;
+    init(conn)
+}
+
+fn init(conn: Connection) -> Result<Connection, StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(unavailable)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(unavailable)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
+        )));
+    }
+    conn.execute_batch(SCHEMA).map_err(unavailable)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(unavailable)?;
+    Ok(conn)
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
