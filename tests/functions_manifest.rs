@@ -172,8 +172,16 @@ fn local_settings_example_satisfies_the_schema_and_lists_every_setting() {
 fn readme_lists_every_function_and_setting() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     for f in HTTP_FUNCTIONS {
-        assert!(readme.contains(&format!("`{}`", f.name)), "README misses function {}", f.name);
-        assert!(readme.contains(&f.path()), "README misses route {}", f.path());
+        assert!(
+            readme.contains(&format!("`{}`", f.name)),
+            "README misses function {}",
+            f.name
+        );
+        assert!(
+            readme.contains(&f.path()),
+            "README misses route {}",
+            f.path()
+        );
     }
     for (name, _) in SETTINGS {
         assert!(readme.contains(name), "README misses setting {name}");
