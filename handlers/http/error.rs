@@ -207,7 +207,3 @@ impl IntoResponse for ApiError {
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
 }
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}

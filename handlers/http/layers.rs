@@ -1,13 +1,14 @@
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::error::UpgradeHint;
+use super::error::{ApiError, UpgradeHint};
 use super::AppState;
 
 /// The Functions host's id for this invocation, carried into every log line.
@@ -90,4 +91,18 @@ pub async fn no_store_by_default(req: Request, next: Next) -> Response {
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// axum's own 405 carries the `Allow` header but an empty body; keep the
+/// header and give it the service's error shape.
+pub async fn method_not_allowed_as_json(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let mut json = ApiError::MethodNotAllowed.into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    json
 }

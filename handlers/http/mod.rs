@@ -59,7 +59,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         api = api.route(&f.path(), route);
     }
     api.fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(from_fn(layers::method_not_allowed_as_json))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), layers::upgrade_links))
         .layer(layers::trace())
