@@ -14,3 +14,4 @@ pub mod http;
 pub mod payments;
 pub mod server;
 pub mod store;
+pub mod stripe_sim;
