@@ -51,6 +51,16 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("PRO_PLAN_API_LIMIT", "50000"),
     ("CORS_ALLOWED_ORIGINS", "http://localhost:5173"),
     ("UPGRADE_URL", "https://kraftd.io/pricing"),
+    ("STRIPE_SECRET_KEY", ""),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_replace_me"),
+    ("STRIPE_API_BASE", ""),
+    (
+        "CHECKOUT_SUCCESS_URL",
+        "https://kraftd.io/dashboard?payment=success",
+    ),
+    ("CHECKOUT_CANCEL_URL", "https://kraftd.io/pricing"),
+    ("BILLING_PORTAL_RETURN_URL", "https://kraftd.io/dashboard"),
+    ("PAST_DUE_GRACE_DAYS", "7"),
     ("LOG_FORMAT", "json"),
     ("RUST_LOG", "info"),
 ];
@@ -86,6 +96,13 @@ fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Stripe access. Absent locally means "run the offline simulator".
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    pub secret_key: Secret,
+    pub api_base: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub mode: RunMode,
@@ -96,6 +113,13 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub upgrade_url: String,
     pub log_format: LogFormat,
+    pub stripe: Option<StripeConfig>,
+    /// Accepted webhook signing secrets (more than one while rotating).
+    pub webhook_secrets: Vec<Secret>,
+    pub checkout_success_url: String,
+    pub checkout_cancel_url: String,
+    pub portal_return_url: String,
+    pub past_due_grace_days: u32,
 }
 
 impl Config {
@@ -234,6 +258,63 @@ impl Config {
             Some(other) => return Err(bad("LOG_FORMAT", format!("{other:?} is not json or text"))),
         };
 
+        let host = matches!(mode, RunMode::FunctionsHost { .. });
+        let api_base = get("STRIPE_API_BASE")
+            .map(|u| url_setting("STRIPE_API_BASE", u))
+            .transpose()?;
+        let stripe = match get("STRIPE_SECRET_KEY") {
+            Some(k) if !(k.starts_with("sk_") || k.starts_with("rk_")) => {
+                return Err(bad(
+                    "STRIPE_SECRET_KEY",
+                    "is not a Stripe secret or restricted key (sk_... or rk_...)",
+                ))
+            }
+            Some(k) => Some(StripeConfig {
+                secret_key: Secret::new(k),
+                api_base,
+            }),
+            None if host => {
+                return Err(bad(
+                    "STRIPE_SECRET_KEY",
+                    "is required when running under the Functions host",
+                ))
+            }
+            None => None,
+        };
+        let webhook_secrets: Vec<Secret> = get("STRIPE_WEBHOOK_SECRET")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if stripe.is_some() && webhook_secrets.is_empty() {
+            return Err(bad(
+                "STRIPE_WEBHOOK_SECRET",
+                "is required with STRIPE_SECRET_KEY (comma-separated while rotating)",
+            ));
+        }
+        let url = |name: &'static str, default: &str| {
+            url_setting(name, get(name).unwrap_or_else(|| default.to_owned()))
+        };
+        let checkout_success_url = url(
+            "CHECKOUT_SUCCESS_URL",
+            "https://kraftd.io/dashboard?payment=success",
+        )?;
+        let checkout_cancel_url = url("CHECKOUT_CANCEL_URL", "https://kraftd.io/pricing")?;
+        let portal_return_url = url("BILLING_PORTAL_RETURN_URL", "https://kraftd.io/dashboard")?;
+        let past_due_grace_days = match get("PAST_DUE_GRACE_DAYS") {
+            Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
+                bad(
+                    "PAST_DUE_GRACE_DAYS",
+                    format!("{v:?} is not a number of days from 0 to 60"),
+                )
+            })?,
+            None => 7,
+        };
+
         let config = Self {
             mode,
             listen,
@@ -243,6 +324,12 @@ impl Config {
             cors_origins,
             upgrade_url,
             log_format,
+            stripe,
+            webhook_secrets,
+            checkout_success_url,
+            checkout_cancel_url,
+            portal_return_url,
+            past_due_grace_days,
         };
         if config.has_signing_secret() {
             config.validate_keys()?;
@@ -281,6 +368,14 @@ impl Config {
         };
         self.tokens.hs256_secret = Secret::new(secret);
         self.validate_keys()
+    }
+}
+
+fn url_setting(setting: &'static str, v: String) -> Result<String, ConfigError> {
+    if v.starts_with("https://") || v.starts_with("http://") {
+        Ok(v)
+    } else {
+        Err(bad(setting, "must be an http(s) URL"))
     }
 }
 
@@ -339,12 +434,25 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.setting, "JWT_SECRET");
+        let e = with(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "4321"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .err()
+        .unwrap();
+        assert_eq!(
+            e.setting, "STRIPE_SECRET_KEY",
+            "never a simulator under the host"
+        );
         let c = with(&[
             ("FUNCTIONS_CUSTOMHANDLER_PORT", "4321"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
             ("PORT", "9999"),
         ])
         .unwrap();
+        assert_eq!(c.webhook_secrets.len(), 2);
         assert_eq!(c.listen, "127.0.0.1:4321".parse().unwrap());
     }
 
@@ -359,6 +467,9 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("STORE", "mongo"),
             ("JWT_RS256_PUBLIC_KEY", "not a key"),
+            ("STRIPE_SECRET_KEY", "pk_live_publishable"),
+            ("CHECKOUT_SUCCESS_URL", "kraftd.io/done"),
+            ("PAST_DUE_GRACE_DAYS", "many"),
         ] {
             let e = with(&[
                 (name, value),

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::app::Billing;
+use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::{password, token::Tokens};
-use crate::config::{Config, ConfigError, LogFormat};
+use crate::config::{Config, ConfigError, LogFormat, StripeConfig};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::plan::Catalog;
-use crate::domain::ports::{Payments, Store, StoreError};
+use crate::domain::ports::{Payments, Store, StoreError, WebhookVerifier};
 use crate::http::{self, AppState};
+use crate::payments::stripe::{StripePayments, StripeSettings};
+use crate::payments::webhook::StripeWebhookVerifier;
 use crate::payments::PaymentsNotConfigured;
 use crate::store::SqliteStore;
 
@@ -28,26 +30,40 @@ pub enum StartError {
     },
 }
 
-/// The adapters a router runs on. Tests swap the clock or the store.
+/// The adapters a router runs on. Tests swap the clock, the store or the
+/// payment provider.
 pub struct Adapters {
     pub store: Arc<dyn Store>,
     pub payments: Arc<dyn Payments>,
+    pub webhooks: Arc<dyn WebhookVerifier>,
     pub clock: Arc<dyn Clock>,
 }
 
 impl Adapters {
-    /// The embedded defaults: SQLite under the data directory, no payments, the system clock.
+    /// The embedded store and the configured payment provider. The data
+    /// directory is created (and so checked) now; the database file opens in
+    /// the background, off the start-up path.
     pub fn embedded(config: &Config) -> Result<Self, StartError> {
-        let fail = |source| StartError::Store {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Store {
             dir: config.data_dir.display().to_string(),
-            source,
+            source: StoreError::Unavailable(e.to_string()),
+        })?;
+        let store = SqliteStore::open_in_background(&config.data_dir.join("billing.sqlite3"));
+        let payments: Arc<dyn Payments> = match &config.stripe {
+            Some(stripe) => Arc::new(
+                StripePayments::new(stripe_settings(config, stripe), catalog(config)).map_err(
+                    |e| ConfigError {
+                        setting: "STRIPE_API_BASE",
+                        problem: e.to_string(),
+                    },
+                )?,
+            ),
+            None => Arc::new(PaymentsNotConfigured),
         };
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| fail(StoreError::Unavailable(e.to_string())))?;
-        let store = SqliteStore::open(&config.data_dir.join("billing.sqlite3")).map_err(fail)?;
         Ok(Self {
             store: Arc::new(store),
-            payments: Arc::new(PaymentsNotConfigured),
+            payments,
+            webhooks: Arc::new(StripeWebhookVerifier::new(config.webhook_secrets.clone())),
             clock: Arc::new(SystemClock),
         })
     }
@@ -59,18 +75,38 @@ pub fn app(config: &Config, adapters: Adapters) -> Result<Router, StartError> {
         setting: "JWT_RS256_PUBLIC_KEY",
         problem: e.to_string(),
     })?;
-    let catalog = Catalog::standard().with_overrides(&config.limits);
-    let billing = Billing::new(
-        catalog,
-        adapters.store,
-        adapters.payments,
+    let billing = Billing::new(Parts {
+        catalog: catalog(config),
+        store: adapters.store,
+        payments: adapters.payments,
+        webhooks: adapters.webhooks,
         tokens,
-        adapters.clock,
-    );
+        clock: adapters.clock,
+        settings: BillingSettings {
+            past_due_grace: chrono::Duration::days(config.past_due_grace_days.into()),
+            portal_return_url: config.portal_return_url.clone(),
+        },
+    });
     Ok(http::router(
         AppState::new(billing, &config.upgrade_url),
         &config.cors_origins,
     ))
+}
+
+/// The plan catalog with the operator's limit overrides.
+pub fn catalog(config: &Config) -> Catalog {
+    Catalog::standard().with_overrides(&config.limits)
+}
+
+pub fn stripe_settings(config: &Config, stripe: &StripeConfig) -> StripeSettings {
+    StripeSettings {
+        secret_key: stripe.secret_key.clone(),
+        api_base: stripe.api_base.clone(),
+        checkout_success_url: config.checkout_success_url.clone(),
+        checkout_cancel_url: config.checkout_cancel_url.clone(),
+        timeout: std::time::Duration::from_secs(20),
+        backoff: std::time::Duration::from_millis(250),
+    }
 }
 
 pub fn init_logging(format: LogFormat) {

@@ -73,6 +73,8 @@ async fn under_the_functions_host_it_serves_forwarded_requests_on_the_hosts_port
         &[
             ("FUNCTIONS_CUSTOMHANDLER_PORT", &port_s),
             ("JWT_SECRET", "host-secret-0123456789abcdef0123456789"),
+            ("STRIPE_SECRET_KEY", "sk_test_never_called"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_test"),
             ("PORT", "1"),
         ],
         &[],
@@ -179,27 +181,26 @@ fn refuses_to_start(env: &[(&str, &str)], setting: &str) {
 #[test]
 fn bad_configuration_stops_start_up_with_one_line_naming_the_setting() {
     let secret = ("JWT_SECRET", "host-secret-0123456789abcdef0123456789");
+    let key = ("STRIPE_SECRET_KEY", "sk_test_never_called");
+    let hook = ("STRIPE_WEBHOOK_SECRET", "whsec_test");
     refuses_to_start(&[], "JWT_SECRET");
     refuses_to_start(&[("JWT_SECRET", "tooshort")], "JWT_SECRET");
-    refuses_to_start(
-        &[secret, ("FREE_PLAN_DOCS_LIMIT", "fifty")],
-        "FREE_PLAN_DOCS_LIMIT",
-    );
-    refuses_to_start(
-        &[secret, ("PRO_PLAN_API_LIMIT", "-5")],
-        "PRO_PLAN_API_LIMIT",
-    );
-    refuses_to_start(
-        &[secret, ("CORS_ALLOWED_ORIGINS", "*")],
-        "CORS_ALLOWED_ORIGINS",
-    );
-    refuses_to_start(
-        &[
-            secret,
-            ("JWT_RS256_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnope"),
-        ],
-        "JWT_RS256_PUBLIC_KEY",
-    );
+    refuses_to_start(&[secret], "STRIPE_SECRET_KEY");
+    refuses_to_start(&[secret, key], "STRIPE_WEBHOOK_SECRET");
+    for bad in [
+        ("FREE_PLAN_DOCS_LIMIT", "fifty"),
+        ("PRO_PLAN_API_LIMIT", "-5"),
+        ("CORS_ALLOWED_ORIGINS", "*"),
+        ("STRIPE_SECRET_KEY", "pk_live_not_a_secret_key"),
+        ("JWT_RS256_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnope"),
+    ] {
+        let env: Vec<(&str, &str)> = [secret, key, hook]
+            .into_iter()
+            .filter(|(n, _)| *n != bad.0)
+            .chain([bad])
+            .collect();
+        refuses_to_start(&env, bad.0);
+    }
     // The secret's value never appears in the error.
     let out = Command::new(HANDLER)
         .env_clear()

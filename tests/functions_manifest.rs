@@ -145,6 +145,12 @@ fn local_settings_example_satisfies_the_schema_and_lists_every_setting() {
         &example,
         "local.settings.json.example",
     );
+    let text = std::fs::read_to_string(root().join("local.settings.json.example")).unwrap();
+    assert_eq!(
+        text,
+        manifest::local_settings_example(),
+        "local.settings.json.example is stale: run `cargo run --bin handler -- functions write`"
+    );
     let values = example["Values"].as_object().unwrap();
     assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
     for (name, value) in SETTINGS {

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use kraftd_billing::domain::clock::SystemClock;
+use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
 use kraftd_billing::server::{self, Adapters};
 use kraftd_billing::store::SqliteStore;
@@ -68,6 +69,7 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
         Adapters {
             store: Arc::new(SqliteStore::in_memory().unwrap()),
             payments: Arc::new(PaymentsNotConfigured),
+            webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
             clock: Arc::new(SystemClock),
         },
     )

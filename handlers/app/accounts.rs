@@ -3,7 +3,7 @@ use std::str::FromStr;
 use crate::auth::password;
 use crate::auth::token::Subject;
 use crate::domain::plan::{BillingInterval, PlanId};
-use crate::domain::ports::{CheckoutRequest, CheckoutSession, StoreError, Versioned};
+use crate::domain::ports::{CheckoutSession, StoreError, Versioned};
 use crate::domain::subscription::Subscription;
 use crate::domain::user::{check_password_strength, Email, PersonName, User, UserId};
 
@@ -33,12 +33,12 @@ pub enum Registered {
     Checkout(CheckoutSession),
 }
 
-fn parse_plan(raw: &str) -> Result<PlanId, AppError> {
+pub(super) fn parse_plan(raw: &str) -> Result<PlanId, AppError> {
     PlanId::from_str(raw.trim())
         .map_err(|_| AppError::invalid("plan_id", "must be one of free, pro, enterprise"))
 }
 
-fn parse_interval(raw: Option<&str>) -> Result<BillingInterval, AppError> {
+pub(super) fn parse_interval(raw: Option<&str>) -> Result<BillingInterval, AppError> {
     match raw.map(str::trim) {
         None | Some("monthly") => Ok(BillingInterval::Monthly),
         Some("annual") => Ok(BillingInterval::Annual),
@@ -57,26 +57,7 @@ impl Billing {
             .map_err(|p| AppError::invalid("password", p))?;
         let plan_id = parse_plan(&input.plan_id)?;
         let interval = parse_interval(input.billing_interval.as_deref())?;
-        let plan = self.catalog.plan(plan_id);
-        if plan.contact_sales {
-            return Err(AppError::invalid(
-                "plan_id",
-                format!("{plan_id} is sold through sales; contact sales to subscribe"),
-            ));
-        }
-        if plan.price(interval).is_none() {
-            return Err(AppError::invalid(
-                "billing_interval",
-                format!(
-                    "the {plan_id} plan has no {} price",
-                    if interval == BillingInterval::Annual {
-                        "annual"
-                    } else {
-                        "monthly"
-                    }
-                ),
-            ));
-        }
+        self.check_self_serve(plan_id, interval)?;
         // Refuse before writing anything: no half-created user.
         if plan_id.is_paid() && !self.payments.is_configured() {
             return Err(AppError::Payments(
@@ -101,7 +82,7 @@ impl Billing {
             created_at: now,
             subscription,
         };
-        self.store.create_user(&user).await.map_err(|e| match e {
+        let etag = self.store.create_user(&user).await.map_err(|e| match e {
             // Two registrations raced past the lookup above.
             StoreError::Conflict("email") => AppError::EmailTaken,
             e => AppError::Store(e),
@@ -109,15 +90,8 @@ impl Billing {
 
         if plan_id.is_paid() {
             let checkout = self
-                .payments
-                .start_checkout(&CheckoutRequest {
-                    user_id: user.id,
-                    email: user.email.clone(),
-                    plan_id,
-                    interval,
-                })
-                .await
-                .map_err(AppError::Payments)?;
+                .begin_checkout(user, etag, plan_id, interval, "registration")
+                .await?;
             return Ok(Registered::Checkout(checkout));
         }
         Ok(Registered::Active(Box::new(self.session(user))))

@@ -1,6 +1,6 @@
 use crate::auth::token::TokenError;
 use crate::domain::plan::PlanId;
-use crate::domain::ports::{PaymentsError, StoreError};
+use crate::domain::ports::{PaymentsError, StoreError, WebhookError};
 use crate::domain::usage::{GateDenial, QuotaDenial};
 
 /// Everything a use-case can refuse. The HTTP layer maps each to a status
@@ -28,6 +28,10 @@ pub enum AppError {
     },
     #[error("{0}")]
     Payments(PaymentsError),
+    #[error("the webhook was refused: {0}")]
+    Webhook(WebhookError),
+    #[error("there is no billing account yet: subscribe to a paid plan first")]
+    NoBillingAccount,
     #[error("{0}")]
     Store(StoreError),
 }

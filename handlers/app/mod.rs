@@ -3,44 +3,66 @@
 
 mod accounts;
 mod error;
+mod subscriptions;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 pub use accounts::{RegisterInput, Registered, Session};
 pub use error::AppError;
+pub use subscriptions::{InvoicePage, Upgrade};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
+pub use webhooks::WebhookOutcome;
 
 use crate::auth::token::Tokens;
 use crate::domain::clock::Clock;
 use crate::domain::plan::{Catalog, Plan};
-use crate::domain::ports::{Payments, Store};
+use crate::domain::ports::{Payments, Store, WebhookVerifier};
 use crate::domain::user::User;
+
+/// Operator choices the use-cases follow.
+#[derive(Debug, Clone)]
+pub struct BillingSettings {
+    /// How long past_due keeps the paid plan's limits.
+    pub past_due_grace: Duration,
+    /// Where the Stripe customer portal sends the user back to.
+    pub portal_return_url: String,
+}
 
 pub struct Billing {
     catalog: Catalog,
     store: Arc<dyn Store>,
     payments: Arc<dyn Payments>,
+    webhooks: Arc<dyn WebhookVerifier>,
     tokens: Tokens,
     clock: Arc<dyn Clock>,
+    settings: BillingSettings,
+}
+
+/// Everything `Billing` runs on.
+pub struct Parts {
+    pub catalog: Catalog,
+    pub store: Arc<dyn Store>,
+    pub payments: Arc<dyn Payments>,
+    pub webhooks: Arc<dyn WebhookVerifier>,
+    pub tokens: Tokens,
+    pub clock: Arc<dyn Clock>,
+    pub settings: BillingSettings,
 }
 
 impl Billing {
-    pub fn new(
-        catalog: Catalog,
-        store: Arc<dyn Store>,
-        payments: Arc<dyn Payments>,
-        tokens: Tokens,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(p: Parts) -> Self {
         Self {
-            catalog,
-            store,
-            payments,
-            tokens,
-            clock,
+            catalog: p.catalog,
+            store: p.store,
+            payments: p.payments,
+            webhooks: p.webhooks,
+            tokens: p.tokens,
+            clock: p.clock,
+            settings: p.settings,
         }
     }
 

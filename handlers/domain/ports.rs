@@ -5,8 +5,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::money::Money;
 use super::plan::{BillingInterval, PlanId};
-use super::records::{Invoice, Payment};
+use super::records::{Invoice, OutboxMessage, Payment};
+use super::subscription::RemoteSubscription;
 use super::usage::{UsageIncrement, UsageKey, UsageOutcome};
 use super::user::{Email, User, UserId};
 
@@ -86,6 +88,24 @@ pub trait WebhookLog: Send + Sync {
     /// Records the event id if it is new. `true` the first time only, even
     /// when two deliveries race.
     async fn claim_event(&self, event_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Whether the event id was recorded (and not yet expired).
+    async fn event_seen(&self, event_id: &str) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Replaces the user (only if still at `if_match`) and enqueues the
+    /// messages, all or nothing. Messages already enqueued (same id) are kept once.
+    async fn replace_user_and_enqueue(
+        &self,
+        user: &User,
+        if_match: &Etag,
+        messages: &[OutboxMessage],
+    ) -> Result<Etag, StoreError>;
+    /// Enqueues messages that report no user change (receipts); insert-if-absent by id.
+    async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError>;
+    /// The user's messages, oldest first.
+    async fn outbox_for_user(&self, user_id: UserId) -> Result<Vec<OutboxMessage>, StoreError>;
 }
 
 #[async_trait]
@@ -95,15 +115,18 @@ pub trait Retention: Send + Sync {
 }
 
 /// Everything the service keeps.
-pub trait Store: UserStore + UsageStore + LedgerStore + WebhookLog + Retention {}
-impl<T: UserStore + UsageStore + LedgerStore + WebhookLog + Retention> Store for T {}
+pub trait Store: UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Retention {}
+impl<T: UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Retention> Store for T {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutRequest {
     pub user_id: UserId,
-    pub email: Email,
+    pub customer_id: String,
     pub plan_id: PlanId,
     pub interval: BillingInterval,
+    /// What makes this checkout distinct; with the user id it forms the
+    /// idempotency key, so a double click returns the same session.
+    pub attempt: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,23 +135,128 @@ pub struct CheckoutSession {
     pub url: String,
 }
 
+/// A checkout session as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCheckout {
+    pub id: String,
+    pub complete: bool,
+    pub url: Option<String>,
+    pub customer_id: Option<String>,
+    pub subscription_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// An invoice as the provider reports it, before it is tied to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteInvoice {
+    pub id: String,
+    pub customer_id: String,
+    pub subscription_id: Option<String>,
+    pub number: Option<String>,
+    pub amount_due: Money,
+    pub amount_paid: Money,
+    pub status: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    pub hosted_invoice_url: Option<String>,
+    pub pdf_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {
     #[error("payments are not configured on this deployment")]
     NotConfigured,
+    /// Transient (network, 429, 5xx) and still failing after retries.
     #[error("the payment provider is unavailable: {0}")]
     Unavailable(String),
     #[error("the payment provider refused the request: {0}")]
     Rejected(String),
+    #[error("the payment provider has no {0}")]
+    NotFound(String),
 }
 
+/// Money movement: the Stripe adapter in production, its offline simulator
+/// locally. Every call that creates or changes something is idempotent:
+/// retried or repeated, it acts once.
 #[async_trait]
 pub trait Payments: Send + Sync {
     /// Whether paid plans can be sold here; checked before any user is
     /// created, so a refused paid registration leaves nothing behind.
     fn is_configured(&self) -> bool;
+    /// One customer per user, whatever the number of calls.
+    async fn create_customer(
+        &self,
+        user_id: UserId,
+        email: &Email,
+        name: &str,
+    ) -> Result<String, PaymentsError>;
     async fn start_checkout(&self, req: &CheckoutRequest)
         -> Result<CheckoutSession, PaymentsError>;
+    async fn checkout(&self, session_id: &str) -> Result<RemoteCheckout, PaymentsError>;
+    async fn subscription(&self, id: &str) -> Result<RemoteSubscription, PaymentsError>;
+    /// Moves the subscription's one item to the plan's price, prorating
+    /// and billing the difference now.
+    async fn change_plan(
+        &self,
+        user_id: UserId,
+        current: &RemoteSubscription,
+        plan_id: PlanId,
+        interval: BillingInterval,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError>;
+    /// What `change_plan` would bill now.
+    async fn preview_change(
+        &self,
+        current: &RemoteSubscription,
+        plan_id: PlanId,
+        interval: BillingInterval,
+    ) -> Result<Money, PaymentsError>;
+    async fn set_cancel_at_period_end(
+        &self,
+        user_id: UserId,
+        subscription_id: &str,
+        cancel: bool,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError>;
+    async fn portal_url(
+        &self,
+        customer_id: &str,
+        return_url: &str,
+    ) -> Result<String, PaymentsError>;
+    async fn invoice(&self, id: &str) -> Result<RemoteInvoice, PaymentsError>;
+}
+
+/// A provider event, verified: only what is needed to know what to re-read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEvent {
+    pub id: String,
+    pub kind: String,
+    pub created: DateTime<Utc>,
+    /// The `object` type of the event's object ("subscription", "invoice", ...).
+    pub object: String,
+    pub object_id: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("missing or malformed Stripe-Signature header")]
+    MissingSignature,
+    #[error("the signature matches none of the configured secrets")]
+    BadSignature,
+    #[error("the signature's timestamp is outside the tolerance (a replay?)")]
+    Stale,
+    #[error("the payload is not an event: {0}")]
+    Malformed(String),
+}
+
+pub trait WebhookVerifier: Send + Sync {
+    fn verify(
+        &self,
+        payload: &[u8],
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<ProviderEvent, WebhookError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,3 +53,29 @@ impl Invoice {
         self.created_at + Duration::days(PAYMENT_RETENTION_DAYS)
     }
 }
+
+/// The emails the service sends. Each is written to the outbox in the same
+/// atomic write as the state change it reports, and delivered later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailKind {
+    SubscriptionConfirmed,
+    PaymentReceipt,
+    PaymentFailed,
+    CancellationScheduled,
+    CancellationWithdrawn,
+    SubscriptionEnded,
+    PlanChanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// Deterministic (what caused it + the kind), so a cause processed twice
+    /// enqueues one message.
+    pub id: String,
+    pub user_id: UserId,
+    pub kind: EmailKind,
+    /// What the template needs: plan, amounts, dates, links.
+    pub data: std::collections::BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,7 +1,7 @@
 //! The subscription a user holds and the rules that decide which plan it
 //! grants right now. Statuses are Stripe's, so webhook state maps 1:1.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{BillingInterval, PlanId};
@@ -34,6 +34,13 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
     pub billing_email: Option<String>,
     pub last_payment_status: Option<String>,
+    /// While past_due, the paid plan's limits hold until then (dunning grace).
+    #[serde(default)]
+    pub grace_until: Option<DateTime<Utc>>,
+    /// The checkout a paid registration or upgrade is waiting on, so the
+    /// user can resume it.
+    #[serde(default)]
+    pub checkout_session_id: Option<String>,
 }
 
 impl Subscription {
@@ -53,6 +60,8 @@ impl Subscription {
             cancel_at_period_end: false,
             billing_email: None,
             last_payment_status: None,
+            grace_until: None,
+            checkout_session_id: None,
         }
     }
 
@@ -70,13 +79,14 @@ impl Subscription {
     }
 
     /// The plan whose limits apply at `now`. A paid plan grants its limits
-    /// while active, trialing or in the dunning grace of past_due, and a
+    /// while active, trialing or within the dunning grace of past_due, and a
     /// canceled one until the period it was paid for ends; otherwise Free.
     pub fn effective_plan(&self, now: DateTime<Utc>) -> PlanId {
         use SubscriptionStatus::*;
         let paid_through = self.current_period_end.is_some_and(|end| now < end);
         let grants = match self.status {
-            Active | Trialing | PastDue => true,
+            Active | Trialing => true,
+            PastDue => self.grace_until.is_none_or(|g| now < g),
             Canceled => paid_through,
             Incomplete | IncompleteExpired | Unpaid | Paused => false,
         };
@@ -85,6 +95,163 @@ impl Subscription {
         } else {
             PlanId::Free
         }
+    }
+}
+
+/// A subscription as the payment provider reports it right now. Webhooks
+/// only say "something changed"; this is what gets applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSubscription {
+    pub id: String,
+    pub customer_id: String,
+    pub status: SubscriptionStatus,
+    pub plan_id: PlanId,
+    pub interval: BillingInterval,
+    /// The one subscription item; plan changes move it to another price.
+    pub item_id: String,
+    pub price_id: String,
+    pub current_period_start: Option<DateTime<Utc>>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub cancel_at_period_end: bool,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl RemoteSubscription {
+    /// Over for good: nothing will bill or grant again.
+    pub fn has_ended(&self) -> bool {
+        matches!(
+            self.status,
+            SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+        )
+    }
+}
+
+/// What changed when the provider's view was applied; each may deserve an email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Activated { plan: PlanId },
+    PlanChanged { from: PlanId, to: PlanId },
+    CancellationScheduled { ends_at: Option<DateTime<Utc>> },
+    CancellationWithdrawn,
+    Ended { plan: PlanId },
+    PaymentFailed { grace_until: DateTime<Utc> },
+    PaymentRecovered,
+}
+
+impl Subscription {
+    fn is_live_paid(&self) -> bool {
+        self.stripe_subscription_id.is_some()
+            && !matches!(
+                self.status,
+                SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+            )
+    }
+
+    /// The subscription after taking the provider's state as the truth, and
+    /// what that changed. `None` when the remote one is not this user's
+    /// current subscription (a late event about a subscription that was
+    /// replaced), so it must not overwrite anything.
+    pub fn apply_remote(
+        &self,
+        remote: &RemoteSubscription,
+        now: DateTime<Utc>,
+        grace: Duration,
+    ) -> Option<(Subscription, Vec<Transition>)> {
+        let ours = self.stripe_subscription_id.as_deref() == Some(remote.id.as_str());
+        if !ours && (remote.has_ended() || self.is_live_paid()) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.stripe_customer_id = Some(remote.customer_id.clone());
+        next.checkout_session_id = None;
+        if remote.has_ended() {
+            next.plan_id = PlanId::Free;
+            next.status = SubscriptionStatus::Active;
+            next.billing_interval = BillingInterval::Monthly;
+            next.stripe_subscription_id = None;
+            next.current_period_end = None;
+            next.renewal_date = None;
+            next.end_date = remote.ended_at.or(Some(now));
+            next.auto_renew = false;
+            next.cancel_at_period_end = false;
+            next.grace_until = None;
+        } else {
+            next.plan_id = remote.plan_id;
+            next.status = remote.status;
+            next.billing_interval = remote.interval;
+            next.stripe_subscription_id = Some(remote.id.clone());
+            if !ours || next.start_date.is_none() {
+                next.start_date = remote.current_period_start.or(Some(now));
+            }
+            next.current_period_end = remote.current_period_end;
+            next.cancel_at_period_end = remote.cancel_at_period_end;
+            next.auto_renew = !remote.cancel_at_period_end;
+            next.renewal_date = (!remote.cancel_at_period_end)
+                .then_some(remote.current_period_end)
+                .flatten();
+            next.end_date = remote
+                .cancel_at_period_end
+                .then_some(remote.current_period_end)
+                .flatten();
+            next.grace_until = match remote.status {
+                SubscriptionStatus::PastDue => self
+                    .grace_until
+                    .filter(|_| self.status == SubscriptionStatus::PastDue)
+                    .or(Some(now + grace)),
+                _ => None,
+            };
+            match (self.status, remote.status) {
+                (SubscriptionStatus::PastDue, SubscriptionStatus::Active) => {
+                    next.last_payment_status = Some("succeeded".into())
+                }
+                (_, SubscriptionStatus::PastDue) => {
+                    next.last_payment_status = Some("failed".into())
+                }
+                _ => {}
+            }
+        }
+        let transitions = self.transitions_to(&next);
+        Some((next, transitions))
+    }
+
+    fn transitions_to(&self, next: &Subscription) -> Vec<Transition> {
+        use SubscriptionStatus::*;
+        let mut out = Vec::new();
+        let was_paid = self.is_live_paid() && matches!(self.status, Active | Trialing | PastDue);
+        let is_paid = next.is_live_paid() && matches!(next.status, Active | Trialing | PastDue);
+        match (was_paid, is_paid) {
+            (false, true) => out.push(Transition::Activated { plan: next.plan_id }),
+            (true, false) if next.stripe_subscription_id.is_none() => {
+                out.push(Transition::Ended { plan: self.plan_id })
+            }
+            (true, true)
+                if self.plan_id != next.plan_id
+                    || self.billing_interval != next.billing_interval =>
+            {
+                out.push(Transition::PlanChanged {
+                    from: self.plan_id,
+                    to: next.plan_id,
+                })
+            }
+            _ => {}
+        }
+        if is_paid && next.cancel_at_period_end && !self.cancel_at_period_end {
+            out.push(Transition::CancellationScheduled {
+                ends_at: next.current_period_end,
+            });
+        }
+        if is_paid && self.cancel_at_period_end && !next.cancel_at_period_end {
+            out.push(Transition::CancellationWithdrawn);
+        }
+        if next.status == PastDue && self.status != PastDue {
+            if let Some(g) = next.grace_until {
+                out.push(Transition::PaymentFailed { grace_until: g });
+            }
+        }
+        if self.status == PastDue && next.status == Active {
+            out.push(Transition::PaymentRecovered);
+        }
+        out
     }
 }
 
@@ -113,5 +280,121 @@ mod tests {
             PlanId::Pro
         );
         assert_eq!(s.effective_plan(end), PlanId::Free);
+    }
+
+    fn remote(status: SubscriptionStatus, plan: PlanId, end: DateTime<Utc>) -> RemoteSubscription {
+        RemoteSubscription {
+            id: "sub_1".into(),
+            customer_id: "cus_1".into(),
+            status,
+            plan_id: plan,
+            interval: BillingInterval::Monthly,
+            item_id: "si_1".into(),
+            price_id: "price_1".into(),
+            current_period_start: Some(end - Duration::days(30)),
+            current_period_end: Some(end),
+            cancel_at_period_end: false,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn checkout_activates_with_stripes_period_end_as_renewal() {
+        let now = Utc::now();
+        let end = now + Duration::days(30);
+        let start = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Monthly);
+        let (s, t) = start
+            .apply_remote(
+                &remote(SubscriptionStatus::Active, PlanId::Pro, end),
+                now,
+                Duration::days(7),
+            )
+            .unwrap();
+        assert_eq!(s.effective_plan(now), PlanId::Pro);
+        assert_eq!(s.renewal_date, Some(end));
+        assert_eq!(t, vec![Transition::Activated { plan: PlanId::Pro }]);
+    }
+
+    #[test]
+    fn past_due_keeps_the_plan_for_the_grace_period_only() {
+        let now = Utc::now();
+        let end = now + Duration::days(30);
+        let active = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Monthly)
+            .apply_remote(
+                &remote(SubscriptionStatus::Active, PlanId::Pro, end),
+                now,
+                Duration::days(7),
+            )
+            .unwrap()
+            .0;
+        let (due, t) = active
+            .apply_remote(
+                &remote(SubscriptionStatus::PastDue, PlanId::Pro, end),
+                now,
+                Duration::days(7),
+            )
+            .unwrap();
+        assert!(matches!(t.as_slice(), [Transition::PaymentFailed { .. }]));
+        assert_eq!(
+            due.effective_plan(now + Duration::days(7) - Duration::seconds(1)),
+            PlanId::Pro
+        );
+        assert_eq!(due.effective_plan(now + Duration::days(7)), PlanId::Free);
+        // A second failure notice does not extend the grace.
+        let later = now + Duration::days(3);
+        let (again, _) = due
+            .apply_remote(
+                &remote(SubscriptionStatus::PastDue, PlanId::Pro, end),
+                later,
+                Duration::days(7),
+            )
+            .unwrap();
+        assert_eq!(again.grace_until, due.grace_until);
+        let (back, t) = again
+            .apply_remote(
+                &remote(SubscriptionStatus::Active, PlanId::Pro, end),
+                later,
+                Duration::days(7),
+            )
+            .unwrap();
+        assert_eq!(back.effective_plan(now + Duration::days(20)), PlanId::Pro);
+        assert_eq!(t, vec![Transition::PaymentRecovered]);
+    }
+
+    #[test]
+    fn a_late_event_about_an_ended_old_subscription_changes_nothing() {
+        let now = Utc::now();
+        let end = now + Duration::days(30);
+        let current = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Monthly)
+            .apply_remote(
+                &remote(SubscriptionStatus::Active, PlanId::Pro, end),
+                now,
+                Duration::days(7),
+            )
+            .unwrap()
+            .0;
+        let mut old = remote(SubscriptionStatus::Canceled, PlanId::Pro, end);
+        old.id = "sub_old".into();
+        assert!(current.apply_remote(&old, now, Duration::days(7)).is_none());
+    }
+
+    #[test]
+    fn deletion_drops_to_free_and_keeps_the_customer() {
+        let now = Utc::now();
+        let end = now + Duration::days(30);
+        let mut r = remote(SubscriptionStatus::Active, PlanId::Pro, end);
+        r.cancel_at_period_end = true;
+        let (scheduled, t) = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Monthly)
+            .apply_remote(&r, now, Duration::days(7))
+            .unwrap();
+        assert_eq!(scheduled.effective_plan(now), PlanId::Pro);
+        assert_eq!(scheduled.end_date, Some(end));
+        assert!(t.contains(&Transition::CancellationScheduled { ends_at: Some(end) }));
+        r.status = SubscriptionStatus::Canceled;
+        r.ended_at = Some(end);
+        let (ended, t) = scheduled.apply_remote(&r, end, Duration::days(7)).unwrap();
+        assert_eq!(ended.plan_id, PlanId::Free);
+        assert_eq!(ended.stripe_customer_id.as_deref(), Some("cus_1"));
+        assert_eq!(t, vec![Transition::Ended { plan: PlanId::Pro }]);
     }
 }

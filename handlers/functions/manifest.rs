@@ -86,3 +86,19 @@ pub fn drift(dir: &Path) -> io::Result<Vec<String>> {
     out.sort();
     Ok(out)
 }
+
+/// `local.settings.json.example`: every setting the handler reads, with a
+/// safe example value, plus what the Functions host needs to run locally.
+pub fn local_settings_example() -> String {
+    let mut values = serde_json::Map::new();
+    values.insert("FUNCTIONS_WORKER_RUNTIME".into(), "custom".into());
+    values.insert(
+        "AzureWebJobsStorage".into(),
+        "UseDevelopmentStorage=true".into(),
+    );
+    for (name, example) in crate::config::SETTINGS {
+        values.insert((*name).into(), (*example).into());
+    }
+    let doc = json!({ "IsEncrypted": false, "Values": values });
+    serde_json::to_string_pretty(&doc).expect("JSON values serialise") + "\n"
+}

@@ -154,9 +154,11 @@ fn app_parts(e: &AppError) -> Parts {
             p.retry_after = Some(5);
             p
         }
-        AppError::Payments(PaymentsError::Rejected(_)) => {
+        AppError::Payments(PaymentsError::Rejected(_) | PaymentsError::NotFound(_)) => {
             Parts::new(S::BAD_GATEWAY, "payment_provider_error")
         }
+        AppError::Webhook(_) => Parts::new(S::BAD_REQUEST, "invalid_webhook"),
+        AppError::NoBillingAccount => Parts::new(S::BAD_REQUEST, "no_billing_account"),
         AppError::Store(StoreError::Unavailable(_) | StoreError::VersionConflict) => {
             let mut p = Parts::new(S::SERVICE_UNAVAILABLE, "temporarily_unavailable");
             p.retry_after = Some(1);

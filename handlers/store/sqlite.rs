@@ -12,9 +12,9 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use crate::domain::ports::{
-    Etag, LedgerStore, Retention, StoreError, UsageStore, UserStore, Versioned, WebhookLog,
+    Etag, LedgerStore, Outbox, Retention, StoreError, UsageStore, UserStore, Versioned, WebhookLog,
 };
-use crate::domain::records::{Invoice, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
+use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
 use crate::domain::usage::{UsageIncrement, UsageKey, UsageOutcome};
 use crate::domain::user::{Email, User, UserId};
 
@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS invoices (
     doc        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS invoices_by_user ON invoices (user_id, created_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'pending',
+    created_at INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox (user_id, created_at);
 CREATE TABLE IF NOT EXISTS processed_webhook_events (
     event_id     TEXT PRIMARY KEY,
     processed_at INTEGER NOT NULL,
@@ -260,44 +268,113 @@ impl UserStore for SqliteStore {
     }
 
     async fn replace_user(&self, user: &User, if_match: &Etag) -> Result<Etag, StoreError> {
-        let doc = to_json(user)?;
-        let (id, email) = (user.id.to_string(), user.email.as_str().to_owned());
-        let customer = user.subscription.stripe_customer_id.clone();
-        let expected: i64 = if_match
-            .0
-            .parse()
-            .map_err(|_| StoreError::VersionConflict)?;
-        self.with_conn(move |c| {
-            let updated: Option<i64> = c
-                .prepare_cached(
-                    "UPDATE users SET email = ?2, stripe_customer_id = ?3, doc = ?4, version = version + 1
-                     WHERE id = ?1 AND version = ?5 RETURNING version",
-                )
-                .map_err(unavailable)?
-                .query_row(params![id, email, customer, doc, expected], |r| r.get(0))
-                .optional()
-                .map_err(|e| match e {
-                    e if is_unique_violation(&e) && e.to_string().contains("stripe_customer_id") => {
-                        StoreError::Conflict("stripe customer")
-                    }
-                    e if is_unique_violation(&e) => StoreError::Conflict("email"),
-                    e => unavailable(e),
-                })?;
-            match updated {
-                Some(v) => Ok(Etag(v.to_string())),
-                None => {
-                    let exists: bool = c
-                        .query_row("SELECT 1 FROM users WHERE id = ?1", [&id], |_| Ok(()))
-                        .optional()
-                        .map_err(unavailable)?
-                        .is_some();
-                    Err(if exists {
-                        StoreError::VersionConflict
-                    } else {
-                        StoreError::NotFound
-                    })
-                }
+        let user = user.clone();
+        let if_match = if_match.clone();
+        self.with_conn(move |c| replace_user_row(c, &user, &if_match))
+            .await
+    }
+}
+
+fn replace_user_row(c: &Connection, user: &User, if_match: &Etag) -> Result<Etag, StoreError> {
+    let doc = to_json(user)?;
+    let id = user.id.to_string();
+    let expected: i64 = if_match
+        .0
+        .parse()
+        .map_err(|_| StoreError::VersionConflict)?;
+    let updated: Option<i64> = c
+        .prepare_cached(
+            "UPDATE users SET email = ?2, stripe_customer_id = ?3, doc = ?4, version = version + 1
+             WHERE id = ?1 AND version = ?5 RETURNING version",
+        )
+        .map_err(unavailable)?
+        .query_row(
+            params![
+                id,
+                user.email.as_str(),
+                user.subscription.stripe_customer_id,
+                doc,
+                expected
+            ],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| match e {
+            e if is_unique_violation(&e) && e.to_string().contains("stripe_customer_id") => {
+                StoreError::Conflict("stripe customer")
             }
+            e if is_unique_violation(&e) => StoreError::Conflict("email"),
+            e => unavailable(e),
+        })?;
+    match updated {
+        Some(v) => Ok(Etag(v.to_string())),
+        None => {
+            let exists = c
+                .query_row("SELECT 1 FROM users WHERE id = ?1", [&id], |_| Ok(()))
+                .optional()
+                .map_err(unavailable)?
+                .is_some();
+            Err(if exists {
+                StoreError::VersionConflict
+            } else {
+                StoreError::NotFound
+            })
+        }
+    }
+}
+
+fn insert_outbox(c: &Connection, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "INSERT INTO outbox (id, user_id, created_at, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(unavailable)?;
+    for m in messages {
+        stmt.execute(params![
+            m.id,
+            m.user_id.to_string(),
+            ms(m.created_at),
+            to_json(m)?
+        ])
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn replace_user_and_enqueue(
+        &self,
+        user: &User,
+        if_match: &Etag,
+        messages: &[OutboxMessage],
+    ) -> Result<Etag, StoreError> {
+        let (user, if_match, messages) = (user.clone(), if_match.clone(), messages.to_vec());
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let etag = replace_user_row(&tx, &user, &if_match)?;
+            insert_outbox(&tx, &messages)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(etag)
+        })
+        .await
+    }
+
+    async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+        let messages = messages.to_vec();
+        self.with_conn(move |c| insert_outbox(c, &messages)).await
+    }
+
+    async fn outbox_for_user(&self, user_id: UserId) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT doc FROM outbox WHERE user_id = ?1 ORDER BY created_at, id")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([user_id.to_string()], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.map(|doc| from_json(&doc.map_err(unavailable)?))
+                .collect()
         })
         .await
     }
@@ -484,6 +561,19 @@ impl WebhookLog for SqliteStore {
                 .execute(params![id, ms(now), ms(expires)])
                 .map_err(unavailable)?;
             Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn event_seen(&self, event_id: &str) -> Result<bool, StoreError> {
+        let id = event_id.to_owned();
+        self.with_conn(move |c| {
+            c.prepare_cached("SELECT 1 FROM processed_webhook_events WHERE event_id = ?1")
+                .map_err(unavailable)?
+                .query_row([id], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(unavailable)
         })
         .await
     }

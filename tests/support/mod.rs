@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use kraftd_billing::config::Config;
 use kraftd_billing::domain::clock::ManualClock;
 use kraftd_billing::domain::ports::Store;
+use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
 use kraftd_billing::server::{self, Adapters};
 use kraftd_billing::store::SqliteStore;
@@ -51,6 +52,7 @@ impl TestApp {
             Adapters {
                 store: store.clone() as Arc<dyn Store>,
                 payments: Arc::new(PaymentsNotConfigured),
+                webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
                 clock: clock.clone(),
             },
         )

@@ -1,0 +1,448 @@
+//! Paid subscriptions: checkout, plan changes, cancellation, the customer
+//! portal and invoices. Stripe's state is the truth; every write of it to a
+//! user is conditional on the user not having changed since it was read.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::money::Money;
+use crate::domain::plan::{BillingInterval, PlanId};
+use crate::domain::ports::{CheckoutRequest, CheckoutSession, Etag, StoreError, Versioned};
+use crate::domain::records::{EmailKind, Invoice, OutboxMessage};
+use crate::domain::subscription::{RemoteSubscription, Transition};
+use crate::domain::user::{User, UserId};
+
+use super::accounts::{parse_interval, parse_plan};
+use super::{AppError, Billing};
+
+/// Attempts at a conditional write before giving up with 503.
+const WRITE_ATTEMPTS: usize = 8;
+
+/// What an upgrade did.
+pub enum Upgrade {
+    /// No live subscription: pay at this checkout first.
+    Checkout(CheckoutSession),
+    /// The live subscription now sells the new plan.
+    Changed(Box<User>),
+}
+
+/// One page of invoices, newest first.
+pub struct InvoicePage {
+    pub invoices: Vec<Invoice>,
+    pub has_more: bool,
+}
+
+impl Billing {
+    /// Plans a user can buy without talking to sales, at a price that exists.
+    pub(super) fn check_self_serve(
+        &self,
+        plan_id: PlanId,
+        interval: BillingInterval,
+    ) -> Result<(), AppError> {
+        let plan = self.catalog.plan(plan_id);
+        if plan.contact_sales {
+            return Err(AppError::invalid(
+                "plan_id",
+                format!("{plan_id} is sold through sales; contact sales to subscribe"),
+            ));
+        }
+        if plan.price(interval).is_none() {
+            return Err(AppError::invalid(
+                "billing_interval",
+                format!(
+                    "the {plan_id} plan has no {} price",
+                    interval_name(interval)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes sure the user has a Stripe customer (stored before anything
+    /// else uses it) and opens a checkout for the plan.
+    pub(super) async fn begin_checkout(
+        &self,
+        mut user: User,
+        mut etag: Etag,
+        plan_id: PlanId,
+        interval: BillingInterval,
+        attempt: &str,
+    ) -> Result<CheckoutSession, AppError> {
+        let customer_id = match user.subscription.stripe_customer_id.clone() {
+            Some(id) => id,
+            None => {
+                let id = self
+                    .payments
+                    .create_customer(user.id, &user.email, user.name.as_str())
+                    .await
+                    .map_err(AppError::Payments)?;
+                let stored = self
+                    .update_user(user.id, |u| {
+                        u.subscription
+                            .stripe_customer_id
+                            .get_or_insert_with(|| id.clone());
+                    })
+                    .await?;
+                user = stored.value;
+                etag = stored.etag;
+                user.subscription.stripe_customer_id.clone().unwrap_or(id)
+            }
+        };
+        let checkout = self
+            .payments
+            .start_checkout(&CheckoutRequest {
+                user_id: user.id,
+                customer_id,
+                plan_id,
+                interval,
+                attempt: format!("{attempt}:{}", etag.0),
+            })
+            .await
+            .map_err(AppError::Payments)?;
+        let session_id = checkout.id.clone();
+        self.update_user(user.id, move |u| {
+            u.subscription.checkout_session_id = Some(session_id.clone())
+        })
+        .await?;
+        Ok(checkout)
+    }
+
+    /// Reads, changes and conditionally writes the user, retrying when
+    /// someone else wrote in between. Never a lost update.
+    async fn update_user(
+        &self,
+        id: UserId,
+        change: impl Fn(&mut User),
+    ) -> Result<Versioned<User>, AppError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let current =
+                self.store.user_by_id(id).await?.ok_or_else(|| {
+                    AppError::Unauthenticated("the account no longer exists".into())
+                })?;
+            let mut next = current.value.clone();
+            change(&mut next);
+            if next == current.value {
+                return Ok(current);
+            }
+            match self.store.replace_user(&next, &current.etag).await {
+                Ok(etag) => return Ok(Versioned { value: next, etag }),
+                Err(StoreError::VersionConflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Store(StoreError::VersionConflict))
+    }
+
+    /// Writes Stripe's view of a subscription to its user, with the emails
+    /// the change deserves, in one conditional write. The user is read
+    /// before Stripe is, so a write based on older Stripe state than another
+    /// writer's always loses the race and is redone with fresh state.
+    pub(super) async fn sync_subscription(
+        &self,
+        user_id: UserId,
+        subscription_id: &str,
+        mut fresh: Option<RemoteSubscription>,
+        cause: &str,
+    ) -> Result<User, AppError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let current =
+                self.store.user_by_id(user_id).await?.ok_or_else(|| {
+                    AppError::Unauthenticated("the account no longer exists".into())
+                })?;
+            let remote = match fresh.take() {
+                Some(r) => r,
+                None => self
+                    .payments
+                    .subscription(subscription_id)
+                    .await
+                    .map_err(AppError::Payments)?,
+            };
+            let now = self.clock.now();
+            let Some((next, transitions)) =
+                current
+                    .value
+                    .subscription
+                    .apply_remote(&remote, now, self.settings.past_due_grace)
+            else {
+                return Ok(current.value);
+            };
+            if next == current.value.subscription {
+                return Ok(current.value);
+            }
+            let mut user = current.value.clone();
+            user.subscription = next;
+            let messages = self.emails_for(&user, &transitions, cause, now);
+            match self
+                .store
+                .replace_user_and_enqueue(&user, &current.etag, &messages)
+                .await
+            {
+                Ok(_) => return Ok(user),
+                Err(StoreError::VersionConflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Store(StoreError::VersionConflict))
+    }
+
+    fn emails_for(
+        &self,
+        user: &User,
+        transitions: &[Transition],
+        cause: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<OutboxMessage> {
+        let plan_name = |p: PlanId| self.catalog.plan(p).name.to_owned();
+        transitions
+            .iter()
+            .filter_map(|t| {
+                let mut data =
+                    BTreeMap::from([("plan".to_owned(), plan_name(user.subscription.plan_id))]);
+                let kind = match t {
+                    Transition::Activated { plan } => {
+                        data.insert("plan".into(), plan_name(*plan));
+                        EmailKind::SubscriptionConfirmed
+                    }
+                    Transition::PlanChanged { from, to } => {
+                        data.insert("from_plan".into(), plan_name(*from));
+                        data.insert("plan".into(), plan_name(*to));
+                        EmailKind::PlanChanged
+                    }
+                    Transition::CancellationScheduled { ends_at } => {
+                        if let Some(end) = ends_at {
+                            data.insert("ends_at".into(), end.to_rfc3339());
+                        }
+                        EmailKind::CancellationScheduled
+                    }
+                    Transition::CancellationWithdrawn => EmailKind::CancellationWithdrawn,
+                    Transition::Ended { plan } => {
+                        data.insert("plan".into(), plan_name(*plan));
+                        EmailKind::SubscriptionEnded
+                    }
+                    // Sent from the invoice, which has the amount and the link to pay.
+                    Transition::PaymentFailed { .. } | Transition::PaymentRecovered => return None,
+                };
+                if let Some(p) = user.subscription.current_period_end {
+                    data.insert("period_end".into(), p.to_rfc3339());
+                }
+                Some(OutboxMessage {
+                    id: format!(
+                        "{}:{cause}:{}",
+                        user.id,
+                        serde_json::to_value(kind).ok()?.as_str()?
+                    ),
+                    user_id: user.id,
+                    kind,
+                    data,
+                    created_at: now,
+                })
+            })
+            .collect()
+    }
+
+    /// The live subscription as Stripe has it now, or `None`.
+    async fn live_subscription(&self, user: &User) -> Result<Option<RemoteSubscription>, AppError> {
+        let Some(id) = user.subscription.stripe_subscription_id.as_deref() else {
+            return Ok(None);
+        };
+        let remote = self
+            .payments
+            .subscription(id)
+            .await
+            .map_err(AppError::Payments)?;
+        Ok((!remote.has_ended()).then_some(remote))
+    }
+
+    pub async fn upgrade(
+        &self,
+        caller: &Versioned<User>,
+        plan_raw: &str,
+        interval_raw: Option<&str>,
+    ) -> Result<Upgrade, AppError> {
+        let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
+        let user = &caller.value;
+        let Some(remote) = self.live_subscription(user).await? else {
+            let checkout = self
+                .begin_checkout(
+                    user.clone(),
+                    caller.etag.clone(),
+                    plan_id,
+                    interval,
+                    "upgrade",
+                )
+                .await?;
+            return Ok(Upgrade::Checkout(checkout));
+        };
+        self.check_upgrade(&remote, plan_id, interval)?;
+        let changed = self
+            .payments
+            .change_plan(user.id, &remote, plan_id, interval, &caller.etag.0)
+            .await
+            .map_err(AppError::Payments)?;
+        let cause = format!("change:{}:{}", remote.id, caller.etag.0);
+        let user = self
+            .sync_subscription(user.id, &changed.id.clone(), Some(changed), &cause)
+            .await?;
+        Ok(Upgrade::Changed(Box::new(user)))
+    }
+
+    /// What the change would bill now, before the user commits to it.
+    pub async fn preview_change(
+        &self,
+        user: &User,
+        plan_raw: &str,
+        interval_raw: Option<&str>,
+    ) -> Result<(PlanId, BillingInterval, Money), AppError> {
+        let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
+        let Some(remote) = self.live_subscription(user).await? else {
+            let price = self.catalog.plan(plan_id).price(interval).map(|p| p.money);
+            return Ok((plan_id, interval, price.unwrap_or(Money::usd_cents(0))));
+        };
+        self.check_upgrade(&remote, plan_id, interval)?;
+        let due = self
+            .payments
+            .preview_change(&remote, plan_id, interval)
+            .await
+            .map_err(AppError::Payments)?;
+        Ok((plan_id, interval, due))
+    }
+
+    fn parse_target(
+        &self,
+        plan_raw: &str,
+        interval_raw: Option<&str>,
+    ) -> Result<(PlanId, BillingInterval), AppError> {
+        let plan_id = parse_plan(plan_raw).map_err(|_| {
+            AppError::invalid("new_plan_id", "must be one of free, pro, enterprise")
+        })?;
+        let interval = parse_interval(interval_raw)?;
+        if plan_id == PlanId::Free {
+            return Err(AppError::invalid(
+                "new_plan_id",
+                "moving to free is a cancellation: POST /api/billing/cancel-subscription keeps the paid plan until the period ends",
+            ));
+        }
+        self.check_self_serve(plan_id, interval)
+            .map_err(|e| match e {
+                AppError::Invalid {
+                    field: "plan_id",
+                    problem,
+                } => AppError::invalid("new_plan_id", problem),
+                e => e,
+            })?;
+        Ok((plan_id, interval))
+    }
+
+    /// Upgrades bill now; anything cheaper would take effect at the period
+    /// end, which this slice does not schedule yet, so it is refused clearly.
+    fn check_upgrade(
+        &self,
+        remote: &RemoteSubscription,
+        plan_id: PlanId,
+        interval: BillingInterval,
+    ) -> Result<(), AppError> {
+        if remote.plan_id == plan_id && remote.interval == interval {
+            return Err(AppError::invalid(
+                "new_plan_id",
+                "the subscription is already on this plan and interval",
+            ));
+        }
+        let price = |p: PlanId, i: BillingInterval| {
+            self.catalog
+                .plan(p)
+                .price(i)
+                .map(|x| x.money.amount)
+                .unwrap_or(i64::MAX)
+        };
+        let yearly = |p: PlanId, i: BillingInterval| match i {
+            BillingInterval::Monthly => price(p, i).saturating_mul(12),
+            BillingInterval::Annual => price(p, i),
+        };
+        if plan_id < remote.plan_id
+            || yearly(plan_id, interval) < yearly(remote.plan_id, remote.interval)
+        {
+            return Err(AppError::invalid(
+                "new_plan_id",
+                "downgrades take effect at the end of the paid period and are not scheduled by this endpoint",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn cancel_at_period_end(
+        &self,
+        caller: &Versioned<User>,
+        cancel: bool,
+    ) -> Result<User, AppError> {
+        let user = &caller.value;
+        let Some(remote) = self.live_subscription(user).await? else {
+            return Err(AppError::invalid(
+                "subscription",
+                "there is no paid subscription to change",
+            ));
+        };
+        if remote.cancel_at_period_end == cancel {
+            // Already as asked: answer with the state, change nothing.
+            return self
+                .sync_subscription(user.id, &remote.id.clone(), Some(remote), "noop")
+                .await;
+        }
+        let changed = self
+            .payments
+            .set_cancel_at_period_end(user.id, &remote.id, cancel, &caller.etag.0)
+            .await
+            .map_err(AppError::Payments)?;
+        let cause = format!(
+            "{}:{}:{}",
+            if cancel { "cancel" } else { "resume" },
+            remote.id,
+            caller.etag.0
+        );
+        self.sync_subscription(user.id, &changed.id.clone(), Some(changed), &cause)
+            .await
+    }
+
+    pub async fn portal_url(&self, user: &User) -> Result<String, AppError> {
+        let customer = user
+            .subscription
+            .stripe_customer_id
+            .as_deref()
+            .ok_or(AppError::NoBillingAccount)?;
+        self.payments
+            .portal_url(customer, &self.settings.portal_return_url)
+            .await
+            .map_err(AppError::Payments)
+    }
+
+    pub async fn invoices(
+        &self,
+        user: &User,
+        limit: usize,
+        starting_after: Option<&str>,
+    ) -> Result<InvoicePage, AppError> {
+        let all = self.store.invoices(user.id, self.clock.now()).await?;
+        let start = match starting_after {
+            Some(id) => all
+                .iter()
+                .position(|i| i.id == id)
+                .map(|p| p + 1)
+                .ok_or_else(|| {
+                    AppError::invalid("starting_after", "is not one of your invoices")
+                })?,
+            None => 0,
+        };
+        let rest = &all[start..];
+        Ok(InvoicePage {
+            invoices: rest.iter().take(limit).cloned().collect(),
+            has_more: rest.len() > limit,
+        })
+    }
+}
+
+pub(super) fn interval_name(i: BillingInterval) -> &'static str {
+    match i {
+        BillingInterval::Monthly => "monthly",
+        BillingInterval::Annual => "annual",
+    }
+}

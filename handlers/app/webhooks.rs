@@ -1,0 +1,219 @@
+//! Stripe webhooks as triggers: an event only says what changed; the state
+//! written is what Stripe says when asked, so duplicates, reordering and
+//! late deliveries all end in Stripe's state.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use crate::domain::ports::{ProviderEvent, RemoteInvoice};
+use crate::domain::records::{EmailKind, Invoice, OutboxMessage, Payment};
+use crate::domain::user::{User, UserId};
+
+use super::{AppError, Billing};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    Applied,
+    /// Seen before: acknowledged, nothing done.
+    Duplicate,
+    /// A type this service does not act on, or about nobody it knows.
+    Ignored,
+}
+
+const SUBSCRIPTION_EVENTS: [&str; 6] = [
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+];
+
+const INVOICE_EVENTS: [&str; 5] = [
+    "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.finalized",
+];
+
+impl Billing {
+    /// Verifies and applies one delivery. Answers `Ok` only once the effect
+    /// is stored; the event id is recorded last, so a delivery that failed
+    /// half-way is redone in full when Stripe retries it.
+    pub async fn handle_webhook(
+        &self,
+        payload: &[u8],
+        signature: Option<&str>,
+    ) -> Result<WebhookOutcome, AppError> {
+        let now = self.clock.now();
+        let event = self
+            .webhooks
+            .verify(payload, signature, now)
+            .map_err(AppError::Webhook)?;
+        if self.store.event_seen(&event.id).await? {
+            return Ok(WebhookOutcome::Duplicate);
+        }
+        let outcome = self.apply_event(&event).await?;
+        self.store.claim_event(&event.id, now).await?;
+        tracing::info!(event_id = %event.id, kind = %event.kind, outcome = ?outcome, "webhook handled");
+        Ok(outcome)
+    }
+
+    async fn apply_event(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
+        let kind = event.kind.as_str();
+        if kind == "checkout.session.completed" {
+            let session = self
+                .payments
+                .checkout(&event.object_id)
+                .await
+                .map_err(AppError::Payments)?;
+            let by_id = session
+                .user_id
+                .as_deref()
+                .and_then(|u| Uuid::from_str(u).ok())
+                .map(UserId);
+            let user = match by_id {
+                Some(id) => self.store.user_by_id(id).await?.map(|u| u.value),
+                None => {
+                    self.user_of_customer(session.customer_id.as_deref())
+                        .await?
+                }
+            };
+            let (Some(user), Some(sub)) = (user, session.subscription_id) else {
+                return Ok(WebhookOutcome::Ignored);
+            };
+            self.sync_subscription(user.id, &sub, None, &event.id)
+                .await?;
+            return Ok(WebhookOutcome::Applied);
+        }
+        if SUBSCRIPTION_EVENTS.contains(&kind) {
+            let remote = self
+                .payments
+                .subscription(&event.object_id)
+                .await
+                .map_err(AppError::Payments)?;
+            let Some(user) = self.user_of_customer(Some(&remote.customer_id)).await? else {
+                return Ok(WebhookOutcome::Ignored);
+            };
+            self.sync_subscription(user.id, &remote.id.clone(), Some(remote), &event.id)
+                .await?;
+            return Ok(WebhookOutcome::Applied);
+        }
+        if INVOICE_EVENTS.contains(&kind) {
+            let invoice = self
+                .payments
+                .invoice(&event.object_id)
+                .await
+                .map_err(AppError::Payments)?;
+            let Some(user) = self.user_of_customer(Some(&invoice.customer_id)).await? else {
+                return Ok(WebhookOutcome::Ignored);
+            };
+            self.record_invoice(&user, &invoice, kind).await?;
+            if let Some(sub) = &invoice.subscription_id {
+                self.sync_subscription(user.id, sub, None, &event.id)
+                    .await?;
+            }
+            return Ok(WebhookOutcome::Applied);
+        }
+        tracing::debug!(event_id = %event.id, kind, "webhook type not handled");
+        Ok(WebhookOutcome::Ignored)
+    }
+
+    async fn user_of_customer(&self, customer: Option<&str>) -> Result<Option<User>, AppError> {
+        let Some(customer) = customer else {
+            return Ok(None);
+        };
+        let user = self
+            .store
+            .user_by_stripe_customer(customer)
+            .await?
+            .map(|u| u.value);
+        if user.is_none() {
+            tracing::warn!(customer, "webhook about a customer no user has");
+        }
+        Ok(user)
+    }
+
+    /// The invoice as Stripe has it now, the payment when it is paid, and
+    /// the receipt or payment-failed email, each idempotent by invoice id.
+    async fn record_invoice(
+        &self,
+        user: &User,
+        remote: &RemoteInvoice,
+        kind: &str,
+    ) -> Result<(), AppError> {
+        let now = self.clock.now();
+        let invoice = Invoice {
+            id: remote.id.clone(),
+            user_id: user.id,
+            number: remote.number.clone(),
+            amount_due: remote.amount_due,
+            amount_paid: remote.amount_paid,
+            status: remote.status.clone(),
+            period_start: remote.period_start,
+            period_end: remote.period_end,
+            hosted_invoice_url: remote.hosted_invoice_url.clone(),
+            pdf_url: remote.pdf_url.clone(),
+            created_at: remote.created_at,
+        };
+        self.store.upsert_invoice(&invoice).await?;
+        let mut data = BTreeMap::from([
+            (
+                "amount_cents".to_owned(),
+                remote.amount_due.amount.to_string(),
+            ),
+            (
+                "amount".to_owned(),
+                crate::domain::money::format_decimal(remote.amount_due.amount),
+            ),
+            ("currency".to_owned(), "usd".to_owned()),
+            (
+                "plan".to_owned(),
+                self.catalog.plan(user.subscription.plan_id).name.to_owned(),
+            ),
+        ]);
+        if let Some(url) = &remote.hosted_invoice_url {
+            data.insert("invoice_url".into(), url.clone());
+        }
+        let email = |kind: EmailKind, tag: &str| OutboxMessage {
+            id: format!("{}:{}:{tag}", user.id, remote.id),
+            user_id: user.id,
+            kind,
+            data: data.clone(),
+            created_at: now,
+        };
+        if remote.status == "paid" {
+            self.store
+                .record_payment(&Payment {
+                    id: remote.id.clone(),
+                    user_id: user.id,
+                    amount: remote.amount_paid,
+                    status: "succeeded".into(),
+                    description: format!(
+                        "Invoice {}",
+                        remote.number.as_deref().unwrap_or(&remote.id)
+                    ),
+                    stripe_invoice_id: Some(remote.id.clone()),
+                    receipt_url: remote.hosted_invoice_url.clone(),
+                    created_at: now,
+                })
+                .await?;
+            if remote.amount_paid.amount > 0 {
+                self.store
+                    .enqueue(&[email(EmailKind::PaymentReceipt, "receipt")])
+                    .await?;
+            }
+        } else if matches!(
+            kind,
+            "invoice.payment_failed" | "invoice.payment_action_required"
+        ) {
+            self.store
+                .enqueue(&[email(EmailKind::PaymentFailed, "payment_failed")])
+                .await?;
+        }
+        Ok(())
+    }
+}

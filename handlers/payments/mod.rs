@@ -1,0 +1,76 @@
+//! Payment adapters: Stripe (`stripe`), its webhook verifier, and the
+//! refusal used when no payment provider is configured.
+
+pub mod catalog_sync;
+pub mod stripe;
+pub mod webhook;
+
+use async_trait::async_trait;
+
+use crate::domain::money::Money;
+use crate::domain::plan::{BillingInterval, PlanId};
+use crate::domain::ports::{
+    CheckoutRequest, CheckoutSession, Payments, PaymentsError, RemoteCheckout, RemoteInvoice,
+};
+use crate::domain::subscription::RemoteSubscription;
+use crate::domain::user::{Email, UserId};
+
+/// Paid plans are refused up front with a clear 503 and nothing is written.
+pub struct PaymentsNotConfigured;
+
+#[async_trait]
+impl Payments for PaymentsNotConfigured {
+    fn is_configured(&self) -> bool {
+        false
+    }
+    async fn create_customer(
+        &self,
+        _: UserId,
+        _: &Email,
+        _: &str,
+    ) -> Result<String, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn start_checkout(&self, _: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn checkout(&self, _: &str) -> Result<RemoteCheckout, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn subscription(&self, _: &str) -> Result<RemoteSubscription, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn change_plan(
+        &self,
+        _: UserId,
+        _: &RemoteSubscription,
+        _: PlanId,
+        _: BillingInterval,
+        _: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn preview_change(
+        &self,
+        _: &RemoteSubscription,
+        _: PlanId,
+        _: BillingInterval,
+    ) -> Result<Money, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn set_cancel_at_period_end(
+        &self,
+        _: UserId,
+        _: &str,
+        _: bool,
+        _: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn portal_url(&self, _: &str, _: &str) -> Result<String, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn invoice(&self, _: &str) -> Result<RemoteInvoice, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+}
