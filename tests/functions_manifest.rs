@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kraftd_billing::config::SETTINGS;
-use kraftd_billing::functions::{manifest, HTTP_FUNCTIONS};
+use kraftd_billing::functions::{manifest, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 use serde_json::Value;
 
 fn read_json(path: &Path) -> Value {
@@ -99,9 +99,22 @@ fn function_names_and_routes_are_unique() {
 #[test]
 fn every_function_json_satisfies_the_schema() {
     let v = validator("function.json");
-    for f in HTTP_FUNCTIONS {
-        let path = root().join("functions").join(f.name).join("function.json");
-        assert_valid(&v, &read_json(&path), f.name);
+    for name in manifest::generate().keys() {
+        let path = root().join("functions").join(name).join("function.json");
+        assert_valid(&v, &read_json(&path), name);
+    }
+}
+
+#[test]
+fn timer_functions_are_timer_triggers_with_a_retry_policy() {
+    for f in TIMER_FUNCTIONS {
+        let json = read_json(&root().join("functions").join(f.name).join("function.json"));
+        let bindings = json["bindings"].as_array().unwrap();
+        assert_eq!(bindings.len(), 1, "{}", f.name);
+        assert_eq!(bindings[0]["type"], "timerTrigger");
+        assert_eq!(bindings[0]["schedule"], f.schedule);
+        assert_eq!(f.schedule.split(' ').count(), 6, "NCRONTAB with seconds");
+        assert!(json["retry"]["maxRetryCount"].as_i64().unwrap() > 0);
     }
 }
 
@@ -187,6 +200,13 @@ fn readme_lists_every_function_and_setting() {
             readme.contains(&f.path()),
             "README misses route {}",
             f.path()
+        );
+    }
+    for f in TIMER_FUNCTIONS {
+        assert!(
+            readme.contains(&format!("`{}`", f.name)),
+            "README misses function {}",
+            f.name
         );
     }
     for (name, _) in SETTINGS {

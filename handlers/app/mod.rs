@@ -3,6 +3,7 @@
 
 mod accounts;
 mod error;
+mod reconcile;
 mod subscriptions;
 mod usage;
 mod webhooks;
@@ -13,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 
 pub use accounts::{RegisterInput, Registered, Session};
 pub use error::AppError;
+pub use reconcile::ReconcileReport;
 pub use subscriptions::{InvoicePage, Upgrade};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::WebhookOutcome;

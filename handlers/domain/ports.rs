@@ -50,6 +50,13 @@ pub trait UserStore: Send + Sync {
         &self,
         customer_id: &str,
     ) -> Result<Option<Versioned<User>>, StoreError>;
+    /// Users whose subscription looks stale at `now` (see
+    /// `Subscription::stale_after`), most overdue first.
+    async fn stale_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError>;
     /// Replaces the user only if it is still at `if_match`; else `VersionConflict`.
     async fn replace_user(&self, user: &User, if_match: &Etag) -> Result<Etag, StoreError>;
 }

@@ -41,6 +41,8 @@ pub struct Subscription {
     /// user can resume it.
     #[serde(default)]
     pub checkout_session_id: Option<String>,
+    #[serde(default)]
+    pub checkout_started_at: Option<DateTime<Utc>>,
 }
 
 impl Subscription {
@@ -62,6 +64,7 @@ impl Subscription {
             last_payment_status: None,
             grace_until: None,
             checkout_session_id: None,
+            checkout_started_at: None,
         }
     }
 
@@ -94,6 +97,38 @@ impl Subscription {
             self.plan_id
         } else {
             PlanId::Free
+        }
+    }
+}
+
+/// How long a checkout may stay unpaid before reconciliation asks Stripe.
+pub const CHECKOUT_STALE_AFTER: Duration = Duration::hours(1);
+/// Stripe renews at the period end; give it this long before asking.
+pub const RENEWAL_STALE_AFTER: Duration = Duration::hours(1);
+
+impl Subscription {
+    /// When this subscription starts to look stale if no webhook has
+    /// changed it: an unpaid checkout after an hour, a period end passed
+    /// without renewal, a dunning grace run out. `None`: nothing to watch.
+    /// Reconciliation re-reads from Stripe whatever is past this time.
+    pub fn stale_after(&self) -> Option<DateTime<Utc>> {
+        use SubscriptionStatus::*;
+        let renewal = self.current_period_end.map(|end| end + RENEWAL_STALE_AFTER);
+        match self.status {
+            Incomplete => self
+                .checkout_started_at
+                .filter(|_| self.checkout_session_id.is_some())
+                .map(|t| t + CHECKOUT_STALE_AFTER),
+            PastDue => match (renewal, self.grace_until) {
+                (Some(r), Some(g)) => Some(r.min(g)),
+                (r, g) => r.or(g),
+            },
+            Active | Trialing | Canceled | Unpaid | Paused
+                if self.stripe_subscription_id.is_some() =>
+            {
+                renewal
+            }
+            _ => None,
         }
     }
 }
@@ -164,6 +199,7 @@ impl Subscription {
         let mut next = self.clone();
         next.stripe_customer_id = Some(remote.customer_id.clone());
         next.checkout_session_id = None;
+        next.checkout_started_at = None;
         if remote.has_ended() {
             next.plan_id = PlanId::Free;
             next.status = SubscriptionStatus::Active;
@@ -396,5 +432,33 @@ mod tests {
         assert_eq!(ended.plan_id, PlanId::Free);
         assert_eq!(ended.stripe_customer_id.as_deref(), Some("cus_1"));
         assert_eq!(t, vec![Transition::Ended { plan: PlanId::Pro }]);
+    }
+
+    #[test]
+    fn staleness_follows_what_stripe_should_have_said() {
+        let now = Utc::now();
+        assert_eq!(Subscription::free(now).stale_after(), None);
+        let mut waiting = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Monthly);
+        assert_eq!(waiting.stale_after(), None, "no checkout yet");
+        waiting.checkout_session_id = Some("cs_1".into());
+        waiting.checkout_started_at = Some(now);
+        assert_eq!(waiting.stale_after(), Some(now + CHECKOUT_STALE_AFTER));
+        let end = now + Duration::days(30);
+        let (active, _) = waiting
+            .apply_remote(
+                &remote(SubscriptionStatus::Active, PlanId::Pro, end),
+                now,
+                Duration::days(7),
+            )
+            .unwrap();
+        assert_eq!(active.stale_after(), Some(end + RENEWAL_STALE_AFTER));
+        let (due, _) = active
+            .apply_remote(
+                &remote(SubscriptionStatus::PastDue, PlanId::Pro, end),
+                now,
+                Duration::days(7),
+            )
+            .unwrap();
+        assert_eq!(due.stale_after(), Some(now + Duration::days(7)));
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{HttpFunction, HTTP_FUNCTIONS};
+use super::{HttpFunction, TimerFunction, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 
 /// host.json's `extensions.http.routePrefix`.
 pub const ROUTE_PREFIX: &str = "api";
@@ -30,15 +30,40 @@ pub fn http_function_json(f: &HttpFunction) -> Value {
     })
 }
 
+/// A timer trigger with a bounded retry policy: a failed run is retried,
+/// and the next scheduled run catches up anyway.
+pub fn timer_function_json(f: &TimerFunction) -> Value {
+    json!({
+        "bindings": [
+            {
+                "type": "timerTrigger",
+                "direction": "in",
+                "name": "timer",
+                "schedule": f.schedule,
+                "runOnStartup": false,
+                "useMonitor": true,
+            }
+        ],
+        "retry": {
+            "strategy": "exponentialBackoff",
+            "maxRetryCount": 3,
+            "minimumInterval": "00:00:10",
+            "maximumInterval": "00:05:00",
+        }
+    })
+}
+
 /// Every function folder and the exact text of its function.json.
 pub fn generate() -> BTreeMap<&'static str, String> {
+    let pretty = |v: Value| serde_json::to_string_pretty(&v).expect("JSON values serialise") + "\n";
     HTTP_FUNCTIONS
         .iter()
-        .map(|f| {
-            let text = serde_json::to_string_pretty(&http_function_json(f))
-                .expect("JSON values serialise");
-            (f.name, text + "\n")
-        })
+        .map(|f| (f.name, pretty(http_function_json(f))))
+        .chain(
+            TIMER_FUNCTIONS
+                .iter()
+                .map(|f| (f.name, pretty(timer_function_json(f)))),
+        )
         .collect()
 }
 

@@ -4,9 +4,9 @@
 
 pub mod manifest;
 
-use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::routing::{on, post, MethodFilter, MethodRouter};
 
-use crate::http::{accounts, billing, health, plans, usage, AppState};
+use crate::http::{accounts, billing, health, plans, triggers, usage, AppState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
@@ -196,3 +196,18 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         mount: |m| on(m, usage::entitlements),
     },
 ];
+
+/// A timer-triggered function. The host POSTs its invocation to
+/// `/<name>`; the answer's status tells the host whether to retry.
+pub struct TimerFunction {
+    pub name: &'static str,
+    /// NCRONTAB with seconds, in UTC.
+    pub schedule: &'static str,
+    pub mount: fn() -> MethodRouter<AppState>,
+}
+
+pub static TIMER_FUNCTIONS: &[TimerFunction] = &[TimerFunction {
+    name: "ReconcileSubscriptions",
+    schedule: "0 */15 * * * *",
+    mount: || post(triggers::reconcile),
+}];

@@ -9,6 +9,7 @@ pub mod json;
 mod layers;
 pub mod metering;
 pub mod plans;
+pub mod triggers;
 pub mod usage;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use axum::routing::MethodFilter;
 use axum::Router;
 
 use crate::app::Billing;
-use crate::functions::{Access, HTTP_FUNCTIONS};
+use crate::functions::{Access, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 
 /// Request bodies past this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -57,6 +58,10 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             route = route.route_layer(from_fn_with_state(state.clone(), metering::require_user));
         }
         api = api.route(&f.path(), route);
+    }
+    // Non-HTTP triggers: the host POSTs to /<FunctionName> over loopback.
+    for f in TIMER_FUNCTIONS {
+        api = api.route(&format!("/{}", f.name), (f.mount)());
     }
     api.fallback(error::not_found)
         .layer(from_fn(layers::method_not_allowed_as_json))

@@ -18,7 +18,7 @@ use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETE
 use crate::domain::usage::{UsageIncrement, UsageKey, UsageOutcome};
 use crate::domain::user::{Email, User, UserId};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Gauges have no window; their single row sits at this window start.
 const GAUGE_WINDOW: i64 = 0;
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS users (
     email              TEXT NOT NULL UNIQUE,
     stripe_customer_id TEXT UNIQUE,
     version            INTEGER NOT NULL,
-    doc                TEXT NOT NULL
+    doc                TEXT NOT NULL,
+    watch_at           INTEGER
 );
 CREATE TABLE IF NOT EXISTS usage_records (
     user_id      TEXT NOT NULL,
@@ -226,12 +227,13 @@ impl UserStore for SqliteStore {
         let doc = to_json(user)?;
         let (id, email) = (user.id.to_string(), user.email.as_str().to_owned());
         let customer = user.subscription.stripe_customer_id.clone();
+        let watch = user.subscription.stale_after().map(ms);
         self.with_conn(move |c| {
             c.prepare_cached(
-                "INSERT INTO users (id, email, stripe_customer_id, version, doc) VALUES (?1, ?2, ?3, 1, ?4)",
+                "INSERT INTO users (id, email, stripe_customer_id, version, doc, watch_at) VALUES (?1, ?2, ?3, 1, ?4, ?5)",
             )
             .map_err(unavailable)?
-            .execute(params![id, email, customer, doc])
+            .execute(params![id, email, customer, doc, watch])
             .map_err(|e| match e {
                 e if is_unique_violation(&e) && e.to_string().contains("users.stripe_customer_id") => {
                     StoreError::Conflict("stripe customer")
@@ -265,6 +267,31 @@ impl UserStore for SqliteStore {
         let customer = customer_id.to_owned();
         self.with_conn(move |c| user_query(c, "stripe_customer_id", &customer))
             .await
+    }
+
+    async fn stale_subscriptions(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<UserId>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id FROM users WHERE watch_at <= ?1 ORDER BY watch_at LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![ms(now), limit as i64], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.map(|id| {
+                let id = id.map_err(unavailable)?;
+                uuid::Uuid::parse_str(&id)
+                    .map(UserId)
+                    .map_err(|e| StoreError::Corrupt(format!("user id {id}: {e}")))
+            })
+            .collect()
+        })
+        .await
     }
 
     async fn replace_user(&self, user: &User, if_match: &Etag) -> Result<Etag, StoreError> {
