@@ -1,2 +1,254 @@
-//! An offline, stateful Stripe: the tests' double of Stripe's API and the
-//! simulator `handler serve` runs when no Stripe key is configured.
+//! A stateful, offline fake of the slice of Stripe's v1 API that KRAFTD
+//! billing uses, for tests and local runs. It serves real HTTP on loopback so
+//! the production async-stripe client talks to it unchanged, and sends signed
+//! webhooks like Stripe does. Every object it answers is Stripe's own example
+//! object (fixtures3.json) with the tracked fields overwritten.
+
+mod api;
+mod events;
+mod form;
+mod objects;
+mod ops;
+mod pages;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::domain::clock::Clock;
+use events::Delivery;
+use ops::Ctx;
+use state::{Fault, FaultKind, State};
+
+pub struct SimOptions {
+    pub webhook_secret: String,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub idempotency_key: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("no such {kind}: {id}")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("the card of customer {0} was declined")]
+    CardDeclined(String),
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    secret: String,
+    base_url: String,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
+    /// Runs `f` on the state with the clock's now, under the lock.
+    fn with<T>(&self, f: impl FnOnce(&mut Ctx<'_>) -> T) -> T {
+        let mut st = self.lock();
+        let mut ctx = Ctx {
+            st: &mut st,
+            now: self.now(),
+            base_url: &self.base_url,
+            deliveries: &self.deliveries,
+        };
+        f(&mut ctx)
+    }
+
+    /// Returns once every event emitted so far has been delivered (or failed).
+    async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.deliveries.send(Delivery::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct StripeSim {
+    inner: Arc<Inner>,
+}
+
+impl StripeSim {
+    /// Binds 127.0.0.1:0 and serves in a spawned tokio task.
+    pub async fn start(opts: SimOptions) -> std::io::Result<StripeSim> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            clock: opts.clock,
+            secret: opts.webhook_secret,
+            base_url: format!("http://{addr}"),
+            deliveries: tx,
+        });
+        tokio::spawn(events::delivery_worker(
+            rx,
+            inner.clock.clone(),
+            inner.secret.clone(),
+        ));
+        let app = api::router(inner.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "stripe sim stopped serving");
+            }
+        });
+        Ok(StripeSim { inner })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.inner.base_url.clone()
+    }
+
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        self.inner.lock().webhook_url = url;
+    }
+
+    /// Pays an open subscription-mode checkout session; returns the subscription id.
+    pub async fn complete_checkout(&self, session_id: &str) -> Result<String, SimError> {
+        let r = self.inner.with(|c| c.complete_checkout(session_id));
+        self.inner.flush().await;
+        r
+    }
+
+    /// Moves the subscription to its period end: cancels it or renews it.
+    pub async fn end_period(&self, subscription_id: &str) -> Result<(), SimError> {
+        let r = self.inner.with(|c| c.end_period(subscription_id));
+        self.inner.flush().await;
+        r
+    }
+
+    pub fn set_card_declines(&self, customer_id: &str, declines: bool) {
+        let mut st = self.inner.lock();
+        if declines {
+            st.declining.insert(customer_id.to_owned());
+        } else {
+            st.declining.remove(customer_id);
+        }
+    }
+
+    /// Pays the subscription's open invoice and makes it active again.
+    pub async fn retry_payment(&self, subscription_id: &str) -> Result<(), SimError> {
+        let r = self.inner.with(|c| c.retry_payment(subscription_id));
+        self.inner.flush().await;
+        r
+    }
+
+    pub async fn set_subscription_status(
+        &self,
+        subscription_id: &str,
+        status: &str,
+    ) -> Result<(), SimError> {
+        let r = self
+            .inner
+            .with(|c| c.set_subscription_status(subscription_id, status));
+        self.inner.flush().await;
+        r
+    }
+
+    /// A product with metadata plan_id and a recurring price without lookup key,
+    /// as sales would make in the dashboard. Returns the price id.
+    pub fn create_dashboard_price(
+        &self,
+        plan_id: &str,
+        unit_amount: i64,
+        interval: &str,
+    ) -> String {
+        self.inner
+            .with(|c| c.dashboard_price(plan_id, unit_amount, interval))
+    }
+
+    pub fn hold_webhooks(&self, hold: bool) {
+        self.inner.lock().hold = hold;
+    }
+
+    pub fn held_events(&self) -> Vec<Value> {
+        self.inner.lock().held.iter().cloned().collect()
+    }
+
+    pub fn clear_held(&self) {
+        self.inner.lock().held.clear();
+    }
+
+    /// Every event emitted so far, oldest first, whether delivered or not.
+    pub fn events(&self) -> Vec<Value> {
+        self.inner.lock().events.clone()
+    }
+
+    /// Waits until the events emitted so far (e.g. by API calls, which deliver
+    /// in the background like Stripe) have been delivered.
+    pub async fn wait_for_webhooks(&self) {
+        self.inner.flush().await;
+    }
+
+    /// POSTs one event as given, signed at the clock's now; 0 when there is no
+    /// webhook URL or the receiver could not be reached.
+    pub async fn deliver(&self, event: &Value) -> u16 {
+        let url = self.inner.lock().webhook_url.clone();
+        match url {
+            Some(url) => {
+                events::post(
+                    &url,
+                    &event.to_string(),
+                    &self.inner.clock,
+                    &self.inner.secret,
+                )
+                .await
+            }
+            None => 0,
+        }
+    }
+
+    pub fn fail_next(&self, method: &str, path_prefix: &str, status: u16, count: u32) {
+        self.add_fault(method, path_prefix, FaultKind::Fail(status), count);
+    }
+
+    pub fn delay_next(&self, method: &str, path_prefix: &str, delay: Duration, count: u32) {
+        self.add_fault(method, path_prefix, FaultKind::Delay(delay), count);
+    }
+
+    fn add_fault(&self, method: &str, path_prefix: &str, kind: FaultKind, count: u32) {
+        if count == 0 {
+            return;
+        }
+        self.inner.lock().faults.push(Fault {
+            method: method.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            remaining: count,
+            kind,
+        });
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.inner.lock().requests.clone()
+    }
+
+    pub fn count(&self, object: &str) -> usize {
+        self.inner.lock().count(object)
+    }
+
+    pub fn signature(&self, payload: &str, timestamp: i64) -> String {
+        events::signature(&self.inner.secret, payload, timestamp)
+    }
+}

@@ -1,0 +1,576 @@
+//! The HTTP face: Stripe's v1 routes under one handler (so recording, auth,
+//! faults and idempotency apply uniformly), plus the simulator's pages.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use super::form::{self, Form};
+use super::objects::{self, random_id};
+use super::ops::Ctx;
+use super::pages;
+use super::state::{FaultKind, PortalSession, Price, Replay, Session};
+use super::{Inner, RecordedRequest};
+
+pub(crate) fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route("/v1/{*rest}", any(v1))
+        .route("/sim/checkout/{id}", get(pages::checkout))
+        .route("/sim/checkout/{id}/pay", post(pages::pay))
+        .route("/sim/portal/{id}", get(pages::portal))
+        .route("/sim/invoices/{id}", get(pages::invoice))
+        .route("/sim/invoices/{id}/pdf", get(pages::invoice_pdf))
+        .with_state(inner)
+}
+
+type Answer = (u16, Value);
+
+fn err(status: u16, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Answer {
+    (status, objects::error(kind, code, message, param))
+}
+
+fn missing(kind: &str, id: &str) -> Answer {
+    err(
+        404,
+        "invalid_request_error",
+        Some("resource_missing"),
+        &format!("No such {kind}: '{id}'"),
+        Some("id"),
+    )
+}
+
+/// A referenced id in the parameters that does not exist (Stripe answers 400).
+fn bad_ref(kind: &str, id: &str, param: &str) -> Answer {
+    err(
+        400,
+        "invalid_request_error",
+        Some("resource_missing"),
+        &format!("No such {kind}: '{id}'"),
+        Some(param),
+    )
+}
+
+fn required(param: &str) -> Answer {
+    err(
+        400,
+        "invalid_request_error",
+        Some("parameter_missing"),
+        &format!("Missing required param: {param}."),
+        Some(param),
+    )
+}
+
+fn respond(status: u16, body: String, extra: &[(&str, &str)]) -> Response {
+    let mut r = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json")
+        .header("request-id", random_id("req_", 14))
+        .header("stripe-version", stripe_shared::version::VERSION.as_str());
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    r.body(Body::from(body)).expect("valid response")
+}
+
+async fn v1(
+    AxState(inner): AxState<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let fault = {
+        let mut st = inner.lock();
+        st.requests.push(RecordedRequest {
+            method: method.to_string(),
+            path: path.clone(),
+            idempotency_key: key.clone(),
+            body: body.clone(),
+        });
+        st.take_fault(method.as_str(), &path)
+    };
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|k| k.starts_with("sk_") || k.starts_with("rk_")) {
+        let (s, v) = err(
+            401,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided. Send `Authorization: Bearer sk_...`.",
+            None,
+        );
+        return respond(s, v.to_string(), &[]);
+    }
+    match fault {
+        Some(FaultKind::Fail(status)) => {
+            let (kind, code) = if status == 429 {
+                ("invalid_request_error", Some("rate_limit"))
+            } else {
+                ("api_error", None)
+            };
+            let (s, v) = err(
+                status,
+                kind,
+                code,
+                "Simulated failure (fail_next); the request was not applied.",
+                None,
+            );
+            return respond(s, v.to_string(), &[("stripe-should-retry", "true")]);
+        }
+        Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let input = if method == Method::GET {
+        uri.query().unwrap_or("").to_owned()
+    } else {
+        body.clone()
+    };
+    let f = Form(form::parse(&input));
+    let fingerprint = format!("{method} {path}\n{body}");
+    let idempotent = method == Method::POST && key.is_some();
+    let mut st = inner.lock();
+    if idempotent {
+        if let Some(prev) = st.idempotency.get(key.as_deref().unwrap_or_default()) {
+            if prev.fingerprint == fingerprint {
+                return respond(
+                    prev.status,
+                    prev.body.clone(),
+                    &[("idempotent-replayed", "true")],
+                );
+            }
+            let msg = "Keys for idempotent requests can only be used with the same parameters they were first used with.";
+            let (s, v) = err(400, "idempotency_error", None, msg, None);
+            return respond(s, v.to_string(), &[]);
+        }
+    }
+    let mut ctx = Ctx {
+        st: &mut st,
+        now: inner.now(),
+        base_url: &inner.base_url,
+        deliveries: &inner.deliveries,
+    };
+    let segs: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    let (status, value) = dispatch(&mut ctx, &method, &segs, &f);
+    let text = value.to_string();
+    if idempotent && (200..300).contains(&status) {
+        let replay = Replay {
+            fingerprint,
+            status,
+            body: text.clone(),
+        };
+        st.idempotency.insert(key.unwrap_or_default(), replay);
+    }
+    respond(status, text, &[])
+}
+
+fn dispatch(c: &mut Ctx<'_>, method: &Method, segs: &[&str], f: &Form) -> Answer {
+    match (method.as_str(), segs) {
+        ("POST", ["customers"]) => {
+            let id = c.new_customer(
+                f.str("email"),
+                f.str("name"),
+                f.metadata("metadata").unwrap_or_default(),
+            );
+            (200, objects::customer(&c.st.customers[&id]))
+        }
+        ("GET", ["customers", id]) => match c.st.customers.get(*id) {
+            Some(cu) => (200, objects::customer(cu)),
+            None => missing("customer", id),
+        },
+        ("POST", ["products"]) => {
+            let Some(name) = f.str("name") else {
+                return required("name");
+            };
+            let id = c.new_product(
+                name,
+                f.str("description"),
+                f.metadata("metadata").unwrap_or_default(),
+                f.bool("active").unwrap_or(true),
+            );
+            (200, objects::product(&c.st.products[&id]))
+        }
+        ("GET", ["products"]) => list_products(c, f),
+        ("GET", ["products", id]) => match c.st.products.get(*id) {
+            Some(p) => (200, objects::product(p)),
+            None => missing("product", id),
+        },
+        ("POST", ["products", id]) => {
+            let now = c.now;
+            let Some(p) = c.st.products.get_mut(*id) else {
+                return missing("product", id);
+            };
+            if let Some(n) = f.str("name") {
+                p.name = n;
+            }
+            if let Some(d) = f.str("description") {
+                p.description = (!d.is_empty()).then_some(d);
+            }
+            if let Some(a) = f.bool("active") {
+                p.active = a;
+            }
+            merge(&mut p.metadata, f.metadata("metadata"));
+            p.updated = now;
+            (200, objects::product(p))
+        }
+        ("POST", ["prices"]) => create_price(c, f),
+        ("GET", ["prices"]) => list_prices(c, f),
+        ("GET", ["prices", id]) => match c.st.prices.get(*id) {
+            Some(p) => (200, objects::price(c.st, p, false)),
+            None => missing("price", id),
+        },
+        ("POST", ["prices", id]) => update_price(c, id, f),
+        ("POST", ["checkout", "sessions"]) => create_session(c, f),
+        ("GET", ["checkout", "sessions", id]) => match c.st.sessions.get(*id) {
+            Some(s) => (200, objects::checkout_session(c.st, s, c.base_url)),
+            None => missing("checkout.session", id),
+        },
+        ("GET", ["subscriptions", id]) => match c.st.subscriptions.contains_key(*id) {
+            true => (200, c.sub_json(id)),
+            false => missing("subscription", id),
+        },
+        ("POST", ["subscriptions", id]) => update_subscription(c, id, f),
+        ("DELETE", ["subscriptions", id]) => {
+            if !c.st.subscriptions.contains_key(*id) {
+                return missing("subscription", id);
+            }
+            match c.cancel_now(id) {
+                Ok(()) => (200, c.sub_json(id)),
+                Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
+            }
+        }
+        ("POST", ["invoices", "create_preview"]) => preview(c, f),
+        ("GET", ["invoices"]) => list_invoices(c, f),
+        ("GET", ["invoices", id]) => match c.st.invoices.contains_key(*id) {
+            true => (200, c.invoice_json(id)),
+            false => missing("invoice", id),
+        },
+        ("POST", ["billing_portal", "sessions"]) => {
+            let Some(customer) = f.str("customer") else {
+                return required("customer");
+            };
+            if !c.st.customers.contains_key(&customer) {
+                return bad_ref("customer", &customer, "customer");
+            }
+            let p = PortalSession {
+                id: random_id("bps_", 24),
+                created: c.now,
+                customer,
+                return_url: f.str("return_url"),
+            };
+            let v = objects::portal_session(&p, c.base_url);
+            c.st.portal_sessions.insert(p.id.clone(), p);
+            (200, v)
+        }
+        _ => err(
+            404,
+            "invalid_request_error",
+            None,
+            &format!(
+                "Unrecognized request URL ({method} /v1/{}).",
+                segs.join("/")
+            ),
+            None,
+        ),
+    }
+}
+
+fn merge(target: &mut Map<String, Value>, update: Option<Map<String, Value>>) {
+    for (k, v) in update.unwrap_or_default() {
+        if v.as_str() == Some("") {
+            target.remove(&k);
+        } else {
+            target.insert(k, v);
+        }
+    }
+}
+
+/// Newest first, `limit` (default 10) after `starting_after`, as Stripe pages.
+fn page(ids: Vec<String>, f: &Form, url: &str, render: impl Fn(&str) -> Value) -> Answer {
+    let limit = f.int("limit").unwrap_or(10).clamp(1, 100) as usize;
+    let start = match f.str("starting_after") {
+        Some(after) => ids
+            .iter()
+            .position(|i| *i == after)
+            .map(|p| p + 1)
+            .unwrap_or(ids.len()),
+        None => 0,
+    };
+    let rest = &ids[start.min(ids.len())..];
+    let data: Vec<Value> = rest.iter().take(limit).map(|i| render(i)).collect();
+    (
+        200,
+        json!({ "object": "list", "url": url, "has_more": rest.len() > limit, "data": data }),
+    )
+}
+
+fn list_products(c: &Ctx<'_>, f: &Form) -> Answer {
+    let active = f.bool("active");
+    let ids =
+        c.st.product_order
+            .iter()
+            .rev()
+            .filter(|i| active.is_none_or(|a| c.st.products[*i].active == a))
+            .cloned()
+            .collect();
+    page(ids, f, "/v1/products", |i| {
+        objects::product(&c.st.products[i])
+    })
+}
+
+fn list_prices(c: &Ctx<'_>, f: &Form) -> Answer {
+    let keys = f.list("lookup_keys");
+    let active = f.bool("active");
+    let product = f.str("product");
+    let expand = f.list("expand").iter().any(|e| e == "data.product");
+    let ids =
+        c.st.price_order
+            .iter()
+            .rev()
+            .filter(|i| {
+                let p = &c.st.prices[*i];
+                (keys.is_empty() || p.lookup_key.as_ref().is_some_and(|k| keys.contains(k)))
+                    && active.is_none_or(|a| p.active == a)
+                    && product.as_ref().is_none_or(|pr| p.product == *pr)
+            })
+            .cloned()
+            .collect();
+    page(ids, f, "/v1/prices", |i| {
+        objects::price(c.st, &c.st.prices[i], expand)
+    })
+}
+
+fn list_invoices(c: &Ctx<'_>, f: &Form) -> Answer {
+    let customer = f.str("customer");
+    let sub = f.str("subscription");
+    let ids =
+        c.st.invoice_order
+            .iter()
+            .rev()
+            .filter(|i| {
+                let inv = &c.st.invoices[*i];
+                customer.as_ref().is_none_or(|cu| inv.customer == *cu)
+                    && sub
+                        .as_ref()
+                        .is_none_or(|s| inv.subscription.as_ref() == Some(s))
+            })
+            .cloned()
+            .collect();
+    page(ids, f, "/v1/invoices", |i| c.invoice_json(i))
+}
+
+/// Moves a lookup key to `to` when `transfer` is set; otherwise a key in use is an error.
+fn claim_lookup_key(
+    c: &mut Ctx<'_>,
+    key: &str,
+    to: Option<&str>,
+    transfer: bool,
+) -> Result<(), Answer> {
+    let holder =
+        c.st.prices
+            .values()
+            .find(|p| p.lookup_key.as_deref() == Some(key) && Some(p.id.as_str()) != to)
+            .map(|p| p.id.clone());
+    match holder {
+        Some(h) if transfer => {
+            c.st.prices.get_mut(&h).expect("found").lookup_key = None;
+            Ok(())
+        }
+        Some(h) => {
+            let msg = format!("A price (`{h}`) already uses that lookup key. Pass transfer_lookup_key=true to move it.");
+            Err(err(
+                400,
+                "invalid_request_error",
+                Some("lookup_key_already_exists"),
+                &msg,
+                Some("lookup_key"),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+fn create_price(c: &mut Ctx<'_>, f: &Form) -> Answer {
+    let Some(currency) = f.str("currency") else {
+        return required("currency");
+    };
+    let Some(unit_amount) = f.int("unit_amount") else {
+        return required("unit_amount");
+    };
+    let product = match (f.str("product"), f.str("product_data.name")) {
+        (Some(p), _) if c.st.products.contains_key(&p) => p,
+        (Some(p), _) => return bad_ref("product", &p, "product"),
+        (None, Some(name)) => c.new_product(name, None, Map::new(), true),
+        (None, None) => return required("product"),
+    };
+    let lookup_key = f.str("lookup_key").filter(|k| !k.is_empty());
+    if let Some(k) = &lookup_key {
+        if let Err(e) = claim_lookup_key(c, k, None, f.bool("transfer_lookup_key").unwrap_or(false))
+        {
+            return e;
+        }
+    }
+    let id = c.insert_price(Price {
+        id: String::new(),
+        created: 0,
+        product,
+        currency: currency.to_lowercase(),
+        unit_amount,
+        interval: f.str("recurring.interval"),
+        lookup_key,
+        metadata: f.metadata("metadata").unwrap_or_default(),
+        active: f.bool("active").unwrap_or(true),
+    });
+    (200, objects::price(c.st, &c.st.prices[&id], false))
+}
+
+fn update_price(c: &mut Ctx<'_>, id: &str, f: &Form) -> Answer {
+    if !c.st.prices.contains_key(id) {
+        return missing("price", id);
+    }
+    let key = f.str("lookup_key");
+    if let Some(k) = key.as_ref().filter(|k| !k.is_empty()) {
+        if let Err(e) = claim_lookup_key(
+            c,
+            k,
+            Some(id),
+            f.bool("transfer_lookup_key").unwrap_or(false),
+        ) {
+            return e;
+        }
+    }
+    let p = c.st.prices.get_mut(id).expect("checked");
+    if let Some(k) = key {
+        p.lookup_key = (!k.is_empty()).then_some(k);
+    }
+    if let Some(a) = f.bool("active") {
+        p.active = a;
+    }
+    merge(&mut p.metadata, f.metadata("metadata"));
+    (200, objects::price(c.st, &c.st.prices[id], false))
+}
+
+fn create_session(c: &mut Ctx<'_>, f: &Form) -> Answer {
+    let Some(mode) = f.str("mode") else {
+        return required("mode");
+    };
+    let Some(price) = f.str("line_items.0.price") else {
+        return required("line_items[0][price]");
+    };
+    if !c.st.prices.contains_key(&price) {
+        return bad_ref("price", &price, "line_items[0][price]");
+    }
+    if mode == "subscription" && c.st.prices[&price].interval.is_none() {
+        let msg = "You must specify at least one recurring price in `subscription` mode.";
+        return err(400, "invalid_request_error", None, msg, Some("line_items"));
+    }
+    let customer = f.str("customer");
+    if let Some(cu) = customer
+        .as_ref()
+        .filter(|cu| !c.st.customers.contains_key(*cu))
+    {
+        return bad_ref("customer", cu, "customer");
+    }
+    let s = Session {
+        id: random_id("cs_test_", 58),
+        created: c.now,
+        expires_at: c.now + 24 * 3600,
+        mode,
+        customer,
+        price,
+        quantity: f.int("line_items.0.quantity").unwrap_or(1),
+        client_reference_id: f.str("client_reference_id"),
+        metadata: f.metadata("metadata").unwrap_or_default(),
+        subscription_metadata: f.metadata("subscription_data.metadata").unwrap_or_default(),
+        success_url: f.str("success_url"),
+        cancel_url: f.str("cancel_url"),
+        allow_promotion_codes: f.bool("allow_promotion_codes"),
+        status: "open".into(),
+        payment_status: "unpaid".into(),
+        subscription: None,
+        invoice: None,
+    };
+    let v = objects::checkout_session(c.st, &s, c.base_url);
+    c.st.sessions.insert(s.id.clone(), s);
+    (200, v)
+}
+
+fn update_subscription(c: &mut Ctx<'_>, id: &str, f: &Form) -> Answer {
+    let Some(sub) = c.st.subscriptions.get(id) else {
+        return missing("subscription", id);
+    };
+    if f.get("items.1").is_some() {
+        return err(
+            400,
+            "invalid_request_error",
+            None,
+            "The simulator supports one subscription item.",
+            Some("items"),
+        );
+    }
+    if let Some(item) = f.str("items.0.id").filter(|i| *i != sub.item_id) {
+        return bad_ref("subscription_item", &item, "items[0][id]");
+    }
+    let price = f.str("items.0.price");
+    if let Some(p) = price.as_ref().filter(|p| !c.st.prices.contains_key(*p)) {
+        return bad_ref("price", p, "items[0][price]");
+    }
+    let behavior = f
+        .str("proration_behavior")
+        .unwrap_or_else(|| "create_prorations".into());
+    if !matches!(
+        behavior.as_str(),
+        "create_prorations" | "always_invoice" | "none"
+    ) {
+        return err(
+            400,
+            "invalid_request_error",
+            None,
+            "Invalid proration_behavior.",
+            Some("proration_behavior"),
+        );
+    }
+    match c.update_subscription(
+        id,
+        price,
+        &behavior,
+        f.bool("cancel_at_period_end"),
+        f.metadata("metadata"),
+    ) {
+        Ok(()) => (200, c.sub_json(id)),
+        Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
+    }
+}
+
+fn preview(c: &mut Ctx<'_>, f: &Form) -> Answer {
+    let Some(sub) = f.str("subscription") else {
+        return required("subscription");
+    };
+    if !c.st.subscriptions.contains_key(&sub) {
+        return bad_ref("subscription", &sub, "subscription");
+    }
+    let price = f.str("subscription_details.items.0.price");
+    if let Some(p) = price.as_ref().filter(|p| !c.st.prices.contains_key(*p)) {
+        return bad_ref("price", p, "subscription_details[items][0][price]");
+    }
+    let behavior = f
+        .str("subscription_details.proration_behavior")
+        .unwrap_or_else(|| "create_prorations".into());
+    match c.preview(&sub, price.as_deref(), &behavior) {
+        Ok(inv) => (200, objects::invoice(c.st, &inv, c.base_url)),
+        Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
+    }
+}

@@ -1,0 +1,640 @@
+//! State changes shared by the HTTP API and the test controls, and the events
+//! each one emits.
+
+use chrono::{DateTime, Months, Utc};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::events::Delivery;
+use super::objects::{self, random_id};
+use super::state::{Customer, Invoice, Line, Price, Product, State, Subscription};
+use super::SimError;
+
+pub(crate) struct Ctx<'a> {
+    pub st: &'a mut State,
+    pub now: i64,
+    pub base_url: &'a str,
+    pub deliveries: &'a mpsc::UnboundedSender<Delivery>,
+}
+
+/// `from` plus one billing interval, calendar-aware like Stripe.
+pub(crate) fn add_interval(from: i64, interval: &str) -> i64 {
+    let t = DateTime::<Utc>::from_timestamp(from, 0).unwrap_or_default();
+    let next = match interval {
+        "year" => t.checked_add_months(Months::new(12)),
+        "week" => Some(t + chrono::Duration::weeks(1)),
+        "day" => Some(t + chrono::Duration::days(1)),
+        _ => t.checked_add_months(Months::new(1)),
+    };
+    next.unwrap_or(t).timestamp()
+}
+
+/// Top-level fields of `before` that differ in `after`, as Stripe reports them
+/// in `data.previous_attributes`.
+pub(crate) fn changed(before: &Value, after: &Value) -> Map<String, Value> {
+    let (Value::Object(b), Value::Object(a)) = (before, after) else {
+        return Map::new();
+    };
+    b.iter()
+        .filter(|(k, v)| a.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn not_found(kind: &'static str, id: &str) -> SimError {
+    SimError::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+impl Ctx<'_> {
+    pub fn emit(&mut self, kind: &str, object: Value, previous: Option<Map<String, Value>>) {
+        let event = objects::event(kind, object, previous, self.now);
+        self.st.events.push(event.clone());
+        if self.st.hold {
+            self.st.held.push_back(event);
+        } else if let Some(url) = self.st.webhook_url.clone() {
+            let _ = self.deliveries.send(Delivery::Event { url, event });
+        }
+    }
+
+    pub fn sub_json(&self, id: &str) -> Value {
+        self.st
+            .subscriptions
+            .get(id)
+            .map(|s| objects::subscription(self.st, s))
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn invoice_json(&self, id: &str) -> Value {
+        self.st
+            .invoices
+            .get(id)
+            .map(|i| objects::invoice(self.st, i, self.base_url))
+            .unwrap_or(Value::Null)
+    }
+
+    fn emit_sub_updated(&mut self, id: &str, before: &Value) {
+        let after = self.sub_json(id);
+        let prev = changed(before, &after);
+        if !prev.is_empty() {
+            self.emit("customer.subscription.updated", after, Some(prev));
+        }
+    }
+
+    pub fn new_customer(
+        &mut self,
+        email: Option<String>,
+        name: Option<String>,
+        metadata: Map<String, Value>,
+    ) -> String {
+        let id = random_id("cus_", 14);
+        let c = Customer {
+            id: id.clone(),
+            created: self.now,
+            email,
+            name,
+            metadata,
+        };
+        self.st.customers.insert(id.clone(), c);
+        id
+    }
+
+    pub fn new_product(
+        &mut self,
+        name: String,
+        description: Option<String>,
+        metadata: Map<String, Value>,
+        active: bool,
+    ) -> String {
+        let id = random_id("prod_", 14);
+        let p = Product {
+            id: id.clone(),
+            created: self.now,
+            updated: self.now,
+            name,
+            description,
+            metadata,
+            active,
+        };
+        self.st.products.insert(id.clone(), p);
+        self.st.product_order.push(id.clone());
+        id
+    }
+
+    pub fn insert_price(&mut self, mut p: Price) -> String {
+        p.id = random_id("price_", 24);
+        p.created = self.now;
+        let id = p.id.clone();
+        self.st.prices.insert(id.clone(), p);
+        self.st.price_order.push(id.clone());
+        id
+    }
+
+    pub fn dashboard_price(&mut self, plan_id: &str, unit_amount: i64, interval: &str) -> String {
+        let mut metadata = Map::new();
+        metadata.insert("plan_id".into(), Value::String(plan_id.to_owned()));
+        let product = self.new_product(format!("KRAFTD {plan_id} (sales)"), None, metadata, true);
+        self.insert_price(Price {
+            id: String::new(),
+            created: 0,
+            product,
+            currency: "usd".into(),
+            unit_amount,
+            interval: Some(interval.to_owned()),
+            lookup_key: None,
+            metadata: Map::new(),
+            active: true,
+        })
+    }
+
+    fn price_amount(&self, price: &str) -> i64 {
+        self.st
+            .prices
+            .get(price)
+            .map(|p| p.unit_amount)
+            .unwrap_or(0)
+    }
+
+    fn product_name(&self, price: &str) -> String {
+        self.st
+            .prices
+            .get(price)
+            .and_then(|p| self.st.products.get(&p.product))
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| "Subscription".into())
+    }
+
+    /// A finalized invoice for one subscription, open until paid.
+    #[allow(clippy::too_many_arguments)]
+    fn new_invoice(
+        &mut self,
+        sub: &str,
+        reason: &str,
+        lines: Vec<Line>,
+        period: (i64, i64),
+    ) -> String {
+        let s = &self.st.subscriptions[sub];
+        let amount: i64 = lines.iter().map(|l| l.amount).sum::<i64>().max(0);
+        self.st.invoice_seq += 1;
+        let id = random_id("in_", 24);
+        let inv = Invoice {
+            id: id.clone(),
+            created: self.now,
+            customer: s.customer.clone(),
+            subscription: Some(sub.to_owned()),
+            subscription_item: Some(s.item_id.clone()),
+            status: "open".into(),
+            billing_reason: reason.into(),
+            amount_due: amount,
+            amount_paid: 0,
+            period_start: period.0,
+            period_end: period.1,
+            lines,
+            number: Some(format!("SIM-{:06}", self.st.invoice_seq)),
+            attempt_count: 0,
+            finalized_at: Some(self.now),
+            paid_at: None,
+        };
+        self.st.invoices.insert(id.clone(), inv);
+        self.st.invoice_order.push(id.clone());
+        if let Some(s) = self.st.subscriptions.get_mut(sub) {
+            s.latest_invoice = Some(id.clone());
+        }
+        id
+    }
+
+    /// Tries to charge an open invoice; emits what Stripe would.
+    fn collect(&mut self, invoice: &str) -> bool {
+        let customer = self.st.invoices[invoice].customer.clone();
+        let declined = self.st.declining.contains(&customer);
+        let inv = self.st.invoices.get_mut(invoice).expect("invoice exists");
+        inv.attempt_count += 1;
+        if declined && inv.amount_due > 0 {
+            let json = self.invoice_json(invoice);
+            self.emit("invoice.payment_failed", json, None);
+            return false;
+        }
+        inv.status = "paid".into();
+        inv.amount_paid = inv.amount_due;
+        inv.paid_at = Some(self.now);
+        let json = self.invoice_json(invoice);
+        self.emit("invoice.paid", json.clone(), None);
+        self.emit("invoice.payment_succeeded", json, None);
+        true
+    }
+
+    fn line(
+        &self,
+        amount: i64,
+        description: String,
+        price: &str,
+        period: (i64, i64),
+        proration: bool,
+        quantity: i64,
+    ) -> Line {
+        Line {
+            id: random_id("il_", 24),
+            amount,
+            description,
+            price: price.to_owned(),
+            quantity,
+            period_start: period.0,
+            period_end: period.1,
+            proration,
+        }
+    }
+
+    pub fn complete_checkout(&mut self, session_id: &str) -> Result<String, SimError> {
+        let s = self
+            .st
+            .sessions
+            .get(session_id)
+            .ok_or_else(|| not_found("checkout.session", session_id))?;
+        if s.status != "open" {
+            return Err(SimError::InvalidState(format!(
+                "checkout session {session_id} is {}",
+                s.status
+            )));
+        }
+        if s.mode != "subscription" {
+            return Err(SimError::InvalidState(format!(
+                "checkout session {session_id} is not in subscription mode"
+            )));
+        }
+        let (price_id, quantity, sub_meta, customer) = (
+            s.price.clone(),
+            s.quantity,
+            s.subscription_metadata.clone(),
+            s.customer.clone(),
+        );
+        let price = self
+            .st
+            .prices
+            .get(&price_id)
+            .ok_or_else(|| not_found("price", &price_id))?;
+        let interval = price.interval.clone().unwrap_or_else(|| "month".into());
+        let customer = match customer {
+            Some(c) => c,
+            None => self.new_customer(None, None, Map::new()),
+        };
+        if self.st.declining.contains(&customer) {
+            return Err(SimError::CardDeclined(customer));
+        }
+        let sub_id = random_id("sub_", 24);
+        let period = (self.now, add_interval(self.now, &interval));
+        self.st.subscriptions.insert(
+            sub_id.clone(),
+            Subscription {
+                id: sub_id.clone(),
+                created: self.now,
+                customer: customer.clone(),
+                item_id: random_id("si_", 14),
+                item_created: self.now,
+                price: price_id.clone(),
+                quantity,
+                metadata: sub_meta,
+                status: "active".into(),
+                period_start: period.0,
+                period_end: period.1,
+                cancel_at_period_end: false,
+                canceled_at: None,
+                ended_at: None,
+                latest_invoice: None,
+                pending_proration: 0,
+            },
+        );
+        let amount = self.price_amount(&price_id) * quantity;
+        let desc = format!(
+            "{quantity} × {} (at ${:.2} / {interval})",
+            self.product_name(&price_id),
+            self.price_amount(&price_id) as f64 / 100.0
+        );
+        let line = self.line(amount, desc, &price_id, period, false, quantity);
+        let invoice = self.new_invoice(&sub_id, "subscription_create", vec![line], period);
+        let sub = self.sub_json(&sub_id);
+        self.emit("customer.subscription.created", sub, None);
+        let inv = self.invoice_json(&invoice);
+        self.emit("invoice.finalized", inv, None);
+        self.collect(&invoice);
+        let s = self
+            .st
+            .sessions
+            .get_mut(session_id)
+            .expect("session exists");
+        s.status = "complete".into();
+        s.payment_status = "paid".into();
+        s.subscription = Some(sub_id.clone());
+        s.invoice = Some(invoice);
+        s.customer = Some(customer);
+        let session =
+            objects::checkout_session(self.st, &self.st.sessions[session_id], self.base_url);
+        self.emit("checkout.session.completed", session, None);
+        Ok(sub_id)
+    }
+
+    fn live_sub(&self, id: &str) -> Result<&Subscription, SimError> {
+        let s = self
+            .st
+            .subscriptions
+            .get(id)
+            .ok_or_else(|| not_found("subscription", id))?;
+        if s.status == "canceled" || s.status == "incomplete_expired" {
+            return Err(SimError::InvalidState(format!(
+                "subscription {id} is {}",
+                s.status
+            )));
+        }
+        Ok(s)
+    }
+
+    pub fn cancel_now(&mut self, id: &str) -> Result<(), SimError> {
+        self.live_sub(id)?;
+        let now = self.now;
+        let s = self.st.subscriptions.get_mut(id).expect("checked");
+        s.status = "canceled".into();
+        s.canceled_at.get_or_insert(now);
+        s.ended_at = Some(now);
+        let json = self.sub_json(id);
+        self.emit("customer.subscription.deleted", json, None);
+        Ok(())
+    }
+
+    pub fn end_period(&mut self, id: &str) -> Result<(), SimError> {
+        let s = self.live_sub(id)?;
+        if s.cancel_at_period_end {
+            return self.cancel_now(id);
+        }
+        let before = self.sub_json(id);
+        let s = &self.st.subscriptions[id];
+        let (price, quantity, old_end, pending) = (
+            s.price.clone(),
+            s.quantity,
+            s.period_end,
+            s.pending_proration,
+        );
+        let interval = self
+            .st
+            .prices
+            .get(&price)
+            .and_then(|p| p.interval.clone())
+            .unwrap_or_else(|| "month".into());
+        let period = (old_end, add_interval(old_end, &interval));
+        let mut lines = Vec::new();
+        if pending != 0 {
+            let desc = format!("Prorations for changes to {}", self.product_name(&price));
+            lines.push(self.line(
+                pending,
+                desc,
+                &price,
+                (s.period_start, old_end),
+                true,
+                quantity,
+            ));
+        }
+        let amount = self.price_amount(&price) * quantity;
+        lines.push(self.line(
+            amount,
+            format!("{quantity} × {}", self.product_name(&price)),
+            &price,
+            period,
+            false,
+            quantity,
+        ));
+        {
+            let s = self.st.subscriptions.get_mut(id).expect("checked");
+            s.period_start = period.0;
+            s.period_end = period.1;
+            s.pending_proration = 0;
+        }
+        let invoice = self.new_invoice(id, "subscription_cycle", lines, period);
+        let inv = self.invoice_json(&invoice);
+        self.emit("invoice.finalized", inv, None);
+        if !self.collect(&invoice) {
+            self.st.subscriptions.get_mut(id).expect("checked").status = "past_due".into();
+        }
+        self.emit_sub_updated(id, &before);
+        Ok(())
+    }
+
+    pub fn retry_payment(&mut self, id: &str) -> Result<(), SimError> {
+        let s = self
+            .st
+            .subscriptions
+            .get(id)
+            .ok_or_else(|| not_found("subscription", id))?;
+        let open = self
+            .st
+            .invoice_order
+            .iter()
+            .rev()
+            .find(|i| {
+                let inv = &self.st.invoices[*i];
+                inv.subscription.as_deref() == Some(id) && inv.status == "open"
+            })
+            .cloned()
+            .ok_or_else(|| {
+                SimError::InvalidState(format!("subscription {id} has no open invoice"))
+            })?;
+        let customer = s.customer.clone();
+        let before = self.sub_json(id);
+        if !self.collect(&open) {
+            return Err(SimError::CardDeclined(customer));
+        }
+        let s = self.st.subscriptions.get_mut(id).expect("exists");
+        if matches!(s.status.as_str(), "past_due" | "unpaid" | "incomplete") {
+            s.status = "active".into();
+        }
+        self.emit_sub_updated(id, &before);
+        Ok(())
+    }
+
+    pub fn set_subscription_status(&mut self, id: &str, status: &str) -> Result<(), SimError> {
+        const KNOWN: [&str; 8] = [
+            "active",
+            "past_due",
+            "unpaid",
+            "canceled",
+            "incomplete",
+            "incomplete_expired",
+            "trialing",
+            "paused",
+        ];
+        if !KNOWN.contains(&status) {
+            return Err(SimError::InvalidState(format!(
+                "unknown subscription status {status}"
+            )));
+        }
+        if status == "canceled" {
+            return self.cancel_now(id);
+        }
+        let s = self
+            .st
+            .subscriptions
+            .get(id)
+            .ok_or_else(|| not_found("subscription", id))?;
+        let old = s.status.clone();
+        let before = self.sub_json(id);
+        self.st.subscriptions.get_mut(id).expect("exists").status = status.to_owned();
+        let after = self.sub_json(id);
+        let prev = changed(&before, &after);
+        let kind = match (old.as_str(), status) {
+            (o, "paused") if o != "paused" => "customer.subscription.paused",
+            ("paused", n) if n != "paused" => "customer.subscription.resumed",
+            _ => "customer.subscription.updated",
+        };
+        self.emit(kind, after, Some(prev));
+        Ok(())
+    }
+
+    /// Proration for moving a subscription to another price now, rounded to
+    /// the cent over the seconds left in the period.
+    pub fn proration(&self, s: &Subscription, new_price: &str) -> i64 {
+        let period = (s.period_end - s.period_start).max(1);
+        let remaining = (s.period_end - self.now).clamp(0, period);
+        let diff = (self.price_amount(new_price) - self.price_amount(&s.price)) * s.quantity;
+        ((diff as f64) * (remaining as f64) / (period as f64)).round() as i64
+    }
+
+    /// The API's subscription update; `price` and `cancel_at_period_end` are
+    /// the tracked changes.
+    pub fn update_subscription(
+        &mut self,
+        id: &str,
+        price: Option<String>,
+        proration_behavior: &str,
+        cancel_at_period_end: Option<bool>,
+        metadata: Option<Map<String, Value>>,
+    ) -> Result<(), SimError> {
+        self.live_sub(id)?;
+        let before = self.sub_json(id);
+        let now = self.now;
+        let mut proration_invoice = None;
+        if let Some(price) = price.filter(|p| *p != self.st.subscriptions[id].price) {
+            let s = &self.st.subscriptions[id];
+            let amount = self.proration(s, &price);
+            let period = (now.max(s.period_start), s.period_end);
+            let quantity = s.quantity;
+            match proration_behavior {
+                "always_invoice" if amount > 0 => {
+                    let desc = format!(
+                        "Remaining time on {} after the change",
+                        self.product_name(&price)
+                    );
+                    let line = self.line(amount, desc, &price, period, true, quantity);
+                    self.st.subscriptions.get_mut(id).expect("checked").price = price;
+                    proration_invoice =
+                        Some(self.new_invoice(id, "subscription_update", vec![line], period));
+                }
+                "create_prorations" => {
+                    let s = self.st.subscriptions.get_mut(id).expect("checked");
+                    s.pending_proration += amount;
+                    s.price = price;
+                }
+                _ => self.st.subscriptions.get_mut(id).expect("checked").price = price,
+            }
+        }
+        let s = self.st.subscriptions.get_mut(id).expect("checked");
+        if let Some(cancel) = cancel_at_period_end {
+            s.cancel_at_period_end = cancel;
+            s.canceled_at = cancel.then_some(now);
+        }
+        if let Some(meta) = metadata {
+            for (k, v) in meta {
+                if v.as_str() == Some("") {
+                    s.metadata.remove(&k);
+                } else {
+                    s.metadata.insert(k, v);
+                }
+            }
+        }
+        let paid = match &proration_invoice {
+            Some(inv) => {
+                let json = self.invoice_json(inv);
+                self.emit("invoice.finalized", json, None);
+                self.collect(inv)
+            }
+            None => true,
+        };
+        if !paid {
+            self.st.subscriptions.get_mut(id).expect("checked").status = "past_due".into();
+        }
+        self.emit_sub_updated(id, &before);
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    /// What the next invoice would be for a price change now: the proration
+    /// (never below zero) as one line.
+    pub fn preview(
+        &self,
+        sub_id: &str,
+        new_price: Option<&str>,
+        proration_behavior: &str,
+    ) -> Result<Invoice, SimError> {
+        let s = self
+            .st
+            .subscriptions
+            .get(sub_id)
+            .ok_or_else(|| not_found("subscription", sub_id))?;
+        let (amount, price, period, desc, proration) = match new_price.filter(|p| *p != s.price) {
+            Some(p) => {
+                let amount = if proration_behavior == "none" {
+                    0
+                } else {
+                    self.proration(s, p)
+                };
+                (
+                    amount,
+                    p.to_owned(),
+                    (self.now.max(s.period_start), s.period_end),
+                    format!(
+                        "Remaining time on {} after the change",
+                        self.product_name(p)
+                    ),
+                    true,
+                )
+            }
+            None => {
+                let interval = self
+                    .st
+                    .prices
+                    .get(&s.price)
+                    .and_then(|p| p.interval.clone())
+                    .unwrap_or_else(|| "month".into());
+                let amount = self.price_amount(&s.price) * s.quantity + s.pending_proration;
+                (
+                    amount,
+                    s.price.clone(),
+                    (s.period_end, add_interval(s.period_end, &interval)),
+                    format!("{} × {}", s.quantity, self.product_name(&s.price)),
+                    false,
+                )
+            }
+        };
+        Ok(Invoice {
+            id: random_id("upcoming_in_", 24),
+            created: self.now,
+            customer: s.customer.clone(),
+            subscription: Some(sub_id.to_owned()),
+            subscription_item: Some(s.item_id.clone()),
+            status: "draft".into(),
+            billing_reason: if proration {
+                "subscription_update".into()
+            } else {
+                "upcoming".into()
+            },
+            amount_due: amount.max(0),
+            amount_paid: 0,
+            period_start: period.0,
+            period_end: period.1,
+            lines: vec![self.line(amount, desc, &price, period, proration, s.quantity)],
+            number: None,
+            attempt_count: 0,
+            finalized_at: None,
+            paid_at: None,
+        })
+    }
+}

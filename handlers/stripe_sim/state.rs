@@ -1,0 +1,196 @@
+//! What the fake remembers. Objects are kept as the few fields it tracks and
+//! rendered onto Stripe's fixtures on the way out (see objects.rs).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::RecordedRequest;
+
+pub(crate) type Metadata = Map<String, Value>;
+
+pub(crate) struct Customer {
+    pub id: String,
+    pub created: i64,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub metadata: Metadata,
+}
+
+pub(crate) struct Product {
+    pub id: String,
+    pub created: i64,
+    pub updated: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub metadata: Metadata,
+    pub active: bool,
+}
+
+pub(crate) struct Price {
+    pub id: String,
+    pub created: i64,
+    pub product: String,
+    pub currency: String,
+    pub unit_amount: i64,
+    /// None for one-time prices.
+    pub interval: Option<String>,
+    pub lookup_key: Option<String>,
+    pub metadata: Metadata,
+    pub active: bool,
+}
+
+pub(crate) struct Session {
+    pub id: String,
+    pub created: i64,
+    pub expires_at: i64,
+    pub mode: String,
+    pub customer: Option<String>,
+    pub price: String,
+    pub quantity: i64,
+    pub client_reference_id: Option<String>,
+    pub metadata: Metadata,
+    pub subscription_metadata: Metadata,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub allow_promotion_codes: Option<bool>,
+    pub status: String,
+    pub payment_status: String,
+    pub subscription: Option<String>,
+    pub invoice: Option<String>,
+}
+
+pub(crate) struct Subscription {
+    pub id: String,
+    pub created: i64,
+    pub customer: String,
+    pub item_id: String,
+    pub item_created: i64,
+    pub price: String,
+    pub quantity: i64,
+    pub metadata: Metadata,
+    pub status: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub latest_invoice: Option<String>,
+    /// Prorations from `create_prorations` changes, billed at the next renewal.
+    pub pending_proration: i64,
+}
+
+pub(crate) struct Line {
+    pub id: String,
+    pub amount: i64,
+    pub description: String,
+    pub price: String,
+    pub quantity: i64,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub proration: bool,
+}
+
+pub(crate) struct Invoice {
+    pub id: String,
+    pub created: i64,
+    pub customer: String,
+    pub subscription: Option<String>,
+    pub subscription_item: Option<String>,
+    pub status: String,
+    pub billing_reason: String,
+    pub amount_due: i64,
+    pub amount_paid: i64,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub lines: Vec<Line>,
+    pub number: Option<String>,
+    pub attempt_count: i64,
+    pub finalized_at: Option<i64>,
+    pub paid_at: Option<i64>,
+}
+
+pub(crate) struct PortalSession {
+    pub id: String,
+    pub created: i64,
+    pub customer: String,
+    pub return_url: Option<String>,
+}
+
+pub(crate) struct Fault {
+    pub method: String,
+    pub path_prefix: String,
+    pub remaining: u32,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum FaultKind {
+    Fail(u16),
+    Delay(Duration),
+}
+
+pub(crate) struct Replay {
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub customers: HashMap<String, Customer>,
+    pub products: HashMap<String, Product>,
+    /// Creation order, for lists (several objects can share a second).
+    pub product_order: Vec<String>,
+    pub prices: HashMap<String, Price>,
+    pub price_order: Vec<String>,
+    pub sessions: HashMap<String, Session>,
+    pub subscriptions: HashMap<String, Subscription>,
+    pub invoices: HashMap<String, Invoice>,
+    pub invoice_order: Vec<String>,
+    pub portal_sessions: HashMap<String, PortalSession>,
+    pub declining: HashSet<String>,
+    pub invoice_seq: u64,
+
+    pub requests: Vec<RecordedRequest>,
+    pub faults: Vec<Fault>,
+    pub idempotency: HashMap<String, Replay>,
+
+    pub webhook_url: Option<String>,
+    pub hold: bool,
+    pub held: VecDeque<Value>,
+    pub events: Vec<Value>,
+}
+
+impl State {
+    pub fn count(&self, object: &str) -> usize {
+        match object {
+            "customer" => self.customers.len(),
+            "product" => self.products.len(),
+            "price" => self.prices.len(),
+            "checkout.session" => self.sessions.len(),
+            "subscription" => self.subscriptions.len(),
+            "invoice" => self.invoices.len(),
+            "billing_portal.session" => self.portal_sessions.len(),
+            "event" => self.events.len(),
+            _ => 0,
+        }
+    }
+
+    /// The first matching fault, consumed by one.
+    pub fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
+        let i = self.faults.iter().position(|f| {
+            f.remaining > 0
+                && f.method.eq_ignore_ascii_case(method)
+                && path.starts_with(&f.path_prefix)
+        })?;
+        let fault = &mut self.faults[i];
+        fault.remaining -= 1;
+        let kind = fault.kind;
+        if fault.remaining == 0 {
+            self.faults.remove(i);
+        }
+        Some(kind)
+    }
+}
