@@ -593,3 +593,111 @@ async fn checkout_page_pays_and_redirects() {
     assert_eq!(paid.headers()["location"], "http://127.0.0.1:1/done");
     assert_eq!(h.sim.count("subscription"), 1);
 }
+
+#[tokio::test]
+async fn every_lifecycle_event_decodes() {
+    let h = harness().await;
+    let (url, got) = receiver().await;
+    h.sim.set_webhook_url(Some(url));
+    let c = catalog(&h).await;
+    let session_id = checkout(&h, &c, &c.basic).await;
+    let sub_id = h.sim.complete_checkout(&session_id).await.unwrap();
+    let sub = RetrieveSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    let mut item = UpdateSubscriptionItems::new();
+    item.id = Some(sub.items.data[0].id.to_string());
+    item.price = Some(c.pro.clone());
+    UpdateSubscription::new(sub_id.as_str())
+        .items(vec![item])
+        .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
+        .send(&h.client)
+        .await
+        .unwrap();
+    h.sim.wait_for_webhooks().await;
+    h.sim.set_card_declines(&c.customer, true);
+    h.sim.end_period(&sub_id).await.unwrap();
+    h.sim.set_card_declines(&c.customer, false);
+    h.sim.retry_payment(&sub_id).await.unwrap();
+    h.sim.end_period(&sub_id).await.unwrap();
+    h.sim
+        .set_subscription_status(&sub_id, "paused")
+        .await
+        .unwrap();
+    h.sim
+        .set_subscription_status(&sub_id, "active")
+        .await
+        .unwrap();
+    CancelSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    h.sim.wait_for_webhooks().await;
+
+    let now = h.clock.now().timestamp();
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), h.sim.events().len());
+    let mut types = Vec::new();
+    for (payload, sig) in &received {
+        let event = Webhook::construct_event_with_timestamp(payload, sig, SECRET, now)
+            .unwrap_or_else(|e| panic!("{e:?} for {payload}"));
+        assert!(
+            !matches!(event.data.object, EventObject::Unknown(_)),
+            "{} did not decode to its typed object",
+            event.type_.as_str()
+        );
+        types.push(event.type_.as_str().to_owned());
+    }
+    for expected in [
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.deleted",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.payment_failed",
+        "checkout.session.completed",
+    ] {
+        assert!(
+            types.iter().any(|t| t == expected),
+            "no {expected} in {types:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn delayed_request_times_out_then_applies() {
+    let h = harness().await;
+    h.sim.delay_next(
+        "POST",
+        "/v1/customers",
+        std::time::Duration::from_millis(300),
+        1,
+    );
+    let impatient = ClientBuilder::new("sk_test_sim")
+        .url(h.sim.base_url())
+        .timeout(std::time::Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let key = IdempotencyKey::new("slow-1").unwrap();
+    let first = CreateCustomer::new()
+        .customize()
+        .request_strategy(RequestStrategy::Idempotent(key.clone()))
+        .send(&impatient)
+        .await;
+    assert!(matches!(first, Err(StripeError::Timeout)), "{first:?}");
+    // The retry with the same key lands while the slow one still sleeps; the
+    // slow one then replays it instead of creating a second customer.
+    let retry = CreateCustomer::new()
+        .customize()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(&h.client)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(h.sim.count("customer"), 1);
+    assert!(retry.id.as_str().starts_with("cus_"));
+}
