@@ -167,7 +167,6 @@ impl Ctx<'_> {
     }
 
     /// A finalized invoice for one subscription, open until paid.
-    #[allow(clippy::too_many_arguments)]
     fn new_invoice(
         &mut self,
         sub: &str,
