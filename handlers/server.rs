@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::{password, token::Tokens};
-use crate::config::{Config, ConfigError, LogFormat, StripeConfig};
+use crate::config::{Config, ConfigError, LogFormat, Secret, StripeConfig};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::plan::Catalog;
 use crate::domain::ports::{Payments, Store, StoreError, WebhookVerifier};
@@ -16,6 +16,7 @@ use crate::payments::stripe::{StripePayments, StripeSettings};
 use crate::payments::webhook::StripeWebhookVerifier;
 use crate::payments::PaymentsNotConfigured;
 use crate::store::SqliteStore;
+use crate::stripe_sim::{SimOptions, StripeSim};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -128,8 +129,13 @@ pub fn init_logging(format: LogFormat) {
 
 /// Binds, serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(mut config: Config) -> Result<(), StartError> {
-    let adapters = Adapters::embedded(&config)?;
+    let mut adapters = Adapters::embedded(&config)?;
     config.ensure_local_signing_secret()?;
+    // Only local runs lack a key: under the host it is a configuration error.
+    let simulator = match config.stripe {
+        None => Some(start_simulator(&config, &mut adapters).await?),
+        Some(_) => None,
+    };
     let store = adapters.store.clone();
     let clock = adapters.clock.clone();
     let router = app(&config, adapters)?;
@@ -144,6 +150,10 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(%addr, mode = ?config.mode, "listening on http://{addr}");
+    if let (Some(sim), Ok(local)) = (&simulator, listener.local_addr()) {
+        let port = local.port();
+        sim.set_webhook_url(Some(format!("http://127.0.0.1:{port}/api/webhooks/stripe")));
+    }
 
     password::warm_up_soon();
     tokio::spawn(purge_expired_hourly(store, clock));
@@ -152,6 +162,53 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// The offline Stripe simulator in place of Stripe, for local runs without a
+/// key: the whole paid flow works on a fresh machine, and no money moves.
+async fn start_simulator(
+    config: &Config,
+    adapters: &mut Adapters,
+) -> Result<StripeSim, StartError> {
+    let secret = config.webhook_secrets.first().cloned().unwrap_or_else(|| {
+        let mut bytes = [0u8; 24];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+        Secret::new(format!("whsec_sim_{}", hex::encode(bytes)))
+    });
+    let sim = StripeSim::start(SimOptions {
+        webhook_secret: secret.expose().to_owned(),
+        clock: adapters.clock.clone(),
+    })
+    .await
+    .map_err(|source| StartError::Bind {
+        addr: "127.0.0.1:0 (Stripe simulator)".into(),
+        source,
+    })?;
+    let stripe = StripeConfig {
+        secret_key: Secret::new("sk_test_offline_simulator"),
+        api_base: Some(sim.base_url()),
+    };
+    let payments = Arc::new(
+        StripePayments::new(stripe_settings(config, &stripe), catalog(config)).map_err(|e| {
+            ConfigError {
+                setting: "STRIPE_API_BASE",
+                problem: e.to_string(),
+            }
+        })?,
+    );
+    let sync = payments.clone();
+    tokio::spawn(async move {
+        if let Err(e) = sync.sync_catalog().await {
+            tracing::error!(error = %e, "the simulator's catalog could not be set up");
+        }
+    });
+    adapters.payments = payments;
+    adapters.webhooks = Arc::new(StripeWebhookVerifier::new(vec![secret]));
+    tracing::warn!(
+        simulator = %sim.base_url(),
+        "STRIPE_SECRET_KEY is not set: paid plans go to the offline Stripe simulator; no money moves"
+    );
+    Ok(sim)
 }
 
 /// Enforces record retention (usage 90 days, payments 7 years) off the request path.

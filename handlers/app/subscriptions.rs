@@ -101,8 +101,13 @@ impl Billing {
             .await
             .map_err(AppError::Payments)?;
         let session_id = checkout.id.clone();
+        let now = self.clock.now();
         self.update_user(user.id, move |u| {
-            u.subscription.checkout_session_id = Some(session_id.clone())
+            // A repeated click gets the same session: keep its start time.
+            if u.subscription.checkout_session_id.as_ref() != Some(&session_id) {
+                u.subscription.checkout_session_id = Some(session_id.clone());
+                u.subscription.checkout_started_at = Some(now);
+            }
         })
         .await?;
         Ok(checkout)
@@ -348,20 +353,10 @@ impl Billing {
                 "the subscription is already on this plan and interval",
             ));
         }
-        let price = |p: PlanId, i: BillingInterval| {
-            self.catalog
-                .plan(p)
-                .price(i)
-                .map(|x| x.money.amount)
-                .unwrap_or(i64::MAX)
-        };
-        let yearly = |p: PlanId, i: BillingInterval| match i {
-            BillingInterval::Monthly => price(p, i).saturating_mul(12),
-            BillingInterval::Annual => price(p, i),
-        };
-        if plan_id < remote.plan_id
-            || yearly(plan_id, interval) < yearly(remote.plan_id, remote.interval)
-        {
+        // Up the tiers, or monthly → annual within one: billed now. The
+        // other way waits for the period end.
+        let rank = |p: PlanId, i: BillingInterval| (p, i == BillingInterval::Annual);
+        if rank(plan_id, interval) < rank(remote.plan_id, remote.interval) {
             return Err(AppError::invalid(
                 "new_plan_id",
                 "downgrades take effect at the end of the paid period and are not scheduled by this endpoint",

@@ -181,7 +181,7 @@ impl IntoResponse for ApiError {
             // The cause goes to the log, not to the client.
             tracing::error!(error = %self, "request failed");
             match parts.status {
-                StatusCode::SERVICE_UNAVAILABLE => self.to_string(),
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => self.to_string(),
                 _ => "an internal error occurred".to_owned(),
             }
         } else {

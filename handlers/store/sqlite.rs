@@ -174,7 +174,16 @@ fn init(conn: Connection) -> Result<Connection, StoreError> {
             "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
         )));
     }
+    if version == 1 {
+        // v2 lifted the reconciliation watch time out of the document.
+        conn.execute_batch("ALTER TABLE users ADD COLUMN watch_at INTEGER;")
+            .map_err(unavailable)?;
+    }
     conn.execute_batch(SCHEMA).map_err(unavailable)?;
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS users_by_watch ON users (watch_at) WHERE watch_at IS NOT NULL;",
+    )
+    .map_err(unavailable)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(unavailable)?;
     Ok(conn)
@@ -311,7 +320,8 @@ fn replace_user_row(c: &Connection, user: &User, if_match: &Etag) -> Result<Etag
         .map_err(|_| StoreError::VersionConflict)?;
     let updated: Option<i64> = c
         .prepare_cached(
-            "UPDATE users SET email = ?2, stripe_customer_id = ?3, doc = ?4, version = version + 1
+            "UPDATE users SET email = ?2, stripe_customer_id = ?3, doc = ?4, watch_at = ?6,
+                version = version + 1
              WHERE id = ?1 AND version = ?5 RETURNING version",
         )
         .map_err(unavailable)?
@@ -321,7 +331,8 @@ fn replace_user_row(c: &Connection, user: &User, if_match: &Etag) -> Result<Etag
                 user.email.as_str(),
                 user.subscription.stripe_customer_id,
                 doc,
-                expected
+                expected,
+                user.subscription.stale_after().map(ms)
             ],
             |r| r.get(0),
         )

@@ -140,7 +140,9 @@ async fn v1(
         body.clone()
     };
     let f = Form(form::parse(&input));
-    let fingerprint = format!("{method} {path}\n{body}");
+    // Stripe compares parameters, not bytes: the same map encoded in
+    // another order (Rust's HashMap) is the same request.
+    let fingerprint = format!("{method} {path}\n{}", f.0);
     let idempotent = method == Method::POST && key.is_some();
     let mut st = inner.lock();
     if idempotent {

@@ -7,19 +7,24 @@ pub mod store_contract;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kraftd_billing::config::Config;
+use kraftd_billing::config::{Config, Secret};
 use kraftd_billing::domain::clock::ManualClock;
-use kraftd_billing::domain::ports::Store;
+use kraftd_billing::domain::ports::{Payments, Store};
+use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};
 use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
 use kraftd_billing::server::{self, Adapters};
 use kraftd_billing::store::SqliteStore;
+use kraftd_billing::stripe_sim::{SimOptions, StripeSim};
 use serde_json::{json, Value};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 pub const PASSWORD: &str = "correct horse 9";
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789";
 
 pub struct TestApp {
     pub base: String,
@@ -27,6 +32,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<SqliteStore>,
     pub clock: Arc<ManualClock>,
+    /// The Stripe double, for apps started with `spawn_with_stripe`.
+    pub sim: Option<StripeSim>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,15 +51,49 @@ impl TestApp {
     }
 
     pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        Self::start(vars, false).await
+    }
+
+    /// An app whose payments go to a Stripe double on loopback, with the
+    /// catalog synced and signed webhooks flowing back to the app.
+    pub async fn spawn_with_stripe(vars: &[(&str, &str)]) -> Self {
+        Self::start(vars, true).await
+    }
+
+    async fn start(vars: &[(&str, &str)], stripe: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap());
         let clock = Arc::new(ManualClock::new(Utc::now()));
+        let config = config(vars);
+        let (payments, sim): (Arc<dyn Payments>, _) = if stripe {
+            let sim = StripeSim::start(SimOptions {
+                webhook_secret: WEBHOOK_SECRET.into(),
+                clock: clock.clone(),
+            })
+            .await
+            .unwrap();
+            let settings = StripeSettings {
+                secret_key: Secret::new("sk_test_kraftd"),
+                api_base: Some(sim.base_url()),
+                checkout_success_url: config.checkout_success_url.clone(),
+                checkout_cancel_url: config.checkout_cancel_url.clone(),
+                timeout: Duration::from_millis(1500),
+                backoff: Duration::from_millis(20),
+            };
+            let payments = StripePayments::new(settings, server::catalog(&config)).unwrap();
+            payments.sync_catalog().await.unwrap();
+            (Arc::new(payments), Some(sim))
+        } else {
+            (Arc::new(PaymentsNotConfigured), None)
+        };
         let router = server::app(
-            &config(vars),
+            &config,
             Adapters {
                 store: store.clone() as Arc<dyn Store>,
-                payments: Arc::new(PaymentsNotConfigured),
-                webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
+                payments,
+                webhooks: Arc::new(StripeWebhookVerifier::new(vec![Secret::new(
+                    WEBHOOK_SECRET,
+                )])),
                 clock: clock.clone(),
             },
         )
@@ -60,18 +101,31 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        if let Some(sim) = &sim {
+            sim.set_webhook_url(Some(format!("http://{addr}/api/webhooks/stripe")));
+        }
         Self {
             base: format!("http://{addr}"),
             addr,
             client: reqwest::Client::new(),
             store,
             clock,
+            sim,
             _dir: dir,
         }
     }
 
+    pub fn sim(&self) -> &StripeSim {
+        self.sim.as_ref().expect("started with spawn_with_stripe")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        use kraftd_billing::domain::clock::Clock;
+        self.clock.now()
     }
 
     pub fn at(&self, t: &str) {
@@ -145,4 +199,44 @@ pub async fn error_of(r: reqwest::Response, status: u16, code: &str) -> Value {
         "every error has a message: {body}"
     );
     error
+}
+
+impl TestApp {
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The user as stored now.
+    pub async fn user(&self, email: &str) -> kraftd_billing::domain::user::User {
+        use kraftd_billing::domain::ports::UserStore;
+        let email = kraftd_billing::domain::user::Email::parse(email).unwrap();
+        self.store
+            .user_by_email(&email)
+            .await
+            .unwrap()
+            .expect("user exists")
+            .value
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        let r: Value = self
+            .post(
+                "/api/auth/login",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        r["access_token"]
+            .as_str()
+            .expect("login succeeds")
+            .to_owned()
+    }
 }

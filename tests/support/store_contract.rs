@@ -7,8 +7,14 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use kraftd_billing::domain::money::Money;
 use kraftd_billing::domain::ports::{Etag, Store, StoreError};
-use kraftd_billing::domain::records::{Invoice, Payment, PAYMENT_RETENTION_DAYS};
+use std::collections::BTreeMap;
+
+use kraftd_billing::domain::plan::PlanId;
+use kraftd_billing::domain::records::{
+    EmailKind, Invoice, OutboxMessage, Payment, PAYMENT_RETENTION_DAYS,
+};
 use kraftd_billing::domain::subscription::Subscription;
+use kraftd_billing::domain::subscription::SubscriptionStatus;
 use kraftd_billing::domain::usage::{
     Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS,
 };
@@ -43,6 +49,8 @@ macro_rules! store_contract_tests {
             case!(invoices_upsert_and_never_move_between_users);
             case!(webhook_events_are_claimed_once);
             case!(retention_purges_only_what_expired);
+            case!(outbox_writes_are_atomic_with_the_user_and_idempotent);
+            case!(stale_subscriptions_are_listed_most_overdue_first);
         }
     };
 }
@@ -357,7 +365,9 @@ pub async fn invoices_upsert_and_never_move_between_users(s: Arc<dyn Store>) {
 
 pub async fn webhook_events_are_claimed_once(s: Arc<dyn Store>) {
     let now = time(NOON);
+    assert!(!s.event_seen("evt_1").await.unwrap());
     assert!(s.claim_event("evt_1", now).await.unwrap());
+    assert!(s.event_seen("evt_1").await.unwrap());
     assert!(!s.claim_event("evt_1", now).await.unwrap());
     let racers: Vec<_> = (0..20)
         .map(|_| {
@@ -414,5 +424,81 @@ pub async fn retention_purges_only_what_expired(s: Arc<dyn Store>) {
         s.usage(u, &[docs, storage]).await.unwrap(),
         vec![0, 5],
         "gauges never expire"
+    );
+}
+
+fn message(user: UserId, id: &str) -> OutboxMessage {
+    OutboxMessage {
+        id: id.into(),
+        user_id: user,
+        kind: EmailKind::SubscriptionConfirmed,
+        data: BTreeMap::from([("plan".to_owned(), "Professional".to_owned())]),
+        created_at: time(NOON),
+    }
+}
+
+pub async fn outbox_writes_are_atomic_with_the_user_and_idempotent(s: Arc<dyn Store>) {
+    let mut u = user("outbox@mail.io");
+    let first = s.create_user(&u).await.unwrap();
+    u.subscription.auto_renew = true;
+    let second = s
+        .replace_user_and_enqueue(&u, &first, &[message(u.id, "m1")])
+        .await
+        .unwrap();
+    // A stale writer changes nothing, and enqueues nothing either.
+    u.subscription.cancel_at_period_end = true;
+    let lost = s
+        .replace_user_and_enqueue(&u, &first, &[message(u.id, "m2")])
+        .await;
+    assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
+    s.replace_user_and_enqueue(&u, &second, &[message(u.id, "m1"), message(u.id, "m3")])
+        .await
+        .unwrap();
+    s.enqueue(&[message(u.id, "m3"), message(u.id, "m4")])
+        .await
+        .unwrap();
+    let ids: Vec<String> = s
+        .outbox_for_user(u.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, ["m1", "m3", "m4"]);
+    assert!(s.outbox_for_user(UserId::new()).await.unwrap().is_empty());
+}
+
+pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let mut overdue = user("overdue@mail.io");
+    overdue.subscription.plan_id = PlanId::Pro;
+    overdue.subscription.stripe_subscription_id = Some("sub_a".into());
+    overdue.subscription.current_period_end = Some(now - Duration::days(2));
+    let mut later = user("later@mail.io");
+    later.subscription = overdue.subscription.clone();
+    later.subscription.current_period_end = Some(now + Duration::days(2));
+    let mut checkout = user("checkout@mail.io");
+    checkout.subscription.status = SubscriptionStatus::Incomplete;
+    checkout.subscription.checkout_session_id = Some("cs_1".into());
+    checkout.subscription.checkout_started_at = Some(now - Duration::hours(3));
+    for u in [&overdue, &later, &checkout] {
+        s.create_user(u).await.unwrap();
+    }
+    s.create_user(&user("free@mail.io")).await.unwrap();
+    assert_eq!(
+        s.stale_subscriptions(now, 10).await.unwrap(),
+        vec![overdue.id, checkout.id]
+    );
+    assert_eq!(
+        s.stale_subscriptions(now, 1).await.unwrap(),
+        vec![overdue.id]
+    );
+    // Repaired (renewed), it drops off the list.
+    let etag = s.user_by_id(overdue.id).await.unwrap().unwrap().etag;
+    overdue.subscription.current_period_end = Some(now + Duration::days(28));
+    s.replace_user(&overdue, &etag).await.unwrap();
+    assert_eq!(
+        s.stale_subscriptions(now, 10).await.unwrap(),
+        vec![checkout.id]
     );
 }

@@ -1,0 +1,829 @@
+//! Money moving through the HTTP API and signed webhooks, against the
+//! Stripe double (built from Stripe's fixtures) on loopback.
+
+mod support;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Months, Utc};
+use kraftd_billing::domain::plan::{BillingInterval, PlanId};
+use kraftd_billing::domain::ports::{LedgerStore, Outbox};
+use kraftd_billing::domain::records::EmailKind;
+use kraftd_billing::domain::subscription::SubscriptionStatus;
+use serde_json::{json, Value};
+use support::{error_of, TestApp, PASSWORD};
+
+async fn register_paid(app: &TestApp, email: &str, interval: &str) -> Value {
+    let r = app
+        .post(
+            "/api/auth/register/with-plan",
+            json!({"email": email, "password": PASSWORD, "name": "Paying", "plan_id": "pro", "billing_interval": interval}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+/// Registers on Pro and pays; returns the access token.
+async fn pro_user(app: &TestApp, email: &str) -> String {
+    let checkout = register_paid(app, email, "monthly").await;
+    app.sim()
+        .complete_checkout(checkout["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    app.login(email).await
+}
+
+#[tokio::test]
+async fn paid_registration_is_incomplete_until_checkout_completes() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let checkout = register_paid(&app, "pay@example.com", "monthly").await;
+    assert!(checkout["checkout_url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&app.sim().base_url()));
+    assert!(checkout["message"].is_string());
+
+    // Signed in before paying: incomplete, Free limits, checkout resumable.
+    let token = app.login("pay@example.com").await;
+    let sub: Value = app
+        .get_as(&token, "/api/billing/subscription")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (sub["status"].as_str(), sub["effective_plan"].as_str()),
+        (Some("incomplete"), Some("free"))
+    );
+    assert_eq!(sub["pending_checkout_session_id"], checkout["session_id"]);
+    let user = app.user("pay@example.com").await;
+    let customer = user
+        .subscription
+        .stripe_customer_id
+        .clone()
+        .expect("customer stored before checkout");
+
+    let session = checkout["session_id"].as_str().unwrap();
+    let sub_id = app.sim().complete_checkout(session).await.unwrap();
+    let user = app.user("pay@example.com").await;
+    assert_eq!(user.subscription.status, SubscriptionStatus::Active);
+    assert_eq!(user.subscription.plan_id, PlanId::Pro);
+    assert_eq!(
+        user.subscription.stripe_subscription_id.as_deref(),
+        Some(sub_id.as_str())
+    );
+    assert_eq!(
+        user.subscription.stripe_customer_id.as_deref(),
+        Some(customer.as_str())
+    );
+    // The renewal date is Stripe's period end, not "now + 30 days".
+    let expected = app.clock_now().checked_add_months(Months::new(1)).unwrap();
+    let renewal = user.subscription.renewal_date.expect("renewal date");
+    assert!(
+        (renewal - expected).num_seconds().abs() <= 1,
+        "{renewal} vs {expected}"
+    );
+    assert_eq!(
+        app.sim().count("subscription"),
+        1,
+        "checkout made the subscription; nobody made another"
+    );
+    assert_eq!(app.sim().count("customer"), 1);
+
+    let invoices: Value = app
+        .get_as(&token, "/api/billing/invoices")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = &invoices["invoices"][0];
+    assert_eq!(
+        (first["amount"].as_i64(), first["amount_decimal"].as_str()),
+        (Some(9900), Some("99.00"))
+    );
+    assert_eq!(first["status"], "paid");
+    assert_eq!(first["currency"], "usd");
+    let payments = app
+        .store
+        .payments(user.id, Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].amount.amount, 9900);
+    let kinds: Vec<EmailKind> = app
+        .store
+        .outbox_for_user(user.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert!(
+        kinds.contains(&EmailKind::SubscriptionConfirmed),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EmailKind::PaymentReceipt)
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn free_to_pro_to_annual_then_cancel_resume_cancel_and_back_to_free() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = app.free_user("life@example.com").await;
+    let r = app
+        .post_as(
+            &token,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro", "billing_interval": "monthly"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let checkout: Value = r.json().await.unwrap();
+    let sub_id = app
+        .sim()
+        .complete_checkout(checkout["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.user("life@example.com").await.subscription.plan_id,
+        PlanId::Pro
+    );
+
+    // Half-way through the month, monthly → annual: previewed, then billed now.
+    app.clock.set(app.clock_now() + Duration::days(15));
+    let token = app.login("life@example.com").await;
+    let change = json!({"new_plan_id": "pro", "billing_interval": "annual"});
+    let preview: Value = app
+        .post_as(&token, "/api/billing/preview-change", change.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let due = preview["amount_due_now"]["amount"].as_i64().unwrap();
+    assert!(due > 0 && due < 99_000, "prorated: {preview}");
+    let r = app.post_as(&token, "/api/billing/upgrade", change).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["subscription"]["billing_interval"], "annual");
+    let user = app.user("life@example.com").await;
+    assert_eq!(
+        user.subscription.stripe_subscription_id.as_deref(),
+        Some(sub_id.as_str()),
+        "the same subscription"
+    );
+    assert_eq!(user.subscription.billing_interval, BillingInterval::Annual);
+    assert_eq!(app.sim().count("subscription"), 1);
+
+    // Cancel: still Pro until the period ends, and it says when.
+    let r: Value = app
+        .post_as(&token, "/api/billing/cancel-subscription", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["subscription"]["cancel_at_period_end"], true);
+    assert_eq!(r["subscription"]["effective_plan"], "pro");
+    assert!(r["subscription"]["current_period_end"].is_string());
+    let r: Value = app
+        .post_as(&token, "/api/billing/resume", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["subscription"]["cancel_at_period_end"], false);
+    app.post_as(&token, "/api/billing/cancel-subscription", json!({}))
+        .await;
+
+    app.sim().end_period(&sub_id).await.unwrap();
+    let user = app.user("life@example.com").await;
+    assert_eq!(user.subscription.plan_id, PlanId::Free);
+    assert_eq!(user.subscription.stripe_subscription_id, None);
+    let ent: Value = app
+        .get_as(&token, "/api/entitlements")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ent["plan"], "free");
+    let kinds: Vec<EmailKind> = app
+        .store
+        .outbox_for_user(user.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    for k in [
+        EmailKind::SubscriptionConfirmed,
+        EmailKind::PlanChanged,
+        EmailKind::CancellationScheduled,
+        EmailKind::SubscriptionEnded,
+    ] {
+        assert!(kinds.contains(&k), "{k:?} missing from {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_price_made_in_the_dashboard_sells_enterprise() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = app.free_user("corp@example.com").await;
+    // The user opens a checkout (which creates their customer), then sales
+    // sells them the custom price instead.
+    app.post_as(
+        &token,
+        "/api/billing/upgrade",
+        json!({"new_plan_id": "pro"}),
+    )
+    .await;
+    let customer = app
+        .user("corp@example.com")
+        .await
+        .subscription
+        .stripe_customer_id
+        .unwrap();
+    let price = app
+        .sim()
+        .create_dashboard_price("enterprise", 250_000, "month");
+    let client = stripe::ClientBuilder::new("sk_test_sales")
+        .url(app.sim().base_url())
+        .build()
+        .unwrap();
+    let mut item = stripe_checkout::checkout_session::CreateCheckoutSessionLineItems::new();
+    item.price = Some(price);
+    item.quantity = Some(1);
+    let session = stripe_checkout::checkout_session::CreateCheckoutSession::new()
+        .mode(stripe_shared::CheckoutSessionMode::Subscription)
+        .customer(customer.as_str())
+        .line_items(vec![item])
+        .success_url("https://kraftd.io/done")
+        .send(&client)
+        .await
+        .unwrap();
+    app.sim()
+        .complete_checkout(session.id.as_str())
+        .await
+        .unwrap();
+    let ent: Value = app
+        .get_as(&token, "/api/entitlements")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ent["plan"], "enterprise");
+    assert_eq!(ent["limits"]["documents_per_month"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_failed_payment_keeps_pro_for_the_grace_period_then_free_and_recovery_restores_it() {
+    let app = TestApp::spawn_with_stripe(&[("PAST_DUE_GRACE_DAYS", "7")]).await;
+    pro_user(&app, "dunning@example.com").await;
+    let user = app.user("dunning@example.com").await;
+    let (sub_id, customer) = (
+        user.subscription.stripe_subscription_id.clone().unwrap(),
+        user.subscription.stripe_customer_id.clone().unwrap(),
+    );
+    app.sim().set_card_declines(&customer, true);
+    app.clock.set(user.subscription.current_period_end.unwrap());
+    app.sim().end_period(&sub_id).await.unwrap();
+    let token = app.login("dunning@example.com").await;
+    let sub: Value = app
+        .get_as(&token, "/api/billing/subscription")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (sub["status"].as_str(), sub["effective_plan"].as_str()),
+        (Some("past_due"), Some("pro"))
+    );
+    assert_eq!(sub["last_payment_status"], "failed");
+    let user = app.user("dunning@example.com").await;
+    let kinds: Vec<EmailKind> = app
+        .store
+        .outbox_for_user(user.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert!(kinds.contains(&EmailKind::PaymentFailed));
+
+    app.clock.set(app.clock_now() + Duration::days(7));
+    let token = app.login("dunning@example.com").await;
+    let ent: Value = app
+        .get_as(&token, "/api/entitlements")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ent["plan"], "free", "grace is over");
+
+    app.sim().set_card_declines(&customer, false);
+    app.sim().retry_payment(&sub_id).await.unwrap();
+    let sub: Value = app
+        .get_as(&token, "/api/billing/subscription")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (sub["status"].as_str(), sub["effective_plan"].as_str()),
+        (Some("active"), Some("pro"))
+    );
+
+    app.sim()
+        .set_subscription_status(&sub_id, "unpaid")
+        .await
+        .unwrap();
+    let ent: Value = app
+        .get_as(&token, "/api/entitlements")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ent["plan"], "free", "unpaid grants nothing");
+}
+
+/// Runs one scripted lifecycle with webhooks held, delivers them with
+/// `order`, and returns the end state as the user sees it.
+async fn lifecycle_delivered(order: fn(Vec<Value>) -> Vec<Value>) -> Value {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    app.sim().hold_webhooks(true);
+    let checkout = register_paid(&app, "order@example.com", "monthly").await;
+    let sub_id = app
+        .sim()
+        .complete_checkout(checkout["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    app.sim().end_period(&sub_id).await.unwrap();
+    app.sim().set_card_declines(
+        &app.user("order@example.com")
+            .await
+            .subscription
+            .stripe_customer_id
+            .unwrap(),
+        true,
+    );
+    app.sim().end_period(&sub_id).await.unwrap();
+    let events = app.sim().held_events();
+    assert!(events.len() >= 10, "a full lifecycle: {}", events.len());
+    app.sim().clear_held();
+    for event in order(events) {
+        let status = app.sim().deliver(&event).await;
+        assert_eq!(status, 200, "{event}");
+    }
+    let token = app.login("order@example.com").await;
+    let mut sub: Value = app
+        .get_as(&token, "/api/billing/subscription")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let invoices: Value = app
+        .get_as(&token, "/api/billing/invoices")
+        .await
+        .json()
+        .await
+        .unwrap();
+    sub["invoice_count"] = json!(invoices["invoices"].as_array().unwrap().len());
+    sub["grace_until"] = json!(sub["grace_until"].is_string());
+    sub
+}
+
+#[tokio::test]
+async fn duplicated_reversed_and_shuffled_events_end_in_the_same_state() {
+    let in_order = lifecycle_delivered(|e| e).await;
+    assert_eq!(in_order["status"], "past_due");
+    let tripled_reversed = lifecycle_delivered(|e| {
+        let mut out: Vec<Value> = e
+            .into_iter()
+            .rev()
+            .flat_map(|x| [x.clone(), x.clone(), x])
+            .collect();
+        out.rotate_left(1);
+        out
+    })
+    .await;
+    let shuffled = lifecycle_delivered(|mut e| {
+        // A fixed interleaving: odd positions first, then even, then all again.
+        let odd: Vec<Value> = e.iter().skip(1).step_by(2).cloned().collect();
+        let even: Vec<Value> = e.iter().step_by(2).cloned().collect();
+        let again = e.clone();
+        e = odd
+            .into_iter()
+            .chain(even)
+            .chain(again.into_iter().rev())
+            .collect();
+        e
+    })
+    .await;
+    let strip = |mut v: Value| {
+        for k in [
+            "renewal_date",
+            "current_period_end",
+            "pending_checkout_session_id",
+        ] {
+            v[k] = json!(v[k].is_string());
+        }
+        v
+    };
+    assert_eq!(strip(tripled_reversed), strip(in_order.clone()));
+    assert_eq!(strip(shuffled), strip(in_order));
+}
+
+#[tokio::test]
+async fn concurrent_upgrades_make_one_customer_one_checkout_and_one_subscription() {
+    let app = Arc::new(TestApp::spawn_with_stripe(&[]).await);
+    let token = Arc::new(app.free_user("twice@example.com").await);
+    let clicks: Vec<_> = (0..6)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move {
+                let r = app
+                    .post_as(
+                        &token,
+                        "/api/billing/upgrade",
+                        json!({"new_plan_id": "pro"}),
+                    )
+                    .await;
+                let status = r.status();
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(status, 201, "{body}");
+                body["session_id"].as_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let mut sessions = Vec::new();
+    for c in clicks {
+        sessions.push(c.await.unwrap());
+    }
+    sessions.dedup();
+    assert_eq!(app.sim().count("customer"), 1);
+    assert_eq!(app.sim().count("checkout.session"), 1, "{sessions:?}");
+    app.sim().complete_checkout(&sessions[0]).await.unwrap();
+
+    let changes: Vec<_> = (0..6)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move {
+                app.post_as(
+                    &token,
+                    "/api/billing/upgrade",
+                    json!({"new_plan_id": "pro", "billing_interval": "annual"}),
+                )
+                .await
+                .status()
+                .as_u16()
+            })
+        })
+        .collect();
+    for c in changes {
+        let status = c.await.unwrap();
+        assert!(status == 200 || status == 422, "{status}");
+    }
+    assert_eq!(app.sim().count("subscription"), 1);
+    let updates = app
+        .sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with("/v1/subscriptions/"))
+        .map(|r| r.idempotency_key)
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(
+        updates.len(),
+        1,
+        "one price change, however many clicks: {updates:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_paid_registrations_make_one_customer() {
+    let app = Arc::new(TestApp::spawn_with_stripe(&[]).await);
+    let tries: Vec<_> = (0..5)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.post(
+                    "/api/auth/register/with-plan",
+                    json!({"email": "race@example.com", "password": PASSWORD, "name": "R", "plan_id": "pro"}),
+                )
+                .await
+                .status()
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tries {
+        codes.push(t.await.unwrap());
+    }
+    codes.sort();
+    assert_eq!(codes, [201, 409, 409, 409, 409]);
+    assert_eq!(app.sim().count("customer"), 1);
+}
+
+#[tokio::test]
+async fn forged_stale_and_malformed_webhooks_are_400_and_change_nothing() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = pro_user(&app, "safe@example.com").await;
+    let before = app.user("safe@example.com").await;
+    let sub_id = before.subscription.stripe_subscription_id.clone().unwrap();
+    let event = json!({
+        "id": "evt_forged", "object": "event", "type": "customer.subscription.deleted",
+        "created": Utc::now().timestamp(), "data": {"object": {"id": sub_id, "object": "subscription"}}
+    })
+    .to_string();
+    let now = app.clock_now().timestamp();
+    let send = |sig: Option<String>, body: String| {
+        let mut r = app
+            .client
+            .post(app.url("/api/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = sig {
+            r = r.header("stripe-signature", s);
+        }
+        r.send()
+    };
+    let forged = stripe_webhook::Webhook::generate_test_header(&event, "whsec_attacker", Some(now));
+    error_of(
+        send(Some(forged), event.clone()).await.unwrap(),
+        400,
+        "invalid_webhook",
+    )
+    .await;
+    error_of(
+        send(None, event.clone()).await.unwrap(),
+        400,
+        "invalid_webhook",
+    )
+    .await;
+    let stale = app.sim().signature(&event, now - 301);
+    error_of(
+        send(Some(stale), event.clone()).await.unwrap(),
+        400,
+        "invalid_webhook",
+    )
+    .await;
+    let garbage = "{not json";
+    error_of(
+        send(Some(app.sim().signature(garbage, now)), garbage.into())
+            .await
+            .unwrap(),
+        400,
+        "invalid_webhook",
+    )
+    .await;
+    let tampered = event.replace("evt_forged", "evt_other");
+    error_of(
+        send(Some(app.sim().signature(&event, now)), tampered)
+            .await
+            .unwrap(),
+        400,
+        "invalid_webhook",
+    )
+    .await;
+    assert_eq!(app.user("safe@example.com").await, before);
+    let ent: Value = app
+        .get_as(&token, "/api/entitlements")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ent["plan"], "pro");
+}
+
+#[tokio::test]
+async fn stripe_failures_mid_flow_are_retried_once_or_reported_never_duplicated() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    app.sim().fail_next("POST", "/v1/customers", 500, 2);
+    app.sim().fail_next("POST", "/v1/checkout/sessions", 503, 1);
+    let checkout = register_paid(&app, "flaky@example.com", "monthly").await;
+    assert!(checkout["session_id"].is_string());
+    assert_eq!(app.sim().count("customer"), 1);
+    assert_eq!(app.sim().count("checkout.session"), 1);
+
+    // A timeout: the first attempt is applied late; the retry with the same key is not applied again.
+    let token = app.free_user("slow@example.com").await;
+    app.sim().delay_next(
+        "POST",
+        "/v1/customers",
+        std::time::Duration::from_millis(2500),
+        1,
+    );
+    let r = app
+        .post_as(
+            &token,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(app.sim().count("customer"), 2, "one per user");
+
+    // Stripe down for good: a clear 503, and the user can resume later.
+    let token = app.free_user("down@example.com").await;
+    // Four failures: every attempt of one call (the adapter tries 4 times).
+    app.sim().fail_next("POST", "/v1/checkout/sessions", 500, 4);
+    let e = error_of(
+        app.post_as(
+            &token,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro"}),
+        )
+        .await,
+        503,
+        "payments_unavailable",
+    )
+    .await;
+    assert!(e["message"].as_str().unwrap().contains("unavailable"));
+    let r = app
+        .post_as(
+            &token,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(app.sim().count("customer"), 3);
+}
+
+#[tokio::test]
+async fn the_portal_needs_a_billing_account_and_invoices_are_the_callers_own() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let free = app.free_user("nofee@example.com").await;
+    error_of(
+        app.get_as(&free, "/api/billing/customer-portal").await,
+        400,
+        "no_billing_account",
+    )
+    .await;
+    let pro = pro_user(&app, "portal@example.com").await;
+    let r: Value = app
+        .get_as(&pro, "/api/billing/customer-portal")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(r["url"].as_str().unwrap().starts_with("http"));
+
+    let invoices: Value = app
+        .get_as(&free, "/api/billing/invoices")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invoices["invoices"], json!([]));
+    let page: Value = app
+        .get_as(&pro, "/api/billing/invoices?limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["invoices"].as_array().unwrap().len(), 1);
+    error_of(
+        app.get_as(&pro, "/api/billing/invoices?limit=0").await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    error_of(
+        app.get_as(
+            &pro,
+            "/api/billing/invoices?starting_after=in_somebody_else",
+        )
+        .await,
+        422,
+        "invalid_field",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn downgrades_and_sales_plans_are_refused_clearly() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = pro_user(&app, "down@example.com").await;
+    for (body, field) in [
+        (json!({"new_plan_id": "free"}), "new_plan_id"),
+        (json!({"new_plan_id": "enterprise"}), "new_plan_id"),
+        (
+            json!({"new_plan_id": "pro", "billing_interval": "monthly"}),
+            "new_plan_id",
+        ),
+        (json!({"new_plan_id": "gold"}), "new_plan_id"),
+        (
+            json!({"new_plan_id": "pro", "billing_interval": "weekly"}),
+            "billing_interval",
+        ),
+    ] {
+        let e = error_of(
+            app.post_as(&token, "/api/billing/upgrade", body.clone())
+                .await,
+            422,
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(e["field"], field, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_webhook_is_repaired_by_reconciliation() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let checkout = register_paid(&app, "lost@example.com", "monthly").await;
+    // Every event of the checkout is lost.
+    app.sim().hold_webhooks(true);
+    let sub_id = app
+        .sim()
+        .complete_checkout(checkout["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    app.sim().clear_held();
+    let run = || async {
+        let r = app
+            .client
+            .post(app.url("/ReconcileSubscriptions"))
+            .json(&json!({"Data": {}, "Metadata": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["Logs"][0]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Within the hour nothing looks stale yet.
+    assert!(run().await.contains("checked 0"));
+    assert_eq!(
+        app.user("lost@example.com").await.subscription.status,
+        SubscriptionStatus::Incomplete
+    );
+    app.clock.set(app.clock_now() + Duration::minutes(61));
+    let log = run().await;
+    assert!(log.contains("repaired 1"), "{log}");
+    let user = app.user("lost@example.com").await;
+    assert_eq!(
+        (user.subscription.status, user.subscription.plan_id),
+        (SubscriptionStatus::Active, PlanId::Pro)
+    );
+
+    // The cancellation at period end is lost too: the period passes, reconciliation ends it.
+    let token = app.login("lost@example.com").await;
+    app.sim().hold_webhooks(false);
+    let r = app
+        .post_as(&token, "/api/billing/cancel-subscription", json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    app.sim().wait_for_webhooks().await;
+    app.sim().hold_webhooks(true);
+    app.clock.set(user.subscription.current_period_end.unwrap());
+    app.sim().end_period(&sub_id).await.unwrap();
+    app.sim().clear_held();
+    app.clock.set(app.clock_now() + Duration::minutes(61));
+    let log = run().await;
+    let u = app.user("lost@example.com").await;
+    assert!(
+        log.contains("repaired 1"),
+        "{log} {:?} {:?} {}",
+        u.subscription,
+        u.subscription.stale_after(),
+        app.clock_now()
+    );
+    assert_eq!(
+        app.user("lost@example.com").await.subscription.plan_id,
+        PlanId::Free
+    );
+}
+
+#[tokio::test]
+async fn syncing_the_catalog_twice_changes_nothing_the_second_time() {
+    use kraftd_billing::config::Secret;
+    use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let settings = StripeSettings {
+        secret_key: Secret::new("sk_test_ops"),
+        api_base: Some(app.sim().base_url()),
+        checkout_success_url: "https://kraftd.io/ok".into(),
+        checkout_cancel_url: "https://kraftd.io/no".into(),
+        timeout: std::time::Duration::from_secs(2),
+        backoff: std::time::Duration::from_millis(10),
+    };
+    let catalog = kraftd_billing::domain::plan::Catalog::standard();
+    let payments = StripePayments::new(settings, catalog).unwrap();
+    // The app synced once at start; a second run finds it all in place.
+    let (products, prices) = (app.sim().count("product"), app.sim().count("price"));
+    assert_eq!(payments.sync_catalog().await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        (app.sim().count("product"), app.sim().count("price")),
+        (products, prices)
+    );
+    assert_eq!((products, prices), (1, 2), "Pro, monthly and annual");
+}
