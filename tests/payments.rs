@@ -590,6 +590,13 @@ async fn forged_stale_and_malformed_webhooks_are_400_and_change_nothing() {
         "invalid_webhook",
     )
     .await;
+    use kraftd_billing::domain::ports::WebhookLog;
+    for id in ["evt_forged", "evt_other"] {
+        assert!(
+            !app.store.event_seen(id).await.unwrap(),
+            "{id} was recorded"
+        );
+    }
     assert_eq!(app.user("safe@example.com").await, before);
     let ent: Value = app
         .get_as(&token, "/api/entitlements")
@@ -826,4 +833,241 @@ async fn syncing_the_catalog_twice_changes_nothing_the_second_time() {
         (products, prices)
     );
     assert_eq!((products, prices), (1, 2), "Pro, monthly and annual");
+}
+
+#[tokio::test]
+async fn a_second_click_pays_the_same_checkout_and_another_plan_closes_the_first() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = app.free_user("clicks@example.com").await;
+    let click = |interval: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let r = app
+                .post_as(
+                    &token,
+                    "/api/billing/upgrade",
+                    json!({"new_plan_id": "pro", "billing_interval": interval}),
+                )
+                .await;
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()["session_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let first = click("monthly").await;
+    assert_eq!(
+        click("monthly").await,
+        first,
+        "the same session, not a second one"
+    );
+    assert_eq!(app.sim().count("checkout.session"), 1);
+    let annual = click("annual").await;
+    assert_ne!(annual, first);
+    // The first can no longer be paid, so two subscriptions cannot happen.
+    assert!(app.sim().complete_checkout(&first).await.is_err());
+    app.sim().complete_checkout(&annual).await.unwrap();
+    assert_eq!(app.sim().count("subscription"), 1);
+    assert_eq!(
+        app.user("clicks@example.com")
+            .await
+            .subscription
+            .billing_interval,
+        BillingInterval::Annual
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_sold_outside_the_app_to_a_subscribed_user_is_canceled() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    pro_user(&app, "double@example.com").await;
+    let user = app.user("double@example.com").await;
+    let customer = user.subscription.stripe_customer_id.clone().unwrap();
+    // A second checkout made behind the app's back, for the same customer.
+    let price = app.sim().create_dashboard_price("pro", 9_900, "month");
+    let client = stripe::ClientBuilder::new("sk_test_other")
+        .url(app.sim().base_url())
+        .build()
+        .unwrap();
+    let mut item = stripe_checkout::checkout_session::CreateCheckoutSessionLineItems::new();
+    item.price = Some(price);
+    item.quantity = Some(1);
+    let session = stripe_checkout::checkout_session::CreateCheckoutSession::new()
+        .mode(stripe_shared::CheckoutSessionMode::Subscription)
+        .customer(customer.as_str())
+        .line_items(vec![item])
+        .success_url("https://kraftd.io/done")
+        .send(&client)
+        .await
+        .unwrap();
+    let second = app
+        .sim()
+        .complete_checkout(session.id.as_str())
+        .await
+        .unwrap();
+    let second = stripe_billing::subscription::RetrieveSubscription::new(second.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.status,
+        stripe_shared::SubscriptionStatus::Canceled,
+        "the duplicate must not keep billing"
+    );
+    let after = app.user("double@example.com").await;
+    assert_eq!(
+        after.subscription.stripe_subscription_id,
+        user.subscription.stripe_subscription_id
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_whose_effect_cannot_be_stored_asks_stripe_to_retry_and_is_not_recorded() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let checkout = register_paid(&app, "retry@example.com", "monthly").await;
+    app.sim().hold_webhooks(true);
+    app.sim()
+        .complete_checkout(checkout["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let events = app.sim().held_events();
+    app.sim().clear_held();
+    let created = events
+        .iter()
+        .find(|e| e["type"] == "customer.subscription.created")
+        .unwrap();
+    // Stripe itself is down while the service re-reads the subscription.
+    app.sim().fail_next("GET", "/v1/subscriptions/", 500, 4);
+    assert_eq!(app.sim().deliver(created).await, 503);
+    use kraftd_billing::domain::ports::WebhookLog;
+    assert!(!app
+        .store
+        .event_seen(created["id"].as_str().unwrap())
+        .await
+        .unwrap());
+    assert_eq!(
+        app.user("retry@example.com").await.subscription.status,
+        SubscriptionStatus::Incomplete
+    );
+    // Stripe's retry succeeds and is applied in full.
+    assert_eq!(app.sim().deliver(created).await, 200);
+    assert!(app
+        .store
+        .event_seen(created["id"].as_str().unwrap())
+        .await
+        .unwrap());
+    assert_eq!(
+        app.user("retry@example.com").await.subscription.status,
+        SubscriptionStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn events_about_other_customers_and_products_are_acknowledged_and_ignored() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let client = stripe::ClientBuilder::new("sk_test_other")
+        .url(app.sim().base_url())
+        .build()
+        .unwrap();
+    let stranger = stripe_core::customer::CreateCustomer::new()
+        .email("stranger@elsewhere.io")
+        .send(&client)
+        .await
+        .unwrap();
+    let price = app.sim().create_dashboard_price("", 500, "month");
+    let mut item = stripe_checkout::checkout_session::CreateCheckoutSessionLineItems::new();
+    item.price = Some(price);
+    item.quantity = Some(1);
+    let session = stripe_checkout::checkout_session::CreateCheckoutSession::new()
+        .mode(stripe_shared::CheckoutSessionMode::Subscription)
+        .customer(stranger.id.as_str())
+        .line_items(vec![item])
+        .success_url("https://elsewhere.io")
+        .send(&client)
+        .await
+        .unwrap();
+    app.sim().hold_webhooks(true);
+    app.sim()
+        .complete_checkout(session.id.as_str())
+        .await
+        .unwrap();
+    for event in app.sim().held_events() {
+        assert_eq!(app.sim().deliver(&event).await, 200, "{}", event["type"]);
+    }
+}
+
+#[tokio::test]
+async fn reconciliation_repairs_an_upgrade_whose_webhooks_were_lost_and_forgets_abandoned_checkouts(
+) {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = app.free_user("upg@example.com").await;
+    let r: Value = app
+        .post_as(
+            &token,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.sim().hold_webhooks(true);
+    app.sim()
+        .complete_checkout(r["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    app.sim().clear_held();
+    app.free_user("abandon@example.com").await;
+    let abandoner = app.login("abandon@example.com").await;
+    let r: Value = app
+        .post_as(
+            &abandoner,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let abandoned = r["session_id"].as_str().unwrap().to_owned();
+    let client = stripe::ClientBuilder::new("sk_test_ops")
+        .url(app.sim().base_url())
+        .build()
+        .unwrap();
+    stripe_checkout::checkout_session::ExpireCheckoutSession::new(abandoned.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+
+    app.clock.set(app.clock_now() + Duration::minutes(61));
+    let run = || async {
+        let r = app
+            .client
+            .post(app.url("/ReconcileSubscriptions"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["Logs"][0]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let log = run().await;
+    assert!(log.contains("checked 2, repaired 2"), "{log}");
+    assert_eq!(
+        app.user("upg@example.com").await.subscription.plan_id,
+        PlanId::Pro
+    );
+    let gone = app.user("abandon@example.com").await;
+    assert_eq!(
+        (
+            gone.subscription.checkout_session_id,
+            gone.subscription.plan_id
+        ),
+        (None, PlanId::Free)
+    );
+    // Nothing is left to look at, and nothing is looked at twice in a row.
+    assert!(run().await.contains("checked 0"));
 }

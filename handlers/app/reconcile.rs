@@ -2,6 +2,9 @@
 //! re-read from Stripe and repaired, so a missed event cannot leave a user
 //! on the wrong plan for longer than one run of the timer.
 
+use crate::domain::ports::CheckoutStatus;
+use crate::domain::user::UserId;
+
 use super::{AppError, Billing};
 
 /// Users looked at per run; the most overdue come first and the next run
@@ -23,33 +26,9 @@ impl Billing {
         let cause = format!("reconcile:{}", now.timestamp());
         for user_id in stale {
             report.checked += 1;
-            let Some(user) = self.store.user_by_id(user_id).await? else {
-                continue;
-            };
-            let before = user.value.subscription.clone();
-            let sub = &user.value.subscription;
-            let subscription_id = match (&sub.stripe_subscription_id, &sub.checkout_session_id) {
-                (Some(id), _) => Some(id.clone()),
-                // An unpaid checkout: did it complete without telling us?
-                (None, Some(session)) => match self.payments.checkout(session).await {
-                    Ok(s) => s.subscription_id,
-                    Err(e) => {
-                        tracing::warn!(user_id = %user_id, error = %e, "reconcile: checkout unreadable");
-                        report.failed += 1;
-                        continue;
-                    }
-                },
-                (None, None) => None,
-            };
-            let Some(subscription_id) = subscription_id else {
-                continue;
-            };
-            match self
-                .sync_subscription(user_id, &subscription_id, None, &cause)
-                .await
-            {
-                Ok(after) if after.subscription != before => report.repaired += 1,
-                Ok(_) => {}
+            match self.reconcile_user(user_id, &cause).await {
+                Ok(true) => report.repaired += 1,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(user_id = %user_id, error = %e, "reconcile: repair failed");
                     report.failed += 1;
@@ -63,5 +42,52 @@ impl Billing {
             "reconciliation done"
         );
         Ok(report)
+    }
+
+    /// Re-reads one user's checkout and subscription from Stripe. `true`
+    /// when that changed the user; otherwise the user is marked as looked
+    /// at, so it is not re-read every run.
+    async fn reconcile_user(&self, user_id: UserId, cause: &str) -> Result<bool, AppError> {
+        let Some(user) = self.store.user_by_id(user_id).await? else {
+            return Ok(false);
+        };
+        let before = user.value.subscription.clone();
+        let mut subscription_id = before.stripe_subscription_id.clone();
+        if let Some(session) = &before.checkout_session_id {
+            let checkout = self
+                .payments
+                .checkout(session)
+                .await
+                .map_err(AppError::Payments)?;
+            match (checkout.status, checkout.subscription_id) {
+                // Paid, and its webhook never came: take its subscription
+                // unless the user already has one.
+                (CheckoutStatus::Complete, Some(paid)) if subscription_id.is_none() => {
+                    subscription_id = Some(paid)
+                }
+                (CheckoutStatus::Expired, _) => {
+                    let expired = session.clone();
+                    self.update_user(user_id, move |u| {
+                        if u.subscription.checkout_session_id.as_ref() == Some(&expired) {
+                            u.subscription.checkout_session_id = None;
+                            u.subscription.checkout_started_at = None;
+                        }
+                    })
+                    .await?;
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+        if let Some(id) = subscription_id {
+            let after = self.sync_subscription(user_id, &id, cause).await?;
+            if after.subscription != before {
+                return Ok(true);
+            }
+        }
+        let now = self.clock.now();
+        self.update_user(user_id, move |u| u.subscription.reconciled_at = Some(now))
+            .await?;
+        Ok(false)
     }
 }

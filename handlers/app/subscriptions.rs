@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
-use crate::domain::ports::{CheckoutRequest, CheckoutSession, Etag, StoreError, Versioned};
+use crate::domain::ports::{
+    CheckoutRequest, CheckoutSession, CheckoutStatus, Etag, StoreError, Versioned,
+};
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage};
 use crate::domain::subscription::{RemoteSubscription, Transition};
 use crate::domain::user::{User, UserId};
@@ -60,15 +62,51 @@ impl Billing {
     }
 
     /// Makes sure the user has a Stripe customer (stored before anything
-    /// else uses it) and opens a checkout for the plan.
+    /// else uses it) and a checkout for the plan. A pending checkout for the
+    /// same plan is handed back (a second click or tab pays the same
+    /// session); one for another plan is expired first, so no two checkouts
+    /// can both be paid.
     pub(super) async fn begin_checkout(
         &self,
         mut user: User,
-        mut etag: Etag,
+        etag: Etag,
         plan_id: PlanId,
         interval: BillingInterval,
         attempt: &str,
     ) -> Result<CheckoutSession, AppError> {
+        // Fixed before any write below, so retries of this request share it.
+        let attempt = format!("{attempt}:{}", etag.0);
+        if let Some(pending) = user.subscription.checkout_session_id.clone() {
+            let session = self
+                .payments
+                .checkout(&pending)
+                .await
+                .map_err(AppError::Payments)?;
+            match session.status {
+                CheckoutStatus::Open
+                    if session.plan_id == Some(plan_id) && session.interval == Some(interval) =>
+                {
+                    if let Some(url) = session.url {
+                        return Ok(CheckoutSession {
+                            id: session.id,
+                            url,
+                        });
+                    }
+                }
+                CheckoutStatus::Open => self
+                    .payments
+                    .expire_checkout(&pending)
+                    .await
+                    .map_err(AppError::Payments)?,
+                CheckoutStatus::Complete => {
+                    return Err(AppError::invalid(
+                        "new_plan_id",
+                        "a checkout was just paid; the subscription is being activated",
+                    ))
+                }
+                CheckoutStatus::Expired => {}
+            }
+        }
         let customer_id = match user.subscription.stripe_customer_id.clone() {
             Some(id) => id,
             None => {
@@ -77,15 +115,14 @@ impl Billing {
                     .create_customer(user.id, &user.email, user.name.as_str())
                     .await
                     .map_err(AppError::Payments)?;
-                let stored = self
+                user = self
                     .update_user(user.id, |u| {
                         u.subscription
                             .stripe_customer_id
                             .get_or_insert_with(|| id.clone());
                     })
-                    .await?;
-                user = stored.value;
-                etag = stored.etag;
+                    .await?
+                    .value;
                 user.subscription.stripe_customer_id.clone().unwrap_or(id)
             }
         };
@@ -96,7 +133,7 @@ impl Billing {
                 customer_id,
                 plan_id,
                 interval,
-                attempt: format!("{attempt}:{}", etag.0),
+                attempt,
             })
             .await
             .map_err(AppError::Payments)?;
@@ -115,7 +152,7 @@ impl Billing {
 
     /// Reads, changes and conditionally writes the user, retrying when
     /// someone else wrote in between. Never a lost update.
-    async fn update_user(
+    pub(super) async fn update_user(
         &self,
         id: UserId,
         change: impl Fn(&mut User),
@@ -141,13 +178,12 @@ impl Billing {
 
     /// Writes Stripe's view of a subscription to its user, with the emails
     /// the change deserves, in one conditional write. The user is read
-    /// before Stripe is, so a write based on older Stripe state than another
-    /// writer's always loses the race and is redone with fresh state.
+    /// before Stripe is, every attempt: a write based on older Stripe state
+    /// than another writer's loses the race and is redone with fresh state.
     pub(super) async fn sync_subscription(
         &self,
         user_id: UserId,
         subscription_id: &str,
-        mut fresh: Option<RemoteSubscription>,
         cause: &str,
     ) -> Result<User, AppError> {
         for _ in 0..WRITE_ATTEMPTS {
@@ -155,14 +191,11 @@ impl Billing {
                 self.store.user_by_id(user_id).await?.ok_or_else(|| {
                     AppError::Unauthenticated("the account no longer exists".into())
                 })?;
-            let remote = match fresh.take() {
-                Some(r) => r,
-                None => self
-                    .payments
-                    .subscription(subscription_id)
-                    .await
-                    .map_err(AppError::Payments)?,
-            };
+            let remote = self
+                .payments
+                .subscription(subscription_id)
+                .await
+                .map_err(AppError::Payments)?;
             let now = self.clock.now();
             let Some((next, transitions)) =
                 current
@@ -170,6 +203,7 @@ impl Billing {
                     .subscription
                     .apply_remote(&remote, now, self.settings.past_due_grace)
             else {
+                self.refuse_duplicate(&current.value, &remote).await?;
                 return Ok(current.value);
             };
             if next == current.value.subscription {
@@ -189,6 +223,28 @@ impl Billing {
             }
         }
         Err(AppError::Store(StoreError::VersionConflict))
+    }
+
+    /// A second live subscription for a user who already has one can only
+    /// come from a second paid checkout; it must not keep billing.
+    async fn refuse_duplicate(
+        &self,
+        user: &User,
+        remote: &RemoteSubscription,
+    ) -> Result<(), AppError> {
+        let current = user.subscription.stripe_subscription_id.as_deref();
+        if remote.has_ended() || current.is_none() || current == Some(remote.id.as_str()) {
+            return Ok(());
+        }
+        tracing::error!(
+            user_id = %user.id,
+            duplicate = %remote.id,
+            "a second live subscription for one user: canceling it"
+        );
+        self.payments
+            .cancel_now(&remote.id)
+            .await
+            .map_err(AppError::Payments)
     }
 
     fn emails_for(
@@ -286,9 +342,7 @@ impl Billing {
             .await
             .map_err(AppError::Payments)?;
         let cause = format!("change:{}:{}", remote.id, caller.etag.0);
-        let user = self
-            .sync_subscription(user.id, &changed.id.clone(), Some(changed), &cause)
-            .await?;
+        let user = self.sync_subscription(user.id, &changed.id, &cause).await?;
         Ok(Upgrade::Changed(Box::new(user)))
     }
 
@@ -378,10 +432,9 @@ impl Billing {
             ));
         };
         if remote.cancel_at_period_end == cancel {
-            // Already as asked: answer with the state, change nothing.
-            return self
-                .sync_subscription(user.id, &remote.id.clone(), Some(remote), "noop")
-                .await;
+            // Already as asked: answer with the state as Stripe has it.
+            let cause = format!("sync:{}:{}", remote.id, caller.etag.0);
+            return self.sync_subscription(user.id, &remote.id, &cause).await;
         }
         let changed = self
             .payments
@@ -394,8 +447,7 @@ impl Billing {
             remote.id,
             caller.etag.0
         );
-        self.sync_subscription(user.id, &changed.id.clone(), Some(changed), &cause)
-            .await
+        self.sync_subscription(user.id, &changed.id, &cause).await
     }
 
     pub async fn portal_url(&self, user: &User) -> Result<String, AppError> {

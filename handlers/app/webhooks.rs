@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use crate::domain::ports::{ProviderEvent, RemoteInvoice};
+use crate::domain::ports::{PaymentsError, ProviderEvent, RemoteInvoice};
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage, Payment};
 use crate::domain::user::{User, UserId};
 
@@ -62,59 +62,77 @@ impl Billing {
         Ok(outcome)
     }
 
+    /// A Stripe answer that says "not ours" or "no such thing" will not
+    /// change on a retry: acknowledge it (and log) rather than have Stripe
+    /// retry for three days. Unavailability still fails, so Stripe retries.
     async fn apply_event(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
+        match self.apply_event_to_user(event).await {
+            Err(AppError::Payments(
+                e @ (PaymentsError::Rejected(_) | PaymentsError::NotFound(_)),
+            )) => {
+                tracing::warn!(event_id = %event.id, kind = %event.kind, error = %e, "webhook left unapplied");
+                Ok(WebhookOutcome::Ignored)
+            }
+            other => other,
+        }
+    }
+
+    async fn apply_event_to_user(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
         let kind = event.kind.as_str();
         if kind == "checkout.session.completed" {
+            // Whose it is, from the event alone; only then ask Stripe.
+            let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
+                return Ok(WebhookOutcome::Ignored);
+            };
             let session = self
                 .payments
                 .checkout(&event.object_id)
                 .await
                 .map_err(AppError::Payments)?;
-            let by_id = session
+            let by_metadata = session
                 .user_id
                 .as_deref()
                 .and_then(|u| Uuid::from_str(u).ok())
                 .map(UserId);
-            let user = match by_id {
-                Some(id) => self.store.user_by_id(id).await?.map(|u| u.value),
-                None => {
-                    self.user_of_customer(session.customer_id.as_deref())
-                        .await?
-                }
-            };
-            let (Some(user), Some(sub)) = (user, session.subscription_id) else {
+            if by_metadata.is_some_and(|id| id != user.id) {
+                tracing::error!(event_id = %event.id, "checkout metadata names another user than its customer");
+                return Ok(WebhookOutcome::Ignored);
+            }
+            let Some(sub) = session.subscription_id else {
                 return Ok(WebhookOutcome::Ignored);
             };
-            self.sync_subscription(user.id, &sub, None, &event.id)
-                .await?;
+            self.sync_subscription(user.id, &sub, &event.id).await?;
             return Ok(WebhookOutcome::Applied);
         }
         if SUBSCRIPTION_EVENTS.contains(&kind) {
-            let remote = self
-                .payments
-                .subscription(&event.object_id)
-                .await
-                .map_err(AppError::Payments)?;
-            let Some(user) = self.user_of_customer(Some(&remote.customer_id)).await? else {
+            let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
                 return Ok(WebhookOutcome::Ignored);
             };
-            self.sync_subscription(user.id, &remote.id.clone(), Some(remote), &event.id)
+            self.sync_subscription(user.id, &event.object_id, &event.id)
                 .await?;
             return Ok(WebhookOutcome::Applied);
         }
         if INVOICE_EVENTS.contains(&kind) {
+            let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
+                return Ok(WebhookOutcome::Ignored);
+            };
             let invoice = self
                 .payments
                 .invoice(&event.object_id)
                 .await
                 .map_err(AppError::Payments)?;
-            let Some(user) = self.user_of_customer(Some(&invoice.customer_id)).await? else {
+            if invoice.customer_id
+                != user
+                    .subscription
+                    .stripe_customer_id
+                    .clone()
+                    .unwrap_or_default()
+            {
                 return Ok(WebhookOutcome::Ignored);
-            };
+            }
             self.record_invoice(&user, &invoice, kind).await?;
             if let Some(sub) = &invoice.subscription_id {
-                self.sync_subscription(user.id, sub, None, &event.id)
-                    .await?;
+                self.sync_subscription(user.id, sub, &event.id).await?;
             }
             return Ok(WebhookOutcome::Applied);
         }

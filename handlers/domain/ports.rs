@@ -142,12 +142,22 @@ pub struct CheckoutSession {
     pub url: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckoutStatus {
+    Open,
+    Complete,
+    Expired,
+}
+
 /// A checkout session as the provider reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteCheckout {
     pub id: String,
-    pub complete: bool,
+    pub status: CheckoutStatus,
     pub url: Option<String>,
+    /// What it sells, from the metadata this service wrote.
+    pub plan_id: Option<PlanId>,
+    pub interval: Option<BillingInterval>,
     pub customer_id: Option<String>,
     pub subscription_id: Option<String>,
     pub user_id: Option<String>,
@@ -201,6 +211,8 @@ pub trait Payments: Send + Sync {
     async fn start_checkout(&self, req: &CheckoutRequest)
         -> Result<CheckoutSession, PaymentsError>;
     async fn checkout(&self, session_id: &str) -> Result<RemoteCheckout, PaymentsError>;
+    /// Closes an open checkout so it can no longer be paid.
+    async fn expire_checkout(&self, session_id: &str) -> Result<(), PaymentsError>;
     async fn subscription(&self, id: &str) -> Result<RemoteSubscription, PaymentsError>;
     /// Moves the subscription's one item to the plan's price, prorating
     /// and billing the difference now.
@@ -226,6 +238,8 @@ pub trait Payments: Send + Sync {
         cancel: bool,
         attempt: &str,
     ) -> Result<RemoteSubscription, PaymentsError>;
+    /// Ends a subscription now (a duplicate that must not keep billing).
+    async fn cancel_now(&self, subscription_id: &str) -> Result<(), PaymentsError>;
     async fn portal_url(
         &self,
         customer_id: &str,
@@ -243,6 +257,9 @@ pub struct ProviderEvent {
     /// The `object` type of the event's object ("subscription", "invoice", ...).
     pub object: String,
     pub object_id: String,
+    /// The customer the object belongs to, when it names one: who to look
+    /// up before asking Stripe anything.
+    pub customer: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -43,6 +43,10 @@ pub struct Subscription {
     pub checkout_session_id: Option<String>,
     #[serde(default)]
     pub checkout_started_at: Option<DateTime<Utc>>,
+    /// When reconciliation last found nothing to repair; it looks again
+    /// only after `RECHECK_AFTER`, so a stuck record is not re-read every run.
+    #[serde(default)]
+    pub reconciled_at: Option<DateTime<Utc>>,
 }
 
 impl Subscription {
@@ -65,6 +69,7 @@ impl Subscription {
             grace_until: None,
             checkout_session_id: None,
             checkout_started_at: None,
+            reconciled_at: None,
         }
     }
 
@@ -105,6 +110,8 @@ impl Subscription {
 pub const CHECKOUT_STALE_AFTER: Duration = Duration::hours(1);
 /// Stripe renews at the period end; give it this long before asking.
 pub const RENEWAL_STALE_AFTER: Duration = Duration::hours(1);
+/// How often a record reconciliation could not repair is looked at again.
+pub const RECHECK_AFTER: Duration = Duration::hours(6);
 
 impl Subscription {
     /// When this subscription starts to look stale if no webhook has
@@ -114,11 +121,12 @@ impl Subscription {
     pub fn stale_after(&self) -> Option<DateTime<Utc>> {
         use SubscriptionStatus::*;
         let renewal = self.current_period_end.map(|end| end + RENEWAL_STALE_AFTER);
-        match self.status {
-            Incomplete => self
-                .checkout_started_at
-                .filter(|_| self.checkout_session_id.is_some())
-                .map(|t| t + CHECKOUT_STALE_AFTER),
+        // A pending checkout, whether it opened the account or an upgrade.
+        let checkout = self
+            .checkout_started_at
+            .filter(|_| self.checkout_session_id.is_some())
+            .map(|t| t + CHECKOUT_STALE_AFTER);
+        let subscription = match self.status {
             PastDue => match (renewal, self.grace_until) {
                 (Some(r), Some(g)) => Some(r.min(g)),
                 (r, g) => r.or(g),
@@ -129,7 +137,15 @@ impl Subscription {
                 renewal
             }
             _ => None,
-        }
+        };
+        let due = match (checkout, subscription) {
+            (Some(c), Some(s)) => Some(c.min(s)),
+            (c, s) => c.or(s),
+        }?;
+        Some(match self.reconciled_at {
+            Some(checked) if checked >= due => checked + RECHECK_AFTER,
+            _ => due,
+        })
     }
 }
 
@@ -200,6 +216,7 @@ impl Subscription {
         next.stripe_customer_id = Some(remote.customer_id.clone());
         next.checkout_session_id = None;
         next.checkout_started_at = None;
+        next.reconciled_at = None;
         if remote.has_ended() {
             next.plan_id = PlanId::Free;
             next.status = SubscriptionStatus::Active;
@@ -452,7 +469,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(active.stale_after(), Some(end + RENEWAL_STALE_AFTER));
-        let (due, _) = active
+        let (mut due, _) = active
             .apply_remote(
                 &remote(SubscriptionStatus::PastDue, PlanId::Pro, end),
                 now,
@@ -460,5 +477,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(due.stale_after(), Some(now + Duration::days(7)));
+        // Looked at and left as it was: next look in six hours, not every run.
+        let checked = now + Duration::days(8);
+        due.reconciled_at = Some(checked);
+        assert_eq!(due.stale_after(), Some(checked + RECHECK_AFTER));
+        // An upgrade checkout from Free is watched too.
+        let mut upgrading = Subscription::free(now);
+        upgrading.checkout_session_id = Some("cs_2".into());
+        upgrading.checkout_started_at = Some(now);
+        assert_eq!(upgrading.stale_after(), Some(now + CHECKOUT_STALE_AFTER));
     }
 }

@@ -37,6 +37,12 @@ impl Payments for PaymentsNotConfigured {
     async fn checkout(&self, _: &str) -> Result<RemoteCheckout, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }
+    async fn expire_checkout(&self, _: &str) -> Result<(), PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn cancel_now(&self, _: &str) -> Result<(), PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
     async fn subscription(&self, _: &str) -> Result<RemoteSubscription, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }

@@ -20,12 +20,12 @@ use stripe_billing::invoice::{
     CreatePreviewInvoiceSubscriptionDetailsProrationBehavior, RetrieveInvoice,
 };
 use stripe_billing::subscription::{
-    RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
-    UpdateSubscriptionProrationBehavior,
+    CancelSubscription, RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
+    UpdateSubscriptionPaymentBehavior, UpdateSubscriptionProrationBehavior,
 };
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
-    RetrieveCheckoutSession,
+    ExpireCheckoutSession, RetrieveCheckoutSession,
 };
 use stripe_core::customer::CreateCustomer;
 use stripe_product::price::ListPrice;
@@ -37,7 +37,8 @@ use crate::config::Secret;
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, Catalog, PlanId};
 use crate::domain::ports::{
-    CheckoutRequest, CheckoutSession, Payments, PaymentsError, RemoteCheckout, RemoteInvoice,
+    CheckoutRequest, CheckoutSession, CheckoutStatus, Payments, PaymentsError, RemoteCheckout,
+    RemoteInvoice,
 };
 use crate::domain::subscription::{RemoteSubscription, SubscriptionStatus};
 use crate::domain::user::{Email, UserId};
@@ -330,9 +331,14 @@ impl Payments for StripePayments {
         req: &CheckoutRequest,
     ) -> Result<CheckoutSession, PaymentsError> {
         let price = self.price_id(req.plan_id, req.interval).await?;
+        let interval = match req.interval {
+            BillingInterval::Monthly => "monthly",
+            BillingInterval::Annual => "annual",
+        };
         let metadata = HashMap::from([
             ("user_id".to_owned(), req.user_id.to_string()),
             ("plan_id".to_owned(), req.plan_id.to_string()),
+            ("billing_interval".to_owned(), interval.to_owned()),
         ]);
         let mut item = CreateCheckoutSessionLineItems::new();
         item.price = Some(price.clone());
@@ -373,9 +379,24 @@ impl Payments for StripePayments {
                 RetrieveCheckoutSession::new(session_id),
             )
             .await?;
+        let meta = |k: &str| s.metadata.as_ref().and_then(|m| m.get(k).cloned());
+        let (plan_id, interval) = (
+            meta("plan_id").and_then(|p| p.parse().ok()),
+            match meta("billing_interval").as_deref() {
+                Some("annual") => Some(BillingInterval::Annual),
+                Some("monthly") => Some(BillingInterval::Monthly),
+                _ => None,
+            },
+        );
         Ok(RemoteCheckout {
             id: s.id.to_string(),
-            complete: matches!(s.status, Some(CheckoutSessionStatus::Complete)),
+            status: match s.status {
+                Some(CheckoutSessionStatus::Complete) => CheckoutStatus::Complete,
+                Some(CheckoutSessionStatus::Open) => CheckoutStatus::Open,
+                _ => CheckoutStatus::Expired,
+            },
+            plan_id,
+            interval,
             url: s.url,
             customer_id: s.customer.map(|c| c.id().to_string()),
             subscription_id: s.subscription.map(|x| x.id().to_string()),
@@ -385,6 +406,26 @@ impl Payments for StripePayments {
                 .and_then(|m| m.get("user_id").cloned())
                 .or(s.client_reference_id),
         })
+    }
+
+    async fn expire_checkout(&self, session_id: &str) -> Result<(), PaymentsError> {
+        self.send(
+            Some(format!("kraftd:checkout:expire:{session_id}")),
+            "expire checkout session",
+            ExpireCheckoutSession::new(session_id),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn cancel_now(&self, subscription_id: &str) -> Result<(), PaymentsError> {
+        self.send(
+            Some(format!("kraftd:subscription:cancel-now:{subscription_id}")),
+            "cancel subscription",
+            CancelSubscription::new(subscription_id),
+        )
+        .await
+        .map(drop)
     }
 
     async fn subscription(&self, id: &str) -> Result<RemoteSubscription, PaymentsError> {
@@ -406,9 +447,11 @@ impl Payments for StripePayments {
         let mut item = UpdateSubscriptionItems::new();
         item.id = Some(current.item_id.clone());
         item.price = Some(price.clone());
+        // The new price applies only once the prorated charge is paid.
         let request = UpdateSubscription::new(current.id.as_str())
             .items(vec![item])
-            .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice);
+            .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
+            .payment_behavior(UpdateSubscriptionPaymentBehavior::PendingIfIncomplete);
         let target = format!("{}:{price}:{attempt}", current.id);
         let sub = self
             .send(

@@ -41,6 +41,16 @@ struct EventData {
 struct EventObject {
     id: String,
     object: String,
+    #[serde(default)]
+    customer: Option<Customer>,
+}
+
+/// `customer` is an id, or the expanded object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Customer {
+    Id(String),
+    Object { id: String },
 }
 
 impl WebhookVerifier for StripeWebhookVerifier {
@@ -90,6 +100,9 @@ impl WebhookVerifier for StripeWebhookVerifier {
                 .ok_or_else(|| WebhookError::Malformed("created is not a timestamp".into()))?,
             object: envelope.data.object.object,
             object_id: envelope.data.object.id,
+            customer: envelope.data.object.customer.map(|c| match c {
+                Customer::Id(id) | Customer::Object { id } => id,
+            }),
         })
     }
 }

@@ -236,6 +236,21 @@ fn dispatch(c: &mut Ctx<'_>, method: &Method, segs: &[&str], f: &Form) -> Answer
         },
         ("POST", ["prices", id]) => update_price(c, id, f),
         ("POST", ["checkout", "sessions"]) => create_session(c, f),
+        ("POST", ["checkout", "sessions", id, "expire"]) => match c.st.sessions.get_mut(*id) {
+            Some(s) if s.status == "open" => {
+                s.status = "expired".into();
+                let s = c.st.sessions[*id].clone();
+                (200, objects::checkout_session(c.st, &s, c.base_url))
+            }
+            Some(_) => err(
+                400,
+                "invalid_request_error",
+                None,
+                "Only open sessions can be expired.",
+                None,
+            ),
+            None => missing("checkout.session", id),
+        },
         ("GET", ["checkout", "sessions", id]) => match c.st.sessions.get(*id) {
             Some(s) => (200, objects::checkout_session(c.st, s, c.base_url)),
             None => missing("checkout.session", id),

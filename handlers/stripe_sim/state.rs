@@ -41,6 +41,7 @@ pub(crate) struct Price {
     pub active: bool,
 }
 
+#[derive(Clone)]
 pub(crate) struct Session {
     pub id: String,
     pub created: i64,
