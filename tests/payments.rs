@@ -24,6 +24,33 @@ async fn register_paid(app: &TestApp, email: &str, interval: &str) -> Value {
     r.json().await.unwrap()
 }
 
+fn stripe_client(app: &TestApp) -> stripe::Client {
+    stripe::ClientBuilder::new("sk_test_outside")
+        .url(app.sim().base_url())
+        .build()
+        .unwrap()
+}
+
+/// A subscription checkout made straight in Stripe (by sales, or anyone
+/// with the account's key), not through this service.
+async fn checkout_outside_the_app(
+    client: &stripe::Client,
+    customer: &str,
+    price: String,
+) -> stripe_shared::CheckoutSession {
+    let mut item = stripe_checkout::checkout_session::CreateCheckoutSessionLineItems::new();
+    item.price = Some(price);
+    item.quantity = Some(1);
+    stripe_checkout::checkout_session::CreateCheckoutSession::new()
+        .mode(stripe_shared::CheckoutSessionMode::Subscription)
+        .customer(customer)
+        .line_items(vec![item])
+        .success_url("https://kraftd.io/done")
+        .send(client)
+        .await
+        .unwrap()
+}
+
 /// Registers on Pro and pays; returns the access token.
 async fn pro_user(app: &TestApp, email: &str) -> String {
     let checkout = register_paid(app, email, "monthly").await;
@@ -251,21 +278,8 @@ async fn a_price_made_in_the_dashboard_sells_enterprise() {
     let price = app
         .sim()
         .create_dashboard_price("enterprise", 250_000, "month");
-    let client = stripe::ClientBuilder::new("sk_test_sales")
-        .url(app.sim().base_url())
-        .build()
-        .unwrap();
-    let mut item = stripe_checkout::checkout_session::CreateCheckoutSessionLineItems::new();
-    item.price = Some(price);
-    item.quantity = Some(1);
-    let session = stripe_checkout::checkout_session::CreateCheckoutSession::new()
-        .mode(stripe_shared::CheckoutSessionMode::Subscription)
-        .customer(customer.as_str())
-        .line_items(vec![item])
-        .success_url("https://kraftd.io/done")
-        .send(&client)
-        .await
-        .unwrap();
+    let client = stripe_client(&app);
+    let session = checkout_outside_the_app(&client, customer.as_str(), price).await;
     app.sim()
         .complete_checkout(session.id.as_str())
         .await
@@ -886,21 +900,8 @@ async fn a_subscription_sold_outside_the_app_to_a_subscribed_user_is_canceled() 
     let customer = user.subscription.stripe_customer_id.clone().unwrap();
     // A second checkout made behind the app's back, for the same customer.
     let price = app.sim().create_dashboard_price("pro", 9_900, "month");
-    let client = stripe::ClientBuilder::new("sk_test_other")
-        .url(app.sim().base_url())
-        .build()
-        .unwrap();
-    let mut item = stripe_checkout::checkout_session::CreateCheckoutSessionLineItems::new();
-    item.price = Some(price);
-    item.quantity = Some(1);
-    let session = stripe_checkout::checkout_session::CreateCheckoutSession::new()
-        .mode(stripe_shared::CheckoutSessionMode::Subscription)
-        .customer(customer.as_str())
-        .line_items(vec![item])
-        .success_url("https://kraftd.io/done")
-        .send(&client)
-        .await
-        .unwrap();
+    let client = stripe_client(&app);
+    let session = checkout_outside_the_app(&client, customer.as_str(), price).await;
     let second = app
         .sim()
         .complete_checkout(session.id.as_str())
@@ -966,27 +967,14 @@ async fn a_webhook_whose_effect_cannot_be_stored_asks_stripe_to_retry_and_is_not
 #[tokio::test]
 async fn events_about_other_customers_and_products_are_acknowledged_and_ignored() {
     let app = TestApp::spawn_with_stripe(&[]).await;
-    let client = stripe::ClientBuilder::new("sk_test_other")
-        .url(app.sim().base_url())
-        .build()
-        .unwrap();
+    let client = stripe_client(&app);
     let stranger = stripe_core::customer::CreateCustomer::new()
         .email("stranger@elsewhere.io")
         .send(&client)
         .await
         .unwrap();
     let price = app.sim().create_dashboard_price("", 500, "month");
-    let mut item = stripe_checkout::checkout_session::CreateCheckoutSessionLineItems::new();
-    item.price = Some(price);
-    item.quantity = Some(1);
-    let session = stripe_checkout::checkout_session::CreateCheckoutSession::new()
-        .mode(stripe_shared::CheckoutSessionMode::Subscription)
-        .customer(stranger.id.as_str())
-        .line_items(vec![item])
-        .success_url("https://elsewhere.io")
-        .send(&client)
-        .await
-        .unwrap();
+    let session = checkout_outside_the_app(&client, stranger.id.as_str(), price).await;
     app.sim().hold_webhooks(true);
     app.sim()
         .complete_checkout(session.id.as_str())
@@ -1031,10 +1019,7 @@ async fn reconciliation_repairs_an_upgrade_whose_webhooks_were_lost_and_forgets_
         .await
         .unwrap();
     let abandoned = r["session_id"].as_str().unwrap().to_owned();
-    let client = stripe::ClientBuilder::new("sk_test_ops")
-        .url(app.sim().base_url())
-        .build()
-        .unwrap();
+    let client = stripe_client(&app);
     stripe_checkout::checkout_session::ExpireCheckoutSession::new(abandoned.as_str())
         .send(&client)
         .await

@@ -31,16 +31,7 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
         },
     };
     app.store.create_user(&user).await.unwrap();
-    let r: Value = app
-        .post(
-            "/api/auth/login",
-            json!({"email": email, "password": PASSWORD}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    r["access_token"].as_str().unwrap().to_owned()
+    app.login(email).await
 }
 
 fn docs(n: i64) -> Value {

@@ -78,15 +78,7 @@ pub async fn register(
             tracing::info!(user_id = %session.user.id, "user registered");
             (StatusCode::CREATED, token_response(*session)).into_response()
         }
-        Registered::Checkout(checkout) => (
-            StatusCode::CREATED,
-            Json(json!({
-                "checkout_url": checkout.url,
-                "session_id": checkout.id,
-                "message": "Complete the payment to activate your subscription.",
-            })),
-        )
-            .into_response(),
+        Registered::Checkout(checkout) => super::billing::checkout_response(&checkout),
     })
 }
 

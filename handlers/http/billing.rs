@@ -9,12 +9,24 @@ use serde_json::{json, Value};
 
 use crate::app::{InvoicePage, Upgrade, WebhookOutcome};
 use crate::domain::money::format_decimal;
+use crate::domain::ports::CheckoutSession;
 use crate::domain::user::User;
 
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::metering::CurrentUser;
 use super::AppState;
+
+/// A checkout to pay at: the answer to a paid registration or an upgrade
+/// without a live subscription.
+pub fn checkout_response(checkout: &CheckoutSession) -> Response {
+    let body = json!({
+        "checkout_url": checkout.url,
+        "session_id": checkout.id,
+        "message": "Complete the payment to activate your subscription.",
+    });
+    (StatusCode::CREATED, Json(body)).into_response()
+}
 
 /// The subscription as the frontend shows it.
 fn subscription_view(state: &AppState, user: &User) -> Value {
@@ -70,15 +82,7 @@ pub async fn upgrade(
         .upgrade(&user, &body.new_plan_id, body.billing_interval.as_deref())
         .await?;
     Ok(match upgrade {
-        Upgrade::Checkout(checkout) => (
-            StatusCode::CREATED,
-            Json(json!({
-                "checkout_url": checkout.url,
-                "session_id": checkout.id,
-                "message": "Complete the payment to activate your subscription.",
-            })),
-        )
-            .into_response(),
+        Upgrade::Checkout(checkout) => checkout_response(&checkout),
         Upgrade::Changed(user) => {
             Json(json!({ "subscription": subscription_view(&state, &user) })).into_response()
         }
