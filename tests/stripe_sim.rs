@@ -22,6 +22,13 @@ use stripe_billing::subscription::{
     CancelSubscription, RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
     UpdateSubscriptionProrationBehavior,
 };
+use stripe_billing::subscription_schedule::{
+    CreateSubscriptionSchedule, ReleaseSubscriptionSchedule, RetrieveSubscriptionSchedule,
+    UpdateSubscriptionSchedule, UpdateSubscriptionSchedulePhases,
+    UpdateSubscriptionSchedulePhasesDuration, UpdateSubscriptionSchedulePhasesDurationInterval,
+    UpdateSubscriptionSchedulePhasesEndDate, UpdateSubscriptionSchedulePhasesItems,
+    UpdateSubscriptionSchedulePhasesStartDate,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
     RetrieveCheckoutSession,
@@ -33,6 +40,7 @@ use stripe_product::price::{
 use stripe_product::product::CreateProduct;
 use stripe_shared::{
     CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus, InvoiceStatus,
+    SubscriptionSchedule, SubscriptionScheduleEndBehavior, SubscriptionScheduleStatus,
     SubscriptionStatus,
 };
 use stripe_webhook::{EventObject, Webhook};
@@ -700,4 +708,349 @@ async fn delayed_request_times_out_then_applies() {
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(h.sim.count("customer"), 1);
     assert!(retry.id.as_str().starts_with("cus_"));
+}
+
+fn phase_item(price: &str) -> UpdateSubscriptionSchedulePhasesItems {
+    let mut item = UpdateSubscriptionSchedulePhasesItems::new();
+    item.price = Some(price.to_owned());
+    item.quantity = Some(1);
+    item
+}
+
+fn price_of(s: &SubscriptionSchedule, phase: usize) -> String {
+    s.phases[phase].items[0].price.id().to_string()
+}
+
+/// An annual subscription (pro, $300/year, via a dashboard price) with a
+/// schedule made from it; returns (subscription, schedule, annual price).
+async fn annual_with_schedule(h: &Harness, c: &Catalog) -> (String, SubscriptionSchedule, String) {
+    let annual = h.sim.create_dashboard_price("pro", 30000, "year");
+    let session_id = checkout(h, c, &annual).await;
+    let sub_id = h.sim.complete_checkout(&session_id).await.unwrap();
+    let schedule = CreateSubscriptionSchedule::new()
+        .from_subscription(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    (sub_id, schedule, annual)
+}
+
+/// The downgrade a service schedules: the current phase until the period
+/// end, then one month of `next`.
+async fn schedule_switch(
+    h: &Harness,
+    schedule: &SubscriptionSchedule,
+    current: &str,
+    next: &str,
+) -> SubscriptionSchedule {
+    let mut now_phase = UpdateSubscriptionSchedulePhases::new(vec![phase_item(current)]);
+    now_phase.start_date = Some(UpdateSubscriptionSchedulePhasesStartDate::Timestamp(
+        schedule.phases[0].start_date,
+    ));
+    now_phase.end_date = Some(UpdateSubscriptionSchedulePhasesEndDate::Timestamp(
+        schedule.phases[0].end_date,
+    ));
+    let mut next_phase = UpdateSubscriptionSchedulePhases::new(vec![phase_item(next)]);
+    next_phase.duration = Some(UpdateSubscriptionSchedulePhasesDuration::new(
+        UpdateSubscriptionSchedulePhasesDurationInterval::Month,
+    ));
+    UpdateSubscriptionSchedule::new(schedule.id.as_str())
+        .phases(vec![now_phase, next_phase])
+        .end_behavior(SubscriptionScheduleEndBehavior::Release)
+        .send(&h.client)
+        .await
+        .unwrap()
+}
+
+async fn latest_invoice_amount(h: &Harness, sub_id: &str) -> (i64, i64, i64) {
+    let list = ListInvoice::new()
+        .subscription(sub_id)
+        .send(&h.client)
+        .await
+        .unwrap();
+    let inv = &list.data[0];
+    (inv.amount_paid, inv.period_start, inv.period_end)
+}
+
+#[tokio::test]
+async fn schedule_switches_annual_to_monthly_at_period_end() {
+    let h = harness().await;
+    let (url, got) = receiver().await;
+    h.sim.set_webhook_url(Some(url));
+    let c = catalog(&h).await;
+    let (sub_id, schedule, annual) = annual_with_schedule(&h, &c).await;
+    let start = t0().timestamp();
+    let year_end = (t0() + chrono::Months::new(12)).timestamp();
+
+    assert!(schedule.id.as_str().starts_with("sub_sched_"));
+    assert_eq!(schedule.status, SubscriptionScheduleStatus::Active);
+    assert_eq!(
+        schedule.end_behavior,
+        SubscriptionScheduleEndBehavior::Release
+    );
+    assert_eq!(
+        schedule.subscription.as_ref().unwrap().id().as_str(),
+        sub_id
+    );
+    assert_eq!(schedule.customer.id().as_str(), c.customer);
+    assert_eq!(schedule.phases.len(), 1);
+    assert_eq!(
+        (schedule.phases[0].start_date, schedule.phases[0].end_date),
+        (start, year_end)
+    );
+    assert_eq!(price_of(&schedule, 0), annual);
+    assert_eq!(schedule.phases[0].items[0].quantity, Some(1));
+    let current = schedule.current_phase.as_ref().unwrap();
+    assert_eq!((current.start_date, current.end_date), (start, year_end));
+    assert_eq!(
+        h.sim.schedule_of(&sub_id).as_deref(),
+        Some(schedule.id.as_str())
+    );
+    let sub = RetrieveSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(sub.schedule.unwrap().id().as_str(), schedule.id.as_str());
+
+    // One schedule per subscription.
+    match CreateSubscriptionSchedule::new()
+        .from_subscription(sub_id.as_str())
+        .send(&h.client)
+        .await
+    {
+        Err(StripeError::Stripe(e, 400)) => {
+            assert_eq!(e.type_, stripe::ApiErrorsType::InvalidRequestError)
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+
+    let updated = schedule_switch(&h, &schedule, &annual, &c.basic).await;
+    assert_eq!(updated.phases.len(), 2);
+    assert_eq!(price_of(&updated, 1), c.basic);
+    let month_after = (t0() + chrono::Months::new(13)).timestamp();
+    assert_eq!(
+        (updated.phases[1].start_date, updated.phases[1].end_date),
+        (year_end, month_after)
+    );
+    let fetched = RetrieveSubscriptionSchedule::new(updated.id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(fetched.phases.len(), 2);
+
+    // Nothing changes before the period ends.
+    let sub = RetrieveSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(sub.items.data[0].price.id.as_str(), annual);
+
+    h.sim.end_period(&sub_id).await.unwrap();
+    let sub = RetrieveSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    let item = &sub.items.data[0];
+    assert_eq!(item.price.id.as_str(), c.basic);
+    assert_eq!(
+        (item.current_period_start, item.current_period_end),
+        (year_end, month_after)
+    );
+    assert!((28..=31).contains(&((month_after - year_end) / 86400)));
+    assert_eq!(
+        latest_invoice_amount(&h, &sub_id).await,
+        (1000, year_end, month_after)
+    );
+    // Like Stripe, the schedule holds the subscription through its last
+    // phase and releases it when that phase ends.
+    assert_eq!(
+        h.sim.schedule_of(&sub_id).as_deref(),
+        Some(schedule.id.as_str())
+    );
+    let during = RetrieveSubscriptionSchedule::new(schedule.id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(during.current_phase.unwrap().start_date, year_end);
+
+    h.sim.end_period(&sub_id).await.unwrap();
+    let released = RetrieveSubscriptionSchedule::new(schedule.id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(released.status, SubscriptionScheduleStatus::Released);
+    assert_eq!(
+        released.released_subscription.as_deref(),
+        Some(sub_id.as_str())
+    );
+    assert!(released.subscription.is_none());
+    assert!(released.released_at.is_some());
+    assert_eq!(h.sim.schedule_of(&sub_id), None);
+    let sub = RetrieveSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert!(sub.schedule.is_none());
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+    assert_eq!(sub.items.data[0].price.id.as_str(), c.basic);
+    assert_eq!(latest_invoice_amount(&h, &sub_id).await.0, 1000);
+
+    // Every event, the schedule ones included, verifies and decodes.
+    h.sim.wait_for_webhooks().await;
+    let now = h.clock.now().timestamp();
+    let received = got.lock().unwrap().clone();
+    assert_eq!(received.len(), h.sim.events().len());
+    let mut types = Vec::new();
+    let mut switched = false;
+    for (payload, sig) in &received {
+        let event = Webhook::construct_event_with_timestamp(payload, sig, SECRET, now)
+            .unwrap_or_else(|e| panic!("{e:?} for {payload}"));
+        match &event.data.object {
+            EventObject::Unknown(_) => {
+                panic!("{} did not decode", event.type_.as_str())
+            }
+            EventObject::SubscriptionScheduleCreated(s)
+            | EventObject::SubscriptionScheduleUpdated(s)
+            | EventObject::SubscriptionScheduleReleased(s) => {
+                assert_eq!(s.id.as_str(), schedule.id.as_str())
+            }
+            EventObject::CustomerSubscriptionUpdated(s) => {
+                let raw: serde_json::Value = serde_json::from_str(payload).unwrap();
+                if s.items.data[0].price.id.as_str() == c.basic
+                    && raw["data"]["previous_attributes"].get("items").is_some()
+                {
+                    switched = true;
+                }
+            }
+            _ => {}
+        }
+        types.push(event.type_.as_str().to_owned());
+    }
+    for expected in [
+        "subscription_schedule.created",
+        "subscription_schedule.updated",
+        "subscription_schedule.released",
+        "customer.subscription.updated",
+    ] {
+        assert!(
+            types.iter().any(|t| t == expected),
+            "no {expected} in {types:?}"
+        );
+    }
+    assert!(switched, "no customer.subscription.updated for the switch");
+}
+
+#[tokio::test]
+async fn released_schedule_leaves_the_annual_price() {
+    let h = harness().await;
+    let c = catalog(&h).await;
+    let (sub_id, schedule, annual) = annual_with_schedule(&h, &c).await;
+    schedule_switch(&h, &schedule, &annual, &c.basic).await;
+    let released = ReleaseSubscriptionSchedule::new(schedule.id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(released.status, SubscriptionScheduleStatus::Released);
+    assert_eq!(released.released_at, Some(t0().timestamp()));
+    assert_eq!(
+        released.released_subscription.as_deref(),
+        Some(sub_id.as_str())
+    );
+    assert_eq!(h.sim.schedule_of(&sub_id), None);
+    match ReleaseSubscriptionSchedule::new(schedule.id.as_str())
+        .send(&h.client)
+        .await
+    {
+        Err(StripeError::Stripe(_, 400)) => {}
+        other => panic!("expected a 400, got {other:?}"),
+    }
+
+    h.sim.end_period(&sub_id).await.unwrap();
+    let sub = RetrieveSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert!(sub.schedule.is_none());
+    let item = &sub.items.data[0];
+    assert_eq!(item.price.id.as_str(), annual);
+    let year_end = (t0() + chrono::Months::new(12)).timestamp();
+    let next_year = (t0() + chrono::Months::new(24)).timestamp();
+    assert_eq!(
+        (item.current_period_start, item.current_period_end),
+        (year_end, next_year)
+    );
+    assert_eq!(latest_invoice_amount(&h, &sub_id).await.0, 30000);
+}
+
+#[tokio::test]
+async fn schedule_refusals_and_cancel_end_behavior() {
+    let h = harness().await;
+    let (url, got) = receiver().await;
+    h.sim.set_webhook_url(Some(url));
+    let c = catalog(&h).await;
+    let (sub_id, schedule, annual) = annual_with_schedule(&h, &c).await;
+
+    match UpdateSubscription::new(sub_id.as_str())
+        .cancel_at_period_end(true)
+        .send(&h.client)
+        .await
+    {
+        Err(StripeError::Stripe(e, 400)) => {
+            assert!(e.message.unwrap().contains("schedule"))
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+
+    let mut phase = UpdateSubscriptionSchedulePhases::new(vec![phase_item("price_missing")]);
+    phase.start_date = Some(UpdateSubscriptionSchedulePhasesStartDate::Now);
+    match UpdateSubscriptionSchedule::new(schedule.id.as_str())
+        .phases(vec![phase])
+        .send(&h.client)
+        .await
+    {
+        Err(StripeError::Stripe(e, 400)) => {
+            assert_eq!(e.code, Some(stripe::ApiErrorsCode::ResourceMissing))
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+
+    // With end_behavior=cancel, the end of the last phase cancels.
+    let updated = UpdateSubscriptionSchedule::new(schedule.id.as_str())
+        .end_behavior(SubscriptionScheduleEndBehavior::Cancel)
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.end_behavior,
+        SubscriptionScheduleEndBehavior::Cancel
+    );
+    assert_eq!(price_of(&updated, 0), annual);
+    h.sim.end_period(&sub_id).await.unwrap();
+    let sub = RetrieveSubscription::new(sub_id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(sub.status, SubscriptionStatus::Canceled);
+    let done = RetrieveSubscriptionSchedule::new(schedule.id.as_str())
+        .send(&h.client)
+        .await
+        .unwrap();
+    assert_eq!(done.status, SubscriptionScheduleStatus::Completed);
+
+    h.sim.wait_for_webhooks().await;
+    let now = h.clock.now().timestamp();
+    let received = got.lock().unwrap().clone();
+    let last = received.last().unwrap();
+    let event = Webhook::construct_event_with_timestamp(&last.0, &last.1, SECRET, now).unwrap();
+    assert!(matches!(
+        event.data.object,
+        EventObject::CustomerSubscriptionDeleted(_)
+    ));
+    assert!(received.iter().any(|(p, s)| matches!(
+        Webhook::construct_event_with_timestamp(p, s, SECRET, now)
+            .unwrap()
+            .data
+            .object,
+        EventObject::SubscriptionScheduleCompleted(_)
+    )));
 }

@@ -15,6 +15,7 @@ use super::form::{self, Form};
 use super::objects::{self, random_id};
 use super::ops::Ctx;
 use super::pages;
+use super::schedules;
 use super::state::{FaultKind, PortalSession, Price, Replay, Session};
 use super::{Inner, RecordedRequest};
 
@@ -29,13 +30,19 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .with_state(inner)
 }
 
-type Answer = (u16, Value);
+pub(super) type Answer = (u16, Value);
 
-fn err(status: u16, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Answer {
+pub(super) fn err(
+    status: u16,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+    param: Option<&str>,
+) -> Answer {
     (status, objects::error(kind, code, message, param))
 }
 
-fn missing(kind: &str, id: &str) -> Answer {
+pub(super) fn missing(kind: &str, id: &str) -> Answer {
     err(
         404,
         "invalid_request_error",
@@ -46,7 +53,7 @@ fn missing(kind: &str, id: &str) -> Answer {
 }
 
 /// A referenced id in the parameters that does not exist (Stripe answers 400).
-fn bad_ref(kind: &str, id: &str, param: &str) -> Answer {
+pub(super) fn bad_ref(kind: &str, id: &str, param: &str) -> Answer {
     err(
         400,
         "invalid_request_error",
@@ -56,7 +63,7 @@ fn bad_ref(kind: &str, id: &str, param: &str) -> Answer {
     )
 }
 
-fn required(param: &str) -> Answer {
+pub(super) fn required(param: &str) -> Answer {
     err(
         400,
         "invalid_request_error",
@@ -269,6 +276,13 @@ fn dispatch(c: &mut Ctx<'_>, method: &Method, segs: &[&str], f: &Form) -> Answer
                 Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
             }
         }
+        ("POST", ["subscription_schedules"]) => schedules::create(c, f),
+        ("GET", ["subscription_schedules", id]) => match c.st.schedules.contains_key(*id) {
+            true => (200, c.schedule_json(id)),
+            false => missing("subscription_schedule", id),
+        },
+        ("POST", ["subscription_schedules", id]) => schedules::update(c, id, f),
+        ("POST", ["subscription_schedules", id, "release"]) => schedules::release(c, id),
         ("POST", ["invoices", "create_preview"]) => preview(c, f),
         ("GET", ["invoices"]) => list_invoices(c, f),
         ("GET", ["invoices", id]) => match c.st.invoices.contains_key(*id) {

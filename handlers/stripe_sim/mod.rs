@@ -10,6 +10,7 @@ mod form;
 mod objects;
 mod ops;
 mod pages;
+mod schedules;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -137,6 +138,13 @@ impl StripeSim {
         let r = self.inner.with(|c| c.end_period(subscription_id));
         self.inner.flush().await;
         r
+    }
+
+    /// The subscription's active schedule, if any.
+    pub fn schedule_of(&self, subscription_id: &str) -> Option<String> {
+        let st = self.inner.lock();
+        let id = st.subscriptions.get(subscription_id)?.schedule.clone()?;
+        (st.schedules.get(&id)?.status == "active").then_some(id)
     }
 
     pub fn set_card_declines(&self, customer_id: &str, declines: bool) {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Map, Value};
 
 use super::state::{
-    Customer, Invoice, PortalSession, Price, Product, Session, State, Subscription,
+    Customer, Invoice, Phase, PortalSession, Price, Product, Schedule, Session, State, Subscription,
 };
 
 static FIXTURES: OnceLock<Value> = OnceLock::new();
@@ -182,7 +182,7 @@ pub(crate) fn subscription(st: &State, s: &Subscription) -> Value {
             "cancel_at_period_end": s.cancel_at_period_end,
             "cancel_at": if s.cancel_at_period_end { json!(s.period_end) } else { Value::Null },
             "canceled_at": opt(&s.canceled_at), "ended_at": opt(&s.ended_at),
-            "latest_invoice": opt(&s.latest_invoice),
+            "latest_invoice": opt(&s.latest_invoice), "schedule": opt(&s.schedule),
             "items": {
                 "object": "list", "data": [item], "has_more": false,
                 "url": format!("/v1/subscription_items?subscription={}", s.id),
@@ -195,6 +195,76 @@ pub(crate) fn subscription(st: &State, s: &Subscription) -> Value {
             "transfer_data": null, "billing_thresholds": null, "billing_schedules": [],
             "managed_payments": null,
             "billing_mode": { "type": "classic" },
+        }),
+    );
+    o
+}
+
+/// The phase in effect at `at`: the simulator's time for a schedule is the
+/// later of the clock and its subscription's period start, since end_period
+/// moves periods without moving the clock.
+pub(crate) fn phase_at(sc: &Schedule, at: i64) -> Option<&Phase> {
+    sc.phases.iter().find(|p| p.start <= at && at < p.end)
+}
+
+pub(crate) fn subscription_schedule(st: &State, sc: &Schedule, now: i64) -> Value {
+    let mut o = fixture("subscription_schedule");
+    let phase_fixture = fixture("subscription_schedule")["phases"][0].clone();
+    let item_fixture = phase_fixture["items"][0].clone();
+    let phases: Vec<Value> = sc
+        .phases
+        .iter()
+        .map(|ph| {
+            let mut item = item_fixture.clone();
+            let plan_value = match st.prices.get(&ph.price) {
+                Some(p) => plan(p),
+                None => json!(ph.price),
+            };
+            set(
+                &mut item,
+                json!({
+                    "price": ph.price, "plan": plan_value, "quantity": ph.quantity,
+                    "billing_thresholds": null, "discounts": [], "tax_rates": [], "metadata": {},
+                }),
+            );
+            let mut phase = phase_fixture.clone();
+            set(
+                &mut phase,
+                json!({
+                    "start_date": ph.start, "end_date": ph.end, "items": [item],
+                    "currency": "usd", "transfer_data": null, "billing_thresholds": null,
+                    "invoice_settings": null, "metadata": {}, "trial_end": null,
+                }),
+            );
+            phase
+        })
+        .collect();
+    let active = sc.status == "active";
+    let at = st
+        .subscriptions
+        .get(&sc.subscription)
+        .map_or(now, |s| now.max(s.period_start));
+    let current = match phase_at(sc, at).filter(|_| active) {
+        Some(p) => json!({ "start_date": p.start, "end_date": p.end }),
+        None => Value::Null,
+    };
+    let mut defaults = fixture("subscription_schedule")["default_settings"].clone();
+    set(
+        &mut defaults,
+        json!({ "transfer_data": null, "billing_thresholds": null }),
+    );
+    set(
+        &mut o,
+        json!({
+            "id": sc.id, "created": sc.created, "customer": sc.customer, "status": sc.status,
+            "end_behavior": sc.end_behavior, "phases": phases, "current_phase": current,
+            // Stripe detaches a released schedule from its subscription.
+            "subscription": if sc.status == "released" { Value::Null } else { json!(sc.subscription) },
+            "released_subscription": if sc.status == "released" { json!(sc.subscription) } else { Value::Null },
+            "released_at": opt(&sc.released_at), "completed_at": opt(&sc.completed_at),
+            "canceled_at": opt(&sc.canceled_at), "default_settings": defaults,
+            "metadata": {}, "application": null, "test_clock": null, "livemode": false,
+            "billing_mode": { "type": "classic" }, "customer_account": null,
         }),
     );
     o

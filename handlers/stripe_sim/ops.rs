@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::events::Delivery;
 use super::objects::{self, random_id};
+use super::schedules::AtPeriodEnd;
 use super::state::{Customer, Invoice, Line, Price, Product, State, Subscription};
 use super::SimError;
 
@@ -75,7 +76,7 @@ impl Ctx<'_> {
             .unwrap_or(Value::Null)
     }
 
-    fn emit_sub_updated(&mut self, id: &str, before: &Value) {
+    pub fn emit_sub_updated(&mut self, id: &str, before: &Value) {
         let after = self.sub_json(id);
         let prev = changed(before, &after);
         if !prev.is_empty() {
@@ -302,6 +303,7 @@ impl Ctx<'_> {
                 ended_at: None,
                 latest_invoice: None,
                 pending_proration: 0,
+                schedule: None,
             },
         );
         let amount = self.price_amount(&price_id) * quantity;
@@ -333,7 +335,7 @@ impl Ctx<'_> {
         Ok(sub_id)
     }
 
-    fn live_sub(&self, id: &str) -> Result<&Subscription, SimError> {
+    pub fn live_sub(&self, id: &str) -> Result<&Subscription, SimError> {
         let s = self
             .st
             .subscriptions
@@ -350,6 +352,7 @@ impl Ctx<'_> {
 
     pub fn cancel_now(&mut self, id: &str) -> Result<(), SimError> {
         self.live_sub(id)?;
+        self.cancel_schedule_of(id);
         let now = self.now;
         let s = self.st.subscriptions.get_mut(id).expect("checked");
         s.status = "canceled".into();
@@ -366,6 +369,13 @@ impl Ctx<'_> {
             return self.cancel_now(id);
         }
         let before = self.sub_json(id);
+        let schedule = s.schedule.clone();
+        let schedule_before = schedule.as_ref().map(|sc| self.schedule_json(sc));
+        // The schedule switches the price before renewing, so the renewal
+        // invoice and the new period follow the new phase.
+        if self.schedule_at_period_end(id) == AtPeriodEnd::Cancel {
+            return self.cancel_now(id);
+        }
         let s = &self.st.subscriptions[id];
         let (price, quantity, old_end, pending) = (
             s.price.clone(),
@@ -412,6 +422,15 @@ impl Ctx<'_> {
         self.emit("invoice.finalized", inv, None);
         if !self.collect(&invoice) {
             self.st.subscriptions.get_mut(id).expect("checked").status = "past_due".into();
+        }
+        if let (Some(sc), Some(prev)) = (schedule, schedule_before) {
+            if self.st.schedules[&sc].status == "active" {
+                let after = self.schedule_json(&sc);
+                let diff = changed(&prev, &after);
+                if !diff.is_empty() {
+                    self.emit("subscription_schedule.updated", after, Some(diff));
+                }
+            }
         }
         self.emit_sub_updated(id, &before);
         Ok(())
@@ -506,7 +525,12 @@ impl Ctx<'_> {
         cancel_at_period_end: Option<bool>,
         metadata: Option<Map<String, Value>>,
     ) -> Result<(), SimError> {
-        self.live_sub(id)?;
+        let s = self.live_sub(id)?;
+        if let (Some(true), Some(sc)) = (cancel_at_period_end, &s.schedule) {
+            return Err(SimError::InvalidState(format!(
+                "The subscription is managed by the subscription schedule `{sc}`, and updating any cancelation behavior directly is not allowed. Please update the schedule instead."
+            )));
+        }
         let before = self.sub_json(id);
         let now = self.now;
         let mut proration_invoice = None;

@@ -80,6 +80,32 @@ pub(crate) struct Subscription {
     pub latest_invoice: Option<String>,
     /// Prorations from `create_prorations` changes, billed at the next renewal.
     pub pending_proration: i64,
+    /// The schedule managing it while that schedule is active.
+    pub schedule: Option<String>,
+}
+
+/// One phase of a schedule: a single item, as the subscription has.
+#[derive(Clone, PartialEq)]
+pub(crate) struct Phase {
+    pub start: i64,
+    pub end: i64,
+    pub price: String,
+    pub quantity: i64,
+}
+
+pub(crate) struct Schedule {
+    pub id: String,
+    pub created: i64,
+    pub customer: String,
+    pub subscription: String,
+    /// `active`, `released`, `completed` or `canceled`.
+    pub status: String,
+    /// `release` or `cancel`, applied when the last phase ends.
+    pub end_behavior: String,
+    pub phases: Vec<Phase>,
+    pub released_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub canceled_at: Option<i64>,
 }
 
 pub(crate) struct Line {
@@ -148,6 +174,7 @@ pub(crate) struct State {
     pub price_order: Vec<String>,
     pub sessions: HashMap<String, Session>,
     pub subscriptions: HashMap<String, Subscription>,
+    pub schedules: HashMap<String, Schedule>,
     pub invoices: HashMap<String, Invoice>,
     pub invoice_order: Vec<String>,
     pub portal_sessions: HashMap<String, PortalSession>,
@@ -172,6 +199,7 @@ impl State {
             "price" => self.prices.len(),
             "checkout.session" => self.sessions.len(),
             "subscription" => self.subscriptions.len(),
+            "subscription_schedule" => self.schedules.len(),
             "invoice" => self.invoices.len(),
             "billing_portal.session" => self.portal_sessions.len(),
             "event" => self.events.len(),
