@@ -1056,3 +1056,109 @@ async fn reconciliation_repairs_an_upgrade_whose_webhooks_were_lost_and_forgets_
     // Nothing is left to look at, and nothing is looked at twice in a row.
     assert!(run().await.contains("checked 0"));
 }
+
+/// Registers on Pro billed annually and pays; returns the access token.
+async fn annual_pro_user(app: &TestApp, email: &str) -> String {
+    let checkout = register_paid(app, email, "annual").await;
+    app.sim()
+        .complete_checkout(checkout["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    app.login(email).await
+}
+
+#[tokio::test]
+async fn annual_to_monthly_waits_for_the_end_of_the_paid_year() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = annual_pro_user(&app, "yearly@example.com").await;
+    let to_monthly = json!({"new_plan_id": "pro", "billing_interval": "monthly"});
+    let preview: Value = app
+        .post_as(&token, "/api/billing/preview-change", to_monthly.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        preview["amount_due_now"]["amount"], 0,
+        "nothing is billed now"
+    );
+    let r = app
+        .post_as(&token, "/api/billing/upgrade", to_monthly)
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let sub = &body["subscription"];
+    assert_eq!(sub["billing_interval"], "annual", "the paid year stands");
+    assert_eq!(sub["scheduled_change"]["billing_interval"], "monthly");
+    assert_eq!(
+        sub["scheduled_change"]["effective_at"],
+        sub["current_period_end"]
+    );
+
+    let user = app.user("yearly@example.com").await;
+    let sub_id = user.subscription.stripe_subscription_id.clone().unwrap();
+    app.clock.set(user.subscription.current_period_end.unwrap());
+    app.sim().end_period(&sub_id).await.unwrap();
+    let user = app.user("yearly@example.com").await;
+    assert_eq!(user.subscription.billing_interval, BillingInterval::Monthly);
+    assert_eq!(user.subscription.scheduled_change, None);
+    assert_eq!(
+        user.subscription.stripe_subscription_id.as_deref(),
+        Some(sub_id.as_str())
+    );
+    let token = app.login("yearly@example.com").await;
+    let invoices: Value = app
+        .get_as(&token, "/api/billing/invoices")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        invoices["invoices"][0]["amount"], 9900,
+        "the renewal is monthly"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_downgrade_can_be_taken_back_and_gives_way_to_a_cancellation() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = annual_pro_user(&app, "undo@example.com").await;
+    let to = |interval: &str| json!({"new_plan_id": "pro", "billing_interval": interval});
+    app.post_as(&token, "/api/billing/upgrade", to("monthly"))
+        .await;
+    let sub_id = app
+        .user("undo@example.com")
+        .await
+        .subscription
+        .stripe_subscription_id
+        .unwrap();
+    assert!(app.sim().schedule_of(&sub_id).is_some());
+    // Back to annual: the downgrade is dropped, nothing billed.
+    let r: Value = app
+        .post_as(&token, "/api/billing/upgrade", to("annual"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["subscription"]["scheduled_change"], Value::Null);
+    assert!(app.sim().schedule_of(&sub_id).is_none());
+
+    // Schedule it again, then cancel: the cancellation wins.
+    app.post_as(&token, "/api/billing/upgrade", to("monthly"))
+        .await;
+    let r: Value = app
+        .post_as(&token, "/api/billing/cancel-subscription", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["subscription"]["cancel_at_period_end"], true);
+    assert_eq!(r["subscription"]["scheduled_change"], Value::Null);
+    let user = app.user("undo@example.com").await;
+    app.clock.set(user.subscription.current_period_end.unwrap());
+    app.sim().end_period(&sub_id).await.unwrap();
+    assert_eq!(
+        app.user("undo@example.com").await.subscription.plan_id,
+        PlanId::Free
+    );
+}

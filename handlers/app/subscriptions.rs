@@ -12,7 +12,9 @@ use crate::domain::ports::{
     CheckoutRequest, CheckoutSession, CheckoutStatus, Etag, StoreError, Versioned,
 };
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage};
-use crate::domain::subscription::{RemoteSubscription, Transition};
+use crate::domain::subscription::{
+    change_direction, ChangeDirection, RemoteSubscription, ScheduledChange, Transition,
+};
 use crate::domain::user::{User, UserId};
 
 use super::accounts::{parse_interval, parse_plan};
@@ -315,6 +317,11 @@ impl Billing {
         Ok((!remote.has_ended()).then_some(remote))
     }
 
+    /// Changes plan. Without a live subscription: a checkout. Up (a higher
+    /// tier, or monthly → annual): the same subscription moves to the new
+    /// price now, prorated and billed. Down: scheduled for the end of the
+    /// paid period, nothing billed now. Back to the current plan while a
+    /// downgrade is pending: the downgrade is dropped.
     pub async fn upgrade(
         &self,
         caller: &Versioned<User>,
@@ -335,14 +342,51 @@ impl Billing {
                 .await?;
             return Ok(Upgrade::Checkout(checkout));
         };
-        self.check_upgrade(&remote, plan_id, interval)?;
-        let changed = self
-            .payments
-            .change_plan(user.id, &remote, plan_id, interval, &caller.etag.0)
-            .await
-            .map_err(AppError::Payments)?;
-        let cause = format!("change:{}:{}", remote.id, caller.etag.0);
-        let user = self.sync_subscription(user.id, &changed.id, &cause).await?;
+        let attempt = &caller.etag.0;
+        let cause = format!("change:{}:{attempt}", remote.id);
+        match change_direction((remote.plan_id, remote.interval), (plan_id, interval)) {
+            ChangeDirection::Same => {
+                let Some(schedule) = &remote.schedule_id else {
+                    return Err(AppError::invalid(
+                        "new_plan_id",
+                        "the subscription is already on this plan and interval",
+                    ));
+                };
+                self.payments
+                    .release_schedule(schedule)
+                    .await
+                    .map_err(AppError::Payments)?;
+            }
+            ChangeDirection::Up => {
+                if let Some(schedule) = &remote.schedule_id {
+                    self.payments
+                        .release_schedule(schedule)
+                        .await
+                        .map_err(AppError::Payments)?;
+                }
+                self.payments
+                    .change_plan(user.id, &remote, plan_id, interval, attempt)
+                    .await
+                    .map_err(AppError::Payments)?;
+            }
+            ChangeDirection::Down => {
+                let scheduled = self
+                    .payments
+                    .schedule_change(user.id, &remote, plan_id, interval, attempt)
+                    .await
+                    .map_err(AppError::Payments)?;
+                let change = ScheduledChange {
+                    plan_id,
+                    billing_interval: interval,
+                    effective_at: scheduled.current_period_end,
+                };
+                self.update_user(user.id, move |u| {
+                    u.subscription.scheduled_change = Some(change.clone())
+                })
+                .await?;
+            }
+        }
+        let user = self.sync_subscription(user.id, &remote.id, &cause).await?;
         Ok(Upgrade::Changed(Box::new(user)))
     }
 
@@ -358,7 +402,12 @@ impl Billing {
             let price = self.catalog.plan(plan_id).price(interval).map(|p| p.money);
             return Ok((plan_id, interval, price.unwrap_or(Money::usd_cents(0))));
         };
-        self.check_upgrade(&remote, plan_id, interval)?;
+        if change_direction((remote.plan_id, remote.interval), (plan_id, interval))
+            != ChangeDirection::Up
+        {
+            // Downgrades and undoing one bill nothing now.
+            return Ok((plan_id, interval, Money::usd_cents(0)));
+        }
         let due = self
             .payments
             .preview_change(&remote, plan_id, interval)
@@ -393,32 +442,6 @@ impl Billing {
         Ok((plan_id, interval))
     }
 
-    /// Upgrades bill now; anything cheaper would take effect at the period
-    /// end, which this slice does not schedule yet, so it is refused clearly.
-    fn check_upgrade(
-        &self,
-        remote: &RemoteSubscription,
-        plan_id: PlanId,
-        interval: BillingInterval,
-    ) -> Result<(), AppError> {
-        if remote.plan_id == plan_id && remote.interval == interval {
-            return Err(AppError::invalid(
-                "new_plan_id",
-                "the subscription is already on this plan and interval",
-            ));
-        }
-        // Up the tiers, or monthly → annual within one: billed now. The
-        // other way waits for the period end.
-        let rank = |p: PlanId, i: BillingInterval| (p, i == BillingInterval::Annual);
-        if rank(plan_id, interval) < rank(remote.plan_id, remote.interval) {
-            return Err(AppError::invalid(
-                "new_plan_id",
-                "downgrades take effect at the end of the paid period and are not scheduled by this endpoint",
-            ));
-        }
-        Ok(())
-    }
-
     pub async fn cancel_at_period_end(
         &self,
         caller: &Versioned<User>,
@@ -435,6 +458,13 @@ impl Billing {
             // Already as asked: answer with the state as Stripe has it.
             let cause = format!("sync:{}:{}", remote.id, caller.etag.0);
             return self.sync_subscription(user.id, &remote.id, &cause).await;
+        }
+        // Canceling outranks a pending downgrade (Stripe refuses both at once).
+        if let (true, Some(schedule)) = (cancel, &remote.schedule_id) {
+            self.payments
+                .release_schedule(schedule)
+                .await
+                .map_err(AppError::Payments)?;
         }
         let changed = self
             .payments

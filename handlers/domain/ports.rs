@@ -238,6 +238,18 @@ pub trait Payments: Send + Sync {
         cancel: bool,
         attempt: &str,
     ) -> Result<RemoteSubscription, PaymentsError>;
+    /// Moves the subscription to the plan's price when the current paid
+    /// period ends (a subscription schedule), billing nothing now.
+    async fn schedule_change(
+        &self,
+        user_id: UserId,
+        current: &RemoteSubscription,
+        plan_id: PlanId,
+        interval: BillingInterval,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError>;
+    /// Drops a pending schedule; the subscription goes on as it is.
+    async fn release_schedule(&self, schedule_id: &str) -> Result<(), PaymentsError>;
     /// Ends a subscription now (a duplicate that must not keep billing).
     async fn cancel_now(&self, subscription_id: &str) -> Result<(), PaymentsError>;
     async fn portal_url(

@@ -47,6 +47,37 @@ pub struct Subscription {
     /// only after `RECHECK_AFTER`, so a stuck record is not re-read every run.
     #[serde(default)]
     pub reconciled_at: Option<DateTime<Utc>>,
+    /// A downgrade that takes effect when the paid period ends.
+    #[serde(default)]
+    pub scheduled_change: Option<ScheduledChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledChange {
+    pub plan_id: PlanId,
+    pub billing_interval: BillingInterval,
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+/// Which way a plan change goes. Up the tiers, or monthly → annual within
+/// one, bills now; the other way waits for the end of the paid period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeDirection {
+    Up,
+    Same,
+    Down,
+}
+
+pub fn change_direction(
+    from: (PlanId, BillingInterval),
+    to: (PlanId, BillingInterval),
+) -> ChangeDirection {
+    let rank = |(p, i): (PlanId, BillingInterval)| (p, i == BillingInterval::Annual);
+    match rank(to).cmp(&rank(from)) {
+        std::cmp::Ordering::Greater => ChangeDirection::Up,
+        std::cmp::Ordering::Equal => ChangeDirection::Same,
+        std::cmp::Ordering::Less => ChangeDirection::Down,
+    }
 }
 
 impl Subscription {
@@ -70,6 +101,7 @@ impl Subscription {
             checkout_session_id: None,
             checkout_started_at: None,
             reconciled_at: None,
+            scheduled_change: None,
         }
     }
 
@@ -165,6 +197,8 @@ pub struct RemoteSubscription {
     pub current_period_end: Option<DateTime<Utc>>,
     pub cancel_at_period_end: bool,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The subscription schedule that will change it at the period end.
+    pub schedule_id: Option<String>,
 }
 
 impl RemoteSubscription {
@@ -228,6 +262,7 @@ impl Subscription {
             next.auto_renew = false;
             next.cancel_at_period_end = false;
             next.grace_until = None;
+            next.scheduled_change = None;
         } else {
             next.plan_id = remote.plan_id;
             next.status = remote.status;
@@ -246,6 +281,15 @@ impl Subscription {
                 .cancel_at_period_end
                 .then_some(remote.current_period_end)
                 .flatten();
+            // A scheduled change is pending while Stripe holds its schedule
+            // and has not yet moved the subscription to it.
+            let target = next
+                .scheduled_change
+                .as_ref()
+                .map(|c| (c.plan_id, c.billing_interval));
+            if remote.schedule_id.is_none() || target == Some((remote.plan_id, remote.interval)) {
+                next.scheduled_change = None;
+            }
             next.grace_until = match remote.status {
                 SubscriptionStatus::PastDue => self
                     .grace_until
@@ -348,6 +392,7 @@ mod tests {
             current_period_end: Some(end),
             cancel_at_period_end: false,
             ended_at: None,
+            schedule_id: None,
         }
     }
 
@@ -486,5 +531,53 @@ mod tests {
         upgrading.checkout_session_id = Some("cs_2".into());
         upgrading.checkout_started_at = Some(now);
         assert_eq!(upgrading.stale_after(), Some(now + CHECKOUT_STALE_AFTER));
+    }
+
+    #[test]
+    fn directions_rank_tier_then_interval() {
+        use BillingInterval::{Annual, Monthly};
+        assert_eq!(
+            change_direction((PlanId::Pro, Monthly), (PlanId::Pro, Annual)),
+            ChangeDirection::Up
+        );
+        assert_eq!(
+            change_direction((PlanId::Pro, Annual), (PlanId::Pro, Monthly)),
+            ChangeDirection::Down
+        );
+        assert_eq!(
+            change_direction((PlanId::Pro, Annual), (PlanId::Enterprise, Monthly)),
+            ChangeDirection::Up
+        );
+        assert_eq!(
+            change_direction((PlanId::Pro, Annual), (PlanId::Pro, Annual)),
+            ChangeDirection::Same
+        );
+    }
+
+    #[test]
+    fn a_scheduled_change_lasts_until_stripe_applies_or_drops_it() {
+        let now = Utc::now();
+        let end = now + Duration::days(300);
+        let mut r = remote(SubscriptionStatus::Active, PlanId::Pro, end);
+        r.interval = BillingInterval::Annual;
+        r.schedule_id = Some("sub_sched_1".into());
+        let (mut s, _) = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Annual)
+            .apply_remote(&r, now, Duration::days(7))
+            .unwrap();
+        s.scheduled_change = Some(ScheduledChange {
+            plan_id: PlanId::Pro,
+            billing_interval: BillingInterval::Monthly,
+            effective_at: Some(end),
+        });
+        let (kept, _) = s.apply_remote(&r, now, Duration::days(7)).unwrap();
+        assert!(kept.scheduled_change.is_some());
+        r.interval = BillingInterval::Monthly;
+        let (applied, t) = kept.apply_remote(&r, end, Duration::days(7)).unwrap();
+        assert_eq!(applied.scheduled_change, None);
+        assert!(matches!(t.as_slice(), [Transition::PlanChanged { .. }]));
+        r.interval = BillingInterval::Annual;
+        r.schedule_id = None;
+        let (released, _) = kept.apply_remote(&r, now, Duration::days(7)).unwrap();
+        assert_eq!(released.scheduled_change, None);
     }
 }

@@ -54,6 +54,7 @@ fn subscription_view(state: &AppState, user: &User) -> Value {
         "grace_until": sub.grace_until,
         "last_payment_status": sub.last_payment_status,
         "pending_checkout_session_id": sub.checkout_session_id,
+        "scheduled_change": sub.scheduled_change,
     })
 }
 

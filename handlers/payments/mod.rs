@@ -43,6 +43,19 @@ impl Payments for PaymentsNotConfigured {
     async fn cancel_now(&self, _: &str) -> Result<(), PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }
+    async fn schedule_change(
+        &self,
+        _: UserId,
+        _: &RemoteSubscription,
+        _: PlanId,
+        _: BillingInterval,
+        _: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn release_schedule(&self, _: &str) -> Result<(), PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
     async fn subscription(&self, _: &str) -> Result<RemoteSubscription, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }

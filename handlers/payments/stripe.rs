@@ -23,6 +23,12 @@ use stripe_billing::subscription::{
     CancelSubscription, RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
     UpdateSubscriptionPaymentBehavior, UpdateSubscriptionProrationBehavior,
 };
+use stripe_billing::subscription_schedule::{
+    CreateSubscriptionSchedule, ReleaseSubscriptionSchedule, UpdateSubscriptionSchedule,
+    UpdateSubscriptionSchedulePhases, UpdateSubscriptionSchedulePhasesDuration,
+    UpdateSubscriptionSchedulePhasesDurationInterval, UpdateSubscriptionSchedulePhasesEndDate,
+    UpdateSubscriptionSchedulePhasesItems, UpdateSubscriptionSchedulePhasesStartDate,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
     ExpireCheckoutSession, RetrieveCheckoutSession,
@@ -218,6 +224,7 @@ impl StripePayments {
             current_period_end: time(item.current_period_end),
             cancel_at_period_end: sub.cancel_at_period_end,
             ended_at: sub.ended_at.and_then(time),
+            schedule_id: sub.schedule.map(|s| s.id().to_string()),
         })
     }
 }
@@ -413,6 +420,72 @@ impl Payments for StripePayments {
             Some(format!("kraftd:checkout:expire:{session_id}")),
             "expire checkout session",
             ExpireCheckoutSession::new(session_id),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn schedule_change(
+        &self,
+        user_id: UserId,
+        current: &RemoteSubscription,
+        plan_id: PlanId,
+        interval: BillingInterval,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
+        let price = self.price_id(plan_id, interval).await?;
+        let target = format!("{}:{attempt}", current.id);
+        let schedule_id = match &current.schedule_id {
+            Some(id) => id.clone(),
+            None => self
+                .send(
+                    key(user_id, "schedule", &target),
+                    "create subscription schedule",
+                    CreateSubscriptionSchedule::new().from_subscription(current.id.as_str()),
+                )
+                .await?
+                .id
+                .to_string(),
+        };
+        let item = |price: &str| {
+            let mut i = UpdateSubscriptionSchedulePhasesItems::new();
+            i.price = Some(price.to_owned());
+            i.quantity = Some(1);
+            i
+        };
+        // The paid period as it is, then the new price from its end.
+        let mut now = UpdateSubscriptionSchedulePhases::new(vec![item(&current.price_id)]);
+        now.start_date = current
+            .current_period_start
+            .map(|t| UpdateSubscriptionSchedulePhasesStartDate::Timestamp(t.timestamp()));
+        now.end_date = current
+            .current_period_end
+            .map(|t| UpdateSubscriptionSchedulePhasesEndDate::Timestamp(t.timestamp()));
+        // One period of the new price, then the schedule lets go and the
+        // subscription renews on it as usual.
+        let mut next = UpdateSubscriptionSchedulePhases::new(vec![item(&price)]);
+        next.duration = Some(UpdateSubscriptionSchedulePhasesDuration::new(
+            match interval {
+                BillingInterval::Monthly => UpdateSubscriptionSchedulePhasesDurationInterval::Month,
+                BillingInterval::Annual => UpdateSubscriptionSchedulePhasesDurationInterval::Year,
+            },
+        ));
+        self.send(
+            key(user_id, "schedule-phases", &format!("{target}:{price}")),
+            "schedule the plan change",
+            UpdateSubscriptionSchedule::new(schedule_id.as_str())
+                .phases(vec![now, next])
+                .end_behavior(stripe_shared::SubscriptionScheduleEndBehavior::Release),
+        )
+        .await?;
+        self.subscription(&current.id).await
+    }
+
+    async fn release_schedule(&self, schedule_id: &str) -> Result<(), PaymentsError> {
+        self.send(
+            Some(format!("kraftd:schedule:release:{schedule_id}")),
+            "release subscription schedule",
+            ReleaseSubscriptionSchedule::new(schedule_id),
         )
         .await
         .map(drop)
