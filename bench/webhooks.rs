@@ -36,9 +36,11 @@ async fn main() {
     })
     .await
     .unwrap();
+    let data_dir = dir.path().to_string_lossy().into_owned();
     let vars = [
         ("JWT_SECRET", "bench-secret-0123456789abcdef0123456789"),
         ("FREE_PLAN_API_LIMIT", "1000000000"),
+        ("DATA_DIR", data_dir.as_str()),
     ];
     let config = Config::from_lookup(|k| {
         vars.iter()
@@ -68,6 +70,7 @@ async fn main() {
             store,
             payments: Arc::new(payments),
             webhooks: verifier.clone(),
+            mailer: server::mailer(&config).unwrap(),
             clock: clock.clone(),
         },
     )

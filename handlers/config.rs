@@ -61,6 +61,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("CHECKOUT_CANCEL_URL", "https://kraftd.io/pricing"),
     ("BILLING_PORTAL_RETURN_URL", "https://kraftd.io/dashboard"),
     ("PAST_DUE_GRACE_DAYS", "7"),
+    ("SMTP_URL", ""),
+    ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
     ("LOG_FORMAT", "json"),
     ("RUST_LOG", "info"),
 ];
@@ -120,6 +122,9 @@ pub struct Config {
     pub checkout_cancel_url: String,
     pub portal_return_url: String,
     pub past_due_grace_days: u32,
+    /// Unset locally: emails are written as .eml files under the data directory.
+    pub smtp_url: Option<Secret>,
+    pub email_from: String,
 }
 
 impl Config {
@@ -315,6 +320,28 @@ impl Config {
             None => 7,
         };
 
+        let smtp_url = match get("SMTP_URL") {
+            Some(u) if !(u.starts_with("smtp://") || u.starts_with("smtps://")) => {
+                return Err(bad("SMTP_URL", "must be an smtp:// or smtps:// URL"))
+            }
+            Some(u) => Some(Secret::new(u)),
+            None if host => {
+                return Err(bad(
+                    "SMTP_URL",
+                    "is required when running under the Functions host",
+                ))
+            }
+            None => None,
+        };
+        let email_from =
+            get("EMAIL_FROM").unwrap_or_else(|| "KRAFTD Billing <billing@kraftd.io>".into());
+        if email_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(bad(
+                "EMAIL_FROM",
+                "is not an address like KRAFTD Billing <billing@kraftd.io>",
+            ));
+        }
+
         let config = Self {
             mode,
             listen,
@@ -330,6 +357,8 @@ impl Config {
             checkout_cancel_url,
             portal_return_url,
             past_due_grace_days,
+            smtp_url,
+            email_from,
         };
         if config.has_signing_secret() {
             config.validate_keys()?;
@@ -449,6 +478,7 @@ mod tests {
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
             ("STRIPE_SECRET_KEY", "sk_test_123"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
+            ("SMTP_URL", "smtp://127.0.0.1:2525"),
             ("PORT", "9999"),
         ])
         .unwrap();
@@ -470,6 +500,8 @@ mod tests {
             ("STRIPE_SECRET_KEY", "pk_live_publishable"),
             ("CHECKOUT_SUCCESS_URL", "kraftd.io/done"),
             ("PAST_DUE_GRACE_DAYS", "many"),
+            ("SMTP_URL", "mail.kraftd.io"),
+            ("EMAIL_FROM", "not an address <"),
         ] {
             let e = with(&[
                 (name, value),

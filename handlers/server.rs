@@ -5,13 +5,15 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::app::email_templates::Links;
 use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::{password, token::Tokens};
-use crate::config::{Config, ConfigError, LogFormat, Secret, StripeConfig};
+use crate::config::{Config, ConfigError, LogFormat, RunMode, Secret, StripeConfig};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::plan::Catalog;
-use crate::domain::ports::{Payments, Store, StoreError, WebhookVerifier};
+use crate::domain::ports::{Mailer, Payments, Store, StoreError, WebhookVerifier};
 use crate::http::{self, AppState};
+use crate::mail::{FileMailer, SmtpMailer};
 use crate::payments::stripe::{StripePayments, StripeSettings};
 use crate::payments::webhook::StripeWebhookVerifier;
 use crate::payments::PaymentsNotConfigured;
@@ -37,6 +39,7 @@ pub struct Adapters {
     pub store: Arc<dyn Store>,
     pub payments: Arc<dyn Payments>,
     pub webhooks: Arc<dyn WebhookVerifier>,
+    pub mailer: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -65,6 +68,7 @@ impl Adapters {
             store: Arc::new(store),
             payments,
             webhooks: Arc::new(StripeWebhookVerifier::new(config.webhook_secrets.clone())),
+            mailer: mailer(config)?,
             clock: Arc::new(SystemClock),
         })
     }
@@ -72,6 +76,11 @@ impl Adapters {
 
 /// The service's router for a configuration and its adapters.
 pub fn app(config: &Config, adapters: Adapters) -> Result<Router, StartError> {
+    Ok(http::router(state(config, adapters)?, &config.cors_origins))
+}
+
+/// The use-cases on their adapters, as the handlers share them.
+pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError> {
     let tokens = Tokens::new(&config.tokens).map_err(|e| ConfigError {
         setting: "JWT_RS256_PUBLIC_KEY",
         problem: e.to_string(),
@@ -81,17 +90,46 @@ pub fn app(config: &Config, adapters: Adapters) -> Result<Router, StartError> {
         store: adapters.store,
         payments: adapters.payments,
         webhooks: adapters.webhooks,
+        mailer: adapters.mailer,
         tokens,
         clock: adapters.clock,
         settings: BillingSettings {
             past_due_grace: chrono::Duration::days(config.past_due_grace_days.into()),
             portal_return_url: config.portal_return_url.clone(),
+            links: Links {
+                dashboard: config.checkout_success_url.clone(),
+                billing: config.portal_return_url.clone(),
+                pricing: config.upgrade_url.clone(),
+            },
         },
     });
-    Ok(http::router(
-        AppState::new(billing, &config.upgrade_url),
-        &config.cors_origins,
-    ))
+    Ok(AppState::new(billing, &config.upgrade_url))
+}
+
+/// SMTP when configured; locally, .eml files under `DATA_DIR/mail`.
+pub fn mailer(config: &Config) -> Result<Arc<dyn Mailer>, StartError> {
+    let from: lettre::message::Mailbox = config.email_from.parse().map_err(|_| ConfigError {
+        setting: "EMAIL_FROM",
+        problem: "is not an email address".into(),
+    })?;
+    Ok(match &config.smtp_url {
+        Some(url) => Arc::new(
+            SmtpMailer::new(url.expose(), from).map_err(|_| ConfigError {
+                setting: "SMTP_URL",
+                // Not the parser's message: it could echo the password.
+                problem: "is not a valid SMTP URL".into(),
+            })?,
+        ),
+        None => {
+            let dir = config.data_dir.join("mail");
+            Arc::new(
+                FileMailer::new(dir.clone(), from).map_err(|e| StartError::Store {
+                    dir: dir.display().to_string(),
+                    source: StoreError::Unavailable(e.to_string()),
+                })?,
+            )
+        }
+    })
 }
 
 /// The plan catalog with the operator's limit overrides.
@@ -138,7 +176,9 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     };
     let store = adapters.store.clone();
     let clock = adapters.clock.clone();
-    let router = app(&config, adapters)?;
+    let state = state(&config, adapters)?;
+    let billing = state.billing.clone();
+    let router = http::router(state, &config.cors_origins);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -157,6 +197,9 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
 
     password::warm_up_soon();
     tokio::spawn(purge_expired_hourly(store, clock));
+    if config.mode == RunMode::Local {
+        tokio::spawn(poll_outbox(billing.clone()));
+    }
 
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
@@ -209,6 +252,35 @@ async fn start_simulator(
         "STRIPE_SECRET_KEY is not set: paid plans go to the offline Stripe simulator; no money moves"
     );
     Ok(sim)
+}
+
+/// Locally there is no Cosmos change feed: poll the embedded outbox and hand
+/// the host's payload shape to the same decoder and use-case.
+async fn poll_outbox(billing: Arc<Billing>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        every.tick().await;
+        let pending = match billing.pending_outbox(100).await {
+            Ok(p) if p.is_empty() => continue,
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox poll failed");
+                continue;
+            }
+        };
+        let documents = serde_json::to_string(&pending).unwrap_or_default();
+        let invocation = serde_json::json!({ "Data": { "documents": documents }, "Metadata": {} });
+        let messages = match http::triggers::decode_documents(invocation.to_string().as_bytes()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox poll could not decode its own batch");
+                continue;
+            }
+        };
+        if let Err(e) = billing.deliver_outbox(&messages).await {
+            tracing::warn!(error = %e, "outbox delivery failed");
+        }
+    }
 }
 
 /// Enforces record retention (usage 90 days, payments 7 years) off the request path.

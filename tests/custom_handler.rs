@@ -75,6 +75,7 @@ async fn under_the_functions_host_it_serves_forwarded_requests_on_the_hosts_port
             ("JWT_SECRET", "host-secret-0123456789abcdef0123456789"),
             ("STRIPE_SECRET_KEY", "sk_test_never_called"),
             ("STRIPE_WEBHOOK_SECRET", "whsec_test"),
+            ("SMTP_URL", "smtp://127.0.0.1:1"),
             ("PORT", "1"),
         ],
         &[],
@@ -183,10 +184,12 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_setting() {
     let secret = ("JWT_SECRET", "host-secret-0123456789abcdef0123456789");
     let key = ("STRIPE_SECRET_KEY", "sk_test_never_called");
     let hook = ("STRIPE_WEBHOOK_SECRET", "whsec_test");
+    let smtp = ("SMTP_URL", "smtp://127.0.0.1:1");
     refuses_to_start(&[], "JWT_SECRET");
     refuses_to_start(&[("JWT_SECRET", "tooshort")], "JWT_SECRET");
     refuses_to_start(&[secret], "STRIPE_SECRET_KEY");
     refuses_to_start(&[secret, key], "STRIPE_WEBHOOK_SECRET");
+    refuses_to_start(&[secret, key, hook], "SMTP_URL");
     for bad in [
         ("FREE_PLAN_DOCS_LIMIT", "fifty"),
         ("PRO_PLAN_API_LIMIT", "-5"),
@@ -194,7 +197,7 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_setting() {
         ("STRIPE_SECRET_KEY", "pk_live_not_a_secret_key"),
         ("JWT_RS256_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnope"),
     ] {
-        let env: Vec<(&str, &str)> = [secret, key, hook]
+        let env: Vec<(&str, &str)> = [secret, key, hook, smtp]
             .into_iter()
             .filter(|(n, _)| *n != bad.0)
             .chain([bad])

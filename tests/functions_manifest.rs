@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use kraftd_billing::config::SETTINGS;
-use kraftd_billing::functions::{manifest, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
+use kraftd_billing::functions::{
+    manifest, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, LEASES_CONTAINER, TIMER_FUNCTIONS,
+};
 use serde_json::Value;
 
 fn read_json(path: &Path) -> Value {
@@ -202,14 +204,50 @@ fn readme_lists_every_function_and_setting() {
             f.path()
         );
     }
-    for f in TIMER_FUNCTIONS {
+    let others = TIMER_FUNCTIONS
+        .iter()
+        .map(|f| f.name)
+        .chain(CHANGE_FEED_FUNCTIONS.iter().map(|f| f.name));
+    for name in others {
         assert!(
-            readme.contains(&format!("`{}`", f.name)),
-            "README misses function {}",
-            f.name
+            readme.contains(&format!("`{name}`")),
+            "README misses function {name}"
         );
     }
     for (name, _) in SETTINGS {
         assert!(readme.contains(name), "README misses setting {name}");
     }
+}
+
+#[test]
+fn change_feed_functions_name_their_container_and_a_lease_prefix_of_their_own() {
+    // SchemaStore does not model cosmosDBTrigger: its fields are checked here.
+    let mut prefixes = Vec::new();
+    for f in CHANGE_FEED_FUNCTIONS {
+        let json = read_json(&root().join("functions").join(f.name).join("function.json"));
+        let b = &json["bindings"][0];
+        assert_eq!(b["type"], "cosmosDBTrigger");
+        assert_eq!(b["direction"], "in");
+        assert_eq!(b["containerName"], f.container);
+        assert_eq!(b["leaseContainerName"], LEASES_CONTAINER);
+        assert_eq!(
+            b["createLeaseContainerIfNotExists"], false,
+            "managed identity cannot create it"
+        );
+        for field in ["connection", "databaseName", "leaseContainerPrefix"] {
+            assert!(
+                b[field].as_str().is_some_and(|v| !v.is_empty()),
+                "{}: {field}",
+                f.name
+            );
+        }
+        prefixes.push(f.lease_prefix);
+    }
+    let n = prefixes.len();
+    prefixes.dedup();
+    assert_eq!(
+        prefixes.len(),
+        n,
+        "functions on one lease container need distinct prefixes"
+    );
 }

@@ -70,6 +70,13 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
             store: Arc::new(SqliteStore::in_memory().unwrap()),
             payments: Arc::new(PaymentsNotConfigured),
             webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
+            mailer: Arc::new(
+                kraftd_billing::mail::FileMailer::new(
+                    tempfile::tempdir().unwrap().keep(),
+                    "KRAFTD <billing@kraftd.io>".parse().unwrap(),
+                )
+                .unwrap(),
+            ),
             clock: Arc::new(SystemClock),
         },
     )

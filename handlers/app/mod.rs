@@ -2,6 +2,8 @@
 //! domain rules to the ports and know nothing about HTTP.
 
 mod accounts;
+mod email;
+pub mod email_templates;
 mod error;
 mod reconcile;
 mod subscriptions;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 pub use accounts::{RegisterInput, Registered, Session};
+pub use email::DeliveryReport;
 pub use error::AppError;
 pub use reconcile::ReconcileReport;
 pub use subscriptions::{InvoicePage, Upgrade};
@@ -22,7 +25,7 @@ pub use webhooks::WebhookOutcome;
 use crate::auth::token::Tokens;
 use crate::domain::clock::Clock;
 use crate::domain::plan::{Catalog, Plan};
-use crate::domain::ports::{Payments, Store, WebhookVerifier};
+use crate::domain::ports::{Mailer, Payments, Store, WebhookVerifier};
 use crate::domain::user::User;
 
 /// Operator choices the use-cases follow.
@@ -32,6 +35,8 @@ pub struct BillingSettings {
     pub past_due_grace: Duration,
     /// Where the Stripe customer portal sends the user back to.
     pub portal_return_url: String,
+    /// Where emails point the user.
+    pub links: email_templates::Links,
 }
 
 pub struct Billing {
@@ -39,6 +44,7 @@ pub struct Billing {
     store: Arc<dyn Store>,
     payments: Arc<dyn Payments>,
     webhooks: Arc<dyn WebhookVerifier>,
+    mailer: Arc<dyn Mailer>,
     tokens: Tokens,
     clock: Arc<dyn Clock>,
     settings: BillingSettings,
@@ -50,6 +56,7 @@ pub struct Parts {
     pub store: Arc<dyn Store>,
     pub payments: Arc<dyn Payments>,
     pub webhooks: Arc<dyn WebhookVerifier>,
+    pub mailer: Arc<dyn Mailer>,
     pub tokens: Tokens,
     pub clock: Arc<dyn Clock>,
     pub settings: BillingSettings,
@@ -62,6 +69,7 @@ impl Billing {
             store: p.store,
             payments: p.payments,
             webhooks: p.webhooks,
+            mailer: p.mailer,
             tokens: p.tokens,
             clock: p.clock,
             settings: p.settings,

@@ -113,6 +113,43 @@ pub trait Outbox: Send + Sync {
     async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError>;
     /// The user's messages, oldest first.
     async fn outbox_for_user(&self, user_id: UserId) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Takes a message for sending: `Some` only if it is pending, or its
+    /// previous sender's claim is older than `lease` (it crashed). Counts
+    /// the attempt. Two deliveries of one message never both get it.
+    async fn claim_outbox(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<OutboxMessage>, StoreError>;
+    /// Records how a claimed send ended.
+    async fn finish_outbox(
+        &self,
+        id: &str,
+        result: &SendResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Messages waiting to be sent (pending, or claimed longer than `lease`
+    /// ago), oldest first.
+    async fn pending_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Where a message stands: "pending", "sending", "sent" or "failed", and its attempts.
+    async fn outbox_status(&self, id: &str) -> Result<Option<(String, u32)>, StoreError>;
+}
+
+/// How one send attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    Sent,
+    /// Failed; sent again later unless `give_up`, which marks it failed for good.
+    Failed {
+        error: String,
+        give_up: bool,
+    },
 }
 
 #[async_trait]
@@ -297,6 +334,9 @@ pub trait WebhookVerifier: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailMessage {
+    /// The outbox id: also the Message-ID's local part, so a resend is
+    /// recognisably the same message.
+    pub id: String,
     pub to: Email,
     pub subject: String,
     pub text: String,

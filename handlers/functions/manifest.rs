@@ -7,7 +7,10 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{HttpFunction, TimerFunction, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
+use super::{
+    ChangeFeedFunction, HttpFunction, TimerFunction, CHANGE_FEED_FUNCTIONS, COSMOS_CONNECTION,
+    COSMOS_DATABASE, HTTP_FUNCTIONS, LEASES_CONTAINER, TIMER_FUNCTIONS,
+};
 
 /// host.json's `extensions.http.routePrefix`.
 pub const ROUTE_PREFIX: &str = "api";
@@ -53,6 +56,36 @@ pub fn timer_function_json(f: &TimerFunction) -> Value {
     })
 }
 
+/// A change-feed trigger. The leases container is made by the deployment:
+/// with a managed identity, `createLeaseContainerIfNotExists: true` keeps
+/// the function from starting.
+pub fn change_feed_function_json(f: &ChangeFeedFunction) -> Value {
+    json!({
+        "bindings": [
+            {
+                "type": "cosmosDBTrigger",
+                "direction": "in",
+                "name": "documents",
+                "connection": COSMOS_CONNECTION,
+                "databaseName": COSMOS_DATABASE,
+                "containerName": f.container,
+                "leaseContainerName": LEASES_CONTAINER,
+                "leaseContainerPrefix": f.lease_prefix,
+                "createLeaseContainerIfNotExists": false,
+                "startFromBeginning": false,
+                "feedPollDelay": 5000,
+                "maxItemsPerInvocation": 100,
+            }
+        ],
+        "retry": {
+            "strategy": "exponentialBackoff",
+            "maxRetryCount": 5,
+            "minimumInterval": "00:00:05",
+            "maximumInterval": "00:05:00",
+        }
+    })
+}
+
 /// Every function folder and the exact text of its function.json.
 pub fn generate() -> BTreeMap<&'static str, String> {
     let pretty = |v: Value| serde_json::to_string_pretty(&v).expect("JSON values serialise") + "\n";
@@ -63,6 +96,11 @@ pub fn generate() -> BTreeMap<&'static str, String> {
             TIMER_FUNCTIONS
                 .iter()
                 .map(|f| (f.name, pretty(timer_function_json(f)))),
+        )
+        .chain(
+            CHANGE_FEED_FUNCTIONS
+                .iter()
+                .map(|f| (f.name, pretty(change_feed_function_json(f)))),
         )
         .collect()
 }

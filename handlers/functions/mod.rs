@@ -211,3 +211,26 @@ pub static TIMER_FUNCTIONS: &[TimerFunction] = &[TimerFunction {
     schedule: "0 */15 * * * *",
     mount: || post(triggers::reconcile),
 }];
+
+/// A Cosmos DB change-feed function: the host reads the container's change
+/// feed and POSTs batches of documents to `/<name>`.
+pub struct ChangeFeedFunction {
+    pub name: &'static str,
+    /// The container whose changes trigger it.
+    pub container: &'static str,
+    /// Distinct per function sharing the `leases` container.
+    pub lease_prefix: &'static str,
+    pub mount: fn() -> MethodRouter<AppState>,
+}
+
+/// The app setting prefix of the Cosmos DB connection (`COSMOS__accountEndpoint`, ...).
+pub const COSMOS_CONNECTION: &str = "COSMOS";
+pub const COSMOS_DATABASE: &str = "billing";
+pub const LEASES_CONTAINER: &str = "leases";
+
+pub static CHANGE_FEED_FUNCTIONS: &[ChangeFeedFunction] = &[ChangeFeedFunction {
+    name: "SendEmails",
+    container: "outbox",
+    lease_prefix: "email-",
+    mount: || post(triggers::send_emails),
+}];

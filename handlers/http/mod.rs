@@ -20,7 +20,7 @@ use axum::routing::MethodFilter;
 use axum::Router;
 
 use crate::app::Billing;
-use crate::functions::{Access, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
+use crate::functions::{Access, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 
 /// Request bodies past this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -61,6 +61,9 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     }
     // Non-HTTP triggers: the host POSTs to /<FunctionName> over loopback.
     for f in TIMER_FUNCTIONS {
+        api = api.route(&format!("/{}", f.name), (f.mount)());
+    }
+    for f in CHANGE_FEED_FUNCTIONS {
         api = api.route(&format!("/{}", f.name), (f.mount)());
     }
     api.fallback(error::not_found)

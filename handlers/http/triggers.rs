@@ -71,3 +71,66 @@ pub async fn reconcile(State(state): State<AppState>, body: Bytes) -> Response {
         }
     }
 }
+
+/// The change feed's documents, however the host wrapped them: an array,
+/// a JSON string holding the array, or a string of that string.
+pub fn decode_documents<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let mut documents = payload
+        .get("Data")
+        .and_then(|d| d.get("documents"))
+        .cloned()
+        .ok_or("no Data.documents in the invocation")?;
+    for _ in 0..3 {
+        match documents {
+            Value::String(s) => {
+                documents = serde_json::from_str(&s).map_err(|e| format!("documents: {e}"))?
+            }
+            _ => break,
+        }
+    }
+    let Value::Array(items) = documents else {
+        return Err("documents is not an array".into());
+    };
+    items
+        .into_iter()
+        .map(|d| serde_json::from_value(d).map_err(|e| format!("a document: {e}")))
+        .collect()
+}
+
+/// Outbox documents from the change feed: sends what is pending. A send
+/// that failed and will be retried answers 500, so the host's retry policy
+/// redelivers the batch (claims make that safe).
+pub async fn send_emails(State(state): State<AppState>, body: Bytes) -> Response {
+    let messages = match decode_documents(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "undecodable change-feed invocation");
+            // A retry would decode no better.
+            return invocation_result(
+                StatusCode::OK,
+                vec![format!("skipped an undecodable batch: {e}")],
+            );
+        }
+    };
+    match state.billing.deliver_outbox(&messages).await {
+        Ok(r) => {
+            let status = if r.retrying > 0 {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            };
+            invocation_result(
+                status,
+                vec![format!(
+                    "emails: sent {}, skipped {}, retrying {}, failed {}",
+                    r.sent, r.skipped, r.retrying, r.failed
+                )],
+            )
+        }
+        Err(e) => invocation_result(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![format!("email delivery failed: {e}")],
+        ),
+    }
+}

@@ -12,13 +12,14 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use crate::domain::ports::{
-    Etag, LedgerStore, Outbox, Retention, StoreError, UsageStore, UserStore, Versioned, WebhookLog,
+    Etag, LedgerStore, Outbox, Retention, SendResult, StoreError, UsageStore, UserStore, Versioned,
+    WebhookLog,
 };
 use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
 use crate::domain::usage::{UsageIncrement, UsageKey, UsageOutcome};
 use crate::domain::user::{Email, User, UserId};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Gauges have no window; their single row sits at this window start.
 const GAUGE_WINDOW: i64 = 0;
@@ -63,7 +64,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     user_id    TEXT NOT NULL,
     status     TEXT NOT NULL DEFAULT 'pending',
     created_at INTEGER NOT NULL,
-    doc        TEXT NOT NULL
+    doc        TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    claimed_at INTEGER,
+    sent_at    INTEGER,
+    last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox (user_id, created_at);
 CREATE TABLE IF NOT EXISTS processed_webhook_events (
@@ -178,6 +183,16 @@ fn init(conn: Connection) -> Result<Connection, StoreError> {
         // v2 lifted the reconciliation watch time out of the document.
         conn.execute_batch("ALTER TABLE users ADD COLUMN watch_at INTEGER;")
             .map_err(unavailable)?;
+    }
+    if (1..3).contains(&version) {
+        // v3: delivery state of outbox messages.
+        conn.execute_batch(
+            "ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE outbox ADD COLUMN claimed_at INTEGER;
+             ALTER TABLE outbox ADD COLUMN sent_at INTEGER;
+             ALTER TABLE outbox ADD COLUMN last_error TEXT;",
+        )
+        .map_err(unavailable)?;
     }
     conn.execute_batch(SCHEMA).map_err(unavailable)?;
     conn.execute_batch(
@@ -413,6 +428,98 @@ impl Outbox for SqliteStore {
                 .map_err(unavailable)?;
             rows.map(|doc| from_json(&doc.map_err(unavailable)?))
                 .collect()
+        })
+        .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<OutboxMessage>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| {
+            let doc: Option<String> = c
+                .prepare_cached(
+                    "UPDATE outbox SET status = 'sending', claimed_at = ?2, attempts = attempts + 1
+                     WHERE id = ?1 AND (status = 'pending' OR (status = 'sending' AND claimed_at <= ?3))
+                     RETURNING doc",
+                )
+                .map_err(unavailable)?
+                .query_row(params![id, ms(now), ms(now - lease)], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            doc.map(|d| from_json(&d)).transpose()
+        })
+        .await
+    }
+
+    async fn finish_outbox(
+        &self,
+        id: &str,
+        result: &SendResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        let (status, error) = match result {
+            SendResult::Sent => ("sent", None),
+            SendResult::Failed {
+                error,
+                give_up: true,
+            } => ("failed", Some(error.clone())),
+            SendResult::Failed {
+                error,
+                give_up: false,
+            } => ("pending", Some(error.clone())),
+        };
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "UPDATE outbox SET status = ?2, last_error = ?3,
+                    sent_at = CASE WHEN ?2 = 'sent' THEN ?4 ELSE sent_at END
+                 WHERE id = ?1 AND status = 'sending'",
+            )
+            .map_err(unavailable)?
+            .execute(params![id, status, error, ms(now)])
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM outbox
+                     WHERE status = 'pending' OR (status = 'sending' AND claimed_at <= ?1)
+                     ORDER BY created_at, id LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![ms(now - lease), limit as i64], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(unavailable)?;
+            rows.map(|doc| from_json(&doc.map_err(unavailable)?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn outbox_status(&self, id: &str) -> Result<Option<(String, u32)>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |c| {
+            c.prepare_cached("SELECT status, attempts FROM outbox WHERE id = ?1")
+                .map_err(unavailable)?
+                .query_row([id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u32)))
+                .optional()
+                .map_err(unavailable)
         })
         .await
     }

@@ -64,7 +64,10 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap());
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let config = config(vars);
+        let data_dir = dir.path().to_string_lossy().into_owned();
+        let mut vars = vars.to_vec();
+        vars.push(("DATA_DIR", &data_dir));
+        let config = config(&vars);
         let (payments, sim): (Arc<dyn Payments>, _) = if stripe {
             let sim = StripeSim::start(SimOptions {
                 webhook_secret: WEBHOOK_SECRET.into(),
@@ -94,6 +97,7 @@ impl TestApp {
                 webhooks: Arc::new(StripeWebhookVerifier::new(vec![Secret::new(
                     WEBHOOK_SECRET,
                 )])),
+                mailer: server::mailer(&config).unwrap(),
                 clock: clock.clone(),
             },
         )
@@ -113,6 +117,11 @@ impl TestApp {
             sim,
             _dir: dir,
         }
+    }
+
+    /// Where the file mailer (no SMTP_URL) writes its .eml files.
+    pub fn mail_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("mail")
     }
 
     pub fn sim(&self) -> &StripeSim {

@@ -1,0 +1,322 @@
+//! Emails from the outbox: rendered, sent once through the change-feed
+//! function (every payload shape the host sends), retried and then given
+//! up on, and delivered over real SMTP to a server on loopback.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kraftd_billing::domain::ports::{Outbox, UserStore};
+use kraftd_billing::domain::records::OutboxMessage;
+use serde_json::{json, Value};
+use support::{TestApp, PASSWORD};
+
+async fn paid_user_outbox(app: &TestApp, email: &str) -> Vec<OutboxMessage> {
+    let r: Value = app
+        .post(
+            "/api/auth/register/with-plan",
+            json!({"email": email, "password": PASSWORD, "name": "Mail Reader", "plan_id": "pro"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.sim()
+        .complete_checkout(r["session_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let user = app.user(email).await;
+    app.store.outbox_for_user(user.id).await.unwrap()
+}
+
+async fn invoke(app: &TestApp, documents: Value) -> (u16, String) {
+    let r = app
+        .client
+        .post(app.url("/SendEmails"))
+        .json(&json!({"Data": {"documents": documents}, "Metadata": {"sys": {"MethodName": "SendEmails"}}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ReturnValue"], Value::Null);
+    (status, body["Logs"][0].as_str().unwrap().to_owned())
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn each_outbox_message_is_sent_once_whatever_shape_and_however_often_it_arrives() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let outbox = paid_user_outbox(&app, "reader@example.com").await;
+    assert_eq!(outbox.len(), 2, "confirmation and receipt: {outbox:?}");
+    let docs = serde_json::to_value(&outbox).unwrap();
+
+    let (status, log) = invoke(&app, docs.clone()).await;
+    assert_eq!(
+        (status, log.as_str()),
+        (200, "emails: sent 2, skipped 0, retrying 0, failed 0")
+    );
+    let sent = files(&app.mail_dir());
+    assert_eq!(sent.len(), 2);
+    let all = sent.join("\n");
+    assert!(all.contains("To: reader@example.com"), "{all}");
+    assert!(
+        all.contains("Subject: Welcome to KRAFTD Professional"),
+        "{all}"
+    );
+    assert!(
+        all.contains("$99.00 USD"),
+        "the receipt states the amount: {all}"
+    );
+    assert!(all.contains("Content-Type: text/html") && all.contains("Content-Type: text/plain"));
+
+    // At-least-once delivery: the same documents again, as a JSON string and
+    // as a string of a string, send nothing more.
+    let once = Value::String(docs.to_string());
+    let twice = Value::String(once.to_string());
+    for again in [docs, once, twice] {
+        let (status, log) = invoke(&app, again).await;
+        assert_eq!(
+            (status, log.as_str()),
+            (200, "emails: sent 0, skipped 2, retrying 0, failed 0")
+        );
+    }
+    assert_eq!(files(&app.mail_dir()).len(), 2);
+    for m in &outbox {
+        assert_eq!(
+            app.store.outbox_status(&m.id).await.unwrap(),
+            Some(("sent".into(), 1))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sender_that_died_after_claiming_is_replaced_once_its_lease_runs_out() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let outbox = paid_user_outbox(&app, "lease@example.com").await;
+    // Another instance claimed the first message and died before sending.
+    let claimed = app
+        .store
+        .claim_outbox(&outbox[0].id, app.clock_now(), chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert!(claimed.is_some());
+    let (_, log) = invoke(&app, serde_json::to_value(&outbox).unwrap()).await;
+    assert_eq!(log, "emails: sent 1, skipped 1, retrying 0, failed 0");
+    app.clock
+        .set(app.clock_now() + chrono::Duration::minutes(6));
+    let (_, log) = invoke(&app, serde_json::to_value(&outbox).unwrap()).await;
+    assert_eq!(log, "emails: sent 1, skipped 1, retrying 0, failed 0");
+    assert_eq!(files(&app.mail_dir()).len(), 2);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_send_that_keeps_failing_is_retried_then_marked_failed_never_lost_silently() {
+    // Nothing listens on this port: every SMTP attempt fails.
+    let url = format!("smtp://127.0.0.1:{}", free_port());
+    let app = TestApp::spawn_with_stripe(&[("SMTP_URL", &url)]).await;
+    let outbox = paid_user_outbox(&app, "bounce@example.com").await;
+    let first = serde_json::to_value(&outbox[..1]).unwrap();
+    for attempt in 1..=4 {
+        let (status, log) = invoke(&app, first.clone()).await;
+        assert_eq!(status, 500, "the host must retry: {log}");
+        assert_eq!(
+            app.store.outbox_status(&outbox[0].id).await.unwrap(),
+            Some(("pending".into(), attempt))
+        );
+    }
+    let (status, log) = invoke(&app, first.clone()).await;
+    assert_eq!(
+        (status, log.as_str()),
+        (200, "emails: sent 0, skipped 0, retrying 0, failed 1")
+    );
+    assert_eq!(
+        app.store.outbox_status(&outbox[0].id).await.unwrap(),
+        Some(("failed".into(), 5))
+    );
+    let (_, log) = invoke(&app, first).await;
+    assert!(
+        log.contains("skipped 1"),
+        "a failed message is not retried forever: {log}"
+    );
+}
+
+struct SmtpServer {
+    child: Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// aiosmtpd (PyPI, installed by .ci/run) storing what it receives in a Maildir.
+fn smtp_server() -> SmtpServer {
+    let maildir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir.path().join("Maildir"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut server = SmtpServer {
+        child,
+        port,
+        maildir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(server.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("aiosmtpd exited ({status}); .ci/run installs it with pip: {err}");
+        }
+        assert!(Instant::now() < deadline, "aiosmtpd did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+#[tokio::test]
+async fn emails_arrive_over_smtp_with_recipient_subject_and_amount() {
+    let server = smtp_server();
+    let url = format!("smtp://127.0.0.1:{}", server.port);
+    let app = TestApp::spawn_with_stripe(&[
+        ("SMTP_URL", &url),
+        ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
+    ])
+    .await;
+    let outbox = paid_user_outbox(&app, "smtp@example.com").await;
+    let (status, log) = invoke(&app, serde_json::to_value(&outbox).unwrap()).await;
+    assert_eq!(
+        (status, log.as_str()),
+        (200, "emails: sent 2, skipped 0, retrying 0, failed 0")
+    );
+    let arrived = files(&server.maildir.path().join("Maildir/new"));
+    assert_eq!(arrived.len(), 2);
+    let receipt = arrived
+        .iter()
+        .find(|m| m.contains("Subject: Your KRAFTD receipt"))
+        .expect("a receipt");
+    assert!(receipt.contains("To: smtp@example.com"));
+    assert!(
+        receipt.contains("From: \"KRAFTD Billing\" <billing@kraftd.io>")
+            || receipt.contains("From: KRAFTD Billing <billing@kraftd.io>"),
+        "{receipt}"
+    );
+    assert!(receipt.contains("$99.00 USD"));
+    let user = app
+        .store
+        .user_by_email(&kraftd_billing::domain::user::Email::parse("smtp@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        receipt.contains(&format!("Message-ID: <{}", user.value.id)),
+        "the outbox id is the Message-ID: {receipt}"
+    );
+}
+
+#[tokio::test]
+async fn handler_serve_delivers_the_confirmation_after_a_paid_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_handler"))
+        .arg("serve")
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("DATA_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/api");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/plans")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r: Value = client
+        .post(format!("{base}/auth/register/with-plan"))
+        .json(&json!({"email": "local@example.com", "password": PASSWORD, "name": "Local", "plan_id": "pro"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pay = format!(
+        "{}/pay",
+        r["checkout_url"]
+            .as_str()
+            .expect("a checkout on the simulator")
+    );
+    let paid = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(pay)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 303);
+    // The local change-feed poller picks the outbox up within seconds.
+    let mail = dir.path().join("mail");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sent = loop {
+        let sent = files(&mail);
+        if sent.len() >= 2 || Instant::now() > deadline {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        sent.iter()
+            .any(|m| m.contains("Subject: Welcome to KRAFTD Professional")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|m| m.contains("Subject: Your KRAFTD receipt")),
+        "{sent:?}"
+    );
+}
