@@ -198,7 +198,9 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     password::warm_up_soon();
     tokio::spawn(purge_expired_hourly(store, clock));
     if config.mode == RunMode::Local {
+        // No host to fire the triggers: run the same use-cases here.
         tokio::spawn(poll_outbox(billing.clone()));
+        tokio::spawn(run_timers(billing.clone()));
     }
 
     axum::serve(listener, router)
@@ -280,6 +282,26 @@ async fn poll_outbox(billing: Arc<Billing>) {
         if let Err(e) = billing.deliver_outbox(&messages).await {
             tracing::warn!(error = %e, "outbox delivery failed");
         }
+    }
+}
+
+/// Local stand-ins for the timer functions: reconciliation every 15 minutes
+/// and the usage rollup hourly (it only ever rolls finished days, so running
+/// it more often than daily changes nothing).
+async fn run_timers(billing: Arc<Billing>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(15 * 60));
+    let mut ticks: u64 = 0;
+    loop {
+        every.tick().await;
+        if let Err(e) = billing.reconcile().await {
+            tracing::warn!(error = %e, "local reconciliation failed");
+        }
+        if ticks % 4 == 0 {
+            if let Err(e) = billing.roll_up_usage().await {
+                tracing::warn!(error = %e, "local usage rollup failed");
+            }
+        }
+        ticks += 1;
     }
 }
 

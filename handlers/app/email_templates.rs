@@ -100,6 +100,29 @@ fn words(
             vec!["Your account is now on the Free plan. Your documents are safe.".into()],
             ("See plans".into(), links.pricing.clone()),
         ),
+        EmailKind::QuotaWarning => {
+            let percent = d.get("percent").cloned().unwrap_or_default();
+            let used = d.get("used").cloned().unwrap_or_default();
+            let limit = d.get("limit").cloned().unwrap_or_default();
+            let what = d
+                .get("limit_name")
+                .cloned()
+                .unwrap_or_else(|| "documents_per_month".into())
+                .replace('_', " ");
+            let reached = if percent == "100" {
+                "reached"
+            } else {
+                "nearly reached"
+            };
+            (
+                format!("You have used {percent}% of your KRAFTD {what}"),
+                vec![
+                    format!("You have {reached} your {plan} limit: {used} of {limit} {what} this month."),
+                    "Upgrade to keep going without interruption.".into(),
+                ],
+                ("See plans".into(), links.pricing.clone()),
+            )
+        }
         EmailKind::PlanChanged => (
             format!("You are now on KRAFTD {plan}"),
             vec![format!(

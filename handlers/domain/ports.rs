@@ -3,13 +3,13 @@
 //! adapters depend on the domain, never the other way round.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::money::Money;
 use super::plan::{BillingInterval, PlanId};
 use super::records::{Invoice, OutboxMessage, Payment};
 use super::subscription::RemoteSubscription;
-use super::usage::{UsageIncrement, UsageKey, UsageOutcome};
+use super::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
 use super::user::{Email, User, UserId};
 
 /// An opaque concurrency token (SQLite row version, Cosmos `_etag`).
@@ -153,14 +153,42 @@ pub enum SendResult {
 }
 
 #[async_trait]
+pub trait Rollups: Send + Sync {
+    /// The last UTC day fully rolled up, if any.
+    async fn rollup_cursor(&self) -> Result<Option<NaiveDate>, StoreError>;
+    async fn set_rollup_cursor(&self, day: NaiveDate) -> Result<(), StoreError>;
+    /// Recomputes the monthly summaries of up to `limit` users who have usage
+    /// on `day`, in user-id order after `after`, and returns them. Recomputing
+    /// (not adding) makes a second run change nothing.
+    async fn roll_up_day(
+        &self,
+        day: Window,
+        month: Window,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<MonthlySummary>, StoreError>;
+    async fn monthly_summary(
+        &self,
+        user_id: UserId,
+        month: Window,
+    ) -> Result<Option<MonthlySummary>, StoreError>;
+}
+
+#[async_trait]
 pub trait Retention: Send + Sync {
     /// Deletes every record whose retention ended before `now`; returns how many.
     async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Everything the service keeps.
-pub trait Store: UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Retention {}
-impl<T: UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Retention> Store for T {}
+pub trait Store:
+    UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Rollups + Retention
+{
+}
+impl<T: UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Rollups + Retention> Store
+    for T
+{
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutRequest {

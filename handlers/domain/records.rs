@@ -66,6 +66,7 @@ pub enum EmailKind {
     CancellationWithdrawn,
     SubscriptionEnded,
     PlanChanged,
+    QuotaWarning,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -223,6 +223,27 @@ pub struct QuotaDenial {
     pub seconds_to_reset: Option<u64>,
 }
 
+/// One user's usage over one UTC month, rolled up from the daily records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthlySummary {
+    pub user_id: UserId,
+    pub month: Window,
+    pub api_calls: u64,
+    pub documents: u64,
+    pub exports: u64,
+}
+
+/// The warning thresholds (percent of a limit) that `used` has reached.
+pub fn thresholds_reached(used: u64, limit: Limit) -> Vec<u8> {
+    let Some(limit) = limit.filter(|l| *l > 0) else {
+        return Vec::new();
+    };
+    [80u8, 100]
+        .into_iter()
+        .filter(|t| used.saturating_mul(100) >= limit.saturating_mul(u64::from(*t)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +319,13 @@ mod tests {
             }
         )
         .is_ok());
+    }
+
+    #[test]
+    fn thresholds_are_reached_at_80_and_100_percent() {
+        assert_eq!(thresholds_reached(39, Some(50)), Vec::<u8>::new());
+        assert_eq!(thresholds_reached(40, Some(50)), vec![80]);
+        assert_eq!(thresholds_reached(50, Some(50)), vec![80, 100]);
+        assert_eq!(thresholds_reached(1_000_000, None), Vec::<u8>::new());
     }
 }

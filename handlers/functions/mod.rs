@@ -206,11 +206,19 @@ pub struct TimerFunction {
     pub mount: fn() -> MethodRouter<AppState>,
 }
 
-pub static TIMER_FUNCTIONS: &[TimerFunction] = &[TimerFunction {
-    name: "ReconcileSubscriptions",
-    schedule: "0 */15 * * * *",
-    mount: || post(triggers::reconcile),
-}];
+pub static TIMER_FUNCTIONS: &[TimerFunction] = &[
+    TimerFunction {
+        name: "ReconcileSubscriptions",
+        schedule: "0 */15 * * * *",
+        mount: || post(triggers::reconcile),
+    },
+    TimerFunction {
+        name: "DailyUsageRollup",
+        // 00:30 UTC: yesterday's windows are closed by then.
+        schedule: "0 30 0 * * *",
+        mount: || post(triggers::rollup),
+    },
+];
 
 /// A Cosmos DB change-feed function: the host reads the container's change
 /// feed and POSTs batches of documents to `/<name>`.

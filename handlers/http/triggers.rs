@@ -134,3 +134,30 @@ pub async fn send_emails(State(state): State<AppState>, body: Bytes) -> Response
         ),
     }
 }
+
+pub async fn rollup(State(state): State<AppState>, body: Bytes) -> Response {
+    let invocation: TimerInvocation = serde_json::from_slice(&body).unwrap_or_default();
+    match state.billing.roll_up_usage().await {
+        Ok(r) => invocation_result(
+            StatusCode::OK,
+            vec![format!(
+                "rolled up {} days: {} monthly summaries, {} quota warnings{}",
+                r.days,
+                r.summaries,
+                r.warnings,
+                if invocation.is_past_due() {
+                    " (past due run)"
+                } else {
+                    ""
+                }
+            )],
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "usage rollup failed");
+            invocation_result(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                vec![format!("usage rollup failed: {e}")],
+            )
+        }
+    }
+}

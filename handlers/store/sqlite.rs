@@ -7,19 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use crate::domain::ports::{
-    Etag, LedgerStore, Outbox, Retention, SendResult, StoreError, UsageStore, UserStore, Versioned,
-    WebhookLog,
+    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, StoreError, UsageStore, UserStore,
+    Versioned, WebhookLog,
 };
 use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
-use crate::domain::usage::{UsageIncrement, UsageKey, UsageOutcome};
+use crate::domain::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
 use crate::domain::user::{Email, User, UserId};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Gauges have no window; their single row sits at this window start.
 const GAUGE_WINDOW: i64 = 0;
@@ -71,6 +71,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox (user_id, created_at);
+CREATE TABLE IF NOT EXISTS usage_summaries (
+    user_id     TEXT NOT NULL,
+    month_start INTEGER NOT NULL,
+    month_end   INTEGER NOT NULL,
+    api_calls   INTEGER NOT NULL,
+    documents   INTEGER NOT NULL,
+    exports     INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, month_start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_state (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    rolled_day  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_by_day ON usage_records (metric, window_start, user_id);
 CREATE TABLE IF NOT EXISTS processed_webhook_events (
     event_id     TEXT PRIMARY KEY,
     processed_at INTEGER NOT NULL,
@@ -719,6 +734,149 @@ impl WebhookLog for SqliteStore {
                 .optional()
                 .map(|found| found.is_some())
                 .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64, i64, i64, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn summary(row: (String, i64, i64, i64, i64, i64)) -> Result<MonthlySummary, StoreError> {
+    let (user, start, end, api_calls, documents, exports) = row;
+    let at = |t: i64| {
+        Utc.timestamp_millis_opt(t)
+            .single()
+            .ok_or_else(|| StoreError::Corrupt(format!("summary time {t}")))
+    };
+    Ok(MonthlySummary {
+        user_id: UserId(
+            uuid::Uuid::parse_str(&user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        ),
+        month: Window {
+            start: at(start)?,
+            end: at(end)?,
+        },
+        api_calls: api_calls.max(0) as u64,
+        documents: documents.max(0) as u64,
+        exports: exports.max(0) as u64,
+    })
+}
+
+#[async_trait]
+impl Rollups for SqliteStore {
+    async fn rollup_cursor(&self) -> Result<Option<NaiveDate>, StoreError> {
+        self.with_conn(|c| {
+            let day: Option<String> = c
+                .query_row(
+                    "SELECT rolled_day FROM rollup_state WHERE id = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            day.map(|d| {
+                d.parse()
+                    .map_err(|e| StoreError::Corrupt(format!("rollup day {d}: {e}")))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn set_rollup_cursor(&self, day: NaiveDate) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO rollup_state (id, rolled_day) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET rolled_day = excluded.rolled_day",
+                [day.to_string()],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn roll_up_day(
+        &self,
+        day: Window,
+        month: Window,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<MonthlySummary>, StoreError> {
+        let after = after.map(|u| u.to_string()).unwrap_or_default();
+        self.with_conn(move |c| {
+            // Every metered request records an API call, so the users with
+            // API calls that day are the users with any usage that day.
+            let mut stmt = c
+                .prepare_cached(
+                    "WITH page AS (
+                        SELECT user_id FROM usage_records
+                        WHERE metric = 'api_calls' AND window_start = ?1 AND user_id > ?2
+                        ORDER BY user_id LIMIT ?3
+                     )
+                     INSERT INTO usage_summaries (user_id, month_start, month_end, api_calls, documents, exports, updated_at)
+                     SELECT r.user_id, ?4, ?5,
+                        SUM(CASE WHEN r.metric = 'api_calls' THEN r.quantity ELSE 0 END),
+                        SUM(CASE WHEN r.metric = 'documents' THEN r.quantity ELSE 0 END),
+                        SUM(CASE WHEN r.metric = 'exports' THEN r.quantity ELSE 0 END),
+                        ?6
+                     FROM usage_records r JOIN page p ON p.user_id = r.user_id
+                     WHERE r.window_start >= ?4 AND r.window_start < ?5
+                       AND r.metric IN ('api_calls', 'documents', 'exports')
+                     GROUP BY r.user_id
+                     ON CONFLICT (user_id, month_start) DO UPDATE SET
+                        api_calls = excluded.api_calls, documents = excluded.documents,
+                        exports = excluded.exports, updated_at = excluded.updated_at
+                     RETURNING user_id, month_start, month_end, api_calls, documents, exports",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        ms(day.start),
+                        after,
+                        limit as i64,
+                        ms(month.start),
+                        ms(month.end),
+                        ms(Utc::now())
+                    ],
+                    summary_row,
+                )
+                .map_err(unavailable)?;
+            let mut out = rows
+                .map(|r| summary(r.map_err(unavailable)?))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.sort_by_key(|s| s.user_id.to_string());
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn monthly_summary(
+        &self,
+        user_id: UserId,
+        month: Window,
+    ) -> Result<Option<MonthlySummary>, StoreError> {
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "SELECT user_id, month_start, month_end, api_calls, documents, exports
+                 FROM usage_summaries WHERE user_id = ?1 AND month_start = ?2",
+            )
+            .map_err(unavailable)?
+            .query_row(params![user_id.to_string(), ms(month.start)], summary_row)
+            .optional()
+            .map_err(unavailable)?
+            .map(summary)
+            .transpose()
         })
         .await
     }

@@ -16,7 +16,7 @@ use kraftd_billing::domain::records::{
 use kraftd_billing::domain::subscription::Subscription;
 use kraftd_billing::domain::subscription::SubscriptionStatus;
 use kraftd_billing::domain::usage::{
-    Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS,
+    Metric, Period, UsageIncrement, UsageKey, UsageOutcome, Window, USAGE_RETENTION_DAYS,
 };
 use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
 
@@ -51,6 +51,7 @@ macro_rules! store_contract_tests {
             case!(retention_purges_only_what_expired);
             case!(outbox_writes_are_atomic_with_the_user_and_idempotent);
             case!(stale_subscriptions_are_listed_most_overdue_first);
+            case!(rollups_recompute_pages_of_users_of_one_day);
         }
     };
 }
@@ -500,5 +501,75 @@ pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>
     assert_eq!(
         s.stale_subscriptions(now, 10).await.unwrap(),
         vec![checkout.id]
+    );
+}
+
+pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
+    let day = "2026-05-10T12:00:00Z";
+    let users: Vec<UserId> = (0..5).map(|_| UserId::new()).collect();
+    for (n, u) in users.iter().enumerate() {
+        s.increment_usage(&inc(*u, Metric::ApiCalls, n as i64 + 1, None, day))
+            .await
+            .unwrap();
+        s.increment_usage(&inc(*u, Metric::Documents, 2, None, day))
+            .await
+            .unwrap();
+        // Usage of another day of the month counts in the month too.
+        s.increment_usage(&inc(*u, Metric::ApiCalls, 10, None, "2026-05-01T00:00:00Z"))
+            .await
+            .unwrap();
+    }
+    // Someone with usage only on another day is not in this day's pages.
+    s.increment_usage(&inc(
+        UserId::new(),
+        Metric::ApiCalls,
+        1,
+        None,
+        "2026-05-11T00:00:00Z",
+    ))
+    .await
+    .unwrap();
+    let day_w = Window::containing(Period::Day, time(day));
+    let month = Window::containing(Period::Month, time(day));
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.roll_up_day(day_w, month, after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.user_id);
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 5);
+    for summary in &seen {
+        let n = users.iter().position(|u| *u == summary.user_id).unwrap() as u64;
+        assert_eq!((summary.api_calls, summary.documents), (n + 1 + 10, 2));
+        assert_eq!(
+            s.monthly_summary(summary.user_id, month)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(summary)
+        );
+    }
+    // Recomputed, not added: a second run gives the same numbers.
+    let again = s.roll_up_day(day_w, month, None, 10).await.unwrap();
+    let mut first: Vec<_> = seen
+        .iter()
+        .map(|x| (x.user_id.to_string(), x.api_calls))
+        .collect();
+    let mut second: Vec<_> = again
+        .iter()
+        .map(|x| (x.user_id.to_string(), x.api_calls))
+        .collect();
+    first.sort();
+    second.sort();
+    assert_eq!(first, second);
+    assert_eq!(s.rollup_cursor().await.unwrap(), None);
+    s.set_rollup_cursor("2026-05-10".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rollup_cursor().await.unwrap(),
+        Some("2026-05-10".parse().unwrap())
     );
 }

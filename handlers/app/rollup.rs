@@ -1,0 +1,111 @@
+//! The daily usage rollup (a timer, UTC): each day's usage becomes monthly
+//! summaries, and users crossing 80% or 100% of a monthly limit are warned,
+//! once per threshold per month. Days are rolled in order from the last one
+//! done, so a missed run (or a `IsPastDue` one) catches up, and a day is only
+//! marked done once all its users are, so a crash redoes it, harmlessly:
+//! summaries are recomputed, not added to, and warnings are insert-if-absent.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+
+use crate::domain::records::{EmailKind, OutboxMessage};
+use crate::domain::usage::{thresholds_reached, Metric, MonthlySummary, Period, Window};
+
+use super::{AppError, Billing};
+
+/// Users per store call: memory stays flat however many users there are.
+const PAGE: usize = 1000;
+/// A first run, or a long outage, rolls at most this many days back.
+const MAX_CATCH_UP_DAYS: i64 = 35;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RollupReport {
+    pub days: usize,
+    pub summaries: usize,
+    pub warnings: usize,
+}
+
+impl Billing {
+    pub async fn roll_up_usage(&self) -> Result<RollupReport, AppError> {
+        let today = self.clock.now().date_naive();
+        let last_done = self.store.rollup_cursor().await?;
+        let first = match last_done {
+            Some(d) => d + Duration::days(1),
+            None => today - Duration::days(1),
+        }
+        .max(today - Duration::days(MAX_CATCH_UP_DAYS));
+        let mut report = RollupReport::default();
+        let mut day = first;
+        // Today is still running: roll up to yesterday.
+        while day < today {
+            let (summaries, warnings) = self.roll_up(day).await?;
+            report.days += 1;
+            report.summaries += summaries;
+            report.warnings += warnings;
+            self.store.set_rollup_cursor(day).await?;
+            day += Duration::days(1);
+        }
+        Ok(report)
+    }
+
+    async fn roll_up(&self, day: NaiveDate) -> Result<(usize, usize), AppError> {
+        let at = Utc.from_utc_datetime(&day.and_time(NaiveTime::MIN));
+        let day_window = Window::containing(Period::Day, at);
+        let month = Window::containing(Period::Month, at);
+        let (mut summaries, mut warnings) = (0, 0);
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .roll_up_day(day_window, month, after, PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.user_id);
+            summaries += page.len();
+            for summary in &page {
+                warnings += self.warn_if_near_limits(summary).await?;
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok((summaries, warnings))
+    }
+
+    async fn warn_if_near_limits(&self, summary: &MonthlySummary) -> Result<usize, AppError> {
+        let Some(user) = self.store.user_by_id(summary.user_id).await? else {
+            return Ok(0);
+        };
+        let plan = self.effective_plan(&user.value);
+        let metric = Metric::Documents;
+        let limit = metric.limit(&plan.limits);
+        let month = summary.month.start.format("%Y-%m");
+        let messages: Vec<OutboxMessage> = thresholds_reached(summary.documents, limit)
+            .into_iter()
+            .map(|percent| OutboxMessage {
+                // Once per user, limit, month and threshold.
+                id: format!(
+                    "{}:quota:{}:{month}:{percent}",
+                    user.value.id,
+                    metric.limit_name()
+                ),
+                user_id: user.value.id,
+                kind: EmailKind::QuotaWarning,
+                data: BTreeMap::from([
+                    ("plan".to_owned(), plan.name.to_owned()),
+                    ("limit_name".to_owned(), metric.limit_name().to_owned()),
+                    ("percent".to_owned(), percent.to_string()),
+                    ("used".to_owned(), summary.documents.to_string()),
+                    (
+                        "limit".to_owned(),
+                        limit.map(|l| l.to_string()).unwrap_or_default(),
+                    ),
+                ]),
+                created_at: self.clock.now(),
+            })
+            .collect();
+        self.store.enqueue(&messages).await?;
+        Ok(messages.len())
+    }
+}
