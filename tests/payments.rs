@@ -1162,3 +1162,35 @@ async fn a_pending_downgrade_can_be_taken_back_and_gives_way_to_a_cancellation()
         PlanId::Free
     );
 }
+
+#[tokio::test]
+async fn a_trial_ending_notice_records_one_email() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    pro_user(&app, "trial@example.com").await;
+    let user = app.user("trial@example.com").await;
+    let event = json!({
+        "id": "evt_trial_1", "object": "event", "type": "customer.subscription.trial_will_end",
+        "created": app.clock_now().timestamp(), "livemode": false, "pending_webhooks": 1,
+        "data": {"object": {
+            "id": user.subscription.stripe_subscription_id.clone().unwrap(),
+            "object": "subscription",
+            "customer": user.subscription.stripe_customer_id.clone().unwrap()
+        }}
+    });
+    assert_eq!(app.sim().deliver(&event).await, 200);
+    assert_eq!(
+        app.sim().deliver(&event).await,
+        200,
+        "a duplicate is acknowledged"
+    );
+    let trial: Vec<_> = app
+        .store
+        .outbox_for_user(user.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == EmailKind::TrialEnding)
+        .collect();
+    assert_eq!(trial.len(), 1);
+    assert_eq!(trial[0].data["plan"], "Professional");
+}

@@ -123,6 +123,14 @@ fn words(
                 ("See plans".into(), links.pricing.clone()),
             )
         }
+        EmailKind::TrialEnding => (
+            format!("Your KRAFTD {plan} trial ends on {}", date(d.get("trial_end"))),
+            vec![format!(
+                "Your trial of {plan} ends on {}. Your subscription then continues on your payment method.",
+                date(d.get("trial_end"))
+            )],
+            ("Billing".into(), links.billing.clone()),
+        ),
         EmailKind::PlanChanged => (
             format!("You are now on KRAFTD {plan}"),
             vec![format!(

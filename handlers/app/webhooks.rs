@@ -108,8 +108,14 @@ impl Billing {
             let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
                 return Ok(WebhookOutcome::Ignored);
             };
-            self.sync_subscription(user.id, &event.object_id, &event.id)
+            let user = self
+                .sync_subscription(user.id, &event.object_id, &event.id)
                 .await?;
+            if kind == "customer.subscription.trial_will_end" {
+                self.store
+                    .enqueue(&[self.trial_ending_email(&user, &event.id)])
+                    .await?;
+            }
             return Ok(WebhookOutcome::Applied);
         }
         if INVOICE_EVENTS.contains(&kind) {
@@ -138,6 +144,23 @@ impl Billing {
         }
         tracing::debug!(event_id = %event.id, kind, "webhook type not handled");
         Ok(WebhookOutcome::Ignored)
+    }
+
+    fn trial_ending_email(&self, user: &User, event_id: &str) -> OutboxMessage {
+        let mut data = BTreeMap::from([(
+            "plan".to_owned(),
+            self.catalog.plan(user.subscription.plan_id).name.to_owned(),
+        )]);
+        if let Some(end) = user.subscription.trial_end {
+            data.insert("trial_end".into(), end.to_rfc3339());
+        }
+        OutboxMessage {
+            id: format!("{}:{event_id}:trial_ending", user.id),
+            user_id: user.id,
+            kind: EmailKind::TrialEnding,
+            data,
+            created_at: self.clock.now(),
+        }
     }
 
     async fn user_of_customer(&self, customer: Option<&str>) -> Result<Option<User>, AppError> {

@@ -67,6 +67,7 @@ pub enum EmailKind {
     SubscriptionEnded,
     PlanChanged,
     QuotaWarning,
+    TrialEnding,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -50,6 +50,8 @@ pub struct Subscription {
     /// A downgrade that takes effect when the paid period ends.
     #[serde(default)]
     pub scheduled_change: Option<ScheduledChange>,
+    #[serde(default)]
+    pub trial_end: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +104,7 @@ impl Subscription {
             checkout_started_at: None,
             reconciled_at: None,
             scheduled_change: None,
+            trial_end: None,
         }
     }
 
@@ -199,6 +202,7 @@ pub struct RemoteSubscription {
     pub ended_at: Option<DateTime<Utc>>,
     /// The subscription schedule that will change it at the period end.
     pub schedule_id: Option<String>,
+    pub trial_end: Option<DateTime<Utc>>,
 }
 
 impl RemoteSubscription {
@@ -272,6 +276,7 @@ impl Subscription {
                 next.start_date = remote.current_period_start.or(Some(now));
             }
             next.current_period_end = remote.current_period_end;
+            next.trial_end = remote.trial_end;
             next.cancel_at_period_end = remote.cancel_at_period_end;
             next.auto_renew = !remote.cancel_at_period_end;
             next.renewal_date = (!remote.cancel_at_period_end)
@@ -393,6 +398,7 @@ mod tests {
             cancel_at_period_end: false,
             ended_at: None,
             schedule_id: None,
+            trial_end: None,
         }
     }
 

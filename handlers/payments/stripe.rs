@@ -225,6 +225,7 @@ impl StripePayments {
             cancel_at_period_end: sub.cancel_at_period_end,
             ended_at: sub.ended_at.and_then(time),
             schedule_id: sub.schedule.map(|s| s.id().to_string()),
+            trial_end: sub.trial_end.and_then(time),
         })
     }
 }
