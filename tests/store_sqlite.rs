@@ -49,3 +49,34 @@ async fn a_store_opened_in_the_background_works_and_reports_a_bad_file_as_unavai
     let err = bad.user_by_id(u.id).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_write_ahead_log_is_checkpointed_under_a_stream_of_increments() {
+    use kraftd_billing::domain::ports::UsageStore;
+    use kraftd_billing::domain::usage::{Metric, UsageIncrement, UsageKey};
+    use kraftd_billing::domain::user::UserId;
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap();
+    let user = UserId::new();
+    let at = support::time("2026-05-10T12:00:00Z");
+    for _ in 0..3000 {
+        s.increment_usage(&UsageIncrement {
+            user_id: user,
+            key: UsageKey::current(Metric::ApiCalls, at),
+            amount: 1,
+            limit: Some(1_000_000),
+            at,
+        })
+        .await
+        .unwrap();
+    }
+    // SQLite checkpoints every 1000 pages (4 MiB); without checkpoints 3000
+    // one-page commits would leave about 12 MiB of log.
+    let wal = std::fs::metadata(dir.path().join("billing.sqlite3-wal"))
+        .unwrap()
+        .len();
+    assert!(
+        wal <= 5 * 1024 * 1024,
+        "the WAL grew to {wal} bytes: checkpoints are not completing"
+    );
+}

@@ -219,6 +219,24 @@ fn init(conn: Connection) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Runs an `... RETURNING x` statement to its end and returns the one value.
+/// Stepping past the first row lets SQLite finish the write right there; a
+/// statement left half-way until its next reset kept every checkpoint from
+/// completing, and the WAL grew by a page per write (80 MiB per 20k
+/// increments, measured with a loop of increments).
+fn returning<T: rusqlite::types::FromSql>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<T>> {
+    let mut rows = stmt.query(params)?;
+    let first = match rows.next()? {
+        Some(row) => Some(row.get(0)?),
+        None => None,
+    };
+    while rows.next()?.is_some() {}
+    Ok(first)
+}
+
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -354,19 +372,19 @@ fn replace_user_row(c: &Connection, user: &User, if_match: &Etag) -> Result<Etag
                 version = version + 1
              WHERE id = ?1 AND version = ?5 RETURNING version",
         )
-        .map_err(unavailable)?
-        .query_row(
-            params![
-                id,
-                user.email.as_str(),
-                user.subscription.stripe_customer_id,
-                doc,
-                expected,
-                user.subscription.stale_after().map(ms)
-            ],
-            |r| r.get(0),
-        )
-        .optional()
+        .and_then(|mut stmt| {
+            returning(
+                &mut stmt,
+                params![
+                    id,
+                    user.email.as_str(),
+                    user.subscription.stripe_customer_id,
+                    doc,
+                    expected,
+                    user.subscription.stale_after().map(ms)
+                ],
+            )
+        })
         .map_err(|e| match e {
             e if is_unique_violation(&e) && e.to_string().contains("stripe_customer_id") => {
                 StoreError::Conflict("stripe customer")
@@ -461,9 +479,7 @@ impl Outbox for SqliteStore {
                      WHERE id = ?1 AND (status = 'pending' OR (status = 'sending' AND claimed_at <= ?3))
                      RETURNING doc",
                 )
-                .map_err(unavailable)?
-                .query_row(params![id, ms(now), ms(now - lease)], |r| r.get(0))
-                .optional()
+                .and_then(|mut stmt| returning(&mut stmt, params![id, ms(now), ms(now - lease)]))
                 .map_err(unavailable)?;
             doc.map(|d| from_json(&d)).transpose()
         })
@@ -579,21 +595,21 @@ impl UsageStore for SqliteStore {
                         WHERE ?8 IS NULL OR usage_records.quantity + excluded.quantity <= ?8
                      RETURNING quantity",
                 )
-                .map_err(unavailable)?
-                .query_row(
-                    params![
-                        user,
-                        key.metric.as_str(),
-                        window_start(&key),
-                        key.window.map(|w| ms(w.end)),
-                        inc.amount,
-                        key.expires_at().map(ms),
-                        ms(inc.at),
-                        limit
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()
+                .and_then(|mut stmt| {
+                    returning(
+                        &mut stmt,
+                        params![
+                            user,
+                            key.metric.as_str(),
+                            window_start(&key),
+                            key.window.map(|w| ms(w.end)),
+                            inc.amount,
+                            key.expires_at().map(ms),
+                            ms(inc.at),
+                            limit
+                        ],
+                    )
+                })
                 .map_err(unavailable)?
             } else {
                 c.prepare_cached(
@@ -601,12 +617,12 @@ impl UsageStore for SqliteStore {
                      WHERE user_id = ?1 AND metric = ?2 AND window_start = ?3 AND quantity + ?4 >= 0
                      RETURNING quantity",
                 )
-                .map_err(unavailable)?
-                .query_row(
-                    params![user, key.metric.as_str(), window_start(&key), inc.amount, ms(inc.at)],
-                    |r| r.get(0),
-                )
-                .optional()
+                .and_then(|mut stmt| {
+                    returning(
+                        &mut stmt,
+                        params![user, key.metric.as_str(), window_start(&key), inc.amount, ms(inc.at)],
+                    )
+                })
                 .map_err(unavailable)?
             };
             match total {
