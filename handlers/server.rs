@@ -259,7 +259,9 @@ async fn start_simulator(
 /// Locally there is no Cosmos change feed: poll the embedded outbox and hand
 /// the host's payload shape to the same decoder and use-case.
 async fn poll_outbox(billing: Arc<Billing>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+    // First look after start-up, not during it.
+    let period = std::time::Duration::from_secs(2);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         every.tick().await;
         let pending = match billing.pending_outbox(100).await {
@@ -289,7 +291,12 @@ async fn poll_outbox(billing: Arc<Billing>) {
 /// and the usage rollup hourly (it only ever rolls finished days, so running
 /// it more often than daily changes nothing).
 async fn run_timers(billing: Arc<Billing>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(15 * 60));
+    let period = std::time::Duration::from_secs(15 * 60);
+    // The first run a minute after start-up, off the cold-start path.
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+        period,
+    );
     let mut ticks: u64 = 0;
     loop {
         every.tick().await;
