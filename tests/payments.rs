@@ -51,9 +51,14 @@ async fn checkout_outside_the_app(
         .unwrap()
 }
 
-/// Registers on Pro and pays; returns the access token.
+/// Registers on Pro, billed monthly, and pays; returns the access token.
 async fn pro_user(app: &TestApp, email: &str) -> String {
-    let checkout = register_paid(app, email, "monthly").await;
+    pro_user_billed(app, email, "monthly").await
+}
+
+/// Registers on Pro with the interval given and pays; returns the access token.
+async fn pro_user_billed(app: &TestApp, email: &str, interval: &str) -> String {
+    let checkout = register_paid(app, email, interval).await;
     app.sim()
         .complete_checkout(checkout["session_id"].as_str().unwrap())
         .await
@@ -1057,20 +1062,10 @@ async fn reconciliation_repairs_an_upgrade_whose_webhooks_were_lost_and_forgets_
     assert!(run().await.contains("checked 0"));
 }
 
-/// Registers on Pro billed annually and pays; returns the access token.
-async fn annual_pro_user(app: &TestApp, email: &str) -> String {
-    let checkout = register_paid(app, email, "annual").await;
-    app.sim()
-        .complete_checkout(checkout["session_id"].as_str().unwrap())
-        .await
-        .unwrap();
-    app.login(email).await
-}
-
 #[tokio::test]
 async fn annual_to_monthly_waits_for_the_end_of_the_paid_year() {
     let app = TestApp::spawn_with_stripe(&[]).await;
-    let token = annual_pro_user(&app, "yearly@example.com").await;
+    let token = pro_user_billed(&app, "yearly@example.com", "annual").await;
     let to_monthly = json!({"new_plan_id": "pro", "billing_interval": "monthly"});
     let preview: Value = app
         .post_as(&token, "/api/billing/preview-change", to_monthly.clone())
@@ -1122,7 +1117,7 @@ async fn annual_to_monthly_waits_for_the_end_of_the_paid_year() {
 #[tokio::test]
 async fn a_pending_downgrade_can_be_taken_back_and_gives_way_to_a_cancellation() {
     let app = TestApp::spawn_with_stripe(&[]).await;
-    let token = annual_pro_user(&app, "undo@example.com").await;
+    let token = pro_user_billed(&app, "undo@example.com", "annual").await;
     let to = |interval: &str| json!({"new_plan_id": "pro", "billing_interval": interval});
     app.post_as(&token, "/api/billing/upgrade", to("monthly"))
         .await;
