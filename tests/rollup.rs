@@ -4,7 +4,7 @@
 
 mod support;
 
-use kraftd_billing::domain::ports::{Outbox, Rollups};
+use kraftd_billing::domain::ports::Rollups;
 use kraftd_billing::domain::records::EmailKind;
 use kraftd_billing::domain::usage::{Period, Window};
 use serde_json::{json, Value};
@@ -85,14 +85,7 @@ async fn usage_rolls_up_by_month_catches_up_missed_days_and_warns_once() {
         run(&app).await,
         "rolled up 0 days: 0 monthly summaries, 0 quota warnings"
     );
-    let warnings: Vec<_> = app
-        .store
-        .outbox_for_user(user.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.kind == EmailKind::QuotaWarning)
-        .collect();
+    let warnings: Vec<_> = app.emails(user.id, Some(EmailKind::QuotaWarning)).await;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0].data["percent"], "80");
     assert_eq!(warnings[0].data["used"], "8");
@@ -118,12 +111,9 @@ async fn reaching_the_limit_warns_at_100_percent_once_per_month() {
     app.at("2027-03-12T10:00:00Z");
     run(&app).await;
     let mut percents: Vec<String> = app
-        .store
-        .outbox_for_user(user.id)
+        .emails(user.id, Some(EmailKind::QuotaWarning))
         .await
-        .unwrap()
         .into_iter()
-        .filter(|m| m.kind == EmailKind::QuotaWarning)
         .map(|m| m.data["percent"].clone())
         .collect();
     percents.sort();

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use kraftd_billing::config::{Config, Secret};
 use kraftd_billing::domain::clock::ManualClock;
 use kraftd_billing::domain::ports::{Payments, Store};
+use kraftd_billing::domain::records::{EmailKind, OutboxMessage};
 use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};
 use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
@@ -231,6 +232,31 @@ impl TestApp {
             .unwrap()
             .expect("user exists")
             .value
+    }
+
+    /// The kinds of the user's recorded emails, oldest first.
+    pub async fn email_kinds(
+        &self,
+        user_id: kraftd_billing::domain::user::UserId,
+    ) -> Vec<EmailKind> {
+        self.emails(user_id, None)
+            .await
+            .into_iter()
+            .map(|m| m.kind)
+            .collect()
+    }
+
+    /// The user's recorded emails, of one kind or all, oldest first.
+    pub async fn emails(
+        &self,
+        user_id: kraftd_billing::domain::user::UserId,
+        kind: Option<EmailKind>,
+    ) -> Vec<OutboxMessage> {
+        use kraftd_billing::domain::ports::Outbox;
+        let all = self.store.outbox_for_user(user_id).await.unwrap();
+        all.into_iter()
+            .filter(|m| kind.is_none_or(|k| m.kind == k))
+            .collect()
     }
 
     pub async fn login(&self, email: &str) -> String {
