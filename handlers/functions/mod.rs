@@ -7,6 +7,7 @@ pub mod manifest;
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use crate::http::{accounts, billing, health, plans, triggers, usage, AppState};
+use crate::store::cosmos::layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
@@ -233,12 +234,12 @@ pub struct ChangeFeedFunction {
 
 /// The app setting prefix of the Cosmos DB connection (`COSMOS__accountEndpoint`, ...).
 pub const COSMOS_CONNECTION: &str = "COSMOS";
-pub const COSMOS_DATABASE: &str = "billing";
-pub const LEASES_CONTAINER: &str = "leases";
+pub const COSMOS_DATABASE: &str = layout::DEFAULT_DATABASE;
+pub const LEASES_CONTAINER: &str = layout::LEASES.name;
 
 pub static CHANGE_FEED_FUNCTIONS: &[ChangeFeedFunction] = &[ChangeFeedFunction {
     name: "SendEmails",
-    container: "outbox",
+    container: layout::USERS.name,
     lease_prefix: "email-",
     mount: || post(triggers::send_emails),
 }];

@@ -1,0 +1,102 @@
+//! The Cosmos DB database layout: every container, its partition key and
+//! its default TTL. Defined once here; `handler cosmos init`, the Bicep
+//! templates (checked by `tests/infra.rs`) and the change-feed function
+//! manifests all agree with this table.
+
+use crate::domain::records::{PAYMENT_RETENTION_DAYS, WEBHOOK_EVENT_RETENTION_DAYS};
+use crate::domain::usage::USAGE_RETENTION_DAYS;
+
+const DAY: i64 = 86_400;
+
+/// How long items live when they carry no `ttl` of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultTtl {
+    /// TTL off: items never expire, and an item's own `ttl` is ignored.
+    Off,
+    /// TTL on (`-1`): items live until their own `ttl` says otherwise.
+    PerItem,
+    /// Items expire this many seconds after their last write.
+    Seconds(i64),
+}
+
+impl DefaultTtl {
+    /// The `defaultTtl` value Cosmos DB (and Bicep) uses; `None` is "off".
+    pub fn as_cosmos(self) -> Option<i64> {
+        match self {
+            DefaultTtl::Off => None,
+            DefaultTtl::PerItem => Some(-1),
+            DefaultTtl::Seconds(s) => Some(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: &'static str,
+    pub partition_key: &'static str,
+    pub default_ttl: DefaultTtl,
+}
+
+/// Accounts: each user's document and the outbox messages about that user,
+/// in the user's partition so a state change and its email are written in
+/// one transactional batch. The `SendEmails` change feed reads it.
+pub const USERS: ContainerSpec = ContainerSpec {
+    name: "users",
+    partition_key: "/user_id",
+    default_ttl: DefaultTtl::PerItem,
+};
+
+/// Claims on facts that must be unique across partitions (one account per
+/// email, one user per Stripe customer), created insert-if-absent, and the
+/// rollup cursor.
+pub const LOOKUPS: ContainerSpec = ContainerSpec {
+    name: "lookups",
+    partition_key: "/id",
+    default_ttl: DefaultTtl::Off,
+};
+
+pub const PAYMENTS: ContainerSpec = ContainerSpec {
+    name: "payments",
+    partition_key: "/user_id",
+    default_ttl: DefaultTtl::Seconds(PAYMENT_RETENTION_DAYS * DAY),
+};
+
+pub const INVOICES: ContainerSpec = ContainerSpec {
+    name: "invoices",
+    partition_key: "/user_id",
+    default_ttl: DefaultTtl::Seconds(PAYMENT_RETENTION_DAYS * DAY),
+};
+
+/// Usage counters, the per-day index of active users the rollup reads, and
+/// monthly summaries (which carry their own longer `ttl`).
+pub const USAGE_RECORDS: ContainerSpec = ContainerSpec {
+    name: "usage_records",
+    partition_key: "/user_id",
+    default_ttl: DefaultTtl::Seconds(USAGE_RETENTION_DAYS * DAY),
+};
+
+pub const WEBHOOK_EVENTS: ContainerSpec = ContainerSpec {
+    name: "webhook_events",
+    partition_key: "/id",
+    default_ttl: DefaultTtl::Seconds(WEBHOOK_EVENT_RETENTION_DAYS * DAY),
+};
+
+/// Change-feed leases, owned by the Functions host; `/id` is what it requires.
+pub const LEASES: ContainerSpec = ContainerSpec {
+    name: "leases",
+    partition_key: "/id",
+    default_ttl: DefaultTtl::Off,
+};
+
+pub const CONTAINERS: &[ContainerSpec] = &[
+    USERS,
+    LOOKUPS,
+    PAYMENTS,
+    INVOICES,
+    USAGE_RECORDS,
+    WEBHOOK_EVENTS,
+    LEASES,
+];
+
+/// The database's default name (setting `COSMOS_DATABASE`).
+pub const DEFAULT_DATABASE: &str = "billing";

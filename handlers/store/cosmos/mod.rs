@@ -1,0 +1,3 @@
+//! The Cosmos DB (NoSQL API) store, used in Azure.
+
+pub mod layout;
