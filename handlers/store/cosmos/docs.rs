@@ -1,6 +1,8 @@
 //! The documents as stored. Each carries `type`, so containers that hold
 //! more than one kind (users + outbox, counters + day index + summaries)
-//! stay queryable, and its partition key value in `user_id`.
+//! stay queryable, and its partition key value in `user_id`. Queries scoped
+//! to a partition also filter on `user_id`: free on Cosmos DB, and it keeps
+//! them scoped on a backend that ignores the partition header.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};

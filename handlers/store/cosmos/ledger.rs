@@ -21,8 +21,9 @@ impl CosmosStore {
         user: UserId,
         now: DateTime<Utc>,
     ) -> Result<Vec<T>, StoreError> {
-        let query = Query::from("SELECT * FROM c WHERE c.expires_at > @now")
-            .with_parameter("@now", docs::ms(now))
+        let query = Query::from("SELECT * FROM c WHERE c.user_id = @u AND c.expires_at > @now")
+            .with_parameter("@u", docs::pk(user))
+            .and_then(|q| q.with_parameter("@now", docs::ms(now)))
             .map_err(|e| StoreError::Corrupt(brief(&e)))?;
         self.query(container, query, FeedScope::partition(docs::pk(user)))
             .await

@@ -112,9 +112,10 @@ impl CosmosStore {
     ) -> Result<HashSet<String>, StoreError> {
         let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
         let query = Query::from(
-            "SELECT VALUE c.id FROM c WHERE c.type = @t AND ARRAY_CONTAINS(@ids, c.id)",
+            "SELECT VALUE c.id FROM c WHERE c.user_id = @u AND c.type = @t AND ARRAY_CONTAINS(@ids, c.id)",
         )
-        .with_parameter("@t", docs::OUTBOX)
+        .with_parameter("@u", docs::pk(user))
+        .and_then(|q| q.with_parameter("@t", docs::OUTBOX))
         .and_then(|q| q.with_parameter("@ids", ids))
         .map_err(|e| StoreError::Corrupt(brief(&e)))?;
         let found: Vec<String> = self
@@ -192,8 +193,9 @@ impl Outbox for CosmosStore {
     }
 
     async fn outbox_for_user(&self, user_id: UserId) -> Result<Vec<OutboxMessage>, StoreError> {
-        let query = Query::from("SELECT * FROM c WHERE c.type = @t")
-            .with_parameter("@t", docs::OUTBOX)
+        let query = Query::from("SELECT * FROM c WHERE c.user_id = @u AND c.type = @t")
+            .with_parameter("@u", docs::pk(user_id))
+            .and_then(|q| q.with_parameter("@t", docs::OUTBOX))
             .map_err(|e| StoreError::Corrupt(brief(&e)))?;
         let mut found: Vec<OutboxDoc> = self
             .query(&self.users, query, FeedScope::partition(docs::pk(user_id)))

@@ -21,9 +21,10 @@ fn summary_id(month: Window) -> String {
 impl CosmosStore {
     async fn summarise(&self, user: UserId, month: Window) -> Result<MonthlySummary, StoreError> {
         let query = Query::from(
-            "SELECT * FROM c WHERE c.type = @t AND c.window_start >= @from AND c.window_start < @to",
+            "SELECT * FROM c WHERE c.user_id = @u AND c.type = @t AND c.window_start >= @from AND c.window_start < @to",
         )
-        .with_parameter("@t", docs::USAGE)
+        .with_parameter("@u", docs::pk(user))
+        .and_then(|q| q.with_parameter("@t", docs::USAGE))
         .and_then(|q| q.with_parameter("@from", docs::ms(month.start)))
         .and_then(|q| q.with_parameter("@to", docs::ms(month.end)))
         .map_err(|e| StoreError::Corrupt(brief(&e)))?;
@@ -75,10 +76,11 @@ impl Rollups for CosmosStore {
         limit: usize,
     ) -> Result<Vec<MonthlySummary>, StoreError> {
         let query = Query::from(format!(
-            "SELECT TOP {} VALUE c.id FROM c WHERE c.type = @t AND c.id > @after ORDER BY c.id",
+            "SELECT TOP {} VALUE c.id FROM c WHERE c.user_id = @day AND c.type = @t AND c.id > @after ORDER BY c.id",
             limit.max(1)
         ))
-        .with_parameter("@t", docs::ACTIVE)
+        .with_parameter("@day", docs::day_partition(day.start.date_naive()))
+        .and_then(|q| q.with_parameter("@t", docs::ACTIVE))
         .and_then(|q| q.with_parameter("@after", after.map(|u| u.to_string()).unwrap_or_default()))
         .map_err(|e| StoreError::Corrupt(brief(&e)))?;
         let partition = docs::day_partition(day.start.date_naive());
