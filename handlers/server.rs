@@ -343,7 +343,7 @@ async fn run_timers(billing: Arc<Billing>) {
         if let Err(e) = billing.reconcile().await {
             tracing::warn!(error = %e, "local reconciliation failed");
         }
-        if ticks % 4 == 0 {
+        if ticks.is_multiple_of(4) {
             if let Err(e) = billing.roll_up_usage().await {
                 tracing::warn!(error = %e, "local usage rollup failed");
             }
