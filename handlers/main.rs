@@ -10,10 +10,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kraftd_billing::config::Config;
 use kraftd_billing::functions::manifest;
 use kraftd_billing::payments::stripe::StripePayments;
-use kraftd_billing::server;
+use kraftd_billing::{secrets, server};
 
 const USAGE: &str =
     "usage: handler [serve | functions write [DIR] | functions check [DIR] | stripe sync-catalog]";
@@ -38,7 +37,9 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    let config = match Config::from_env() {
+    let runtime = runtime();
+    // Before logging starts: its format is configuration too.
+    let config = match runtime.block_on(secrets::config_from_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -46,10 +47,6 @@ fn serve() -> ExitCode {
         }
     };
     server::init_logging(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
     match runtime.block_on(server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -60,8 +57,17 @@ fn serve() -> ExitCode {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
 fn sync_catalog() -> ExitCode {
-    let result = Config::from_env()
+    let runtime = runtime();
+    let result = runtime
+        .block_on(secrets::config_from_env())
         .map_err(|e| e.to_string())
         .and_then(|config| {
             let stripe = config
@@ -73,10 +79,6 @@ fn sync_catalog() -> ExitCode {
                 server::catalog(&config),
             )
             .map_err(|e| e.to_string())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
             runtime
                 .block_on(payments.sync_catalog())
                 .map_err(|e| e.to_string())
