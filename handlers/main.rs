@@ -11,11 +11,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kraftd_billing::config::{Config, StoreConfig};
+use kraftd_billing::config::StoreConfig;
 use kraftd_billing::functions::manifest;
 use kraftd_billing::payments::stripe::StripePayments;
-use kraftd_billing::server;
 use kraftd_billing::store::cosmos;
+use kraftd_billing::{secrets, server};
 
 const USAGE: &str =
     "usage: handler [serve | functions write [DIR] | functions check [DIR] | stripe sync-catalog | cosmos init]";
@@ -41,7 +41,9 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    let config = match Config::from_env() {
+    let runtime = runtime();
+    // Before logging starts: its format is configuration too.
+    let config = match runtime.block_on(secrets::config_from_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -49,10 +51,6 @@ fn serve() -> ExitCode {
         }
     };
     server::init_logging(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
     match runtime.block_on(server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -63,8 +61,17 @@ fn serve() -> ExitCode {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
 fn sync_catalog() -> ExitCode {
-    let result = Config::from_env()
+    let runtime = runtime();
+    let result = runtime
+        .block_on(secrets::config_from_env())
         .map_err(|e| e.to_string())
         .and_then(|config| {
             let stripe = config
@@ -76,10 +83,6 @@ fn sync_catalog() -> ExitCode {
                 server::catalog(&config),
             )
             .map_err(|e| e.to_string())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
             runtime
                 .block_on(payments.sync_catalog())
                 .map_err(|e| e.to_string())
@@ -105,7 +108,9 @@ fn sync_catalog() -> ExitCode {
 /// Creates what `STORE=cosmos` needs, for emulators and first deployments
 /// (Bicep does the same in Azure), then prints each container as it stands.
 fn cosmos_init() -> ExitCode {
-    let result = Config::from_env()
+    let runtime = runtime();
+    let result = runtime
+        .block_on(secrets::config_from_env())
         .map_err(|e| e.to_string())
         .and_then(|config| match config.store {
             StoreConfig::Cosmos(settings) => Ok(settings),
@@ -115,10 +120,6 @@ fn cosmos_init() -> ExitCode {
             ),
         })
         .and_then(|settings| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
             runtime.block_on(async {
                 let client = cosmos::client::connect(&settings)
                     .await
