@@ -482,15 +482,16 @@ mod tests {
         let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
         let _ = Config::from_lookup(|k| {
             asked.lock().unwrap().insert(k.to_owned());
-            None
+            // With an endpoint, the Cosmos settings are read too.
+            (k == "COSMOS__accountEndpoint").then(|| "https://127.0.0.1:8081/".to_owned())
         });
         let mut listed: std::collections::BTreeSet<String> =
             SETTINGS.iter().map(|(n, _)| n.to_string()).collect();
         // Set by the Functions host, never by an operator.
         listed.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into());
-        // RUST_LOG is read by the log filter, the vault's settings by
-        // `secrets`, not by Config.
-        for other in ["RUST_LOG", "KEY_VAULT_URL", "AZURE_CLIENT_ID"] {
+        // RUST_LOG is read by the log filter, the vault's URL by `secrets`,
+        // not by Config (AZURE_CLIENT_ID by both).
+        for other in ["RUST_LOG", "KEY_VAULT_URL"] {
             listed.remove(other);
         }
         assert_eq!(asked.into_inner().unwrap(), listed);
