@@ -472,6 +472,10 @@ async fn real_answers_match_the_document() {
         )
         .await;
     assert_eq!(status, 400);
+    let (status, _) = c
+        .check(post(webhook).body(vec![b' '; 1024 * 1024 + 1]), webhook)
+        .await;
+    assert_eq!(status, 413);
 
     // Payments without Stripe configured: 503, documented as `default`.
     let upgrade = "/api/billing/upgrade";
@@ -522,6 +526,7 @@ async fn paid_plan_answers_match_the_document() {
     let as_user = |r: reqwest::RequestBuilder| r.bearer_auth(&token);
     let get = |path: &str| app.client.get(app.url(path));
 
+    let mut answers = Vec::new();
     for path in [
         "/api/billing/subscription",
         "/api/billing/invoices",
@@ -529,7 +534,11 @@ async fn paid_plan_answers_match_the_document() {
     ] {
         let (status, body) = c.check(as_user(get(path)), path).await;
         assert_eq!(status, 200, "{path}: {body}");
+        answers.push(body);
     }
+    // The optional parts were there to check.
+    assert_eq!(answers[0]["plan"]["price"]["amount"], 9900);
+    assert_eq!(answers[1]["invoices"][0]["amount"], 9900);
     let annual = json!({"new_plan_id": "pro", "billing_interval": "annual"});
     let preview = "/api/billing/preview-change";
     assert_eq!(

@@ -16,6 +16,7 @@ use super::money::Money;
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[schema(description = "A plan, which is also its tier: free < pro < enterprise.")]
 pub enum PlanId {
     Free,
     Pro,
@@ -83,8 +84,9 @@ pub enum Feature {
 /// `None` means unlimited.
 pub type Limit = Option<u64>;
 
-/// A plan's limits; `null` means unlimited. (The schema attributes spell out
-/// the `Limit` alias, which the OpenAPI derive cannot see through.)
+/// A plan's limits; `null` means unlimited.
+// The schema attributes spell out the `Limit` alias, which the OpenAPI
+// derive cannot see through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Limits {
     #[schema(value_type = Option<u64>, required = true)]

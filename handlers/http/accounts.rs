@@ -17,9 +17,10 @@ use super::json::ApiJson;
 use super::openapi::JsonBodyErrors;
 use super::AppState;
 
-/// Deliberately no Debug: it holds a password. Plan and interval arrive as
-/// text so a wrong one is a 422 naming the field; the schema lists the
-/// values that are accepted.
+// Deliberately no Debug: it holds a password. Plan and interval arrive as
+// text so a wrong one is a 422 naming the field; the schema lists the
+// values that are accepted.
+/// A new account and the plan it starts on.
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     email: String,

@@ -1,5 +1,5 @@
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use crate::domain::subscription::{ScheduledChange, SubscriptionStatus};
 use crate::domain::user::User;
 
 use super::error::{ApiError, ErrorResponse};
-use super::json::ApiJson;
+use super::json::{unreadable, ApiJson};
 use super::metering::CurrentUser;
 use super::openapi::JsonBodyErrors;
 use super::AppState;
@@ -134,8 +134,9 @@ pub async fn subscription(
     Json(subscription_view(&state, &user.value))
 }
 
-/// Plan and interval arrive as text so a wrong one is a 422 naming the
-/// field; the schema lists the values that are accepted.
+// Plan and interval arrive as text so a wrong one is a 422 naming the
+// field; the schema lists the values that are accepted.
+/// The plan and interval to move to.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanChangeRequest {
@@ -424,13 +425,15 @@ pub struct WebhookAck {
     responses(
         (status = 200, description = "Received", body = WebhookAck),
         (status = 400, description = "`invalid_webhook`: unsigned, wrongly signed, stale or unreadable", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`: over `max_bytes` (1 MiB)", body = ErrorResponse),
     )
 )]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<WebhookAck>, ApiError> {
+    let body = body.map_err(unreadable)?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
