@@ -8,10 +8,9 @@ use uuid::Uuid;
 
 use crate::app::{RegisterInput, Registered, Session};
 use crate::domain::plan::{BillingInterval, PlanId};
-use crate::domain::subscription::{ScheduledChange, SubscriptionStatus};
 use crate::domain::user::User;
 
-use super::billing::Checkout;
+use super::billing::{Checkout, SubscriptionState};
 use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
 use super::openapi::JsonBodyErrors;
@@ -62,26 +61,14 @@ pub struct AccountSubscription {
     plan_id: PlanId,
     /// The same as `plan_id`: plans are tiers.
     tier: PlanId,
-    status: SubscriptionStatus,
-    billing_interval: BillingInterval,
     #[schema(required = true)]
     start_date: Option<DateTime<Utc>>,
     #[schema(required = true)]
     end_date: Option<DateTime<Utc>>,
     #[schema(required = true)]
-    renewal_date: Option<DateTime<Utc>>,
-    #[schema(required = true)]
-    current_period_end: Option<DateTime<Utc>>,
-    auto_renew: bool,
-    cancel_at_period_end: bool,
-    #[schema(required = true)]
-    grace_until: Option<DateTime<Utc>>,
-    #[schema(required = true)]
     trial_end: Option<DateTime<Utc>>,
-    #[schema(required = true)]
-    last_payment_status: Option<String>,
-    #[schema(required = true)]
-    scheduled_change: Option<ScheduledChange>,
+    #[serde(flatten)]
+    state: SubscriptionState,
 }
 
 impl From<&User> for Account {
@@ -95,18 +82,10 @@ impl From<&User> for Account {
             subscription: AccountSubscription {
                 plan_id: s.plan_id,
                 tier: s.plan_id,
-                status: s.status,
-                billing_interval: s.billing_interval,
                 start_date: s.start_date,
                 end_date: s.end_date,
-                renewal_date: s.renewal_date,
-                current_period_end: s.current_period_end,
-                auto_renew: s.auto_renew,
-                cancel_at_period_end: s.cancel_at_period_end,
-                grace_until: s.grace_until,
                 trial_end: s.trial_end,
-                last_payment_status: s.last_payment_status.clone(),
-                scheduled_change: s.scheduled_change.clone(),
+                state: s.into(),
             },
         }
     }

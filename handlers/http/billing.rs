@@ -13,7 +13,7 @@ use crate::domain::money::{format_decimal, Currency, Money};
 use crate::domain::plan::{BillingInterval, Limits, PlanId, Price};
 use crate::domain::ports::CheckoutSession;
 use crate::domain::records::Invoice;
-use crate::domain::subscription::{ScheduledChange, SubscriptionStatus};
+use crate::domain::subscription::{ScheduledChange, Subscription, SubscriptionStatus};
 use crate::domain::user::User;
 
 use super::error::{ApiError, ErrorResponse};
@@ -55,31 +55,54 @@ pub struct SubscribedPlan {
     limits: Limits,
 }
 
+/// Where a subscription stands in its billing cycle.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionState {
+    status: SubscriptionStatus,
+    billing_interval: BillingInterval,
+    #[schema(required = true)]
+    renewal_date: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    current_period_end: Option<DateTime<Utc>>,
+    auto_renew: bool,
+    cancel_at_period_end: bool,
+    /// While `past_due`, the paid plan holds until then.
+    #[schema(required = true)]
+    grace_until: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_payment_status: Option<String>,
+    /// A change that takes effect when the paid period ends.
+    #[schema(required = true)]
+    scheduled_change: Option<ScheduledChange>,
+}
+
+impl From<&Subscription> for SubscriptionState {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            status: s.status,
+            billing_interval: s.billing_interval,
+            renewal_date: s.renewal_date,
+            current_period_end: s.current_period_end,
+            auto_renew: s.auto_renew,
+            cancel_at_period_end: s.cancel_at_period_end,
+            grace_until: s.grace_until,
+            last_payment_status: s.last_payment_status.clone(),
+            scheduled_change: s.scheduled_change.clone(),
+        }
+    }
+}
+
 /// The subscription as the frontend shows it.
 #[derive(Serialize, ToSchema)]
 pub struct BillingSubscription {
     plan: SubscribedPlan,
     /// The plan whose limits apply now: Free while a paid plan is unpaid.
     effective_plan: PlanId,
-    status: SubscriptionStatus,
-    #[schema(required = true)]
-    renewal_date: Option<DateTime<Utc>>,
-    auto_renew: bool,
-    billing_interval: BillingInterval,
-    cancel_at_period_end: bool,
-    #[schema(required = true)]
-    current_period_end: Option<DateTime<Utc>>,
-    /// While `past_due`, the paid plan holds until then.
-    #[schema(required = true)]
-    grace_until: Option<DateTime<Utc>>,
-    #[schema(required = true)]
-    last_payment_status: Option<String>,
     /// A checkout this account is waiting on.
     #[schema(required = true)]
     pending_checkout_session_id: Option<String>,
-    /// A change that takes effect when the paid period ends.
-    #[schema(required = true)]
-    scheduled_change: Option<ScheduledChange>,
+    #[serde(flatten)]
+    state: SubscriptionState,
 }
 
 fn subscription_view(state: &AppState, user: &User) -> BillingSubscription {
@@ -95,16 +118,8 @@ fn subscription_view(state: &AppState, user: &User) -> BillingSubscription {
             limits: plan.limits.clone(),
         },
         effective_plan: state.billing.effective_plan(user).id,
-        status: sub.status,
-        renewal_date: sub.renewal_date,
-        auto_renew: sub.auto_renew,
-        billing_interval: sub.billing_interval,
-        cancel_at_period_end: sub.cancel_at_period_end,
-        current_period_end: sub.current_period_end,
-        grace_until: sub.grace_until,
-        last_payment_status: sub.last_payment_status.clone(),
         pending_checkout_session_id: sub.checkout_session_id.clone(),
-        scheduled_change: sub.scheduled_change.clone(),
+        state: sub.into(),
     }
 }
 

@@ -172,10 +172,12 @@ fn signed_in(op: &mut Operation) {
         "401",
         error_response("`unauthenticated`: no bearer token, or one that is invalid or expired"),
     );
-    if let Some(RefOr::T(r)) = responses(op).get_mut("401") {
-        r.headers
-            .insert("WWW-Authenticate".into(), string_header("`Bearer`"));
-    }
+    let unauthenticated = responses(op).get_mut("401").expect("just added");
+    add_header(
+        unauthenticated,
+        "WWW-Authenticate",
+        string_header("`Bearer`"),
+    );
     answer(
         op,
         "429",
