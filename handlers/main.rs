@@ -5,6 +5,8 @@
 //! handler functions write    regenerate functions/*/function.json from the route table
 //!                            and local.settings.json.example from the settings list
 //! handler functions check    fail if functions/ differs from the route table
+//! handler openapi write      regenerate openapi.json (the OpenAPI 3.1 document) from the code
+//! handler openapi check      fail if openapi.json differs from what the code generates
 //! handler stripe sync-catalog  create or update the Stripe products and prices of the plan catalog
 //! handler cosmos init        create the Cosmos DB database and containers (idempotent)
 
@@ -13,12 +15,13 @@ use std::process::ExitCode;
 
 use kraftd_billing::config::StoreConfig;
 use kraftd_billing::functions::manifest;
+use kraftd_billing::http::openapi;
 use kraftd_billing::payments::stripe::StripePayments;
 use kraftd_billing::store::cosmos;
 use kraftd_billing::{secrets, server};
 
-const USAGE: &str =
-    "usage: handler [serve | functions write [DIR] | functions check [DIR] | stripe sync-catalog | cosmos init]";
+const USAGE: &str = "usage: handler [serve | functions write [DIR] | functions check [DIR] | \
+                     openapi write [FILE] | openapi check [FILE] | stripe sync-catalog | cosmos init]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +30,8 @@ fn main() -> ExitCode {
         [] | ["serve"] => serve(),
         ["functions", "write", rest @ ..] => functions(rest, true),
         ["functions", "check", rest @ ..] => functions(rest, false),
+        ["openapi", "write", rest @ ..] => openapi_file(rest, true),
+        ["openapi", "check", rest @ ..] => openapi_file(rest, false),
         ["stripe", "sync-catalog"] => sync_catalog(),
         ["cosmos", "init"] => cosmos_init(),
         ["help" | "--help" | "-h"] => {
@@ -197,6 +202,33 @@ fn functions(rest: &[&str], write: bool) -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("{}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn openapi_file(rest: &[&str], write: bool) -> ExitCode {
+    let path = PathBuf::from(rest.first().copied().unwrap_or(openapi::FILE));
+    let result = if write {
+        openapi::write(&path).map(|()| {
+            println!("wrote {}", path.display());
+            true
+        })
+    } else {
+        let current = openapi::is_current(&path);
+        if let Ok(false) = current {
+            eprintln!(
+                "{} is out of date: run `cargo run --bin handler -- openapi write`",
+                path.display()
+            );
+        }
+        current
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
             ExitCode::FAILURE
         }
     }
