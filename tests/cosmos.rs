@@ -351,3 +351,47 @@ async fn throttling_storms_and_unavailability_lose_nothing_and_double_nothing() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_is_repeated_safely_and_an_increment_never_twice() {
+    use FaultInjectionErrorType::ResponseTimeoutAfterService as AppliedThenLost;
+    use FaultOperationType::{CreateItem, PatchItem};
+    // The service applied these writes, but their answers never arrived.
+    let creates = fault("create-lost", CreateItem, AppliedThenLost, 2);
+    let (store, _) = cosmos_memory::store_with(vec![creates.clone()]).await;
+    let app = TestApp::spawn_on(Arc::new(store), &[]).await;
+    app.free_user("lost@example.com").await;
+    assert_eq!(
+        creates.hit_count(),
+        2,
+        "the user document and its email claim"
+    );
+    assert_eq!(app.register("lost@example.com", "free").await.status(), 409);
+    let user = app.user("lost@example.com").await;
+
+    let patches = fault("patch-lost", PatchItem, AppliedThenLost, 1);
+    patches.disable();
+    let (store, _) = cosmos_memory::store_with(vec![patches.clone()]).await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let first = api_call(user.id, 10);
+    store.increment_usage(&first).await.unwrap(); // creates the counter
+    patches.enable();
+    let lost = store.increment_usage(&first).await;
+    assert_eq!(patches.hit_count(), 1);
+    eprintln!(
+        "DEBUG {lost:?} {:?}",
+        store
+            .usage(user.id, &[UsageKey::current(Metric::ApiCalls, Utc::now())])
+            .await
+    );
+    assert!(
+        lost.is_err(),
+        "an increment with a lost answer is reported, not repeated"
+    );
+    let key = UsageKey::current(Metric::ApiCalls, Utc::now());
+    assert_eq!(
+        store.usage(user.id, &[key]).await.unwrap(),
+        vec![2],
+        "it landed once: counted once, never twice"
+    );
+}

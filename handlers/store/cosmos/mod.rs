@@ -142,7 +142,7 @@ impl CosmosStore {
                     out.extend(items);
                     return Ok(out);
                 }
-                Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => {
+                Err(e) if (retryable(&e) || e.status().is_timeout()) && attempt < MAX_ATTEMPTS => {
                     attempt += 1;
                     tokio::time::sleep(backoff(&e, attempt)).await;
                 }
@@ -151,10 +151,45 @@ impl CosmosStore {
         }
     }
 
-    /// One request with bounded retries of what is safe to retry: throttling
-    /// and unavailability that Cosmos reports before applying anything. The
-    /// SDK already retries 429s a few times; this outlasts a longer storm.
+    /// One request with bounded retries: of throttling and unavailability,
+    /// which Cosmos reports before applying anything (the SDK retries 429s
+    /// a few times; this outlasts a longer storm), and of timeouts, whose
+    /// outcome is unknown. Every write but an increment is idempotent when
+    /// repeated: creates are insert-if-absent (409 means done), replaces
+    /// carry If-Match (a repeat gets 412 and the caller re-reads).
     async fn call<F, Fut>(&self, op: F) -> Result<ItemResponse, CosmosError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<ItemResponse, CosmosError>>,
+    {
+        self.call_retrying(op, |e| retryable(e) || e.status().is_timeout())
+            .await
+    }
+
+    /// Like `call`, for increments: one whose answer was lost (a timeout, a
+    /// 503 the transport made up) may have landed, and repeating it would
+    /// count twice, so that is an error; only refusals are retried.
+    async fn call_increment<F, Fut>(&self, op: F) -> Result<ItemResponse, CosmosError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<ItemResponse, CosmosError>>,
+    {
+        self.call_retrying(op, |e| {
+            let s = e.status();
+            s.is_throttled()
+                || s.is_retry_with()
+                || (s.is_service_unavailable()
+                    && e.is_from_wire()
+                    && !s.is_transport_generated_503())
+        })
+        .await
+    }
+
+    async fn call_retrying<F, Fut>(
+        &self,
+        op: F,
+        retry: impl Fn(&CosmosError) -> bool,
+    ) -> Result<ItemResponse, CosmosError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<ItemResponse, CosmosError>>,
@@ -164,7 +199,7 @@ impl CosmosStore {
             let result = op().await;
             self.meter.count(&result);
             match result {
-                Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => {
+                Err(e) if retry(&e) && attempt < MAX_ATTEMPTS => {
                     attempt += 1;
                     tokio::time::sleep(backoff(&e, attempt)).await;
                 }
@@ -178,7 +213,6 @@ const MAX_ATTEMPTS: u32 = 6;
 
 /// 429 (throttled) and 449 (retry with) are refused before anything is
 /// written; a 503 from the gateway means the write was not accepted either.
-/// Timeouts are ambiguous and are not retried here.
 fn retryable(e: &CosmosError) -> bool {
     let s = e.status();
     s.is_throttled() || s.is_retry_with() || s.is_service_unavailable()

@@ -60,7 +60,7 @@ impl CosmosStore {
         // whose outcome is unknown, so nothing is counted twice.
         let options = || PatchItemOptions::default().with_strategy(PatchStrategy::ServerSide);
         let patched = self
-            .call(|| {
+            .call_increment(|| {
                 self.usage.patch_item(
                     pk.clone(),
                     &id,
