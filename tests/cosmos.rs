@@ -378,12 +378,6 @@ async fn a_write_whose_answer_was_lost_is_repeated_safely_and_an_increment_never
     patches.enable();
     let lost = store.increment_usage(&first).await;
     assert_eq!(patches.hit_count(), 1);
-    eprintln!(
-        "DEBUG {lost:?} {:?}",
-        store
-            .usage(user.id, &[UsageKey::current(Metric::ApiCalls, Utc::now())])
-            .await
-    );
     assert!(
         lost.is_err(),
         "an increment with a lost answer is reported, not repeated"
