@@ -224,10 +224,7 @@ impl UsageStore for CosmosStore {
     }
 
     async fn usage(&self, user_id: UserId, keys: &[UsageKey]) -> Result<Vec<u64>, StoreError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            out.push(self.total(user_id, key).await?);
-        }
-        Ok(out)
+        // Point reads in parallel: one round trip of latency for the report.
+        futures::future::try_join_all(keys.iter().map(|key| self.total(user_id, key))).await
     }
 }
