@@ -67,6 +67,39 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("RUST_LOG", "info"),
 ];
 
+/// The settings the Function App in Azure must carry for the handler
+/// (infra/modules/function.bicep sets each; tests/infra.rs checks). The
+/// `COSMOS__*` names are also the Functions host's identity-based connection
+/// `COSMOS` of the change-feed trigger.
+// To reconcile with SETTINGS once Config reads the Azure ones.
+pub const AZURE_REQUIRED_SETTINGS: &[&str] = &[
+    "STORE",
+    "COSMOS__accountEndpoint",
+    "COSMOS__credential",
+    "COSMOS__clientId",
+    "COSMOS_DATABASE",
+    "AZURE_CLIENT_ID",
+    "KEY_VAULT_URL",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "CORS_ALLOWED_ORIGINS",
+    "CHECKOUT_SUCCESS_URL",
+    "CHECKOUT_CANCEL_URL",
+    "BILLING_PORTAL_RETURN_URL",
+    "UPGRADE_URL",
+    "EMAIL_FROM",
+    "LOG_FORMAT",
+];
+
+/// Key Vault secret names (read at start when `KEY_VAULT_URL` is set) and
+/// the setting each one supplies.
+pub const KEY_VAULT_SECRETS: &[(&str, &str)] = &[
+    ("stripe-secret-key", "STRIPE_SECRET_KEY"),
+    ("stripe-webhook-secret", "STRIPE_WEBHOOK_SECRET"),
+    ("jwt-secret", "JWT_SECRET"),
+    ("smtp-url", "SMTP_URL"),
+];
+
 /// Minimum HS256 secret length: shorter keys are guessable offline.
 const MIN_SECRET_BYTES: usize = 32;
 
