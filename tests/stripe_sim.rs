@@ -58,6 +58,8 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    // The tests build their own Stripe clients (see kraftd_billing::tls).
+    kraftd_billing::tls::install_crypto_provider();
     let clock = Arc::new(ManualClock::new(t0()));
     let sim = StripeSim::start(SimOptions {
         webhook_secret: SECRET.into(),
