@@ -78,6 +78,30 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("RUST_LOG", "info"),
 ];
 
+/// The settings the Function App in Azure must carry for the handler
+/// (infra/modules/function.bicep sets each; tests/infra.rs checks). The
+/// `COSMOS__*` names are also the Functions host's identity-based connection
+/// `COSMOS` of the change-feed trigger.
+pub const AZURE_REQUIRED_SETTINGS: &[&str] = &[
+    "STORE",
+    "COSMOS__accountEndpoint",
+    "COSMOS__credential",
+    "COSMOS__clientId",
+    "COSMOS_DATABASE",
+    "COSMOS_REGION",
+    "AZURE_CLIENT_ID",
+    "KEY_VAULT_URL",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "CORS_ALLOWED_ORIGINS",
+    "CHECKOUT_SUCCESS_URL",
+    "CHECKOUT_CANCEL_URL",
+    "BILLING_PORTAL_RETURN_URL",
+    "UPGRADE_URL",
+    "EMAIL_FROM",
+    "LOG_FORMAT",
+];
+
 /// Minimum HS256 secret length: shorter keys are guessable offline.
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -495,6 +519,17 @@ mod tests {
             listed.remove(other);
         }
         assert_eq!(asked.into_inner().unwrap(), listed);
+    }
+
+    #[test]
+    fn every_setting_azure_must_carry_is_one_the_handler_knows() {
+        for name in AZURE_REQUIRED_SETTINGS {
+            // COSMOS__credential is the Functions host's, for the trigger.
+            assert!(
+                *name == "COSMOS__credential" || SETTINGS.iter().any(|(s, _)| s == name),
+                "{name}"
+            );
+        }
     }
 
     #[test]

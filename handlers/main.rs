@@ -24,6 +24,7 @@ const USAGE: &str = "usage: handler [serve | functions write [DIR] | functions c
                      openapi write [FILE] | openapi check [FILE] | stripe sync-catalog | cosmos init]";
 
 fn main() -> ExitCode {
+    kraftd_billing::tls::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {

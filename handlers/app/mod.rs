@@ -22,7 +22,7 @@ pub use reconcile::ReconcileReport;
 pub use rollup::RollupReport;
 pub use subscriptions::{InvoicePage, Upgrade};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
-pub use webhooks::WebhookOutcome;
+pub use webhooks::{handled_event_types, WebhookOutcome};
 
 use crate::auth::token::Tokens;
 use crate::domain::clock::Clock;

@@ -22,6 +22,8 @@ pub enum WebhookOutcome {
     Ignored,
 }
 
+const CHECKOUT_COMPLETED: &str = "checkout.session.completed";
+
 const SUBSCRIPTION_EVENTS: [&str; 6] = [
     "customer.subscription.created",
     "customer.subscription.updated",
@@ -38,6 +40,14 @@ const INVOICE_EVENTS: [&str; 5] = [
     "invoice.payment_action_required",
     "invoice.finalized",
 ];
+
+/// Every event type this service acts on: the events to enable on the
+/// Stripe webhook endpoint (README "Deploy" lists them; tests/infra compares).
+pub fn handled_event_types() -> impl Iterator<Item = &'static str> {
+    std::iter::once(CHECKOUT_COMPLETED)
+        .chain(SUBSCRIPTION_EVENTS)
+        .chain(INVOICE_EVENTS)
+}
 
 impl Billing {
     /// Verifies and applies one delivery. Answers `Ok` only once the effect
@@ -79,7 +89,7 @@ impl Billing {
 
     async fn apply_event_to_user(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
         let kind = event.kind.as_str();
-        if kind == "checkout.session.completed" {
+        if kind == CHECKOUT_COMPLETED {
             // Whose it is, from the event alone; only then ask Stripe.
             let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
                 return Ok(WebhookOutcome::Ignored);
