@@ -16,3 +16,4 @@ pub mod payments;
 pub mod server;
 pub mod store;
 pub mod stripe_sim;
+pub mod tls;

@@ -98,7 +98,7 @@ async fn each_outbox_message_is_sent_once_whatever_shape_and_however_often_it_ar
     assert_eq!(files(&app.mail_dir()).len(), 2);
     for m in &outbox {
         assert_eq!(
-            app.store.outbox_status(&m.id).await.unwrap(),
+            app.store.outbox_status(m.user_id, &m.id).await.unwrap(),
             Some(("sent".into(), 1))
         );
     }
@@ -111,7 +111,12 @@ async fn a_sender_that_died_after_claiming_is_replaced_once_its_lease_runs_out()
     // Another instance claimed the first message and died before sending.
     let claimed = app
         .store
-        .claim_outbox(&outbox[0].id, app.clock_now(), chrono::Duration::minutes(5))
+        .claim_outbox(
+            outbox[0].user_id,
+            &outbox[0].id,
+            app.clock_now(),
+            chrono::Duration::minutes(5),
+        )
         .await
         .unwrap();
     assert!(claimed.is_some());
@@ -143,7 +148,10 @@ async fn a_send_that_keeps_failing_is_retried_then_marked_failed_never_lost_sile
         let (status, log) = invoke(&app, first.clone()).await;
         assert_eq!(status, 500, "the host must retry: {log}");
         assert_eq!(
-            app.store.outbox_status(&outbox[0].id).await.unwrap(),
+            app.store
+                .outbox_status(outbox[0].user_id, &outbox[0].id)
+                .await
+                .unwrap(),
             Some(("pending".into(), attempt))
         );
     }
@@ -153,7 +161,10 @@ async fn a_send_that_keeps_failing_is_retried_then_marked_failed_never_lost_sile
         (200, "emails: sent 0, skipped 0, retrying 0, failed 1")
     );
     assert_eq!(
-        app.store.outbox_status(&outbox[0].id).await.unwrap(),
+        app.store
+            .outbox_status(outbox[0].user_id, &outbox[0].id)
+            .await
+            .unwrap(),
         Some(("failed".into(), 5))
     );
     let (_, log) = invoke(&app, first).await;

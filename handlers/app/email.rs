@@ -36,7 +36,11 @@ impl Billing {
         let mut report = DeliveryReport::default();
         for candidate in messages {
             let now = self.clock.now();
-            let Some(message) = self.store.claim_outbox(&candidate.id, now, LEASE).await? else {
+            let Some(message) = self
+                .store
+                .claim_outbox(candidate.user_id, &candidate.id, now, LEASE)
+                .await?
+            else {
                 report.skipped += 1;
                 continue;
             };
@@ -45,7 +49,9 @@ impl Billing {
                     error: "the user no longer exists".into(),
                     give_up: true,
                 };
-                self.store.finish_outbox(&message.id, &gone, now).await?;
+                self.store
+                    .finish_outbox(message.user_id, &message.id, &gone, now)
+                    .await?;
                 report.failed += 1;
                 continue;
             };
@@ -53,14 +59,19 @@ impl Billing {
             match self.mailer.send(&email).await {
                 Ok(()) => {
                     self.store
-                        .finish_outbox(&message.id, &SendResult::Sent, self.clock.now())
+                        .finish_outbox(
+                            message.user_id,
+                            &message.id,
+                            &SendResult::Sent,
+                            self.clock.now(),
+                        )
                         .await?;
                     report.sent += 1;
                 }
                 Err(e) => {
                     let attempts = self
                         .store
-                        .outbox_status(&message.id)
+                        .outbox_status(message.user_id, &message.id)
                         .await?
                         .map_or(0, |(_, n)| n);
                     let give_up = attempts >= MAX_ATTEMPTS;
@@ -76,7 +87,7 @@ impl Billing {
                         give_up,
                     };
                     self.store
-                        .finish_outbox(&message.id, &result, self.clock.now())
+                        .finish_outbox(message.user_id, &message.id, &result, self.clock.now())
                         .await?;
                 }
             }

@@ -118,6 +118,7 @@ pub trait Outbox: Send + Sync {
     /// the attempt. Two deliveries of one message never both get it.
     async fn claim_outbox(
         &self,
+        user_id: UserId,
         id: &str,
         now: DateTime<Utc>,
         lease: chrono::Duration,
@@ -125,6 +126,7 @@ pub trait Outbox: Send + Sync {
     /// Records how a claimed send ended.
     async fn finish_outbox(
         &self,
+        user_id: UserId,
         id: &str,
         result: &SendResult,
         now: DateTime<Utc>,
@@ -138,7 +140,11 @@ pub trait Outbox: Send + Sync {
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Where a message stands: "pending", "sending", "sent" or "failed", and its attempts.
-    async fn outbox_status(&self, id: &str) -> Result<Option<(String, u32)>, StoreError>;
+    async fn outbox_status(
+        &self,
+        user_id: UserId,
+        id: &str,
+    ) -> Result<Option<(String, u32)>, StoreError>;
 }
 
 /// How one send attempt ended.

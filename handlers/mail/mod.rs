@@ -51,6 +51,7 @@ impl SmtpMailer {
     /// `smtps://user:pass@host:465` (TLS), `smtp://user:pass@host:587?tls=required`
     /// (STARTTLS), or plain `smtp://host:port` for a relay on loopback.
     pub fn new(url: &str, from: Mailbox) -> Result<Self, String> {
+        crate::tls::install_crypto_provider();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| e.to_string())?
             .timeout(Some(std::time::Duration::from_secs(20)))

@@ -75,6 +75,7 @@ pub struct StripePayments {
 
 impl StripePayments {
     pub fn new(settings: StripeSettings, catalog: Catalog) -> Result<Self, PaymentsError> {
+        crate::tls::install_crypto_provider();
         let mut builder = ClientBuilder::new(settings.secret_key.expose());
         if let Some(base) = &settings.api_base {
             builder = builder.url(base.trim_end_matches('/'));

@@ -467,6 +467,7 @@ impl Outbox for SqliteStore {
 
     async fn claim_outbox(
         &self,
+        user_id: UserId,
         id: &str,
         now: DateTime<Utc>,
         lease: chrono::Duration,
@@ -476,10 +477,16 @@ impl Outbox for SqliteStore {
             let doc: Option<String> = c
                 .prepare_cached(
                     "UPDATE outbox SET status = 'sending', claimed_at = ?2, attempts = attempts + 1
-                     WHERE id = ?1 AND (status = 'pending' OR (status = 'sending' AND claimed_at <= ?3))
+                     WHERE id = ?1 AND user_id = ?4
+                       AND (status = 'pending' OR (status = 'sending' AND claimed_at <= ?3))
                      RETURNING doc",
                 )
-                .and_then(|mut stmt| returning(&mut stmt, params![id, ms(now), ms(now - lease)]))
+                .and_then(|mut stmt| {
+                    returning(
+                        &mut stmt,
+                        params![id, ms(now), ms(now - lease), user_id.to_string()],
+                    )
+                })
                 .map_err(unavailable)?;
             doc.map(|d| from_json(&d)).transpose()
         })
@@ -488,6 +495,7 @@ impl Outbox for SqliteStore {
 
     async fn finish_outbox(
         &self,
+        user_id: UserId,
         id: &str,
         result: &SendResult,
         now: DateTime<Utc>,
@@ -508,10 +516,10 @@ impl Outbox for SqliteStore {
             c.prepare_cached(
                 "UPDATE outbox SET status = ?2, last_error = ?3,
                     sent_at = CASE WHEN ?2 = 'sent' THEN ?4 ELSE sent_at END
-                 WHERE id = ?1 AND status = 'sending'",
+                 WHERE id = ?1 AND user_id = ?5 AND status = 'sending'",
             )
             .map_err(unavailable)?
-            .execute(params![id, status, error, ms(now)])
+            .execute(params![id, status, error, ms(now), user_id.to_string()])
             .map_err(unavailable)?;
             Ok(())
         })
@@ -543,12 +551,18 @@ impl Outbox for SqliteStore {
         .await
     }
 
-    async fn outbox_status(&self, id: &str) -> Result<Option<(String, u32)>, StoreError> {
+    async fn outbox_status(
+        &self,
+        user_id: UserId,
+        id: &str,
+    ) -> Result<Option<(String, u32)>, StoreError> {
         let id = id.to_owned();
         self.with_conn(move |c| {
-            c.prepare_cached("SELECT status, attempts FROM outbox WHERE id = ?1")
+            c.prepare_cached("SELECT status, attempts FROM outbox WHERE id = ?1 AND user_id = ?2")
                 .map_err(unavailable)?
-                .query_row([id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u32)))
+                .query_row([id, user_id.to_string()], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u32))
+                })
                 .optional()
                 .map_err(unavailable)
         })

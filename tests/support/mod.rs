@@ -2,6 +2,7 @@
 //! file and a clock the test controls, plus small request helpers.
 #![allow(dead_code)]
 
+pub mod cosmos_server;
 pub mod store_contract;
 
 use std::collections::HashMap;

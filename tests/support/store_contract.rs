@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use kraftd_billing::domain::money::Money;
-use kraftd_billing::domain::ports::{Etag, Store, StoreError};
+use kraftd_billing::domain::ports::{Etag, SendResult, Store, StoreError};
 use std::collections::BTreeMap;
 
 use kraftd_billing::domain::plan::PlanId;
@@ -50,6 +50,7 @@ macro_rules! store_contract_tests {
             case!(webhook_events_are_claimed_once);
             case!(retention_purges_only_what_expired);
             case!(outbox_writes_are_atomic_with_the_user_and_idempotent);
+            case!(outbox_claims_are_exclusive_until_the_lease_ends);
             case!(stale_subscriptions_are_listed_most_overdue_first);
             case!(rollups_recompute_pages_of_users_of_one_day);
         }
@@ -467,6 +468,103 @@ pub async fn outbox_writes_are_atomic_with_the_user_and_idempotent(s: Arc<dyn St
         .collect();
     assert_eq!(ids, ["m1", "m3", "m4"]);
     assert!(s.outbox_for_user(UserId::new()).await.unwrap().is_empty());
+}
+
+pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>) {
+    let u = UserId::new();
+    let now = time(NOON);
+    let lease = Duration::minutes(5);
+    s.enqueue(&[message(u, "c1"), message(u, "c2")])
+        .await
+        .unwrap();
+    let pending: Vec<String> = s
+        .pending_outbox(now, lease, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(pending, ["c1", "c2"]);
+
+    // Two senders race for one message: exactly one gets it.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_outbox(u, "c1", now, lease).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += r.await.unwrap().is_some() as u32;
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(
+        s.outbox_status(u, "c1").await.unwrap(),
+        Some(("sending".into(), 1))
+    );
+    // Another user's id never reaches this user's message.
+    assert!(s
+        .claim_outbox(UserId::new(), "c2", now, lease)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(s.outbox_status(UserId::new(), "c2").await.unwrap(), None);
+
+    // A sender that crashed loses its claim when the lease ends.
+    let later = now + lease;
+    assert!(s
+        .claim_outbox(u, "c1", now + Duration::minutes(1), lease)
+        .await
+        .unwrap()
+        .is_none());
+    let pending: Vec<String> = s
+        .pending_outbox(later, lease, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(pending, ["c1", "c2"]);
+    assert!(s
+        .claim_outbox(u, "c1", later, lease)
+        .await
+        .unwrap()
+        .is_some());
+    let retry = SendResult::Failed {
+        error: "smtp 451".into(),
+        give_up: false,
+    };
+    s.finish_outbox(u, "c1", &retry, later).await.unwrap();
+    assert_eq!(
+        s.outbox_status(u, "c1").await.unwrap(),
+        Some(("pending".into(), 2))
+    );
+    assert!(s
+        .claim_outbox(u, "c1", later, lease)
+        .await
+        .unwrap()
+        .is_some());
+    s.finish_outbox(u, "c1", &SendResult::Sent, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.outbox_status(u, "c1").await.unwrap(),
+        Some(("sent".into(), 3))
+    );
+    // Sent is final: no claim, and not pending.
+    assert!(s
+        .claim_outbox(u, "c1", later + lease, lease)
+        .await
+        .unwrap()
+        .is_none());
+    let pending: Vec<String> = s
+        .pending_outbox(later + lease, lease, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(pending, ["c2"]);
 }
 
 pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>) {

@@ -1,0 +1,135 @@
+//! The daily rollup. Users active on a day are listed in that day's index
+//! partition of `usage_records`, so a page of them is one single-partition
+//! query; each user's month is then one query in their own partition.
+
+use async_trait::async_trait;
+use azure_data_cosmos::{FeedScope, Query};
+use chrono::{NaiveDate, Utc};
+
+use super::docs::{self, CounterDoc, CursorDoc, SummaryDoc};
+use super::{brief, unavailable, CosmosStore};
+use crate::domain::ports::{Rollups, StoreError};
+use crate::domain::usage::{Metric, MonthlySummary, Window};
+use crate::domain::user::UserId;
+
+const CURSOR_ID: &str = "rollup-cursor";
+
+fn summary_id(month: Window) -> String {
+    format!("summary:{}", docs::ms(month.start))
+}
+
+impl CosmosStore {
+    async fn summarise(&self, user: UserId, month: Window) -> Result<MonthlySummary, StoreError> {
+        let query = Query::from(
+            "SELECT * FROM c WHERE c.user_id = @u AND c.type = @t AND c.window_start >= @from AND c.window_start < @to",
+        )
+        .with_parameter("@u", docs::pk(user))
+        .and_then(|q| q.with_parameter("@t", docs::USAGE))
+        .and_then(|q| q.with_parameter("@from", docs::ms(month.start)))
+        .and_then(|q| q.with_parameter("@to", docs::ms(month.end)))
+        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        let counters: Vec<CounterDoc> = self
+            .query(&self.usage, query, FeedScope::partition(docs::pk(user)))
+            .await?;
+        let sum = |metric: Metric| {
+            counters
+                .iter()
+                .filter(|c| c.metric == metric.as_str())
+                .map(|c| c.quantity.max(0) as u64)
+                .sum()
+        };
+        Ok(MonthlySummary {
+            user_id: user,
+            month,
+            api_calls: sum(Metric::ApiCalls),
+            documents: sum(Metric::Documents),
+            exports: sum(Metric::Exports),
+        })
+    }
+}
+
+#[async_trait]
+impl Rollups for CosmosStore {
+    async fn rollup_cursor(&self) -> Result<Option<NaiveDate>, StoreError> {
+        Ok(self
+            .read_doc::<CursorDoc>(&self.lookups, CURSOR_ID, CURSOR_ID)
+            .await?
+            .map(|(c, _)| c.day))
+    }
+
+    async fn set_rollup_cursor(&self, day: NaiveDate) -> Result<(), StoreError> {
+        let doc = CursorDoc {
+            id: CURSOR_ID.into(),
+            day,
+        };
+        self.call(|| self.lookups.upsert_item(CURSOR_ID, CURSOR_ID, &doc, None))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
+    async fn roll_up_day(
+        &self,
+        day: Window,
+        month: Window,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<MonthlySummary>, StoreError> {
+        let query = Query::from(format!(
+            "SELECT TOP {} VALUE c.id FROM c WHERE c.user_id = @day AND c.type = @t AND c.id > @after ORDER BY c.id",
+            limit.max(1)
+        ))
+        .with_parameter("@day", docs::day_partition(day.start.date_naive()))
+        .and_then(|q| q.with_parameter("@t", docs::ACTIVE))
+        .and_then(|q| q.with_parameter("@after", after.map(|u| u.to_string()).unwrap_or_default()))
+        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        let partition = docs::day_partition(day.start.date_naive());
+        let mut users: Vec<String> = self
+            .query(&self.usage, query, FeedScope::partition(partition))
+            .await?;
+        users.sort();
+        users.truncate(limit);
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            let user = docs::parse_user_id(&user)?;
+            let summary = self.summarise(user, month).await?;
+            let doc = SummaryDoc {
+                id: summary_id(month),
+                user_id: docs::pk(user),
+                kind: docs::SUMMARY.into(),
+                month_start: docs::ms(month.start),
+                month_end: docs::ms(month.end),
+                api_calls: summary.api_calls,
+                documents: summary.documents,
+                exports: summary.exports,
+                updated_at: docs::ms(Utc::now()),
+                ttl: -1,
+            };
+            self.call(|| {
+                self.usage
+                    .upsert_item(doc.user_id.clone(), &doc.id, &doc, None)
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+            out.push(summary);
+        }
+        Ok(out)
+    }
+
+    async fn monthly_summary(
+        &self,
+        user_id: UserId,
+        month: Window,
+    ) -> Result<Option<MonthlySummary>, StoreError> {
+        let found = self
+            .read_doc::<SummaryDoc>(&self.usage, &docs::pk(user_id), &summary_id(month))
+            .await?;
+        Ok(found.map(|(d, _)| MonthlySummary {
+            user_id,
+            month,
+            api_calls: d.api_calls,
+            documents: d.documents,
+            exports: d.exports,
+        }))
+    }
+}
