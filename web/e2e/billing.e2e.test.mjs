@@ -226,3 +226,23 @@ test('the API\'s own messages are shown for bad sign-ups and sign-ins', async (t
     await page.context().close();
   }
 });
+
+test('leaving the checkout comes back to the pricing page, and the account waits for payment', async (t) => {
+  const page = await newPage();
+  try {
+    await withFailureScreenshot(page, t.name, async () => {
+      await page.goto(`${service.base}/register?plan=pro&interval=monthly`);
+      await register(page, { email: newEmail('linus'), name: 'Linus', submit: 'Create account and pay' });
+      await page.waitForURL(/\/sim\/checkout\//);
+      await page.getByRole('link', { name: 'Cancel and go back' }).click();
+      await page.waitForURL(`${service.base}/pricing`);
+      await page.getByRole('navigation').getByRole('link', { name: 'Account' }).click();
+      assert.match(await currentPlan(page), /Plan Professional Status Awaiting payment/);
+      await page.getByText('The payment for Professional has not been completed.', { exact: false }).waitFor();
+      // Free's limits hold meanwhile.
+      await page.locator('.usage[data-metric="documents"]').getByText(`0 of ${FREE_DOCS_LIMIT} documents`).waitFor();
+    });
+  } finally {
+    await page.context().close();
+  }
+});

@@ -58,3 +58,8 @@ describe('UsageBar', () => {
     expect(screen.getByText('7 documents · unlimited')).toBeTruthy();
   });
 });
+
+test('a limit of one takes the singular', () => {
+  render(<UsageBar reading={{ ...reading(0, 1), metric: 'team_members', limit_name: 'team_members', window: null, resets_at: null }} />);
+  expect(screen.getByText('0 of 1 member')).toBeTruthy();
+});

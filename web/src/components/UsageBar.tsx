@@ -1,12 +1,12 @@
 import type { MeterReading } from '../api/types';
 import { formatCount, formatDate } from '../format';
 
-const LABELS: Record<MeterReading['metric'], { name: string; unit: string }> = {
-  documents: { name: 'Documents this month', unit: 'documents' },
-  api_calls: { name: 'API calls today', unit: 'calls' },
-  exports: { name: 'Exports this month', unit: 'exports' },
-  storage_mb: { name: 'Storage', unit: 'MB' },
-  team_members: { name: 'Team members', unit: 'members' },
+const LABELS: Record<MeterReading['metric'], { name: string; one: string; many: string }> = {
+  documents: { name: 'Documents this month', one: 'document', many: 'documents' },
+  api_calls: { name: 'API calls today', one: 'call', many: 'calls' },
+  exports: { name: 'Exports this month', one: 'export', many: 'exports' },
+  storage_mb: { name: 'Storage', one: 'MB', many: 'MB' },
+  team_members: { name: 'Team members', one: 'member', many: 'members' },
 };
 
 export type UsageLevel = 'ok' | 'warning' | 'full';
@@ -26,7 +26,9 @@ const LEVEL_TEXT: Record<UsageLevel, string> = {
 
 /** Usage against one limit, as a bar whose state is also said in words. */
 export function UsageBar({ reading }: { reading: MeterReading }) {
-  const { name, unit } = LABELS[reading.metric];
+  const { name, one, many } = LABELS[reading.metric];
+  // "1 document", "0 of 1 member", "3 of 50 documents": the last number decides.
+  const unit = (n: number) => (n === 1 ? one : many);
   const id = `usage-${reading.metric}`;
   if (reading.limit === null) {
     return (
@@ -35,7 +37,7 @@ export function UsageBar({ reading }: { reading: MeterReading }) {
           {name}
         </span>
         <span className="usage-text">
-          {formatCount(reading.used)} {unit} · unlimited
+          {formatCount(reading.used)} {unit(reading.used)} · unlimited
         </span>
       </div>
     );
@@ -43,7 +45,7 @@ export function UsageBar({ reading }: { reading: MeterReading }) {
   const limit = reading.limit;
   const level = usageLevel(reading.used, limit);
   const percent = limit === 0 ? 100 : Math.min(100, Math.round((reading.used * 100) / limit));
-  const text = `${formatCount(reading.used)} of ${formatCount(limit)} ${unit}`;
+  const text = `${formatCount(reading.used)} of ${formatCount(limit)} ${unit(limit)}`;
   return (
     <div className="usage" data-metric={reading.metric} data-level={level}>
       <span id={id} className="usage-name">

@@ -205,6 +205,12 @@ function CurrentPlan({
           then.
         </p>
       )}
+      {sub.status === 'incomplete' && (
+        <p className="warning-text">
+          The payment for {sub.plan.name} has not been completed. Until it is, the Free plan’s limits
+          apply.
+        </p>
+      )}
       {sub.status === 'past_due' && (
         <p className="warning-text">
           Your last payment failed. Update your payment details to keep {sub.plan.name}.

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { api, call } from '../api/client';
-import type { BillingInterval } from '../api/types';
+import type { BillingInterval, PlanId } from '../api/types';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { Field, FORM_ERROR_ID } from '../components/Field';
 import { formatMoney } from '../format';
@@ -8,10 +8,14 @@ import { Link, navigate, useLocation } from '../router';
 import { signIn } from '../session';
 import { useLoad } from '../useLoad';
 
+function asPlanId(raw: string | null): PlanId {
+  return raw === 'pro' || raw === 'enterprise' ? raw : 'free';
+}
+
 export function RegisterPage() {
   const { search } = useLocation();
   const plans = useLoad(() => call(api.GET('/api/plans')).then((r) => r.plans), []);
-  const [planId, setPlanId] = useState(search.get('plan') ?? 'free');
+  const [planId, setPlanId] = useState<PlanId>(asPlanId(search.get('plan')));
   const [interval, setInterval] = useState<BillingInterval>(
     search.get('interval') === 'annual' ? 'annual' : 'monthly',
   );
@@ -76,7 +80,7 @@ export function RegisterPage() {
         />
         <div className="field">
           <label htmlFor="field-plan">Plan</label>
-          <select id="field-plan" value={planId} onChange={(e) => setPlanId(e.target.value)}>
+          <select id="field-plan" value={planId} onChange={(e) => setPlanId(asPlanId(e.target.value))}>
             {selfServe.map((p) => (
               <option key={p.id} value={p.id}>
                 {p.name}
