@@ -122,8 +122,9 @@ export async function withFailureScreenshot(page, name, body) {
 }
 
 let counter = 0;
-/** A fresh address per user, so tests never collide in one data directory. */
+/** A fresh address per user within the run (each run has its own data
+ * directory), the same from run to run so screenshots stay comparable. */
 export function newEmail(name) {
   counter += 1;
-  return `${name}+${process.pid}-${counter}@example.com`;
+  return `${name}.${counter}@example.com`;
 }
