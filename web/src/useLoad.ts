@@ -21,7 +21,6 @@ export function useLoad<T>(load: () => Promise<T>, key: unknown[]): Loaded<T> {
     return () => {
       stale = true;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...key, round]);
   const reload = useCallback(() => setRound((r) => r + 1), []);
   return { data, error, reload, set: setData };

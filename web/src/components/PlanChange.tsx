@@ -46,7 +46,6 @@ export function PlanChange({
     return () => {
       stale = true;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [target.planId, target.interval]);
 
   async function confirm() {
