@@ -8,7 +8,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const WEB = resolve(here, '..');
@@ -103,7 +107,24 @@ export async function startBrowser() {
   });
 }
 
+/**
+ * The WCAG 2 A and AA rules axe-core checks (labels, names, contrast,
+ * landmarks, ARIA use) on the page as it is now: a list of what fails.
+ */
+export async function accessibilityViolations(page) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }),
+  );
+  return result.violations.map(
+    (v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`,
+  );
+}
+
+/** A picture of the page for the README, once it passes the accessibility rules. */
 export async function screenshot(page, name) {
+  const violations = await accessibilityViolations(page);
+  if (violations.length) throw new Error(`${name}: accessibility violations:\n${violations.join('\n')}`);
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
