@@ -10,6 +10,7 @@ use base64::Engine;
 
 use crate::auth::token::{TokenSettings, Tokens};
 use crate::domain::plan::LimitOverrides;
+use crate::store::cosmos::client::CosmosSettings;
 
 /// A secret value: never printed, not even by `{:?}`.
 #[derive(Clone)]
@@ -37,6 +38,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("BIND_ADDRESS", "127.0.0.1"),
     ("DATA_DIR", ".local"),
     ("STORE", "sqlite"),
+    ("COSMOS__accountEndpoint", ""),
+    ("COSMOS__clientId", ""),
+    ("AZURE_CLIENT_ID", ""),
+    ("COSMOS_KEY", ""),
+    ("COSMOS_DATABASE", "billing"),
+    ("COSMOS_REGION", "East US"),
     (
         "JWT_SECRET",
         "replace-with-at-least-32-random-characters-0123456789",
@@ -99,6 +106,15 @@ fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Where the service keeps its data.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// One SQLite file under `DATA_DIR`: the default for local runs.
+    Sqlite,
+    /// Cosmos DB: `STORE=cosmos`, or implied by `COSMOS__accountEndpoint`.
+    Cosmos(CosmosSettings),
+}
+
 /// Stripe access. Absent locally means "run the offline simulator".
 #[derive(Clone, Debug)]
 pub struct StripeConfig {
@@ -110,6 +126,7 @@ pub struct StripeConfig {
 pub struct Config {
     pub mode: RunMode,
     pub listen: SocketAddr,
+    pub store: StoreConfig,
     pub data_dir: PathBuf,
     pub tokens: TokenSettings,
     pub limits: LimitOverrides,
@@ -170,15 +187,40 @@ impl Config {
             }
         };
 
-        match get("STORE").as_deref() {
-            None | Some("sqlite") => {}
-            Some(other) => {
+        let cosmos_endpoint = get("COSMOS__accountEndpoint");
+        let store = match (get("STORE").as_deref(), cosmos_endpoint) {
+            (Some("sqlite"), _) | (None, None) => StoreConfig::Sqlite,
+            (Some("cosmos"), None) => {
                 return Err(bad(
-                    "STORE",
-                    format!("{other:?} is not a store this build has (sqlite)"),
+                    "COSMOS__accountEndpoint",
+                    "is required with STORE=cosmos (https://<account>.documents.azure.com:443/)",
                 ))
             }
-        }
+            (Some("cosmos") | None, Some(endpoint)) => {
+                let endpoint = url_setting("COSMOS__accountEndpoint", endpoint)?;
+                let settings = CosmosSettings {
+                    endpoint,
+                    key: get("COSMOS_KEY").map(Secret::new),
+                    client_id: get("COSMOS__clientId").or_else(|| get("AZURE_CLIENT_ID")),
+                    database: get("COSMOS_DATABASE")
+                        .unwrap_or_else(|| crate::store::cosmos::layout::DEFAULT_DATABASE.into()),
+                    region: get("COSMOS_REGION").unwrap_or_else(|| "East US".into()),
+                };
+                if settings.key.is_some() && !settings.is_emulator() {
+                    return Err(bad(
+                        "COSMOS_KEY",
+                        "is only for emulators on loopback; in Azure the managed identity signs in",
+                    ));
+                }
+                StoreConfig::Cosmos(settings)
+            }
+            (Some(other), _) => {
+                return Err(bad(
+                    "STORE",
+                    format!("{other:?} is not a store this build has (sqlite, cosmos)"),
+                ))
+            }
+        };
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| ".local".into()));
 
         let hs256_secret = match get("JWT_SECRET") {
@@ -362,6 +404,7 @@ impl Config {
         let config = Self {
             mode,
             listen,
+            store,
             data_dir,
             tokens,
             limits,

@@ -6,17 +6,19 @@
 //!                            and local.settings.json.example from the settings list
 //! handler functions check    fail if functions/ differs from the route table
 //! handler stripe sync-catalog  create or update the Stripe products and prices of the plan catalog
+//! handler cosmos init        create the Cosmos DB database and containers (idempotent)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kraftd_billing::config::Config;
+use kraftd_billing::config::{Config, StoreConfig};
 use kraftd_billing::functions::manifest;
 use kraftd_billing::payments::stripe::StripePayments;
 use kraftd_billing::server;
+use kraftd_billing::store::cosmos;
 
 const USAGE: &str =
-    "usage: handler [serve | functions write [DIR] | functions check [DIR] | stripe sync-catalog]";
+    "usage: handler [serve | functions write [DIR] | functions check [DIR] | stripe sync-catalog | cosmos init]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         ["functions", "write", rest @ ..] => functions(rest, true),
         ["functions", "check", rest @ ..] => functions(rest, false),
         ["stripe", "sync-catalog"] => sync_catalog(),
+        ["cosmos", "init"] => cosmos_init(),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -88,6 +91,63 @@ fn sync_catalog() -> ExitCode {
         }
         Ok(report) => {
             for line in report {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates what `STORE=cosmos` needs, for emulators and first deployments
+/// (Bicep does the same in Azure), then prints each container as it stands.
+fn cosmos_init() -> ExitCode {
+    let result = Config::from_env()
+        .map_err(|e| e.to_string())
+        .and_then(|config| match config.store {
+            StoreConfig::Cosmos(settings) => Ok(settings),
+            StoreConfig::Sqlite => Err(
+                "configuration error: COSMOS__accountEndpoint: is required to initialise Cosmos DB"
+                    .into(),
+            ),
+        })
+        .and_then(|settings| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let client = cosmos::client::connect(&settings)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let created = cosmos::init(&client, &settings.database)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut lines: Vec<String> = created
+                    .into_iter()
+                    .map(|c| format!("created {c}"))
+                    .collect();
+                for spec in cosmos::layout::CONTAINERS {
+                    let (paths, ttl) = cosmos::describe(&client, &settings.database, spec.name)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let ttl = ttl.map_or("off".to_owned(), |t| t.to_string());
+                    lines.push(format!(
+                        "{}/{}: partition key {}, default TTL {ttl}",
+                        settings.database,
+                        spec.name,
+                        paths.join(",")
+                    ));
+                }
+                Ok::<_, String>(lines)
+            })
+        });
+    match result {
+        Ok(lines) => {
+            for line in lines {
                 println!("{line}");
             }
             ExitCode::SUCCESS

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::app::email_templates::Links;
 use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::{password, token::Tokens};
-use crate::config::{Config, ConfigError, LogFormat, RunMode, Secret, StripeConfig};
+use crate::config::{Config, ConfigError, LogFormat, RunMode, Secret, StoreConfig, StripeConfig};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::plan::Catalog;
 use crate::domain::ports::{Mailer, Payments, Store, StoreError, WebhookVerifier};
@@ -18,6 +18,7 @@ use crate::mail::{FileMailer, SmtpMailer};
 use crate::payments::stripe::{StripePayments, StripeSettings};
 use crate::payments::webhook::StripeWebhookVerifier;
 use crate::payments::PaymentsNotConfigured;
+use crate::store::cosmos::{self, client::CosmosSettings, CosmosStore};
 use crate::store::SqliteStore;
 use crate::stripe_sim::{SimOptions, StripeSim};
 
@@ -45,6 +46,17 @@ pub struct Adapters {
 }
 
 impl Adapters {
+    /// The configured store and payment provider: Cosmos DB is connected
+    /// now (bounded), so a wrong endpoint or a missing role stops start-up.
+    pub async fn configured(config: &Config) -> Result<Self, StartError> {
+        match &config.store {
+            StoreConfig::Sqlite => Self::embedded(config),
+            StoreConfig::Cosmos(settings) => {
+                Self::on_store(config, Arc::new(open_cosmos(settings).await?))
+            }
+        }
+    }
+
     /// The embedded store and the configured payment provider. The data
     /// directory is created (and so checked) now; the database file opens in
     /// the background, off the start-up path.
@@ -54,6 +66,10 @@ impl Adapters {
             source: StoreError::Unavailable(e.to_string()),
         })?;
         let store = SqliteStore::open_in_background(&config.data_dir.join("billing.sqlite3"));
+        Self::on_store(config, Arc::new(store))
+    }
+
+    fn on_store(config: &Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let payments: Arc<dyn Payments> = match &config.stripe {
             Some(stripe) => Arc::new(
                 StripePayments::new(stripe_settings(config, stripe), catalog(config)).map_err(
@@ -66,12 +82,36 @@ impl Adapters {
             None => Arc::new(PaymentsNotConfigured),
         };
         Ok(Self {
-            store: Arc::new(store),
+            store,
             payments,
             webhooks: Arc::new(StripeWebhookVerifier::new(config.webhook_secrets.clone())),
             mailer: mailer(config)?,
             clock: Arc::new(SystemClock),
         })
+    }
+}
+
+/// How long start-up waits for Cosmos DB before giving up.
+const COSMOS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+pub async fn open_cosmos(settings: &CosmosSettings) -> Result<CosmosStore, StartError> {
+    let failed = |source| StartError::Store {
+        dir: format!(
+            "Cosmos DB {} (database {})",
+            settings.endpoint, settings.database
+        ),
+        source,
+    };
+    let open = async {
+        let client = cosmos::client::connect(settings).await?;
+        CosmosStore::open(&client, &settings.database).await
+    };
+    match tokio::time::timeout(COSMOS_CONNECT_TIMEOUT, open).await {
+        Ok(result) => result.map_err(failed),
+        Err(_) => Err(failed(StoreError::Unavailable(format!(
+            "no answer within {}s",
+            COSMOS_CONNECT_TIMEOUT.as_secs()
+        )))),
     }
 }
 
@@ -168,7 +208,7 @@ pub fn init_logging(format: LogFormat) {
 
 /// Binds, serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(mut config: Config) -> Result<(), StartError> {
-    let mut adapters = Adapters::embedded(&config)?;
+    let mut adapters = Adapters::configured(&config).await?;
     config.ensure_local_signing_secret()?;
     // Only local runs lack a key: under the host it is a configuration error.
     let simulator = match config.stripe {
@@ -326,7 +366,7 @@ async fn run_timers(billing: Arc<Billing>) {
         if let Err(e) = billing.reconcile().await {
             tracing::warn!(error = %e, "local reconciliation failed");
         }
-        if ticks % 4 == 0 {
+        if ticks.is_multiple_of(4) {
             if let Err(e) = billing.roll_up_usage().await {
                 tracing::warn!(error = %e, "local usage rollup failed");
             }

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kraftd_billing::domain::ports::{Outbox, UserStore};
 use kraftd_billing::domain::records::OutboxMessage;
 use serde_json::{json, Value};
 use support::{TestApp, PASSWORD};

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use chrono::{Duration, Months, Utc};
 use kraftd_billing::domain::plan::{BillingInterval, PlanId};
-use kraftd_billing::domain::ports::LedgerStore;
 use kraftd_billing::domain::records::EmailKind;
 use kraftd_billing::domain::subscription::SubscriptionStatus;
 use serde_json::{json, Value};
@@ -588,7 +587,6 @@ async fn forged_stale_and_malformed_webhooks_are_400_and_change_nothing() {
         "invalid_webhook",
     )
     .await;
-    use kraftd_billing::domain::ports::WebhookLog;
     for id in ["evt_forged", "evt_other"] {
         assert!(
             !app.store.event_seen(id).await.unwrap(),
@@ -918,7 +916,6 @@ async fn a_webhook_whose_effect_cannot_be_stored_asks_stripe_to_retry_and_is_not
     // Stripe itself is down while the service re-reads the subscription.
     app.sim().fail_next("GET", "/v1/subscriptions/", 500, 4);
     assert_eq!(app.sim().deliver(created).await, 503);
-    use kraftd_billing::domain::ports::WebhookLog;
     assert!(!app
         .store
         .event_seen(created["id"].as_str().unwrap())

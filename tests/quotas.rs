@@ -8,7 +8,6 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use kraftd_billing::auth::password;
 use kraftd_billing::domain::plan::PlanId;
-use kraftd_billing::domain::ports::UserStore;
 use kraftd_billing::domain::subscription::{Subscription, SubscriptionStatus};
 use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
 use serde_json::{json, Value};

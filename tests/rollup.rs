@@ -4,7 +4,6 @@
 
 mod support;
 
-use kraftd_billing::domain::ports::Rollups;
 use kraftd_billing::domain::records::EmailKind;
 use kraftd_billing::domain::usage::{Period, Window};
 use serde_json::{json, Value};

@@ -22,3 +22,122 @@ async fn cosmos_server_store() -> Arc<dyn Store> {
 }
 
 store_contract_tests!(cosmos_server_store);
+
+mod handler_binary {
+    //! The `handler` binary on `STORE=cosmos`, as an engineer runs it
+    //! against an emulator: `handler cosmos init`, then `handler serve`.
+
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use serde_json::{json, Value};
+
+    const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
+
+    fn cosmos_env(database: &str) -> Vec<(String, String)> {
+        let s = super::support::cosmos_server::settings(database);
+        vec![
+            ("COSMOS__accountEndpoint".into(), s.endpoint),
+            ("COSMOS_KEY".into(), s.key.unwrap().expose().to_owned()),
+            ("COSMOS_DATABASE".into(), database.into()),
+        ]
+    }
+
+    fn init(env: &[(String, String)]) -> String {
+        let out = Command::new(HANDLER)
+            .args(["cosmos", "init"])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[tokio::test]
+    async fn cosmos_init_then_serve_keeps_accounts_and_quotas_in_cosmos() {
+        let database = format!("serve-{}", uuid::Uuid::new_v4().simple());
+        let env = cosmos_env(&database);
+        let first = init(&env);
+        assert!(
+            first.contains(&format!("created database {database}")),
+            "{first}"
+        );
+        assert!(
+            first.contains(&format!(
+                "{database}/usage_records: partition key /user_id, default TTL 7776000"
+            )),
+            "{first}"
+        );
+        assert!(first.contains(&format!(
+            "{database}/leases: partition key /id, default TTL off"
+        )));
+        let second = init(&env);
+        assert!(!second.contains("created"), "init is idempotent: {second}");
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(HANDLER)
+            .arg("serve")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", dir.path())
+            .env("FREE_PLAN_DOCS_LIMIT", "3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}/api");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(Instant::now() < deadline, "handler serve did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r: Value = client
+            .post(format!("{base}/auth/register/with-plan"))
+            .json(&json!({"email": "cosmos@example.com", "password": "correct horse 9", "name": "Ada", "plan_id": "free"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = r["access_token"].as_str().expect("registered").to_owned();
+        let consume = || {
+            client
+                .post(format!("{base}/usage/consume"))
+                .bearer_auth(&token)
+                .json(&json!({"metric": "documents", "quantity": 1}))
+                .send()
+        };
+        for _ in 0..3 {
+            assert_eq!(consume().await.unwrap().status(), 200);
+        }
+        let refused = consume().await.unwrap();
+        assert_eq!(refused.status(), 403);
+        let again = client
+            .post(format!("{base}/auth/register/with-plan"))
+            .json(&json!({"email": "cosmos@example.com", "password": "correct horse 9", "name": "Ada", "plan_id": "free"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 409, "the email is claimed in Cosmos");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -58,6 +58,8 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    // These tests build Stripe clients directly, as the adapter does.
+    kraftd_billing::tls::install_crypto_provider();
     let clock = Arc::new(ManualClock::new(t0()));
     let sim = StripeSim::start(SimOptions {
         webhook_secret: SECRET.into(),

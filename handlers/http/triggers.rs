@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::domain::records::OutboxMessage;
 
 /// A timer invocation: only `IsPastDue` matters (a run was missed; the job
 /// catches up either way). Every shape the host is known to send decodes.
@@ -98,11 +99,22 @@ pub fn decode_documents<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<V
         .collect()
 }
 
+/// Outbox messages among the change feed's documents. On Cosmos DB they
+/// share the `users` container with the user documents (one transactional
+/// batch writes both), told apart by `type`.
+fn outbox_messages(body: &[u8]) -> Result<Vec<OutboxMessage>, String> {
+    decode_documents::<Value>(body)?
+        .into_iter()
+        .filter(|d| d.get("type").is_none_or(|t| t == "outbox"))
+        .map(|d| serde_json::from_value(d).map_err(|e| format!("a document: {e}")))
+        .collect()
+}
+
 /// Outbox documents from the change feed: sends what is pending. A send
 /// that failed and will be retried answers 500, so the host's retry policy
 /// redelivers the batch (claims make that safe).
 pub async fn send_emails(State(state): State<AppState>, body: Bytes) -> Response {
-    let messages = match decode_documents(&body) {
+    let messages = match outbox_messages(&body) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "undecodable change-feed invocation");

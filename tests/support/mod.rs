@@ -2,6 +2,7 @@
 //! file and a clock the test controls, plus small request helpers.
 #![allow(dead_code)]
 
+pub mod cosmos_memory;
 pub mod cosmos_server;
 pub mod store_contract;
 
@@ -32,7 +33,7 @@ pub struct TestApp {
     pub base: String,
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     /// The Stripe double, for apps started with `spawn_with_stripe`.
     pub sim: Option<StripeSim>,
@@ -62,9 +63,24 @@ impl TestApp {
         Self::start(vars, true).await
     }
 
+    /// An app with the Stripe double on a store of the test's choosing.
+    pub async fn spawn_on(store: Arc<dyn Store>, vars: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, store, vars, true).await
+    }
+
     async fn start(vars: &[(&str, &str)], stripe: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap());
+        Self::start_in(dir, store, vars, stripe).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        vars: &[(&str, &str)],
+        stripe: bool,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let data_dir = dir.path().to_string_lossy().into_owned();
         let mut vars = vars.to_vec();
@@ -94,7 +110,7 @@ impl TestApp {
         let router = server::app(
             &config,
             Adapters {
-                store: store.clone() as Arc<dyn Store>,
+                store: store.clone(),
                 payments,
                 webhooks: Arc::new(StripeWebhookVerifier::new(vec![Secret::new(
                     WEBHOOK_SECRET,
@@ -225,7 +241,6 @@ impl TestApp {
 
     /// The user as stored now.
     pub async fn user(&self, email: &str) -> kraftd_billing::domain::user::User {
-        use kraftd_billing::domain::ports::UserStore;
         let email = kraftd_billing::domain::user::Email::parse(email).unwrap();
         self.store
             .user_by_email(&email)
@@ -253,7 +268,6 @@ impl TestApp {
         user_id: kraftd_billing::domain::user::UserId,
         kind: Option<EmailKind>,
     ) -> Vec<OutboxMessage> {
-        use kraftd_billing::domain::ports::Outbox;
         let all = self.store.outbox_for_user(user_id).await.unwrap();
         all.into_iter()
             .filter(|m| kind.is_none_or(|k| m.kind == k))

@@ -91,8 +91,11 @@ export async function startService() {
 }
 
 export async function startBrowser() {
+  const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+  if (!existsSync(executablePath))
+    throw new Error(`no Chromium at ${executablePath}: \`apt-get install chromium\` (or set CHROMIUM)`);
   return chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    executablePath,
     // Root on CI needs no sandbox; the rest keeps Chromium off the network
     // this machine does not have.
     chromiumSandbox: false,
