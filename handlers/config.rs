@@ -1,6 +1,8 @@
 //! Configuration from environment variables, as the Functions host provides
 //! them. Everything is read and checked before the server binds, so bad
-//! configuration stops start-up with one line naming the setting.
+//! configuration stops start-up with one line naming the setting. The
+//! secrets may come from Key Vault first: `secrets::config_from_env` is the
+//! way in.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,10 +42,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("STORE", "sqlite"),
     ("COSMOS__accountEndpoint", ""),
     ("COSMOS__clientId", ""),
-    ("AZURE_CLIENT_ID", ""),
     ("COSMOS_KEY", ""),
     ("COSMOS_DATABASE", "billing"),
     ("COSMOS_REGION", "East US"),
+    // Read by `secrets` before `Config`: where the secrets below come from.
+    ("KEY_VAULT_URL", ""),
+    ("AZURE_CLIENT_ID", ""),
     (
         "JWT_SECRET",
         "replace-with-at-least-32-random-characters-0123456789",
@@ -149,10 +153,6 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// Reads every setting through `get`; empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| {
@@ -511,14 +511,18 @@ mod tests {
         let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
         let _ = Config::from_lookup(|k| {
             asked.lock().unwrap().insert(k.to_owned());
-            None
+            // With an endpoint, the Cosmos settings are read too.
+            (k == "COSMOS__accountEndpoint").then(|| "https://127.0.0.1:8081/".to_owned())
         });
         let mut listed: std::collections::BTreeSet<String> =
             SETTINGS.iter().map(|(n, _)| n.to_string()).collect();
         // Set by the Functions host, never by an operator.
         listed.insert("FUNCTIONS_CUSTOMHANDLER_PORT".into());
-        // RUST_LOG is read by the log filter, not by Config.
-        listed.remove("RUST_LOG");
+        // RUST_LOG is read by the log filter, the vault's URL by `secrets`,
+        // not by Config (AZURE_CLIENT_ID by both).
+        for other in ["RUST_LOG", "KEY_VAULT_URL"] {
+            listed.remove(other);
+        }
         assert_eq!(asked.into_inner().unwrap(), listed);
     }
 

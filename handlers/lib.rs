@@ -13,6 +13,7 @@ pub mod functions;
 pub mod http;
 pub mod mail;
 pub mod payments;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod stripe_sim;

@@ -5,20 +5,23 @@
 //! handler functions write    regenerate functions/*/function.json from the route table
 //!                            and local.settings.json.example from the settings list
 //! handler functions check    fail if functions/ differs from the route table
+//! handler openapi write      regenerate openapi.json (the OpenAPI 3.1 document) from the code
+//! handler openapi check      fail if openapi.json differs from what the code generates
 //! handler stripe sync-catalog  create or update the Stripe products and prices of the plan catalog
 //! handler cosmos init        create the Cosmos DB database and containers (idempotent)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kraftd_billing::config::{Config, StoreConfig};
+use kraftd_billing::config::StoreConfig;
 use kraftd_billing::functions::manifest;
+use kraftd_billing::http::openapi;
 use kraftd_billing::payments::stripe::StripePayments;
-use kraftd_billing::server;
 use kraftd_billing::store::cosmos;
+use kraftd_billing::{secrets, server};
 
-const USAGE: &str =
-    "usage: handler [serve | functions write [DIR] | functions check [DIR] | stripe sync-catalog | cosmos init]";
+const USAGE: &str = "usage: handler [serve | functions write [DIR] | functions check [DIR] | \
+                     openapi write [FILE] | openapi check [FILE] | stripe sync-catalog | cosmos init]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +30,8 @@ fn main() -> ExitCode {
         [] | ["serve"] => serve(),
         ["functions", "write", rest @ ..] => functions(rest, true),
         ["functions", "check", rest @ ..] => functions(rest, false),
+        ["openapi", "write", rest @ ..] => openapi_file(rest, true),
+        ["openapi", "check", rest @ ..] => openapi_file(rest, false),
         ["stripe", "sync-catalog"] => sync_catalog(),
         ["cosmos", "init"] => cosmos_init(),
         ["help" | "--help" | "-h"] => {
@@ -41,7 +46,9 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    let config = match Config::from_env() {
+    let runtime = runtime();
+    // Before logging starts: its format is configuration too.
+    let config = match runtime.block_on(secrets::config_from_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -49,10 +56,6 @@ fn serve() -> ExitCode {
         }
     };
     server::init_logging(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
     match runtime.block_on(server::serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -63,8 +66,17 @@ fn serve() -> ExitCode {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
 fn sync_catalog() -> ExitCode {
-    let result = Config::from_env()
+    let runtime = runtime();
+    let result = runtime
+        .block_on(secrets::config_from_env())
         .map_err(|e| e.to_string())
         .and_then(|config| {
             let stripe = config
@@ -76,10 +88,6 @@ fn sync_catalog() -> ExitCode {
                 server::catalog(&config),
             )
             .map_err(|e| e.to_string())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
             runtime
                 .block_on(payments.sync_catalog())
                 .map_err(|e| e.to_string())
@@ -105,7 +113,9 @@ fn sync_catalog() -> ExitCode {
 /// Creates what `STORE=cosmos` needs, for emulators and first deployments
 /// (Bicep does the same in Azure), then prints each container as it stands.
 fn cosmos_init() -> ExitCode {
-    let result = Config::from_env()
+    let runtime = runtime();
+    let result = runtime
+        .block_on(secrets::config_from_env())
         .map_err(|e| e.to_string())
         .and_then(|config| match config.store {
             StoreConfig::Cosmos(settings) => Ok(settings),
@@ -115,10 +125,6 @@ fn cosmos_init() -> ExitCode {
             ),
         })
         .and_then(|settings| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
             runtime.block_on(async {
                 let client = cosmos::client::connect(&settings)
                     .await
@@ -196,6 +202,33 @@ fn functions(rest: &[&str], write: bool) -> ExitCode {
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("{}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn openapi_file(rest: &[&str], write: bool) -> ExitCode {
+    let path = PathBuf::from(rest.first().copied().unwrap_or(openapi::FILE));
+    let result = if write {
+        openapi::write(&path).map(|()| {
+            println!("wrote {}", path.display());
+            true
+        })
+    } else {
+        let current = openapi::is_current(&path);
+        if let Ok(false) = current {
+            eprintln!(
+                "{} is out of date: run `cargo run --bin handler -- openapi write`",
+                path.display()
+            );
+        }
+        current
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
             ExitCode::FAILURE
         }
     }

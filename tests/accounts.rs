@@ -30,7 +30,7 @@ async fn free_registration_is_active_at_once_and_returns_a_working_token() {
     assert_eq!(sub["plan"]["id"], "free");
     assert_eq!(
         sub["plan"]["price"],
-        json!({"amount": 0, "currency": "usd", "interval": "monthly"})
+        json!({"amount": 0, "currency": "usd", "interval": "monthly", "lookup_key": "free_monthly"})
     );
     assert_eq!(sub["status"], "active");
     assert_eq!(sub["cancel_at_period_end"], false);

@@ -263,7 +263,9 @@ async fn handler_serve_without_a_built_web_app_serves_the_api_only() {
     );
 }
 
-fn refuses_to_start(env: &[(&str, &str)], setting: &str) {
+/// Starts the handler as the host would, expects it to refuse, and returns
+/// its one line.
+fn refuses_to_start(env: &[(&str, &str)], setting: &str) -> String {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(HANDLER)
@@ -289,6 +291,7 @@ fn refuses_to_start(env: &[(&str, &str)], setting: &str) {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "it never half-starts"
     );
+    stderr
 }
 
 #[test]
@@ -324,6 +327,19 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_setting() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("leaked-if-printed"));
+}
+
+/// The binary reads Key Vault as a managed identity, which a test cannot
+/// give it, so only the failure path runs end to end here; the reads
+/// themselves are tested in `key_vault.rs` with a static credential.
+#[test]
+fn an_unreachable_key_vault_stops_start_up_with_one_line_naming_it() {
+    let vault = format!("127.0.0.1:{}", free_port());
+    let line = refuses_to_start(
+        &[("KEY_VAULT_URL", &format!("https://{vault}"))],
+        "KEY_VAULT_URL",
+    );
+    assert!(line.contains(&format!("Key Vault {vault}")), "{line:?}");
 }
 
 #[test]

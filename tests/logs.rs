@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "support/key_vault.rs"]
+mod key_vault;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -14,10 +17,11 @@ use http_body_util::BodyExt;
 use kraftd_billing::domain::clock::SystemClock;
 use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
+use kraftd_billing::secrets::{config_with_vault, FETCH_TIMEOUT};
 use kraftd_billing::server::{self, Adapters};
 use kraftd_billing::store::SqliteStore;
 use serde_json::{json, Value};
-use support::{PASSWORD, SECRET};
+use support::PASSWORD;
 use tower::ServiceExt;
 
 /// Collects everything the subscriber writes.
@@ -64,8 +68,23 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
+    // Start-up reads the secrets from Key Vault under the same subscriber,
+    // so the SDK's own logs are checked too.
+    let vault_values = [
+        ("stripe-secret-key", "sk_test_vault_key_never_logged"),
+        ("stripe-webhook-secret", "whsec_vault_never_logged"),
+        ("jwt-secret", "jwt-vault-secret-never-logged-0123456789"),
+        (
+            "smtp-url",
+            "smtps://billing:smtp-password-never-logged@smtp.example.com",
+        ),
+    ];
+    let vault = key_vault::KeyVaultStandIn::start(&vault_values).await;
+    let config = config_with_vault(|_| None, &vault.secrets(), FETCH_TIMEOUT)
+        .await
+        .unwrap();
     let router = server::app(
-        &support::config(&[]),
+        &config,
         Adapters {
             store: Arc::new(SqliteStore::in_memory().unwrap()),
             payments: Arc::new(PaymentsNotConfigured),
@@ -124,15 +143,23 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
         "{logs}"
     );
     assert!(logs.contains("user registered"));
+    assert!(
+        logs.contains("/secrets/stripe-secret-key"),
+        "the SDK's vault requests are in the log"
+    );
     for secret in [
         PASSWORD,
         "wrong password 7",
         token.as_str(),
-        SECRET,
         "forged.token.value",
         "leaky",
         "$argon2",
-    ] {
+        key_vault::TOKEN,
+    ]
+    .into_iter()
+    .chain(vault_values.map(|(_, v)| v))
+    .chain(["smtp-password-never-logged"])
+    {
         assert!(
             !logs.contains(secret),
             "the log contains {secret:?}:\n{logs}"

@@ -1,5 +1,6 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::domain::plan::{ExportFormat, Feature, Limit, PlanId};
 use crate::domain::usage::{
@@ -10,13 +11,19 @@ use crate::domain::user::User;
 
 use super::{AppError, Billing};
 
-#[derive(Debug, Clone, Deserialize)]
+/// What KRAFTD's document service reports: a counter's increase, or a
+/// gauge's change (negative frees storage or seats).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConsumeRequest)]
 pub struct ConsumeInput {
     pub metric: Metric,
+    /// Positive for counters; a non-zero change for gauges.
     pub quantity: i64,
+    /// The gated feature this use needs, checked against the plan.
     #[serde(default)]
     pub feature: Option<Feature>,
+    /// Required for `exports`: the format, checked against the plan.
     #[serde(default)]
     pub format: Option<ExportFormat>,
 }

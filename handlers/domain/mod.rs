@@ -1,6 +1,8 @@
 //! Pure billing logic: plans, limits, quota windows, the subscription state
 //! machine and the ports adapters implement. Nothing here performs I/O or
-//! knows about HTTP, SQLite, Stripe or Azure.
+//! knows about HTTP, SQLite, Stripe or Azure. The types the API shows derive
+//! `utoipa::ToSchema` beside serde's derives: a compile-time description of
+//! their JSON, which the HTTP layer assembles into the OpenAPI document.
 
 pub mod clock;
 pub mod money;

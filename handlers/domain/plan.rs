@@ -5,14 +5,18 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::money::Money;
 
 /// Plan identity and tier at once. The declaration order is the upgrade
 /// order (free < pro < enterprise); `Ord` derives from it and every
 /// "upgrade to" hint uses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
+#[schema(description = "A plan, which is also its tier: free < pro < enterprise.")]
 pub enum PlanId {
     Free,
     Pro,
@@ -53,7 +57,7 @@ impl FromStr for PlanId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BillingInterval {
     #[default]
@@ -61,7 +65,7 @@ pub enum BillingInterval {
     Annual,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Pdf,
@@ -71,7 +75,7 @@ pub enum ExportFormat {
     Xml,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Feature {
     AiFeatures,
@@ -80,11 +84,18 @@ pub enum Feature {
 /// `None` means unlimited.
 pub type Limit = Option<u64>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A plan's limits; `null` means unlimited.
+// The schema attributes spell out the `Limit` alias, which the OpenAPI
+// derive cannot see through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Limits {
+    #[schema(value_type = Option<u64>, required = true)]
     pub documents_per_month: Limit,
+    #[schema(value_type = Option<u64>, required = true)]
     pub api_calls_per_day: Limit,
+    #[schema(value_type = Option<u64>, required = true)]
     pub team_members: Limit,
+    #[schema(value_type = Option<u64>, required = true)]
     pub storage_mb: Limit,
     pub export_formats: Vec<ExportFormat>,
     pub ai_features: bool,
@@ -105,7 +116,7 @@ impl Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Price {
     pub interval: BillingInterval,
     #[serde(flatten)]
@@ -114,7 +125,7 @@ pub struct Price {
     pub lookup_key: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Plan {
     pub id: PlanId,
     pub name: &'static str,

@@ -393,8 +393,8 @@ pub struct SecretError {
     pub reason: String,
 }
 
-/// Named secrets (`stripe-secret-key`, `jwt-signing-key`, ...): the
-/// environment locally, Key Vault in Azure.
+/// Named secrets (`stripe-secret-key`, `jwt-secret`, ...), as Key Vault
+/// holds them. `Ok(None)`: there is no such secret.
 #[async_trait]
 pub trait Secrets: Send + Sync {
     async fn secret(&self, name: &str) -> Result<Option<String>, SecretError>;

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::plan::{ExportFormat, Feature, Limit, Limits, PlanId};
 use super::user::UserId;
@@ -11,7 +12,7 @@ use super::user::UserId;
 /// How long a usage record is kept after its window closes.
 pub const USAGE_RETENTION_DAYS: i64 = 90;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Documents,
@@ -85,7 +86,7 @@ impl Metric {
 }
 
 /// A half-open UTC interval `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,

@@ -6,7 +6,8 @@ pub mod manifest;
 
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
-use crate::http::{accounts, billing, health, plans, triggers, usage, AppState};
+use crate::http::openapi::{doc, OperationDoc};
+use crate::http::{accounts, billing, health, openapi, plans, triggers, usage, AppState};
 use crate::store::cosmos::layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,8 @@ pub struct HttpFunction {
     pub auth_level: AuthLevel,
     pub access: Access,
     pub mount: fn(MethodFilter) -> MethodRouter<AppState>,
+    /// The handler's OpenAPI declaration: `doc::<module::__path_handler>`.
+    pub doc: fn() -> OperationDoc,
 }
 
 impl HttpFunction {
@@ -83,6 +86,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: Public,
         mount: |m| on(m, health::check),
+        doc: doc::<health::__path_check>,
     },
     HttpFunction {
         name: "ListPlans",
@@ -91,6 +95,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: Public,
         mount: |m| on(m, plans::list),
+        doc: doc::<plans::__path_list>,
     },
     HttpFunction {
         name: "RegisterWithPlan",
@@ -99,6 +104,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: Public,
         mount: |m| on(m, accounts::register),
+        doc: doc::<accounts::__path_register>,
     },
     HttpFunction {
         name: "Login",
@@ -107,6 +113,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: Public,
         mount: |m| on(m, accounts::login),
+        doc: doc::<accounts::__path_login>,
     },
     HttpFunction {
         name: "GetSubscription",
@@ -115,6 +122,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, billing::subscription),
+        doc: doc::<billing::__path_subscription>,
     },
     HttpFunction {
         name: "UpgradeSubscription",
@@ -123,6 +131,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, billing::upgrade),
+        doc: doc::<billing::__path_upgrade>,
     },
     HttpFunction {
         name: "PreviewPlanChange",
@@ -131,6 +140,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, billing::preview_change),
+        doc: doc::<billing::__path_preview_change>,
     },
     HttpFunction {
         name: "CancelSubscription",
@@ -139,6 +149,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, billing::cancel),
+        doc: doc::<billing::__path_cancel>,
     },
     HttpFunction {
         name: "ResumeSubscription",
@@ -147,6 +158,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, billing::resume),
+        doc: doc::<billing::__path_resume>,
     },
     HttpFunction {
         name: "CustomerPortal",
@@ -155,6 +167,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, billing::customer_portal),
+        doc: doc::<billing::__path_customer_portal>,
     },
     HttpFunction {
         name: "ListInvoices",
@@ -163,6 +176,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, billing::invoices),
+        doc: doc::<billing::__path_invoices>,
     },
     HttpFunction {
         name: "StripeWebhook",
@@ -171,6 +185,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: Public,
         mount: |m| on(m, billing::stripe_webhook),
+        doc: doc::<billing::__path_stripe_webhook>,
     },
     HttpFunction {
         name: "ConsumeUsage",
@@ -179,6 +194,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, usage::consume),
+        doc: doc::<usage::__path_consume>,
     },
     HttpFunction {
         name: "GetUsage",
@@ -187,6 +203,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, usage::report),
+        doc: doc::<usage::__path_report>,
     },
     HttpFunction {
         name: "GetEntitlements",
@@ -195,6 +212,16 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         auth_level: Anonymous,
         access: User,
         mount: |m| on(m, usage::entitlements),
+        doc: doc::<usage::__path_entitlements>,
+    },
+    HttpFunction {
+        name: "GetOpenApi",
+        methods: &[Get],
+        route: "openapi.json",
+        auth_level: Anonymous,
+        access: Public,
+        mount: |m| on(m, openapi::serve),
+        doc: doc::<openapi::__path_serve>,
     },
 ];
 

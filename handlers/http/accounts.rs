@@ -1,68 +1,143 @@
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::app::{RegisterInput, Registered, Session};
+use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::user::User;
 
-use super::error::ApiError;
+use super::billing::{Checkout, SubscriptionState};
+use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
+use super::openapi::JsonBodyErrors;
 use super::AppState;
 
-#[derive(Deserialize)]
-pub struct RegisterBody {
+// Deliberately no Debug: it holds a password. Plan and interval arrive as
+// text so a wrong one is a 422 naming the field; the schema lists the
+// values that are accepted.
+/// A new account and the plan it starts on.
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
     email: String,
+    /// 10 to 128 characters, letters mixed with digits or symbols, not
+    /// containing the email's local part.
+    #[schema(format = Password, min_length = 10, max_length = 128)]
     password: String,
     name: String,
+    #[schema(value_type = PlanId)]
     plan_id: String,
+    /// Paid plans only; monthly when absent.
     #[serde(default)]
+    #[schema(value_type = Option<BillingInterval>)]
     billing_interval: Option<String>,
 }
 
 // Deliberately no Debug: it holds a password.
-#[derive(Deserialize)]
-pub struct LoginBody {
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
     email: String,
+    #[schema(format = Password)]
     password: String,
 }
 
-/// The user as clients see it: everything but the password hash.
-pub fn user_view(user: &User) -> Value {
-    let mut subscription = serde_json::to_value(&user.subscription).unwrap_or_default();
-    subscription["tier"] = json!(user.subscription.plan_id);
-    json!({
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "created_at": user.created_at,
-        "subscription": subscription,
-    })
+/// The user as clients see it: no password hash, no payment-provider ids.
+#[derive(Serialize, ToSchema)]
+pub struct Account {
+    id: Uuid,
+    email: String,
+    name: String,
+    created_at: DateTime<Utc>,
+    subscription: AccountSubscription,
 }
 
-#[derive(Serialize)]
-struct TokenResponse {
+/// The subscription as stored on the account. `GET /api/billing/subscription`
+/// adds the plan's details and the plan in effect now.
+#[derive(Serialize, ToSchema)]
+pub struct AccountSubscription {
+    plan_id: PlanId,
+    /// The same as `plan_id`: plans are tiers.
+    tier: PlanId,
+    #[schema(required = true)]
+    start_date: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    end_date: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    trial_end: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    state: SubscriptionState,
+}
+
+impl From<&User> for Account {
+    fn from(user: &User) -> Self {
+        let s = &user.subscription;
+        Self {
+            id: user.id.0,
+            email: user.email.as_str().to_owned(),
+            name: user.name.as_str().to_owned(),
+            created_at: user.created_at,
+            subscription: AccountSubscription {
+                plan_id: s.plan_id,
+                tier: s.plan_id,
+                start_date: s.start_date,
+                end_date: s.end_date,
+                trial_end: s.trial_end,
+                state: s.into(),
+            },
+        }
+    }
+}
+
+/// A signed-in session: send `access_token` as `Authorization: Bearer`.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
     access_token: String,
+    #[schema(value_type = String, example = "bearer")]
     token_type: &'static str,
+    /// Seconds until the token expires.
     expires_in: u64,
-    user: Value,
+    user: Account,
 }
 
-fn token_response(s: Session) -> Json<TokenResponse> {
-    Json(TokenResponse {
-        access_token: s.access_token,
-        token_type: "bearer",
-        expires_in: s.expires_in,
-        user: user_view(&s.user),
-    })
+impl From<Session> for TokenResponse {
+    fn from(s: Session) -> Self {
+        Self {
+            access_token: s.access_token,
+            token_type: "bearer",
+            expires_in: s.expires_in,
+            user: Account::from(&s.user),
+        }
+    }
 }
 
+/// Free: signed in at once. A paid plan: a checkout to pay at first (the
+/// account waits, `incomplete`, until Stripe confirms the payment).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RegisterResponse {
+    Active(TokenResponse),
+    Checkout(Checkout),
+}
+
+/// Create an account on a plan
+#[utoipa::path(
+    post,
+    path = "/api/auth/register/with-plan",
+    tag = "accounts",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered: signed in (Free) or sent to checkout (paid plans)", body = RegisterResponse),
+        (status = 409, description = "`email_taken`", body = ErrorResponse),
+        JsonBodyErrors,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RegisterBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     let registered = state
         .billing
         .register(RegisterInput {
@@ -73,20 +148,34 @@ pub async fn register(
             billing_interval: body.billing_interval,
         })
         .await?;
-    Ok(match registered {
+    let body = match registered {
         Registered::Active(session) => {
             tracing::info!(user_id = %session.user.id, "user registered");
-            (StatusCode::CREATED, token_response(*session)).into_response()
+            RegisterResponse::Active((*session).into())
         }
-        Registered::Checkout(checkout) => super::billing::checkout_response(&checkout),
-    })
+        Registered::Checkout(checkout) => RegisterResponse::Checkout(Checkout::from(&checkout)),
+    };
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// Sign in with email and password
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials`", body = ErrorResponse,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        JsonBodyErrors,
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
     let session = state.billing.login(&body.email, &body.password).await?;
     tracing::info!(user_id = %session.user.id, "user signed in");
-    Ok(token_response(session).into_response())
+    Ok(Json(session.into()))
 }

@@ -1,100 +1,228 @@
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::{InvoicePage, Upgrade, WebhookOutcome};
-use crate::domain::money::format_decimal;
+use crate::domain::money::{format_decimal, Currency, Money};
+use crate::domain::plan::{BillingInterval, Limits, PlanId, Price};
 use crate::domain::ports::CheckoutSession;
+use crate::domain::records::Invoice;
+use crate::domain::subscription::{ScheduledChange, Subscription, SubscriptionStatus};
 use crate::domain::user::User;
 
-use super::error::ApiError;
-use super::json::ApiJson;
+use super::error::{ApiError, ErrorResponse};
+use super::json::{unreadable, ApiJson};
 use super::metering::CurrentUser;
+use super::openapi::JsonBodyErrors;
 use super::AppState;
 
 /// A checkout to pay at: the answer to a paid registration or an upgrade
 /// without a live subscription.
-pub fn checkout_response(checkout: &CheckoutSession) -> Response {
-    let body = json!({
-        "checkout_url": checkout.url,
-        "session_id": checkout.id,
-        "message": "Complete the payment to activate your subscription.",
-    });
-    (StatusCode::CREATED, Json(body)).into_response()
+#[derive(Serialize, ToSchema)]
+pub struct Checkout {
+    /// Stripe Checkout's page; send the user there.
+    checkout_url: String,
+    session_id: String,
+    message: String,
+}
+
+impl From<&CheckoutSession> for Checkout {
+    fn from(checkout: &CheckoutSession) -> Self {
+        Self {
+            checkout_url: checkout.url.clone(),
+            session_id: checkout.id.clone(),
+            message: "Complete the payment to activate your subscription.".into(),
+        }
+    }
+}
+
+/// The plan a subscription sells, at the price its interval bills.
+#[derive(Serialize, ToSchema)]
+pub struct SubscribedPlan {
+    id: PlanId,
+    name: &'static str,
+    tier: PlanId,
+    /// `null` for custom-priced plans.
+    #[schema(required = true)]
+    price: Option<Price>,
+    features: Vec<&'static str>,
+    limits: Limits,
+}
+
+/// Where a subscription stands in its billing cycle.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionState {
+    status: SubscriptionStatus,
+    billing_interval: BillingInterval,
+    #[schema(required = true)]
+    renewal_date: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    current_period_end: Option<DateTime<Utc>>,
+    auto_renew: bool,
+    cancel_at_period_end: bool,
+    /// While `past_due`, the paid plan holds until then.
+    #[schema(required = true)]
+    grace_until: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    last_payment_status: Option<String>,
+    /// A change that takes effect when the paid period ends.
+    #[schema(required = true)]
+    scheduled_change: Option<ScheduledChange>,
+}
+
+impl From<&Subscription> for SubscriptionState {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            status: s.status,
+            billing_interval: s.billing_interval,
+            renewal_date: s.renewal_date,
+            current_period_end: s.current_period_end,
+            auto_renew: s.auto_renew,
+            cancel_at_period_end: s.cancel_at_period_end,
+            grace_until: s.grace_until,
+            last_payment_status: s.last_payment_status.clone(),
+            scheduled_change: s.scheduled_change.clone(),
+        }
+    }
 }
 
 /// The subscription as the frontend shows it.
-fn subscription_view(state: &AppState, user: &User) -> Value {
+#[derive(Serialize, ToSchema)]
+pub struct BillingSubscription {
+    plan: SubscribedPlan,
+    /// The plan whose limits apply now: Free while a paid plan is unpaid.
+    effective_plan: PlanId,
+    /// A checkout this account is waiting on.
+    #[schema(required = true)]
+    pending_checkout_session_id: Option<String>,
+    #[serde(flatten)]
+    state: SubscriptionState,
+}
+
+fn subscription_view(state: &AppState, user: &User) -> BillingSubscription {
     let sub = &user.subscription;
     let plan = state.billing.catalog().plan(sub.plan_id);
-    let price = plan.price(sub.billing_interval).map(|p| {
-        json!({ "amount": p.money.amount, "currency": p.money.currency, "interval": p.interval })
-    });
-    json!({
-        "plan": {
-            "id": plan.id,
-            "name": plan.name,
-            "tier": plan.tier,
-            "price": price,
-            "features": plan.features,
-            "limits": plan.limits,
+    BillingSubscription {
+        plan: SubscribedPlan {
+            id: plan.id,
+            name: plan.name,
+            tier: plan.tier,
+            price: plan.price(sub.billing_interval).cloned(),
+            features: plan.features.clone(),
+            limits: plan.limits.clone(),
         },
-        "effective_plan": state.billing.effective_plan(user).id,
-        "status": sub.status,
-        "renewal_date": sub.renewal_date,
-        "auto_renew": sub.auto_renew,
-        "billing_interval": sub.billing_interval,
-        "cancel_at_period_end": sub.cancel_at_period_end,
-        "current_period_end": sub.current_period_end,
-        "grace_until": sub.grace_until,
-        "last_payment_status": sub.last_payment_status,
-        "pending_checkout_session_id": sub.checkout_session_id,
-        "scheduled_change": sub.scheduled_change,
+        effective_plan: state.billing.effective_plan(user).id,
+        pending_checkout_session_id: sub.checkout_session_id.clone(),
+        state: sub.into(),
+    }
+}
+
+/// The subscription after a change.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionChanged {
+    subscription: BillingSubscription,
+}
+
+fn changed(state: &AppState, user: &User) -> Json<SubscriptionChanged> {
+    Json(SubscriptionChanged {
+        subscription: subscription_view(state, user),
     })
 }
 
+/// The caller's subscription
+#[utoipa::path(
+    get,
+    path = "/api/billing/subscription",
+    tag = "billing",
+    responses((status = 200, description = "The subscription", body = BillingSubscription))
+)]
 pub async fn subscription(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> Json<Value> {
+) -> Json<BillingSubscription> {
     Json(subscription_view(&state, &user.value))
 }
 
-#[derive(Deserialize)]
+// Plan and interval arrive as text so a wrong one is a 422 naming the
+// field; the schema lists the values that are accepted.
+/// The plan and interval to move to.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PlanChange {
+pub struct PlanChangeRequest {
+    #[schema(value_type = PlanId)]
     new_plan_id: String,
+    /// The current interval when absent.
     #[serde(default)]
+    #[schema(value_type = Option<BillingInterval>)]
     billing_interval: Option<String>,
 }
 
+/// Change plan or billing interval
+///
+/// Without a live subscription: a checkout. Up a tier, or monthly to annual:
+/// the same subscription moves to the new price now, prorated. Annual to
+/// monthly, or down a tier: scheduled for the end of the paid period.
+#[utoipa::path(
+    post,
+    path = "/api/billing/upgrade",
+    tag = "billing",
+    request_body = PlanChangeRequest,
+    responses(
+        (status = 200, description = "The subscription changed, or a change is scheduled", body = SubscriptionChanged),
+        (status = 201, description = "Pay at this checkout first", body = Checkout),
+        JsonBodyErrors,
+    )
+)]
 pub async fn upgrade(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiJson(body): ApiJson<PlanChange>,
+    ApiJson(body): ApiJson<PlanChangeRequest>,
 ) -> Result<Response, ApiError> {
     let upgrade = state
         .billing
         .upgrade(&user, &body.new_plan_id, body.billing_interval.as_deref())
         .await?;
     Ok(match upgrade {
-        Upgrade::Checkout(checkout) => checkout_response(&checkout),
-        Upgrade::Changed(user) => {
-            Json(json!({ "subscription": subscription_view(&state, &user) })).into_response()
+        Upgrade::Checkout(checkout) => {
+            (StatusCode::CREATED, Json(Checkout::from(&checkout))).into_response()
         }
+        Upgrade::Changed(user) => changed(&state, &user).into_response(),
     })
 }
 
+/// What a plan change would bill now.
+#[derive(Serialize, ToSchema)]
+pub struct PlanChangePreview {
+    new_plan_id: PlanId,
+    billing_interval: BillingInterval,
+    amount_due_now: Money,
+    /// `amount_due_now` as a decimal string, for display only.
+    #[schema(example = "99.00")]
+    amount_due_now_decimal: String,
+}
+
+/// Preview what a plan change bills now
+#[utoipa::path(
+    post,
+    path = "/api/billing/preview-change",
+    tag = "billing",
+    request_body = PlanChangeRequest,
+    responses(
+        (status = 200, description = "The amount due now", body = PlanChangePreview),
+        JsonBodyErrors,
+    )
+)]
 pub async fn preview_change(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiJson(body): ApiJson<PlanChange>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(body): ApiJson<PlanChangeRequest>,
+) -> Result<Json<PlanChangePreview>, ApiError> {
     let (plan, interval, due) = state
         .billing
         .preview_change(
@@ -103,56 +231,150 @@ pub async fn preview_change(
             body.billing_interval.as_deref(),
         )
         .await?;
-    Ok(Json(json!({
-        "new_plan_id": plan,
-        "billing_interval": interval,
-        "amount_due_now": { "amount": due.amount, "currency": due.currency },
-        "amount_due_now_decimal": format_decimal(due.amount),
-    })))
+    Ok(Json(PlanChangePreview {
+        new_plan_id: plan,
+        billing_interval: interval,
+        amount_due_now: due,
+        amount_due_now_decimal: format_decimal(due.amount),
+    }))
 }
 
+/// Cancel at the end of the paid period
+#[utoipa::path(
+    post,
+    path = "/api/billing/cancel-subscription",
+    tag = "billing",
+    responses((status = 200, description = "Cancels at period end; the plan holds until then", body = SubscriptionChanged))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SubscriptionChanged>, ApiError> {
     let user = state.billing.cancel_at_period_end(&user, true).await?;
-    Ok(Json(
-        json!({ "subscription": subscription_view(&state, &user) }),
-    ))
+    Ok(changed(&state, &user))
 }
 
+/// Withdraw a pending cancellation
+#[utoipa::path(
+    post,
+    path = "/api/billing/resume",
+    tag = "billing",
+    responses((status = 200, description = "Renews again", body = SubscriptionChanged))
+)]
 pub async fn resume(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SubscriptionChanged>, ApiError> {
     let user = state.billing.cancel_at_period_end(&user, false).await?;
-    Ok(Json(
-        json!({ "subscription": subscription_view(&state, &user) }),
-    ))
+    Ok(changed(&state, &user))
 }
 
+/// A link to Stripe's customer portal.
+#[derive(Serialize, ToSchema)]
+pub struct PortalLink {
+    url: String,
+}
+
+/// Open Stripe's customer portal
+#[utoipa::path(
+    get,
+    path = "/api/billing/customer-portal",
+    tag = "billing",
+    responses(
+        (status = 200, description = "A portal session's URL", body = PortalLink),
+        (status = 400, description = "`no_billing_account`: never subscribed to a paid plan", body = ErrorResponse),
+    )
+)]
 pub async fn customer_portal(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PortalLink>, ApiError> {
     let url = state.billing.portal_url(&user.value).await?;
-    Ok(Json(json!({ "url": url })))
+    Ok(Json(PortalLink { url }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InvoiceQuery {
+    /// 1 to 100; 10 when absent.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// The `next_starting_after` of the previous page.
     #[serde(default)]
     starting_after: Option<String>,
 }
 
+/// One invoice; amounts in the currency's minor unit (cents).
+#[derive(Serialize, ToSchema)]
+pub struct InvoiceSummary {
+    id: String,
+    #[schema(required = true)]
+    number: Option<String>,
+    amount: i64,
+    /// `amount` as a decimal string, for display only.
+    amount_decimal: String,
+    amount_paid: i64,
+    currency: Currency,
+    /// Stripe's invoice status: draft, open, paid, uncollectible or void.
+    status: String,
+    date: DateTime<Utc>,
+    #[schema(required = true)]
+    period_start: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    period_end: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    hosted_invoice_url: Option<String>,
+    #[schema(required = true)]
+    pdf_url: Option<String>,
+}
+
+impl From<&Invoice> for InvoiceSummary {
+    fn from(i: &Invoice) -> Self {
+        Self {
+            id: i.id.clone(),
+            number: i.number.clone(),
+            amount: i.amount_due.amount,
+            amount_decimal: format_decimal(i.amount_due.amount),
+            amount_paid: i.amount_paid.amount,
+            currency: i.amount_due.currency,
+            status: i.status.clone(),
+            date: i.created_at,
+            period_start: i.period_start,
+            period_end: i.period_end,
+            hosted_invoice_url: i.hosted_invoice_url.clone(),
+            pdf_url: i.pdf_url.clone(),
+        }
+    }
+}
+
+/// A page of invoices, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct InvoiceList {
+    invoices: Vec<InvoiceSummary>,
+    has_more: bool,
+    /// Pass as `starting_after` for the next page; `null` on the last.
+    #[schema(required = true)]
+    next_starting_after: Option<String>,
+}
+
+/// The caller's invoices, newest first
+#[utoipa::path(
+    get,
+    path = "/api/billing/invoices",
+    tag = "billing",
+    params(InvoiceQuery),
+    responses(
+        (status = 200, description = "A page of invoices", body = InvoiceList),
+        (status = 422, description = "`invalid_field`: `limit`, `starting_after` (not one of yours) or `query`", body = ErrorResponse),
+    )
+)]
 pub async fn invoices(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     query: Result<Query<InvoiceQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvoiceList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::InvalidBody {
         field: "query".into(),
         detail: e.body_text(),
@@ -168,46 +390,72 @@ pub async fn invoices(
         .billing
         .invoices(&user.value, limit, q.starting_after.as_deref())
         .await?;
-    let items: Vec<Value> = invoices
-        .iter()
-        .map(|i| {
-            json!({
-                "id": i.id,
-                "number": i.number,
-                "amount": i.amount_due.amount,
-                "amount_decimal": format_decimal(i.amount_due.amount),
-                "amount_paid": i.amount_paid.amount,
-                "currency": i.amount_due.currency,
-                "status": i.status,
-                "date": i.created_at,
-                "period_start": i.period_start,
-                "period_end": i.period_end,
-                "hosted_invoice_url": i.hosted_invoice_url,
-                "pdf_url": i.pdf_url,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "invoices": items,
-        "has_more": has_more,
-        "next_starting_after": if has_more { invoices.last().map(|i| i.id.clone()) } else { None },
-    })))
+    Ok(Json(InvoiceList {
+        next_starting_after: if has_more {
+            invoices.last().map(|i| i.id.clone())
+        } else {
+            None
+        },
+        invoices: invoices.iter().map(InvoiceSummary::from).collect(),
+        has_more,
+    }))
 }
 
-/// Stripe's webhook: the raw bytes, as signed. 2xx only once the effect
-/// is stored; 400 for anything not signed by Stripe; 5xx asks for a retry.
+/// Stripe's event, exactly as Stripe signed and sent it; the service reads
+/// only its id and type, then re-reads the object it names from Stripe.
+// Never built: it describes the body, which the handler reads as raw bytes.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct StripeEvent {
+    /// `evt_...`
+    id: String,
+    #[schema(example = "customer.subscription.updated")]
+    r#type: String,
+    /// `{"object": {...}}`: the object the event is about.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+/// The webhook's answer to Stripe.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookAck {
+    received: bool,
+    /// Seen before: acknowledged, nothing done.
+    duplicate: bool,
+    /// A type this service does not act on, or about nobody it knows.
+    ignored: bool,
+}
+
+/// Stripe's webhook
+///
+/// Called by Stripe, not by clients. The body is verified against the
+/// `Stripe-Signature` header with the configured secrets (300 s tolerance).
+/// 2xx only once the effect is stored; 5xx asks Stripe to retry.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/stripe",
+    tag = "webhooks",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the raw body: `t=<unix time>,v1=<hex HMAC-SHA256>`")),
+    request_body(content = StripeEvent, description = "A Stripe event, as Stripe sends it"),
+    responses(
+        (status = 200, description = "Received", body = WebhookAck),
+        (status = 400, description = "`invalid_webhook`: unsigned, wrongly signed, stale or unreadable", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`: over `max_bytes` (1 MiB)", body = ErrorResponse),
+    )
+)]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<WebhookAck>, ApiError> {
+    let body = body.map_err(unreadable)?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     let outcome = state.billing.handle_webhook(&body, signature).await?;
-    Ok(Json(json!({
-        "received": true,
-        "duplicate": outcome == WebhookOutcome::Duplicate,
-        "ignored": outcome == WebhookOutcome::Ignored,
-    })))
+    Ok(Json(WebhookAck {
+        received: true,
+        duplicate: outcome == WebhookOutcome::Duplicate,
+        ignored: outcome == WebhookOutcome::Ignored,
+    }))
 }

@@ -1,13 +1,16 @@
 //! The one place errors become HTTP: status, headers and the stable body
-//! `{"error": {"code", "message", ...}}`.
+//! `{"error": {"code", "message", ...}}`, typed so the OpenAPI document
+//! describes exactly what is sent.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppError;
-use crate::domain::plan::PlanId;
+use crate::domain::plan::{ExportFormat, Feature, PlanId};
 use crate::domain::ports::{PaymentsError, StoreError};
 use crate::domain::usage::{GateDenial, Metric};
 
@@ -35,6 +38,123 @@ pub enum ApiError {
     MethodNotAllowed,
 }
 
+/// Every error answer: `{"error": {...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for programs (`code`) and people (`message`). The other
+/// fields appear with the codes that explain themselves with them.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// `invalid_field`, `email_taken`: the field at fault, a dotted path into
+    /// the body (or `body`, `query`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
+    /// `malformed_json`: where the JSON broke (1-based; 0 when unreadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub column: Option<usize>,
+    /// `payload_too_large`: the largest body accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub max_bytes: Option<usize>,
+    /// `quota_exceeded`: the metric whose limit is reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub metric: Option<Metric>,
+    /// `quota_exceeded`: the plan limit's name, e.g. `documents_per_month`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<String>)]
+    pub limit: Option<&'static str>,
+    /// `quota_exceeded`: the limit's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub limit_value: Option<u64>,
+    /// `quota_exceeded`: what is used in the current window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub usage: Option<u64>,
+    /// `quota_exceeded`: the quantity that was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub requested: Option<i64>,
+    /// `quota_exceeded`, `not_in_plan`: the caller's plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub plan: Option<PlanId>,
+    /// `quota_exceeded`, `not_in_plan`: the next tier up; absent at the top.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub upgrade_to: Option<PlanId>,
+    /// `quota_exceeded` on a counter: when its window resets (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub resets_at: Option<DateTime<Utc>>,
+    /// `not_in_plan`: the feature the plan lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub feature: Option<Feature>,
+    /// `not_in_plan`: the export format the plan lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub format: Option<ExportFormat>,
+    /// `conflict`: what collided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<String>)]
+    pub conflict: Option<&'static str>,
+}
+
+/// The stable error codes; clients branch on these, never on messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400
+    MalformedJson,
+    /// 422
+    InvalidField,
+    /// 415
+    UnsupportedMediaType,
+    /// 413
+    PayloadTooLarge,
+    /// 401
+    Unauthenticated,
+    /// 401
+    InvalidCredentials,
+    /// 404
+    NotFound,
+    /// 405
+    MethodNotAllowed,
+    /// 409
+    EmailTaken,
+    /// 409
+    Conflict,
+    /// 403, or 429 for the daily API calls
+    QuotaExceeded,
+    /// 403
+    NotInPlan,
+    /// 400
+    InvalidWebhook,
+    /// 400
+    NoBillingAccount,
+    /// 502
+    PaymentProviderError,
+    /// 503
+    PaymentsUnavailable,
+    /// 503
+    TemporarilyUnavailable,
+    /// 500
+    #[default]
+    InternalError,
+}
+
 /// Marks a response that should point the client at an upgrade; the
 /// upgrade-link layer turns it into `X-Upgrade-Url` (it knows the base URL).
 #[derive(Debug, Clone, Copy)]
@@ -42,63 +162,91 @@ pub struct UpgradeHint(pub PlanId);
 
 struct Parts {
     status: StatusCode,
-    code: &'static str,
-    extra: Map<String, Value>,
+    detail: ErrorDetail,
     retry_after: Option<u64>,
-    upgrade_to: Option<PlanId>,
 }
 
 impl Parts {
-    fn new(status: StatusCode, code: &'static str) -> Self {
+    fn new(status: StatusCode, detail: ErrorDetail) -> Self {
         Self {
             status,
-            code,
-            extra: Map::new(),
+            detail,
             retry_after: None,
-            upgrade_to: None,
         }
     }
 
-    fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
-        self
+    fn code(status: StatusCode, code: ErrorCode) -> Self {
+        Self::new(status, ErrorDetail::of(code))
+    }
+}
+
+impl ErrorDetail {
+    fn of(code: ErrorCode) -> Self {
+        Self {
+            code,
+            ..Self::default()
+        }
     }
 }
 
 impl ApiError {
     fn parts(&self) -> Parts {
+        use ErrorCode as C;
         use StatusCode as S;
         match self {
             ApiError::App(e) => app_parts(e),
-            ApiError::MalformedJson { line, column, .. } => {
-                Parts::new(S::BAD_REQUEST, "malformed_json")
-                    .with("line", *line)
-                    .with("column", *column)
-            }
-            ApiError::InvalidBody { field, .. } => {
-                Parts::new(S::UNPROCESSABLE_ENTITY, "invalid_field").with("field", field.as_str())
-            }
+            ApiError::MalformedJson { line, column, .. } => Parts::new(
+                S::BAD_REQUEST,
+                ErrorDetail {
+                    line: Some(*line),
+                    column: Some(*column),
+                    ..ErrorDetail::of(C::MalformedJson)
+                },
+            ),
+            ApiError::InvalidBody { field, .. } => Parts::new(
+                S::UNPROCESSABLE_ENTITY,
+                ErrorDetail {
+                    field: Some(field.clone()),
+                    ..ErrorDetail::of(C::InvalidField)
+                },
+            ),
             ApiError::UnsupportedMediaType => {
-                Parts::new(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                Parts::code(S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType)
             }
-            ApiError::PayloadTooLarge => Parts::new(S::PAYLOAD_TOO_LARGE, "payload_too_large")
-                .with("max_bytes", super::MAX_BODY_BYTES),
-            ApiError::MissingToken => Parts::new(S::UNAUTHORIZED, "unauthenticated"),
-            ApiError::NotFound => Parts::new(S::NOT_FOUND, "not_found"),
-            ApiError::MethodNotAllowed => Parts::new(S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::PayloadTooLarge => Parts::new(
+                S::PAYLOAD_TOO_LARGE,
+                ErrorDetail {
+                    max_bytes: Some(super::MAX_BODY_BYTES),
+                    ..ErrorDetail::of(C::PayloadTooLarge)
+                },
+            ),
+            ApiError::MissingToken => Parts::code(S::UNAUTHORIZED, C::Unauthenticated),
+            ApiError::NotFound => Parts::code(S::NOT_FOUND, C::NotFound),
+            ApiError::MethodNotAllowed => Parts::code(S::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
         }
     }
 }
 
 fn app_parts(e: &AppError) -> Parts {
+    use ErrorCode as C;
     use StatusCode as S;
     match e {
-        AppError::Invalid { field, .. } => {
-            Parts::new(S::UNPROCESSABLE_ENTITY, "invalid_field").with("field", *field)
-        }
-        AppError::EmailTaken => Parts::new(S::CONFLICT, "email_taken").with("field", "email"),
-        AppError::BadCredentials => Parts::new(S::UNAUTHORIZED, "invalid_credentials"),
-        AppError::Unauthenticated(_) => Parts::new(S::UNAUTHORIZED, "unauthenticated"),
+        AppError::Invalid { field, .. } => Parts::new(
+            S::UNPROCESSABLE_ENTITY,
+            ErrorDetail {
+                field: Some((*field).to_owned()),
+                ..ErrorDetail::of(C::InvalidField)
+            },
+        ),
+        AppError::EmailTaken => Parts::new(
+            S::CONFLICT,
+            ErrorDetail {
+                field: Some("email".into()),
+                ..ErrorDetail::of(C::EmailTaken)
+            },
+        ),
+        AppError::BadCredentials => Parts::code(S::UNAUTHORIZED, C::InvalidCredentials),
+        AppError::Unauthenticated(_) => Parts::code(S::UNAUTHORIZED, C::Unauthenticated),
         AppError::QuotaExceeded(d) => {
             // Daily API calls are a rate: wait and retry. The monthly and
             // gauge limits will not lift by waiting minutes: forbidden.
@@ -107,24 +255,23 @@ fn app_parts(e: &AppError) -> Parts {
             } else {
                 S::FORBIDDEN
             };
-            let mut p = Parts::new(status, "quota_exceeded")
-                .with("metric", d.metric.as_str())
-                .with("limit", d.metric.limit_name())
-                .with("limit_value", d.limit)
-                .with("usage", d.used)
-                .with("requested", d.requested)
-                .with("plan", d.plan.as_str())
-                .with("upgrade_to", d.upgrade_to.map(PlanId::as_str));
-            if let Some(w) = d.window {
-                p = p.with(
-                    "resets_at",
-                    w.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                );
-            }
+            let mut p = Parts::new(
+                status,
+                ErrorDetail {
+                    metric: Some(d.metric),
+                    limit: Some(d.metric.limit_name()),
+                    limit_value: Some(d.limit),
+                    usage: Some(d.used),
+                    requested: Some(d.requested),
+                    plan: Some(d.plan),
+                    upgrade_to: d.upgrade_to,
+                    resets_at: d.window.map(|w| w.end),
+                    ..ErrorDetail::of(C::QuotaExceeded)
+                },
+            );
             if status == S::TOO_MANY_REQUESTS {
                 p.retry_after = d.seconds_to_reset;
             }
-            p.upgrade_to = d.upgrade_to;
             p
         }
         AppError::NotInPlan {
@@ -132,74 +279,81 @@ fn app_parts(e: &AppError) -> Parts {
             plan,
             upgrade_to,
         } => {
-            let mut p = Parts::new(S::FORBIDDEN, "not_in_plan")
-                .with("plan", plan.as_str())
-                .with("upgrade_to", upgrade_to.map(PlanId::as_str));
-            p = match denial {
-                GateDenial::Feature(f) => {
-                    p.with("feature", serde_json::to_value(f).unwrap_or_default())
-                }
-                GateDenial::ExportFormat(f) => {
-                    p.with("format", serde_json::to_value(f).unwrap_or_default())
-                }
+            let (feature, format) = match denial {
+                GateDenial::Feature(f) => (Some(*f), None),
+                GateDenial::ExportFormat(f) => (None, Some(*f)),
             };
-            p.upgrade_to = *upgrade_to;
-            p
+            Parts::new(
+                S::FORBIDDEN,
+                ErrorDetail {
+                    plan: Some(*plan),
+                    upgrade_to: *upgrade_to,
+                    feature,
+                    format,
+                    ..ErrorDetail::of(C::NotInPlan)
+                },
+            )
         }
         AppError::Payments(PaymentsError::NotConfigured) => {
-            Parts::new(S::SERVICE_UNAVAILABLE, "payments_unavailable")
+            Parts::code(S::SERVICE_UNAVAILABLE, C::PaymentsUnavailable)
         }
         AppError::Payments(PaymentsError::Unavailable(_)) => {
-            let mut p = Parts::new(S::SERVICE_UNAVAILABLE, "payments_unavailable");
+            let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::PaymentsUnavailable);
             p.retry_after = Some(5);
             p
         }
         AppError::Payments(PaymentsError::Rejected(_) | PaymentsError::NotFound(_)) => {
-            Parts::new(S::BAD_GATEWAY, "payment_provider_error")
+            Parts::code(S::BAD_GATEWAY, C::PaymentProviderError)
         }
-        AppError::Webhook(_) => Parts::new(S::BAD_REQUEST, "invalid_webhook"),
-        AppError::NoBillingAccount => Parts::new(S::BAD_REQUEST, "no_billing_account"),
+        AppError::Webhook(_) => Parts::code(S::BAD_REQUEST, C::InvalidWebhook),
+        AppError::NoBillingAccount => Parts::code(S::BAD_REQUEST, C::NoBillingAccount),
         AppError::Store(StoreError::Unavailable(_) | StoreError::VersionConflict) => {
-            let mut p = Parts::new(S::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+            let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::TemporarilyUnavailable);
             p.retry_after = Some(1);
             p
         }
-        AppError::Store(StoreError::Conflict(what)) => {
-            Parts::new(S::CONFLICT, "conflict").with("conflict", *what)
-        }
-        AppError::Store(StoreError::NotFound) => Parts::new(S::NOT_FOUND, "not_found"),
+        AppError::Store(StoreError::Conflict(what)) => Parts::new(
+            S::CONFLICT,
+            ErrorDetail {
+                conflict: Some(what),
+                ..ErrorDetail::of(C::Conflict)
+            },
+        ),
+        AppError::Store(StoreError::NotFound) => Parts::code(S::NOT_FOUND, C::NotFound),
         AppError::Store(StoreError::Corrupt(_)) => {
-            Parts::new(S::INTERNAL_SERVER_ERROR, "internal_error")
+            Parts::code(S::INTERNAL_SERVER_ERROR, C::InternalError)
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let parts = self.parts();
-        let message = if parts.status.is_server_error() {
+        let Parts {
+            status,
+            mut detail,
+            retry_after,
+        } = self.parts();
+        detail.message = if status.is_server_error() {
             // The cause goes to the log, not to the client.
             tracing::error!(error = %self, "request failed");
-            match parts.status {
+            match status {
                 StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => self.to_string(),
                 _ => "an internal error occurred".to_owned(),
             }
         } else {
             self.to_string()
         };
-        let mut error = Map::new();
-        error.insert("code".into(), parts.code.into());
-        error.insert("message".into(), message.into());
-        error.extend(parts.extra);
-        let mut response = (parts.status, Json(json!({ "error": error }))).into_response();
+        // Only refusals a higher plan would lift name a next tier.
+        let upgrade_to = detail.upgrade_to;
+        let mut response = (status, Json(ErrorResponse { error: detail })).into_response();
         let headers = response.headers_mut();
-        if let Some(secs) = parts.retry_after {
+        if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if parts.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(plan) = parts.upgrade_to {
+        if let Some(plan) = upgrade_to {
             response.extensions_mut().insert(UpgradeHint(plan));
         }
         response

@@ -3,6 +3,7 @@
 //! line and column where the JSON broke, 422 naming the field that is wrong.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
@@ -31,18 +32,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json(&req) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedJson {
-                    line: 0,
-                    column: 0,
-                    detail: "the body could not be read".into(),
-                }
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(unreadable)?;
         parse(&bytes).map(ApiJson)
+    }
+}
+
+/// A body that could not be read: too large (413), or cut off (400).
+pub fn unreadable(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::MalformedJson {
+            line: 0,
+            column: 0,
+            detail: "the body could not be read".into(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod health;
 pub mod json;
 mod layers;
 pub mod metering;
+pub mod openapi;
 pub mod plans;
 pub mod triggers;
 pub mod usage;

@@ -2,12 +2,20 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
-use crate::domain::plan::{Catalog, PlanId};
+use crate::domain::plan::{Catalog, Plan, PlanId};
 
 use super::AppState;
+
+/// Every plan, and the order plans upgrade in.
+#[derive(Serialize, ToSchema)]
+pub struct PlanCatalog<'a> {
+    plans: &'a [Plan],
+    upgrade_order: [PlanId; 3],
+}
 
 /// The catalog never changes while the process runs: serialise it once and
 /// let clients revalidate with its ETag.
@@ -18,10 +26,10 @@ pub struct CachedCatalog {
 
 impl CachedCatalog {
     pub fn new(catalog: &Catalog) -> Self {
-        let body = serde_json::to_vec(&json!({
-            "plans": catalog.plans(),
-            "upgrade_order": PlanId::ALL,
-        }))
+        let body = serde_json::to_vec(&PlanCatalog {
+            plans: catalog.plans(),
+            upgrade_order: PlanId::ALL,
+        })
         .expect("the catalog serialises");
         let digest = Sha256::digest(&body);
         let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
@@ -42,6 +50,28 @@ fn matches(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
         .any(|t| t == "*" || t == want)
 }
 
+/// The plan catalog
+///
+/// Public and cacheable: prices in integer cents, limits typed (`null` is
+/// unlimited). Revalidate with `If-None-Match`.
+#[utoipa::path(
+    get,
+    path = "/api/plans",
+    tag = "plans",
+    params(("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer")),
+    responses(
+        (status = 200, description = "The catalog", body = PlanCatalog,
+            headers(
+                ("ETag" = String, description = "The catalog's version"),
+                ("Cache-Control" = String, description = "`public, max-age=300`"),
+            )),
+        (status = 304, description = "Unchanged since that ETag",
+            headers(
+                ("ETag" = String, description = "The catalog's version"),
+                ("Cache-Control" = String, description = "`public, max-age=300`"),
+            )),
+    )
+)]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let cached = &state.plans;
     let cache = [

@@ -42,6 +42,7 @@ pub struct CosmosStore {
     usage: ContainerClient,
     events: ContainerClient,
     meter: Meter,
+    claimed: users::ClaimedFacts,
 }
 
 impl CosmosStore {
@@ -67,6 +68,7 @@ impl CosmosStore {
             usage: open(layout::USAGE_RECORDS).await?,
             events: open(layout::WEBHOOK_EVENTS).await?,
             meter: Meter::default(),
+            claimed: Default::default(),
         })
     }
 
