@@ -4,32 +4,17 @@
  */
 
 export interface paths {
-    "/api/health": {
+    "/api/auth/login": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["Health"];
+        get?: never;
         put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/plans": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["ListPlans"];
-        put?: never;
-        post?: never;
+        /** Sign in with email and password */
+        post: operations["Login"];
         delete?: never;
         options?: never;
         head?: never;
@@ -45,6 +30,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /** Create an account on a plan */
         post: operations["RegisterWithPlan"];
         delete?: never;
         options?: never;
@@ -52,7 +38,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/auth/login": {
+    "/api/billing/cancel-subscription": {
         parameters: {
             query?: never;
             header?: never;
@@ -61,7 +47,76 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post: operations["Login"];
+        /** Cancel at the end of the paid period */
+        post: operations["CancelSubscription"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/customer-portal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Open Stripe's customer portal */
+        get: operations["CustomerPortal"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/invoices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's invoices, newest first */
+        get: operations["ListInvoices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/preview-change": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Preview what a plan change bills now */
+        post: operations["PreviewPlanChange"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Withdraw a pending cancellation */
+        post: operations["ResumeSubscription"];
         delete?: never;
         options?: never;
         head?: never;
@@ -75,6 +130,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** The caller's subscription */
         get: operations["GetSubscription"];
         put?: never;
         post?: never;
@@ -93,6 +149,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /**
+         * Change plan or billing interval
+         * @description Without a live subscription: a checkout. Up a tier, or monthly to annual:
+         *     the same subscription moves to the new price now, prorated. Annual to
+         *     monthly, or down a tier: scheduled for the end of the paid period.
+         */
         post: operations["UpgradeSubscription"];
         delete?: never;
         options?: never;
@@ -100,62 +162,15 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/billing/preview-change": {
+    "/api/entitlements": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
-        put?: never;
-        post: operations["PreviewPlanChange"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/billing/cancel-subscription": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["CancelSubscription"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/billing/resume": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["ResumeSubscription"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/billing/customer-portal": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["CustomerPortal"];
+        /** The limits and features the caller's plan grants */
+        get: operations["GetEntitlements"];
         put?: never;
         post?: never;
         delete?: never;
@@ -164,14 +179,73 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/billing/invoices": {
+    "/api/health": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["ListInvoices"];
+        /**
+         * Liveness
+         * @description For load balancers and deploy checks; touches nothing.
+         */
+        get: operations["Health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/openapi.json": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This document */
+        get: operations["GetOpenApi"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The plan catalog
+         * @description Public and cacheable: prices in integer cents, limits typed (`null` is
+         *     unlimited). Revalidate with `If-None-Match`.
+         */
+        get: operations["ListPlans"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's usage against the plan's limits */
+        get: operations["GetUsage"];
         put?: never;
         post?: never;
         delete?: never;
@@ -189,6 +263,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
+        /**
+         * Record usage against the plan's limits
+         * @description Called by KRAFTD's document service. Checked and recorded atomically:
+         *     concurrent calls never admit more than the limit.
+         */
         post: operations["ConsumeUsage"];
         delete?: never;
         options?: never;
@@ -196,32 +275,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/usage": {
+    "/api/webhooks/stripe": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get: operations["GetUsage"];
+        get?: never;
         put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/entitlements": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["GetEntitlements"];
-        put?: never;
-        post?: never;
+        /**
+         * Stripe's webhook
+         * @description Called by Stripe, not by clients. The body is verified against the
+         *     `Stripe-Signature` header with the configured secrets (300 s tolerance).
+         *     2xx only once the effect is stored; 5xx asks Stripe to retry.
+         */
+        post: operations["StripeWebhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -232,204 +301,383 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @enum {string} */
-        PlanId: "free" | "pro" | "enterprise";
+        /** @description The user as clients see it: no password hash, no payment-provider ids. */
+        Account: {
+            /** Format: date-time */
+            created_at: string;
+            email: string;
+            /** Format: uuid */
+            id: string;
+            name: string;
+            subscription: components["schemas"]["AccountSubscription"];
+        };
+        /**
+         * @description The subscription as stored on the account. `GET /api/billing/subscription`
+         *     adds the plan's details and the plan in effect now.
+         */
+        AccountSubscription: components["schemas"]["SubscriptionState"] & {
+            /** Format: date-time */
+            end_date: string | null;
+            plan_id: components["schemas"]["PlanId"];
+            /** Format: date-time */
+            start_date: string | null;
+            /** @description The same as `plan_id`: plans are tiers. */
+            tier: components["schemas"]["PlanId"];
+            /** Format: date-time */
+            trial_end: string | null;
+        };
         /** @enum {string} */
         BillingInterval: "monthly" | "annual";
-        Money: {
-            amount: number;
-            currency: string;
+        /** @description The subscription as the frontend shows it. */
+        BillingSubscription: components["schemas"]["SubscriptionState"] & {
+            /** @description The plan whose limits apply now: Free while a paid plan is unpaid. */
+            effective_plan: components["schemas"]["PlanId"];
+            /** @description A checkout this account is waiting on. */
+            pending_checkout_session_id: string | null;
+            plan: components["schemas"]["SubscribedPlan"];
         };
-        PlanLimits: {
-            documents_per_month: number | null;
-            api_calls_per_day: number | null;
-            storage_mb: number | null;
-            team_members: number | null;
-            export_formats: string[];
+        /**
+         * @description A checkout to pay at: the answer to a paid registration or an upgrade
+         *     without a live subscription.
+         */
+        Checkout: {
+            /** @description Stripe Checkout's page; send the user there. */
+            checkout_url: string;
+            message: string;
+            session_id: string;
+        };
+        /**
+         * @description What KRAFTD's document service reports: a counter's increase, or a
+         *     gauge's change (negative frees storage or seats).
+         */
+        ConsumeRequest: {
+            feature?: null | components["schemas"]["Feature"];
+            format?: null | components["schemas"]["ExportFormat"];
+            metric: components["schemas"]["Metric"];
+            /**
+             * Format: int64
+             * @description Positive for counters; a non-zero change for gauges.
+             */
+            quantity: number;
+        };
+        /**
+         * @description ISO 4217 currency, lower-case as Stripe writes it.
+         * @enum {string}
+         */
+        Currency: "usd";
+        /** @description What the caller's plan allows now. */
+        Entitlements: {
+            limits: components["schemas"]["Limits"];
+            plan: components["schemas"]["PlanId"];
+            upgrade_to: null | components["schemas"]["PlanId"];
+        };
+        /**
+         * @description The stable error codes; clients branch on these, never on messages.
+         * @enum {string}
+         */
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "internal_error";
+        /**
+         * @description What went wrong, for programs (`code`) and people (`message`). The other
+         *     fields appear with the codes that explain themselves with them.
+         */
+        ErrorDetail: {
+            code: components["schemas"]["ErrorCode"];
+            column?: number;
+            /** @description `conflict`: what collided. */
+            conflict?: string;
+            /** @description `not_in_plan`: the feature the plan lacks. */
+            feature?: components["schemas"]["Feature"];
+            /**
+             * @description `invalid_field`, `email_taken`: the field at fault, a dotted path into
+             *     the body (or `body`, `query`).
+             */
+            field?: string;
+            /** @description `not_in_plan`: the export format the plan lacks. */
+            format?: components["schemas"]["ExportFormat"];
+            /** @description `quota_exceeded`: the plan limit's name, e.g. `documents_per_month`. */
+            limit?: string;
+            /**
+             * Format: int64
+             * @description `quota_exceeded`: the limit's value.
+             */
+            limit_value?: number;
+            /** @description `malformed_json`: where the JSON broke (1-based; 0 when unreadable). */
+            line?: number;
+            /** @description `payload_too_large`: the largest body accepted. */
+            max_bytes?: number;
+            message: string;
+            /** @description `quota_exceeded`: the metric whose limit is reached. */
+            metric?: components["schemas"]["Metric"];
+            /** @description `quota_exceeded`, `not_in_plan`: the caller's plan. */
+            plan?: components["schemas"]["PlanId"];
+            /**
+             * Format: int64
+             * @description `quota_exceeded`: the quantity that was refused.
+             */
+            requested?: number;
+            /**
+             * Format: date-time
+             * @description `quota_exceeded` on a counter: when its window resets (UTC).
+             */
+            resets_at?: string;
+            /** @description `quota_exceeded`, `not_in_plan`: the next tier up; absent at the top. */
+            upgrade_to?: components["schemas"]["PlanId"];
+            /**
+             * Format: int64
+             * @description `quota_exceeded`: what is used in the current window.
+             */
+            usage?: number;
+        };
+        /** @description Every error answer: `{"error": {...}}`. */
+        ErrorResponse: {
+            error: components["schemas"]["ErrorDetail"];
+        };
+        /** @enum {string} */
+        ExportFormat: "pdf" | "excel" | "json" | "csv" | "xml";
+        /** @enum {string} */
+        Feature: "ai_features";
+        Health: {
+            /** @example ok */
+            status: string;
+        };
+        /** @description A page of invoices, newest first. */
+        InvoiceList: {
+            has_more: boolean;
+            invoices: components["schemas"]["InvoiceSummary"][];
+            /** @description Pass as `starting_after` for the next page; `null` on the last. */
+            next_starting_after: string | null;
+        };
+        /** @description One invoice; amounts in the currency's minor unit (cents). */
+        InvoiceSummary: {
+            /** Format: int64 */
+            amount: number;
+            /** @description `amount` as a decimal string, for display only. */
+            amount_decimal: string;
+            /** Format: int64 */
+            amount_paid: number;
+            currency: components["schemas"]["Currency"];
+            /** Format: date-time */
+            date: string;
+            hosted_invoice_url: string | null;
+            id: string;
+            number: string | null;
+            pdf_url: string | null;
+            /** Format: date-time */
+            period_end: string | null;
+            /** Format: date-time */
+            period_start: string | null;
+            /** @description Stripe's invoice status: draft, open, paid, uncollectible or void. */
+            status: string;
+        };
+        /** @description A plan's limits; `null` means unlimited. */
+        Limits: {
             ai_features: boolean;
+            /** Format: int64 */
+            api_calls_per_day: number | null;
+            custom_integrations: boolean;
+            /** Format: int64 */
+            documents_per_month: number | null;
+            export_formats: components["schemas"]["ExportFormat"][];
             priority_support: boolean;
             sso: boolean;
-            custom_integrations: boolean;
-        };
-        Price: {
-            amount: number;
-            currency: string;
-            interval: components["schemas"]["BillingInterval"];
-            lookup_key: string;
-        };
-        Plan: {
-            id: components["schemas"]["PlanId"];
-            name: string;
-            tier: components["schemas"]["PlanId"];
-            description: string;
-            features: string[];
-            limits: components["schemas"]["PlanLimits"];
-            prices: components["schemas"]["Price"][];
-            contact_sales: boolean;
-        };
-        PlanList: {
-            plans: components["schemas"]["Plan"][];
-            upgrade_order: components["schemas"]["PlanId"][];
-        };
-        RegisterRequest: {
-            email: string;
-            password: string;
-            name: string;
-            plan_id: string;
-            billing_interval?: string;
+            /** Format: int64 */
+            storage_mb: number | null;
+            /** Format: int64 */
+            team_members: number | null;
         };
         LoginRequest: {
             email: string;
+            /** Format: password */
             password: string;
         };
-        UserView: {
-            id: string;
+        /** @enum {string} */
+        Metric: "documents" | "api_calls" | "exports" | "storage_mb" | "team_members";
+        /** @description An amount in the currency's minor unit (cents). Never a float. */
+        Money: {
+            /**
+             * Format: int64
+             * @description Minor units (cents for USD).
+             */
+            amount: number;
+            currency: components["schemas"]["Currency"];
+        };
+        Plan: {
+            contact_sales: boolean;
+            description: string;
+            features: string[];
+            id: components["schemas"]["PlanId"];
+            limits: components["schemas"]["Limits"];
+            name: string;
+            /** @description Empty for custom-priced plans (see `contact_sales`). */
+            prices: components["schemas"]["Price"][];
+            tier: components["schemas"]["PlanId"];
+        };
+        /** @description Every plan, and the order plans upgrade in. */
+        PlanCatalog: {
+            plans: components["schemas"]["Plan"][];
+            upgrade_order: components["schemas"]["PlanId"][];
+        };
+        /** @description What a plan change would bill now. */
+        PlanChangePreview: {
+            amount_due_now: components["schemas"]["Money"];
+            /**
+             * @description `amount_due_now` as a decimal string, for display only.
+             * @example 99.00
+             */
+            amount_due_now_decimal: string;
+            billing_interval: components["schemas"]["BillingInterval"];
+            new_plan_id: components["schemas"]["PlanId"];
+        };
+        /** @description The plan and interval to move to. */
+        PlanChangeRequest: {
+            billing_interval?: null | components["schemas"]["BillingInterval"];
+            new_plan_id: components["schemas"]["PlanId"];
+        };
+        /**
+         * @description A plan, which is also its tier: free < pro < enterprise.
+         * @enum {string}
+         */
+        PlanId: "free" | "pro" | "enterprise";
+        /** @description A link to Stripe's customer portal. */
+        PortalLink: {
+            url: string;
+        };
+        Price: components["schemas"]["Money"] & {
+            interval: components["schemas"]["BillingInterval"];
+            /** @description Stripe lookup key; prices are found by it, never by hard-coded ids. */
+            lookup_key: string;
+        };
+        /** @description A new account and the plan it starts on. */
+        RegisterRequest: {
+            billing_interval?: null | components["schemas"]["BillingInterval"];
             email: string;
             name: string;
+            /**
+             * Format: password
+             * @description 10 to 128 characters, letters mixed with digits or symbols, not
+             *     containing the email's local part.
+             */
+            password: string;
+            plan_id: components["schemas"]["PlanId"];
+        };
+        /**
+         * @description Free: signed in at once. A paid plan: a checkout to pay at first (the
+         *     account waits, `incomplete`, until Stripe confirms the payment).
+         */
+        RegisterResponse: components["schemas"]["TokenResponse"] | components["schemas"]["Checkout"];
+        ScheduledChange: {
+            billing_interval: components["schemas"]["BillingInterval"];
             /** Format: date-time */
-            created_at: string;
-            subscription: Record<string, never>;
+            effective_at: string | null;
+            plan_id: components["schemas"]["PlanId"];
         };
-        TokenResponse: {
-            access_token: string;
-            token_type: string;
-            expires_in: number;
-            user: components["schemas"]["UserView"];
+        /**
+         * @description Stripe's event, exactly as Stripe signed and sent it; the service reads
+         *     only its id and type, then re-reads the object it names from Stripe.
+         */
+        StripeEvent: {
+            /** @description `{"object": {...}}`: the object the event is about. */
+            data: Record<string, never>;
+            /** @description `evt_...` */
+            id: string;
+            /** @example customer.subscription.updated */
+            type: string;
         };
-        CheckoutResponse: {
-            checkout_url: string;
-            session_id: string;
-            message: string;
+        /** @description The plan a subscription sells, at the price its interval bills. */
+        SubscribedPlan: {
+            features: string[];
+            id: components["schemas"]["PlanId"];
+            limits: components["schemas"]["Limits"];
+            name: string;
+            price: null | components["schemas"]["Price"];
+            tier: components["schemas"]["PlanId"];
         };
-        /** @enum {string} */
-        SubscriptionStatus: "active" | "trialing" | "past_due" | "canceled" | "incomplete" | "incomplete_expired" | "unpaid" | "paused";
-        SubscriptionView: {
-            plan: {
-                id: components["schemas"]["PlanId"];
-                name: string;
-                tier: components["schemas"]["PlanId"];
-                price: null | {
-                    amount: number;
-                    currency: string;
-                    interval: components["schemas"]["BillingInterval"];
-                };
-                features: string[];
-                limits: components["schemas"]["PlanLimits"];
-            };
-            effective_plan: components["schemas"]["PlanId"];
-            status: components["schemas"]["SubscriptionStatus"];
-            /** Format: date-time */
-            renewal_date: string | null;
+        /** @description The subscription after a change. */
+        SubscriptionChanged: {
+            subscription: components["schemas"]["BillingSubscription"];
+        };
+        /** @description Where a subscription stands in its billing cycle. */
+        SubscriptionState: {
             auto_renew: boolean;
             billing_interval: components["schemas"]["BillingInterval"];
             cancel_at_period_end: boolean;
             /** Format: date-time */
             current_period_end: string | null;
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description While `past_due`, the paid plan holds until then.
+             */
             grace_until: string | null;
             last_payment_status: string | null;
-            pending_checkout_session_id: string | null;
-            scheduled_change: null | {
-                plan_id: components["schemas"]["PlanId"];
-                billing_interval: components["schemas"]["BillingInterval"];
-                /** Format: date-time */
-                effective_at: string;
-            };
-        };
-        SubscriptionEnvelope: {
-            subscription: components["schemas"]["SubscriptionView"];
-        };
-        PlanChangeRequest: {
-            new_plan_id: string;
-            billing_interval?: string;
-        };
-        PlanChangePreview: {
-            new_plan_id: components["schemas"]["PlanId"];
-            billing_interval: components["schemas"]["BillingInterval"];
-            amount_due_now: components["schemas"]["Money"];
-            amount_due_now_decimal: string;
-        };
-        PortalResponse: {
-            url: string;
-        };
-        Invoice: {
-            id: string;
-            number: string | null;
-            amount: number;
-            amount_decimal: string;
-            amount_paid: number;
-            currency: string;
-            status: string;
             /** Format: date-time */
-            date: string;
-            /** Format: date-time */
-            period_start: string | null;
-            /** Format: date-time */
-            period_end: string | null;
-            hosted_invoice_url: string | null;
-            pdf_url: string | null;
-        };
-        InvoicePage: {
-            invoices: components["schemas"]["Invoice"][];
-            has_more: boolean;
-            next_starting_after: string | null;
+            renewal_date: string | null;
+            scheduled_change: null | components["schemas"]["ScheduledChange"];
+            status: components["schemas"]["SubscriptionStatus"];
         };
         /** @enum {string} */
-        Metric: "api_calls" | "documents" | "exports" | "storage_mb" | "team_members";
-        Window: {
-            /** Format: date-time */
-            start: string;
-            /** Format: date-time */
-            end: string;
+        SubscriptionStatus: "active" | "trialing" | "past_due" | "canceled" | "incomplete" | "incomplete_expired" | "unpaid" | "paused";
+        /** @description A signed-in session: send `access_token` as `Authorization: Bearer`. */
+        TokenResponse: {
+            access_token: string;
+            /**
+             * Format: int64
+             * @description Seconds until the token expires.
+             */
+            expires_in: number;
+            /** @example bearer */
+            token_type: string;
+            user: components["schemas"]["Account"];
         };
-        MeterReading: {
-            metric: components["schemas"]["Metric"];
-            limit_name: string;
-            used: number;
+        /** @description Where one metric stands against the plan's limit. */
+        UsageReading: {
+            /**
+             * Format: int64
+             * @description `null`: unlimited.
+             */
             limit: number | null;
+            /**
+             * @description The plan limit that bounds it, as the catalog names it.
+             * @example documents_per_month
+             */
+            limit_name: string;
+            metric: components["schemas"]["Metric"];
+            /**
+             * Format: int64
+             * @description `null`: unlimited.
+             */
             remaining: number | null;
-            window: null | components["schemas"]["Window"];
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description When the window ends; `null` for gauges.
+             */
             resets_at: string | null;
+            /** Format: int64 */
+            used: number;
+            window: null | components["schemas"]["Window"];
         };
+        /** @description Usage of every metric in its current window. */
         UsageReport: {
+            /** @description The plan whose limits apply now. */
             plan: components["schemas"]["PlanId"];
+            /** @description Keyed by metric. */
             usage: {
-                [key: string]: components["schemas"]["MeterReading"];
+                [key: string]: components["schemas"]["UsageReading"];
             };
         };
-        ConsumeRequest: {
-            metric: string;
-            quantity: number;
-            feature?: string;
-            format?: string;
+        /** @description The webhook's answer to Stripe. */
+        WebhookAck: {
+            /** @description Seen before: acknowledged, nothing done. */
+            duplicate: boolean;
+            /** @description A type this service does not act on, or about nobody it knows. */
+            ignored: boolean;
+            received: boolean;
         };
-        Entitlements: {
-            plan: components["schemas"]["PlanId"];
-            limits: components["schemas"]["PlanLimits"];
-            upgrade_to: null | components["schemas"]["PlanId"];
-        };
-        Health: {
-            status: string;
-        };
-        ErrorBody: {
-            code: string;
-            message: string;
-            field?: string;
-            upgrade_to?: components["schemas"]["PlanId"];
-            limit?: string;
-            limit_value?: number;
-            usage?: number;
-            requested?: number;
-            plan?: string;
-            metric?: string;
+        /** @description A half-open UTC interval `[start, end)`. */
+        Window: {
             /** Format: date-time */
-            resets_at?: string;
-        } & {
-            [key: string]: unknown;
-        };
-        Error: {
-            error: components["schemas"]["ErrorBody"];
+            end: string;
+            /** Format: date-time */
+            start: string;
         };
     };
     responses: never;
@@ -440,60 +688,84 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    Health: {
+    Login: {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
         responses: {
-            /** @description ok */
+            /** @description Signed in */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Health"];
+                    "application/json": components["schemas"]["TokenResponse"];
                 };
             };
-            /** @description error */
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_credentials` */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    ListPlans: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description ok */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PlanList"];
-                };
-            };
-            /** @description error */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -511,60 +783,74 @@ export interface operations {
             };
         };
         responses: {
-            /** @description created */
+            /** @description Registered: signed in (Free) or sent to checkout (paid plans) */
             201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TokenResponse"] | components["schemas"]["CheckoutResponse"];
+                    "application/json": components["schemas"]["RegisterResponse"];
                 };
             };
-            /** @description error */
-            default: {
+            /** @description `malformed_json`, with the line and column */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `email_taken` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
-    Login: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["LoginRequest"];
-            };
-        };
-        responses: {
-            /** @description ok */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["TokenResponse"];
-                };
-            };
-            /** @description error */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    GetSubscription: {
+    CancelSubscription: {
         parameters: {
             query?: never;
             header?: never;
@@ -573,64 +859,247 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description ok */
+            /** @description Cancels at period end; the plan holds until then */
             200: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SubscriptionView"];
+                    "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description error */
-            default: {
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
                 headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
-    UpgradeSubscription: {
+    CustomerPortal: {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["PlanChangeRequest"];
-            };
-        };
+        requestBody?: never;
         responses: {
-            /** @description ok */
+            /** @description A portal session's URL */
             200: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SubscriptionEnvelope"];
+                    "application/json": components["schemas"]["PortalLink"];
                 };
             };
-            /** @description checkout */
-            201: {
+            /** @description `no_billing_account`: never subscribed to a paid plan */
+            400: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["CheckoutResponse"];
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description error */
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ListInvoices: {
+        parameters: {
+            query?: {
+                /** @description 1 to 100; 10 when absent. */
+                limit?: number;
+                /** @description The `next_starting_after` of the previous page. */
+                starting_after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of invoices */
+            200: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InvoiceList"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: `limit`, `starting_after` (not one of yours) or `query` */
+            422: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -648,51 +1117,126 @@ export interface operations {
             };
         };
         responses: {
-            /** @description ok */
+            /** @description The amount due now */
             200: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["PlanChangePreview"];
                 };
             };
-            /** @description error */
-            default: {
+            /** @description `malformed_json`, with the line and column */
+            400: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-        };
-    };
-    CancelSubscription: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description ok */
-            200: {
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
                 headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SubscriptionEnvelope"];
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description error */
-            default: {
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -706,27 +1250,71 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description ok */
+            /** @description Renews again */
             200: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SubscriptionEnvelope"];
+                    "application/json": components["schemas"]["SubscriptionChanged"];
                 };
             };
-            /** @description error */
-            default: {
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
                 headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
-    CustomerPortal: {
+    GetSubscription: {
         parameters: {
             query?: never;
             header?: never;
@@ -735,54 +1323,475 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description ok */
+            /** @description The subscription */
             200: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PortalResponse"];
+                    "application/json": components["schemas"]["BillingSubscription"];
                 };
             };
-            /** @description error */
-            default: {
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
                 headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
-    ListInvoices: {
+    UpgradeSubscription: {
         parameters: {
-            query?: {
-                limit?: number;
-                starting_after?: string;
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlanChangeRequest"];
             };
+        };
+        responses: {
+            /** @description The subscription changed, or a change is scheduled */
+            200: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionChanged"];
+                };
+            };
+            /** @description Pay at this checkout first */
+            201: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Checkout"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    GetEntitlements: {
+        parameters: {
+            query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description ok */
+            /** @description The plan in effect and its limits */
+            200: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Entitlements"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    Health: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process serves requests */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["InvoicePage"];
+                    "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description error */
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    GetOpenApi: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The OpenAPI 3.1 document of every HTTP function */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ListPlans: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description An ETag from an earlier answer */
+                "If-None-Match"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The catalog */
+            200: {
+                headers: {
+                    /** @description `public, max-age=300` */
+                    "Cache-Control"?: string;
+                    /** @description The catalog's version */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanCatalog"];
+                };
+            };
+            /** @description Unchanged since that ETag */
+            304: {
+                headers: {
+                    /** @description `public, max-age=300` */
+                    "Cache-Control"?: string;
+                    /** @description The catalog's version */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    GetUsage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every metric, with reset times */
+            200: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -800,80 +1809,200 @@ export interface operations {
             };
         };
         responses: {
-            /** @description ok */
+            /** @description Recorded; where the metric stands now */
             200: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["MeterReading"];
+                    "application/json": components["schemas"]["UsageReading"];
                 };
             };
-            /** @description error */
-            default: {
+            /** @description `malformed_json`, with the line and column */
+            400: {
                 headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded` (a monthly or gauge limit) or `not_in_plan` (a feature or export format) */
+            403: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
-    GetUsage: {
+    StripeWebhook: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description Stripe's signature of the raw body: `t=<unix time>,v1=<hex HMAC-SHA256>` */
+                "Stripe-Signature": string;
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description A Stripe event, as Stripe sends it */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StripeEvent"];
+            };
+        };
         responses: {
-            /** @description ok */
+            /** @description Received */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["UsageReport"];
+                    "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description error */
+            /** @description `invalid_webhook`: unsigned, wrongly signed, stale or unreadable */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
-        };
-    };
-    GetEntitlements: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description ok */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Entitlements"];
-                };
-            };
-            /** @description error */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

@@ -9,7 +9,7 @@ const catalog = plans.plans as Plan[];
 const pro = catalog.find((p) => p.id === 'pro')!;
 
 const proMonthly: Subscription = {
-  plan: { id: 'pro', name: pro.name, tier: 'pro', price: { amount: 9900, currency: 'usd', interval: 'monthly' }, features: pro.features, limits: pro.limits },
+  plan: { id: 'pro', name: pro.name, tier: 'pro', price: { amount: 9900, currency: 'usd', interval: 'monthly', lookup_key: 'pro_monthly' }, features: pro.features, limits: pro.limits },
   effective_plan: 'pro',
   status: 'active',
   renewal_date: '2026-12-24T13:29:07Z',
@@ -29,7 +29,7 @@ test('the prorated charge is shown before anything is changed, and the change on
       body: { new_plan_id: 'pro', billing_interval: 'annual', amount_due_now: { amount: 89100, currency: 'usd' }, amount_due_now_decimal: '891.00' },
     },
     'POST /api/billing/upgrade': {
-      body: { subscription: { ...proMonthly, billing_interval: 'annual', plan: { ...proMonthly.plan, price: { amount: 99000, currency: 'usd', interval: 'annual' } } } },
+      body: { subscription: { ...proMonthly, billing_interval: 'annual', plan: { ...proMonthly.plan, price: { amount: 99000, currency: 'usd', interval: 'annual', lookup_key: 'pro_annual' } } } },
     },
   });
   const changed: string[] = [];
