@@ -74,6 +74,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("PAST_DUE_GRACE_DAYS", "7"),
     ("SMTP_URL", ""),
     ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
+    ("WEB_DIST", "web/dist"),
     ("LOG_FORMAT", "json"),
     ("RUST_LOG", "info"),
 ];
@@ -170,6 +171,9 @@ pub struct Config {
     /// Unset locally: emails are written as .eml files under the data directory.
     pub smtp_url: Option<Secret>,
     pub email_from: String,
+    /// The built web app (`npm --prefix web run build`), served at `/` by
+    /// `handler serve` when present. Never under the host.
+    pub web_dist: PathBuf,
 }
 
 impl Config {
@@ -367,15 +371,26 @@ impl Config {
                 "is required with STRIPE_SECRET_KEY (comma-separated while rotating)",
             ));
         }
-        let url = |name: &'static str, default: &str| {
-            url_setting(name, get(name).unwrap_or_else(|| default.to_owned()))
+        // Locally the return URLs default to the web app this server serves,
+        // so checkout and the portal come back to it; deployed, to kraftd.io.
+        let app_origin = match mode {
+            RunMode::Local => format!("http://{}", loopback_if_unspecified(listen)),
+            RunMode::FunctionsHost { .. } => "https://kraftd.io".to_owned(),
+        };
+        let url = |name: &'static str, deployed: &str, local: &str| {
+            let default = match mode {
+                RunMode::Local => format!("{app_origin}{local}"),
+                RunMode::FunctionsHost { .. } => format!("{app_origin}{deployed}"),
+            };
+            url_setting(name, get(name).unwrap_or(default))
         };
         let checkout_success_url = url(
             "CHECKOUT_SUCCESS_URL",
-            "https://kraftd.io/dashboard?payment=success",
+            "/dashboard?payment=success",
+            "/account?payment=success",
         )?;
-        let checkout_cancel_url = url("CHECKOUT_CANCEL_URL", "https://kraftd.io/pricing")?;
-        let portal_return_url = url("BILLING_PORTAL_RETURN_URL", "https://kraftd.io/dashboard")?;
+        let checkout_cancel_url = url("CHECKOUT_CANCEL_URL", "/pricing", "/pricing")?;
+        let portal_return_url = url("BILLING_PORTAL_RETURN_URL", "/dashboard", "/account")?;
         let past_due_grace_days = match get("PAST_DUE_GRACE_DAYS") {
             Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
                 bad(
@@ -408,6 +423,8 @@ impl Config {
             ));
         }
 
+        let web_dist = PathBuf::from(get("WEB_DIST").unwrap_or_else(|| "web/dist".into()));
+
         let config = Self {
             mode,
             listen,
@@ -426,6 +443,7 @@ impl Config {
             past_due_grace_days,
             smtp_url,
             email_from,
+            web_dist,
         };
         if config.has_signing_secret() {
             config.validate_keys()?;
@@ -464,6 +482,17 @@ impl Config {
         };
         self.tokens.hs256_secret = Secret::new(secret);
         self.validate_keys()
+    }
+}
+
+/// The address a browser on this machine reaches a server bound to `addr` at.
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, addr.port()).into()
+        }
+        _ => addr,
     }
 }
 
@@ -566,6 +595,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.webhook_secrets.len(), 2);
         assert_eq!(c.listen, "127.0.0.1:4321".parse().unwrap());
+    }
+
+    #[test]
+    fn return_urls_default_to_the_local_web_app_locally_and_to_kraftd_under_the_host() {
+        let c = with(&[("PORT", "8080"), ("BIND_ADDRESS", "0.0.0.0")]).unwrap();
+        assert_eq!(
+            c.checkout_success_url,
+            "http://127.0.0.1:8080/account?payment=success"
+        );
+        assert_eq!(c.checkout_cancel_url, "http://127.0.0.1:8080/pricing");
+        assert_eq!(c.portal_return_url, "http://127.0.0.1:8080/account");
+        let c = with(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "4321"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a"),
+            ("SMTP_URL", "smtp://127.0.0.1:2525"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.checkout_success_url,
+            "https://kraftd.io/dashboard?payment=success"
+        );
+        assert_eq!(c.checkout_cancel_url, "https://kraftd.io/pricing");
+        assert_eq!(c.portal_return_url, "https://kraftd.io/dashboard");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError, LogFormat, RunMode, Secret, StoreConfig
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::plan::Catalog;
 use crate::domain::ports::{Mailer, Payments, Store, StoreError, WebhookVerifier};
+use crate::http::web_app::WebApp;
 use crate::http::{self, AppState};
 use crate::mail::{FileMailer, SmtpMailer};
 use crate::payments::stripe::{StripePayments, StripeSettings};
@@ -218,7 +219,7 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     let clock = adapters.clock.clone();
     let state = state(&config, adapters)?;
     let billing = state.billing.clone();
-    let router = http::router(state, &config.cors_origins);
+    let router = local_router(&config, state);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -247,6 +248,28 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// The service's router; locally also the built web app at `/`, so one
+/// command shows the pages. Under the host the frontend is deployed on its
+/// own and only the API is served.
+fn local_router(config: &Config, state: AppState) -> Router {
+    if config.mode != RunMode::Local {
+        return http::router(state, &config.cors_origins);
+    }
+    match WebApp::built_in(&config.web_dist) {
+        Some(web) => {
+            tracing::info!(dir = %config.web_dist.display(), "serving the web app at /");
+            http::router_with_web_app(state, &config.cors_origins, web)
+        }
+        None => {
+            tracing::info!(
+                dir = %config.web_dist.display(),
+                "no web app built there (npm --prefix web ci && npm --prefix web run build): serving the API only"
+            );
+            http::router(state, &config.cors_origins)
+        }
+    }
 }
 
 /// The offline Stripe simulator in place of Stripe, for local runs without a

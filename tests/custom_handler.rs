@@ -65,12 +65,28 @@ async fn start(env: &[(&str, &str)], args: &[&str], port: u16) -> Running {
     }
 }
 
+/// A stand-in for `npm --prefix web run build`: index.html and one asset,
+/// so these tests need no Node.js.
+fn built_web_app() -> tempfile::TempDir {
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dist.path().join("index.html"),
+        "<!doctype html><title>KRAFTD</title><div id=\"root\"></div>",
+    )
+    .unwrap();
+    std::fs::create_dir(dist.path().join("assets")).unwrap();
+    std::fs::write(dist.path().join("assets/app-1234.js"), "console.log('app')").unwrap();
+    dist
+}
+
 #[tokio::test]
 async fn under_the_functions_host_it_serves_forwarded_requests_on_the_hosts_port() {
     let port = free_port();
     let port_s = port.to_string();
+    let web = built_web_app();
     let mut h = start(
         &[
+            ("WEB_DIST", web.path().to_str().unwrap()),
             ("FUNCTIONS_CUSTOMHANDLER_PORT", &port_s),
             ("JWT_SECRET", "host-secret-0123456789abcdef0123456789"),
             ("STRIPE_SECRET_KEY", "sk_test_never_called"),
@@ -105,6 +121,14 @@ async fn under_the_functions_host_it_serves_forwarded_requests_on_the_hosts_port
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+
+    // The frontend is deployed on its own: under the host only the API answers.
+    let r = client.get(format!("{}/", h.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
 
     // Logs are JSON lines on stdout and carry the host's invocation id.
     h.child.kill().unwrap();
@@ -149,6 +173,94 @@ async fn handler_serve_binds_port_from_the_environment_and_stops_cleanly_on_sigt
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(code.success(), "{code:?}");
+}
+
+#[tokio::test]
+async fn handler_serve_serves_the_built_web_app_at_the_root_and_the_api_unchanged() {
+    let port = free_port();
+    let port_s = port.to_string();
+    let web = built_web_app();
+    let h = start(
+        &[
+            ("PORT", &port_s),
+            ("WEB_DIST", web.path().to_str().unwrap()),
+        ],
+        &["serve"],
+        port,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{}{path}", h.base)).send();
+
+    // The page, and the same page for the app's own routes (a reload, or the
+    // way back from checkout), so the browser's router can show them.
+    for path in ["/", "/account?payment=success", "/pricing"] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(r.headers()["cache-control"], "no-cache", "{path}");
+        assert!(
+            r.text().await.unwrap().contains("<div id=\"root\">"),
+            "{path}"
+        );
+    }
+    let r = get("/assets/app-1234.js").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    // A missing asset is missing, not the page.
+    assert_eq!(get("/assets/gone-5678.js").await.unwrap().status(), 404);
+
+    // The API is untouched: its routes, and its JSON 404 for unknown ones.
+    let r = get("/api/plans").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["plans"][0]["id"], "free");
+    for path in ["/api/no-such-route", "/api"] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "not_found",
+            "{path}"
+        );
+    }
+    let r = client
+        .post(format!("{}/api/billing/subscription", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test]
+async fn handler_serve_without_a_built_web_app_serves_the_api_only() {
+    let port = free_port();
+    let port_s = port.to_string();
+    let empty = tempfile::tempdir().unwrap();
+    let h = start(
+        &[
+            ("PORT", &port_s),
+            ("WEB_DIST", empty.path().to_str().unwrap()),
+        ],
+        &["serve"],
+        port,
+    )
+    .await;
+    let r = reqwest::get(format!("{}/", h.base)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
 }
 
 /// Starts the handler as the host would, expects it to refuse, and returns

@@ -12,15 +12,18 @@ pub mod openapi;
 pub mod plans;
 pub mod triggers;
 pub mod usage;
+pub mod web_app;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::MethodFilter;
 use axum::Router;
 
 use crate::app::Billing;
+use web_app::WebApp;
+
 use crate::functions::{Access, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 
 /// Request bodies past this are refused with 413.
@@ -46,6 +49,15 @@ impl AppState {
 
 /// The whole service as one router, built from the route table.
 pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    build(state, cors_origins, None)
+}
+
+/// The service plus the built web app at `/` (for `handler serve`).
+pub fn router_with_web_app(state: AppState, cors_origins: &[String], web: WebApp) -> Router {
+    build(state, cors_origins, Some(web))
+}
+
+fn build(state: AppState, cors_origins: &[String], web: Option<WebApp>) -> Router {
     let mut api = Router::new();
     for f in HTTP_FUNCTIONS {
         let methods = f
@@ -67,8 +79,11 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     for f in CHANGE_FEED_FUNCTIONS {
         api = api.route(&format!("/{}", f.name), (f.mount)());
     }
-    api.fallback(error::not_found)
-        .layer(from_fn(layers::method_not_allowed_as_json))
+    let api = match web {
+        Some(web) => api.fallback(move |req: Request| web.serve(req)),
+        None => api.fallback(error::not_found),
+    };
+    api.layer(from_fn(layers::method_not_allowed_as_json))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), layers::upgrade_links))
         .layer(layers::trace())

@@ -1,0 +1,55 @@
+import { expect, test, vi } from 'vitest';
+import { api, ApiError, call } from './client';
+import { signIn, currentSession } from '../session';
+import { fakeApi } from '../test/fakeApi';
+
+const quota = {
+  error: {
+    code: 'quota_exceeded',
+    message: 'the documents_per_month limit of the free plan is reached',
+    upgrade_to: 'pro',
+    limit: 'documents_per_month',
+  },
+};
+
+test('an error answer becomes an ApiError with the API’s message, upgrade and link', async () => {
+  fakeApi({
+    'POST /api/usage/consume': {
+      status: 403,
+      body: quota,
+      headers: { 'x-upgrade-url': 'https://kraftd.io/pricing?plan=pro' },
+    },
+  });
+  const error = await call(api.POST('/api/usage/consume', { body: { metric: 'documents', quantity: 1 } })).catch(
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ApiError);
+  expect(error).toMatchObject({
+    status: 403,
+    code: 'quota_exceeded',
+    message: 'the documents_per_month limit of the free plan is reached',
+    upgradeTo: 'pro',
+    upgradeUrl: 'https://kraftd.io/pricing?plan=pro',
+  });
+});
+
+test('signed-in calls carry the token; a 401 ends the session', async () => {
+  let seen: string | null = null;
+  fakeApi({
+    'GET /api/usage': { status: 401, body: { error: { code: 'invalid_token', message: 'the token has expired' } } },
+  });
+  const fetch = globalThis.fetch;
+  vi.stubGlobal('fetch', async (r: Request) => {
+    seen = r.headers.get('authorization');
+    return fetch(r);
+  });
+  signIn({ access_token: 'abc', expires_in: 3600, user: { email: 'a@example.com', name: 'A' } });
+  await expect(call(api.GET('/api/usage'))).rejects.toThrow('the token has expired');
+  expect(seen).toBe('Bearer abc');
+  expect(currentSession()).toBeNull();
+});
+
+test('an unreachable service is said plainly', async () => {
+  vi.stubGlobal('fetch', () => Promise.reject(new TypeError('Failed to fetch')));
+  await expect(call(api.GET('/api/plans'))).rejects.toThrow('The billing service could not be reached.');
+});

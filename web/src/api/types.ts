@@ -1,0 +1,42 @@
+// Names for the API's shapes, all taken from the generated schema.d.ts
+// (`npm run gen:api`), so a change in the OpenAPI document shows up here as
+// a type error rather than a runtime surprise.
+import type { paths } from './schema';
+
+type Json<P extends keyof paths, M extends keyof paths[P], S extends number> =
+  paths[P][M] extends { responses: infer R }
+    ? R extends Record<S, { content: { 'application/json': infer B } }>
+      ? B
+      : never
+    : never;
+
+export type PlanList = Json<'/api/plans', 'get', 200>;
+export type Plan = PlanList['plans'][number];
+export type PlanId = Plan['id'];
+export type Price = Plan['prices'][number];
+export type BillingInterval = Price['interval'];
+export type Subscription = Json<'/api/billing/subscription', 'get', 200>;
+export type PlanChangePreview = Json<'/api/billing/preview-change', 'post', 200>;
+export type InvoicePage = Json<'/api/billing/invoices', 'get', 200>;
+export type Invoice = InvoicePage['invoices'][number];
+export type UsageReport = Json<'/api/usage', 'get', 200>;
+export type MeterReading = Json<'/api/usage/consume', 'post', 200>;
+export type Registered = Json<'/api/auth/register/with-plan', 'post', 201>;
+export type TokenResponse = Json<'/api/auth/login', 'post', 200>;
+
+// A name above that stops matching schema.d.ts (a path or status code
+// renamed) would silently become `never`; this fails to compile instead.
+type Defined<T> = [T] extends [never] ? false : true;
+type AllTrue<T extends true[]> = T;
+export type SchemaNamesResolve = AllTrue<
+  [
+    Defined<PlanList>,
+    Defined<Subscription>,
+    Defined<PlanChangePreview>,
+    Defined<InvoicePage>,
+    Defined<UsageReport>,
+    Defined<MeterReading>,
+    Defined<Registered>,
+    Defined<TokenResponse>,
+  ]
+>;

@@ -1,0 +1,430 @@
+import { useEffect, useRef, useState } from 'react';
+import { api, ApiError, call } from '../api/client';
+import type { Invoice, Plan, Subscription } from '../api/types';
+import { ErrorMessage } from '../components/ErrorMessage';
+import { InvoiceTable } from '../components/InvoiceTable';
+import { PlanChange } from '../components/PlanChange';
+import { UsageBar } from '../components/UsageBar';
+import { formatDate, formatMoney } from '../format';
+import { navigate, useLocation } from '../router';
+import { useSession } from '../session';
+import {
+  changeTargets,
+  isLiveSubscription,
+  planName,
+  STATUS_TEXT,
+  type PlanTarget,
+} from '../subscription';
+import { useLoad } from '../useLoad';
+
+const METRIC_ORDER = ['documents', 'api_calls', 'exports', 'storage_mb', 'team_members'] as const;
+
+/** The subscription manager: plan, renewal, changes, usage and invoices. */
+export function AccountPage() {
+  const session = useSession();
+  const { search } = useLocation();
+  useEffect(() => {
+    if (!session) navigate(`/login?next=${encodeURIComponent('/account')}&expired=1`, { replace: true });
+  }, [session]);
+  if (!session) return null;
+  return <Account key={session.token} initialChange={targetFrom(search)} paid={search.get('payment') === 'success'} />;
+}
+
+function targetFrom(search: URLSearchParams): PlanTarget | null {
+  const planId = search.get('change');
+  if (planId !== 'pro' && planId !== 'enterprise') return null;
+  return { planId, interval: search.get('interval') === 'annual' ? 'annual' : 'monthly' };
+}
+
+function Account({ initialChange, paid }: { initialChange: PlanTarget | null; paid: boolean }) {
+  const session = useSession();
+  const plans = useLoad(() => call(api.GET('/api/plans')).then((r) => r.plans), []);
+  const sub = useLoad(() => call(api.GET('/api/billing/subscription')), []);
+  const [change, setChange] = useState<PlanTarget | null>(initialChange);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [usageRound, setUsageRound] = useState(0);
+  const [invoices, setInvoices] = useState<InvoiceRefresh>({ round: 0, expectNew: false });
+  const [waitingForPayment, setWaitingForPayment] = useState(paid);
+
+  // Back from checkout: Stripe's webhook activates the plan, usually before
+  // the redirect lands; poll briefly in case it is still on its way.
+  useEffect(() => {
+    if (!waitingForPayment || !sub.data) return;
+    if (isLiveSubscription(sub.data)) {
+      setWaitingForPayment(false);
+      setNotice(`Payment received. You are on ${sub.data.plan.name}.`);
+      setInvoices((r) => ({ round: r.round + 1, expectNew: false }));
+      setUsageRound((r) => r + 1);
+      navigate('/account', { replace: true });
+      return;
+    }
+    const timer = setTimeout(sub.reload, 1000);
+    return () => clearTimeout(timer);
+  }, [waitingForPayment, sub.data, sub.reload]);
+
+  function changed(next: Subscription, message: string, charged: boolean) {
+    sub.set(next);
+    setChange(null);
+    setNotice(message);
+    setInvoices((r) => ({ round: r.round + 1, expectNew: charged }));
+    setUsageRound((r) => r + 1);
+    navigate('/account', { replace: true });
+  }
+
+  return (
+    <>
+      <h1>Your subscription</h1>
+      <p className="lead">Signed in as {session?.email}</p>
+      {waitingForPayment && <p role="status">Confirming your payment…</p>}
+      {notice && (
+        <p className="notice" role="status">
+          {notice}
+        </p>
+      )}
+      <ErrorMessage error={sub.error ?? plans.error} />
+      {sub.data && plans.data && (
+        <>
+          <CurrentPlan
+            sub={sub.data}
+            plans={plans.data}
+            onUpdated={(s, message) => {
+              sub.set(s);
+              setNotice(message);
+            }}
+          />
+          {change ? (
+            <PlanChange
+              subscription={sub.data}
+              plans={plans.data}
+              target={change}
+              onChanged={changed}
+              onClose={() => {
+                setChange(null);
+                navigate('/account', { replace: true });
+              }}
+            />
+          ) : (
+            <ChangeOptions sub={sub.data} plans={plans.data} onChoose={setChange} />
+          )}
+          <Usage key={`usage-${usageRound}`} plans={plans.data} onUpgrade={setChange} />
+          <Invoices refresh={invoices} />
+        </>
+      )}
+      {!sub.data && !sub.error && <p role="status">Loading your subscription…</p>}
+    </>
+  );
+}
+
+function CurrentPlan({
+  sub,
+  plans,
+  onUpdated,
+}: {
+  sub: Subscription;
+  plans: Plan[];
+  onUpdated: (sub: Subscription, message: string) => void;
+}) {
+  const [confirmCancel, setConfirmCancel] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const live = isLiveSubscription(sub);
+  const price = sub.plan.price;
+  const periodEnd = sub.current_period_end ?? sub.renewal_date;
+
+  async function act(run: () => Promise<{ subscription: Subscription }>, message: (s: Subscription) => string) {
+    setBusy(true);
+    setError(null);
+    try {
+      const { subscription } = await run();
+      setConfirmCancel(false);
+      onUpdated(subscription, message(subscription));
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function portal() {
+    setBusy(true);
+    setError(null);
+    try {
+      const { url } = await call(api.GET('/api/billing/customer-portal'));
+      window.location.assign(url);
+    } catch (e) {
+      setError(e);
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section className="card current" aria-labelledby="current-heading">
+      <h2 id="current-heading">Current plan</h2>
+      <dl className="facts">
+        <dt>Plan</dt>
+        <dd data-testid="current-plan">{sub.plan.name}</dd>
+        <dt>Status</dt>
+        <dd>
+          <span className={`status status-${sub.status}`}>{STATUS_TEXT[sub.status]}</span>
+        </dd>
+        {price && price.amount > 0 && (
+          <>
+            <dt>Price</dt>
+            <dd>
+              {formatMoney(price.amount, price.currency)} per{' '}
+              {price.interval === 'annual' ? 'year' : 'month'}
+            </dd>
+          </>
+        )}
+        {live && periodEnd && (
+          <>
+            <dt>{sub.cancel_at_period_end ? 'Ends on' : 'Renews on'}</dt>
+            <dd data-testid="period-end">{formatDate(periodEnd)}</dd>
+          </>
+        )}
+        {sub.grace_until && (
+          <>
+            <dt>Paid features kept until</dt>
+            <dd>{formatDate(sub.grace_until)}</dd>
+          </>
+        )}
+        {sub.scheduled_change && (
+          <>
+            <dt>Scheduled change</dt>
+            <dd>
+              {planName(plans, sub.scheduled_change.plan_id)}, billed{' '}
+              {sub.scheduled_change.billing_interval === 'annual' ? 'annually' : 'monthly'}
+              {sub.scheduled_change.effective_at && ` from ${formatDate(sub.scheduled_change.effective_at)}`}
+            </dd>
+          </>
+        )}
+      </dl>
+      {live && sub.cancel_at_period_end && periodEnd && (
+        <p className="warning-text">
+          Your subscription is canceled and ends on {formatDate(periodEnd)}. You keep {sub.plan.name} until
+          then.
+        </p>
+      )}
+      {sub.status === 'incomplete' && (
+        <p className="warning-text">
+          The payment for {sub.plan.name} has not been completed. Until it is, the Free plan’s limits
+          apply.
+        </p>
+      )}
+      {sub.status === 'past_due' && (
+        <p className="warning-text">
+          Your last payment failed. Update your payment details to keep {sub.plan.name}.
+        </p>
+      )}
+      <ErrorMessage error={error} />
+      <div className="actions">
+        {live && sub.cancel_at_period_end && (
+          <button
+            type="button"
+            className="primary"
+            disabled={busy}
+            onClick={() =>
+              act(
+                () => call(api.POST('/api/billing/resume')),
+                (s) => `Your subscription continues. It renews on ${formatDate(s.current_period_end ?? s.renewal_date ?? '')}.`,
+              )
+            }
+          >
+            Resume subscription
+          </button>
+        )}
+        {live && !sub.cancel_at_period_end && !confirmCancel && (
+          <button type="button" disabled={busy} onClick={() => setConfirmCancel(true)}>
+            Cancel subscription
+          </button>
+        )}
+        {sub.plan.id !== 'free' && (
+          <button type="button" disabled={busy} onClick={portal}>
+            Manage payment details
+          </button>
+        )}
+      </div>
+      {confirmCancel && (
+        <div className="confirm" role="group" aria-labelledby="cancel-question">
+          <p id="cancel-question">
+            Cancel at the end of the billing period
+            {periodEnd ? `, on ${formatDate(periodEnd)}` : ''}? You keep {sub.plan.name} until then and are not
+            charged again.
+          </p>
+          <div className="actions">
+            <button
+              type="button"
+              className="danger"
+              disabled={busy}
+              onClick={() =>
+                act(
+                  () => call(api.POST('/api/billing/cancel-subscription')),
+                  (s) => `Your subscription will end on ${formatDate(s.current_period_end ?? s.renewal_date ?? '')}.`,
+                )
+              }
+            >
+              Yes, cancel at period end
+            </button>
+            <button type="button" disabled={busy} onClick={() => setConfirmCancel(false)}>
+              Keep my subscription
+            </button>
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}
+
+function ChangeOptions({
+  sub,
+  plans,
+  onChoose,
+}: {
+  sub: Subscription;
+  plans: Plan[];
+  onChoose: (t: PlanTarget) => void;
+}) {
+  const targets = changeTargets(sub, plans);
+  if (targets.length === 0) return null;
+  const live = isLiveSubscription(sub);
+  return (
+    <section className="card" aria-labelledby="change-heading">
+      <h2 id="change-heading">{live ? 'Change plan' : 'Upgrade'}</h2>
+      <div className="actions">
+        {targets.map((t) => {
+          const price = plans.find((p) => p.id === t.planId)?.prices.find((p) => p.interval === t.interval);
+          return (
+            <button key={`${t.planId}-${t.interval}`} type="button" onClick={() => onChoose(t)}>
+              {live && t.planId === sub.plan.id
+                ? `Switch to ${t.interval} billing`
+                : `Upgrade to ${planName(plans, t.planId)} (${t.interval})`}
+              {price && ` · ${formatMoney(price.amount, price.currency)}/${t.interval === 'annual' ? 'yr' : 'mo'}`}
+            </button>
+          );
+        })}
+      </div>
+    </section>
+  );
+}
+
+/** Usage against the plan's limits, and the quota prompt when one is hit. */
+function Usage({ plans, onUpgrade }: { plans: Plan[]; onUpgrade: (t: PlanTarget) => void }) {
+  const usage = useLoad(() => call(api.GET('/api/usage')), []);
+  const [refused, setRefused] = useState<ApiError | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+
+  // Stands in for KRAFTD's document service, which records each processed
+  // document against the plan through the same endpoint.
+  async function processDocument() {
+    setBusy(true);
+    setError(null);
+    setRefused(null);
+    try {
+      await call(api.POST('/api/usage/consume', { body: { metric: 'documents', quantity: 1 } }));
+    } catch (e) {
+      if (e instanceof ApiError && e.upgradeTo) setRefused(e);
+      else setError(e);
+    } finally {
+      setBusy(false);
+      usage.reload();
+    }
+  }
+
+  const upgradeTo = refused?.upgradeTo;
+  return (
+    <section className="card" aria-labelledby="usage-heading">
+      <h2 id="usage-heading">Usage</h2>
+      <ErrorMessage error={usage.error ?? error} />
+      {refused && (
+        <div className="quota" role="alert">
+          <p>{refused.message}</p>
+          {upgradeTo && (
+            <button
+              type="button"
+              className="primary"
+              onClick={() => onUpgrade({ planId: upgradeTo as PlanTarget['planId'], interval: 'monthly' })}
+            >
+              Upgrade to {planName(plans, upgradeTo)}
+            </button>
+          )}
+        </div>
+      )}
+      {usage.data &&
+        METRIC_ORDER.map((m) => {
+          const reading = usage.data?.usage[m];
+          return reading ? <UsageBar key={m} reading={reading} /> : null;
+        })}
+      <div className="actions">
+        <button type="button" onClick={processDocument} disabled={busy}>
+          Process a document
+        </button>
+      </div>
+    </section>
+  );
+}
+
+interface InvoiceRefresh {
+  round: number;
+  /** A change just billed: its invoice arrives with Stripe's webhook, so
+   * look again for a short while until it is listed. */
+  expectNew: boolean;
+}
+
+function Invoices({ refresh }: { refresh: InvoiceRefresh }) {
+  const [invoices, setInvoices] = useState<Invoice[] | null>(null);
+  const [next, setNext] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const newest = useRef<string | null>(null);
+
+  useEffect(() => {
+    let stale = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const before = newest.current;
+    let tries = 0;
+    async function load() {
+      try {
+        const page = await call(api.GET('/api/billing/invoices', { params: { query: { limit: 10 } } }));
+        if (stale) return;
+        setInvoices(page.invoices);
+        setNext(page.next_starting_after);
+        setError(null);
+        newest.current = page.invoices[0]?.id ?? null;
+        if (refresh.expectNew && newest.current === before && ++tries < 10) timer = setTimeout(load, 1000);
+      } catch (e) {
+        if (!stale) setError(e);
+      }
+    }
+    load();
+    return () => {
+      stale = true;
+      clearTimeout(timer);
+    };
+  }, [refresh]);
+
+  async function more() {
+    if (!next) return;
+    try {
+      const page = await call(
+        api.GET('/api/billing/invoices', { params: { query: { limit: 10, starting_after: next } } }),
+      );
+      setInvoices((list) => [...(list ?? []), ...page.invoices]);
+      setNext(page.next_starting_after);
+    } catch (e) {
+      setError(e);
+    }
+  }
+
+  return (
+    <section className="card" aria-labelledby="invoices-heading">
+      <h2 id="invoices-heading">Billing history</h2>
+      <ErrorMessage error={error} />
+      {invoices && <InvoiceTable invoices={invoices} />}
+      {next && (
+        <button type="button" onClick={more}>
+          Show older invoices
+        </button>
+      )}
+    </section>
+  );
+}
