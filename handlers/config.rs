@@ -229,6 +229,7 @@ impl Config {
                     database: get("COSMOS_DATABASE")
                         .unwrap_or_else(|| crate::store::cosmos::layout::DEFAULT_DATABASE.into()),
                     region: get("COSMOS_REGION").unwrap_or_else(|| "East US".into()),
+                    under_host: matches!(mode, RunMode::FunctionsHost { .. }),
                 };
                 if settings.key.is_some() && !settings.is_emulator() {
                     return Err(bad(

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod functions;
 pub mod http;
+pub mod identity;
 pub mod mail;
 pub mod payments;
 pub mod secrets;

@@ -27,7 +27,7 @@ use kraftd_billing::domain::user::UserId;
 use kraftd_billing::store::cosmos::{self, layout};
 use serde_json::{json, Value};
 use support::cosmos_memory::{self, DATABASE};
-use support::{TestApp, PASSWORD};
+use support::TestApp;
 
 const DAY: i64 = 86_400;
 
@@ -87,27 +87,11 @@ fn api_call(user: UserId, limit: u64) -> UsageIncrement {
     }
 }
 
-async fn pay_for_pro(app: &TestApp, email: &str) {
-    let r: Value = app
-        .post(
-            "/api/auth/register/with-plan",
-            json!({"email": email, "password": PASSWORD, "name": "Cosmos Reader", "plan_id": "pro"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    app.sim()
-        .complete_checkout(r["session_id"].as_str().unwrap())
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_change_feed() {
     let (store, client) = cosmos_memory::store_with(Vec::new()).await;
     let app = TestApp::spawn_on(Arc::new(store), &[]).await;
-    pay_for_pro(&app, "feed@example.com").await;
+    app.subscribe_to_pro("feed@example.com").await;
     let token = app.login("feed@example.com").await;
     let sub: Value = app
         .get_as(&token, "/api/billing/subscription")
@@ -224,7 +208,10 @@ async fn each_container_has_its_partition_key_and_default_ttl_and_init_is_idempo
             .default_ttl
             .as_cosmos()
     };
-    assert_eq!(ttl("payments"), Some(PAYMENT_RETENTION_DAYS * DAY));
+    // The retentions the design asks for, spelled out: seven years (and
+    // two leap days), 90 days, 30 days.
+    assert_eq!(ttl("payments"), Some((7 * 365 + 2) * DAY));
+    assert_eq!(ttl("invoices"), Some((7 * 365 + 2) * DAY));
     assert_eq!(ttl("usage_records"), Some(90 * DAY));
     assert_eq!(ttl("webhook_events"), Some(30 * DAY));
     assert_eq!(
@@ -336,7 +323,7 @@ async fn throttling_storms_and_unavailability_lose_nothing_and_double_nothing() 
     );
 
     // Webhook processing: a paid subscription goes through, emails once.
-    pay_for_pro(&app, "storm-pro@example.com").await;
+    app.subscribe_to_pro("storm-pro@example.com").await;
     let user = app.user("storm-pro@example.com").await;
     assert_eq!(user.subscription.plan_id.as_str(), "pro");
     let kinds = app.email_kinds(user.id).await;

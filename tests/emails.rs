@@ -14,19 +14,7 @@ use serde_json::{json, Value};
 use support::{TestApp, PASSWORD};
 
 async fn paid_user_outbox(app: &TestApp, email: &str) -> Vec<OutboxMessage> {
-    let r: Value = app
-        .post(
-            "/api/auth/register/with-plan",
-            json!({"email": email, "password": PASSWORD, "name": "Mail Reader", "plan_id": "pro"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    app.sim()
-        .complete_checkout(r["session_id"].as_str().unwrap())
-        .await
-        .unwrap();
+    app.subscribe_to_pro(email).await;
     let user = app.user(email).await;
     app.store.outbox_for_user(user.id).await.unwrap()
 }

@@ -11,10 +11,6 @@ use azure_core::error::ErrorKind;
 use azure_core::http::{
     ClientOptions, ExponentialRetryOptions, HttpClient, RetryOptions, StatusCode, Transport, Url,
 };
-use azure_identity::{
-    DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
-    UserAssignedId,
-};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use crate::config::ConfigError;
@@ -72,26 +68,17 @@ impl fmt::Display for KeyVaultSecrets {
     }
 }
 
-/// The identity the service reads the vault as: the user-assigned managed
-/// identity `AZURE_CLIENT_ID` names; without it, the app's system-assigned
-/// identity under the Functions host, and `az login` / `azd auth login` on a
-/// developer's machine.
+/// The identity the service reads the vault as (`identity::service_identity`,
+/// with `AZURE_CLIENT_ID`).
 pub fn credential(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn TokenCredential>, ConfigError> {
-    let managed = |user_assigned_id| {
-        ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-            user_assigned_id,
-            client_options: client_options(),
-        }))
-        .map(|c| c as Arc<dyn TokenCredential>)
-    };
-    let credential = match get("AZURE_CLIENT_ID") {
-        Some(id) => managed(Some(UserAssignedId::ClientId(id))),
-        None if get("FUNCTIONS_CUSTOMHANDLER_PORT").is_some() => managed(None),
-        None => DeveloperToolsCredential::new(None).map(|c| c as Arc<dyn TokenCredential>),
-    };
-    credential.map_err(|e| ConfigError {
+    crate::identity::service_identity(
+        get("AZURE_CLIENT_ID"),
+        get("FUNCTIONS_CUSTOMHANDLER_PORT").is_some(),
+        client_options(),
+    )
+    .map_err(|e| ConfigError {
         setting: "AZURE_CLIENT_ID",
         problem: format!("no identity to read Key Vault with: {e}"),
     })

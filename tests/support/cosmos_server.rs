@@ -57,5 +57,6 @@ pub fn settings(database: &str) -> CosmosSettings {
         client_id: None,
         database: database.to_owned(),
         region: "East US".into(),
+        under_host: false,
     }
 }

@@ -274,6 +274,18 @@ impl TestApp {
             .collect()
     }
 
+    /// Registers on Pro, monthly, and pays at the Stripe double's checkout;
+    /// its webhooks have been applied when this returns.
+    pub async fn subscribe_to_pro(&self, email: &str) {
+        let r = self.register(email, "pro").await;
+        assert_eq!(r.status(), 201, "paid registration of {email} failed");
+        let body: Value = r.json().await.unwrap();
+        self.sim()
+            .complete_checkout(body["session_id"].as_str().unwrap())
+            .await
+            .unwrap();
+    }
+
     pub async fn login(&self, email: &str) -> String {
         let r: Value = self
             .post(

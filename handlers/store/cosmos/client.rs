@@ -1,18 +1,11 @@
 //! Connecting to a Cosmos DB account: with managed identity in Azure (no
 //! key anywhere), or with an emulator's well-known key on loopback.
 
-use std::sync::Arc;
-
-use azure_core::credentials::TokenCredential;
 use azure_data_cosmos::options::{
     BinaryEncodingOptions, ConnectionPoolOptionsBuilder, Region, ServerCertificateValidation,
 };
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosClient, CosmosRuntimeBuilder, RoutingStrategy,
-};
-use azure_identity::{
-    DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
-    UserAssignedId,
 };
 
 use crate::config::Secret;
@@ -27,8 +20,10 @@ pub struct CosmosSettings {
     /// The user-assigned identity's client id (`COSMOS__clientId`).
     pub client_id: Option<String>,
     pub database: String,
-    /// The region to prefer (Azure sets `REGION_NAME` on function apps).
+    /// The region to prefer (`COSMOS_REGION`; Bicep sets the deployment's).
     pub region: String,
+    /// Under the Functions host, no client id means the system-assigned identity.
+    pub under_host: bool,
 }
 
 impl CosmosSettings {
@@ -49,26 +44,6 @@ fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("cosmos: {what}: {e}"))
 }
 
-/// The service's Azure identity: the user-assigned managed identity when a
-/// client id is given, the system-assigned one under Azure otherwise, and a
-/// developer's `az login` on a workstation.
-pub fn azure_credential(client_id: Option<&str>) -> Result<Arc<dyn TokenCredential>, String> {
-    let in_azure = std::env::var_os("IDENTITY_ENDPOINT").is_some()
-        || std::env::var_os("MSI_ENDPOINT").is_some();
-    if client_id.is_some() || in_azure {
-        let options = ManagedIdentityCredentialOptions {
-            user_assigned_id: client_id.map(|id| UserAssignedId::ClientId(id.to_owned())),
-            ..Default::default()
-        };
-        let credential: Arc<dyn TokenCredential> =
-            ManagedIdentityCredential::new(Some(options)).map_err(|e| e.to_string())?;
-        return Ok(credential);
-    }
-    let credential: Arc<dyn TokenCredential> =
-        DeveloperToolsCredential::new(None).map_err(|e| e.to_string())?;
-    Ok(credential)
-}
-
 pub async fn connect(settings: &CosmosSettings) -> Result<CosmosClient, StoreError> {
     crate::tls::install_crypto_provider();
     let endpoint: AccountEndpoint = settings
@@ -82,7 +57,12 @@ pub async fn connect(settings: &CosmosSettings) -> Result<CosmosClient, StoreErr
         ),
         None => AccountReference::with_credential(
             endpoint,
-            azure_credential(settings.client_id.as_deref()).map_err(|e| failed("identity", e))?,
+            crate::identity::service_identity(
+                settings.client_id.clone(),
+                settings.under_host,
+                Default::default(),
+            )
+            .map_err(|e| failed("identity", e))?,
         ),
     };
     let mut builder = CosmosClient::builder();

@@ -42,7 +42,6 @@ pub struct CosmosStore {
     usage: ContainerClient,
     events: ContainerClient,
     meter: Meter,
-    claimed: users::ClaimedFacts,
 }
 
 impl CosmosStore {
@@ -68,7 +67,6 @@ impl CosmosStore {
             usage: open(layout::USAGE_RECORDS).await?,
             events: open(layout::WEBHOOK_EVENTS).await?,
             meter: Meter::default(),
-            claimed: Default::default(),
         })
     }
 

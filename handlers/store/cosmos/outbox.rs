@@ -29,7 +29,7 @@ impl CosmosStore {
                 "an outbox message for another user".into(),
             ));
         }
-        self.claim_user_facts(user, Some(if_match)).await?;
+        self.claim_user_facts(user).await?;
         let pk = docs::pk(user.id);
         let doc = UserDoc::new(user);
         if messages.is_empty() {
@@ -47,11 +47,7 @@ impl CosmosStore {
                 })
                 .await;
             return match replaced {
-                Ok(r) => {
-                    let etag = super::etag_of(&r)?;
-                    self.claimed.remember(&etag, user);
-                    Ok(etag)
-                }
+                Ok(r) => super::etag_of(&r),
                 Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
                 Err(e) => Err(unavailable(&e)),
             };
@@ -103,13 +99,10 @@ impl CosmosStore {
                 s => StoreError::Unavailable(format!("batch refused: {s}")),
             });
         }
-        let etag = ops
-            .first()
+        ops.first()
             .and_then(|op| op.etag())
             .map(|e| Etag(e.to_owned()))
-            .ok_or_else(|| StoreError::Corrupt("batch answered without an etag".into()))?;
-        self.claimed.remember(&etag, user);
-        Ok(etag)
+            .ok_or_else(|| StoreError::Corrupt("batch answered without an etag".into()))
     }
 
     async fn existing_outbox_ids(

@@ -1,9 +1,6 @@
 //! Users, and the lookup documents that keep emails and Stripe customers
 //! unique across partitions.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query};
@@ -13,40 +10,6 @@ use super::docs::{self, LookupDoc, UserDoc};
 use super::{brief, etag_of, unavailable, CosmosStore};
 use crate::domain::ports::{Etag, StoreError, UserStore, Versioned};
 use crate::domain::user::{Email, User, UserId};
-
-/// The facts (email, Stripe customer) each recently seen user version
-/// asserted, by etag: what lets a replace skip re-claiming unchanged facts.
-#[derive(Clone, Default)]
-pub(super) struct ClaimedFacts(Arc<Mutex<HashMap<String, Facts>>>);
-
-/// A user version's email and Stripe customer.
-type Facts = (Email, Option<String>);
-
-/// Bounds the memory; forgetting only costs a lookup read.
-const CLAIMED_FACTS_CAPACITY: usize = 10_000;
-
-impl ClaimedFacts {
-    pub(super) fn remember(&self, etag: &Etag, user: &User) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= CLAIMED_FACTS_CAPACITY {
-            map.clear();
-        }
-        map.insert(
-            etag.0.clone(),
-            (
-                user.email.clone(),
-                user.subscription.stripe_customer_id.clone(),
-            ),
-        );
-    }
-
-    fn same_facts(&self, etag: &Etag, user: &User) -> bool {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&etag.0).is_some_and(|(email, customer)| {
-            *email == user.email && *customer == user.subscription.stripe_customer_id
-        })
-    }
-}
 
 /// What a lookup document claims.
 #[derive(Clone, Copy)]
@@ -161,25 +124,12 @@ impl CosmosStore {
 
     pub(super) async fn user_doc(&self, id: UserId) -> Result<Option<(UserDoc, Etag)>, StoreError> {
         let pk = docs::pk(id);
-        let found: Option<(UserDoc, Etag)> = self.read_doc(&self.users, &pk, &pk).await?;
-        if let Some((doc, etag)) = &found {
-            self.claimed.remember(etag, &doc.user);
-        }
-        Ok(found)
+        self.read_doc(&self.users, &pk, &pk).await
     }
 
-    /// Claims what the user's document asserts before it is written over
-    /// the version at `if_match`. Skipped when that version asserted the
-    /// same facts: they were claimed before it was written, and the write
-    /// is conditional on that version, so they are still held.
-    pub(super) async fn claim_user_facts(
-        &self,
-        user: &User,
-        if_match: Option<&Etag>,
-    ) -> Result<(), StoreError> {
-        if if_match.is_some_and(|etag| self.claimed.same_facts(etag, user)) {
-            return Ok(());
-        }
+    /// Claims what the user's document asserts before it is written (a
+    /// point read each when, as usual, the claims are already held).
+    pub(super) async fn claim_user_facts(&self, user: &User) -> Result<(), StoreError> {
         self.claim(Claim::Email(&user.email), user.id).await?;
         if let Some(customer) = &user.subscription.stripe_customer_id {
             self.claim(Claim::Customer(customer), user.id).await?;
@@ -209,13 +159,12 @@ impl UserStore for CosmosStore {
             }
             Err(e) => return Err(unavailable(&e)),
         };
-        if let Err(e) = self.claim_user_facts(user, None).await {
+        if let Err(e) = self.claim_user_facts(user).await {
             let _ = self
                 .call(|| self.users.delete_item(pk.clone(), &pk, None))
                 .await;
             return Err(e);
         }
-        self.claimed.remember(&etag, user);
         Ok(etag)
     }
 
