@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use kraftd_billing::config::{Config, Secret};
+use kraftd_billing::config::Config;
 use kraftd_billing::domain::clock::ManualClock;
 use kraftd_billing::domain::ports::Store;
+use kraftd_billing::domain::secret::Secret;
 use kraftd_billing::http;
 use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};
 use kraftd_billing::payments::webhook::StripeWebhookVerifier;
@@ -74,7 +75,7 @@ async fn main() {
     .unwrap();
     let payments = StripePayments::new(
         StripeSettings {
-            secret_key: Secret::new("sk_test_bench"),
+            secret_key: Secret::from("sk_test_bench"),
             api_base: Some(sim.base_url()),
             checkout_success_url: config.checkout_success_url.clone(),
             checkout_cancel_url: config.checkout_cancel_url.clone(),
@@ -90,7 +91,7 @@ async fn main() {
         Adapters {
             store: store.clone(),
             payments: Arc::new(payments),
-            webhooks: Arc::new(StripeWebhookVerifier::new(vec![Secret::new(
+            webhooks: Arc::new(StripeWebhookVerifier::new(vec![Secret::from(
                 WEBHOOK_SECRET,
             )])),
             mailer: server::mailer(&config).unwrap(),

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use kraftd_billing::config::{Config, Secret};
+use kraftd_billing::config::Config;
 use kraftd_billing::domain::clock::{Clock, SystemClock};
 use kraftd_billing::domain::ports::{Store, WebhookVerifier};
+use kraftd_billing::domain::secret::Secret;
 use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};
 use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::server::{self, Adapters};
@@ -50,7 +51,7 @@ async fn main() {
     .unwrap();
     let payments = StripePayments::new(
         StripeSettings {
-            secret_key: Secret::new("sk_test_bench"),
+            secret_key: Secret::from("sk_test_bench"),
             api_base: Some(sim.base_url()),
             checkout_success_url: config.checkout_success_url.clone(),
             checkout_cancel_url: config.checkout_cancel_url.clone(),
@@ -63,7 +64,7 @@ async fn main() {
     payments.sync_catalog().await.unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap());
-    let verifier = Arc::new(StripeWebhookVerifier::new(vec![Secret::new(SECRET)]));
+    let verifier = Arc::new(StripeWebhookVerifier::new(vec![Secret::from(SECRET)]));
     let router = server::app(
         &config,
         Adapters {

@@ -4,7 +4,6 @@
 //! secrets may come from Key Vault first: `secrets::config_from_env` is the
 //! way in.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -12,26 +11,9 @@ use base64::Engine;
 
 use crate::auth::token::{TokenSettings, Tokens};
 use crate::domain::plan::LimitOverrides;
+use crate::domain::secret::ExposeSecret;
+use crate::domain::secret::Secret;
 use crate::store::cosmos::client::CosmosSettings;
-
-/// A secret value: never printed, not even by `{:?}`.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 /// Every setting the handler reads, with a safe example value. The test of
 /// `local.settings.json.example` checks it lists exactly these.
@@ -224,7 +206,7 @@ impl Config {
                 let endpoint = url_setting("COSMOS__accountEndpoint", endpoint)?;
                 let settings = CosmosSettings {
                     endpoint,
-                    key: get("COSMOS_KEY").map(Secret::new),
+                    key: get("COSMOS_KEY").map(Secret::from),
                     client_id: get("COSMOS__clientId").or_else(|| get("AZURE_CLIENT_ID")),
                     database: get("COSMOS_DATABASE")
                         .unwrap_or_else(|| crate::store::cosmos::layout::DEFAULT_DATABASE.into()),
@@ -255,7 +237,7 @@ impl Config {
                     format!("must be at least {MIN_SECRET_BYTES} bytes long"),
                 ))
             }
-            Some(s) => Some(Secret::new(s)),
+            Some(s) => Some(Secret::from(s)),
             None if matches!(mode, RunMode::FunctionsHost { .. }) => {
                 return Err(bad(
                     "JWT_SECRET",
@@ -265,7 +247,7 @@ impl Config {
             None => None,
         };
         let tokens = TokenSettings {
-            hs256_secret: hs256_secret.unwrap_or_else(|| Secret::new(String::new())),
+            hs256_secret: hs256_secret.unwrap_or_else(|| Secret::from(String::new())),
             rs256_public_key_pem: get("JWT_RS256_PUBLIC_KEY").map(|pem| pem.replace("\\n", "\n")),
             issuer: get("JWT_ISSUER").unwrap_or_else(|| "kraftd".into()),
             audience: get("JWT_AUDIENCE").unwrap_or_else(|| "kraftd-billing".into()),
@@ -346,7 +328,7 @@ impl Config {
                 ))
             }
             Some(k) => Some(StripeConfig {
-                secret_key: Secret::new(k),
+                secret_key: Secret::from(k),
                 api_base,
             }),
             None if host => {
@@ -362,7 +344,7 @@ impl Config {
                 list.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(Secret::new)
+                    .map(Secret::from)
                     .collect()
             })
             .unwrap_or_default();
@@ -406,7 +388,7 @@ impl Config {
             Some(u) if !(u.starts_with("smtp://") || u.starts_with("smtps://")) => {
                 return Err(bad("SMTP_URL", "must be an smtp:// or smtps:// URL"))
             }
-            Some(u) => Some(Secret::new(u)),
+            Some(u) => Some(Secret::from(u)),
             None if host => {
                 return Err(bad(
                     "SMTP_URL",
@@ -453,7 +435,7 @@ impl Config {
     }
 
     pub fn has_signing_secret(&self) -> bool {
-        !self.tokens.hs256_secret.expose().is_empty()
+        !self.tokens.hs256_secret.expose_secret().is_empty()
     }
 
     fn validate_keys(&self) -> Result<(), ConfigError> {
@@ -481,7 +463,7 @@ impl Config {
                 s
             }
         };
-        self.tokens.hs256_secret = Secret::new(secret);
+        self.tokens.hs256_secret = Secret::from(secret);
         self.validate_keys()
     }
 }

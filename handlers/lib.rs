@@ -8,7 +8,6 @@
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod domain;
 pub mod functions;
 pub mod http;
 pub mod identity;
@@ -17,5 +16,10 @@ pub mod payments;
 pub mod secrets;
 pub mod server;
 pub mod store;
-pub mod stripe_sim;
 pub mod tls;
+
+/// The pure rules and the ports, from their own crate (`crates/domain`).
+pub use kraftd_domain as domain;
+/// The offline Stripe simulator (`crates/stripe-sim`), for local runs and tests.
+#[cfg(feature = "simulator")]
+pub use kraftd_stripe_sim as stripe_sim;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kraftd_billing::config::StoreConfig;
-use kraftd_billing::functions::manifest;
+use kraftd_billing::functions as manifest;
 use kraftd_billing::http::openapi;
 use kraftd_billing::payments::stripe::StripePayments;
 use kraftd_billing::store::cosmos;

@@ -8,10 +8,11 @@ use tokio::net::TcpListener;
 use crate::app::email_templates::Links;
 use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::{password, token::Tokens};
-use crate::config::{Config, ConfigError, LogFormat, RunMode, Secret, StoreConfig, StripeConfig};
+use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::plan::Catalog;
 use crate::domain::ports::{Mailer, Payments, Store, StoreError, WebhookVerifier};
+use crate::domain::secret::{ExposeSecret, Secret};
 use crate::http::web_app::WebApp;
 use crate::http::{self, AppState};
 use crate::mail::{FileMailer, SmtpMailer};
@@ -20,6 +21,7 @@ use crate::payments::webhook::StripeWebhookVerifier;
 use crate::payments::PaymentsNotConfigured;
 use crate::store::cosmos::{self, client::CosmosSettings, CosmosStore};
 use crate::store::SqliteStore;
+#[cfg(feature = "simulator")]
 use crate::stripe_sim::{SimOptions, StripeSim};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +65,7 @@ impl Adapters {
     pub fn embedded(config: &Config) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Store {
             dir: config.data_dir.display().to_string(),
-            source: StoreError::Unavailable(e.to_string()),
+            source: StoreError::unavailable(e.to_string()),
         })?;
         let store = SqliteStore::open_in_background(&config.data_dir.join("billing.sqlite3"));
         Self::on_store(config, Arc::new(store))
@@ -108,7 +110,7 @@ pub async fn open_cosmos(settings: &CosmosSettings) -> Result<CosmosStore, Start
     };
     match tokio::time::timeout(COSMOS_CONNECT_TIMEOUT, open).await {
         Ok(result) => result.map_err(failed),
-        Err(_) => Err(failed(StoreError::Unavailable(format!(
+        Err(_) => Err(failed(StoreError::unavailable(format!(
             "no answer within {}s",
             COSMOS_CONNECT_TIMEOUT.as_secs()
         )))),
@@ -154,19 +156,21 @@ pub fn mailer(config: &Config) -> Result<Arc<dyn Mailer>, StartError> {
         problem: "is not an email address".into(),
     })?;
     Ok(match &config.smtp_url {
-        Some(url) => Arc::new(
-            SmtpMailer::new(url.expose(), from).map_err(|_| ConfigError {
-                setting: "SMTP_URL",
-                // Not the parser's message: it could echo the password.
-                problem: "is not a valid SMTP URL".into(),
-            })?,
-        ),
+        Some(url) => {
+            Arc::new(
+                SmtpMailer::new(url.expose_secret(), from).map_err(|_| ConfigError {
+                    setting: "SMTP_URL",
+                    // Not the parser's message: it could echo the password.
+                    problem: "is not a valid SMTP URL".into(),
+                })?,
+            )
+        }
         None => {
             let dir = config.data_dir.join("mail");
             Arc::new(
                 FileMailer::new(dir.clone(), from).map_err(|e| StartError::Store {
                     dir: dir.display().to_string(),
-                    source: StoreError::Unavailable(e.to_string()),
+                    source: StoreError::unavailable(e.to_string()),
                 })?,
             )
         }
@@ -211,6 +215,7 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     let mut adapters = Adapters::configured(&config).await?;
     config.ensure_local_signing_secret()?;
     // Only local runs lack a key: under the host it is a configuration error.
+    #[cfg_attr(not(feature = "simulator"), allow(unused_variables))]
     let simulator = match config.stripe {
         None => Some(start_simulator(&config, &mut adapters).await?),
         Some(_) => None,
@@ -231,6 +236,7 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(%addr, mode = ?config.mode, "listening on http://{addr}");
+    #[cfg(feature = "simulator")]
     if let (Some(sim), Ok(local)) = (&simulator, listener.local_addr()) {
         let port = local.port();
         sim.set_webhook_url(Some(format!("http://127.0.0.1:{port}/api/webhooks/stripe")));
@@ -272,8 +278,19 @@ fn local_router(config: &Config, state: AppState) -> Router {
     }
 }
 
+/// A build without the simulator (the deployment package) needs Stripe.
+#[cfg(not(feature = "simulator"))]
+async fn start_simulator(_: &Config, _: &mut Adapters) -> Result<(), StartError> {
+    Err(ConfigError {
+        setting: "STRIPE_SECRET_KEY",
+        problem: "is required: this build has no Stripe simulator".into(),
+    }
+    .into())
+}
+
 /// The offline Stripe simulator in place of Stripe, for local runs without a
 /// key: the whole paid flow works on a fresh machine, and no money moves.
+#[cfg(feature = "simulator")]
 async fn start_simulator(
     config: &Config,
     adapters: &mut Adapters,
@@ -281,10 +298,10 @@ async fn start_simulator(
     let secret = config.webhook_secrets.first().cloned().unwrap_or_else(|| {
         let mut bytes = [0u8; 24];
         rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
-        Secret::new(format!("whsec_sim_{}", hex::encode(bytes)))
+        Secret::from(format!("whsec_sim_{}", hex::encode(bytes)))
     });
     let sim = StripeSim::start(SimOptions {
-        webhook_secret: secret.expose().to_owned(),
+        webhook_secret: secret.expose_secret().to_owned(),
         clock: adapters.clock.clone(),
     })
     .await
@@ -293,7 +310,7 @@ async fn start_simulator(
         source,
     })?;
     let stripe = StripeConfig {
-        secret_key: Secret::new("sk_test_offline_simulator"),
+        secret_key: Secret::from("sk_test_offline_simulator"),
         api_base: Some(sim.base_url()),
     };
     let payments = Arc::new(

@@ -153,7 +153,7 @@ async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_c
     for m in app.emails(user.id, None).await {
         assert_eq!(
             app.store.outbox_status(user.id, &m.id).await.unwrap(),
-            Some(("sent".into(), 1))
+            Some((kraftd_billing::domain::outbox::OutboxState::Sent, 1))
         );
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kraftd_billing::domain::outbox::OutboxState;
 use kraftd_billing::domain::records::OutboxMessage;
 use serde_json::{json, Value};
 use support::{TestApp, PASSWORD};
@@ -86,7 +87,7 @@ async fn each_outbox_message_is_sent_once_whatever_shape_and_however_often_it_ar
     for m in &outbox {
         assert_eq!(
             app.store.outbox_status(m.user_id, &m.id).await.unwrap(),
-            Some(("sent".into(), 1))
+            Some((OutboxState::Sent, 1))
         );
     }
 }
@@ -139,7 +140,7 @@ async fn a_send_that_keeps_failing_is_retried_then_marked_failed_never_lost_sile
                 .outbox_status(outbox[0].user_id, &outbox[0].id)
                 .await
                 .unwrap(),
-            Some(("pending".into(), attempt))
+            Some((OutboxState::Pending, attempt))
         );
     }
     let (status, log) = invoke(&app, first.clone()).await;
@@ -152,7 +153,7 @@ async fn a_send_that_keeps_failing_is_retried_then_marked_failed_never_lost_sile
             .outbox_status(outbox[0].user_id, &outbox[0].id)
             .await
             .unwrap(),
-        Some(("failed".into(), 5))
+        Some((OutboxState::Failed, 5))
     );
     let (_, log) = invoke(&app, first).await;
     assert!(

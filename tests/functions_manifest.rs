@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use kraftd_billing::config::SETTINGS;
-use kraftd_billing::functions::{
-    manifest, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, LEASES_CONTAINER, TIMER_FUNCTIONS,
+use kraftd_billing::functions as manifest;
+use kraftd_billing::http::routes::{
+    CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, LEASES_CONTAINER, TIMER_FUNCTIONS,
 };
 use serde_json::Value;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use key_vault::{KeyVaultStandIn, StaticToken, TOKEN, VAULT_HOST};
 use kraftd_billing::config::{Config, ConfigError, RunMode};
+use kraftd_billing::domain::secret::ExposeSecret;
 use kraftd_billing::secrets::{self, config_with_vault, KeyVaultSecrets, FETCH_TIMEOUT};
 
 const STRIPE_KEY: &str = "sk_test_from_the_vault_51HxYz";
@@ -61,11 +62,15 @@ async fn the_secrets_come_from_the_vault_and_win_over_the_environment() {
 
     assert_eq!(config.mode, RunMode::FunctionsHost { port: 4321 });
     let stripe = config.stripe.as_ref().unwrap();
-    assert_eq!(stripe.secret_key.expose(), STRIPE_KEY);
-    assert_eq!(config.tokens.hs256_secret.expose(), JWT_SECRET);
-    let hooks: Vec<&str> = config.webhook_secrets.iter().map(|s| s.expose()).collect();
+    assert_eq!(stripe.secret_key.expose_secret(), STRIPE_KEY);
+    assert_eq!(config.tokens.hs256_secret.expose_secret(), JWT_SECRET);
+    let hooks: Vec<&str> = config
+        .webhook_secrets
+        .iter()
+        .map(|s| s.expose_secret())
+        .collect();
     assert_eq!(hooks, [WEBHOOK_SECRET]);
-    assert_eq!(config.smtp_url.as_ref().unwrap().expose(), SMTP_URL);
+    assert_eq!(config.smtp_url.as_ref().unwrap().expose_secret(), SMTP_URL);
     // Everything else still comes from the environment.
     assert_eq!(config.email_from, "KRAFTD <billing@kraftd.io>");
 

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use kraftd_billing::functions::{Access, HTTP_FUNCTIONS};
 use kraftd_billing::http::openapi;
+use kraftd_billing::http::routes::{Access, HTTP_FUNCTIONS};
 use serde_json::{json, Map, Value};
 use support::{TestApp, PASSWORD};
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kraftd_billing::functions::manifest;
+use kraftd_billing::functions as manifest;
 use serde_json::Value;
 
 fn root() -> &'static Path {

@@ -801,11 +801,11 @@ async fn a_lost_webhook_is_repaired_by_reconciliation() {
 
 #[tokio::test]
 async fn syncing_the_catalog_twice_changes_nothing_the_second_time() {
-    use kraftd_billing::config::Secret;
+    use kraftd_billing::domain::secret::Secret;
     use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};
     let app = TestApp::spawn_with_stripe(&[]).await;
     let settings = StripeSettings {
-        secret_key: Secret::new("sk_test_ops"),
+        secret_key: Secret::from("sk_test_ops"),
         api_base: Some(app.sim().base_url()),
         checkout_success_url: "https://kraftd.io/ok".into(),
         checkout_cancel_url: "https://kraftd.io/no".into(),

@@ -38,7 +38,11 @@ mod handler_binary {
         let s = super::support::cosmos_server::settings(database);
         vec![
             ("COSMOS__accountEndpoint".into(), s.endpoint),
-            ("COSMOS_KEY".into(), s.key.unwrap().expose().to_owned()),
+            (
+                "COSMOS_KEY".into(),
+                kraftd_billing::domain::secret::ExposeSecret::expose_secret(&s.key.unwrap())
+                    .to_owned(),
+            ),
             ("COSMOS_DATABASE".into(), database.into()),
         ]
     }

@@ -3,7 +3,7 @@ use std::str::FromStr;
 use crate::auth::password;
 use crate::auth::token::Subject;
 use crate::domain::plan::{BillingInterval, PlanId};
-use crate::domain::ports::{CheckoutSession, StoreError, Versioned};
+use crate::domain::ports::{CheckoutSession, StoreError, Uniqueness, Versioned};
 use crate::domain::subscription::Subscription;
 use crate::domain::user::{check_password_strength, Email, PersonName, User, UserId};
 
@@ -84,7 +84,7 @@ impl Billing {
         };
         let etag = self.store.create_user(&user).await.map_err(|e| match e {
             // Two registrations raced past the lookup above.
-            StoreError::Conflict("email") => AppError::EmailTaken,
+            StoreError::Conflict(Uniqueness::Email) => AppError::EmailTaken,
             e => AppError::Store(e),
         })?;
 

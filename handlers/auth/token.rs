@@ -10,7 +10,7 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::Secret;
+use crate::domain::secret::{ExposeSecret, Secret};
 use crate::domain::user::{Email, User, UserId};
 
 /// Clock skew tolerated between issuer and verifier.
@@ -80,7 +80,7 @@ impl Tokens {
             v.validate_exp = false;
             v
         };
-        let secret = s.hs256_secret.expose().as_bytes();
+        let secret = s.hs256_secret.expose_secret().as_bytes();
         let rs256 = s
             .rs256_public_key_pem
             .as_deref()

@@ -315,7 +315,7 @@ fn app_parts(e: &AppError) -> Parts {
         AppError::Store(StoreError::Conflict(what)) => Parts::new(
             S::CONFLICT,
             ErrorDetail {
-                conflict: Some(what),
+                conflict: Some(what.as_str()),
                 ..ErrorDetail::of(C::Conflict)
             },
         ),

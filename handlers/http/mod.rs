@@ -10,6 +10,7 @@ mod layers;
 pub mod metering;
 pub mod openapi;
 pub mod plans;
+pub mod routes;
 pub mod triggers;
 pub mod usage;
 pub mod web_app;
@@ -22,9 +23,8 @@ use axum::routing::MethodFilter;
 use axum::Router;
 
 use crate::app::Billing;
+use routes::{Access, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 use web_app::WebApp;
-
-use crate::functions::{Access, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 
 /// Request bodies past this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -32,7 +32,7 @@ use utoipa::openapi::{
 use utoipa::{IntoResponses, ToSchema};
 
 use super::error::ErrorResponse;
-use crate::functions::{Access, HTTP_FUNCTIONS};
+use super::routes::{Access, HTTP_FUNCTIONS};
 
 /// The committed copy, at the repository root.
 pub const FILE: &str = "openapi.json";

@@ -13,7 +13,7 @@ use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
 use super::error::ApiError;
-use crate::functions::manifest::ROUTE_PREFIX;
+use super::routes::ROUTE_PREFIX;
 
 #[derive(Clone)]
 pub struct WebApp {

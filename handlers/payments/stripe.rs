@@ -39,13 +39,13 @@ use stripe_product::product::RetrieveProduct;
 use stripe_shared::{CheckoutSessionMode, CheckoutSessionStatus, RecurringInterval};
 use tokio::sync::RwLock;
 
-use crate::config::Secret;
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, Catalog, PlanId};
 use crate::domain::ports::{
     CheckoutRequest, CheckoutSession, CheckoutStatus, Payments, PaymentsError, RemoteCheckout,
     RemoteInvoice,
 };
+use crate::domain::secret::{ExposeSecret, Secret};
 use crate::domain::subscription::{RemoteSubscription, SubscriptionStatus};
 use crate::domain::user::{Email, UserId};
 
@@ -76,7 +76,7 @@ pub struct StripePayments {
 impl StripePayments {
     pub fn new(settings: StripeSettings, catalog: Catalog) -> Result<Self, PaymentsError> {
         crate::tls::install_crypto_provider();
-        let mut builder = ClientBuilder::new(settings.secret_key.expose());
+        let mut builder = ClientBuilder::new(settings.secret_key.expose_secret());
         if let Some(base) = &settings.api_base {
             builder = builder.url(base.trim_end_matches('/'));
         }

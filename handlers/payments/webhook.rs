@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use stripe_webhook::{Webhook, WebhookError as StripeWebhookError};
 
-use crate::config::Secret;
 use crate::domain::ports::{ProviderEvent, WebhookError, WebhookVerifier};
+use crate::domain::secret::{ExposeSecret, Secret};
 
 pub struct StripeWebhookVerifier {
     secrets: Vec<Secret>,
@@ -70,7 +70,7 @@ impl WebhookVerifier for StripeWebhookVerifier {
             match Webhook::construct_event_with_timestamp(
                 text,
                 signature,
-                secret.expose(),
+                secret.expose_secret(),
                 now.timestamp(),
             ) {
                 // The signature held; a body the typed decoder cannot read is
@@ -114,7 +114,7 @@ mod tests {
     const EVENT: &str = r#"{"id":"evt_1","object":"event","type":"invoice.paid","created":1790000000,"data":{"object":{"id":"in_1","object":"invoice"}}}"#;
 
     fn verifier() -> StripeWebhookVerifier {
-        StripeWebhookVerifier::new(vec![Secret::new("whsec_old"), Secret::new("whsec_new")])
+        StripeWebhookVerifier::new(vec![Secret::from("whsec_old"), Secret::from("whsec_new")])
     }
 
     #[test]

@@ -11,9 +11,10 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::de::DeserializeOwned;
 
+use crate::domain::outbox::OutboxState;
 use crate::domain::ports::{
-    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, StoreError, UsageStore, UserStore,
-    Versioned, WebhookLog,
+    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, StoreError, Uniqueness, UsageStore,
+    UserStore, Versioned, WebhookLog,
 };
 use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
 use crate::domain::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
@@ -148,7 +149,7 @@ impl SqliteStore {
                 open_file(path).map(Mutex::new).map_err(|e| e.to_string())
             })
             .as_ref()
-            .map_err(|e| StoreError::Unavailable(e.clone()))
+            .map_err(|e| StoreError::unavailable(e.clone()))
     }
 
     /// Runs `f` on the connection, inline. Statements on a warm WAL database
@@ -163,7 +164,7 @@ impl SqliteStore {
         let mut guard = self
             .connection()?
             .lock()
-            .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))?;
+            .map_err(|_| StoreError::unavailable("store lock poisoned"))?;
         f(&mut guard)
     }
 }
@@ -190,7 +191,7 @@ fn init(conn: Connection) -> Result<Connection, StoreError> {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(unavailable)?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
         )));
     }
@@ -238,7 +239,7 @@ fn returning<T: rusqlite::types::FromSql>(
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    StoreError::unavailable(e)
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -250,11 +251,11 @@ fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::to_string(v).map_err(StoreError::corrupt)
 }
 
 fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_str(s).map_err(StoreError::corrupt)
 }
 
 fn user_query(
@@ -293,12 +294,12 @@ impl UserStore for SqliteStore {
             .execute(params![id, email, customer, doc, watch])
             .map_err(|e| match e {
                 e if is_unique_violation(&e) && e.to_string().contains("users.stripe_customer_id") => {
-                    StoreError::Conflict("stripe customer")
+                    StoreError::Conflict(Uniqueness::StripeCustomer)
                 }
                 e if is_unique_violation(&e) && e.to_string().contains("users.id") => {
-                    StoreError::Conflict("user id")
+                    StoreError::Conflict(Uniqueness::UserId)
                 }
-                e if is_unique_violation(&e) => StoreError::Conflict("email"),
+                e if is_unique_violation(&e) => StoreError::Conflict(Uniqueness::Email),
                 e => unavailable(e),
             })?;
             Ok(Etag("1".into()))
@@ -344,7 +345,7 @@ impl UserStore for SqliteStore {
                 let id = id.map_err(unavailable)?;
                 uuid::Uuid::parse_str(&id)
                     .map(UserId)
-                    .map_err(|e| StoreError::Corrupt(format!("user id {id}: {e}")))
+                    .map_err(|e| StoreError::corrupt(format!("user id {id}: {e}")))
             })
             .collect()
         })
@@ -387,9 +388,9 @@ fn replace_user_row(c: &Connection, user: &User, if_match: &Etag) -> Result<Etag
         })
         .map_err(|e| match e {
             e if is_unique_violation(&e) && e.to_string().contains("stripe_customer_id") => {
-                StoreError::Conflict("stripe customer")
+                StoreError::Conflict(Uniqueness::StripeCustomer)
             }
-            e if is_unique_violation(&e) => StoreError::Conflict("email"),
+            e if is_unique_violation(&e) => StoreError::Conflict(Uniqueness::Email),
             e => unavailable(e),
         })?;
     match updated {
@@ -474,17 +475,35 @@ impl Outbox for SqliteStore {
     ) -> Result<Option<OutboxMessage>, StoreError> {
         let id = id.to_owned();
         self.with_conn(move |c| {
+            // One connection behind a lock: the read and the write below
+            // cannot interleave with another claim.
+            let user = user_id.to_string();
+            let found: Option<(String, Option<i64>)> = c
+                .prepare_cached(
+                    "SELECT status, claimed_at FROM outbox WHERE id = ?1 AND user_id = ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![id, user], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(unavailable)?;
+            let Some((status, claimed_at)) = found else {
+                return Ok(None);
+            };
+            let claimed_at = claimed_at.and_then(DateTime::from_timestamp_millis);
+            if !outbox_state(&status)?.claimable(claimed_at, now, lease) {
+                return Ok(None);
+            }
             let doc: Option<String> = c
                 .prepare_cached(
-                    "UPDATE outbox SET status = 'sending', claimed_at = ?2, attempts = attempts + 1
-                     WHERE id = ?1 AND user_id = ?4
-                       AND (status = 'pending' OR (status = 'sending' AND claimed_at <= ?3))
+                    "UPDATE outbox SET status = ?3, claimed_at = ?4, attempts = attempts + 1
+                     WHERE id = ?1 AND user_id = ?2
                      RETURNING doc",
                 )
                 .and_then(|mut stmt| {
                     returning(
                         &mut stmt,
-                        params![id, ms(now), ms(now - lease), user_id.to_string()],
+                        params![id, user, OutboxState::Sending.as_str(), ms(now)],
                     )
                 })
                 .map_err(unavailable)?;
@@ -501,25 +520,31 @@ impl Outbox for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = id.to_owned();
-        let (status, error) = match result {
-            SendResult::Sent => ("sent", None),
-            SendResult::Failed {
-                error,
-                give_up: true,
-            } => ("failed", Some(error.clone())),
-            SendResult::Failed {
-                error,
-                give_up: false,
-            } => ("pending", Some(error.clone())),
-        };
+        let result = result.clone();
         self.with_conn(move |c| {
+            let user = user_id.to_string();
+            let status: Option<String> = c
+                .prepare_cached("SELECT status FROM outbox WHERE id = ?1 AND user_id = ?2")
+                .and_then(|mut stmt| stmt.query_row(params![id, user], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            let Some(next) = status
+                .map(|s| outbox_state(&s))
+                .transpose()?
+                .and_then(|s| s.after(&result))
+            else {
+                return Ok(());
+            };
+            let (sent_at, error) = match &result {
+                SendResult::Sent => (Some(ms(now)), None),
+                SendResult::Failed { error, .. } => (None, Some(error.clone())),
+            };
             c.prepare_cached(
-                "UPDATE outbox SET status = ?2, last_error = ?3,
-                    sent_at = CASE WHEN ?2 = 'sent' THEN ?4 ELSE sent_at END
-                 WHERE id = ?1 AND user_id = ?5 AND status = 'sending'",
+                "UPDATE outbox SET status = ?3, last_error = COALESCE(?4, last_error),
+                    sent_at = COALESCE(?5, sent_at)
+                 WHERE id = ?1 AND user_id = ?2",
             )
             .map_err(unavailable)?
-            .execute(params![id, status, error, ms(now), user_id.to_string()])
+            .execute(params![id, user, next.as_str(), error, sent_at])
             .map_err(unavailable)?;
             Ok(())
         })
@@ -536,12 +561,15 @@ impl Outbox for SqliteStore {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM outbox
-                     WHERE status = 'pending' OR (status = 'sending' AND claimed_at <= ?1)
+                     WHERE status = ?3 OR (status = ?4 AND claimed_at <= ?1)
                      ORDER BY created_at, id LIMIT ?2",
                 )
                 .map_err(unavailable)?;
+            let cutoff = OutboxState::lease_cutoff(now, lease);
+            let pending = OutboxState::Pending.as_str();
+            let sending = OutboxState::Sending.as_str();
             let rows = stmt
-                .query_map(params![ms(now - lease), limit as i64], |r| {
+                .query_map(params![ms(cutoff), limit as i64, pending, sending], |r| {
                     r.get::<_, String>(0)
                 })
                 .map_err(unavailable)?;
@@ -555,19 +583,27 @@ impl Outbox for SqliteStore {
         &self,
         user_id: UserId,
         id: &str,
-    ) -> Result<Option<(String, u32)>, StoreError> {
+    ) -> Result<Option<(OutboxState, u32)>, StoreError> {
         let id = id.to_owned();
         self.with_conn(move |c| {
-            c.prepare_cached("SELECT status, attempts FROM outbox WHERE id = ?1 AND user_id = ?2")
+            let found: Option<(String, i64)> = c
+                .prepare_cached(
+                    "SELECT status, attempts FROM outbox WHERE id = ?1 AND user_id = ?2",
+                )
                 .map_err(unavailable)?
-                .query_row([id, user_id.to_string()], |r| {
-                    Ok((r.get(0)?, r.get::<_, i64>(1)? as u32))
-                })
+                .query_row([id, user_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+            found
+                .map(|(status, attempts)| Ok((outbox_state(&status)?, attempts as u32)))
+                .transpose()
         })
         .await
     }
+}
+
+fn outbox_state(status: &str) -> Result<OutboxState, StoreError> {
+    status.parse().map_err(|e| StoreError::corrupt(Box::new(e)))
 }
 
 fn window_start(key: &UsageKey) -> i64 {
@@ -719,7 +755,7 @@ impl LedgerStore for SqliteStore {
                 .execute(params![i.id, i.user_id.to_string(), ms(i.created_at), ms(i.expires_at()), doc])
                 .map_err(unavailable)?;
             if changed == 0 {
-                return Err(StoreError::Conflict("invoice"));
+                return Err(StoreError::Conflict(Uniqueness::Invoice));
             }
             Ok(())
         })
@@ -785,12 +821,10 @@ fn summary(row: (String, i64, i64, i64, i64, i64)) -> Result<MonthlySummary, Sto
     let at = |t: i64| {
         Utc.timestamp_millis_opt(t)
             .single()
-            .ok_or_else(|| StoreError::Corrupt(format!("summary time {t}")))
+            .ok_or_else(|| StoreError::corrupt(format!("summary time {t}")))
     };
     Ok(MonthlySummary {
-        user_id: UserId(
-            uuid::Uuid::parse_str(&user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        ),
+        user_id: UserId(uuid::Uuid::parse_str(&user).map_err(StoreError::corrupt)?),
         month: Window {
             start: at(start)?,
             end: at(end)?,
@@ -815,7 +849,7 @@ impl Rollups for SqliteStore {
                 .map_err(unavailable)?;
             day.map(|d| {
                 d.parse()
-                    .map_err(|e| StoreError::Corrupt(format!("rollup day {d}: {e}")))
+                    .map_err(|e| StoreError::corrupt(format!("rollup day {d}: {e}")))
             })
             .transpose()
         })

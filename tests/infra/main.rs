@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bicep::{Declaration, Expr, Template};
 use kraftd_billing::config::AZURE_REQUIRED_SETTINGS;
-use kraftd_billing::functions::{
+use kraftd_billing::http::routes::{
     CHANGE_FEED_FUNCTIONS, COSMOS_CONNECTION, COSMOS_DATABASE, HTTP_FUNCTIONS, LEASES_CONTAINER,
 };
 use kraftd_billing::secrets::VAULT_SECRETS;

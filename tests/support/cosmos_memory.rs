@@ -29,7 +29,7 @@ pub async fn client(faults: Vec<Arc<FaultInjectionRule>>) -> CosmosClient {
     let emulator = Arc::new(InMemoryEmulatorHttpClient::new(config));
     let account = AccountReference::with_authentication_key(
         GATEWAY.parse::<AccountEndpoint>().unwrap(),
-        azure_core::credentials::Secret::new("dGVzdGtleQ=="),
+        azure_core::credentials::Secret::from("dGVzdGtleQ=="),
     );
     CosmosClientBuilder::new()
         .with_runtime(

@@ -53,7 +53,7 @@ fn server() -> &'static Server {
 pub fn settings(database: &str) -> CosmosSettings {
     CosmosSettings {
         endpoint: format!("https://127.0.0.1:{}/", server().port),
-        key: Some(kraftd_billing::config::Secret::new(EMULATOR_KEY)),
+        key: Some(kraftd_billing::domain::secret::Secret::from(EMULATOR_KEY)),
         client_id: None,
         database: database.to_owned(),
         region: "East US".into(),

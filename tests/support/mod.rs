@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kraftd_billing::config::{Config, Secret};
+use kraftd_billing::config::Config;
 use kraftd_billing::domain::clock::ManualClock;
 use kraftd_billing::domain::ports::{Payments, Store};
 use kraftd_billing::domain::records::{EmailKind, OutboxMessage};
+use kraftd_billing::domain::secret::Secret;
 use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};
 use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
@@ -94,7 +95,7 @@ impl TestApp {
             .await
             .unwrap();
             let settings = StripeSettings {
-                secret_key: Secret::new("sk_test_kraftd"),
+                secret_key: Secret::from("sk_test_kraftd"),
                 api_base: Some(sim.base_url()),
                 checkout_success_url: config.checkout_success_url.clone(),
                 checkout_cancel_url: config.checkout_cancel_url.clone(),
@@ -112,7 +113,7 @@ impl TestApp {
             Adapters {
                 store: store.clone(),
                 payments,
-                webhooks: Arc::new(StripeWebhookVerifier::new(vec![Secret::new(
+                webhooks: Arc::new(StripeWebhookVerifier::new(vec![Secret::from(
                     WEBHOOK_SECRET,
                 )])),
                 mailer: server::mailer(&config).unwrap(),

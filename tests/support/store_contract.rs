@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use kraftd_billing::domain::money::Money;
-use kraftd_billing::domain::ports::{Etag, SendResult, Store, StoreError};
+use kraftd_billing::domain::ports::{Etag, OutboxState, SendResult, Store, StoreError, Uniqueness};
 use std::collections::BTreeMap;
 
 use kraftd_billing::domain::plan::PlanId;
@@ -107,7 +107,7 @@ pub async fn emails_are_unique(s: Arc<dyn Store>) {
     s.create_user(&user("same@mail.io")).await.unwrap();
     let again = s.create_user(&user("same@mail.io")).await;
     assert!(
-        matches!(again, Err(StoreError::Conflict("email"))),
+        matches!(again, Err(StoreError::Conflict(Uniqueness::Email))),
         "{again:?}"
     );
 }
@@ -500,7 +500,7 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
     assert_eq!(winners, 1);
     assert_eq!(
         s.outbox_status(u, "c1").await.unwrap(),
-        Some(("sending".into(), 1))
+        Some((OutboxState::Sending, 1))
     );
     // Another user's id never reaches this user's message.
     assert!(s
@@ -537,7 +537,7 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
     s.finish_outbox(u, "c1", &retry, later).await.unwrap();
     assert_eq!(
         s.outbox_status(u, "c1").await.unwrap(),
-        Some(("pending".into(), 2))
+        Some((OutboxState::Pending, 2))
     );
     assert!(s
         .claim_outbox(u, "c1", later, lease)
@@ -549,7 +549,7 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
         .unwrap();
     assert_eq!(
         s.outbox_status(u, "c1").await.unwrap(),
-        Some(("sent".into(), 3))
+        Some((OutboxState::Sent, 3))
     );
     // Sent is final: no claim, and not pending.
     assert!(s

@@ -8,8 +8,8 @@ use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosClient, CosmosRuntimeBuilder, RoutingStrategy,
 };
 
-use crate::config::Secret;
 use crate::domain::ports::StoreError;
+use crate::domain::secret::{ExposeSecret, Secret};
 
 #[derive(Clone, Debug)]
 pub struct CosmosSettings {
@@ -41,7 +41,7 @@ fn url_host(url: &str) -> Option<String> {
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("cosmos: {what}: {e}"))
+    StoreError::unavailable(format!("cosmos: {what}: {e}"))
 }
 
 pub async fn connect(settings: &CosmosSettings) -> Result<CosmosClient, StoreError> {
@@ -53,7 +53,7 @@ pub async fn connect(settings: &CosmosSettings) -> Result<CosmosClient, StoreErr
     let account = match &settings.key {
         Some(key) => AccountReference::with_authentication_key(
             endpoint,
-            azure_core::credentials::Secret::new(key.expose().to_owned()),
+            azure_core::credentials::Secret::from(key.expose_secret().to_owned()),
         ),
         None => AccountReference::with_credential(
             endpoint,

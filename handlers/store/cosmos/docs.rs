@@ -7,6 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::outbox::OutboxState;
 use crate::domain::records::{Invoice, OutboxMessage, Payment};
 use crate::domain::user::{User, UserId};
 
@@ -57,7 +58,7 @@ impl UserDoc {
 pub struct OutboxDoc {
     #[serde(rename = "type")]
     pub kind_tag: String,
-    pub status: String,
+    pub status: OutboxState,
     pub attempts: u32,
     pub claimed_at: Option<i64>,
     pub sent_at: Option<i64>,
@@ -75,7 +76,7 @@ impl OutboxDoc {
     pub fn pending(message: &OutboxMessage) -> Self {
         Self {
             kind_tag: OUTBOX.into(),
-            status: "pending".into(),
+            status: OutboxState::Pending,
             attempts: 0,
             claimed_at: None,
             sent_at: None,
@@ -207,5 +208,5 @@ pub fn pk(user: UserId) -> String {
 pub fn parse_user_id(s: &str) -> Result<UserId, crate::domain::ports::StoreError> {
     uuid::Uuid::parse_str(s)
         .map(UserId)
-        .map_err(|e| crate::domain::ports::StoreError::Corrupt(format!("user id {s}: {e}")))
+        .map_err(|e| crate::domain::ports::StoreError::corrupt(format!("user id {s}: {e}")))
 }

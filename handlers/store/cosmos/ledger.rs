@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::docs::{self, EventDoc, InvoiceDoc, PaymentDoc};
 use super::users::Claim;
-use super::{brief, unavailable, CosmosStore};
+use super::{unavailable, CosmosStore};
 use crate::domain::ports::{LedgerStore, Retention, StoreError, WebhookLog};
 use crate::domain::records::{Invoice, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
 use crate::domain::user::UserId;
@@ -24,7 +24,7 @@ impl CosmosStore {
         let query = Query::from("SELECT * FROM c WHERE c.user_id = @u AND c.expires_at > @now")
             .with_parameter("@u", docs::pk(user))
             .and_then(|q| q.with_parameter("@now", docs::ms(now)))
-            .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+            .map_err(StoreError::corrupt)?;
         self.query(container, query, FeedScope::partition(docs::pk(user)))
             .await
     }
@@ -43,7 +43,7 @@ impl LedgerStore for CosmosStore {
         match created {
             Ok(_) => Ok(()),
             Err(e) if e.status().is_conflict() => Ok(()), // Recorded before.
-            Err(e) => Err(unavailable(&e)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -68,7 +68,7 @@ impl LedgerStore for CosmosStore {
                 .upsert_item(doc.user_id.clone(), &doc.id, &doc, None)
         })
         .await
-        .map_err(|e| unavailable(&e))?;
+        .map_err(unavailable)?;
         Ok(())
     }
 
@@ -99,7 +99,7 @@ impl WebhookLog for CosmosStore {
         match created {
             Ok(_) => Ok(true),
             Err(e) if e.status().is_conflict() => Ok(false),
-            Err(e) => Err(unavailable(&e)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -133,7 +133,7 @@ impl Retention for CosmosStore {
                 "SELECT c.id, c.user_id FROM c WHERE IS_NUMBER(c.expires_at) AND c.expires_at <= @now",
             )
             .with_parameter("@now", docs::ms(now))
-            .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+            .map_err(StoreError::corrupt)?;
             let rows: Vec<Row> = self
                 .query(container, query, FeedScope::full_container())
                 .await?;
@@ -149,7 +149,7 @@ impl Retention for CosmosStore {
                 match deleted {
                     Ok(_) => purged += 1,
                     Err(e) if e.status().is_not_found() => {}
-                    Err(e) => return Err(unavailable(&e)),
+                    Err(e) => return Err(unavailable(e)),
                 }
             }
         }

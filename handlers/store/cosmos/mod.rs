@@ -51,7 +51,7 @@ impl CosmosStore {
         let db = &db;
         let open = |spec: ContainerSpec| async move {
             db.container_client(spec.name, None).await.map_err(|e| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "container {}/{} cannot be opened (run `handler cosmos init`?): {}",
                     database,
                     spec.name,
@@ -87,13 +87,11 @@ impl CosmosStore {
         match found {
             Ok(r) => {
                 let etag = etag_of(&r)?;
-                let doc = r
-                    .into_model()
-                    .map_err(|e| StoreError::Corrupt(format!("{id}: {}", brief(&e))))?;
+                let doc = r.into_model().map_err(StoreError::corrupt)?;
                 Ok(Some((doc, etag)))
             }
             Err(e) if e.status().is_not_found() => Ok(None),
-            Err(e) => Err(unavailable(&e)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -144,7 +142,7 @@ impl CosmosStore {
                     attempt += 1;
                     tokio::time::sleep(backoff(&e, attempt)).await;
                 }
-                Err(e) => return Err(unavailable(&e)),
+                Err(e) => return Err(unavailable(e)),
             }
         }
     }
@@ -230,7 +228,7 @@ fn etag_of(r: &ItemResponse) -> Result<Etag, StoreError> {
     r.headers()
         .etag()
         .map(|e| Etag(e.to_string()))
-        .ok_or_else(|| StoreError::Corrupt("a write answered without an etag".into()))
+        .ok_or_else(|| StoreError::corrupt("a write answered without an etag"))
 }
 
 /// The error's status and message, without the request that caused it.
@@ -242,11 +240,11 @@ fn brief(e: &CosmosError) -> String {
         .collect()
 }
 
-fn unavailable(e: &CosmosError) -> StoreError {
+fn unavailable(e: CosmosError) -> StoreError {
     if e.status().is_precondition_failed() {
         StoreError::VersionConflict
     } else {
-        StoreError::Unavailable(brief(e))
+        StoreError::unavailable(e)
     }
 }
 
@@ -271,7 +269,7 @@ pub async fn init(client: &CosmosClient, database: &str) -> Result<Vec<String>, 
     match client.create_database(database, None).await {
         Ok(_) => created.push(format!("database {database}")),
         Err(e) if e.status().is_conflict() => {}
-        Err(e) => return Err(unavailable(&e)),
+        Err(e) => return Err(unavailable(e)),
     }
     let db: DatabaseClient = client.database_client(database.to_owned());
     for spec in CONTAINERS {
@@ -280,7 +278,7 @@ pub async fn init(client: &CosmosClient, database: &str) -> Result<Vec<String>, 
         match db.create_container(props, None).await {
             Ok(_) => created.push(format!("container {}", spec.name)),
             Err(e) if e.status().is_conflict() => {}
-            Err(e) => return Err(unavailable(&e)),
+            Err(e) => return Err(unavailable(e)),
         }
     }
     Ok(created)
@@ -296,13 +294,13 @@ pub async fn describe(
         .database_client(database.to_owned())
         .container_client(container, None)
         .await
-        .map_err(|e| unavailable(&e))?;
+        .map_err(unavailable)?;
     let props: ContainerProperties = c
         .read(None)
         .await
-        .map_err(|e| unavailable(&e))?
+        .map_err(unavailable)?
         .into_model()
-        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        .map_err(StoreError::corrupt)?;
     let ttl = match props.default_ttl {
         TimeToLive::Forever => None,
         TimeToLive::NoDefault => Some(-1),

@@ -10,7 +10,8 @@ use azure_data_cosmos::{FeedScope, Query, TransactionalBatch};
 use chrono::{DateTime, Duration, Utc};
 
 use super::docs::{self, OutboxDoc, UserDoc};
-use super::{brief, unavailable, CosmosStore};
+use super::{unavailable, CosmosStore};
+use crate::domain::outbox::OutboxState;
 use crate::domain::ports::{Etag, Outbox, SendResult, StoreError};
 use crate::domain::records::OutboxMessage;
 use crate::domain::user::{User, UserId};
@@ -25,9 +26,7 @@ impl CosmosStore {
         messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError> {
         if messages.iter().any(|m| m.user_id != user.id) {
-            return Err(StoreError::Corrupt(
-                "an outbox message for another user".into(),
-            ));
+            return Err(StoreError::corrupt("an outbox message for another user"));
         }
         self.claim_user_facts(user).await?;
         let pk = docs::pk(user.id);
@@ -49,7 +48,7 @@ impl CosmosStore {
             return match replaced {
                 Ok(r) => super::etag_of(&r),
                 Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
-                Err(e) => Err(unavailable(&e)),
+                Err(e) => Err(unavailable(e)),
             };
         }
         let existing = self.existing_outbox_ids(user.id, messages).await?;
@@ -62,11 +61,11 @@ impl CosmosStore {
                         .with_precondition(Precondition::if_match(if_match.0.clone())),
                 ),
             )
-            .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+            .map_err(StoreError::corrupt)?;
         for m in messages.iter().filter(|m| !existing.contains(&m.id)) {
             batch = batch
                 .create_item(OutboxDoc::pending(m))
-                .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+                .map_err(StoreError::corrupt)?;
         }
         let result = self.users.execute_transactional_batch(batch, None).await;
         let response = match result {
@@ -78,13 +77,11 @@ impl CosmosStore {
                 self.meter.record(None);
                 return Err(match e.status() {
                     s if s.is_not_found() => StoreError::NotFound,
-                    _ => unavailable(&e),
+                    _ => unavailable(e),
                 });
             }
         };
-        let results = response
-            .into_model()
-            .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        let results = response.into_model().map_err(StoreError::corrupt)?;
         let ops = results.results();
         if let Some(failed) = ops
             .iter()
@@ -96,13 +93,13 @@ impl CosmosStore {
                 // A message created in between by `enqueue`: the user's
                 // etag is still ours, so the caller retries and skips it.
                 409 => StoreError::VersionConflict,
-                s => StoreError::Unavailable(format!("batch refused: {s}")),
+                s => StoreError::unavailable(format!("batch refused: {s}")),
             });
         }
         ops.first()
             .and_then(|op| op.etag())
             .map(|e| Etag(e.to_owned()))
-            .ok_or_else(|| StoreError::Corrupt("batch answered without an etag".into()))
+            .ok_or_else(|| StoreError::corrupt("batch answered without an etag"))
     }
 
     async fn existing_outbox_ids(
@@ -117,7 +114,7 @@ impl CosmosStore {
         .with_parameter("@u", docs::pk(user))
         .and_then(|q| q.with_parameter("@t", docs::OUTBOX))
         .and_then(|q| q.with_parameter("@ids", ids))
-        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        .map_err(StoreError::corrupt)?;
         let found: Vec<String> = self
             .query(&self.users, query, FeedScope::partition(docs::pk(user)))
             .await?;
@@ -154,14 +151,14 @@ impl CosmosStore {
         match replaced {
             Ok(_) => Ok(true),
             Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => Ok(false),
-            Err(e) => Err(unavailable(&e)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 }
 
 fn claimable(doc: &OutboxDoc, now: DateTime<Utc>, lease: Duration) -> bool {
-    doc.status == "pending"
-        || (doc.status == "sending" && doc.claimed_at.is_some_and(|c| c <= docs::ms(now - lease)))
+    let claimed_at = doc.claimed_at.and_then(DateTime::from_timestamp_millis);
+    doc.status.claimable(claimed_at, now, lease)
 }
 
 #[async_trait]
@@ -186,7 +183,7 @@ impl Outbox for CosmosStore {
             match created {
                 Ok(_) => {}
                 Err(e) if e.status().is_conflict() => {} // Already enqueued.
-                Err(e) => return Err(unavailable(&e)),
+                Err(e) => return Err(unavailable(e)),
             }
         }
         Ok(())
@@ -196,7 +193,7 @@ impl Outbox for CosmosStore {
         let query = Query::from("SELECT * FROM c WHERE c.user_id = @u AND c.type = @t")
             .with_parameter("@u", docs::pk(user_id))
             .and_then(|q| q.with_parameter("@t", docs::OUTBOX))
-            .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+            .map_err(StoreError::corrupt)?;
         let mut found: Vec<OutboxDoc> = self
             .query(&self.users, query, FeedScope::partition(docs::pk(user_id)))
             .await?;
@@ -218,7 +215,7 @@ impl Outbox for CosmosStore {
             if !claimable(&doc, now, lease) {
                 return Ok(None);
             }
-            doc.status = "sending".into();
+            doc.status = OutboxState::Sending;
             doc.claimed_at = Some(docs::ms(now));
             doc.attempts += 1;
             // If-Match makes the claim exclusive: of two racers, one write
@@ -240,18 +237,13 @@ impl Outbox for CosmosStore {
             let Some((mut doc, etag)) = self.outbox_doc(user_id, id).await? else {
                 return Ok(());
             };
-            if doc.status != "sending" {
+            let Some(next) = doc.status.after(result) else {
                 return Ok(());
-            }
+            };
+            doc.status = next;
             match result {
-                SendResult::Sent => {
-                    doc.status = "sent".into();
-                    doc.sent_at = Some(docs::ms(now));
-                }
-                SendResult::Failed { error, give_up } => {
-                    doc.status = if *give_up { "failed" } else { "pending" }.into();
-                    doc.last_error = Some(error.clone());
-                }
+                SendResult::Sent => doc.sent_at = Some(docs::ms(now)),
+                SendResult::Failed { error, .. } => doc.last_error = Some(error.clone()),
             }
             if self.update_outbox(&doc, &etag).await? {
                 return Ok(());
@@ -267,11 +259,13 @@ impl Outbox for CosmosStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         // The retry poller's query; the change feed delivers new messages.
         let query = Query::from(
-            "SELECT * FROM c WHERE c.type = @t AND (c.status = 'pending' OR (c.status = 'sending' AND c.claimed_at <= @expired))",
+            "SELECT * FROM c WHERE c.type = @t AND (c.status = @pending OR (c.status = @sending AND c.claimed_at <= @expired))",
         )
         .with_parameter("@t", docs::OUTBOX)
-        .and_then(|q| q.with_parameter("@expired", docs::ms(now - lease)))
-        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        .and_then(|q| q.with_parameter("@pending", OutboxState::Pending.as_str()))
+        .and_then(|q| q.with_parameter("@sending", OutboxState::Sending.as_str()))
+        .and_then(|q| q.with_parameter("@expired", docs::ms(OutboxState::lease_cutoff(now, lease))))
+        .map_err(StoreError::corrupt)?;
         let mut found: Vec<OutboxDoc> = self
             .query(&self.users, query, FeedScope::full_container())
             .await?;
@@ -283,7 +277,7 @@ impl Outbox for CosmosStore {
         &self,
         user_id: UserId,
         id: &str,
-    ) -> Result<Option<(String, u32)>, StoreError> {
+    ) -> Result<Option<(OutboxState, u32)>, StoreError> {
         Ok(self
             .outbox_doc(user_id, id)
             .await?

@@ -7,7 +7,7 @@ use azure_data_cosmos::{FeedScope, Query};
 use chrono::{NaiveDate, Utc};
 
 use super::docs::{self, CounterDoc, CursorDoc, SummaryDoc};
-use super::{brief, unavailable, CosmosStore};
+use super::{unavailable, CosmosStore};
 use crate::domain::ports::{Rollups, StoreError};
 use crate::domain::usage::{Metric, MonthlySummary, Window};
 use crate::domain::user::UserId;
@@ -27,7 +27,7 @@ impl CosmosStore {
         .and_then(|q| q.with_parameter("@t", docs::USAGE))
         .and_then(|q| q.with_parameter("@from", docs::ms(month.start)))
         .and_then(|q| q.with_parameter("@to", docs::ms(month.end)))
-        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        .map_err(StoreError::corrupt)?;
         let counters: Vec<CounterDoc> = self
             .query(&self.usage, query, FeedScope::partition(docs::pk(user)))
             .await?;
@@ -64,7 +64,7 @@ impl Rollups for CosmosStore {
         };
         self.call(|| self.lookups.upsert_item(CURSOR_ID, CURSOR_ID, &doc, None))
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -82,7 +82,7 @@ impl Rollups for CosmosStore {
         .with_parameter("@day", docs::day_partition(day.start.date_naive()))
         .and_then(|q| q.with_parameter("@t", docs::ACTIVE))
         .and_then(|q| q.with_parameter("@after", after.map(|u| u.to_string()).unwrap_or_default()))
-        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        .map_err(StoreError::corrupt)?;
         let partition = docs::day_partition(day.start.date_naive());
         let mut users: Vec<String> = self
             .query(&self.usage, query, FeedScope::partition(partition))
@@ -110,7 +110,7 @@ impl Rollups for CosmosStore {
                     .upsert_item(doc.user_id.clone(), &doc.id, &doc, None)
             })
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(unavailable)?;
             out.push(summary);
         }
         Ok(out)

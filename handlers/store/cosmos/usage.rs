@@ -19,7 +19,7 @@ use azure_data_cosmos::options::{ItemWriteOptions, PatchItemOptions, PatchStrate
 use chrono::{DateTime, Utc};
 
 use super::docs::{self, ActiveDoc, CounterDoc};
-use super::{brief, unavailable, with_content, CosmosStore};
+use super::{unavailable, with_content, CosmosStore};
 use crate::domain::ports::{StoreError, UsageStore};
 use crate::domain::usage::{Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS};
 use crate::domain::user::UserId;
@@ -72,13 +72,11 @@ impl CosmosStore {
             .await;
         match patched {
             Ok(r) => {
-                let doc: CounterDoc = r
-                    .into_model()
-                    .map_err(|e| StoreError::Corrupt(format!("{id}: {}", brief(&e))))?;
+                let doc: CounterDoc = r.into_model().map_err(StoreError::corrupt)?;
                 Ok(Some(doc.quantity))
             }
             Err(e) if e.status().is_not_found() => Ok(None),
-            Err(e) => Err(unavailable(&e)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -105,7 +103,7 @@ impl CosmosStore {
             match created {
                 Ok(_) => {}
                 Err(e) if e.status().is_conflict() => {}
-                Err(e) => return Err(unavailable(&e)),
+                Err(e) => return Err(unavailable(e)),
             }
         }
         let doc = new_counter(inc, inc.amount);
@@ -118,7 +116,7 @@ impl CosmosStore {
         match created {
             Ok(_) => Ok(true),
             Err(e) if e.status().is_conflict() => Ok(false),
-            Err(e) => Err(unavailable(&e)),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -166,7 +164,7 @@ impl CosmosStore {
             match replaced {
                 Ok(_) => return Ok(UsageOutcome::Admitted { total: next as u64 }),
                 Err(e) if e.status().is_precondition_failed() => continue,
-                Err(e) => return Err(unavailable(&e)),
+                Err(e) => return Err(unavailable(e)),
             }
         }
     }

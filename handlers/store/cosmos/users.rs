@@ -7,8 +7,8 @@ use azure_data_cosmos::{FeedScope, Query};
 use chrono::{DateTime, Utc};
 
 use super::docs::{self, LookupDoc, UserDoc};
-use super::{brief, etag_of, unavailable, CosmosStore};
-use crate::domain::ports::{Etag, StoreError, UserStore, Versioned};
+use super::{etag_of, unavailable, CosmosStore};
+use crate::domain::ports::{Etag, StoreError, Uniqueness, UserStore, Versioned};
 use crate::domain::user::{Email, User, UserId};
 
 /// What a lookup document claims.
@@ -30,9 +30,9 @@ impl Claim<'_> {
 
     fn conflict(&self) -> StoreError {
         StoreError::Conflict(match self {
-            Claim::Email(_) => "email",
-            Claim::Customer(_) => "stripe customer",
-            Claim::Invoice(_) => "invoice",
+            Claim::Email(_) => Uniqueness::Email,
+            Claim::Customer(_) => Uniqueness::StripeCustomer,
+            Claim::Invoice(_) => Uniqueness::Invoice,
         })
     }
 
@@ -67,7 +67,7 @@ impl CosmosStore {
                     Ok(_) => return Ok(()),
                     // Someone created it in between: look at who.
                     Err(e) if e.status().is_conflict() => continue,
-                    Err(e) => return Err(unavailable(&e)),
+                    Err(e) => return Err(unavailable(e)),
                 }
             };
             if held.user_id == doc.user_id {
@@ -99,10 +99,10 @@ impl CosmosStore {
             match taken {
                 Ok(_) => return Ok(()),
                 Err(e) if e.status().is_precondition_failed() => continue,
-                Err(e) => return Err(unavailable(&e)),
+                Err(e) => return Err(unavailable(e)),
             }
         }
-        Err(StoreError::Unavailable(format!("{id} keeps changing")))
+        Err(StoreError::unavailable(format!("{id} keeps changing")))
     }
 
     /// The user a lookup points at, if they still hold the fact.
@@ -157,7 +157,7 @@ impl UserStore for CosmosStore {
                     .ok_or(StoreError::VersionConflict)?
                     .1
             }
-            Err(e) => return Err(unavailable(&e)),
+            Err(e) => return Err(unavailable(e)),
         };
         if let Err(e) = self.claim_user_facts(user).await {
             let _ = self
@@ -198,7 +198,7 @@ impl UserStore for CosmosStore {
         )
         .with_parameter("@t", docs::USER)
         .and_then(|q| q.with_parameter("@now", docs::ms(now)))
-        .map_err(|e| StoreError::Corrupt(brief(&e)))?;
+        .map_err(StoreError::corrupt)?;
         #[derive(serde::Deserialize)]
         struct Row {
             user_id: String,

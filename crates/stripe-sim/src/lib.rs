@@ -19,8 +19,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::domain::clock::Clock;
 use events::Delivery;
+use kraftd_domain::clock::Clock;
 use ops::Ctx;
 use state::{Fault, FaultKind, State};
 

@@ -9,7 +9,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::clock::Clock;
+use kraftd_domain::clock::Clock;
 
 pub(crate) enum Delivery {
     Event {

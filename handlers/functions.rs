@@ -1,5 +1,6 @@
-//! Generates each function's `function.json` from the route table and
-//! compares the committed files with it.
+//! The Functions host's view of the route table: generates each function's
+//! `function.json` (and `local.settings.json.example`) from `http::routes`
+//! and compares the committed files with it. It only reads the table.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -7,13 +8,12 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{
+use crate::http::routes::{
     ChangeFeedFunction, HttpFunction, TimerFunction, CHANGE_FEED_FUNCTIONS, COSMOS_CONNECTION,
     COSMOS_DATABASE, HTTP_FUNCTIONS, LEASES_CONTAINER, TIMER_FUNCTIONS,
 };
 
-/// host.json's `extensions.http.routePrefix`.
-pub const ROUTE_PREFIX: &str = "api";
+pub use crate::http::routes::ROUTE_PREFIX;
 
 /// One httpTrigger in and one http out: the shape for which the host
 /// forwards the request unchanged (raw body, original path and headers).

@@ -4,15 +4,15 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use super::plan::{ExportFormat, Feature, Limit, Limits, PlanId};
-use super::user::UserId;
+use crate::plan::{ExportFormat, Feature, Limit, Limits, PlanId};
+use crate::user::UserId;
 
 /// How long a usage record is kept after its window closes.
 pub const USAGE_RETENTION_DAYS: i64 = 90;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Documents,
@@ -86,7 +86,8 @@ impl Metric {
 }
 
 /// A half-open UTC interval `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -290,7 +291,7 @@ mod tests {
 
     #[test]
     fn gates_follow_the_plan() {
-        let free = crate::domain::plan::Catalog::standard();
+        let free = crate::plan::Catalog::standard();
         let limits = &free.plan(PlanId::Free).limits;
         assert_eq!(
             check_gate(

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::money::Money;
-use super::user::UserId;
+use crate::money::Money;
+use crate::user::UserId;
 
 /// Payments are kept seven years for accounting.
 pub const PAYMENT_RETENTION_DAYS: i64 = 7 * 365 + 2;

@@ -1,15 +1,16 @@
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// ISO 4217 currency, lower-case as Stripe writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Currency {
     Usd,
 }
 
 /// An amount in the currency's minor unit (cents). Never a float.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
     /// Minor units (cents for USD).
     pub amount: i64,

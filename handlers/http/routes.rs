@@ -1,14 +1,16 @@
 //! The route table: every function this handler serves, defined once. It
-//! builds the axum router (`http::router`) and every
-//! `functions/<Name>/function.json` (`manifest`).
-
-pub mod manifest;
+//! builds the axum router (`http::router`), the OpenAPI document
+//! (`http::openapi`) and, read by `crate::functions`, every
+//! `functions/<Name>/function.json`.
 
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
-use crate::http::openapi::{doc, OperationDoc};
-use crate::http::{accounts, billing, health, openapi, plans, triggers, usage, AppState};
+use super::openapi::{doc, OperationDoc};
+use super::{accounts, billing, health, openapi, plans, triggers, usage, AppState};
 use crate::store::cosmos::layout;
+
+/// host.json's `extensions.http.routePrefix`.
+pub const ROUTE_PREFIX: &str = "api";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
@@ -70,7 +72,7 @@ pub struct HttpFunction {
 
 impl HttpFunction {
     pub fn path(&self) -> String {
-        format!("/{}/{}", manifest::ROUTE_PREFIX, self.route)
+        format!("/{ROUTE_PREFIX}/{}", self.route)
     }
 }
 

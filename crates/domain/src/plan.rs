@@ -5,18 +5,19 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use super::money::Money;
+use crate::money::Money;
 
 /// Plan identity and tier at once. The declaration order is the upgrade
 /// order (free < pro < enterprise); `Ord` derives from it and every
 /// "upgrade to" hint uses it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
-#[schema(description = "A plan, which is also its tier: free < pro < enterprise.")]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "A plan, which is also its tier: free < pro < enterprise.")
+)]
 pub enum PlanId {
     Free,
     Pro,
@@ -57,7 +58,8 @@ impl FromStr for PlanId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BillingInterval {
     #[default]
@@ -65,7 +67,8 @@ pub enum BillingInterval {
     Annual,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Pdf,
@@ -75,7 +78,8 @@ pub enum ExportFormat {
     Xml,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Feature {
     AiFeatures,
@@ -87,15 +91,16 @@ pub type Limit = Option<u64>;
 /// A plan's limits; `null` means unlimited.
 // The schema attributes spell out the `Limit` alias, which the OpenAPI
 // derive cannot see through.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limits {
-    #[schema(value_type = Option<u64>, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, required = true))]
     pub documents_per_month: Limit,
-    #[schema(value_type = Option<u64>, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, required = true))]
     pub api_calls_per_day: Limit,
-    #[schema(value_type = Option<u64>, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, required = true))]
     pub team_members: Limit,
-    #[schema(value_type = Option<u64>, required = true)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, required = true))]
     pub storage_mb: Limit,
     pub export_formats: Vec<ExportFormat>,
     pub ai_features: bool,
@@ -116,7 +121,8 @@ impl Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Price {
     pub interval: BillingInterval,
     #[serde(flatten)]
@@ -125,7 +131,8 @@ pub struct Price {
     pub lookup_key: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     pub id: PlanId,
     pub name: &'static str,

@@ -5,12 +5,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::money::Money;
-use super::plan::{BillingInterval, PlanId};
-use super::records::{Invoice, OutboxMessage, Payment};
-use super::subscription::RemoteSubscription;
-use super::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
-use super::user::{Email, User, UserId};
+use crate::money::Money;
+pub use crate::outbox::{OutboxState, SendResult};
+use crate::plan::{BillingInterval, PlanId};
+use crate::records::{Invoice, OutboxMessage, Payment};
+use crate::subscription::RemoteSubscription;
+use crate::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
+use crate::user::{Email, User, UserId};
 
 /// An opaque concurrency token (SQLite row version, Cosmos `_etag`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,11 +23,40 @@ pub struct Versioned<T> {
     pub etag: Etag,
 }
 
+/// An adapter's own error (SQLite's, the Cosmos SDK's, serde's), kept as
+/// the source of the store error it caused.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The uniqueness rules the stores enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Uniqueness {
+    /// One user per email address.
+    Email,
+    /// One user per Stripe customer.
+    StripeCustomer,
+    /// One owner per Stripe invoice.
+    Invoice,
+    /// User ids are random; a clash means a bug.
+    UserId,
+}
+
+impl Uniqueness {
+    /// What the API's `conflict` field names.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Uniqueness::Email => "email",
+            Uniqueness::StripeCustomer => "stripe customer",
+            Uniqueness::Invoice => "invoice",
+            Uniqueness::UserId => "user id",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A uniqueness rule was hit (the string names which: "email", ...).
-    #[error("{0} already exists")]
-    Conflict(&'static str),
+    /// A uniqueness rule was hit.
+    #[error("{} already exists", .0.as_str())]
+    Conflict(Uniqueness),
     #[error("not found")]
     NotFound,
     /// Optimistic concurrency: someone else wrote first. Re-read and retry.
@@ -34,15 +64,25 @@ pub enum StoreError {
     VersionConflict,
     /// The backend is unreachable or throttling; a retry may succeed.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BoxError),
     /// Stored data that does not decode: a bug or a migration gone wrong.
     #[error("corrupt record: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] BoxError),
+}
+
+impl StoreError {
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable(source.into())
+    }
+
+    pub fn corrupt(source: impl Into<BoxError>) -> Self {
+        StoreError::Corrupt(source.into())
+    }
 }
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Inserts a new user; `Conflict("email")` if the email is taken.
+    /// Inserts a new user; `Conflict(Uniqueness::Email)` if the email is taken.
     async fn create_user(&self, user: &User) -> Result<Etag, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError>;
     async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError>;
@@ -139,23 +179,12 @@ pub trait Outbox: Send + Sync {
         lease: chrono::Duration,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
-    /// Where a message stands: "pending", "sending", "sent" or "failed", and its attempts.
+    /// Where a message stands, and its attempts.
     async fn outbox_status(
         &self,
         user_id: UserId,
         id: &str,
-    ) -> Result<Option<(String, u32)>, StoreError>;
-}
-
-/// How one send attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendResult {
-    Sent,
-    /// Failed; sent again later unless `give_up`, which marks it failed for good.
-    Failed {
-        error: String,
-        give_up: bool,
-    },
+    ) -> Result<Option<(OutboxState, u32)>, StoreError>;
 }
 
 #[async_trait]
