@@ -23,7 +23,7 @@ async fn seed(store: &SqliteStore, users: usize, day: chrono::DateTime<Utc>) -> 
     let mut records = 0;
     for n in 0..users {
         let user = User {
-            id: UserId::new(),
+            id: UserId(uuid::Uuid::new_v4()),
             email: Email::parse(&format!("u{n}@bench.io")).unwrap(),
             name: PersonName::parse("Bench").unwrap(),
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),

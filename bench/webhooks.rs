@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use kraftd_billing::clock::SystemClock;
 use kraftd_billing::config::Config;
-use kraftd_billing::domain::clock::{Clock, SystemClock};
+use kraftd_billing::domain::clock::Clock;
 use kraftd_billing::domain::ports::{Store, WebhookVerifier};
 use kraftd_billing::domain::secret::Secret;
 use kraftd_billing::payments::stripe::{StripePayments, StripeSettings};

@@ -1,18 +1,16 @@
-//! `handler`: the one binary of KRAFTD billing.
+//! `handler`: the one binary of KRAFTD billing. `handler --help` lists its
+//! commands; with none it serves, as the Functions host starts it.
 //!
-//! handler                    serve (under the Functions host, or locally)
-//! handler serve              serve locally on 127.0.0.1:7071 (PORT overrides)
-//! handler functions write    regenerate functions/*/function.json from the route table
-//!                            and local.settings.json.example from the settings list
-//! handler functions check    fail if functions/ differs from the route table
-//! handler openapi write      regenerate openapi.json (the OpenAPI 3.1 document) from the code
-//! handler openapi check      fail if openapi.json differs from what the code generates
-//! handler stripe sync-catalog  create or update the Stripe products and prices of the plan catalog
-//! handler cosmos init        create the Cosmos DB database and containers (idempotent)
+//! The generators (`functions`, `openapi`) stay in this binary rather than an
+//! xtask: `scripts/package` runs `functions check` with the packaged binary
+//! itself, so the package is proved to match the route table it was built
+//! from, and the generators are a few hundred bytes of code.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use kraftd_billing::config::StoreConfig;
 use kraftd_billing::functions as manifest;
 use kraftd_billing::http::openapi;
@@ -20,36 +18,96 @@ use kraftd_billing::payments::stripe::StripePayments;
 use kraftd_billing::store::cosmos;
 use kraftd_billing::{secrets, server};
 
-const USAGE: &str = "usage: handler [serve | functions write [DIR] | functions check [DIR] | \
-                     openapi write [FILE] | openapi check [FILE] | stripe sync-catalog | cosmos init]";
+/// KRAFTD billing: plans, accounts, usage quotas and payments, served as
+/// Azure Functions through a custom handler. Settings come from the
+/// environment (README, "Settings"); flags override their variables.
+#[derive(Parser)]
+#[command(name = "handler", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every function: under the Functions host when it set
+    /// FUNCTIONS_CUSTOMHANDLER_PORT, else locally (the default command).
+    Serve(ServeArgs),
+    /// The function.json files the Functions host reads, generated from the route table.
+    #[command(subcommand)]
+    Functions(Generate),
+    /// The OpenAPI 3.1 document (openapi.json), generated from the code.
+    #[command(subcommand)]
+    Openapi(Generate),
+    /// Stripe's side of the plan catalog.
+    #[command(subcommand)]
+    Stripe(StripeCommand),
+    /// The Cosmos DB database and containers.
+    #[command(subcommand)]
+    Cosmos(CosmosCommand),
+}
+
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// The local port (ignored under the Functions host, which gives its own).
+    #[arg(long, env = "PORT")]
+    port: Option<u16>,
+    /// The local address to listen on.
+    #[arg(long, env = "BIND_ADDRESS")]
+    bind_address: Option<IpAddr>,
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// Regenerate the files from the code.
+    Write {
+        /// Where (default: functions/ or openapi.json at the repository root).
+        path: Option<PathBuf>,
+    },
+    /// Fail (exit 1) if the files differ from what the code generates.
+    Check {
+        /// Where (default: functions/ or openapi.json at the repository root).
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StripeCommand {
+    /// Create or update the Stripe products and prices of the plan catalog.
+    SyncCatalog,
+}
+
+#[derive(Subcommand)]
+enum CosmosCommand {
+    /// Create the database and every container the store needs (idempotent),
+    /// then print each container's partition key and TTL.
+    Init,
+}
 
 fn main() -> ExitCode {
     kraftd_billing::tls::install_crypto_provider();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        [] | ["serve"] => serve(),
-        ["functions", "write", rest @ ..] => functions(rest, true),
-        ["functions", "check", rest @ ..] => functions(rest, false),
-        ["openapi", "write", rest @ ..] => openapi_file(rest, true),
-        ["openapi", "check", rest @ ..] => openapi_file(rest, false),
-        ["stripe", "sync-catalog"] => sync_catalog(),
-        ["cosmos", "init"] => cosmos_init(),
-        ["help" | "--help" | "-h"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    match Cli::parse().command {
+        None => serve(ServeArgs::default()),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Functions(Generate::Write { path })) => functions(path, true),
+        Some(Command::Functions(Generate::Check { path })) => functions(path, false),
+        Some(Command::Openapi(Generate::Write { path })) => openapi_file(path, true),
+        Some(Command::Openapi(Generate::Check { path })) => openapi_file(path, false),
+        Some(Command::Stripe(StripeCommand::SyncCatalog)) => sync_catalog(),
+        Some(Command::Cosmos(CosmosCommand::Init)) => cosmos_init(),
     }
 }
 
-fn serve() -> ExitCode {
+fn serve(args: ServeArgs) -> ExitCode {
     let runtime = runtime();
+    // The flags win over their variables; everything else is the environment.
+    let lookup = |name: &str| match name {
+        "PORT" if args.port.is_some() => args.port.map(|p| p.to_string()),
+        "BIND_ADDRESS" if args.bind_address.is_some() => args.bind_address.map(|a| a.to_string()),
+        _ => std::env::var(name).ok(),
+    };
     // Before logging starts: its format is configuration too.
-    let config = match runtime.block_on(secrets::config_from_env()) {
+    let config = match runtime.block_on(secrets::config_from_lookup(lookup)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -166,8 +224,8 @@ fn cosmos_init() -> ExitCode {
     }
 }
 
-fn functions(rest: &[&str], write: bool) -> ExitCode {
-    let dir = PathBuf::from(rest.first().copied().unwrap_or("functions"));
+fn functions(dir: Option<PathBuf>, write: bool) -> ExitCode {
+    let dir = dir.unwrap_or_else(|| PathBuf::from("functions"));
     let result = if write {
         manifest::write(&dir)
             .and_then(|names| {
@@ -208,8 +266,8 @@ fn functions(rest: &[&str], write: bool) -> ExitCode {
     }
 }
 
-fn openapi_file(rest: &[&str], write: bool) -> ExitCode {
-    let path = PathBuf::from(rest.first().copied().unwrap_or(openapi::FILE));
+fn openapi_file(path: Option<PathBuf>, write: bool) -> ExitCode {
+    let path = path.unwrap_or_else(|| PathBuf::from(openapi::FILE));
     let result = if write {
         openapi::write(&path).map(|()| {
             println!("wrote {}", path.display());

@@ -162,7 +162,7 @@ async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_c
 async fn hundreds_of_concurrent_consumes_never_pass_a_small_limit() {
     let (store, _) = cosmos_memory::store_with(Vec::new()).await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let user = UserId::new();
+    let user = UserId(uuid::Uuid::new_v4());
     let limit = 25;
     let racers: Vec<_> = (0..400)
         .map(|_| {
@@ -225,7 +225,7 @@ async fn each_container_has_its_partition_key_and_default_ttl_and_init_is_idempo
 #[tokio::test]
 async fn each_record_carries_the_ttl_of_its_retention() {
     let (store, client) = cosmos_memory::store_with(Vec::new()).await;
-    let user = UserId::new();
+    let user = UserId(uuid::Uuid::new_v4());
     let now = Utc::now();
     store
         .record_payment(&Payment {

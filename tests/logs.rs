@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use kraftd_billing::domain::clock::SystemClock;
+use kraftd_billing::clock::SystemClock;
 use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
 use kraftd_billing::secrets::{config_with_vault, FETCH_TIMEOUT};

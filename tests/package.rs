@@ -180,4 +180,43 @@ async fn the_package_has_the_layout_the_functions_host_runs() {
     assert_eq!(plans.status(), 200);
     let plans: Value = plans.json().await.unwrap();
     assert!(plans.to_string().contains("\"pro\""), "{plans}");
+
+    no_simulator_inside(&handler);
+}
+
+/// The simulator (its code, its 188 KB of Stripe fixtures, its test controls)
+/// stays out of the deployment: the package's handler holds no byte run of
+/// the fixtures, which the development build does hold, and run locally
+/// without a Stripe key it stops instead of simulating.
+fn no_simulator_inside(packaged: &Path) {
+    let fixtures = std::fs::read(root().join("crates/stripe-sim/src/fixtures3.json")).unwrap();
+    let middle = fixtures.len() / 2;
+    let sample = &fixtures[middle..middle + 256];
+    let holds = |binary: &Path| {
+        let bytes = std::fs::read(binary).unwrap();
+        bytes.windows(sample.len()).any(|w| w == sample)
+    };
+    assert!(
+        holds(Path::new(env!("CARGO_BIN_EXE_handler"))),
+        "the development handler embeds the simulator's fixtures (so the check can see them)"
+    );
+    assert!(
+        !holds(packaged),
+        "the packaged handler embeds the simulator's fixtures"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(packaged)
+        .arg("serve")
+        .env_clear()
+        .env("DATA_DIR", data.path())
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("STRIPE_SECRET_KEY") && stderr.contains("no Stripe simulator"),
+        "{stderr}"
+    );
 }

@@ -17,7 +17,7 @@ use support::{error_of, TestApp, PASSWORD};
 /// part of this slice), then signed in through the API.
 async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
     let user = User {
-        id: UserId::new(),
+        id: UserId(uuid::Uuid::new_v4()),
         email: Email::parse(email).unwrap(),
         name: PersonName::parse("Paid").unwrap(),
         password_hash: password::hash(PASSWORD.into()).await,

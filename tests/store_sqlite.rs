@@ -57,7 +57,7 @@ async fn the_write_ahead_log_is_checkpointed_under_a_stream_of_increments() {
     use kraftd_billing::domain::user::UserId;
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap();
-    let user = UserId::new();
+    let user = UserId(uuid::Uuid::new_v4());
     let at = support::time("2026-05-10T12:00:00Z");
     for _ in 0..3000 {
         s.increment_usage(&UsageIncrement {

@@ -699,17 +699,82 @@ async fn delayed_request_times_out_then_applies() {
         .send(&impatient)
         .await;
     assert!(matches!(first, Err(StripeError::Timeout)), "{first:?}");
-    // The retry with the same key lands while the slow one still sleeps; the
-    // slow one then replays it instead of creating a second customer.
+    // The client hung up, and the simulator's server drops a request with
+    // its connection: the timed-out one applies nothing. The retry with the
+    // same key applies, and stores the key under the lock that created the
+    // customer, so no request with that key can create another one later:
+    // the count below is final once the retry has answered.
     let retry = CreateCustomer::new()
         .customize()
         .request_strategy(RequestStrategy::Idempotent(key))
         .send(&h.client)
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_eq!(h.sim.count("customer"), 1);
     assert!(retry.id.as_str().starts_with("cus_"));
+    assert_eq!(h.sim.count("customer"), 1);
+}
+
+#[tokio::test]
+async fn a_retry_landing_while_the_first_try_is_in_flight_creates_one_customer() {
+    // Stripe may still be working on a request its client gave up on. Here
+    // the first try's connection stays open, so the simulator finishes it.
+    let h = harness().await;
+    h.sim.delay_next(
+        "POST",
+        "/v1/customers",
+        std::time::Duration::from_millis(300),
+        1,
+    );
+    let key = IdempotencyKey::new("slow-2").unwrap();
+    let slow = tokio::spawn({
+        let (client, key) = (h.client.clone(), key.clone());
+        async move {
+            CreateCustomer::new()
+                .customize()
+                .request_strategy(RequestStrategy::Idempotent(key))
+                .send(&client)
+                .await
+        }
+    });
+    // In flight: the simulator records a request, and takes its delay,
+    // before it sleeps.
+    until("the first try is in flight", || {
+        h.sim
+            .requests()
+            .iter()
+            .any(|r| r.idempotency_key.as_deref() == Some("slow-2"))
+    })
+    .await;
+    // The retry is not delayed (the one delay went to the first try), so it
+    // normally lands while the first try sleeps and creates the customer; the
+    // first try then finds its key and replays that answer. Should the
+    // retry come late, the roles swap: one customer either way.
+    let retry = CreateCustomer::new()
+        .customize()
+        .request_strategy(RequestStrategy::Idempotent(key))
+        .send(&h.client)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), slow)
+        .await
+        .expect("the first try answers")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, retry.id);
+    assert!(retry.id.as_str().starts_with("cus_"));
+    assert_eq!(h.sim.count("customer"), 1);
+}
+
+/// Polls `condition` until it holds; fails the test after 10 s.
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 fn phase_item(price: &str) -> UpdateSubscriptionSchedulePhasesItems {

@@ -1,14 +1,32 @@
-//! Non-HTTP functions through the custom-handler protocol, with the
-//! payloads the Functions host really sends.
+//! Non-HTTP functions through the custom-handler protocol, with payloads
+//! shaped like the Functions host's, as its documentation and source
+//! describe them (see `timer_payloads`).
 
 mod support;
 
 use serde_json::{json, Value};
 use support::TestApp;
 
-/// Captured from a real host (see the project notes), plus the variants
-/// hosts are known to send: schedule monitoring on, a missed run, and the
-/// timer object JSON-encoded as a string.
+/// Written by hand from the documented protocol, not captured from a running
+/// host (none runs where these tests run). Sources:
+/// - the request payload of the custom-handler docs ("Azure Functions custom
+///   handlers", learn.microsoft.com/azure/azure-functions/functions-custom-handlers,
+///   "Request payload"): `Data` keyed by binding name, `Metadata.sys` with
+///   `MethodName`, `UtcNow` and `RandGuid`;
+/// - the timer object: the timer extension's `TimerInfo`
+///   (github.com/Azure/azure-webjobs-sdk-extensions,
+///   src/WebJobs.Extensions/Extensions/Timers/TimerInfo.cs; described in
+///   learn.microsoft.com/azure/azure-functions/functions-bindings-timer):
+///   `Schedule`, `ScheduleStatus` (`Last`, `Next`, `LastUpdated`; null
+///   without schedule monitoring) and `IsPastDue`;
+/// - the host's source (github.com/Azure/azure-functions-host,
+///   src/WebJobs.Script/Workers/MessageExtensions/ScriptInvocationContextExtensions.cs,
+///   `ToHttpScriptInvocationContext` and `GetHttpScriptInvocationContextValue`),
+///   which JSON-encodes as a string any value it cannot make an object of.
+///
+/// Hence three payloads: schedule monitoring off, schedule monitoring on with
+/// a missed run, and the timer object JSON-encoded as a string. The times and
+/// ids in them are made up.
 fn timer_payloads() -> Vec<Value> {
     let plain = json!({"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}},
         "Metadata":{"sys":{"MethodName":"ReconcileSubscriptions","UtcNow":"2022-07-05T11:40:07.48Z","RandGuid":"9cd4c3b1-1b5e-4d5c-9c55-3a4e0f0c2d11"}}});

@@ -75,7 +75,7 @@ impl Billing {
             Subscription::free(now)
         };
         let user = User {
-            id: UserId::new(),
+            id: UserId(uuid::Uuid::new_v4()),
             email,
             name,
             password_hash: password::hash(input.password).await,

@@ -629,9 +629,9 @@ impl UsageStore for SqliteStore {
         self.with_conn(move |c| {
             let user = inc.user_id.to_string();
             let key = inc.key;
-            let limit = inc.limit.map(|l| l.min(i64::MAX as u64) as i64);
+            let limit = inc.signed_limit();
             let denied = |c: &Connection| Ok(UsageOutcome::Denied { total: read_usage(c, &user, &key)? });
-            if limit.is_some_and(|l| inc.amount > l) {
+            if inc.exceeds_limit_alone() {
                 return denied(c);
             }
             // One statement decides and records: the WHERE clause is the
@@ -805,6 +805,12 @@ impl WebhookLog for SqliteStore {
     }
 }
 
+fn parse_user_id(id: &str) -> Result<UserId, StoreError> {
+    uuid::Uuid::parse_str(id)
+        .map(UserId)
+        .map_err(StoreError::corrupt)
+}
+
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64, i64, i64, i64)> {
     Ok((
         r.get(0)?,
@@ -824,7 +830,7 @@ fn summary(row: (String, i64, i64, i64, i64, i64)) -> Result<MonthlySummary, Sto
             .ok_or_else(|| StoreError::corrupt(format!("summary time {t}")))
     };
     Ok(MonthlySummary {
-        user_id: UserId(uuid::Uuid::parse_str(&user).map_err(StoreError::corrupt)?),
+        user_id: parse_user_id(&user)?,
         month: Window {
             start: at(start)?,
             end: at(end)?,
@@ -880,46 +886,59 @@ impl Rollups for SqliteStore {
         self.with_conn(move |c| {
             // Every metered request records an API call, so the users with
             // API calls that day are the users with any usage that day.
-            let mut stmt = c
+            let users: Vec<String> = c
                 .prepare_cached(
-                    "WITH page AS (
-                        SELECT user_id FROM usage_records
-                        WHERE metric = 'api_calls' AND window_start = ?1 AND user_id > ?2
-                        ORDER BY user_id LIMIT ?3
-                     )
-                     INSERT INTO usage_summaries (user_id, month_start, month_end, api_calls, documents, exports, updated_at)
-                     SELECT r.user_id, ?4, ?5,
-                        SUM(CASE WHEN r.metric = 'api_calls' THEN r.quantity ELSE 0 END),
-                        SUM(CASE WHEN r.metric = 'documents' THEN r.quantity ELSE 0 END),
-                        SUM(CASE WHEN r.metric = 'exports' THEN r.quantity ELSE 0 END),
-                        ?6
-                     FROM usage_records r JOIN page p ON p.user_id = r.user_id
-                     WHERE r.window_start >= ?4 AND r.window_start < ?5
-                       AND r.metric IN ('api_calls', 'documents', 'exports')
-                     GROUP BY r.user_id
+                    "SELECT user_id FROM usage_records
+                     WHERE metric = 'api_calls' AND window_start = ?1 AND user_id > ?2
+                     ORDER BY user_id LIMIT ?3",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![ms(day.start), after, limit as i64], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(unavailable)?;
+            let mut counters = c
+                .prepare_cached(
+                    "SELECT metric, quantity FROM usage_records
+                     WHERE user_id = ?1 AND window_start >= ?2 AND window_start < ?3",
+                )
+                .map_err(unavailable)?;
+            let mut upsert = c
+                .prepare_cached(
+                    "INSERT INTO usage_summaries (user_id, month_start, month_end, api_calls, documents, exports, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (user_id, month_start) DO UPDATE SET
                         api_calls = excluded.api_calls, documents = excluded.documents,
-                        exports = excluded.exports, updated_at = excluded.updated_at
-                     RETURNING user_id, month_start, month_end, api_calls, documents, exports",
+                        exports = excluded.exports, updated_at = excluded.updated_at",
                 )
                 .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        ms(day.start),
-                        after,
-                        limit as i64,
+            let mut out = Vec::with_capacity(users.len());
+            for user in users {
+                let user_id = parse_user_id(&user)?;
+                let rows: Vec<(String, i64)> = counters
+                    .query_map(params![user, ms(month.start), ms(month.end)], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .and_then(Iterator::collect)
+                    .map_err(unavailable)?;
+                let counters = rows
+                    .into_iter()
+                    .filter_map(|(metric, quantity)| Some((metric.parse().ok()?, quantity)));
+                let summary = MonthlySummary::from_counters(user_id, month, counters);
+                let stored = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                upsert
+                    .execute(params![
+                        user,
                         ms(month.start),
                         ms(month.end),
+                        stored(summary.api_calls),
+                        stored(summary.documents),
+                        stored(summary.exports),
                         ms(Utc::now())
-                    ],
-                    summary_row,
-                )
-                .map_err(unavailable)?;
-            let mut out = rows
-                .map(|r| summary(r.map_err(unavailable)?))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.sort_by_key(|s| s.user_id.to_string());
+                    ])
+                    .map_err(unavailable)?;
+                out.push(summary);
+            }
             Ok(out)
         })
         .await

@@ -59,7 +59,7 @@ macro_rules! store_contract_tests {
 
 pub fn user(email: &str) -> User {
     User {
-        id: UserId::new(),
+        id: UserId(uuid::Uuid::new_v4()),
         email: Email::parse(email).unwrap(),
         name: PersonName::parse("Contract Test").unwrap(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
@@ -95,7 +95,11 @@ pub async fn users_round_trip_by_id_email_and_customer(s: Arc<dyn Store>) {
             .value,
         u
     );
-    assert!(s.user_by_id(UserId::new()).await.unwrap().is_none());
+    assert!(s
+        .user_by_id(UserId(uuid::Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_none());
     assert!(s
         .user_by_email(&Email::parse("nobody@trip.io").unwrap())
         .await
@@ -144,7 +148,7 @@ pub async fn stripe_customers_are_unique(s: Arc<dyn Store>) {
 }
 
 pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
-    let u = UserId::new();
+    let u = UserId(uuid::Uuid::new_v4());
     for n in 1..=5u64 {
         let out = s
             .increment_usage(&inc(u, Metric::Documents, 1, Some(5), NOON))
@@ -158,7 +162,7 @@ pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(out, UsageOutcome::Denied { total: 5 });
     // A request larger than what is left is refused whole, never partly recorded.
-    let v = UserId::new();
+    let v = UserId(uuid::Uuid::new_v4());
     s.increment_usage(&inc(v, Metric::Documents, 3, Some(5), NOON))
         .await
         .unwrap();
@@ -168,14 +172,20 @@ pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(out, UsageOutcome::Denied { total: 3 });
     let out = s
-        .increment_usage(&inc(UserId::new(), Metric::Documents, 6, Some(5), NOON))
+        .increment_usage(&inc(
+            UserId(uuid::Uuid::new_v4()),
+            Metric::Documents,
+            6,
+            Some(5),
+            NOON,
+        ))
         .await
         .unwrap();
     assert_eq!(out, UsageOutcome::Denied { total: 0 });
 }
 
 pub async fn concurrent_increments_never_pass_the_limit(s: Arc<dyn Store>) {
-    let u = UserId::new();
+    let u = UserId(uuid::Uuid::new_v4());
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let s = s.clone();
@@ -198,7 +208,7 @@ pub async fn concurrent_increments_never_pass_the_limit(s: Arc<dyn Store>) {
 }
 
 pub async fn unlimited_counters_still_count(s: Arc<dyn Store>) {
-    let u = UserId::new();
+    let u = UserId(uuid::Uuid::new_v4());
     for _ in 0..3 {
         s.increment_usage(&inc(u, Metric::Documents, 1_000_000, None, NOON))
             .await
@@ -209,7 +219,7 @@ pub async fn unlimited_counters_still_count(s: Arc<dyn Store>) {
 }
 
 pub async fn each_window_counts_apart(s: Arc<dyn Store>) {
-    let u = UserId::new();
+    let u = UserId(uuid::Uuid::new_v4());
     let late = "2026-05-31T23:59:59.999Z";
     let next = "2026-06-01T00:00:00Z";
     assert!(matches!(
@@ -246,7 +256,7 @@ pub async fn each_window_counts_apart(s: Arc<dyn Store>) {
 }
 
 pub async fn gauges_move_both_ways_but_never_below_zero(s: Arc<dyn Store>) {
-    let u = UserId::new();
+    let u = UserId(uuid::Uuid::new_v4());
     let g = |amount, limit| inc(u, Metric::StorageMb, amount, limit, NOON);
     assert_eq!(
         s.increment_usage(&g(-1, Some(10))).await.unwrap(),
@@ -277,7 +287,7 @@ pub async fn gauges_move_both_ways_but_never_below_zero(s: Arc<dyn Store>) {
 }
 
 pub async fn usage_is_kept_per_user(s: Arc<dyn Store>) {
-    let (a, b) = (UserId::new(), UserId::new());
+    let (a, b) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
     s.increment_usage(&inc(a, Metric::Documents, 5, Some(5), NOON))
         .await
         .unwrap();
@@ -289,7 +299,10 @@ pub async fn usage_is_kept_per_user(s: Arc<dyn Store>) {
     );
     let key = UsageKey::current(Metric::Documents, time(NOON));
     assert_eq!(s.usage(a, &[key]).await.unwrap(), vec![5]);
-    assert_eq!(s.usage(UserId::new(), &[key]).await.unwrap(), vec![0]);
+    assert_eq!(
+        s.usage(UserId(uuid::Uuid::new_v4()), &[key]).await.unwrap(),
+        vec![0]
+    );
 }
 
 fn payment(id: &str, user: UserId, at: &str) -> Payment {
@@ -306,7 +319,7 @@ fn payment(id: &str, user: UserId, at: &str) -> Payment {
 }
 
 pub async fn payments_are_idempotent_scoped_and_newest_first(s: Arc<dyn Store>) {
-    let (a, b) = (UserId::new(), UserId::new());
+    let (a, b) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
     let now = time("2026-06-01T00:00:00Z");
     s.record_payment(&payment("pi_1", a, "2026-03-01T00:00:00Z"))
         .await
@@ -352,7 +365,7 @@ fn invoice(id: &str, user: UserId, status: &str) -> Invoice {
 }
 
 pub async fn invoices_upsert_and_never_move_between_users(s: Arc<dyn Store>) {
-    let (a, b) = (UserId::new(), UserId::new());
+    let (a, b) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
     let now = time(NOON);
     s.upsert_invoice(&invoice("in_1", a, "open")).await.unwrap();
     s.upsert_invoice(&invoice("in_1", a, "paid")).await.unwrap();
@@ -385,7 +398,7 @@ pub async fn webhook_events_are_claimed_once(s: Arc<dyn Store>) {
 }
 
 pub async fn retention_purges_only_what_expired(s: Arc<dyn Store>) {
-    let u = UserId::new();
+    let u = UserId(uuid::Uuid::new_v4());
     let paid_at = "2019-01-01T00:00:00Z";
     s.record_payment(&payment("pi_old", u, paid_at))
         .await
@@ -467,11 +480,15 @@ pub async fn outbox_writes_are_atomic_with_the_user_and_idempotent(s: Arc<dyn St
         .map(|m| m.id)
         .collect();
     assert_eq!(ids, ["m1", "m3", "m4"]);
-    assert!(s.outbox_for_user(UserId::new()).await.unwrap().is_empty());
+    assert!(s
+        .outbox_for_user(UserId(uuid::Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>) {
-    let u = UserId::new();
+    let u = UserId(uuid::Uuid::new_v4());
     let now = time(NOON);
     let lease = Duration::minutes(5);
     s.enqueue(&[message(u, "c1"), message(u, "c2")])
@@ -504,11 +521,16 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
     );
     // Another user's id never reaches this user's message.
     assert!(s
-        .claim_outbox(UserId::new(), "c2", now, lease)
+        .claim_outbox(UserId(uuid::Uuid::new_v4()), "c2", now, lease)
         .await
         .unwrap()
         .is_none());
-    assert_eq!(s.outbox_status(UserId::new(), "c2").await.unwrap(), None);
+    assert_eq!(
+        s.outbox_status(UserId(uuid::Uuid::new_v4()), "c2")
+            .await
+            .unwrap(),
+        None
+    );
 
     // A sender that crashed loses its claim when the lease ends.
     let later = now + lease;
@@ -604,7 +626,7 @@ pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>
 
 pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
     let day = "2026-05-10T12:00:00Z";
-    let users: Vec<UserId> = (0..5).map(|_| UserId::new()).collect();
+    let users: Vec<UserId> = (0..5).map(|_| UserId(uuid::Uuid::new_v4())).collect();
     for (n, u) in users.iter().enumerate() {
         s.increment_usage(&inc(*u, Metric::ApiCalls, n as i64 + 1, None, day))
             .await
@@ -619,7 +641,7 @@ pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
     }
     // Someone with usage only on another day is not in this day's pages.
     s.increment_usage(&inc(
-        UserId::new(),
+        UserId(uuid::Uuid::new_v4()),
         Metric::ApiCalls,
         1,
         None,

@@ -2,17 +2,11 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-/// The one source of "now". Every window and expiry is computed from it, in UTC.
+/// The one source of "now". Every window and expiry is computed from it, in
+/// UTC. The system's clock is an adapter (`kraftd_billing::clock`): reading
+/// it is I/O.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 /// A clock that only moves when told to: lets tests stand at 23:59:59.999.

@@ -22,6 +22,21 @@ pub enum Metric {
     TeamMembers,
 }
 
+impl std::str::FromStr for Metric {
+    type Err = UnknownMetric;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownMetric(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown metric {0:?}")]
+pub struct UnknownMetric(pub String);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Period {
     Day,
@@ -172,6 +187,26 @@ pub struct UsageIncrement {
     pub at: DateTime<Utc>,
 }
 
+impl UsageIncrement {
+    /// The limit as the stores' signed counters hold it: a limit past
+    /// `i64::MAX` is clamped there (no counter can reach it anyway).
+    pub fn signed_limit(&self) -> Option<i64> {
+        self.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+    }
+
+    /// An increment larger than the whole limit never fits, whatever the
+    /// counter holds: refused before any write.
+    pub fn exceeds_limit_alone(&self) -> bool {
+        self.signed_limit().is_some_and(|l| self.amount > l)
+    }
+
+    /// Whether a counter that holds `total` once this increment is added
+    /// is within the limit.
+    pub fn admits(&self, total: i64) -> bool {
+        self.signed_limit().is_none_or(|l| total <= l)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageOutcome {
     Admitted {
@@ -235,6 +270,37 @@ pub struct MonthlySummary {
     pub exports: u64,
 }
 
+impl MonthlySummary {
+    /// A month's totals from its counters, as `(metric, quantity)` pairs: one
+    /// metric's windows add up; gauges and other metrics are not summed. A
+    /// negative quantity (a gauge's bug, a corrupt record) counts as none,
+    /// and a sum past `u64::MAX` stays there rather than wrapping.
+    pub fn from_counters(
+        user_id: UserId,
+        month: Window,
+        counters: impl IntoIterator<Item = (Metric, i64)>,
+    ) -> Self {
+        let mut summary = MonthlySummary {
+            user_id,
+            month,
+            api_calls: 0,
+            documents: 0,
+            exports: 0,
+        };
+        for (metric, quantity) in counters {
+            let quantity = u64::try_from(quantity).unwrap_or(0);
+            let total = match metric {
+                Metric::ApiCalls => &mut summary.api_calls,
+                Metric::Documents => &mut summary.documents,
+                Metric::Exports => &mut summary.exports,
+                Metric::StorageMb | Metric::TeamMembers => continue,
+            };
+            *total = total.saturating_add(quantity);
+        }
+        summary
+    }
+}
+
 /// The warning thresholds (percent of a limit) that `used` has reached.
 pub fn thresholds_reached(used: u64, limit: Limit) -> Vec<u8> {
     let Some(limit) = limit.filter(|l| *l > 0) else {
@@ -249,6 +315,52 @@ pub fn thresholds_reached(used: u64, limit: Limit) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn increment(amount: i64, limit: Limit) -> UsageIncrement {
+        let at = Utc.with_ymd_and_hms(2026, 3, 5, 12, 0, 0).unwrap();
+        UsageIncrement {
+            user_id: UserId(uuid::Uuid::new_v4()),
+            key: UsageKey::current(Metric::Documents, at),
+            amount,
+            limit,
+            at,
+        }
+    }
+
+    #[test]
+    fn the_limit_pre_check_and_clamp() {
+        assert!(increment(51, Some(50)).exceeds_limit_alone());
+        assert!(!increment(50, Some(50)).exceeds_limit_alone());
+        assert!(!increment(i64::MAX, None).exceeds_limit_alone());
+        assert_eq!(increment(1, Some(u64::MAX)).signed_limit(), Some(i64::MAX));
+        assert!(increment(5, Some(50)).admits(50));
+        assert!(!increment(5, Some(50)).admits(51));
+        assert!(increment(5, None).admits(i64::MAX));
+    }
+
+    #[test]
+    fn a_monthly_summary_adds_counters_and_ignores_the_rest() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 5, 12, 0, 0).unwrap();
+        let month = Window::containing(Period::Month, at);
+        let user = UserId(uuid::Uuid::new_v4());
+        let summary = MonthlySummary::from_counters(
+            user,
+            month,
+            [
+                (Metric::ApiCalls, 10),
+                (Metric::ApiCalls, 5),
+                (Metric::Documents, 7),
+                (Metric::Exports, -3),
+                (Metric::StorageMb, 900),
+                (Metric::Exports, i64::MAX),
+                (Metric::Exports, i64::MAX),
+                (Metric::Exports, i64::MAX),
+            ],
+        );
+        assert_eq!(summary.user_id, user);
+        assert_eq!((summary.api_calls, summary.documents), (15, 7));
+        assert_eq!(summary.exports, u64::MAX, "saturates, never wraps");
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

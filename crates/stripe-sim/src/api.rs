@@ -11,13 +11,14 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::form::{self, Form};
-use super::objects::{self, random_id};
-use super::ops::Ctx;
-use super::pages;
-use super::schedules;
-use super::state::{FaultKind, PortalSession, Price, Replay, Session};
-use super::{Inner, RecordedRequest};
+use crate::answer::{bad_ref, err, missing, required, Answer};
+use crate::ctx::Ctx;
+use crate::form::{self, Form};
+use crate::inner::Inner;
+use crate::objects::{self, random_id};
+use crate::pages;
+use crate::schedule_api;
+use crate::state::{FaultKind, PortalSession, Price, RecordedRequest, Replay, Session};
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new()
@@ -28,49 +29,6 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/sim/invoices/{id}", get(pages::invoice))
         .route("/sim/invoices/{id}/pdf", get(pages::invoice_pdf))
         .with_state(inner)
-}
-
-pub(super) type Answer = (u16, Value);
-
-pub(super) fn err(
-    status: u16,
-    kind: &str,
-    code: Option<&str>,
-    message: &str,
-    param: Option<&str>,
-) -> Answer {
-    (status, objects::error(kind, code, message, param))
-}
-
-pub(super) fn missing(kind: &str, id: &str) -> Answer {
-    err(
-        404,
-        "invalid_request_error",
-        Some("resource_missing"),
-        &format!("No such {kind}: '{id}'"),
-        Some("id"),
-    )
-}
-
-/// A referenced id in the parameters that does not exist (Stripe answers 400).
-pub(super) fn bad_ref(kind: &str, id: &str, param: &str) -> Answer {
-    err(
-        400,
-        "invalid_request_error",
-        Some("resource_missing"),
-        &format!("No such {kind}: '{id}'"),
-        Some(param),
-    )
-}
-
-pub(super) fn required(param: &str) -> Answer {
-    err(
-        400,
-        "invalid_request_error",
-        Some("parameter_missing"),
-        &format!("Missing required param: {param}."),
-        Some(param),
-    )
 }
 
 fn respond(status: u16, body: String, extra: &[(&str, &str)]) -> Response {
@@ -276,13 +234,13 @@ fn dispatch(c: &mut Ctx<'_>, method: &Method, segs: &[&str], f: &Form) -> Answer
                 Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
             }
         }
-        ("POST", ["subscription_schedules"]) => schedules::create(c, f),
+        ("POST", ["subscription_schedules"]) => schedule_api::create(c, f),
         ("GET", ["subscription_schedules", id]) => match c.st.schedules.contains_key(*id) {
             true => (200, c.schedule_json(id)),
             false => missing("subscription_schedule", id),
         },
-        ("POST", ["subscription_schedules", id]) => schedules::update(c, id, f),
-        ("POST", ["subscription_schedules", id, "release"]) => schedules::release(c, id),
+        ("POST", ["subscription_schedules", id]) => schedule_api::update(c, id, f),
+        ("POST", ["subscription_schedules", id, "release"]) => schedule_api::release(c, id),
         ("POST", ["invoices", "create_preview"]) => preview(c, f),
         ("GET", ["invoices"]) => list_invoices(c, f),
         ("GET", ["invoices", id]) => match c.st.invoices.contains_key(*id) {

@@ -4,86 +4,37 @@
 //! webhooks like Stripe does. Every object it answers is Stripe's own example
 //! object (fixtures3.json) with the tracked fields overwritten.
 
+mod answer;
 mod api;
+mod ctx;
+mod errors;
 mod events;
 mod form;
+mod inner;
 mod objects;
 mod ops;
 mod pages;
+mod schedule_api;
 mod schedules;
 mod state;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use events::Delivery;
 use kraftd_domain::clock::Clock;
-use ops::Ctx;
-use state::{Fault, FaultKind, State};
+
+use inner::Inner;
+use state::{Fault, FaultKind};
+
+pub use errors::SimError;
+pub use state::RecordedRequest;
 
 pub struct SimOptions {
     pub webhook_secret: String,
     pub clock: Arc<dyn Clock>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    pub idempotency_key: Option<String>,
-    pub body: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("no such {kind}: {id}")]
-    NotFound { kind: &'static str, id: String },
-    #[error("{0}")]
-    InvalidState(String),
-    #[error("the card of customer {0} was declined")]
-    CardDeclined(String),
-}
-
-pub(crate) struct Inner {
-    state: Mutex<State>,
-    clock: Arc<dyn Clock>,
-    secret: String,
-    base_url: String,
-    deliveries: mpsc::UnboundedSender<Delivery>,
-}
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind; keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn now(&self) -> i64 {
-        self.clock.now().timestamp()
-    }
-
-    /// Runs `f` on the state with the clock's now, under the lock.
-    fn with<T>(&self, f: impl FnOnce(&mut Ctx<'_>) -> T) -> T {
-        let mut st = self.lock();
-        let mut ctx = Ctx {
-            st: &mut st,
-            now: self.now(),
-            base_url: &self.base_url,
-            deliveries: &self.deliveries,
-        };
-        f(&mut ctx)
-    }
-
-    /// Returns once every event emitted so far has been delivered (or failed).
-    async fn flush(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.deliveries.send(Delivery::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -97,13 +48,12 @@ impl StripeSim {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
-            state: Mutex::new(State::default()),
-            clock: opts.clock,
-            secret: opts.webhook_secret,
-            base_url: format!("http://{addr}"),
-            deliveries: tx,
-        });
+        let inner = Arc::new(Inner::new(
+            opts.clock,
+            opts.webhook_secret,
+            format!("http://{addr}"),
+            tx,
+        ));
         tokio::spawn(events::delivery_worker(
             rx,
             inner.clock.clone(),

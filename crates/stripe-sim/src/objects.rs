@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-use super::state::{
+use crate::state::{
     Customer, Invoice, Phase, PortalSession, Price, Product, Schedule, Session, State, Subscription,
 };
 

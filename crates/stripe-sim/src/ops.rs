@@ -1,89 +1,15 @@
 //! State changes shared by the HTTP API and the test controls, and the events
 //! each one emits.
 
-use chrono::{DateTime, Months, Utc};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
-use super::events::Delivery;
-use super::objects::{self, random_id};
-use super::schedules::AtPeriodEnd;
-use super::state::{Customer, Invoice, Line, Price, Product, State, Subscription};
-use super::SimError;
-
-pub(crate) struct Ctx<'a> {
-    pub st: &'a mut State,
-    pub now: i64,
-    pub base_url: &'a str,
-    pub deliveries: &'a mpsc::UnboundedSender<Delivery>,
-}
-
-/// `from` plus one billing interval, calendar-aware like Stripe.
-pub(crate) fn add_interval(from: i64, interval: &str) -> i64 {
-    let t = DateTime::<Utc>::from_timestamp(from, 0).unwrap_or_default();
-    let next = match interval {
-        "year" => t.checked_add_months(Months::new(12)),
-        "week" => Some(t + chrono::Duration::weeks(1)),
-        "day" => Some(t + chrono::Duration::days(1)),
-        _ => t.checked_add_months(Months::new(1)),
-    };
-    next.unwrap_or(t).timestamp()
-}
-
-/// Top-level fields of `before` that differ in `after`, as Stripe reports them
-/// in `data.previous_attributes`.
-pub(crate) fn changed(before: &Value, after: &Value) -> Map<String, Value> {
-    let (Value::Object(b), Value::Object(a)) = (before, after) else {
-        return Map::new();
-    };
-    b.iter()
-        .filter(|(k, v)| a.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
-fn not_found(kind: &'static str, id: &str) -> SimError {
-    SimError::NotFound {
-        kind,
-        id: id.to_owned(),
-    }
-}
+use crate::ctx::{add_interval, changed, not_found, Ctx};
+use crate::errors::SimError;
+use crate::objects::{self, random_id};
+use crate::schedules::AtPeriodEnd;
+use crate::state::{Customer, Invoice, Line, Phase, Price, Product, Subscription};
 
 impl Ctx<'_> {
-    pub fn emit(&mut self, kind: &str, object: Value, previous: Option<Map<String, Value>>) {
-        let event = objects::event(kind, object, previous, self.now);
-        self.st.events.push(event.clone());
-        if self.st.hold {
-            self.st.held.push_back(event);
-        } else if let Some(url) = self.st.webhook_url.clone() {
-            let _ = self.deliveries.send(Delivery::Event { url, event });
-        }
-    }
-
-    pub fn sub_json(&self, id: &str) -> Value {
-        self.st
-            .subscriptions
-            .get(id)
-            .map(|s| objects::subscription(self.st, s))
-            .unwrap_or(Value::Null)
-    }
-
-    pub fn invoice_json(&self, id: &str) -> Value {
-        self.st
-            .invoices
-            .get(id)
-            .map(|i| objects::invoice(self.st, i, self.base_url))
-            .unwrap_or(Value::Null)
-    }
-
-    pub fn emit_sub_updated(&mut self, id: &str, before: &Value) {
-        let after = self.sub_json(id);
-        let prev = changed(before, &after);
-        if !prev.is_empty() {
-            self.emit("customer.subscription.updated", after, Some(prev));
-        }
-    }
-
     pub fn new_customer(
         &mut self,
         email: Option<String>,
@@ -333,21 +259,6 @@ impl Ctx<'_> {
             objects::checkout_session(self.st, &self.st.sessions[session_id], self.base_url);
         self.emit("checkout.session.completed", session, None);
         Ok(sub_id)
-    }
-
-    pub fn live_sub(&self, id: &str) -> Result<&Subscription, SimError> {
-        let s = self
-            .st
-            .subscriptions
-            .get(id)
-            .ok_or_else(|| not_found("subscription", id))?;
-        if s.status == "canceled" || s.status == "incomplete_expired" {
-            return Err(SimError::InvalidState(format!(
-                "subscription {id} is {}",
-                s.status
-            )));
-        }
-        Ok(s)
     }
 
     pub fn cancel_now(&mut self, id: &str) -> Result<(), SimError> {
@@ -659,5 +570,37 @@ impl Ctx<'_> {
             finalized_at: None,
             paid_at: None,
         })
+    }
+}
+
+/// The schedule update the API makes: it sits above the schedules (schedules.rs)
+/// because a changed current phase is a subscription change made here.
+impl Ctx<'_> {
+    /// Replaces phases and/or end_behavior; a changed current phase applies to
+    /// the subscription now, as in Stripe.
+    pub fn update_schedule(
+        &mut self,
+        id: &str,
+        phases: Option<Vec<Phase>>,
+        end_behavior: Option<String>,
+        proration_behavior: &str,
+    ) -> Result<(), SimError> {
+        self.active_schedule(id)?;
+        let before = self.schedule_json(id);
+        let sc = self.st.schedules.get_mut(id).expect("checked");
+        if let Some(p) = phases {
+            sc.phases = p;
+        }
+        if let Some(e) = end_behavior {
+            sc.end_behavior = e;
+        }
+        let sc = &self.st.schedules[id];
+        let sub = sc.subscription.clone();
+        let current = objects::phase_at(sc, self.schedule_time(sc)).cloned();
+        if let Some(ph) = current.filter(|ph| ph.price != self.st.subscriptions[&sub].price) {
+            self.update_subscription(&sub, Some(ph.price), proration_behavior, None, None)?;
+        }
+        self.emit_schedule("subscription_schedule.updated", id, Some(&before));
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::Inner;
+use crate::inner::Inner;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")

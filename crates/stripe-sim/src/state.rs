@@ -6,7 +6,14 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::RecordedRequest;
+/// One request the API received, as `StripeSim::requests` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub idempotency_key: Option<String>,
+    pub body: String,
+}
 
 pub(crate) type Metadata = Map<String, Value>;
 

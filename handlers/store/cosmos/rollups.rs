@@ -31,20 +31,10 @@ impl CosmosStore {
         let counters: Vec<CounterDoc> = self
             .query(&self.usage, query, FeedScope::partition(docs::pk(user)))
             .await?;
-        let sum = |metric: Metric| {
-            counters
-                .iter()
-                .filter(|c| c.metric == metric.as_str())
-                .map(|c| c.quantity.max(0) as u64)
-                .sum()
-        };
-        Ok(MonthlySummary {
-            user_id: user,
-            month,
-            api_calls: sum(Metric::ApiCalls),
-            documents: sum(Metric::Documents),
-            exports: sum(Metric::Exports),
-        })
+        let counters = counters
+            .iter()
+            .filter_map(|c| Some((c.metric.parse::<Metric>().ok()?, c.quantity)));
+        Ok(MonthlySummary::from_counters(user, month, counters))
     }
 }
 

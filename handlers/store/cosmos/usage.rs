@@ -188,27 +188,25 @@ impl CosmosStore {
 #[async_trait]
 impl UsageStore for CosmosStore {
     async fn increment_usage(&self, inc: &UsageIncrement) -> Result<UsageOutcome, StoreError> {
-        let limit = inc.limit.map(|l| l.min(i64::MAX as u64) as i64);
         if inc.amount < 0 {
             return self.decrement(inc).await;
         }
-        if limit.is_some_and(|l| inc.amount > l) {
+        if inc.exceeds_limit_alone() {
             return Ok(UsageOutcome::Denied {
                 total: self.total(inc.user_id, &inc.key).await?,
             });
         }
         loop {
             if let Some(total) = self.add(inc, inc.amount).await? {
-                return Ok(match limit {
-                    Some(l) if total > l => {
-                        self.compensate(inc, inc.at).await;
-                        UsageOutcome::Denied {
-                            total: (total - inc.amount).max(0) as u64,
-                        }
-                    }
-                    _ => UsageOutcome::Admitted {
+                return Ok(if inc.admits(total) {
+                    UsageOutcome::Admitted {
                         total: total as u64,
-                    },
+                    }
+                } else {
+                    self.compensate(inc, inc.at).await;
+                    UsageOutcome::Denied {
+                        total: (total - inc.amount).max(0) as u64,
+                    }
                 });
             }
             // No counter yet. `amount <= limit` was checked above.

@@ -1,5 +1,8 @@
 //! Wiring: from a checked configuration to a running server.
 
+#[cfg(feature = "simulator")]
+mod simulator;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -8,11 +11,12 @@ use tokio::net::TcpListener;
 use crate::app::email_templates::Links;
 use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::{password, token::Tokens};
+use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
-use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::clock::Clock;
 use crate::domain::plan::Catalog;
 use crate::domain::ports::{Mailer, Payments, Store, StoreError, WebhookVerifier};
-use crate::domain::secret::{ExposeSecret, Secret};
+use crate::domain::secret::ExposeSecret;
 use crate::http::web_app::WebApp;
 use crate::http::{self, AppState};
 use crate::mail::{FileMailer, SmtpMailer};
@@ -21,8 +25,6 @@ use crate::payments::webhook::StripeWebhookVerifier;
 use crate::payments::PaymentsNotConfigured;
 use crate::store::cosmos::{self, client::CosmosSettings, CosmosStore};
 use crate::store::SqliteStore;
-#[cfg(feature = "simulator")]
-use crate::stripe_sim::{SimOptions, StripeSim};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -278,64 +280,6 @@ fn local_router(config: &Config, state: AppState) -> Router {
     }
 }
 
-/// A build without the simulator (the deployment package) needs Stripe.
-#[cfg(not(feature = "simulator"))]
-async fn start_simulator(_: &Config, _: &mut Adapters) -> Result<(), StartError> {
-    Err(ConfigError {
-        setting: "STRIPE_SECRET_KEY",
-        problem: "is required: this build has no Stripe simulator".into(),
-    }
-    .into())
-}
-
-/// The offline Stripe simulator in place of Stripe, for local runs without a
-/// key: the whole paid flow works on a fresh machine, and no money moves.
-#[cfg(feature = "simulator")]
-async fn start_simulator(
-    config: &Config,
-    adapters: &mut Adapters,
-) -> Result<StripeSim, StartError> {
-    let secret = config.webhook_secrets.first().cloned().unwrap_or_else(|| {
-        let mut bytes = [0u8; 24];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
-        Secret::from(format!("whsec_sim_{}", hex::encode(bytes)))
-    });
-    let sim = StripeSim::start(SimOptions {
-        webhook_secret: secret.expose_secret().to_owned(),
-        clock: adapters.clock.clone(),
-    })
-    .await
-    .map_err(|source| StartError::Bind {
-        addr: "127.0.0.1:0 (Stripe simulator)".into(),
-        source,
-    })?;
-    let stripe = StripeConfig {
-        secret_key: Secret::from("sk_test_offline_simulator"),
-        api_base: Some(sim.base_url()),
-    };
-    let payments = Arc::new(
-        StripePayments::new(stripe_settings(config, &stripe), catalog(config)).map_err(|e| {
-            ConfigError {
-                setting: "STRIPE_API_BASE",
-                problem: e.to_string(),
-            }
-        })?,
-    );
-    let sync = payments.clone();
-    tokio::spawn(async move {
-        if let Err(e) = sync.sync_catalog().await {
-            tracing::error!(error = %e, "the simulator's catalog could not be set up");
-        }
-    });
-    adapters.payments = payments;
-    adapters.webhooks = Arc::new(StripeWebhookVerifier::new(vec![secret]));
-    tracing::warn!(
-        simulator = %sim.base_url(),
-        "STRIPE_SECRET_KEY is not set: paid plans go to the offline Stripe simulator; no money moves"
-    );
-    Ok(sim)
-}
-
 /// Locally there is no Cosmos change feed: poll the embedded outbox and hand
 /// the host's payload shape to the same decoder and use-case.
 async fn poll_outbox(billing: Arc<Billing>) {
@@ -423,4 +367,17 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+#[cfg(feature = "simulator")]
+use simulator::start as start_simulator;
+
+/// A build without the simulator (the deployment package) needs Stripe.
+#[cfg(not(feature = "simulator"))]
+async fn start_simulator(_: &Config, _: &mut Adapters) -> Result<(), StartError> {
+    Err(ConfigError {
+        setting: "STRIPE_SECRET_KEY",
+        problem: "is required: this build has no Stripe simulator".into(),
+    }
+    .into())
 }
