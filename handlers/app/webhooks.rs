@@ -78,7 +78,7 @@ impl Billing {
     async fn apply_event(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
         match self.apply_event_to_user(event).await {
             Err(AppError::Payments(
-                e @ (PaymentsError::Rejected(_) | PaymentsError::NotFound(_)),
+                e @ (PaymentsError::Rejected { .. } | PaymentsError::NotFound { .. }),
             )) => {
                 tracing::warn!(event_id = %event.id, kind = %event.kind, error = %e, "webhook left unapplied");
                 Ok(WebhookOutcome::Ignored)

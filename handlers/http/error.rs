@@ -297,12 +297,12 @@ fn app_parts(e: &AppError) -> Parts {
         AppError::Payments(PaymentsError::NotConfigured) => {
             Parts::code(S::SERVICE_UNAVAILABLE, C::PaymentsUnavailable)
         }
-        AppError::Payments(PaymentsError::Unavailable(_)) => {
+        AppError::Payments(PaymentsError::Unavailable { .. }) => {
             let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::PaymentsUnavailable);
             p.retry_after = Some(5);
             p
         }
-        AppError::Payments(PaymentsError::Rejected(_) | PaymentsError::NotFound(_)) => {
+        AppError::Payments(PaymentsError::Rejected { .. } | PaymentsError::NotFound { .. }) => {
             Parts::code(S::BAD_GATEWAY, C::PaymentProviderError)
         }
         AppError::Webhook(_) => Parts::code(S::BAD_REQUEST, C::InvalidWebhook),

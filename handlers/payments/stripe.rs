@@ -82,7 +82,7 @@ impl StripePayments {
         }
         let client = builder
             .build()
-            .map_err(|e| PaymentsError::Rejected(format!("Stripe client configuration: {e}")))?;
+            .map_err(|e| PaymentsError::rejected("Stripe client configuration").caused_by(e))?;
         Ok(Self {
             client,
             settings,
@@ -105,7 +105,8 @@ impl StripePayments {
     {
         let strategy = match key {
             Some(k) => RequestStrategy::Idempotent(
-                IdempotencyKey::new(&k).map_err(|e| PaymentsError::Rejected(e.to_string()))?,
+                IdempotencyKey::new(&k)
+                    .map_err(|e| PaymentsError::rejected("idempotency key").caused_by(e))?,
             ),
             None => RequestStrategy::Once,
         };
@@ -139,7 +140,7 @@ impl StripePayments {
             .price(interval)
             .map(|p| p.lookup_key)
             .ok_or_else(|| {
-                PaymentsError::Rejected(format!("the {plan} plan has no {interval:?} price"))
+                PaymentsError::rejected(format!("the {plan} plan has no {interval:?} price"))
             })?;
         if let Some(id) = self.prices.read().await.get(key) {
             return Ok(id.clone());
@@ -164,7 +165,7 @@ impl StripePayments {
             }
         }
         prices.get(key).cloned().ok_or_else(|| {
-            PaymentsError::NotFound(format!(
+            PaymentsError::not_found(format!(
                 "price with lookup key {key} (run `handler stripe sync-catalog`)"
             ))
         })
@@ -201,7 +202,7 @@ impl StripePayments {
             .and_then(|p| p.parse::<PlanId>().ok())
             .map(|plan| (plan, interval))
             .ok_or_else(|| {
-                PaymentsError::Rejected(format!("price {} sells no KRAFTD plan", price.id))
+                PaymentsError::rejected(format!("price {} sells no KRAFTD plan", price.id))
             })
     }
 
@@ -210,7 +211,7 @@ impl StripePayments {
         sub: stripe_shared::Subscription,
     ) -> Result<RemoteSubscription, PaymentsError> {
         let item = sub.items.data.first().ok_or_else(|| {
-            PaymentsError::Rejected(format!("subscription {} has no item", sub.id))
+            PaymentsError::rejected(format!("subscription {} has no item", sub.id))
         })?;
         let (plan_id, interval) = self.plan_of(&item.price).await?;
         Ok(RemoteSubscription {
@@ -258,7 +259,7 @@ fn status(s: &stripe_shared::SubscriptionStatus) -> SubscriptionStatus {
 fn money(amount: i64, currency: &stripe_types::Currency) -> Result<Money, PaymentsError> {
     match currency {
         stripe_types::Currency::USD => Ok(Money::usd_cents(amount)),
-        other => Err(PaymentsError::Rejected(format!(
+        other => Err(PaymentsError::rejected(format!(
             "unsupported currency {other}"
         ))),
     }
@@ -273,20 +274,22 @@ fn is_transient(e: &StripeError) -> bool {
 }
 
 fn classify(what: &str, e: StripeError) -> PaymentsError {
-    match e {
-        StripeError::Stripe(err, 404) => PaymentsError::NotFound(format!(
-            "{what}: {}",
-            err.message.as_deref().unwrap_or("resource missing")
-        )),
-        StripeError::Stripe(err, status) if !matches!(status, 409 | 429 | 500..=599) => {
-            PaymentsError::Rejected(format!(
-                "{what}: {} (HTTP {status})",
-                err.message.as_deref().unwrap_or("no message")
-            ))
+    let message = |e: &StripeError| match e {
+        StripeError::Stripe(err, status) => format!(
+            "{what}: {} (HTTP {status})",
+            err.message.as_deref().unwrap_or("no message")
+        ),
+        e => format!("{what}: {e}"),
+    };
+    let error = match &e {
+        StripeError::Stripe(_, 404) => PaymentsError::not_found(message(&e)),
+        StripeError::Stripe(_, status) if !matches!(status, 409 | 429 | 500..=599) => {
+            PaymentsError::rejected(message(&e))
         }
-        e if is_transient(&e) => PaymentsError::Unavailable(format!("{what}: {e}")),
-        e => PaymentsError::Rejected(format!("{what}: {e}")),
-    }
+        e if is_transient(e) => PaymentsError::unavailable(message(e)),
+        e => PaymentsError::rejected(message(e)),
+    };
+    error.caused_by(e)
 }
 
 async fn retry<T, F, Fut>(what: &str, backoff: Duration, mut attempt: F) -> Result<T, PaymentsError>
@@ -376,7 +379,7 @@ impl Payments for StripePayments {
             id: session.id.to_string(),
             url: session
                 .url
-                .ok_or_else(|| PaymentsError::Rejected("the checkout session has no URL".into()))?,
+                .ok_or_else(|| PaymentsError::rejected("the checkout session has no URL"))?,
         })
     }
 
@@ -601,7 +604,7 @@ impl Payments for StripePayments {
             customer_id: i
                 .customer
                 .map(|c| c.id().to_string())
-                .ok_or_else(|| PaymentsError::Rejected(format!("invoice {id} has no customer")))?,
+                .ok_or_else(|| PaymentsError::rejected(format!("invoice {id} has no customer")))?,
             subscription_id: i
                 .parent
                 .and_then(|p| p.subscription_details)

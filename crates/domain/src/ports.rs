@@ -285,12 +285,58 @@ pub enum PaymentsError {
     #[error("payments are not configured on this deployment")]
     NotConfigured,
     /// Transient (network, 429, 5xx) and still failing after retries.
-    #[error("the payment provider is unavailable: {0}")]
-    Unavailable(String),
-    #[error("the payment provider refused the request: {0}")]
-    Rejected(String),
-    #[error("the payment provider has no {0}")]
-    NotFound(String),
+    #[error("the payment provider is unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("the payment provider refused the request: {what}")]
+    Rejected {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("the payment provider has no {what}")]
+    NotFound {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl PaymentsError {
+    pub fn unavailable(what: impl Into<String>) -> Self {
+        PaymentsError::Unavailable {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    pub fn rejected(what: impl Into<String>) -> Self {
+        PaymentsError::Rejected {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        PaymentsError::NotFound {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// The provider's own error behind this one, kept for the log.
+    pub fn caused_by(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            PaymentsError::NotConfigured => {}
+            PaymentsError::Unavailable { source, .. }
+            | PaymentsError::Rejected { source, .. }
+            | PaymentsError::NotFound { source, .. } => *source = Some(cause.into()),
+        }
+        self
+    }
 }
 
 /// Money movement: the Stripe adapter in production, its offline simulator
