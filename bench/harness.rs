@@ -48,6 +48,7 @@ fn spawn(bin: &str) -> (Server, Instant) {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let child = Command::new(bin)
+        .arg("serve")
         .env_clear()
         .env("PORT", port.to_string())
         .env("DATA_DIR", dir.path())

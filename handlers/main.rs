@@ -1,5 +1,6 @@
 //! `handler`: the one binary of KRAFTD billing. `handler --help` lists its
-//! commands; with none it serves, as the Functions host starts it.
+//! commands; with none it serves under the Functions host, which starts it
+//! so; `handler serve` is the local run.
 //!
 //! The generators (`functions`, `openapi`) stay in this binary rather than an
 //! xtask: `scripts/package` runs `functions check` with the packaged binary
@@ -19,8 +20,9 @@ use kraftd_billing::store::cosmos;
 use kraftd_billing::{secrets, server};
 
 /// KRAFTD billing: plans, accounts, usage quotas and payments, served as
-/// Azure Functions through a custom handler. Settings come from the
-/// environment (README, "Settings"); flags override their variables.
+/// Azure Functions through a custom handler. With no command it serves under
+/// the Functions host (FUNCTIONS_CUSTOMHANDLER_PORT). Settings come from the
+/// environment (README, "Configuration"); flags override their variables.
 #[derive(Parser)]
 #[command(name = "handler", version, about)]
 struct Cli {
@@ -87,7 +89,7 @@ enum CosmosCommand {
 fn main() -> ExitCode {
     kraftd_billing::tls::install_crypto_provider();
     match Cli::parse().command {
-        None => serve(ServeArgs::default()),
+        None => serve_under_the_host(),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Functions(Generate::Write { path })) => functions(path, true),
         Some(Command::Functions(Generate::Check { path })) => functions(path, false),
@@ -96,6 +98,20 @@ fn main() -> ExitCode {
         Some(Command::Stripe(StripeCommand::SyncCatalog)) => sync_catalog(),
         Some(Command::Cosmos(CosmosCommand::Init)) => cosmos_init(),
     }
+}
+
+/// The Functions host runs `handler` with no arguments and gives it a port.
+/// Without one this is no host: a local run must be asked for by name, so
+/// a misconfigured deployment never quietly runs on local stand-ins.
+fn serve_under_the_host() -> ExitCode {
+    if std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_none() {
+        eprintln!(
+            "configuration error: FUNCTIONS_CUSTOMHANDLER_PORT: is not set, so this is not the \
+             Functions host; run `handler serve` for a local run"
+        );
+        return ExitCode::from(78);
+    }
+    serve(ServeArgs::default())
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -360,3 +360,105 @@ fn the_committed_functions_folder_passes_the_cli_check() {
     let out = Command::new(HANDLER).args(["bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A local run is asked for by name: `handler` alone is for the Functions
+/// host, and without the host's port it refuses rather than stand in for
+/// Stripe, the signing key, the store and mail.
+#[test]
+fn without_the_hosts_port_handler_alone_refuses_and_names_handler_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(HANDLER)
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("FUNCTIONS_CUSTOMHANDLER_PORT") && stderr.contains("handler serve"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn handler_serve_says_in_one_line_what_it_stands_in_for() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(HANDLER)
+        .arg("serve")
+        .env_clear()
+        .env("DATA_DIR", dir.path())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, found) = std::sync::mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = found
+            .recv_timeout(left)
+            .expect("handler serve announces local mode within 20 s");
+        if line.contains("local mode") {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    for stand_in in ["Stripe", "signing key", "SQLite", "eml", "timers"] {
+        assert!(line.contains(stand_in), "{stand_in} missing from {line}");
+    }
+}
+
+#[test]
+fn off_loopback_a_local_run_needs_a_real_stripe_key_and_signing_key() {
+    let refused = |env: &[(&str, &str)], setting: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(HANDLER)
+            .arg("serve")
+            .env_clear()
+            .env("DATA_DIR", dir.path())
+            .env("PORT", free_port().to_string())
+            .env("BIND_ADDRESS", "0.0.0.0")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{stderr}");
+        assert!(
+            stderr.contains(setting) && stderr.contains("BIND_ADDRESS"),
+            "{setting}: {stderr}"
+        );
+        assert!(
+            !dir.path().join("dev-jwt-secret").exists(),
+            "no key was generated"
+        );
+    };
+    refused(&[], "STRIPE_SECRET_KEY");
+    refused(
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_never_called"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_test"),
+        ],
+        "JWT_SECRET",
+    );
+}

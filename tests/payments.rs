@@ -603,6 +603,126 @@ async fn forged_stale_and_malformed_webhooks_are_400_and_change_nothing() {
     assert_eq!(ent["plan"], "pro");
 }
 
+/// `stripe listen` forwards every event type: a verified event the service
+/// does not act on is acknowledged whatever its object looks like, and
+/// recorded, so its retry is a duplicate.
+#[tokio::test]
+async fn verified_events_of_ignored_types_are_200_whatever_their_shape() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let now = app.clock_now().timestamp();
+    let events = [
+        // Stripe's balance.available: its object has no id.
+        json!({"id": "evt_balance", "object": "event", "type": "balance.available",
+               "created": now, "data": {"object": {"object": "balance", "available": [{"amount": 1200, "currency": "usd"}]}}}),
+        json!({"id": "evt_payout", "object": "event", "type": "payout.paid",
+               "created": now, "data": {"object": {"id": "po_1", "object": "payout", "customer": {"unexpected": true}}}}),
+        json!({"id": "evt_bare", "object": "event", "type": "account.updated", "created": now}),
+        // A handled type whose object has no id: nothing to re-read.
+        json!({"id": "evt_odd", "object": "event", "type": "invoice.paid",
+               "created": now, "data": {"object": {"object": "invoice"}}}),
+    ];
+    for event in events {
+        let body = event.to_string();
+        let id = event["id"].as_str().unwrap();
+        for _ in 0..2 {
+            let answer = app
+                .client
+                .post(app.url("/api/webhooks/stripe"))
+                .header("content-type", "application/json")
+                .header("stripe-signature", app.sim().signature(&body, now))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                answer.status(),
+                200,
+                "{id}: {}",
+                answer.text().await.unwrap()
+            );
+        }
+        assert!(app.store.event_seen(id).await.unwrap(), "{id} is recorded");
+    }
+}
+
+/// Stripe applies a retried POST once only when it carries the key of the
+/// first try: every POST the service sends has one.
+#[tokio::test]
+async fn every_post_to_stripe_carries_an_idempotency_key() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = pro_user(&app, "keys@example.com").await;
+    let change = json!({"new_plan_id": "pro", "billing_interval": "annual"});
+    for _ in 0..2 {
+        let preview = app
+            .post_as(&token, "/api/billing/preview-change", change.clone())
+            .await;
+        assert_eq!(preview.status(), 200);
+        let portal = app.get_as(&token, "/api/billing/customer-portal").await;
+        assert_eq!(portal.status(), 200);
+    }
+    let posts: Vec<_> = app
+        .sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    for path in ["/v1/invoices/create_preview", "/v1/billing_portal/sessions"] {
+        let keys: Vec<_> = posts
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.idempotency_key.clone())
+            .collect();
+        assert_eq!(keys.len(), 2, "{path}: {keys:?}");
+        assert!(keys.iter().all(Option::is_some), "{path}: {keys:?}");
+        assert_ne!(keys[0], keys[1], "{path}: one key per attempt");
+    }
+    let unkeyed: Vec<_> = posts
+        .iter()
+        .filter(|r| r.idempotency_key.is_none())
+        .map(|r| &r.path)
+        .collect();
+    assert!(unkeyed.is_empty(), "POSTs without a key: {unkeyed:?}");
+}
+
+/// A failure on our side or Stripe's is told in the client's terms: no
+/// provider or store text, and the request id under which the log has it.
+#[tokio::test]
+async fn server_errors_name_the_request_id_and_leak_no_internal_text() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    app.sim().fail_next("POST", "/v1/customers", 500, 50);
+    let token = app.free_user("down@example.com").await;
+    let r = app
+        .post_as(
+            &token,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro", "billing_interval": "monthly"}),
+        )
+        .await;
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(!request_id.is_empty());
+    let body = error_of(r, 503, "payments_unavailable").await;
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("(request id {request_id})")),
+        "{message}"
+    );
+    for internal in ["HTTP", "500", "customer", "Stripe", "stripe"] {
+        assert!(!message.contains(internal), "{internal:?} in {message:?}");
+    }
+
+    // Every answer carries an id, and a client cannot choose ours.
+    let r = app
+        .client
+        .get(app.url("/api/plans"))
+        .header("x-request-id", "mine")
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "mine");
+    assert_ne!(id, request_id);
+}
+
 #[tokio::test]
 async fn stripe_failures_mid_flow_are_retried_once_or_reported_never_duplicated() {
     let app = TestApp::spawn_with_stripe(&[]).await;

@@ -89,6 +89,12 @@ impl Billing {
 
     async fn apply_event_to_user(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
         let kind = event.kind.as_str();
+        if event.object_id.is_empty() {
+            if handled_event_types().any(|t| t == kind) {
+                tracing::warn!(event_id = %event.id, kind, "webhook names no object to re-read");
+            }
+            return Ok(WebhookOutcome::Ignored);
+        }
         if kind == CHECKOUT_COMPLETED {
             // Whose it is, from the event alone; only then ask Stripe.
             let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {

@@ -334,12 +334,14 @@ impl IntoResponse for ApiError {
             retry_after,
         } = self.parts();
         detail.message = if status.is_server_error() {
-            // The cause goes to the log, not to the client.
-            tracing::error!(error = %self, "request failed");
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => self.to_string(),
-                _ => "an internal error occurred".to_owned(),
-            }
+            // The cause (a store's or Stripe's own words) goes to the log,
+            // under the request id the answer names; never to the client.
+            let request_id = super::layers::current_request_id().unwrap_or_default();
+            tracing::error!(%request_id, error = %self, cause = %causes(&self), "request failed");
+            format!(
+                "{} (request id {request_id})",
+                server_error_message(&self, status)
+            )
         } else {
             self.to_string()
         };
@@ -358,6 +360,38 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// What a client is told of a failure on our side: what happened in its
+/// terms, and whether a retry may help.
+fn server_error_message(error: &ApiError, status: StatusCode) -> &'static str {
+    match (error, status) {
+        (ApiError::App(AppError::Payments(PaymentsError::NotConfigured)), _) => {
+            "payments are not configured on this deployment"
+        }
+        (ApiError::App(AppError::Payments(_)), StatusCode::SERVICE_UNAVAILABLE) => {
+            "the payment provider is unavailable; retry shortly"
+        }
+        (_, StatusCode::BAD_GATEWAY) => "the payment provider could not complete the request",
+        (_, StatusCode::SERVICE_UNAVAILABLE) => {
+            "the service is temporarily unavailable; retry shortly"
+        }
+        _ => "an internal error occurred",
+    }
+}
+
+/// Every source under an error, for the log line.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut next = error.source();
+    while let Some(e) = next {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
 }
 
 pub async fn not_found() -> ApiError {

@@ -29,6 +29,7 @@ pub fn trace() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Reque
             method = %req.method(),
             path = %req.uri().path(),
             invocation_id = %invocation,
+            request_id = tracing::field::Empty,
         )
     }
     TraceLayer::new_for_http()
@@ -62,8 +63,38 @@ pub fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("ratelimit-remaining"),
             HeaderName::from_static("ratelimit-reset"),
             HeaderName::from_static("x-upgrade-url"),
+            HeaderName::from_static("x-request-id"),
         ])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being answered, for an error answer to name: the
+/// same id is in the answer's `X-Request-Id` and on every log line of it.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Gives each request an id: the host's invocation id when the Functions
+/// host forwarded it (so the host's logs and ours agree), else a new one. A
+/// client's own `X-Request-Id` is not trusted as ours.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(INVOCATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    tracing::Span::current().record("request_id", id.as_str());
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// Turns an upgrade hint on a response into `X-Upgrade-Url`.

@@ -86,6 +86,7 @@ fn build(state: AppState, cors_origins: &[String], web: Option<WebApp>) -> Route
     api.layer(from_fn(layers::method_not_allowed_as_json))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), layers::upgrade_links))
+        .layer(from_fn(layers::request_id))
         .layer(layers::trace())
         .layer(from_fn(layers::no_store_by_default))
         .layer(layers::cors(cors_origins))

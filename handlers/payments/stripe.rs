@@ -33,6 +33,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
     ExpireCheckoutSession, RetrieveCheckoutSession,
 };
+use stripe_client_core::StripeMethod;
 use stripe_core::customer::CreateCustomer;
 use stripe_product::price::ListPrice;
 use stripe_product::product::RetrieveProduct;
@@ -103,6 +104,15 @@ impl StripePayments {
         R: StripeRequest,
         R::Output: miniserde::Deserialize,
     {
+        // A POST nobody named a key for (a preview, a portal session) still
+        // gets one, unique to this call and shared by its retries, so a
+        // retried POST is never applied twice.
+        let key = match (key, request.build().method) {
+            (None, StripeMethod::Post | StripeMethod::Delete) => {
+                Some(format!("kraftd:once:{}", uuid::Uuid::new_v4()))
+            }
+            (key, _) => key,
+        };
         let strategy = match key {
             Some(k) => RequestStrategy::Idempotent(
                 IdempotencyKey::new(&k)

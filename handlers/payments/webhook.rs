@@ -29,18 +29,25 @@ struct EventEnvelope {
     #[serde(rename = "type")]
     kind: String,
     created: i64,
+    #[serde(default)]
     data: EventData,
 }
 
-#[derive(Deserialize)]
+/// Only the envelope is required: an event of a type the service ignores
+/// may carry an object of any shape (`balance.available`'s has no id), and
+/// is still acknowledged.
+#[derive(Deserialize, Default)]
 struct EventData {
+    #[serde(default)]
     object: EventObject,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct EventObject {
-    id: String,
-    object: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    object: Option<String>,
     #[serde(default)]
     customer: Option<Customer>,
 }
@@ -50,7 +57,11 @@ struct EventObject {
 #[serde(untagged)]
 enum Customer {
     Id(String),
-    Object { id: String },
+    Object {
+        id: String,
+    },
+    /// Anything else (an event type the service ignores): no customer.
+    Other(serde::de::IgnoredAny),
 }
 
 impl WebhookVerifier for StripeWebhookVerifier {
@@ -98,10 +109,11 @@ impl WebhookVerifier for StripeWebhookVerifier {
                 .timestamp_opt(envelope.created, 0)
                 .single()
                 .ok_or_else(|| WebhookError::Malformed("created is not a timestamp".into()))?,
-            object: envelope.data.object.object,
-            object_id: envelope.data.object.id,
-            customer: envelope.data.object.customer.map(|c| match c {
-                Customer::Id(id) | Customer::Object { id } => id,
+            object: envelope.data.object.object.unwrap_or_default(),
+            object_id: envelope.data.object.id.unwrap_or_default(),
+            customer: envelope.data.object.customer.and_then(|c| match c {
+                Customer::Id(id) | Customer::Object { id } => Some(id),
+                Customer::Other(_) => None,
             }),
         })
     }

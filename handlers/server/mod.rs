@@ -214,6 +214,8 @@ pub fn init_logging(format: LogFormat) {
 
 /// Binds, serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 pub async fn serve(mut config: Config) -> Result<(), StartError> {
+    let stand_ins = LocalStandIns::of(&config);
+    stand_ins.refuse_off_loopback(&config)?;
     let mut adapters = Adapters::configured(&config).await?;
     config.ensure_local_signing_secret()?;
     // Only local runs lack a key: under the host it is a configuration error.
@@ -222,6 +224,7 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
         None => Some(start_simulator(&config, &mut adapters).await?),
         Some(_) => None,
     };
+    stand_ins.announce(&config);
     let store = adapters.store.clone();
     let clock = adapters.clock.clone();
     let state = state(&config, adapters)?;
@@ -256,6 +259,77 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// What a local run stands in for the real thing: said in one start-up line,
+/// and refused when the service listens beyond this machine.
+struct LocalStandIns {
+    stripe_simulator: bool,
+    generated_signing_key: bool,
+    embedded_store: bool,
+    file_mail: bool,
+}
+
+impl LocalStandIns {
+    fn of(config: &Config) -> Self {
+        Self {
+            stripe_simulator: config.stripe.is_none(),
+            generated_signing_key: !config.has_signing_secret(),
+            embedded_store: matches!(config.store, StoreConfig::Sqlite),
+            file_mail: config.smtp_url.is_none(),
+        }
+    }
+
+    /// The simulator answers anyone and a generated key signs tokens nobody
+    /// else can check: both are for a developer's own machine only.
+    fn refuse_off_loopback(&self, config: &Config) -> Result<(), ConfigError> {
+        if config.mode != RunMode::Local || config.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        let needed = if self.stripe_simulator {
+            Some("STRIPE_SECRET_KEY")
+        } else if self.generated_signing_key {
+            Some("JWT_SECRET")
+        } else {
+            None
+        };
+        match needed {
+            Some(setting) => Err(ConfigError {
+                setting,
+                problem: format!(
+                    "is required when BIND_ADDRESS ({}) is not a loopback address: the Stripe \
+                     simulator and the generated signing key are for local runs only",
+                    config.listen.ip()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn announce(&self, config: &Config) {
+        if config.mode != RunMode::Local {
+            return;
+        }
+        let data = config.data_dir.display();
+        let mut simulated = Vec::new();
+        if self.stripe_simulator {
+            simulated.push("Stripe (the offline simulator; no money moves)".to_owned());
+        }
+        if self.generated_signing_key {
+            simulated.push(format!("the token signing key (generated in {data})"));
+        }
+        if self.embedded_store {
+            simulated.push(format!("the store (SQLite in {data})"));
+        }
+        if self.file_mail {
+            simulated.push(format!("email (.eml files in {data}/mail)"));
+        }
+        simulated.push("the host's timers and change feed (run in-process)".to_owned());
+        tracing::warn!(
+            "local mode (`handler serve`, no Functions host): stands in for {}",
+            simulated.join(", ")
+        );
+    }
 }
 
 /// The service's router; locally also the built web app at `/`, so one
