@@ -403,3 +403,26 @@ async fn each_bad_consume_is_named() {
         assert_eq!(e["field"], field, "{body}");
     }
 }
+
+/// One report of i64::MAX exports (which no limit caps) used to overflow the
+/// counter into a float: the user's /usage answered 503 for good and the
+/// rollup stopped for everyone. A report is bounded, and the counter stays
+/// an exact integer.
+#[tokio::test]
+async fn a_report_is_bounded_so_no_counter_can_overflow() {
+    let app = TestApp::spawn().await;
+    let token = app.free_user("huge@example.com").await;
+    for quantity in [i64::MAX, 1_000_001, -1_000_001, i64::MIN] {
+        let body = json!({"metric": "exports", "quantity": quantity, "format": "pdf"});
+        let e = error_of(app.consume(&token, body).await, 422, "invalid_field").await;
+        assert_eq!(e["field"], "quantity", "{quantity}");
+    }
+    let most = json!({"metric": "exports", "quantity": 1_000_000, "format": "pdf"});
+    for _ in 0..2 {
+        assert_eq!(app.consume(&token, most.clone()).await.status(), 200);
+    }
+    let usage = app.get_as(&token, "/api/usage").await;
+    assert_eq!(usage.status(), 200);
+    let usage: Value = usage.json().await.unwrap();
+    assert_eq!(usage["usage"]["exports"]["used"], 2_000_000, "{usage}");
+}

@@ -80,3 +80,52 @@ async fn the_write_ahead_log_is_checkpointed_under_a_stream_of_increments() {
         "the WAL grew to {wal} bytes: checkpoints are not completing"
     );
 }
+
+/// A record the rollup cannot read (a quantity that overflowed into a float
+/// in an older build) is logged and left out; every other user's month is
+/// still summed, so nobody's quota warning is lost to it.
+#[tokio::test]
+async fn the_rollup_skips_an_unreadable_record_and_sums_the_rest() {
+    use chrono::TimeZone;
+    use kraftd_billing::domain::ports::{Rollups, UsageStore};
+    use kraftd_billing::domain::usage::{Metric, Period, UsageIncrement, UsageKey, Window};
+    use kraftd_billing::domain::user::UserId;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.sqlite3");
+    let at = chrono::Utc.with_ymd_and_hms(2027, 3, 10, 12, 0, 0).unwrap();
+    let (good, bad) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        for user in [good, bad] {
+            for (metric, amount) in [(Metric::ApiCalls, 3), (Metric::Exports, 4)] {
+                let inc = UsageIncrement {
+                    user_id: user,
+                    key: UsageKey::current(metric, at),
+                    amount,
+                    limit: None,
+                    at,
+                };
+                s.increment_usage(&inc).await.unwrap();
+            }
+        }
+    }
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let changed = c
+            .execute(
+                "UPDATE usage_records SET quantity = 9.3e18 WHERE user_id = ?1 AND metric = 'exports'",
+                [bad.to_string()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let day = Window::containing(Period::Day, at);
+    let month = Window::containing(Period::Month, at);
+    let mut summaries = s.roll_up_day(day, month, None, 10).await.unwrap();
+    summaries.sort_by_key(|m| m.user_id != good);
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    assert_eq!((summaries[0].user_id, summaries[0].exports), (good, 4));
+    assert_eq!((summaries[1].user_id, summaries[1].api_calls), (bad, 3));
+    assert_eq!(summaries[1].exports, 0, "the unreadable record is left out");
+}

@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 use crate::domain::plan::{ExportFormat, Feature, Limit, PlanId};
 use crate::domain::usage::{
     check_gate, ConsumeGate, Metric, MetricKind, QuotaDenial, UsageIncrement, UsageKey,
-    UsageOutcome, Window,
+    UsageOutcome, Window, MAX_QUANTITY,
 };
 use crate::domain::user::User;
 
@@ -18,7 +18,9 @@ use super::{AppError, Billing};
 #[schema(as = ConsumeRequest)]
 pub struct ConsumeInput {
     pub metric: Metric,
-    /// Positive for counters; a non-zero change for gauges.
+    /// Positive for counters; a non-zero change for gauges. At most
+    /// 1,000,000 either way in one report.
+    #[schema(minimum = -1_000_000, maximum = 1_000_000)]
     pub quantity: i64,
     /// The gated feature this use needs, checked against the plan.
     #[serde(default)]
@@ -62,6 +64,12 @@ impl Billing {
         user: &User,
         input: ConsumeInput,
     ) -> Result<MeterReading, AppError> {
+        if input.quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
+            return Err(AppError::invalid(
+                "quantity",
+                format!("must be at most {MAX_QUANTITY} in one report"),
+            ));
+        }
         match input.metric.kind() {
             MetricKind::Counter(_) if input.quantity <= 0 => {
                 return Err(AppError::invalid(

@@ -642,7 +642,8 @@ impl UsageStore for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (user_id, metric, window_start) DO UPDATE
                         SET quantity = quantity + excluded.quantity, updated_at = excluded.updated_at
-                        WHERE ?8 IS NULL OR usage_records.quantity + excluded.quantity <= ?8
+                        WHERE usage_records.quantity <= 9223372036854775807 - excluded.quantity
+                          AND (?8 IS NULL OR usage_records.quantity + excluded.quantity <= ?8)
                      RETURNING quantity",
                 )
                 .and_then(|mut stmt| {
@@ -915,15 +916,21 @@ impl Rollups for SqliteStore {
             let mut out = Vec::with_capacity(users.len());
             for user in users {
                 let user_id = parse_user_id(&user)?;
-                let rows: Vec<(String, i64)> = counters
+                let rows: Vec<(String, rusqlite::types::Value)> = counters
                     .query_map(params![user, ms(month.start), ms(month.end)], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
                     .and_then(Iterator::collect)
                     .map_err(unavailable)?;
-                let counters = rows
-                    .into_iter()
-                    .filter_map(|(metric, quantity)| Some((metric.parse().ok()?, quantity)));
+                // One unreadable record (a quantity that is not an integer)
+                // is logged and left out; it must not stop everyone's rollup.
+                let counters = rows.into_iter().filter_map(|(metric, quantity)| {
+                    let rusqlite::types::Value::Integer(quantity) = quantity else {
+                        tracing::error!(user_id = %user, metric, ?quantity, "usage record skipped by the rollup: its quantity is not an integer");
+                        return None;
+                    };
+                    Some((metric.parse().ok()?, quantity))
+                });
                 let summary = MonthlySummary::from_counters(user_id, month, counters);
                 let stored = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 upsert

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{ExportFormat, Feature, Limit, Limits, PlanId};
 use crate::user::UserId;
 
+/// The most one report may add to (or take from) a metric. Far above any
+/// real document batch or storage change, and far enough below `i64::MAX`
+/// that no counter can overflow from reports.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
 /// How long a usage record is kept after its window closes.
 pub const USAGE_RETENTION_DAYS: i64 = 90;
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use azure_data_cosmos::{FeedScope, Query};
 use chrono::{NaiveDate, Utc};
 
-use super::docs::{self, CounterDoc, CursorDoc, SummaryDoc};
+use super::docs::{self, CursorDoc, SummaryDoc};
 use super::{unavailable, CosmosStore};
 use crate::domain::ports::{Rollups, StoreError};
 use crate::domain::usage::{Metric, MonthlySummary, Window};
@@ -28,12 +28,19 @@ impl CosmosStore {
         .and_then(|q| q.with_parameter("@from", docs::ms(month.start)))
         .and_then(|q| q.with_parameter("@to", docs::ms(month.end)))
         .map_err(StoreError::corrupt)?;
-        let counters: Vec<CounterDoc> = self
+        // Read loosely: one unreadable record (a quantity that is not an
+        // integer) is logged and left out rather than failing the rollup.
+        let counters: Vec<serde_json::Value> = self
             .query(&self.usage, query, FeedScope::partition(docs::pk(user)))
             .await?;
-        let counters = counters
-            .iter()
-            .filter_map(|c| Some((c.metric.parse::<Metric>().ok()?, c.quantity)));
+        let counters = counters.iter().filter_map(|c| {
+            let metric = c["metric"].as_str()?.parse::<Metric>().ok()?;
+            let Some(quantity) = c["quantity"].as_i64() else {
+                tracing::error!(user_id = %user, metric = metric.as_str(), quantity = %c["quantity"], "usage record skipped by the rollup: its quantity is not an integer");
+                return None;
+            };
+            Some((metric, quantity))
+        });
         Ok(MonthlySummary::from_counters(user, month, counters))
     }
 }

@@ -356,7 +356,8 @@ export interface components {
             metric: components["schemas"]["Metric"];
             /**
              * Format: int64
-             * @description Positive for counters; a non-zero change for gauges.
+             * @description Positive for counters; a non-zero change for gauges. At most
+             *     1,000,000 either way in one report.
              */
             quantity: number;
         };
