@@ -2,7 +2,10 @@
 //! hand over a message twice), so each message is claimed before it is sent:
 //! a second delivery finds it claimed or sent and does nothing. A sender that
 //! dies between sending and marking leaves a claim that expires after
-//! `LEASE`; the message is then sent again, with the same Message-ID.
+//! `LEASE`; the message is then sent again, with the same Message-ID. A
+//! failed send waits its backoff (minutes, growing) before the next try;
+//! the `SweepOutbox` timer takes up lapsed claims and due retries, which the
+//! change feed, firing only on writes, would never bring back.
 
 use chrono::Duration;
 
@@ -12,10 +15,11 @@ use crate::domain::records::OutboxMessage;
 use super::email_templates::render;
 use super::{AppError, Billing};
 
+/// Messages one sweep sends at most; the next sweep takes the rest.
+const SWEEP_BATCH: usize = 200;
+
 /// How long a claim holds before another sender may take the message.
 pub const LEASE: Duration = Duration::minutes(5);
-/// Attempts before a message is marked failed (and logged) for good.
-pub const MAX_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -45,9 +49,8 @@ impl Billing {
                 continue;
             };
             let Some(user) = self.store.user_by_id(message.user_id).await? else {
-                let gone = SendResult::Failed {
+                let gone = SendResult::GaveUp {
                     error: "the user no longer exists".into(),
-                    give_up: true,
                 };
                 self.store
                     .finish_outbox(message.user_id, &message.id, &gone, now)
@@ -74,25 +77,32 @@ impl Billing {
                         .outbox_status(message.user_id, &message.id)
                         .await?
                         .map_or(0, |(_, n)| n);
-                    let give_up = attempts >= MAX_ATTEMPTS;
-                    if give_up {
-                        tracing::error!(message_id = %message.id, attempts, error = %e, "email failed for good");
-                        report.failed += 1;
-                    } else {
-                        tracing::warn!(message_id = %message.id, attempts, error = %e, "email failed; will retry");
-                        report.retrying += 1;
+                    let now = self.clock.now();
+                    let result = SendResult::failed(e.to_string(), attempts, now);
+                    match result.retry_at() {
+                        Some(retry_at) => {
+                            tracing::warn!(message_id = %message.id, attempts, error = %e, %retry_at, "email failed; will retry");
+                            report.retrying += 1;
+                        }
+                        None => {
+                            tracing::error!(message_id = %message.id, attempts, error = %e, "email failed for good");
+                            report.failed += 1;
+                        }
                     }
-                    let result = SendResult::Failed {
-                        error: e.to_string(),
-                        give_up,
-                    };
                     self.store
-                        .finish_outbox(message.user_id, &message.id, &result, self.clock.now())
+                        .finish_outbox(message.user_id, &message.id, &result, now)
                         .await?;
                 }
             }
         }
         Ok(report)
+    }
+
+    /// Sends what is due and not sent: messages whose sender died with the
+    /// claim, and failed sends whose backoff has run out.
+    pub async fn sweep_outbox(&self) -> Result<DeliveryReport, AppError> {
+        let due = self.pending_outbox(SWEEP_BATCH).await?;
+        self.deliver_outbox(&due).await
     }
 
     /// Messages waiting to be sent: what the local change-feed poller reads.

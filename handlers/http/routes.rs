@@ -243,6 +243,12 @@ pub static TIMER_FUNCTIONS: &[TimerFunction] = &[
         mount: || post(triggers::reconcile),
     },
     TimerFunction {
+        name: "SweepOutbox",
+        // Every two minutes: a due retry waits at most that long.
+        schedule: "0 */2 * * * *",
+        mount: || post(triggers::sweep_outbox),
+    },
+    TimerFunction {
         name: "DailyUsageRollup",
         // 00:30 UTC: yesterday's windows are closed by then.
         schedule: "0 30 0 * * *",

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::app::DeliveryReport;
 use crate::domain::records::OutboxMessage;
 
 /// A timer invocation: only `IsPastDue` matters (a run was missed; the job
@@ -111,8 +112,10 @@ fn outbox_messages(body: &[u8]) -> Result<Vec<OutboxMessage>, String> {
 }
 
 /// Outbox documents from the change feed: sends what is pending. A send
-/// that failed and will be retried answers 500, so the host's retry policy
-/// redelivers the batch (claims make that safe).
+/// that failed is stored with the time of its next try, which the
+/// `SweepOutbox` timer keeps; an immediate redelivery by the host would
+/// only spend the tries, so the batch is acknowledged. A store failure
+/// answers 500, and the host retries the batch (claims make that safe).
 pub async fn send_emails(State(state): State<AppState>, body: Bytes) -> Response {
     let messages = match outbox_messages(&body) {
         Ok(m) => m,
@@ -126,24 +129,33 @@ pub async fn send_emails(State(state): State<AppState>, body: Bytes) -> Response
         }
     };
     match state.billing.deliver_outbox(&messages).await {
-        Ok(r) => {
-            let status = if r.retrying > 0 {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
-            };
-            invocation_result(
-                status,
-                vec![format!(
-                    "emails: sent {}, skipped {}, retrying {}, failed {}",
-                    r.sent, r.skipped, r.retrying, r.failed
-                )],
-            )
-        }
+        Ok(r) => invocation_result(StatusCode::OK, vec![delivery_log(&r)]),
         Err(e) => invocation_result(
             StatusCode::INTERNAL_SERVER_ERROR,
             vec![format!("email delivery failed: {e}")],
         ),
+    }
+}
+
+fn delivery_log(r: &DeliveryReport) -> String {
+    format!(
+        "emails: sent {}, skipped {}, retrying {}, failed {}",
+        r.sent, r.skipped, r.retrying, r.failed
+    )
+}
+
+/// The timer that keeps the outbox moving where no poller runs (Azure):
+/// lapsed claims and retries whose backoff has run out.
+pub async fn sweep_outbox(State(state): State<AppState>) -> Response {
+    match state.billing.sweep_outbox().await {
+        Ok(r) => invocation_result(StatusCode::OK, vec![delivery_log(&r)]),
+        Err(e) => {
+            tracing::error!(error = %e, "outbox sweep failed");
+            invocation_result(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                vec![format!("outbox sweep failed: {e}")],
+            )
+        }
     }
 }
 

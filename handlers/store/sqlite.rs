@@ -20,7 +20,7 @@ use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETE
 use crate::domain::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
 use crate::domain::user::{Email, User, UserId};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Gauges have no window; their single row sits at this window start.
 const GAUGE_WINDOW: i64 = 0;
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts   INTEGER NOT NULL DEFAULT 0,
     claimed_at INTEGER,
     sent_at    INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    not_before INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox (user_id, created_at);
 CREATE TABLE IF NOT EXISTS usage_summaries (
@@ -209,6 +210,11 @@ fn init(conn: Connection) -> Result<Connection, StoreError> {
              ALTER TABLE outbox ADD COLUMN last_error TEXT;",
         )
         .map_err(unavailable)?;
+    }
+    if (1..5).contains(&version) {
+        // v5: a failed send waits its backoff.
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN not_before INTEGER;")
+            .map_err(unavailable)?;
     }
     conn.execute_batch(SCHEMA).map_err(unavailable)?;
     conn.execute_batch(
@@ -478,20 +484,22 @@ impl Outbox for SqliteStore {
             // One connection behind a lock: the read and the write below
             // cannot interleave with another claim.
             let user = user_id.to_string();
-            let found: Option<(String, Option<i64>)> = c
+            type Row = (String, Option<i64>, Option<i64>);
+            let found: Option<Row> = c
                 .prepare_cached(
-                    "SELECT status, claimed_at FROM outbox WHERE id = ?1 AND user_id = ?2",
+                    "SELECT status, claimed_at, not_before FROM outbox WHERE id = ?1 AND user_id = ?2",
                 )
                 .and_then(|mut stmt| {
-                    stmt.query_row(params![id, user], |r| Ok((r.get(0)?, r.get(1)?)))
+                    stmt.query_row(params![id, user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()
                 })
                 .map_err(unavailable)?;
-            let Some((status, claimed_at)) = found else {
+            let Some((status, claimed_at, not_before)) = found else {
                 return Ok(None);
             };
             let claimed_at = claimed_at.and_then(DateTime::from_timestamp_millis);
-            if !outbox_state(&status)?.claimable(claimed_at, now, lease) {
+            let not_before = not_before.and_then(DateTime::from_timestamp_millis);
+            if !outbox_state(&status)?.claimable(claimed_at, not_before, now, lease) {
                 return Ok(None);
             }
             let doc: Option<String> = c
@@ -534,17 +542,16 @@ impl Outbox for SqliteStore {
             else {
                 return Ok(());
             };
-            let (sent_at, error) = match &result {
-                SendResult::Sent => (Some(ms(now)), None),
-                SendResult::Failed { error, .. } => (None, Some(error.clone())),
-            };
+            let sent_at = matches!(result, SendResult::Sent).then(|| ms(now));
+            let error = result.error();
+            let not_before = result.retry_at().map(ms);
             c.prepare_cached(
                 "UPDATE outbox SET status = ?3, last_error = COALESCE(?4, last_error),
-                    sent_at = COALESCE(?5, sent_at)
+                    sent_at = COALESCE(?5, sent_at), not_before = ?6
                  WHERE id = ?1 AND user_id = ?2",
             )
             .map_err(unavailable)?
-            .execute(params![id, user, next.as_str(), error, sent_at])
+            .execute(params![id, user, next.as_str(), error, sent_at, not_before])
             .map_err(unavailable)?;
             Ok(())
         })
@@ -561,7 +568,8 @@ impl Outbox for SqliteStore {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT doc FROM outbox
-                     WHERE status = ?3 OR (status = ?4 AND claimed_at <= ?1)
+                     WHERE (status = ?3 AND (not_before IS NULL OR not_before <= ?5))
+                        OR (status = ?4 AND claimed_at <= ?1)
                      ORDER BY created_at, id LIMIT ?2",
                 )
                 .map_err(unavailable)?;
@@ -569,9 +577,10 @@ impl Outbox for SqliteStore {
             let pending = OutboxState::Pending.as_str();
             let sending = OutboxState::Sending.as_str();
             let rows = stmt
-                .query_map(params![ms(cutoff), limit as i64, pending, sending], |r| {
-                    r.get::<_, String>(0)
-                })
+                .query_map(
+                    params![ms(cutoff), limit as i64, pending, sending, ms(now)],
+                    |r| r.get::<_, String>(0),
+                )
                 .map_err(unavailable)?;
             rows.map(|doc| from_json(&doc.map_err(unavailable)?))
                 .collect()

@@ -552,21 +552,42 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
         .await
         .unwrap()
         .is_some());
-    let retry = SendResult::Failed {
+    let retry_at = later + chrono::Duration::minutes(5);
+    let retry = SendResult::Retry {
         error: "smtp 451".into(),
-        give_up: false,
+        retry_at,
     };
     s.finish_outbox(u, "c1", &retry, later).await.unwrap();
     assert_eq!(
         s.outbox_status(u, "c1").await.unwrap(),
         Some((OutboxState::Pending, 2))
     );
+    // A failed send waits its backoff: neither claimed nor listed before.
+    let just_before = retry_at - chrono::Duration::milliseconds(1);
     assert!(s
-        .claim_outbox(u, "c1", later, lease)
+        .claim_outbox(u, "c1", just_before, lease)
+        .await
+        .unwrap()
+        .is_none());
+    let due = |at| {
+        let s = s.clone();
+        async move {
+            s.pending_outbox(at, lease, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.id)
+                .any(|id| id == "c1")
+        }
+    };
+    assert!(!due(just_before).await);
+    assert!(due(retry_at).await);
+    assert!(s
+        .claim_outbox(u, "c1", retry_at, lease)
         .await
         .unwrap()
         .is_some());
-    s.finish_outbox(u, "c1", &SendResult::Sent, later)
+    s.finish_outbox(u, "c1", &SendResult::Sent, retry_at)
         .await
         .unwrap();
     assert_eq!(

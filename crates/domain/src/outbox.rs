@@ -22,11 +22,59 @@ pub enum OutboxState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendResult {
     Sent,
-    /// Failed; sent again later unless `give_up`, which marks it failed for good.
-    Failed {
+    /// Failed; tried again once `retry_at` has come.
+    Retry {
         error: String,
-        give_up: bool,
+        retry_at: DateTime<Utc>,
     },
+    /// Failed for good.
+    GaveUp {
+        error: String,
+    },
+}
+
+impl SendResult {
+    /// What a failed try leaves, by the number of tries so far.
+    pub fn failed(error: String, attempts: u32, now: DateTime<Utc>) -> Self {
+        if attempts >= MAX_ATTEMPTS {
+            SendResult::GaveUp { error }
+        } else {
+            SendResult::Retry {
+                error,
+                retry_at: now + retry_backoff(attempts),
+            }
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            SendResult::Sent => None,
+            SendResult::Retry { error, .. } | SendResult::GaveUp { error } => Some(error),
+        }
+    }
+
+    /// When a retried message is due; `None` for any other end.
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            SendResult::Retry { retry_at, .. } => Some(*retry_at),
+            _ => None,
+        }
+    }
+}
+
+/// Attempts before a message is marked failed (and logged) for good.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// How long after its `attempts`-th failed try a message is tried again.
+/// Minutes, growing, so the five tries span more than an hour: a receipt
+/// outlives a half-hour mail outage instead of spending its tries on it.
+pub fn retry_backoff(attempts: u32) -> Duration {
+    match attempts {
+        0 | 1 => Duration::minutes(1),
+        2 => Duration::minutes(5),
+        3 => Duration::minutes(15),
+        _ => Duration::minutes(45),
+    }
 }
 
 impl OutboxState {
@@ -45,15 +93,18 @@ impl OutboxState {
         now - lease
     }
 
-    /// Whether a sender may claim a message in this state now.
+    /// Whether a sender may claim a message in this state now: a pending
+    /// one once it is due (`not_before`, set by a failed try), a claimed one
+    /// once its lease has lapsed.
     pub fn claimable(
         self,
         claimed_at: Option<DateTime<Utc>>,
+        not_before: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> bool {
         match self {
-            OutboxState::Pending => true,
+            OutboxState::Pending => not_before.is_none_or(|t| t <= now),
             OutboxState::Sending => claimed_at.is_some_and(|c| c <= Self::lease_cutoff(now, lease)),
             OutboxState::Sent | OutboxState::Failed => false,
         }
@@ -67,8 +118,8 @@ impl OutboxState {
         }
         Some(match result {
             SendResult::Sent => OutboxState::Sent,
-            SendResult::Failed { give_up: true, .. } => OutboxState::Failed,
-            SendResult::Failed { give_up: false, .. } => OutboxState::Pending,
+            SendResult::GaveUp { .. } => OutboxState::Failed,
+            SendResult::Retry { .. } => OutboxState::Pending,
         })
     }
 }
@@ -111,24 +162,30 @@ mod tests {
     #[test]
     fn a_claim_is_exclusive_until_its_lease_lapses() {
         let lease = Duration::minutes(5);
-        assert!(Pending.claimable(None, t(0), lease));
-        assert!(!Sending.claimable(Some(t(0)), t(4), lease));
-        assert!(Sending.claimable(Some(t(0)), t(5), lease));
-        assert!(!Sending.claimable(None, t(60), lease));
-        assert!(!Sent.claimable(Some(t(0)), t(60), lease));
-        assert!(!Failed.claimable(None, t(60), lease));
+        assert!(Pending.claimable(None, None, t(0), lease));
+        assert!(!Sending.claimable(Some(t(0)), None, t(4), lease));
+        assert!(Sending.claimable(Some(t(0)), None, t(5), lease));
+        assert!(!Sending.claimable(None, None, t(60), lease));
+        assert!(!Sent.claimable(Some(t(0)), None, t(60), lease));
+        assert!(!Failed.claimable(None, None, t(60), lease));
+    }
+
+    #[test]
+    fn a_failed_try_waits_its_backoff_and_the_tries_outlast_a_half_hour_outage() {
+        let lease = Duration::minutes(5);
+        assert!(!Pending.claimable(Some(t(0)), Some(t(1)), t(0), lease));
+        assert!(Pending.claimable(Some(t(0)), Some(t(1)), t(1), lease));
+        let waited: Duration = (1..MAX_ATTEMPTS).map(retry_backoff).sum();
+        assert!(waited > Duration::minutes(30), "{waited}");
+        assert!((1..MAX_ATTEMPTS).all(|n| retry_backoff(n) >= Duration::minutes(1)));
     }
 
     #[test]
     fn only_a_claimed_message_is_finished() {
-        let retry = SendResult::Failed {
-            error: "421".into(),
-            give_up: false,
-        };
-        let last = SendResult::Failed {
-            error: "421".into(),
-            give_up: true,
-        };
+        let retry = SendResult::failed("421".into(), 1, t(0));
+        assert_eq!(retry.retry_at(), Some(t(1)));
+        let last = SendResult::failed("421".into(), MAX_ATTEMPTS, t(0));
+        assert_eq!(last.retry_at(), None);
         assert_eq!(Sending.after(&SendResult::Sent), Some(Sent));
         assert_eq!(Sending.after(&retry), Some(Pending));
         assert_eq!(Sending.after(&last), Some(Failed));

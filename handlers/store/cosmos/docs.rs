@@ -61,6 +61,9 @@ pub struct OutboxDoc {
     pub status: OutboxState,
     pub attempts: u32,
     pub claimed_at: Option<i64>,
+    /// A failed send's next try is not before this (ms).
+    #[serde(default)]
+    pub not_before: Option<i64>,
     pub sent_at: Option<i64>,
     pub last_error: Option<String>,
     pub created_ms: i64,
@@ -79,6 +82,7 @@ impl OutboxDoc {
             status: OutboxState::Pending,
             attempts: 0,
             claimed_at: None,
+            not_before: None,
             sent_at: None,
             last_error: None,
             created_ms: ms(message.created_at),

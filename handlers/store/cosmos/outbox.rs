@@ -158,7 +158,8 @@ impl CosmosStore {
 
 fn claimable(doc: &OutboxDoc, now: DateTime<Utc>, lease: Duration) -> bool {
     let claimed_at = doc.claimed_at.and_then(DateTime::from_timestamp_millis);
-    doc.status.claimable(claimed_at, now, lease)
+    let not_before = doc.not_before.and_then(DateTime::from_timestamp_millis);
+    doc.status.claimable(claimed_at, not_before, now, lease)
 }
 
 #[async_trait]
@@ -241,10 +242,13 @@ impl Outbox for CosmosStore {
                 return Ok(());
             };
             doc.status = next;
-            match result {
-                SendResult::Sent => doc.sent_at = Some(docs::ms(now)),
-                SendResult::Failed { error, .. } => doc.last_error = Some(error.clone()),
+            if matches!(result, SendResult::Sent) {
+                doc.sent_at = Some(docs::ms(now));
             }
+            if let Some(error) = result.error() {
+                doc.last_error = Some(error.to_owned());
+            }
+            doc.not_before = result.retry_at().map(docs::ms);
             if self.update_outbox(&doc, &etag).await? {
                 return Ok(());
             }
@@ -269,6 +273,8 @@ impl Outbox for CosmosStore {
         let mut found: Vec<OutboxDoc> = self
             .query(&self.users, query, FeedScope::full_container())
             .await?;
+        // Whether a retry is due is the domain's rule, applied here.
+        found.retain(|d| claimable(d, now, lease));
         found.sort_by(|a, b| (a.created_ms, &a.message.id).cmp(&(b.created_ms, &b.message.id)));
         Ok(found.into_iter().take(limit).map(|d| d.message).collect())
     }
