@@ -723,6 +723,55 @@ async fn server_errors_name_the_request_id_and_leak_no_internal_text() {
     assert_ne!(id, request_id);
 }
 
+/// A change bills what its preview showed: the preview names the moment it
+/// priced, and the change made with it within 10 minutes prorates from that
+/// moment, however long the user took to confirm.
+#[tokio::test]
+async fn a_change_bills_exactly_what_its_preview_showed() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    pro_user(&app, "quote@example.com").await;
+    app.clock.set(app.clock_now() + Duration::days(10));
+    // Tokens last an hour: sign in again ten days on.
+    let token2 = app.login("quote@example.com").await;
+    let change = json!({"new_plan_id": "pro", "billing_interval": "annual"});
+    let preview: Value = app
+        .post_as(&token2, "/api/billing/preview-change", change.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let shown = preview["amount_due_now"]["amount"].as_i64().unwrap();
+    let priced_at = preview["proration_date"].as_str().unwrap().to_owned();
+    assert!(shown > 0, "{preview}");
+
+    // Nine minutes later the remaining time is worth less, yet the change
+    // with the preview's date bills what was shown.
+    app.clock.set(app.clock_now() + Duration::minutes(9));
+    let stale = json!({"new_plan_id": "pro", "billing_interval": "annual",
+                       "proration_date": (app.clock_now() - Duration::minutes(11)).to_rfc3339()});
+    let e = error_of(
+        app.post_as(&token2, "/api/billing/upgrade", stale).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(e["field"], "proration_date");
+    let confirmed = json!({"new_plan_id": "pro", "billing_interval": "annual",
+                           "proration_date": priced_at});
+    let r = app
+        .post_as(&token2, "/api/billing/upgrade", confirmed)
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let invoices: Value = app
+        .get_as(&token2, "/api/billing/invoices")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let latest = &invoices["invoices"][0];
+    assert_eq!(latest["amount"].as_i64(), Some(shown), "{invoices}");
+}
+
 #[tokio::test]
 async fn stripe_failures_mid_flow_are_retried_once_or_reported_never_duplicated() {
     let app = TestApp::spawn_with_stripe(&[]).await;

@@ -20,7 +20,7 @@ pub use email::DeliveryReport;
 pub use error::AppError;
 pub use reconcile::ReconcileReport;
 pub use rollup::RollupReport;
-pub use subscriptions::{InvoicePage, Upgrade};
+pub use subscriptions::{InvoicePage, PlanChangeQuote, Upgrade};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
 

@@ -13,7 +13,8 @@ use crate::domain::ports::{
 };
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage};
 use crate::domain::subscription::{
-    change_direction, ChangeDirection, RemoteSubscription, ScheduledChange, Transition,
+    change_direction, proration_date, ChangeDirection, RemoteSubscription, ScheduledChange,
+    Transition,
 };
 use crate::domain::user::{User, UserId};
 
@@ -22,6 +23,15 @@ use super::{AppError, Billing};
 
 /// Attempts at a conditional write before giving up with 503.
 const WRITE_ATTEMPTS: usize = 8;
+
+/// A previewed plan change: what it bills now, priced at `proration_date`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanChangeQuote {
+    pub plan_id: PlanId,
+    pub interval: BillingInterval,
+    pub due: Money,
+    pub proration_date: DateTime<Utc>,
+}
 
 /// What an upgrade did.
 pub enum Upgrade {
@@ -327,8 +337,11 @@ impl Billing {
         caller: &Versioned<User>,
         plan_raw: &str,
         interval_raw: Option<&str>,
+        quoted: Option<DateTime<Utc>>,
     ) -> Result<Upgrade, AppError> {
         let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
+        let prorate_from = proration_date(quoted, self.clock.now())
+            .map_err(|e| AppError::invalid("proration_date", e.to_string()))?;
         let user = &caller.value;
         let Some(remote) = self.live_subscription(user).await? else {
             let checkout = self
@@ -365,7 +378,7 @@ impl Billing {
                         .map_err(AppError::Payments)?;
                 }
                 self.payments
-                    .change_plan(user.id, &remote, plan_id, interval, attempt)
+                    .change_plan(user.id, &remote, plan_id, interval, attempt, prorate_from)
                     .await
                     .map_err(AppError::Payments)?;
             }
@@ -390,30 +403,41 @@ impl Billing {
         Ok(Upgrade::Changed(Box::new(user)))
     }
 
-    /// What the change would bill now, before the user commits to it.
+    /// What the change would bill now, before the user commits to it, and
+    /// the moment it is priced at: the change made with that
+    /// `proration_date` (within `PRORATION_QUOTE_VALIDITY`) bills the same.
     pub async fn preview_change(
         &self,
         user: &User,
         plan_raw: &str,
         interval_raw: Option<&str>,
-    ) -> Result<(PlanId, BillingInterval, Money), AppError> {
+    ) -> Result<PlanChangeQuote, AppError> {
         let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
+        // Whole seconds: Stripe's timestamps have no finer grain.
+        let now = self.clock.now();
+        let priced_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        let quote = |due| PlanChangeQuote {
+            plan_id,
+            interval,
+            due,
+            proration_date: priced_at,
+        };
         let Some(remote) = self.live_subscription(user).await? else {
             let price = self.catalog.plan(plan_id).price(interval).map(|p| p.money);
-            return Ok((plan_id, interval, price.unwrap_or(Money::usd_cents(0))));
+            return Ok(quote(price.unwrap_or(Money::usd_cents(0))));
         };
         if change_direction((remote.plan_id, remote.interval), (plan_id, interval))
             != ChangeDirection::Up
         {
             // Downgrades and undoing one bill nothing now.
-            return Ok((plan_id, interval, Money::usd_cents(0)));
+            return Ok(quote(Money::usd_cents(0)));
         }
         let due = self
             .payments
-            .preview_change(&remote, plan_id, interval)
+            .preview_change(&remote, plan_id, interval, priced_at)
             .await
             .map_err(AppError::Payments)?;
-        Ok((plan_id, interval, due))
+        Ok(quote(due))
     }
 
     fn parse_target(

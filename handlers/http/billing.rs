@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::{InvoicePage, Upgrade, WebhookOutcome};
+use crate::app::{AppError, InvoicePage, Upgrade, WebhookOutcome};
 use crate::domain::money::{format_decimal, Currency, Money};
 use crate::domain::plan::{BillingInterval, Limits, PlanId, Price};
 use crate::domain::ports::CheckoutSession;
@@ -161,6 +161,10 @@ pub struct PlanChangeRequest {
     #[serde(default)]
     #[schema(value_type = Option<BillingInterval>)]
     billing_interval: Option<String>,
+    /// For a change: the `proration_date` of its preview, so it bills what
+    /// the preview showed. Accepted for 10 minutes; now when absent.
+    #[serde(default)]
+    proration_date: Option<DateTime<Utc>>,
 }
 
 /// Change plan or billing interval
@@ -186,7 +190,12 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let upgrade = state
         .billing
-        .upgrade(&user, &body.new_plan_id, body.billing_interval.as_deref())
+        .upgrade(
+            &user,
+            &body.new_plan_id,
+            body.billing_interval.as_deref(),
+            body.proration_date,
+        )
         .await?;
     Ok(match upgrade {
         Upgrade::Checkout(checkout) => {
@@ -205,6 +214,9 @@ pub struct PlanChangePreview {
     /// `amount_due_now` as a decimal string, for display only.
     #[schema(example = "99.00")]
     amount_due_now_decimal: String,
+    /// The moment the amount is priced at: send it with the change (within
+    /// 10 minutes) to be billed exactly this amount.
+    proration_date: DateTime<Utc>,
 }
 
 /// Preview what a plan change bills now
@@ -223,7 +235,14 @@ pub async fn preview_change(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<PlanChangeRequest>,
 ) -> Result<Json<PlanChangePreview>, ApiError> {
-    let (plan, interval, due) = state
+    if body.proration_date.is_some() {
+        return Err(AppError::invalid(
+            "proration_date",
+            "is what a preview answers, not what it takes",
+        )
+        .into());
+    }
+    let quote = state
         .billing
         .preview_change(
             &user.value,
@@ -232,10 +251,11 @@ pub async fn preview_change(
         )
         .await?;
     Ok(Json(PlanChangePreview {
-        new_plan_id: plan,
-        billing_interval: interval,
-        amount_due_now: due,
-        amount_due_now_decimal: format_decimal(due.amount),
+        new_plan_id: quote.plan_id,
+        billing_interval: quote.interval,
+        amount_due_now: quote.due,
+        amount_due_now_decimal: format_decimal(quote.due.amount),
+        proration_date: quote.proration_date,
     }))
 }
 

@@ -6,6 +6,7 @@ pub mod stripe;
 pub mod webhook;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
@@ -66,6 +67,7 @@ impl Payments for PaymentsNotConfigured {
         _: PlanId,
         _: BillingInterval,
         _: &str,
+        _: DateTime<Utc>,
     ) -> Result<RemoteSubscription, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }
@@ -74,6 +76,7 @@ impl Payments for PaymentsNotConfigured {
         _: &RemoteSubscription,
         _: PlanId,
         _: BillingInterval,
+        _: DateTime<Utc>,
     ) -> Result<Money, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }

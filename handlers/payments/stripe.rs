@@ -530,6 +530,7 @@ impl Payments for StripePayments {
         plan_id: PlanId,
         interval: BillingInterval,
         attempt: &str,
+        proration_date: DateTime<Utc>,
     ) -> Result<RemoteSubscription, PaymentsError> {
         let price = self.price_id(plan_id, interval).await?;
         let mut item = UpdateSubscriptionItems::new();
@@ -539,6 +540,7 @@ impl Payments for StripePayments {
         let request = UpdateSubscription::new(current.id.as_str())
             .items(vec![item])
             .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
+            .proration_date(proration_date.timestamp())
             .payment_behavior(UpdateSubscriptionPaymentBehavior::PendingIfIncomplete);
         let target = format!("{}:{price}:{attempt}", current.id);
         let sub = self
@@ -556,6 +558,7 @@ impl Payments for StripePayments {
         current: &RemoteSubscription,
         plan_id: PlanId,
         interval: BillingInterval,
+        proration_date: DateTime<Utc>,
     ) -> Result<Money, PaymentsError> {
         let price = self.price_id(plan_id, interval).await?;
         let mut item = CreatePreviewInvoiceSubscriptionDetailsItems::new();
@@ -565,6 +568,7 @@ impl Payments for StripePayments {
         details.items = Some(vec![item]);
         details.proration_behavior =
             Some(CreatePreviewInvoiceSubscriptionDetailsProrationBehavior::AlwaysInvoice);
+        details.proration_date = Some(proration_date.timestamp());
         let request = CreatePreviewInvoice::new()
             .customer(current.customer_id.as_str())
             .subscription(current.id.as_str())

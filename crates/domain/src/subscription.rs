@@ -64,6 +64,30 @@ pub struct ScheduledChange {
     pub effective_at: Option<DateTime<Utc>>,
 }
 
+/// How long a previewed plan change's price holds: a change made within it
+/// prorates as of the preview, so it bills exactly what the user was shown.
+pub const PRORATION_QUOTE_VALIDITY: Duration = Duration::minutes(10);
+
+/// A proration date from a preview that is in the future or has expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the previewed price is older than 10 minutes or from the future: preview the change again"
+)]
+pub struct QuoteExpired;
+
+/// The moment a plan change prorates from: the preview's, while it holds,
+/// else now.
+pub fn proration_date(
+    quoted: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, QuoteExpired> {
+    match quoted {
+        None => Ok(now),
+        Some(t) if t <= now && now - t <= PRORATION_QUOTE_VALIDITY => Ok(t),
+        Some(_) => Err(QuoteExpired),
+    }
+}
+
 /// Which way a plan change goes. Up the tiers, or monthly → annual within
 /// one, bills now; the other way waits for the end of the paid period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,6 +387,22 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_previewed_proration_date_holds_ten_minutes() {
+        let now = Utc::now();
+        assert_eq!(proration_date(None, now), Ok(now));
+        let quoted = now - Duration::minutes(9);
+        assert_eq!(proration_date(Some(quoted), now), Ok(quoted));
+        assert_eq!(
+            proration_date(Some(now - Duration::minutes(11)), now),
+            Err(QuoteExpired)
+        );
+        assert_eq!(
+            proration_date(Some(now + Duration::seconds(1)), now),
+            Err(QuoteExpired)
+        );
+    }
     use chrono::Duration;
 
     #[test]

@@ -536,6 +536,7 @@ fn update_subscription(c: &mut Ctx<'_>, id: &str, f: &Form) -> Answer {
         id,
         price,
         &behavior,
+        f.int("proration_date"),
         f.bool("cancel_at_period_end"),
         f.metadata("metadata"),
     ) {
@@ -558,7 +559,8 @@ fn preview(c: &mut Ctx<'_>, f: &Form) -> Answer {
     let behavior = f
         .str("subscription_details.proration_behavior")
         .unwrap_or_else(|| "create_prorations".into());
-    match c.preview(&sub, price.as_deref(), &behavior) {
+    let proration_date = f.int("subscription_details.proration_date");
+    match c.preview(&sub, price.as_deref(), &behavior, proration_date) {
         Ok(inv) => (200, objects::invoice(c.st, &inv, c.base_url)),
         Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
     }

@@ -417,11 +417,12 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Proration for moving a subscription to another price now, rounded to
-    /// the cent over the seconds left in the period.
-    pub fn proration(&self, s: &Subscription, new_price: &str) -> i64 {
+    /// Proration for moving a subscription to another price at `at` (now,
+    /// or the request's `proration_date`), rounded to the cent over the
+    /// seconds left in the period.
+    pub fn proration(&self, s: &Subscription, new_price: &str, at: i64) -> i64 {
         let period = (s.period_end - s.period_start).max(1);
-        let remaining = (s.period_end - self.now).clamp(0, period);
+        let remaining = (s.period_end - at).clamp(0, period);
         let diff = (self.price_amount(new_price) - self.price_amount(&s.price)) * s.quantity;
         ((diff as f64) * (remaining as f64) / (period as f64)).round() as i64
     }
@@ -433,10 +434,12 @@ impl Ctx<'_> {
         id: &str,
         price: Option<String>,
         proration_behavior: &str,
+        proration_date: Option<i64>,
         cancel_at_period_end: Option<bool>,
         metadata: Option<Map<String, Value>>,
     ) -> Result<(), SimError> {
         let s = self.live_sub(id)?;
+        let prorate_at = self.proration_date(s, proration_date)?;
         if let (Some(true), Some(sc)) = (cancel_at_period_end, &s.schedule) {
             return Err(SimError::InvalidState(format!(
                 "The subscription is managed by the subscription schedule `{sc}`, and updating any cancelation behavior directly is not allowed. Please update the schedule instead."
@@ -447,7 +450,7 @@ impl Ctx<'_> {
         let mut proration_invoice = None;
         if let Some(price) = price.filter(|p| *p != self.st.subscriptions[id].price) {
             let s = &self.st.subscriptions[id];
-            let amount = self.proration(s, &price);
+            let amount = self.proration(s, &price, prorate_at);
             let period = (now.max(s.period_start), s.period_end);
             let quantity = s.quantity;
             match proration_behavior {
@@ -502,23 +505,38 @@ impl Ctx<'_> {
 impl Ctx<'_> {
     /// What the next invoice would be for a price change now: the proration
     /// (never below zero) as one line.
+    /// Stripe's rule for `proration_date`: within the current period, and
+    /// not in the future; now when absent.
+    fn proration_date(&self, s: &Subscription, asked: Option<i64>) -> Result<i64, SimError> {
+        match asked {
+            None => Ok(self.now),
+            Some(t) if t >= s.period_start && t <= self.now && t <= s.period_end => Ok(t),
+            Some(_) => Err(SimError::InvalidState(
+                "proration_date must be within the current billing period and not in the future"
+                    .into(),
+            )),
+        }
+    }
+
     pub fn preview(
         &self,
         sub_id: &str,
         new_price: Option<&str>,
         proration_behavior: &str,
+        proration_date: Option<i64>,
     ) -> Result<Invoice, SimError> {
         let s = self
             .st
             .subscriptions
             .get(sub_id)
             .ok_or_else(|| not_found("subscription", sub_id))?;
+        let prorate_at = self.proration_date(s, proration_date)?;
         let (amount, price, period, desc, proration) = match new_price.filter(|p| *p != s.price) {
             Some(p) => {
                 let amount = if proration_behavior == "none" {
                     0
                 } else {
-                    self.proration(s, p)
+                    self.proration(s, p, prorate_at)
                 };
                 (
                     amount,
@@ -598,7 +616,7 @@ impl Ctx<'_> {
         let sub = sc.subscription.clone();
         let current = objects::phase_at(sc, self.schedule_time(sc)).cloned();
         if let Some(ph) = current.filter(|ph| ph.price != self.st.subscriptions[&sub].price) {
-            self.update_subscription(&sub, Some(ph.price), proration_behavior, None, None)?;
+            self.update_subscription(&sub, Some(ph.price), proration_behavior, None, None, None)?;
         }
         self.emit_schedule("subscription_schedule.updated", id, Some(&before));
         Ok(())

@@ -528,11 +528,23 @@ export interface components {
             amount_due_now_decimal: string;
             billing_interval: components["schemas"]["BillingInterval"];
             new_plan_id: components["schemas"]["PlanId"];
+            /**
+             * Format: date-time
+             * @description The moment the amount is priced at: send it with the change (within
+             *     10 minutes) to be billed exactly this amount.
+             */
+            proration_date: string;
         };
         /** @description The plan and interval to move to. */
         PlanChangeRequest: {
             billing_interval?: null | components["schemas"]["BillingInterval"];
             new_plan_id: components["schemas"]["PlanId"];
+            /**
+             * Format: date-time
+             * @description For a change: the `proration_date` of its preview, so it bills what
+             *     the preview showed. Accepted for 10 minutes; now when absent.
+             */
+            proration_date?: string | null;
         };
         /**
          * @description A plan, which is also its tier: free < pro < enterprise.

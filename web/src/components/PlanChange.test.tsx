@@ -26,7 +26,7 @@ const proMonthly: Subscription = {
 test('the prorated charge is shown before anything is changed, and the change only on confirming', async () => {
   const calls = fakeApi({
     'POST /api/billing/preview-change': {
-      body: { new_plan_id: 'pro', billing_interval: 'annual', amount_due_now: { amount: 89100, currency: 'usd' }, amount_due_now_decimal: '891.00' },
+      body: { new_plan_id: 'pro', billing_interval: 'annual', amount_due_now: { amount: 89100, currency: 'usd' }, amount_due_now_decimal: '891.00', proration_date: '2027-03-10T12:00:00Z' },
     },
     'POST /api/billing/upgrade': {
       body: { subscription: { ...proMonthly, billing_interval: 'annual', plan: { ...proMonthly.plan, price: { amount: 99000, currency: 'usd', interval: 'annual', lookup_key: 'pro_annual' } } } },
@@ -51,6 +51,8 @@ test('the prorated charge is shown before anything is changed, and the change on
 
   await user.click(screen.getByRole('button', { name: 'Confirm change' }));
   expect(calls.map((c) => c.path)).toEqual(['/api/billing/preview-change', '/api/billing/upgrade']);
+  // The change is priced as the preview was.
+  expect(calls[1]!.body).toEqual({ new_plan_id: 'pro', billing_interval: 'annual', proration_date: '2027-03-10T12:00:00Z' });
   expect(changed).toEqual(['You are now on Professional, billed annually.']);
 });
 

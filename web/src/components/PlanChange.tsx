@@ -52,7 +52,9 @@ export function PlanChange({
     setBusy(true);
     setError(null);
     try {
-      const answer = await call(api.POST('/api/billing/upgrade', { body }));
+      // The preview's moment, so the change bills what the user was shown.
+      const quoted = preview ? { ...body, proration_date: preview.proration_date } : body;
+      const answer = await call(api.POST('/api/billing/upgrade', { body: quoted }));
       if ('checkout_url' in answer) {
         // Payment happens at Stripe's checkout, which sends the user back.
         window.location.assign(answer.checkout_url);
