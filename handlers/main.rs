@@ -32,8 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve every function: under the Functions host when it set
-    /// FUNCTIONS_CUSTOMHANDLER_PORT, else locally (the default command).
+    /// Serve every function locally (on the embedded defaults, with the
+    /// stand-ins it names at start-up), or under the Functions host when it
+    /// set FUNCTIONS_CUSTOMHANDLER_PORT.
     Serve(ServeArgs),
     /// The function.json files the Functions host reads, generated from the route table.
     #[command(subcommand)]

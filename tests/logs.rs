@@ -137,7 +137,48 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
     .await;
     assert_eq!(status, 401);
 
+    // A failure on our side: the answer names the request id, the log line
+    // under it has the cause (here SQLite's own words), the answer not.
+    let broken_dir = tempfile::tempdir().unwrap();
+    let broken = server::app(
+        &config,
+        Adapters {
+            // A directory where the database file should be.
+            store: Arc::new(SqliteStore::open_in_background(broken_dir.path())),
+            payments: Arc::new(PaymentsNotConfigured),
+            webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
+            mailer: Arc::new(
+                kraftd_billing::mail::FileMailer::new(
+                    tempfile::tempdir().unwrap().keep(),
+                    "KRAFTD <billing@kraftd.io>".parse().unwrap(),
+                )
+                .unwrap(),
+            ),
+            clock: Arc::new(SystemClock),
+        },
+    )
+    .unwrap();
+    let reg =
+        json!({"email": "down@example.com", "password": PASSWORD, "name": "D", "plan_id": "free"});
+    let (status, body) = call(
+        &broken,
+        post("/api/auth/register/with-plan", reg, "inv-broken-44"),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("(request id inv-broken-44)"), "{message}");
+    assert!(!message.contains("database"), "{message}");
+
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let failure = logs
+        .lines()
+        .find(|l| l.contains("request failed") && l.contains("inv-broken-44"))
+        .unwrap_or_else(|| panic!("no failure line for the request id:\n{logs}"));
+    assert!(
+        failure.contains("unable to open database file"),
+        "{failure}"
+    );
     assert!(
         logs.contains("inv-register-42") && logs.contains("inv-login-43"),
         "{logs}"

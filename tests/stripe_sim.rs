@@ -679,7 +679,7 @@ async fn every_lifecycle_event_decodes() {
 }
 
 #[tokio::test]
-async fn delayed_request_times_out_then_applies() {
+async fn a_request_whose_client_hung_up_applies_nothing_and_its_retry_applies_once() {
     let h = harness().await;
     h.sim.delay_next(
         "POST",

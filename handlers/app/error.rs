@@ -27,13 +27,13 @@ pub enum AppError {
         upgrade_to: Option<PlanId>,
     },
     #[error("{0}")]
-    Payments(PaymentsError),
+    Payments(#[source] PaymentsError),
     #[error("the webhook was refused: {0}")]
-    Webhook(WebhookError),
+    Webhook(#[source] WebhookError),
     #[error("there is no billing account yet: subscribe to a paid plan first")]
     NoBillingAccount,
     #[error("{0}")]
-    Store(StoreError),
+    Store(#[source] StoreError),
 }
 
 fn gate_message(denial: &GateDenial, plan: PlanId) -> String {

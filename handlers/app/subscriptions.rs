@@ -340,8 +340,6 @@ impl Billing {
         quoted: Option<DateTime<Utc>>,
     ) -> Result<Upgrade, AppError> {
         let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
-        let prorate_from = proration_date(quoted, self.clock.now())
-            .map_err(|e| AppError::invalid("proration_date", e.to_string()))?;
         let user = &caller.value;
         let Some(remote) = self.live_subscription(user).await? else {
             let checkout = self
@@ -371,6 +369,14 @@ impl Billing {
                     .map_err(AppError::Payments)?;
             }
             ChangeDirection::Up => {
+                // Only a change billed now is priced: the quote matters here.
+                let prorate_from = match quoted {
+                    None => None,
+                    Some(_) => Some(
+                        proration_date(quoted, self.clock.now())
+                            .map_err(|e| AppError::invalid("proration_date", e.to_string()))?,
+                    ),
+                };
                 if let Some(schedule) = &remote.schedule_id {
                     self.payments
                         .release_schedule(schedule)

@@ -67,7 +67,7 @@ impl Payments for PaymentsNotConfigured {
         _: PlanId,
         _: BillingInterval,
         _: &str,
-        _: DateTime<Utc>,
+        _: Option<DateTime<Utc>>,
     ) -> Result<RemoteSubscription, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }

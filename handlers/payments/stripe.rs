@@ -530,7 +530,7 @@ impl Payments for StripePayments {
         plan_id: PlanId,
         interval: BillingInterval,
         attempt: &str,
-        proration_date: DateTime<Utc>,
+        proration_date: Option<DateTime<Utc>>,
     ) -> Result<RemoteSubscription, PaymentsError> {
         let price = self.price_id(plan_id, interval).await?;
         let mut item = UpdateSubscriptionItems::new();
@@ -540,9 +540,16 @@ impl Payments for StripePayments {
         let request = UpdateSubscription::new(current.id.as_str())
             .items(vec![item])
             .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
-            .proration_date(proration_date.timestamp())
             .payment_behavior(UpdateSubscriptionPaymentBehavior::PendingIfIncomplete);
-        let target = format!("{}:{price}:{attempt}", current.id);
+        // A quoted date is part of what the key promises Stripe: the same
+        // attempt with the same quote is the same request.
+        let (request, target) = match proration_date {
+            Some(at) => (
+                request.proration_date(at.timestamp()),
+                format!("{}:{price}:{attempt}:{}", current.id, at.timestamp()),
+            ),
+            None => (request, format!("{}:{price}:{attempt}", current.id)),
+        };
         let sub = self
             .send(
                 key(user_id, "change", &target),

@@ -361,7 +361,8 @@ pub trait Payments: Send + Sync {
     async fn expire_checkout(&self, session_id: &str) -> Result<(), PaymentsError>;
     async fn subscription(&self, id: &str) -> Result<RemoteSubscription, PaymentsError>;
     /// Moves the subscription's one item to the plan's price, prorating
-    /// as of `proration_date` and billing the difference now.
+    /// as of `proration_date` (a preview's; now when `None`) and billing
+    /// the difference now.
     async fn change_plan(
         &self,
         user_id: UserId,
@@ -369,7 +370,7 @@ pub trait Payments: Send + Sync {
         plan_id: PlanId,
         interval: BillingInterval,
         attempt: &str,
-        proration_date: DateTime<Utc>,
+        proration_date: Option<DateTime<Utc>>,
     ) -> Result<RemoteSubscription, PaymentsError>;
     /// What `change_plan` with the same `proration_date` would bill now.
     async fn preview_change(
