@@ -33,69 +33,88 @@ pub struct DeliveryReport {
 }
 
 impl Billing {
+    /// Delivers each message it can claim. A store failure on one message
+    /// does not stop the others; the first is returned at the end, so the
+    /// host redelivers the batch (claims make that safe).
     pub async fn deliver_outbox(
         &self,
         messages: &[OutboxMessage],
     ) -> Result<DeliveryReport, AppError> {
         let mut report = DeliveryReport::default();
+        let mut first_failure = None;
         for candidate in messages {
-            let now = self.clock.now();
-            let Some(message) = self
-                .store
-                .claim_outbox(candidate.user_id, &candidate.id, now, LEASE)
-                .await?
-            else {
-                report.skipped += 1;
-                continue;
-            };
-            let Some(user) = self.store.user_by_id(message.user_id).await? else {
-                let gone = SendResult::GaveUp {
-                    error: "the user no longer exists".into(),
-                };
-                self.store
-                    .finish_outbox(message.user_id, &message.id, &gone, now)
-                    .await?;
-                report.failed += 1;
-                continue;
-            };
-            let email = render(&message, &user.value, &self.settings.links);
-            match self.mailer.send(&email).await {
-                Ok(()) => {
-                    self.store
-                        .finish_outbox(
-                            message.user_id,
-                            &message.id,
-                            &SendResult::Sent,
-                            self.clock.now(),
-                        )
-                        .await?;
-                    report.sent += 1;
-                }
-                Err(e) => {
-                    let attempts = self
-                        .store
-                        .outbox_status(message.user_id, &message.id)
-                        .await?
-                        .map_or(0, |(_, n)| n);
-                    let now = self.clock.now();
-                    let result = SendResult::failed(e.to_string(), attempts, now);
-                    match result.retry_at() {
-                        Some(retry_at) => {
-                            tracing::warn!(message_id = %message.id, attempts, error = %e, %retry_at, "email failed; will retry");
-                            report.retrying += 1;
-                        }
-                        None => {
-                            tracing::error!(message_id = %message.id, attempts, error = %e, "email failed for good");
-                            report.failed += 1;
-                        }
-                    }
-                    self.store
-                        .finish_outbox(message.user_id, &message.id, &result, now)
-                        .await?;
-                }
+            if let Err(e) = self.deliver_one(candidate, &mut report).await {
+                tracing::error!(message_id = %candidate.id, error = %e, "email delivery failed in the store");
+                first_failure.get_or_insert(e);
             }
         }
-        Ok(report)
+        match first_failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    async fn deliver_one(
+        &self,
+        candidate: &OutboxMessage,
+        report: &mut DeliveryReport,
+    ) -> Result<(), AppError> {
+        let now = self.clock.now();
+        let Some(message) = self
+            .store
+            .claim_outbox(candidate.user_id, &candidate.id, now, LEASE)
+            .await?
+        else {
+            report.skipped += 1;
+            return Ok(());
+        };
+        let Some(user) = self.store.user_by_id(message.user_id).await? else {
+            let gone = SendResult::GaveUp {
+                error: "the user no longer exists".into(),
+            };
+            self.store
+                .finish_outbox(message.user_id, &message.id, &gone, now)
+                .await?;
+            report.failed += 1;
+            return Ok(());
+        };
+        let email = render(&message, &user.value, &self.settings.links);
+        match self.mailer.send(&email).await {
+            Ok(()) => {
+                self.store
+                    .finish_outbox(
+                        message.user_id,
+                        &message.id,
+                        &SendResult::Sent,
+                        self.clock.now(),
+                    )
+                    .await?;
+                report.sent += 1;
+            }
+            Err(e) => {
+                let attempts = self
+                    .store
+                    .outbox_status(message.user_id, &message.id)
+                    .await?
+                    .map_or(0, |(_, n)| n);
+                let now = self.clock.now();
+                let result = SendResult::failed(e.to_string(), attempts, now);
+                match result.retry_at() {
+                    Some(retry_at) => {
+                        tracing::warn!(message_id = %message.id, attempts, error = %e, %retry_at, "email failed; will retry");
+                        report.retrying += 1;
+                    }
+                    None => {
+                        tracing::error!(message_id = %message.id, attempts, error = %e, "email failed for good");
+                        report.failed += 1;
+                    }
+                }
+                self.store
+                    .finish_outbox(message.user_id, &message.id, &result, now)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends what is due and not sent: messages whose sender died with the
