@@ -56,6 +56,23 @@ fn post(path: &str, body: Value, invocation: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// Local adapters on `store`: no payments, mail to files.
+fn adapters(store: Arc<dyn kraftd_billing::domain::ports::Store>) -> Adapters {
+    Adapters {
+        store,
+        payments: Arc::new(PaymentsNotConfigured),
+        webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
+        mailer: Arc::new(
+            kraftd_billing::mail::FileMailer::new(
+                tempfile::tempdir().unwrap().keep(),
+                "KRAFTD <billing@kraftd.io>".parse().unwrap(),
+            )
+            .unwrap(),
+        ),
+        clock: Arc::new(SystemClock),
+    }
+}
+
 #[tokio::test]
 async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
     let captured = Captured::default();
@@ -85,19 +102,7 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
         .unwrap();
     let router = server::app(
         &config,
-        Adapters {
-            store: Arc::new(SqliteStore::in_memory().unwrap()),
-            payments: Arc::new(PaymentsNotConfigured),
-            webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
-            mailer: Arc::new(
-                kraftd_billing::mail::FileMailer::new(
-                    tempfile::tempdir().unwrap().keep(),
-                    "KRAFTD <billing@kraftd.io>".parse().unwrap(),
-                )
-                .unwrap(),
-            ),
-            clock: Arc::new(SystemClock),
-        },
+        adapters(Arc::new(SqliteStore::in_memory().unwrap())),
     )
     .unwrap();
     let reg = json!({"email": "secret@example.com", "password": PASSWORD, "name": "S", "plan_id": "free"});
@@ -142,20 +147,8 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
     let broken_dir = tempfile::tempdir().unwrap();
     let broken = server::app(
         &config,
-        Adapters {
-            // A directory where the database file should be.
-            store: Arc::new(SqliteStore::open_in_background(broken_dir.path())),
-            payments: Arc::new(PaymentsNotConfigured),
-            webhooks: Arc::new(StripeWebhookVerifier::new(vec![])),
-            mailer: Arc::new(
-                kraftd_billing::mail::FileMailer::new(
-                    tempfile::tempdir().unwrap().keep(),
-                    "KRAFTD <billing@kraftd.io>".parse().unwrap(),
-                )
-                .unwrap(),
-            ),
-            clock: Arc::new(SystemClock),
-        },
+        // A directory where the database file should be.
+        adapters(Arc::new(SqliteStore::open_in_background(broken_dir.path()))),
     )
     .unwrap();
     let reg =

@@ -497,9 +497,7 @@ impl Outbox for SqliteStore {
             let Some((status, claimed_at, not_before)) = found else {
                 return Ok(None);
             };
-            let claimed_at = claimed_at.and_then(DateTime::from_timestamp_millis);
-            let not_before = not_before.and_then(DateTime::from_timestamp_millis);
-            if !outbox_state(&status)?.claimable(claimed_at, not_before, now, lease) {
+            if !claimable(&status, claimed_at, not_before, now, lease)? {
                 return Ok(None);
             }
             let doc: Option<String> = c
@@ -565,25 +563,36 @@ impl Outbox for SqliteStore {
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         self.with_conn(move |c| {
+            // Which of the unfinished messages are due is the domain's rule.
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT doc FROM outbox
-                     WHERE (status = ?3 AND (not_before IS NULL OR not_before <= ?5))
-                        OR (status = ?4 AND claimed_at <= ?1)
-                     ORDER BY created_at, id LIMIT ?2",
+                    "SELECT status, claimed_at, not_before, doc FROM outbox
+                     WHERE status IN (?1, ?2) ORDER BY created_at, id",
                 )
                 .map_err(unavailable)?;
-            let cutoff = OutboxState::lease_cutoff(now, lease);
             let pending = OutboxState::Pending.as_str();
             let sending = OutboxState::Sending.as_str();
             let rows = stmt
-                .query_map(
-                    params![ms(cutoff), limit as i64, pending, sending, ms(now)],
-                    |r| r.get::<_, String>(0),
-                )
+                .query_map(params![pending, sending], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
                 .map_err(unavailable)?;
-            rows.map(|doc| from_json(&doc.map_err(unavailable)?))
-                .collect()
+            let mut due = Vec::new();
+            for row in rows {
+                let (status, claimed_at, not_before, doc) = row.map_err(unavailable)?;
+                if due.len() == limit {
+                    break;
+                }
+                if claimable(&status, claimed_at, not_before, now, lease)? {
+                    due.push(from_json(&doc)?);
+                }
+            }
+            Ok(due)
         })
         .await
     }
@@ -609,6 +618,18 @@ impl Outbox for SqliteStore {
         })
         .await
     }
+}
+
+/// The domain's claim rule over a row's stored columns.
+fn claimable(
+    status: &str,
+    claimed_at: Option<i64>,
+    not_before: Option<i64>,
+    now: DateTime<Utc>,
+    lease: chrono::Duration,
+) -> Result<bool, StoreError> {
+    let at = |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis);
+    Ok(outbox_state(status)?.claimable(at(claimed_at), at(not_before), now, lease))
 }
 
 fn outbox_state(status: &str) -> Result<OutboxState, StoreError> {
