@@ -148,7 +148,7 @@ async fn main() {
     })
     .await;
     rows.push(Row {
-        what: "metered request, the user's first of the day (creates the day's counter)".into(),
+        what: "metered request, the account's first of the day (creates the day's counter)".into(),
         per: r,
     });
     let r = measure(&meter, async {
@@ -159,7 +159,7 @@ async fn main() {
     })
     .await;
     rows.push(Row {
-        what: "metered request (JWT, user point read, counter increment), mean of 200".into(),
+        what: "metered request (JWT, the reads that find the acting account, counter increment), mean of 200".into(),
         per: r,
     });
     let consume = || {
@@ -211,8 +211,8 @@ async fn main() {
         per: per(meter.reading() - before, 20),
     });
 
-    // The daily rollup of yesterday, per active user: the paid users make
-    // a metered call each, so the day has 21 active users.
+    // The daily rollup of yesterday, per active account: the paid users
+    // make a metered call each, so the day has 21 active accounts.
     for n in 0..20 {
         let login: Value = client
             .post(format!("{base}/auth/login"))
@@ -237,10 +237,77 @@ async fn main() {
     let report = billing.roll_up_usage().await.unwrap();
     rows.push(Row {
         what: format!(
-            "daily rollup, per active user ({} users summarised)",
+            "daily rollup, per active account ({} accounts summarised)",
             report.summaries
         ),
         per: per(meter.reading() - before, report.summaries),
+    });
+
+    // Team seats: a Pro owner invites five people, and each accepts (the
+    // seat count, lock, invitation or membership and email in one batch).
+    let owner: Value = client
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"email": "pro0@bench.io", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let owner_token = owner["access_token"].as_str().unwrap().to_owned();
+    let account = owner["account"]["id"].as_str().unwrap().to_owned();
+    let r = measure(&meter, async {
+        for n in 0..5 {
+            let status = client
+                .post(format!("{base}/account/invitations"))
+                .bearer_auth(&owner_token)
+                .json(&json!({"email": format!("joiner{n}@bench.io"), "role": "member"}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 201);
+        }
+        5
+    })
+    .await;
+    rows.push(Row {
+        what: "invitation sent (seats counted and locked, invitation and email in one batch)"
+            .into(),
+        per: r,
+    });
+    let account_id = kraftd_billing::domain::account::AccountId(account.parse().unwrap());
+    let tokens: Vec<String> = store
+        .outbox_for_account(account_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.data.get("invitation_url").cloned())
+        .map(|url| url.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens.len(), 5);
+    let mut joiners = Vec::new();
+    for n in 0..5 {
+        let body = register(format!("joiner{n}@bench.io"), "free").await;
+        joiners.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    let r = measure(&meter, async {
+        for (joiner, token) in joiners.iter().zip(&tokens) {
+            let status = client
+                .post(format!("{base}/invitations/{token}/accept"))
+                .bearer_auth(joiner)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+        5
+    })
+    .await;
+    rows.push(Row {
+        what: "invitation accepted (invitation used up, membership and email in one batch)".into(),
+        per: r,
     });
 
     println!("| Cosmos DB cost (SDK in-memory emulator's RU model) | round trips | RU |");

@@ -1,5 +1,5 @@
 //! Daily rollup benchmark behind `scripts/bench`: usage records rolled up
-//! per second for a day with 10k and with 100k active users on the embedded
+//! per second for a day with 10k and with 100k active accounts on the embedded
 //! store, to show the cost grows with the day's records, not faster.
 //!
 //! Usage: rollup. Prints a Markdown table.
@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
 use kraftd_billing::config::Config;
+use kraftd_billing::domain::account::{Account, AccountId, Membership, Role};
 use kraftd_billing::domain::clock::ManualClock;
 use kraftd_billing::domain::ports::{Store, UsageStore, UserStore};
 use kraftd_billing::domain::subscription::Subscription;
@@ -28,13 +29,25 @@ async fn seed(store: &SqliteStore, users: usize, day: chrono::DateTime<Utc>) -> 
             name: PersonName::parse("Bench").unwrap(),
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
             created_at: day,
+        };
+        let account = Account {
+            id: AccountId(uuid::Uuid::new_v4()),
+            name: "Bench".into(),
+            billing_email: user.email.clone(),
+            created_at: day,
             subscription: Subscription::free(day),
         };
-        store.create_user(&user).await.unwrap();
+        let owner = Membership {
+            account_id: account.id,
+            user_id: user.id,
+            role: Role::Owner,
+            joined_at: day,
+        };
+        store.register(&user, &account, &owner).await.unwrap();
         for (metric, amount) in [(Metric::ApiCalls, 40), (Metric::Documents, 3)] {
             store
                 .increment_usage(&UsageIncrement {
-                    user_id: user.id,
+                    account_id: account.id,
                     key: UsageKey::current(metric, day),
                     amount,
                     limit: None,

@@ -53,6 +53,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
     ("CHECKOUT_CANCEL_URL", "https://kraftd.io/pricing"),
     ("BILLING_PORTAL_RETURN_URL", "https://kraftd.io/dashboard"),
+    ("INVITATION_URL", "https://kraftd.io/invitations"),
     ("PAST_DUE_GRACE_DAYS", "7"),
     ("SMTP_URL", ""),
     ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
@@ -149,6 +150,8 @@ pub struct Config {
     pub checkout_success_url: String,
     pub checkout_cancel_url: String,
     pub portal_return_url: String,
+    /// Where an invitation's link points, before `/<token>`.
+    pub invitation_url: String,
     pub past_due_grace_days: u32,
     /// Unset locally: emails are written as .eml files under the data directory.
     pub smtp_url: Option<Secret>,
@@ -374,6 +377,9 @@ impl Config {
         )?;
         let checkout_cancel_url = url("CHECKOUT_CANCEL_URL", "/pricing", "/pricing")?;
         let portal_return_url = url("BILLING_PORTAL_RETURN_URL", "/dashboard", "/account")?;
+        let invitation_url = url("INVITATION_URL", "/invitations", "/invitations")?
+            .trim_end_matches('/')
+            .to_owned();
         let past_due_grace_days = match get("PAST_DUE_GRACE_DAYS") {
             Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
                 bad(
@@ -423,6 +429,7 @@ impl Config {
             checkout_success_url,
             checkout_cancel_url,
             portal_return_url,
+            invitation_url,
             past_due_grace_days,
             smtp_url,
             email_from,

@@ -15,9 +15,11 @@ async fn free_registration_is_active_at_once_and_returns_a_working_token() {
     assert_eq!(body["expires_in"], 3600);
     let user = &body["user"];
     assert_eq!(user["email"], "ada@example.com");
-    assert_eq!(user["subscription"]["status"], "active");
-    assert_eq!(user["subscription"]["tier"], "free");
-    assert_eq!(user["subscription"]["plan_id"], "free");
+    // The user's own account, which they own, on Free.
+    let account = &body["account"];
+    assert_eq!(account["role"], "owner");
+    assert_eq!(account["plan_id"], "free");
+    assert!(account["id"].as_str().is_some_and(|id| id.len() == 36));
     assert!(user.get("password_hash").is_none() && !body.to_string().contains("argon2"));
 
     let token = body["access_token"].as_str().unwrap();

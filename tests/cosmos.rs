@@ -1,7 +1,8 @@
 //! What the Cosmos DB store promises beyond the contract suite, on the SDK's
 //! in-process emulator: the whole service running on it, emails read from
-//! the real change feed, exact quotas under heavy concurrency, TTLs, and
-//! throttling or unavailability that loses and doubles nothing.
+//! the real change feed, exact quotas and seat limits under heavy
+//! concurrency, TTLs, and throttling or unavailability that loses and
+//! doubles nothing.
 
 mod support;
 
@@ -15,15 +16,21 @@ use azure_data_cosmos::options::ChangeFeedStartFrom;
 use azure_data_cosmos::{CosmosClient, FeedScope};
 use chrono::Utc;
 use futures::StreamExt;
+use kraftd_billing::domain::account::{
+    AcceptOutcome, Account, AccountId, Invitation, InvitationId, InvitationOutcome, Membership,
+    Role, INVITATION_VALIDITY,
+};
 use kraftd_billing::domain::money::Money;
-use kraftd_billing::domain::ports::{LedgerStore, Store, UsageStore, WebhookLog};
+use kraftd_billing::domain::ports::{LedgerStore, MemberStore, Store, UsageStore, WebhookLog};
+use kraftd_billing::domain::records::{EmailKind, OutboxMessage};
 use kraftd_billing::domain::records::{
     Payment, PAYMENT_RETENTION_DAYS, WEBHOOK_EVENT_RETENTION_DAYS,
 };
+use kraftd_billing::domain::subscription::Subscription;
 use kraftd_billing::domain::usage::{
     Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS,
 };
-use kraftd_billing::domain::user::UserId;
+use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
 use kraftd_billing::store::cosmos::{self, layout};
 use serde_json::{json, Value};
 use support::cosmos_memory::{self, DATABASE};
@@ -76,10 +83,10 @@ async fn raw(client: &CosmosClient, container: &str, pk: &str, id: &str) -> Valu
         .unwrap()
 }
 
-fn api_call(user: UserId, limit: u64) -> UsageIncrement {
+fn api_call(account: AccountId, limit: u64) -> UsageIncrement {
     let now = Utc::now();
     UsageIncrement {
-        user_id: user,
+        account_id: account,
         key: UsageKey::current(Metric::ApiCalls, now),
         amount: 1,
         limit: Some(limit),
@@ -87,8 +94,76 @@ fn api_call(user: UserId, limit: u64) -> UsageIncrement {
     }
 }
 
+/// A user registered with their own account, as the store keeps them.
+async fn registered(store: &dyn Store, email: &str) -> (User, Account) {
+    let now = Utc::now();
+    let user = User {
+        id: UserId(uuid::Uuid::new_v4()),
+        email: Email::parse(email).unwrap(),
+        name: PersonName::parse("Cosmos Test").unwrap(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        created_at: now,
+    };
+    let account = Account {
+        id: AccountId(uuid::Uuid::new_v4()),
+        name: "Cosmos Test".into(),
+        billing_email: user.email.clone(),
+        created_at: now,
+        subscription: Subscription::free(now),
+    };
+    let owner = Membership {
+        account_id: account.id,
+        user_id: user.id,
+        role: Role::Owner,
+        joined_at: now,
+    };
+    store.register(&user, &account, &owner).await.unwrap();
+    (user, account)
+}
+
+fn invitation(
+    account: AccountId,
+    email: &str,
+    token_hash: &str,
+    now: chrono::DateTime<Utc>,
+) -> Invitation {
+    Invitation {
+        id: InvitationId(uuid::Uuid::new_v4()),
+        account_id: account,
+        email: Email::parse(email).unwrap(),
+        role: Role::Member,
+        invited_by: UserId(uuid::Uuid::new_v4()),
+        token_hash: token_hash.into(),
+        created_at: now,
+        expires_at: now + INVITATION_VALIDITY,
+    }
+}
+
+fn note(account: AccountId, id: &str, kind: EmailKind) -> OutboxMessage {
+    OutboxMessage {
+        id: id.into(),
+        account_id: account,
+        to: None,
+        kind,
+        data: Default::default(),
+        created_at: Utc::now(),
+    }
+}
+
+/// The account a user owns (their first), as stored now.
+async fn account_of(store: &dyn Store, email: &str) -> Account {
+    let user = store
+        .user_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .expect("user exists")
+        .value;
+    let first = store.memberships_of(user.id).await.unwrap()[0].account_id;
+    store.account_by_id(first).await.unwrap().unwrap().value
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_change_feed() {
+async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_accounts_change_feed() {
     let (store, client) = cosmos_memory::store_with(Vec::new()).await;
     let app = TestApp::spawn_on(Arc::new(store), &[]).await;
     app.subscribe_to_pro("feed@example.com").await;
@@ -102,18 +177,19 @@ async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_c
     assert_eq!(sub["plan"]["id"], "pro", "{sub}");
     assert_eq!(sub["status"], "active", "{sub}");
 
-    // What the Functions host would hand SendEmails: the users container's
-    // change feed, user documents and outbox messages together.
-    let user = app.user("feed@example.com").await;
-    let users = client
+    // What the Functions host would hand SendEmails: the accounts
+    // container's change feed, the account's documents (itself, its
+    // members, seats) and outbox messages together.
+    let account = account_of(app.store.as_ref(), "feed@example.com").await;
+    let accounts = client
         .database_client(DATABASE)
-        .container_client(layout::USERS.name, None)
+        .container_client(layout::ACCOUNTS.name, None)
         .await
         .unwrap();
     let mut pages = Box::pin(
-        users
+        accounts
             .query_change_feed::<Value>(
-                FeedScope::partition(user.id.to_string()),
+                FeedScope::partition(account.id.to_string()),
                 ChangeFeedStartFrom::Beginning,
                 None,
             )
@@ -131,7 +207,7 @@ async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_c
         .map(|d| d["type"].as_str().unwrap())
         .collect();
     assert!(
-        kinds.contains(&"user") && kinds.contains(&"outbox"),
+        kinds.contains(&"account") && kinds.contains(&"member") && kinds.contains(&"outbox"),
         "{kinds:?}"
     );
 
@@ -146,13 +222,13 @@ async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_c
     let body: Value = r.json().await.unwrap();
     assert_eq!(
         body["Logs"][0], "emails: sent 2, skipped 0, retrying 0, failed 0",
-        "the user document is passed over; confirmation and receipt are sent"
+        "the account's own documents are passed over; confirmation and receipt are sent"
     );
     let sent = std::fs::read_dir(app.mail_dir()).unwrap().count();
     assert_eq!(sent, 2, "two .eml files written");
-    for m in app.emails(user.id, None).await {
+    for m in app.store.outbox_for_account(account.id).await.unwrap() {
         assert_eq!(
-            app.store.outbox_status(user.id, &m.id).await.unwrap(),
+            app.store.outbox_status(account.id, &m.id).await.unwrap(),
             Some((kraftd_billing::domain::outbox::OutboxState::Sent, 1))
         );
     }
@@ -162,12 +238,12 @@ async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_users_c
 async fn hundreds_of_concurrent_consumes_never_pass_a_small_limit() {
     let (store, _) = cosmos_memory::store_with(Vec::new()).await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let user = UserId(uuid::Uuid::new_v4());
+    let account = AccountId(uuid::Uuid::new_v4());
     let limit = 25;
     let racers: Vec<_> = (0..400)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.increment_usage(&api_call(user, limit)).await })
+            tokio::spawn(async move { store.increment_usage(&api_call(account, limit)).await })
         })
         .collect();
     let mut admitted = 0;
@@ -180,7 +256,7 @@ async fn hundreds_of_concurrent_consumes_never_pass_a_small_limit() {
     assert_eq!(admitted, limit, "exactly the limit is admitted");
     let key = UsageKey::current(Metric::ApiCalls, Utc::now());
     assert_eq!(
-        store.usage(user, &[key]).await.unwrap(),
+        store.usage(account, &[key]).await.unwrap(),
         vec![limit],
         "every denied increment was taken back"
     );
@@ -214,23 +290,47 @@ async fn each_container_has_its_partition_key_and_default_ttl_and_init_is_idempo
     assert_eq!(ttl("invoices"), Some((7 * 365 + 2) * DAY));
     assert_eq!(ttl("usage_records"), Some(90 * DAY));
     assert_eq!(ttl("webhook_events"), Some(30 * DAY));
+    assert_eq!(ttl("users"), Some(-1), "users never expire");
     assert_eq!(
-        ttl("users"),
+        ttl("accounts"),
         Some(-1),
-        "outbox messages expire, users never"
+        "outbox messages and invitations expire, accounts and members never"
     );
     assert_eq!(ttl("leases"), None);
 }
 
 #[tokio::test]
+async fn init_refuses_a_container_of_the_one_user_era_partitioned_by_user() {
+    use azure_data_cosmos::models::ContainerProperties;
+    let client = cosmos_memory::client(Vec::new()).await;
+    client.create_database(DATABASE, None).await.unwrap();
+    client
+        .database_client(DATABASE)
+        .create_container(
+            ContainerProperties::new("payments", "/user_id".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    let refused = cosmos::init(&client, DATABASE)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("payments is partitioned on /user_id, the layout on /account_id"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn each_record_carries_the_ttl_of_its_retention() {
     let (store, client) = cosmos_memory::store_with(Vec::new()).await;
-    let user = UserId(uuid::Uuid::new_v4());
+    let account = AccountId(uuid::Uuid::new_v4());
     let now = Utc::now();
     store
         .record_payment(&Payment {
             id: "pi_ttl".into(),
-            user_id: user,
+            account_id: account,
             amount: Money::usd_cents(9_900),
             status: "succeeded".into(),
             description: "Professional, monthly".into(),
@@ -240,14 +340,14 @@ async fn each_record_carries_the_ttl_of_its_retention() {
         })
         .await
         .unwrap();
-    let payment = raw(&client, "payments", &user.to_string(), "pi_ttl").await;
+    let payment = raw(&client, "payments", &account.to_string(), "pi_ttl").await;
     assert_eq!(payment["ttl"], PAYMENT_RETENTION_DAYS * DAY);
 
-    store.increment_usage(&api_call(user, 10)).await.unwrap();
+    store.increment_usage(&api_call(account, 10)).await.unwrap();
     let key = UsageKey::current(Metric::ApiCalls, now);
     let window = key.window.unwrap();
     let id = format!("api_calls:{}", window.start.timestamp_millis());
-    let counter = raw(&client, "usage_records", &user.to_string(), &id).await;
+    let counter = raw(&client, "usage_records", &account.to_string(), &id).await;
     let expected = (window.end + chrono::Duration::days(USAGE_RETENTION_DAYS) - now).num_seconds();
     let ttl = counter["ttl"].as_i64().unwrap();
     assert!(
@@ -256,7 +356,7 @@ async fn each_record_carries_the_ttl_of_its_retention() {
     );
 
     let gauge = UsageIncrement {
-        user_id: user,
+        account_id: account,
         key: UsageKey::current(Metric::StorageMb, now),
         amount: 5,
         limit: None,
@@ -266,7 +366,7 @@ async fn each_record_carries_the_ttl_of_its_retention() {
     let level = raw(
         &client,
         "usage_records",
-        &user.to_string(),
+        &account.to_string(),
         "storage_mb:level",
     )
     .await;
@@ -278,6 +378,146 @@ async fn each_record_carries_the_ttl_of_its_retention() {
     store.claim_event("evt_ttl", now).await.unwrap();
     let event = raw(&client, "webhook_events", "evt_ttl", "evt_ttl").await;
     assert_eq!(event["ttl"], WEBHOOK_EVENT_RETENTION_DAYS * DAY);
+
+    // An invitation vanishes a week after it can no longer be accepted; an
+    // account, its members and its seat lock never do.
+    let (_, account) = registered(&store, "ttl@example.com").await;
+    let pk = account.id.to_string();
+    let invited = invitation(account.id, "invitee@example.com", "hash-ttl", now);
+    let outcome = store
+        .invite(
+            &invited,
+            None,
+            now,
+            &[note(account.id, "invite-ttl", EmailKind::Invitation)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, InvitationOutcome::Created);
+    let doc = raw(
+        &client,
+        "accounts",
+        &pk,
+        &format!("invitation:{}", invited.id),
+    )
+    .await;
+    let validity = INVITATION_VALIDITY.num_seconds();
+    assert_eq!(doc["ttl"], validity + 7 * DAY);
+    assert_eq!(doc["expires_at"], invited.expires_at.timestamp_millis());
+    let message = raw(&client, "accounts", &pk, "invite-ttl").await;
+    assert_eq!(message["ttl"], 90 * DAY, "sent or not, a message expires");
+    for id in [pk.clone(), "seats".into()] {
+        let doc = raw(&client, "accounts", &pk, &id).await;
+        assert!(doc.get("ttl").is_none(), "{doc}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invitations_and_accepts_never_pass_the_seat_limit() {
+    let (store, _) = cosmos_memory::store_with(Vec::new()).await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (_, account) = registered(store.as_ref(), "seats@example.com").await;
+    let now = Utc::now();
+    // Five seats: the owner and four invitations, whoever races for them.
+    let racers: Vec<_> = (0..24)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let invited = invitation(
+                    account.id,
+                    &format!("r{n}@example.com"),
+                    &format!("hash-{n}"),
+                    now,
+                );
+                let email = note(account.id, &format!("invite-{n}"), EmailKind::Invitation);
+                store
+                    .invite(&invited, Some(5), now, &[email])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            InvitationOutcome::Created => created += 1,
+            InvitationOutcome::SeatsFull(seats) => assert_eq!(seats.used(), 5),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 4, "exactly the free seats are taken");
+    let seats = store.seats(account.id, now).await.unwrap();
+    assert_eq!((seats.members, seats.pending_invitations), (1, 4));
+    let emails = store.outbox_for_account(account.id).await.unwrap();
+    assert_eq!(
+        emails.len(),
+        4,
+        "an email for each invitation created, none for the refused"
+    );
+
+    // Eight users race to accept one invitation: one joins, the rest find it gone.
+    let pending = store.invitations(account.id, now).await.unwrap();
+    let hash = pending[0].token_hash.clone();
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            let hash = hash.clone();
+            tokio::spawn(async move {
+                let user = UserId(uuid::Uuid::new_v4());
+                let joined = note(account.id, &format!("joined-{n}"), EmailKind::MemberAdded);
+                store
+                    .accept_invitation(account.id, &hash, user, now, &[joined])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut joined = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            AcceptOutcome::Joined(m) => {
+                assert_eq!(m.role, Role::Member);
+                joined += 1;
+            }
+            AcceptOutcome::Gone => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(joined, 1);
+    let seats = store.seats(account.id, now).await.unwrap();
+    assert_eq!((seats.members, seats.pending_invitations), (2, 3));
+    assert_eq!(store.outbox_for_account(account.id).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_users_accounts_are_found_across_partitions() {
+    let (store, _) = cosmos_memory::store_with(Vec::new()).await;
+    let (ada, own) = registered(&store, "ada@example.com").await;
+    let (_, other) = registered(&store, "grace@example.com").await;
+    let now = Utc::now();
+    let invited = invitation(other.id, "ada@example.com", "hash-ada", now);
+    store.invite(&invited, None, now, &[]).await.unwrap();
+    let later = now + chrono::Duration::seconds(1);
+    assert!(matches!(
+        store
+            .accept_invitation(other.id, "hash-ada", ada.id, later, &[])
+            .await
+            .unwrap(),
+        AcceptOutcome::Joined(_)
+    ));
+    let accounts: Vec<(AccountId, Role)> = store
+        .memberships_of(ada.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.account_id, m.role))
+        .collect();
+    assert_eq!(accounts, [(own.id, Role::Owner), (other.id, Role::Member)]);
+    assert!(store
+        .memberships_of(UserId(uuid::Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,9 +564,9 @@ async fn throttling_storms_and_unavailability_lose_nothing_and_double_nothing() 
 
     // Webhook processing: a paid subscription goes through, emails once.
     app.subscribe_to_pro("storm-pro@example.com").await;
-    let user = app.user("storm-pro@example.com").await;
-    assert_eq!(user.subscription.plan_id.as_str(), "pro");
-    let kinds = app.email_kinds(user.id).await;
+    let account = account_of(app.store.as_ref(), "storm-pro@example.com").await;
+    assert_eq!(account.subscription.plan_id.as_str(), "pro");
+    let kinds = app.store.outbox_for_account(account.id).await.unwrap();
     assert_eq!(kinds.len(), 2, "{kinds:?}");
 
     for f in &faults {
@@ -351,16 +591,16 @@ async fn a_write_whose_answer_was_lost_is_repeated_safely_and_an_increment_never
     assert_eq!(
         creates.hit_count(),
         2,
-        "the user document and its email claim"
+        "the user document and its email claim (the account is a batch)"
     );
     assert_eq!(app.register("lost@example.com", "free").await.status(), 409);
-    let user = app.user("lost@example.com").await;
+    let account = account_of(app.store.as_ref(), "lost@example.com").await;
 
     let patches = fault("patch-lost", PatchItem, AppliedThenLost, 1);
     patches.disable();
     let (store, _) = cosmos_memory::store_with(vec![patches.clone()]).await;
     let store: Arc<dyn Store> = Arc::new(store);
-    let first = api_call(user.id, 10);
+    let first = api_call(account.id, 10);
     store.increment_usage(&first).await.unwrap(); // creates the counter
     patches.enable();
     let lost = store.increment_usage(&first).await;
@@ -371,7 +611,7 @@ async fn a_write_whose_answer_was_lost_is_repeated_safely_and_an_increment_never
     );
     let key = UsageKey::current(Metric::ApiCalls, Utc::now());
     assert_eq!(
-        store.usage(user.id, &[key]).await.unwrap(),
+        store.usage(account.id, &[key]).await.unwrap(),
         vec![2],
         "it landed once: counted once, never twice"
     );

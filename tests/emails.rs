@@ -16,8 +16,8 @@ use support::{TestApp, PASSWORD};
 
 async fn paid_user_outbox(app: &TestApp, email: &str) -> Vec<OutboxMessage> {
     app.subscribe_to_pro(email).await;
-    let user = app.user(email).await;
-    app.store.outbox_for_user(user.id).await.unwrap()
+    let user = app.account(email).await;
+    app.store.outbox_for_account(user.id).await.unwrap()
 }
 
 async fn invoke(app: &TestApp, documents: Value) -> (u16, String) {
@@ -86,7 +86,7 @@ async fn each_outbox_message_is_sent_once_whatever_shape_and_however_often_it_ar
     assert_eq!(files(&app.mail_dir()).len(), 2);
     for m in &outbox {
         assert_eq!(
-            app.store.outbox_status(m.user_id, &m.id).await.unwrap(),
+            app.store.outbox_status(m.account_id, &m.id).await.unwrap(),
             Some((OutboxState::Sent, 1))
         );
     }
@@ -100,7 +100,7 @@ async fn a_sender_that_died_after_claiming_is_replaced_once_its_lease_runs_out()
     let claimed = app
         .store
         .claim_outbox(
-            outbox[0].user_id,
+            outbox[0].account_id,
             &outbox[0].id,
             app.clock_now(),
             chrono::Duration::minutes(5),
@@ -148,7 +148,7 @@ async fn a_send_that_keeps_failing_is_retried_with_backoff_then_marked_failed_ne
     let outbox = paid_user_outbox(&app, "bounce@example.com").await;
     let n = outbox.len();
     let all = serde_json::to_value(&outbox).unwrap();
-    let status = || app.store.outbox_status(outbox[0].user_id, &outbox[0].id);
+    let status = || app.store.outbox_status(outbox[0].account_id, &outbox[0].id);
     let (code, log) = invoke(&app, all.clone()).await;
     assert_eq!(
         (code, log),
@@ -219,7 +219,7 @@ async fn a_receipt_survives_a_half_hour_smtp_outage() {
     for m in &outbox {
         let (state, attempts) = app
             .store
-            .outbox_status(m.user_id, &m.id)
+            .outbox_status(m.account_id, &m.id)
             .await
             .unwrap()
             .unwrap();
@@ -312,14 +312,9 @@ async fn emails_arrive_over_smtp_with_recipient_subject_and_amount() {
         "{receipt}"
     );
     assert!(receipt.contains("$99.00 USD"));
-    let user = app
-        .store
-        .user_by_email(&kraftd_billing::domain::user::Email::parse("smtp@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let account = app.account("smtp@example.com").await;
     assert!(
-        receipt.contains(&format!("Message-ID: <{}", user.value.id)),
+        receipt.contains(&format!("Message-ID: <{}", account.id)),
         "the outbox id is the Message-ID: {receipt}"
     );
 }

@@ -106,7 +106,16 @@ fn the_document_has_exactly_the_routes_of_the_route_table() {
             let op = &doc["paths"][f.path()][m.as_str()];
             assert_eq!(op["operationId"], f.name, "{} {}", m.as_str(), f.path());
             let bearer = op["security"] == json!([{"bearer": []}]);
-            assert_eq!(bearer, f.access == Access::User, "security of {}", f.name);
+            assert_eq!(bearer, f.access.signed_in(), "security of {}", f.name);
+            let account_header = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "X-Account-Id"));
+            assert_eq!(
+                account_header,
+                f.access == Access::Member,
+                "X-Account-Id of {}",
+                f.name
+            );
             assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()));
         }
     }

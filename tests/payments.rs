@@ -88,7 +88,7 @@ async fn paid_registration_is_incomplete_until_checkout_completes() {
         (Some("incomplete"), Some("free"))
     );
     assert_eq!(sub["pending_checkout_session_id"], checkout["session_id"]);
-    let user = app.user("pay@example.com").await;
+    let user = app.account("pay@example.com").await;
     let customer = user
         .subscription
         .stripe_customer_id
@@ -97,7 +97,7 @@ async fn paid_registration_is_incomplete_until_checkout_completes() {
 
     let session = checkout["session_id"].as_str().unwrap();
     let sub_id = app.sim().complete_checkout(session).await.unwrap();
-    let user = app.user("pay@example.com").await;
+    let user = app.account("pay@example.com").await;
     assert_eq!(user.subscription.status, SubscriptionStatus::Active);
     assert_eq!(user.subscription.plan_id, PlanId::Pro);
     assert_eq!(
@@ -176,7 +176,7 @@ async fn free_to_pro_to_annual_then_cancel_resume_cancel_and_back_to_free() {
         .await
         .unwrap();
     assert_eq!(
-        app.user("life@example.com").await.subscription.plan_id,
+        app.account("life@example.com").await.subscription.plan_id,
         PlanId::Pro
     );
 
@@ -196,7 +196,7 @@ async fn free_to_pro_to_annual_then_cancel_resume_cancel_and_back_to_free() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["subscription"]["billing_interval"], "annual");
-    let user = app.user("life@example.com").await;
+    let user = app.account("life@example.com").await;
     assert_eq!(
         user.subscription.stripe_subscription_id.as_deref(),
         Some(sub_id.as_str()),
@@ -226,7 +226,7 @@ async fn free_to_pro_to_annual_then_cancel_resume_cancel_and_back_to_free() {
         .await;
 
     app.sim().end_period(&sub_id).await.unwrap();
-    let user = app.user("life@example.com").await;
+    let user = app.account("life@example.com").await;
     assert_eq!(user.subscription.plan_id, PlanId::Free);
     assert_eq!(user.subscription.stripe_subscription_id, None);
     let ent: Value = app
@@ -260,7 +260,7 @@ async fn a_price_made_in_the_dashboard_sells_enterprise() {
     )
     .await;
     let customer = app
-        .user("corp@example.com")
+        .account("corp@example.com")
         .await
         .subscription
         .stripe_customer_id
@@ -288,7 +288,7 @@ async fn a_price_made_in_the_dashboard_sells_enterprise() {
 async fn a_failed_payment_keeps_pro_for_the_grace_period_then_free_and_recovery_restores_it() {
     let app = TestApp::spawn_with_stripe(&[("PAST_DUE_GRACE_DAYS", "7")]).await;
     pro_user(&app, "dunning@example.com").await;
-    let user = app.user("dunning@example.com").await;
+    let user = app.account("dunning@example.com").await;
     let (sub_id, customer) = (
         user.subscription.stripe_subscription_id.clone().unwrap(),
         user.subscription.stripe_customer_id.clone().unwrap(),
@@ -308,7 +308,7 @@ async fn a_failed_payment_keeps_pro_for_the_grace_period_then_free_and_recovery_
         (Some("past_due"), Some("pro"))
     );
     assert_eq!(sub["last_payment_status"], "failed");
-    let user = app.user("dunning@example.com").await;
+    let user = app.account("dunning@example.com").await;
     let kinds = app.email_kinds(user.id).await;
     assert!(kinds.contains(&EmailKind::PaymentFailed));
 
@@ -361,7 +361,7 @@ async fn lifecycle_delivered(order: fn(Vec<Value>) -> Vec<Value>) -> Value {
         .unwrap();
     app.sim().end_period(&sub_id).await.unwrap();
     app.sim().set_card_declines(
-        &app.user("order@example.com")
+        &app.account("order@example.com")
             .await
             .subscription
             .stripe_customer_id
@@ -530,7 +530,7 @@ async fn concurrent_paid_registrations_make_one_customer() {
 async fn forged_stale_and_malformed_webhooks_are_400_and_change_nothing() {
     let app = TestApp::spawn_with_stripe(&[]).await;
     let token = pro_user(&app, "safe@example.com").await;
-    let before = app.user("safe@example.com").await;
+    let before = app.account("safe@example.com").await;
     let sub_id = before.subscription.stripe_subscription_id.clone().unwrap();
     let event = json!({
         "id": "evt_forged", "object": "event", "type": "customer.subscription.deleted",
@@ -593,7 +593,7 @@ async fn forged_stale_and_malformed_webhooks_are_400_and_change_nothing() {
             "{id} was recorded"
         );
     }
-    assert_eq!(app.user("safe@example.com").await, before);
+    assert_eq!(app.account("safe@example.com").await, before);
     let ent: Value = app
         .get_as(&token, "/api/entitlements")
         .await
@@ -935,13 +935,13 @@ async fn a_lost_webhook_is_repaired_by_reconciliation() {
     // Within the hour nothing looks stale yet.
     assert!(run().await.contains("checked 0"));
     assert_eq!(
-        app.user("lost@example.com").await.subscription.status,
+        app.account("lost@example.com").await.subscription.status,
         SubscriptionStatus::Incomplete
     );
     app.clock.set(app.clock_now() + Duration::minutes(61));
     let log = run().await;
     assert!(log.contains("repaired 1"), "{log}");
-    let user = app.user("lost@example.com").await;
+    let user = app.account("lost@example.com").await;
     assert_eq!(
         (user.subscription.status, user.subscription.plan_id),
         (SubscriptionStatus::Active, PlanId::Pro)
@@ -963,7 +963,7 @@ async fn a_lost_webhook_is_repaired_by_reconciliation() {
     let log = run().await;
     assert!(log.contains("repaired 1"), "{log}");
     assert_eq!(
-        app.user("lost@example.com").await.subscription.plan_id,
+        app.account("lost@example.com").await.subscription.plan_id,
         PlanId::Free
     );
 }
@@ -1028,7 +1028,7 @@ async fn a_second_click_pays_the_same_checkout_and_another_plan_closes_the_first
     app.sim().complete_checkout(&annual).await.unwrap();
     assert_eq!(app.sim().count("subscription"), 1);
     assert_eq!(
-        app.user("clicks@example.com")
+        app.account("clicks@example.com")
             .await
             .subscription
             .billing_interval,
@@ -1040,7 +1040,7 @@ async fn a_second_click_pays_the_same_checkout_and_another_plan_closes_the_first
 async fn a_subscription_sold_outside_the_app_to_a_subscribed_user_is_canceled() {
     let app = TestApp::spawn_with_stripe(&[]).await;
     pro_user(&app, "double@example.com").await;
-    let user = app.user("double@example.com").await;
+    let user = app.account("double@example.com").await;
     let customer = user.subscription.stripe_customer_id.clone().unwrap();
     // A second checkout made behind the app's back, for the same customer.
     let price = app.sim().create_dashboard_price("pro", 9_900, "month");
@@ -1060,7 +1060,7 @@ async fn a_subscription_sold_outside_the_app_to_a_subscribed_user_is_canceled() 
         stripe_shared::SubscriptionStatus::Canceled,
         "the duplicate must not keep billing"
     );
-    let after = app.user("double@example.com").await;
+    let after = app.account("double@example.com").await;
     assert_eq!(
         after.subscription.stripe_subscription_id,
         user.subscription.stripe_subscription_id
@@ -1091,7 +1091,7 @@ async fn a_webhook_whose_effect_cannot_be_stored_asks_stripe_to_retry_and_is_not
         .await
         .unwrap());
     assert_eq!(
-        app.user("retry@example.com").await.subscription.status,
+        app.account("retry@example.com").await.subscription.status,
         SubscriptionStatus::Incomplete
     );
     // Stripe's retry succeeds and is applied in full.
@@ -1102,7 +1102,7 @@ async fn a_webhook_whose_effect_cannot_be_stored_asks_stripe_to_retry_and_is_not
         .await
         .unwrap());
     assert_eq!(
-        app.user("retry@example.com").await.subscription.status,
+        app.account("retry@example.com").await.subscription.status,
         SubscriptionStatus::Active
     );
 }
@@ -1185,10 +1185,10 @@ async fn reconciliation_repairs_an_upgrade_whose_webhooks_were_lost_and_forgets_
     let log = run().await;
     assert!(log.contains("checked 2, repaired 2"), "{log}");
     assert_eq!(
-        app.user("upg@example.com").await.subscription.plan_id,
+        app.account("upg@example.com").await.subscription.plan_id,
         PlanId::Pro
     );
-    let gone = app.user("abandon@example.com").await;
+    let gone = app.account("abandon@example.com").await;
     assert_eq!(
         (
             gone.subscription.checkout_session_id,
@@ -1228,11 +1228,11 @@ async fn annual_to_monthly_waits_for_the_end_of_the_paid_year() {
         sub["current_period_end"]
     );
 
-    let user = app.user("yearly@example.com").await;
+    let user = app.account("yearly@example.com").await;
     let sub_id = user.subscription.stripe_subscription_id.clone().unwrap();
     app.clock.set(user.subscription.current_period_end.unwrap());
     app.sim().end_period(&sub_id).await.unwrap();
-    let user = app.user("yearly@example.com").await;
+    let user = app.account("yearly@example.com").await;
     assert_eq!(user.subscription.billing_interval, BillingInterval::Monthly);
     assert_eq!(user.subscription.scheduled_change, None);
     assert_eq!(
@@ -1260,7 +1260,7 @@ async fn a_pending_downgrade_can_be_taken_back_and_gives_way_to_a_cancellation()
     app.post_as(&token, "/api/billing/upgrade", to("monthly"))
         .await;
     let sub_id = app
-        .user("undo@example.com")
+        .account("undo@example.com")
         .await
         .subscription
         .stripe_subscription_id
@@ -1287,11 +1287,11 @@ async fn a_pending_downgrade_can_be_taken_back_and_gives_way_to_a_cancellation()
         .unwrap();
     assert_eq!(r["subscription"]["cancel_at_period_end"], true);
     assert_eq!(r["subscription"]["scheduled_change"], Value::Null);
-    let user = app.user("undo@example.com").await;
+    let user = app.account("undo@example.com").await;
     app.clock.set(user.subscription.current_period_end.unwrap());
     app.sim().end_period(&sub_id).await.unwrap();
     assert_eq!(
-        app.user("undo@example.com").await.subscription.plan_id,
+        app.account("undo@example.com").await.subscription.plan_id,
         PlanId::Free
     );
 }
@@ -1300,7 +1300,7 @@ async fn a_pending_downgrade_can_be_taken_back_and_gives_way_to_a_cancellation()
 async fn a_trial_ending_notice_records_one_email() {
     let app = TestApp::spawn_with_stripe(&[]).await;
     pro_user(&app, "trial@example.com").await;
-    let user = app.user("trial@example.com").await;
+    let user = app.account("trial@example.com").await;
     let event = json!({
         "id": "evt_trial_1", "object": "event", "type": "customer.subscription.trial_will_end",
         "created": app.clock_now().timestamp(), "livemode": false, "pending_webhooks": 1,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use kraftd_billing::auth::password;
+use kraftd_billing::domain::account::{Account, AccountId, Membership, Role};
 use kraftd_billing::domain::plan::PlanId;
 use kraftd_billing::domain::subscription::{Subscription, SubscriptionStatus};
 use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
@@ -22,6 +23,12 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
         name: PersonName::parse("Paid").unwrap(),
         password_hash: password::hash(PASSWORD.into()).await,
         created_at: Utc::now(),
+    };
+    let account = Account {
+        id: AccountId(uuid::Uuid::new_v4()),
+        name: "Paid".into(),
+        billing_email: user.email.clone(),
+        created_at: Utc::now(),
         subscription: Subscription {
             plan_id: plan,
             status: SubscriptionStatus::Active,
@@ -29,7 +36,13 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
             ..Subscription::free(Utc::now())
         },
     };
-    app.store.create_user(&user).await.unwrap();
+    let owner = Membership {
+        account_id: account.id,
+        user_id: user.id,
+        role: Role::Owner,
+        joined_at: Utc::now(),
+    };
+    app.store.register(&user, &account, &owner).await.unwrap();
     app.login(email).await
 }
 
@@ -325,10 +338,12 @@ async fn gauges_rise_to_the_limit_and_fall_but_never_below_zero() {
     )
     .await;
     assert_eq!(e["field"], "quantity");
+    // Seats are counted from members and invitations, never reported.
     let seat = json!({"metric": "team_members", "quantity": 1});
-    assert_eq!(app.consume(&token, seat.clone()).await.status(), 200);
-    let e = error_of(app.consume(&token, seat).await, 403, "quota_exceeded").await;
-    assert_eq!(e["limit"], "team_members");
+    let e = error_of(app.consume(&token, seat).await, 422, "invalid_field").await;
+    assert_eq!(e["field"], "metric");
+    let usage: Value = app.get_as(&token, "/api/usage").await.json().await.unwrap();
+    assert_eq!(usage["usage"]["team_members"]["used"], 1);
 }
 
 #[tokio::test]

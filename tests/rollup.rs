@@ -38,7 +38,7 @@ async fn usage_rolls_up_by_month_catches_up_missed_days_and_warns_once() {
     let app = TestApp::spawn_with(&[("FREE_PLAN_DOCS_LIMIT", "10")]).await;
     const EMAIL: &str = "roll@example.com";
     app.free_user(EMAIL).await;
-    let user = app.user(EMAIL).await;
+    let user = app.account(EMAIL).await;
 
     app.at("2027-01-30T09:00:00Z");
     docs(&app, EMAIL, 5).await;
@@ -101,7 +101,7 @@ async fn reaching_the_limit_warns_at_100_percent_once_per_month() {
     let app = TestApp::spawn_with(&[("FREE_PLAN_DOCS_LIMIT", "10")]).await;
     const EMAIL: &str = "full@example.com";
     app.free_user(EMAIL).await;
-    let user = app.user(EMAIL).await;
+    let user = app.account(EMAIL).await;
     app.at("2027-03-10T10:00:00Z");
     docs(&app, EMAIL, 10).await;
     app.at("2027-03-11T10:00:00Z");

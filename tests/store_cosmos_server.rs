@@ -73,7 +73,13 @@ mod handler_binary {
         );
         assert!(
             first.contains(&format!(
-                "{database}/usage_records: partition key /user_id, default TTL 7776000"
+                "{database}/usage_records: partition key /account_id, default TTL 7776000"
+            )),
+            "{first}"
+        );
+        assert!(
+            first.contains(&format!(
+                "{database}/accounts: partition key /account_id, default TTL -1"
             )),
             "{first}"
         );

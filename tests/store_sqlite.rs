@@ -21,27 +21,30 @@ store_contract_tests!(sqlite_store);
 async fn reopening_the_file_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("billing.sqlite3");
-    let u = support::store_contract::user("persist@mail.io");
-    {
-        let s = SqliteStore::open(&path).unwrap();
-        kraftd_billing::domain::ports::UserStore::create_user(&s, &u)
-            .await
-            .unwrap();
-    }
+    let (u, a) = {
+        let s: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        let (u, a, _) = support::store_contract::register(&s, "persist@mail.io").await;
+        (u, a)
+    };
     let s = SqliteStore::open(&path).unwrap();
     let found = kraftd_billing::domain::ports::UserStore::user_by_email(&s, &u.email)
         .await
         .unwrap();
     assert_eq!(found.unwrap().value, u);
+    let account = kraftd_billing::domain::ports::AccountStore::account_by_id(&s, a.id)
+        .await
+        .unwrap();
+    assert_eq!(account.unwrap().value, a);
 }
 
 #[tokio::test]
 async fn a_store_opened_in_the_background_works_and_reports_a_bad_file_as_unavailable() {
     use kraftd_billing::domain::ports::{StoreError, UserStore};
     let dir = tempfile::tempdir().unwrap();
-    let good = SqliteStore::open_in_background(&dir.path().join("billing.sqlite3"));
-    let u = support::store_contract::user("late@mail.io");
-    good.create_user(&u).await.unwrap();
+    let good: Arc<dyn Store> = Arc::new(SqliteStore::open_in_background(
+        &dir.path().join("billing.sqlite3"),
+    ));
+    let (u, _, _) = support::store_contract::register(&good, "late@mail.io").await;
     assert!(good.user_by_id(u.id).await.unwrap().is_some());
 
     // A directory where the database file should be: every call says why.
@@ -52,16 +55,16 @@ async fn a_store_opened_in_the_background_works_and_reports_a_bad_file_as_unavai
 
 #[tokio::test]
 async fn the_write_ahead_log_is_checkpointed_under_a_stream_of_increments() {
+    use kraftd_billing::domain::account::AccountId;
     use kraftd_billing::domain::ports::UsageStore;
     use kraftd_billing::domain::usage::{Metric, UsageIncrement, UsageKey};
-    use kraftd_billing::domain::user::UserId;
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("billing.sqlite3")).unwrap();
-    let user = UserId(uuid::Uuid::new_v4());
+    let user = AccountId(uuid::Uuid::new_v4());
     let at = support::time("2026-05-10T12:00:00Z");
     for _ in 0..3000 {
         s.increment_usage(&UsageIncrement {
-            user_id: user,
+            account_id: user,
             key: UsageKey::current(Metric::ApiCalls, at),
             amount: 1,
             limit: Some(1_000_000),
@@ -87,19 +90,22 @@ async fn the_write_ahead_log_is_checkpointed_under_a_stream_of_increments() {
 #[tokio::test]
 async fn the_rollup_skips_an_unreadable_record_and_sums_the_rest() {
     use chrono::TimeZone;
+    use kraftd_billing::domain::account::AccountId;
     use kraftd_billing::domain::ports::{Rollups, UsageStore};
     use kraftd_billing::domain::usage::{Metric, Period, UsageIncrement, UsageKey, Window};
-    use kraftd_billing::domain::user::UserId;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("billing.sqlite3");
     let at = chrono::Utc.with_ymd_and_hms(2027, 3, 10, 12, 0, 0).unwrap();
-    let (good, bad) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
+    let (good, bad) = (
+        AccountId(uuid::Uuid::new_v4()),
+        AccountId(uuid::Uuid::new_v4()),
+    );
     {
         let s = SqliteStore::open(&path).unwrap();
         for user in [good, bad] {
             for (metric, amount) in [(Metric::ApiCalls, 3), (Metric::Exports, 4)] {
                 let inc = UsageIncrement {
-                    user_id: user,
+                    account_id: user,
                     key: UsageKey::current(metric, at),
                     amount,
                     limit: None,
@@ -113,7 +119,7 @@ async fn the_rollup_skips_an_unreadable_record_and_sums_the_rest() {
         let c = rusqlite::Connection::open(&path).unwrap();
         let changed = c
             .execute(
-                "UPDATE usage_records SET quantity = 9.3e18 WHERE user_id = ?1 AND metric = 'exports'",
+                "UPDATE usage_records SET quantity = 9.3e18 WHERE account_id = ?1 AND metric = 'exports'",
                 [bad.to_string()],
             )
             .unwrap();
@@ -123,9 +129,126 @@ async fn the_rollup_skips_an_unreadable_record_and_sums_the_rest() {
     let day = Window::containing(Period::Day, at);
     let month = Window::containing(Period::Month, at);
     let mut summaries = s.roll_up_day(day, month, None, 10).await.unwrap();
-    summaries.sort_by_key(|m| m.user_id != good);
+    summaries.sort_by_key(|m| m.account_id != good);
     assert_eq!(summaries.len(), 2, "{summaries:?}");
-    assert_eq!((summaries[0].user_id, summaries[0].exports), (good, 4));
-    assert_eq!((summaries[1].user_id, summaries[1].api_calls), (bad, 3));
+    assert_eq!((summaries[0].account_id, summaries[0].exports), (good, 4));
+    assert_eq!((summaries[1].account_id, summaries[1].api_calls), (bad, 3));
     assert_eq!(summaries[1].exports, 0, "the unreadable record is left out");
+}
+
+/// A store of the one-user era (schema v5: the user held the subscription,
+/// everything was keyed by the user) opened by this build: each user owns an
+/// account with their id, subscription and Stripe customer, and keeps their
+/// usage, invoices, payments and emails. Opening it again changes nothing.
+#[tokio::test]
+async fn a_one_user_store_migrates_to_accounts_and_keeps_everything() {
+    use kraftd_billing::domain::account::{AccountId, Role};
+    use kraftd_billing::domain::plan::PlanId;
+    use kraftd_billing::domain::ports::{
+        AccountStore, LedgerStore, MemberStore, Outbox, UsageStore, UserStore,
+    };
+    use kraftd_billing::domain::subscription::{Subscription, SubscriptionStatus};
+    use kraftd_billing::domain::usage::{Metric, UsageKey};
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.sqlite3");
+    let at = support::time("2026-11-20T12:00:00Z");
+    let user_id = uuid::Uuid::new_v4();
+    let subscription = Subscription {
+        plan_id: PlanId::Pro,
+        status: SubscriptionStatus::Active,
+        stripe_customer_id: Some("cus_old".into()),
+        stripe_subscription_id: Some("sub_old".into()),
+        current_period_end: Some(at + chrono::Duration::days(20)),
+        ..Subscription::free(at)
+    };
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("fixtures/sqlite-v5-schema.sql"))
+            .unwrap();
+        let user = json!({
+            "id": user_id, "email": "old@era.io", "name": "Old Timer",
+            "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            "created_at": "2026-01-01T00:00:00Z", "subscription": subscription,
+        });
+        c.execute(
+            "INSERT INTO users (id, email, stripe_customer_id, version, doc, watch_at)
+             VALUES (?1, 'old@era.io', 'cus_old', 3, ?2, NULL)",
+            rusqlite::params![user_id.to_string(), user.to_string()],
+        )
+        .unwrap();
+        let day = UsageKey::current(Metric::Documents, at).window.unwrap();
+        c.execute(
+            "INSERT INTO usage_records (user_id, metric, window_start, window_end, quantity, expires_at, updated_at)
+             VALUES (?1, 'documents', ?2, ?3, 42, NULL, ?2)",
+            rusqlite::params![
+                user_id.to_string(),
+                day.start.timestamp_millis(),
+                day.end.timestamp_millis()
+            ],
+        )
+        .unwrap();
+        let money = json!({"amount": 9900, "currency": "usd"});
+        let invoice = json!({
+            "id": "in_old", "user_id": user_id, "number": "A-1", "amount_due": money,
+            "amount_paid": money, "status": "paid", "period_start": null, "period_end": null,
+            "hosted_invoice_url": null, "pdf_url": null, "created_at": "2026-11-20T12:00:00Z",
+        });
+        let payment = json!({
+            "id": "pi_old", "user_id": user_id, "amount": money, "status": "succeeded",
+            "description": "Invoice A-1", "stripe_invoice_id": "in_old", "receipt_url": null,
+            "created_at": "2026-11-20T12:00:00Z",
+        });
+        let far = (at + chrono::Duration::days(3000)).timestamp_millis();
+        for (table, id, doc) in [
+            ("invoices", "in_old", invoice),
+            ("payments", "pi_old", payment),
+        ] {
+            c.execute(
+                &format!("INSERT INTO {table} (id, user_id, created_at, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                rusqlite::params![id, user_id.to_string(), at.timestamp_millis(), far, doc.to_string()],
+            )
+            .unwrap();
+        }
+        let message = json!({
+            "id": "m_old", "user_id": user_id, "kind": "payment_receipt",
+            "data": {"plan": "Professional"}, "created_at": "2026-11-20T12:00:00Z",
+        });
+        c.execute(
+            "INSERT INTO outbox (id, user_id, created_at, doc) VALUES ('m_old', ?1, ?2, ?3)",
+            rusqlite::params![
+                user_id.to_string(),
+                at.timestamp_millis(),
+                message.to_string()
+            ],
+        )
+        .unwrap();
+    }
+
+    for _ in 0..2 {
+        let s = SqliteStore::open(&path).unwrap();
+        let email = kraftd_billing::domain::user::Email::parse("old@era.io").unwrap();
+        let user = s.user_by_email(&email).await.unwrap().unwrap().value;
+        assert_eq!((user.id.0, user.name.as_str()), (user_id, "Old Timer"));
+        let account_id = AccountId(user_id);
+        let account = s.account_by_id(account_id).await.unwrap().unwrap().value;
+        assert_eq!(account.subscription, subscription);
+        assert_eq!(account.billing_email, email);
+        let by_customer = s.account_by_stripe_customer("cus_old").await.unwrap();
+        assert_eq!(by_customer.unwrap().value.id, account_id);
+        let members = s.members(account_id).await.unwrap();
+        assert_eq!(members.len(), 1);
+        assert_eq!(
+            (members[0].user_id, members[0].role),
+            (user.id, Role::Owner)
+        );
+        let key = UsageKey::current(Metric::Documents, at);
+        assert_eq!(s.usage(account_id, &[key]).await.unwrap(), [42]);
+        let invoices = s.invoices(account_id, at).await.unwrap();
+        assert_eq!((invoices.len(), invoices[0].account_id), (1, account_id));
+        assert_eq!(s.payments(account_id, at).await.unwrap()[0].id, "pi_old");
+        let outbox = s.outbox_for_account(account_id).await.unwrap();
+        assert_eq!((outbox.len(), outbox[0].account_id), (1, account_id));
+    }
 }

@@ -2,11 +2,13 @@ use std::str::FromStr;
 
 use crate::auth::password;
 use crate::auth::token::Subject;
+use crate::domain::account::{Account, AccountId, Membership, Role};
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{CheckoutSession, StoreError, Uniqueness, Versioned};
 use crate::domain::subscription::Subscription;
 use crate::domain::user::{check_password_strength, Email, PersonName, User, UserId};
 
+use super::members::AccountSummary;
 use super::{AppError, Billing};
 
 /// A registration as the caller sent it; checked here, field by field.
@@ -19,11 +21,12 @@ pub struct RegisterInput {
     pub billing_interval: Option<String>,
 }
 
-/// A signed-in user and their access token.
+/// A signed-in user, their access token and the account they act on by default.
 pub struct Session {
     pub access_token: String,
     pub expires_in: u64,
     pub user: User,
+    pub account: Option<AccountSummary>,
 }
 
 pub enum Registered {
@@ -58,7 +61,7 @@ impl Billing {
         let plan_id = parse_plan(&input.plan_id)?;
         let interval = parse_interval(input.billing_interval.as_deref())?;
         self.check_self_serve(plan_id, interval)?;
-        // Refuse before writing anything: no half-created user.
+        // Refuse before writing anything: no half-created account.
         if plan_id.is_paid() && !self.payments.is_configured() {
             return Err(AppError::Payments(
                 crate::domain::ports::PaymentsError::NotConfigured,
@@ -74,27 +77,50 @@ impl Billing {
         } else {
             Subscription::free(now)
         };
+        let user_id = UserId(uuid::Uuid::new_v4());
         let user = User {
-            id: UserId(uuid::Uuid::new_v4()),
-            email,
-            name,
+            id: user_id,
+            email: email.clone(),
+            name: name.clone(),
             password_hash: password::hash(input.password).await,
+            created_at: now,
+        };
+        let account = Account {
+            id: AccountId::own_account_of(user_id),
+            name: name.as_str().to_owned(),
+            billing_email: email,
             created_at: now,
             subscription,
         };
-        let etag = self.store.create_user(&user).await.map_err(|e| match e {
-            // Two registrations raced past the lookup above.
-            StoreError::Conflict(Uniqueness::Email) => AppError::EmailTaken,
-            e => AppError::Store(e),
-        })?;
+        let owner = Membership {
+            account_id: account.id,
+            user_id: user.id,
+            role: Role::Owner,
+            joined_at: now,
+        };
+        let etag = self
+            .store
+            .register(&user, &account, &owner)
+            .await
+            .map_err(|e| match e {
+                // Two registrations raced past the lookup above.
+                StoreError::Conflict(Uniqueness::Email) => AppError::EmailTaken,
+                e => AppError::Store(e),
+            })?;
 
         if plan_id.is_paid() {
             let checkout = self
-                .begin_checkout(user, etag, plan_id, interval, "registration")
+                .begin_checkout(account, etag, plan_id, interval, "registration")
                 .await?;
             return Ok(Registered::Checkout(checkout));
         }
-        Ok(Registered::Active(Box::new(self.session(user))))
+        let account = AccountSummary {
+            account,
+            role: Role::Owner,
+        };
+        Ok(Registered::Active(Box::new(
+            self.session(user, Some(account)),
+        )))
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {
@@ -108,15 +134,25 @@ impl Billing {
             return Err(AppError::BadCredentials);
         }
         let user = found.expect("a verified password belongs to a user").value;
-        Ok(self.session(user))
+        let accounts = self.accounts_of(&user).await?;
+        // The same default as a request that names no account.
+        let own = AccountId::own_account_of(user.id);
+        let default = accounts
+            .iter()
+            .position(|a| a.account.id == own)
+            .or_else(|| accounts.iter().position(|a| a.role == Role::Owner))
+            .or((!accounts.is_empty()).then_some(0))
+            .map(|i| accounts[i].clone());
+        Ok(self.session(user, default))
     }
 
-    fn session(&self, user: User) -> Session {
+    fn session(&self, user: User, account: Option<AccountSummary>) -> Session {
         let issued = self.tokens.issue(&user, self.clock.now());
         Session {
             access_token: issued.access_token,
             expires_in: issued.expires_in,
             user,
+            account,
         }
     }
 
@@ -127,7 +163,7 @@ impl Billing {
             Subject::Email(email) => self.store.user_by_email(&email).await?,
         };
         found.ok_or_else(|| {
-            AppError::Unauthenticated("the account for this token no longer exists".into())
+            AppError::Unauthenticated("the user this token names no longer exists".into())
         })
     }
 }

@@ -62,28 +62,28 @@ impl Billing {
         let now = self.clock.now();
         let Some(message) = self
             .store
-            .claim_outbox(candidate.user_id, &candidate.id, now, LEASE)
+            .claim_outbox(candidate.account_id, &candidate.id, now, LEASE)
             .await?
         else {
             report.skipped += 1;
             return Ok(());
         };
-        let Some(user) = self.store.user_by_id(message.user_id).await? else {
+        let Some(account) = self.store.account_by_id(message.account_id).await? else {
             let gone = SendResult::GaveUp {
-                error: "the user no longer exists".into(),
+                error: "the account no longer exists".into(),
             };
             self.store
-                .finish_outbox(message.user_id, &message.id, &gone, now)
+                .finish_outbox(message.account_id, &message.id, &gone, now)
                 .await?;
             report.failed += 1;
             return Ok(());
         };
-        let email = render(&message, &user.value, &self.settings.links);
+        let email = render(&message, &account.value, &self.settings.links);
         match self.mailer.send(&email).await {
             Ok(()) => {
                 self.store
                     .finish_outbox(
-                        message.user_id,
+                        message.account_id,
                         &message.id,
                         &SendResult::Sent,
                         self.clock.now(),
@@ -94,7 +94,7 @@ impl Billing {
             Err(e) => {
                 let attempts = self
                     .store
-                    .outbox_status(message.user_id, &message.id)
+                    .outbox_status(message.account_id, &message.id)
                     .await?
                     .map_or(0, |(_, n)| n);
                 let now = self.clock.now();
@@ -110,7 +110,7 @@ impl Billing {
                     }
                 }
                 self.store
-                    .finish_outbox(message.user_id, &message.id, &result, now)
+                    .finish_outbox(message.account_id, &message.id, &result, now)
                     .await?;
             }
         }

@@ -1,10 +1,10 @@
-//! The emails' words, in text and HTML, from an outbox message and its user.
+//! The emails' words, in text and HTML, from an outbox message and its account.
 
 use std::collections::BTreeMap;
 
+use crate::domain::account::Account;
 use crate::domain::ports::EmailMessage;
 use crate::domain::records::{EmailKind, OutboxMessage};
-use crate::domain::user::User;
 
 /// Links the emails point to.
 #[derive(Debug, Clone)]
@@ -12,6 +12,8 @@ pub struct Links {
     pub dashboard: String,
     pub billing: String,
     pub pricing: String,
+    /// An invitation's link is this, `/`, and its token.
+    pub invitations: String,
 }
 
 fn date(v: Option<&String>) -> String {
@@ -141,12 +143,77 @@ fn words(
             )],
             ("Billing".into(), links.billing.clone()),
         ),
+        EmailKind::Invitation => {
+            let account = d.get("account").cloned().unwrap_or_default();
+            let inviter = d
+                .get("inviter")
+                .cloned()
+                .unwrap_or_else(|| "A colleague".into());
+            let role = d.get("role").cloned().unwrap_or_else(|| "member".into());
+            (
+                format!("{inviter} invited you to {account} on KRAFTD"),
+                vec![
+                    format!("{inviter} invited you to join {account} on KRAFTD as {role}."),
+                    format!(
+                        "The invitation can be used once, until {}.",
+                        date(d.get("expires_at"))
+                    ),
+                ],
+                (
+                    "Accept invitation".into(),
+                    d.get("invitation_url")
+                        .cloned()
+                        .unwrap_or_else(|| links.dashboard.clone()),
+                ),
+            )
+        }
+        EmailKind::MemberAdded => {
+            let account = d.get("account").cloned().unwrap_or_default();
+            (
+                format!("You joined {account} on KRAFTD"),
+                vec![format!(
+                    "You are now a member of {account}: you share its plan and usage."
+                )],
+                ("Open KRAFTD".into(), links.dashboard.clone()),
+            )
+        }
+        EmailKind::MemberRemoved => {
+            let account = d.get("account").cloned().unwrap_or_default();
+            (
+                format!("You were removed from {account} on KRAFTD"),
+                vec![format!(
+                    "You are no longer a member of {account}. Your own account is unchanged."
+                )],
+                ("Open KRAFTD".into(), links.dashboard.clone()),
+            )
+        }
+        EmailKind::SeatLimitReached => {
+            let account = d.get("account").cloned().unwrap_or_default();
+            let seats = d.get("seats").cloned().unwrap_or_default();
+            (
+                format!("{account} has no free seats on {plan}"),
+                vec![
+                    format!("All {seats} seats of {account}'s {plan} plan are taken, so an invitation was refused."),
+                    "Upgrade, or remove a member or a pending invitation, to invite someone new.".into(),
+                ],
+                ("See plans".into(), links.pricing.clone()),
+            )
+        }
     }
 }
 
-pub fn render(message: &OutboxMessage, user: &User, links: &Links) -> EmailMessage {
+/// A message names its recipient (an invitee, a member); without one it
+/// goes to the account's billing email.
+pub fn render(message: &OutboxMessage, account: &Account, links: &Links) -> EmailMessage {
     let (subject, paragraphs, (action, url)) = words(message.kind, &message.data, links);
-    let greeting = format!("Hello {},", user.name.as_str());
+    let (to, name) = match &message.to {
+        Some(to) => (to.clone(), message.data.get("recipient_name").cloned()),
+        None => (account.billing_email.clone(), Some(account.name.clone())),
+    };
+    let greeting = match name {
+        Some(name) => format!("Hello {name},"),
+        None => "Hello,".to_owned(),
+    };
     let text = format!(
         "{greeting}\n\n{}\n\n{action}: {url}\n\n— KRAFTD Billing\n",
         paragraphs.join("\n\n")
@@ -160,9 +227,93 @@ pub fn render(message: &OutboxMessage, user: &User, links: &Links) -> EmailMessa
     );
     EmailMessage {
         id: message.id.clone(),
-        to: user.email.clone(),
+        to,
         subject,
         text,
         html,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::account::AccountId;
+    use crate::domain::subscription::Subscription;
+    use crate::domain::user::Email;
+
+    fn links() -> Links {
+        Links {
+            dashboard: "https://kraftd.io/dashboard".into(),
+            billing: "https://kraftd.io/billing".into(),
+            pricing: "https://kraftd.io/pricing".into(),
+            invitations: "https://kraftd.io/invitations".into(),
+        }
+    }
+
+    fn account() -> Account {
+        let at = chrono::DateTime::UNIX_EPOCH;
+        Account {
+            id: AccountId(uuid::Uuid::nil()),
+            name: "Acme & Co".into(),
+            billing_email: Email::parse("billing@acme.io").unwrap(),
+            created_at: at,
+            subscription: Subscription::free(at),
+        }
+    }
+
+    fn message(kind: EmailKind, to: Option<&str>, data: &[(&str, &str)]) -> OutboxMessage {
+        OutboxMessage {
+            id: "m1".into(),
+            account_id: AccountId(uuid::Uuid::nil()),
+            to: to.map(|t| Email::parse(t).unwrap()),
+            kind,
+            data: data
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn an_invitation_goes_to_the_invitee_with_its_link() {
+        let m = message(
+            EmailKind::Invitation,
+            Some("new@hire.io"),
+            &[
+                ("account", "Acme & Co"),
+                ("inviter", "Ada"),
+                ("role", "admin"),
+                ("invitation_url", "https://kraftd.io/invitations/abc.def"),
+                ("expires_at", "2026-12-13T10:00:00+00:00"),
+            ],
+        );
+        let email = render(&m, &account(), &links());
+        assert_eq!(email.to.as_str(), "new@hire.io");
+        assert_eq!(email.subject, "Ada invited you to Acme & Co on KRAFTD");
+        assert!(email.text.starts_with("Hello,"));
+        assert!(email
+            .text
+            .contains("Accept invitation: https://kraftd.io/invitations/abc.def"));
+        assert!(email.text.contains("until December 13, 2026"));
+        // Names are escaped in HTML.
+        assert!(email.html.contains("Acme &amp; Co") && !email.html.contains("Acme & Co"));
+    }
+
+    #[test]
+    fn billing_emails_go_to_the_account_and_member_emails_to_the_member() {
+        let receipt = message(EmailKind::PaymentReceipt, None, &[("amount", "99.00")]);
+        let email = render(&receipt, &account(), &links());
+        assert_eq!(email.to.as_str(), "billing@acme.io");
+        assert!(email.text.starts_with("Hello Acme & Co,"));
+        let removed = message(
+            EmailKind::MemberRemoved,
+            Some("gone@acme.io"),
+            &[("account", "Acme & Co"), ("recipient_name", "Bob")],
+        );
+        let email = render(&removed, &account(), &links());
+        assert_eq!(email.to.as_str(), "gone@acme.io");
+        assert!(email.text.starts_with("Hello Bob,"));
+        assert_eq!(email.subject, "You were removed from Acme & Co on KRAFTD");
     }
 }

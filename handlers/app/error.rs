@@ -1,4 +1,5 @@
 use crate::auth::token::TokenError;
+use crate::domain::account::Action;
 use crate::domain::plan::PlanId;
 use crate::domain::ports::{PaymentsError, StoreError, WebhookError};
 use crate::domain::usage::{GateDenial, QuotaDenial};
@@ -32,8 +33,38 @@ pub enum AppError {
     Webhook(#[source] WebhookError),
     #[error("there is no billing account yet: subscribe to a paid plan first")]
     NoBillingAccount,
+    #[error("{}", forbidden_message(*.0))]
+    Forbidden(Action),
+    #[error("no such account among yours")]
+    AccountNotFound,
+    #[error("no such member in this account")]
+    MemberNotFound,
+    #[error("this invitation is used, withdrawn, expired or unknown")]
+    InvitationNotFound,
+    #[error("{0} is already a member or has a pending invitation")]
+    AlreadyInvited(String),
+    #[error("the owner cannot be removed: transfer ownership first")]
+    OwnerCannotBeRemoved,
+    #[error(
+        "the {plan} plan has {limit} seat(s) and the account has {members} members: remove {} member(s) first",
+        members - limit
+    )]
+    TooManyMembers {
+        plan: PlanId,
+        members: u64,
+        limit: u64,
+    },
     #[error("{0}")]
     Store(#[source] StoreError),
+}
+
+fn forbidden_message(action: Action) -> &'static str {
+    match action {
+        Action::Use => "you are not a member of this account",
+        Action::ManageBilling => "only the account's owner and admins can change its billing",
+        Action::ManageMembers => "only the account's owner and admins can manage its members",
+        Action::TransferOwnership => "only the account's owner can transfer ownership",
+    }
 }
 
 fn gate_message(denial: &GateDenial, plan: PlanId) -> String {

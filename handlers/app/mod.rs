@@ -5,6 +5,7 @@ mod accounts;
 mod email;
 pub mod email_templates;
 mod error;
+mod members;
 mod reconcile;
 mod rollup;
 mod subscriptions;
@@ -18,6 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 pub use accounts::{RegisterInput, Registered, Session};
 pub use email::DeliveryReport;
 pub use error::AppError;
+pub use members::{AccountSummary, Acting, Member, Team};
 pub use reconcile::ReconcileReport;
 pub use rollup::RollupReport;
 pub use subscriptions::{InvoicePage, PlanChangeQuote, Upgrade};
@@ -25,10 +27,10 @@ pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
 
 use crate::auth::token::Tokens;
+use crate::domain::account::Account;
 use crate::domain::clock::Clock;
 use crate::domain::plan::{Catalog, Plan};
 use crate::domain::ports::{Mailer, Payments, Store, WebhookVerifier};
-use crate::domain::user::User;
 
 /// Operator choices the use-cases follow.
 #[derive(Debug, Clone)]
@@ -86,9 +88,9 @@ impl Billing {
         self.clock.now()
     }
 
-    /// The plan whose limits bind this user right now.
-    pub fn effective_plan(&self, user: &User) -> &Plan {
+    /// The plan whose limits bind this account right now.
+    pub fn effective_plan(&self, account: &Account) -> &Plan {
         self.catalog
-            .plan(user.subscription.effective_plan(self.clock.now()))
+            .plan(account.subscription.effective_plan(self.clock.now()))
     }
 }

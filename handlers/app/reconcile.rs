@@ -1,13 +1,13 @@
 //! The safety net for lost webhooks: subscriptions that look stale are
-//! re-read from Stripe and repaired, so a missed event cannot leave a user
+//! re-read from Stripe and repaired, so a missed event cannot leave an account
 //! on the wrong plan for longer than one run of the timer.
 
+use crate::domain::account::AccountId;
 use crate::domain::ports::CheckoutStatus;
-use crate::domain::user::UserId;
 
 use super::{AppError, Billing};
 
-/// Users looked at per run; the most overdue come first and the next run
+/// Accounts looked at per run; the most overdue come first and the next run
 /// takes the rest.
 const BATCH: usize = 500;
 
@@ -24,13 +24,13 @@ impl Billing {
         let stale = self.store.stale_subscriptions(now, BATCH).await?;
         let mut report = ReconcileReport::default();
         let cause = format!("reconcile:{}", now.timestamp());
-        for user_id in stale {
+        for account_id in stale {
             report.checked += 1;
-            match self.reconcile_user(user_id, &cause).await {
+            match self.reconcile_account(account_id, &cause).await {
                 Ok(true) => report.repaired += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(user_id = %user_id, error = %e, "reconcile: repair failed");
+                    tracing::warn!(account_id = %account_id, error = %e, "reconcile: repair failed");
                     report.failed += 1;
                 }
             }
@@ -44,14 +44,18 @@ impl Billing {
         Ok(report)
     }
 
-    /// Re-reads one user's checkout and subscription from Stripe. `true`
-    /// when that changed the user; otherwise the user is marked as looked
+    /// Re-reads one account's checkout and subscription from Stripe. `true`
+    /// when that changed the account; otherwise the account is marked as looked
     /// at, so it is not re-read every run.
-    async fn reconcile_user(&self, user_id: UserId, cause: &str) -> Result<bool, AppError> {
-        let Some(user) = self.store.user_by_id(user_id).await? else {
+    async fn reconcile_account(
+        &self,
+        account_id: AccountId,
+        cause: &str,
+    ) -> Result<bool, AppError> {
+        let Some(account) = self.store.account_by_id(account_id).await? else {
             return Ok(false);
         };
-        let before = user.value.subscription.clone();
+        let before = account.value.subscription.clone();
         let mut subscription_id = before.stripe_subscription_id.clone();
         if let Some(session) = &before.checkout_session_id {
             let checkout = self
@@ -61,13 +65,13 @@ impl Billing {
                 .map_err(AppError::Payments)?;
             match (checkout.status, checkout.subscription_id) {
                 // Paid, and its webhook never came: take its subscription
-                // unless the user already has one.
+                // unless the account already has one.
                 (CheckoutStatus::Complete, Some(paid)) if subscription_id.is_none() => {
                     subscription_id = Some(paid)
                 }
                 (CheckoutStatus::Expired, _) => {
                     let expired = session.clone();
-                    self.update_user(user_id, move |u| {
+                    self.update_account(account_id, move |u| {
                         if u.subscription.checkout_session_id.as_ref() == Some(&expired) {
                             u.subscription.checkout_session_id = None;
                             u.subscription.checkout_started_at = None;
@@ -80,14 +84,16 @@ impl Billing {
             }
         }
         if let Some(id) = subscription_id {
-            let after = self.sync_subscription(user_id, &id, cause).await?;
+            let after = self.sync_subscription(account_id, &id, cause).await?;
             if after.subscription != before {
                 return Ok(true);
             }
         }
         let now = self.clock.now();
-        self.update_user(user_id, move |u| u.subscription.reconciled_at = Some(now))
-            .await?;
+        self.update_account(account_id, move |u| {
+            u.subscription.reconciled_at = Some(now)
+        })
+        .await?;
         Ok(false)
     }
 }

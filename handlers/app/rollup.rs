@@ -1,8 +1,8 @@
 //! The daily usage rollup (a timer, UTC): each day's usage becomes monthly
-//! summaries, and users crossing 80% or 100% of a monthly limit are warned,
+//! summaries, and accounts crossing 80% or 100% of a monthly limit are warned,
 //! once per threshold per month. Days are rolled in order from the last one
 //! done, so a missed run (or a `IsPastDue` one) catches up, and a day is only
-//! marked done once all its users are, so a crash redoes it, harmlessly:
+//! marked done once all its accounts are, so a crash redoes it, harmlessly:
 //! summaries are recomputed, not added to, and warnings are insert-if-absent.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use crate::domain::usage::{thresholds_reached, Metric, MonthlySummary, Period, W
 
 use super::{AppError, Billing};
 
-/// Users per store call: memory stays flat however many users there are.
+/// Users per store call: memory stays flat however many accounts there are.
 const PAGE: usize = 1000;
 /// A first run, or a long outage, rolls at most this many days back.
 const MAX_CATCH_UP_DAYS: i64 = 35;
@@ -61,7 +61,7 @@ impl Billing {
                 .roll_up_day(day_window, month, after, PAGE)
                 .await?;
             let Some(last) = page.last() else { break };
-            after = Some(last.user_id);
+            after = Some(last.account_id);
             summaries += page.len();
             for summary in &page {
                 warnings += self.warn_if_near_limits(summary).await?;
@@ -74,23 +74,24 @@ impl Billing {
     }
 
     async fn warn_if_near_limits(&self, summary: &MonthlySummary) -> Result<usize, AppError> {
-        let Some(user) = self.store.user_by_id(summary.user_id).await? else {
+        let Some(account) = self.store.account_by_id(summary.account_id).await? else {
             return Ok(0);
         };
-        let plan = self.effective_plan(&user.value);
+        let plan = self.effective_plan(&account.value);
         let metric = Metric::Documents;
         let limit = metric.limit(&plan.limits);
         let month = summary.month.start.format("%Y-%m");
         let messages: Vec<OutboxMessage> = thresholds_reached(summary.documents, limit)
             .into_iter()
             .map(|percent| OutboxMessage {
-                // Once per user, limit, month and threshold.
+                // Once per account, limit, month and threshold.
                 id: format!(
                     "{}:quota:{}:{month}:{percent}",
-                    user.value.id,
+                    account.value.id,
                     metric.limit_name()
                 ),
-                user_id: user.value.id,
+                account_id: account.value.id,
+                to: None,
                 kind: EmailKind::QuotaWarning,
                 data: BTreeMap::from([
                     ("plan".to_owned(), plan.name.to_owned()),

@@ -1,11 +1,12 @@
 //! Paid subscriptions: checkout, plan changes, cancellation, the customer
-//! portal and invoices. Stripe's state is the truth; every write of it to a
-//! user is conditional on the user not having changed since it was read.
+//! portal and invoices. Stripe's state is the truth; every write of it to an
+//! account is conditional on the account not having changed since it was read.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::account::{Account, AccountId, Action};
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
@@ -16,10 +17,9 @@ use crate::domain::subscription::{
     change_direction, proration_date, ChangeDirection, RemoteSubscription, ScheduledChange,
     Transition,
 };
-use crate::domain::user::{User, UserId};
 
 use super::accounts::{parse_interval, parse_plan};
-use super::{AppError, Billing};
+use super::{Acting, AppError, Billing};
 
 /// Attempts at a conditional write before giving up with 503.
 const WRITE_ATTEMPTS: usize = 8;
@@ -38,7 +38,7 @@ pub enum Upgrade {
     /// No live subscription: pay at this checkout first.
     Checkout(CheckoutSession),
     /// The live subscription now sells the new plan.
-    Changed(Box<User>),
+    Changed(Box<Account>),
 }
 
 /// One page of invoices, newest first.
@@ -48,7 +48,7 @@ pub struct InvoicePage {
 }
 
 impl Billing {
-    /// Plans a user can buy without talking to sales, at a price that exists.
+    /// Plans a account can buy without talking to sales, at a price that exists.
     pub(super) fn check_self_serve(
         &self,
         plan_id: PlanId,
@@ -73,14 +73,14 @@ impl Billing {
         Ok(())
     }
 
-    /// Makes sure the user has a Stripe customer (stored before anything
+    /// Makes sure the account has a Stripe customer (stored before anything
     /// else uses it) and a checkout for the plan. A pending checkout for the
     /// same plan is handed back (a second click or tab pays the same
     /// session); one for another plan is expired first, so no two checkouts
     /// can both be paid.
     pub(super) async fn begin_checkout(
         &self,
-        mut user: User,
+        mut account: Account,
         etag: Etag,
         plan_id: PlanId,
         interval: BillingInterval,
@@ -88,7 +88,7 @@ impl Billing {
     ) -> Result<CheckoutSession, AppError> {
         // Fixed before any write below, so retries of this request share it.
         let attempt = format!("{attempt}:{}", etag.0);
-        if let Some(pending) = user.subscription.checkout_session_id.clone() {
+        if let Some(pending) = account.subscription.checkout_session_id.clone() {
             let session = self
                 .payments
                 .checkout(&pending)
@@ -119,29 +119,33 @@ impl Billing {
                 CheckoutStatus::Expired => {}
             }
         }
-        let customer_id = match user.subscription.stripe_customer_id.clone() {
+        let customer_id = match account.subscription.stripe_customer_id.clone() {
             Some(id) => id,
             None => {
                 let id = self
                     .payments
-                    .create_customer(user.id, &user.email, user.name.as_str())
+                    .create_customer(account.id, &account.billing_email, &account.name)
                     .await
                     .map_err(AppError::Payments)?;
-                user = self
-                    .update_user(user.id, |u| {
-                        u.subscription
+                account = self
+                    .update_account(account.id, |a| {
+                        a.subscription
                             .stripe_customer_id
                             .get_or_insert_with(|| id.clone());
                     })
                     .await?
                     .value;
-                user.subscription.stripe_customer_id.clone().unwrap_or(id)
+                account
+                    .subscription
+                    .stripe_customer_id
+                    .clone()
+                    .unwrap_or(id)
             }
         };
         let checkout = self
             .payments
             .start_checkout(&CheckoutRequest {
-                user_id: user.id,
+                account_id: account.id,
                 customer_id,
                 plan_id,
                 interval,
@@ -151,27 +155,27 @@ impl Billing {
             .map_err(AppError::Payments)?;
         let session_id = checkout.id.clone();
         let now = self.clock.now();
-        self.update_user(user.id, move |u| {
+        self.update_account(account.id, move |a| {
             // A repeated click gets the same session: keep its start time.
-            if u.subscription.checkout_session_id.as_ref() != Some(&session_id) {
-                u.subscription.checkout_session_id = Some(session_id.clone());
-                u.subscription.checkout_started_at = Some(now);
+            if a.subscription.checkout_session_id.as_ref() != Some(&session_id) {
+                a.subscription.checkout_session_id = Some(session_id.clone());
+                a.subscription.checkout_started_at = Some(now);
             }
         })
         .await?;
         Ok(checkout)
     }
 
-    /// Reads, changes and conditionally writes the user, retrying when
+    /// Reads, changes and conditionally writes the account, retrying when
     /// someone else wrote in between. Never a lost update.
-    pub(super) async fn update_user(
+    pub(super) async fn update_account(
         &self,
-        id: UserId,
-        change: impl Fn(&mut User),
-    ) -> Result<Versioned<User>, AppError> {
+        id: AccountId,
+        change: impl Fn(&mut Account),
+    ) -> Result<Versioned<Account>, AppError> {
         for _ in 0..WRITE_ATTEMPTS {
             let current =
-                self.store.user_by_id(id).await?.ok_or_else(|| {
+                self.store.account_by_id(id).await?.ok_or_else(|| {
                     AppError::Unauthenticated("the account no longer exists".into())
                 })?;
             let mut next = current.value.clone();
@@ -179,7 +183,7 @@ impl Billing {
             if next == current.value {
                 return Ok(current);
             }
-            match self.store.replace_user(&next, &current.etag).await {
+            match self.store.replace_account(&next, &current.etag).await {
                 Ok(etag) => return Ok(Versioned { value: next, etag }),
                 Err(StoreError::VersionConflict) => continue,
                 Err(e) => return Err(e.into()),
@@ -188,19 +192,19 @@ impl Billing {
         Err(AppError::Store(StoreError::VersionConflict))
     }
 
-    /// Writes Stripe's view of a subscription to its user, with the emails
-    /// the change deserves, in one conditional write. The user is read
+    /// Writes Stripe's view of a subscription to its account, with the emails
+    /// the change deserves, in one conditional write. The account is read
     /// before Stripe is, every attempt: a write based on older Stripe state
     /// than another writer's loses the race and is redone with fresh state.
     pub(super) async fn sync_subscription(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         subscription_id: &str,
         cause: &str,
-    ) -> Result<User, AppError> {
+    ) -> Result<Account, AppError> {
         for _ in 0..WRITE_ATTEMPTS {
             let current =
-                self.store.user_by_id(user_id).await?.ok_or_else(|| {
+                self.store.account_by_id(account_id).await?.ok_or_else(|| {
                     AppError::Unauthenticated("the account no longer exists".into())
                 })?;
             let remote = self
@@ -221,15 +225,15 @@ impl Billing {
             if next == current.value.subscription {
                 return Ok(current.value);
             }
-            let mut user = current.value.clone();
-            user.subscription = next;
-            let messages = self.emails_for(&user, &transitions, cause, now);
+            let mut account = current.value.clone();
+            account.subscription = next;
+            let messages = self.emails_for(&account, &transitions, cause, now);
             match self
                 .store
-                .replace_user_and_enqueue(&user, &current.etag, &messages)
+                .replace_account_and_enqueue(&account, &current.etag, &messages)
                 .await
             {
-                Ok(_) => return Ok(user),
+                Ok(_) => return Ok(account),
                 Err(StoreError::VersionConflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -237,21 +241,21 @@ impl Billing {
         Err(AppError::Store(StoreError::VersionConflict))
     }
 
-    /// A second live subscription for a user who already has one can only
+    /// A second live subscription for a account who already has one can only
     /// come from a second paid checkout; it must not keep billing.
     async fn refuse_duplicate(
         &self,
-        user: &User,
+        account: &Account,
         remote: &RemoteSubscription,
     ) -> Result<(), AppError> {
-        let current = user.subscription.stripe_subscription_id.as_deref();
+        let current = account.subscription.stripe_subscription_id.as_deref();
         if remote.has_ended() || current.is_none() || current == Some(remote.id.as_str()) {
             return Ok(());
         }
         tracing::error!(
-            user_id = %user.id,
+            account_id = %account.id,
             duplicate = %remote.id,
-            "a second live subscription for one user: canceling it"
+            "a second live subscription for one account: canceling it"
         );
         self.payments
             .cancel_now(&remote.id)
@@ -261,7 +265,7 @@ impl Billing {
 
     fn emails_for(
         &self,
-        user: &User,
+        account: &Account,
         transitions: &[Transition],
         cause: &str,
         now: DateTime<Utc>,
@@ -271,7 +275,7 @@ impl Billing {
             .iter()
             .filter_map(|t| {
                 let mut data =
-                    BTreeMap::from([("plan".to_owned(), plan_name(user.subscription.plan_id))]);
+                    BTreeMap::from([("plan".to_owned(), plan_name(account.subscription.plan_id))]);
                 let kind = match t {
                     Transition::Activated { plan } => {
                         data.insert("plan".into(), plan_name(*plan));
@@ -296,16 +300,17 @@ impl Billing {
                     // Sent from the invoice, which has the amount and the link to pay.
                     Transition::PaymentFailed { .. } | Transition::PaymentRecovered => return None,
                 };
-                if let Some(p) = user.subscription.current_period_end {
+                if let Some(p) = account.subscription.current_period_end {
                     data.insert("period_end".into(), p.to_rfc3339());
                 }
                 Some(OutboxMessage {
                     id: format!(
                         "{}:{cause}:{}",
-                        user.id,
+                        account.id,
                         serde_json::to_value(kind).ok()?.as_str()?
                     ),
-                    user_id: user.id,
+                    account_id: account.id,
+                    to: None,
                     kind,
                     data,
                     created_at: now,
@@ -315,8 +320,11 @@ impl Billing {
     }
 
     /// The live subscription as Stripe has it now, or `None`.
-    async fn live_subscription(&self, user: &User) -> Result<Option<RemoteSubscription>, AppError> {
-        let Some(id) = user.subscription.stripe_subscription_id.as_deref() else {
+    async fn live_subscription(
+        &self,
+        account: &Account,
+    ) -> Result<Option<RemoteSubscription>, AppError> {
+        let Some(id) = account.subscription.stripe_subscription_id.as_deref() else {
             return Ok(None);
         };
         let remote = self
@@ -334,17 +342,20 @@ impl Billing {
     /// downgrade is pending: the downgrade is dropped.
     pub async fn upgrade(
         &self,
-        caller: &Versioned<User>,
+        acting: &Acting,
         plan_raw: &str,
         interval_raw: Option<&str>,
         quoted: Option<DateTime<Utc>>,
     ) -> Result<Upgrade, AppError> {
+        acting.require(Action::ManageBilling)?;
+        let caller = &acting.account;
         let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
-        let user = &caller.value;
-        let Some(remote) = self.live_subscription(user).await? else {
+        let account = &caller.value;
+        self.check_seats_fit(account.id, plan_id).await?;
+        let Some(remote) = self.live_subscription(account).await? else {
             let checkout = self
                 .begin_checkout(
-                    user.clone(),
+                    account.clone(),
                     caller.etag.clone(),
                     plan_id,
                     interval,
@@ -384,14 +395,21 @@ impl Billing {
                         .map_err(AppError::Payments)?;
                 }
                 self.payments
-                    .change_plan(user.id, &remote, plan_id, interval, attempt, prorate_from)
+                    .change_plan(
+                        account.id,
+                        &remote,
+                        plan_id,
+                        interval,
+                        attempt,
+                        prorate_from,
+                    )
                     .await
                     .map_err(AppError::Payments)?;
             }
             ChangeDirection::Down => {
                 let scheduled = self
                     .payments
-                    .schedule_change(user.id, &remote, plan_id, interval, attempt)
+                    .schedule_change(account.id, &remote, plan_id, interval, attempt)
                     .await
                     .map_err(AppError::Payments)?;
                 let change = ScheduledChange {
@@ -399,26 +417,31 @@ impl Billing {
                     billing_interval: interval,
                     effective_at: scheduled.current_period_end,
                 };
-                self.update_user(user.id, move |u| {
-                    u.subscription.scheduled_change = Some(change.clone())
+                self.update_account(account.id, move |a| {
+                    a.subscription.scheduled_change = Some(change.clone())
                 })
                 .await?;
             }
         }
-        let user = self.sync_subscription(user.id, &remote.id, &cause).await?;
-        Ok(Upgrade::Changed(Box::new(user)))
+        let account = self
+            .sync_subscription(account.id, &remote.id, &cause)
+            .await?;
+        Ok(Upgrade::Changed(Box::new(account)))
     }
 
-    /// What the change would bill now, before the user commits to it, and
+    /// What the change would bill now, before the account commits to it, and
     /// the moment it is priced at: the change made with that
     /// `proration_date` (within `PRORATION_QUOTE_VALIDITY`) bills the same.
     pub async fn preview_change(
         &self,
-        user: &User,
+        acting: &Acting,
         plan_raw: &str,
         interval_raw: Option<&str>,
     ) -> Result<PlanChangeQuote, AppError> {
+        acting.require(Action::ManageBilling)?;
+        let account = &acting.account.value;
         let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
+        self.check_seats_fit(account.id, plan_id).await?;
         // Whole seconds: Stripe's timestamps have no finer grain.
         let now = self.clock.now();
         let priced_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
@@ -428,7 +451,7 @@ impl Billing {
             due,
             proration_date: priced_at,
         };
-        let Some(remote) = self.live_subscription(user).await? else {
+        let Some(remote) = self.live_subscription(account).await? else {
             let price = self.catalog.plan(plan_id).price(interval).map(|p| p.money);
             return Ok(quote(price.unwrap_or(Money::usd_cents(0))));
         };
@@ -444,6 +467,21 @@ impl Billing {
             .await
             .map_err(AppError::Payments)?;
         Ok(quote(due))
+    }
+
+    /// A plan with fewer seats than the account has members is refused,
+    /// saying how many must go.
+    async fn check_seats_fit(&self, account: AccountId, plan_id: PlanId) -> Result<(), AppError> {
+        let limit = self.catalog.plan(plan_id).limits.team_members;
+        let over = self.members_over(account, limit).await?;
+        match limit {
+            Some(limit) if over > 0 => Err(AppError::TooManyMembers {
+                plan: plan_id,
+                members: limit + over,
+                limit,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn parse_target(
@@ -474,11 +512,13 @@ impl Billing {
 
     pub async fn cancel_at_period_end(
         &self,
-        caller: &Versioned<User>,
+        acting: &Acting,
         cancel: bool,
-    ) -> Result<User, AppError> {
-        let user = &caller.value;
-        let Some(remote) = self.live_subscription(user).await? else {
+    ) -> Result<Account, AppError> {
+        acting.require(Action::ManageBilling)?;
+        let caller = &acting.account;
+        let account = &caller.value;
+        let Some(remote) = self.live_subscription(account).await? else {
             return Err(AppError::invalid(
                 "subscription",
                 "there is no paid subscription to change",
@@ -487,7 +527,7 @@ impl Billing {
         if remote.cancel_at_period_end == cancel {
             // Already as asked: answer with the state as Stripe has it.
             let cause = format!("sync:{}:{}", remote.id, caller.etag.0);
-            return self.sync_subscription(user.id, &remote.id, &cause).await;
+            return self.sync_subscription(account.id, &remote.id, &cause).await;
         }
         // Canceling outranks a pending downgrade (Stripe refuses both at once).
         if let (true, Some(schedule)) = (cancel, &remote.schedule_id) {
@@ -498,7 +538,7 @@ impl Billing {
         }
         let changed = self
             .payments
-            .set_cancel_at_period_end(user.id, &remote.id, cancel, &caller.etag.0)
+            .set_cancel_at_period_end(account.id, &remote.id, cancel, &caller.etag.0)
             .await
             .map_err(AppError::Payments)?;
         let cause = format!(
@@ -507,11 +547,14 @@ impl Billing {
             remote.id,
             caller.etag.0
         );
-        self.sync_subscription(user.id, &changed.id, &cause).await
+        self.sync_subscription(account.id, &changed.id, &cause)
+            .await
     }
 
-    pub async fn portal_url(&self, user: &User) -> Result<String, AppError> {
-        let customer = user
+    pub async fn portal_url(&self, acting: &Acting) -> Result<String, AppError> {
+        acting.require(Action::ManageBilling)?;
+        let account = &acting.account.value;
+        let customer = account
             .subscription
             .stripe_customer_id
             .as_deref()
@@ -524,11 +567,13 @@ impl Billing {
 
     pub async fn invoices(
         &self,
-        user: &User,
+        acting: &Acting,
         limit: usize,
         starting_after: Option<&str>,
     ) -> Result<InvoicePage, AppError> {
-        let all = self.store.invoices(user.id, self.clock.now()).await?;
+        acting.require(Action::Use)?;
+        let account = &acting.account.value;
+        let all = self.store.invoices(account.id, self.clock.now()).await?;
         let start = match starting_after {
             Some(id) => all
                 .iter()

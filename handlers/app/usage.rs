@@ -2,17 +2,17 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use crate::domain::account::{Account, Action};
 use crate::domain::plan::{ExportFormat, Feature, Limit, PlanId};
 use crate::domain::usage::{
     check_gate, ConsumeGate, Metric, MetricKind, QuotaDenial, UsageIncrement, UsageKey,
     UsageOutcome, Window, MAX_QUANTITY,
 };
-use crate::domain::user::User;
 
-use super::{AppError, Billing};
+use super::{Acting, AppError, Billing};
 
 /// What KRAFTD's document service reports: a counter's increase, or a
-/// gauge's change (negative frees storage or seats).
+/// gauge's change (negative frees storage).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = ConsumeRequest)]
@@ -54,16 +54,24 @@ impl MeterReading {
 pub type UsageLine = MeterReading;
 
 impl Billing {
-    /// Counts one API call for the caller, refusing it past the daily limit.
-    pub async fn meter_api_call(&self, user: &User) -> Result<MeterReading, AppError> {
-        self.record(user, Metric::ApiCalls, 1).await
+    /// Counts one API call for the account, refusing it past the daily limit.
+    pub async fn meter_api_call(&self, account: &Account) -> Result<MeterReading, AppError> {
+        self.record(account, Metric::ApiCalls, 1).await
     }
 
     pub async fn consume(
         &self,
-        user: &User,
+        acting: &Acting,
         input: ConsumeInput,
     ) -> Result<MeterReading, AppError> {
+        acting.require(Action::Use)?;
+        let account = &acting.account.value;
+        if input.metric == Metric::TeamMembers {
+            return Err(AppError::invalid(
+                "metric",
+                "team_members is counted from the account's members and invitations, not reported",
+            ));
+        }
         if input.quantity.unsigned_abs() > MAX_QUANTITY.unsigned_abs() {
             return Err(AppError::invalid(
                 "quantity",
@@ -97,7 +105,7 @@ impl Billing {
             }
             _ => {}
         }
-        let plan = self.effective_plan(user);
+        let plan = self.effective_plan(account);
         let gate = ConsumeGate {
             feature: input.feature,
             format: input.format,
@@ -107,23 +115,23 @@ impl Billing {
             plan: plan.id,
             upgrade_to: plan.id.next_tier(),
         })?;
-        self.record(user, input.metric, input.quantity).await
+        self.record(account, input.metric, input.quantity).await
     }
 
     async fn record(
         &self,
-        user: &User,
+        account: &Account,
         metric: Metric,
         amount: i64,
     ) -> Result<MeterReading, AppError> {
         let now = self.clock.now();
-        let plan = self.effective_plan(user);
+        let plan = self.effective_plan(account);
         let limit = metric.limit(&plan.limits);
         let key = UsageKey::current(metric, now);
         let outcome = self
             .store
             .increment_usage(&UsageIncrement {
-                user_id: user.id,
+                account_id: account.id,
                 key,
                 amount,
                 limit,
@@ -158,15 +166,24 @@ impl Billing {
         }
     }
 
-    /// Usage against limits for the current windows, every metric.
-    pub async fn usage_report(&self, user: &User) -> Result<Vec<UsageLine>, AppError> {
+    /// Usage against limits for the current windows, every metric; seats
+    /// are the account's members and pending invitations.
+    pub async fn usage_report(&self, acting: &Acting) -> Result<Vec<UsageLine>, AppError> {
+        acting.require(Action::Use)?;
+        let account = &acting.account.value;
         let now = self.clock.now();
-        let plan = self.effective_plan(user);
+        let plan = self.effective_plan(account);
         let keys: Vec<UsageKey> = Metric::ALL
             .iter()
             .map(|m| UsageKey::current(*m, now))
             .collect();
-        let totals = self.store.usage(user.id, &keys).await?;
+        let mut totals = self.store.usage(account.id, &keys).await?;
+        let seats = self.seats(account.id).await?.used();
+        for (key, total) in keys.iter().zip(totals.iter_mut()) {
+            if key.metric == Metric::TeamMembers {
+                *total = seats;
+            }
+        }
         Ok(keys
             .iter()
             .zip(totals)

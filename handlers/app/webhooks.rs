@@ -7,9 +7,9 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use crate::domain::account::{Account, AccountId};
 use crate::domain::ports::{PaymentsError, ProviderEvent, RemoteInvoice};
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage, Payment};
-use crate::domain::user::{User, UserId};
 
 use super::{AppError, Billing};
 
@@ -76,7 +76,7 @@ impl Billing {
     /// change on a retry: acknowledge it (and log) rather than have Stripe
     /// retry for three days. Unavailability still fails, so Stripe retries.
     async fn apply_event(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
-        match self.apply_event_to_user(event).await {
+        match self.apply_event_to_account(event).await {
             Err(AppError::Payments(
                 e @ (PaymentsError::Rejected { .. } | PaymentsError::NotFound { .. }),
             )) => {
@@ -87,7 +87,10 @@ impl Billing {
         }
     }
 
-    async fn apply_event_to_user(&self, event: &ProviderEvent) -> Result<WebhookOutcome, AppError> {
+    async fn apply_event_to_account(
+        &self,
+        event: &ProviderEvent,
+    ) -> Result<WebhookOutcome, AppError> {
         let kind = event.kind.as_str();
         if event.object_id.is_empty() {
             if handled_event_types().any(|t| t == kind) {
@@ -97,7 +100,7 @@ impl Billing {
         }
         if kind == CHECKOUT_COMPLETED {
             // Whose it is, from the event alone; only then ask Stripe.
-            let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
+            let Some(account) = self.account_of_customer(event.customer.as_deref()).await? else {
                 return Ok(WebhookOutcome::Ignored);
             };
             let session = self
@@ -106,36 +109,36 @@ impl Billing {
                 .await
                 .map_err(AppError::Payments)?;
             let by_metadata = session
-                .user_id
+                .account_id
                 .as_deref()
                 .and_then(|u| Uuid::from_str(u).ok())
-                .map(UserId);
-            if by_metadata.is_some_and(|id| id != user.id) {
-                tracing::error!(event_id = %event.id, "checkout metadata names another user than its customer");
+                .map(AccountId);
+            if by_metadata.is_some_and(|id| id != account.id) {
+                tracing::error!(event_id = %event.id, "checkout metadata names another account than its customer");
                 return Ok(WebhookOutcome::Ignored);
             }
             let Some(sub) = session.subscription_id else {
                 return Ok(WebhookOutcome::Ignored);
             };
-            self.sync_subscription(user.id, &sub, &event.id).await?;
+            self.sync_subscription(account.id, &sub, &event.id).await?;
             return Ok(WebhookOutcome::Applied);
         }
         if SUBSCRIPTION_EVENTS.contains(&kind) {
-            let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
+            let Some(account) = self.account_of_customer(event.customer.as_deref()).await? else {
                 return Ok(WebhookOutcome::Ignored);
             };
-            let user = self
-                .sync_subscription(user.id, &event.object_id, &event.id)
+            let account = self
+                .sync_subscription(account.id, &event.object_id, &event.id)
                 .await?;
             if kind == "customer.subscription.trial_will_end" {
                 self.store
-                    .enqueue(&[self.trial_ending_email(&user, &event.id)])
+                    .enqueue(&[self.trial_ending_email(&account, &event.id)])
                     .await?;
             }
             return Ok(WebhookOutcome::Applied);
         }
         if INVOICE_EVENTS.contains(&kind) {
-            let Some(user) = self.user_of_customer(event.customer.as_deref()).await? else {
+            let Some(account) = self.account_of_customer(event.customer.as_deref()).await? else {
                 return Ok(WebhookOutcome::Ignored);
             };
             let invoice = self
@@ -144,7 +147,7 @@ impl Billing {
                 .await
                 .map_err(AppError::Payments)?;
             if invoice.customer_id
-                != user
+                != account
                     .subscription
                     .stripe_customer_id
                     .clone()
@@ -152,9 +155,9 @@ impl Billing {
             {
                 return Ok(WebhookOutcome::Ignored);
             }
-            self.record_invoice(&user, &invoice, kind).await?;
+            self.record_invoice(&account, &invoice, kind).await?;
             if let Some(sub) = &invoice.subscription_id {
-                self.sync_subscription(user.id, sub, &event.id).await?;
+                self.sync_subscription(account.id, sub, &event.id).await?;
             }
             return Ok(WebhookOutcome::Applied);
         }
@@ -162,50 +165,57 @@ impl Billing {
         Ok(WebhookOutcome::Ignored)
     }
 
-    fn trial_ending_email(&self, user: &User, event_id: &str) -> OutboxMessage {
+    fn trial_ending_email(&self, account: &Account, event_id: &str) -> OutboxMessage {
         let mut data = BTreeMap::from([(
             "plan".to_owned(),
-            self.catalog.plan(user.subscription.plan_id).name.to_owned(),
+            self.catalog
+                .plan(account.subscription.plan_id)
+                .name
+                .to_owned(),
         )]);
-        if let Some(end) = user.subscription.trial_end {
+        if let Some(end) = account.subscription.trial_end {
             data.insert("trial_end".into(), end.to_rfc3339());
         }
         OutboxMessage {
-            id: format!("{}:{event_id}:trial_ending", user.id),
-            user_id: user.id,
+            id: format!("{}:{event_id}:trial_ending", account.id),
+            account_id: account.id,
+            to: None,
             kind: EmailKind::TrialEnding,
             data,
             created_at: self.clock.now(),
         }
     }
 
-    async fn user_of_customer(&self, customer: Option<&str>) -> Result<Option<User>, AppError> {
+    async fn account_of_customer(
+        &self,
+        customer: Option<&str>,
+    ) -> Result<Option<Account>, AppError> {
         let Some(customer) = customer else {
             return Ok(None);
         };
-        let user = self
+        let account = self
             .store
-            .user_by_stripe_customer(customer)
+            .account_by_stripe_customer(customer)
             .await?
             .map(|u| u.value);
-        if user.is_none() {
-            tracing::warn!(customer, "webhook about a customer no user has");
+        if account.is_none() {
+            tracing::warn!(customer, "webhook about a customer no account has");
         }
-        Ok(user)
+        Ok(account)
     }
 
     /// The invoice as Stripe has it now, the payment when it is paid, and
     /// the receipt or payment-failed email, each idempotent by invoice id.
     async fn record_invoice(
         &self,
-        user: &User,
+        account: &Account,
         remote: &RemoteInvoice,
         kind: &str,
     ) -> Result<(), AppError> {
         let now = self.clock.now();
         let invoice = Invoice {
             id: remote.id.clone(),
-            user_id: user.id,
+            account_id: account.id,
             number: remote.number.clone(),
             amount_due: remote.amount_due,
             amount_paid: remote.amount_paid,
@@ -229,15 +239,19 @@ impl Billing {
             ("currency".to_owned(), "usd".to_owned()),
             (
                 "plan".to_owned(),
-                self.catalog.plan(user.subscription.plan_id).name.to_owned(),
+                self.catalog
+                    .plan(account.subscription.plan_id)
+                    .name
+                    .to_owned(),
             ),
         ]);
         if let Some(url) = &remote.hosted_invoice_url {
             data.insert("invoice_url".into(), url.clone());
         }
         let email = |kind: EmailKind, tag: &str| OutboxMessage {
-            id: format!("{}:{}:{tag}", user.id, remote.id),
-            user_id: user.id,
+            id: format!("{}:{}:{tag}", account.id, remote.id),
+            account_id: account.id,
+            to: None,
             kind,
             data: data.clone(),
             created_at: now,
@@ -246,7 +260,7 @@ impl Billing {
             self.store
                 .record_payment(&Payment {
                     id: remote.id.clone(),
-                    user_id: user.id,
+                    account_id: account.id,
                     amount: remote.amount_paid,
                     status: "succeeded".into(),
                     description: format!(

@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::app::{RegisterInput, Registered, Session};
+use crate::app::{self, RegisterInput, Registered, Session};
+use crate::domain::account::Role;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::user::User;
 
-use super::billing::{Checkout, SubscriptionState};
+use super::billing::Checkout;
 use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
 use super::openapi::JsonBodyErrors;
@@ -19,7 +20,7 @@ use super::AppState;
 // Deliberately no Debug: it holds a password. Plan and interval arrive as
 // text so a wrong one is a 422 naming the field; the schema lists the
 // values that are accepted.
-/// A new account and the plan it starts on.
+/// A new user, with their own account on the plan it starts on.
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
     email: String,
@@ -44,49 +45,44 @@ pub struct LoginRequest {
     password: String,
 }
 
-/// The user as clients see it: no password hash, no payment-provider ids.
+/// The user as clients see it: no password hash.
 #[derive(Serialize, ToSchema)]
-pub struct Account {
+pub struct UserProfile {
     id: Uuid,
     email: String,
     name: String,
     created_at: DateTime<Utc>,
-    subscription: AccountSubscription,
 }
 
-/// The subscription as stored on the account. `GET /api/billing/subscription`
-/// adds the plan's details and the plan in effect now.
-#[derive(Serialize, ToSchema)]
-pub struct AccountSubscription {
-    plan_id: PlanId,
-    /// The same as `plan_id`: plans are tiers.
-    tier: PlanId,
-    #[schema(required = true)]
-    start_date: Option<DateTime<Utc>>,
-    #[schema(required = true)]
-    end_date: Option<DateTime<Utc>>,
-    #[schema(required = true)]
-    trial_end: Option<DateTime<Utc>>,
-    #[serde(flatten)]
-    state: SubscriptionState,
-}
-
-impl From<&User> for Account {
+impl From<&User> for UserProfile {
     fn from(user: &User) -> Self {
-        let s = &user.subscription;
         Self {
             id: user.id.0,
             email: user.email.as_str().to_owned(),
             name: user.name.as_str().to_owned(),
             created_at: user.created_at,
-            subscription: AccountSubscription {
-                plan_id: s.plan_id,
-                tier: s.plan_id,
-                start_date: s.start_date,
-                end_date: s.end_date,
-                trial_end: s.trial_end,
-                state: s.into(),
-            },
+        }
+    }
+}
+
+/// An account the caller belongs to, and their role in it. Send its `id`
+/// as `X-Account-Id` to act on it.
+#[derive(Serialize, ToSchema)]
+pub struct AccountSummary {
+    id: Uuid,
+    name: String,
+    role: Role,
+    /// The plan the account subscribes to.
+    plan_id: PlanId,
+}
+
+impl From<&app::AccountSummary> for AccountSummary {
+    fn from(a: &app::AccountSummary) -> Self {
+        Self {
+            id: a.account.id.0,
+            name: a.account.name.clone(),
+            role: a.role,
+            plan_id: a.account.subscription.plan_id,
         }
     }
 }
@@ -99,7 +95,11 @@ pub struct TokenResponse {
     token_type: &'static str,
     /// Seconds until the token expires.
     expires_in: u64,
-    user: Account,
+    user: UserProfile,
+    /// The account requests act on without `X-Account-Id`: the one the user
+    /// owns, else their oldest membership; `null` when they belong to none.
+    #[schema(required = true)]
+    account: Option<AccountSummary>,
 }
 
 impl From<Session> for TokenResponse {
@@ -108,7 +108,8 @@ impl From<Session> for TokenResponse {
             access_token: s.access_token,
             token_type: "bearer",
             expires_in: s.expires_in,
-            user: Account::from(&s.user),
+            user: UserProfile::from(&s.user),
+            account: s.account.as_ref().map(AccountSummary::from),
         }
     }
 }

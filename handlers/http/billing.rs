@@ -9,16 +9,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::app::{AppError, InvoicePage, Upgrade, WebhookOutcome};
+use crate::domain::account::Account;
 use crate::domain::money::{format_decimal, Currency, Money};
 use crate::domain::plan::{BillingInterval, Limits, PlanId, Price};
 use crate::domain::ports::CheckoutSession;
 use crate::domain::records::Invoice;
 use crate::domain::subscription::{ScheduledChange, Subscription, SubscriptionStatus};
-use crate::domain::user::User;
 
 use super::error::{ApiError, ErrorResponse};
 use super::json::{unreadable, ApiJson};
-use super::metering::CurrentUser;
+use super::metering::CurrentMember;
 use super::openapi::JsonBodyErrors;
 use super::AppState;
 
@@ -105,8 +105,8 @@ pub struct BillingSubscription {
     state: SubscriptionState,
 }
 
-fn subscription_view(state: &AppState, user: &User) -> BillingSubscription {
-    let sub = &user.subscription;
+fn subscription_view(state: &AppState, account: &Account) -> BillingSubscription {
+    let sub = &account.subscription;
     let plan = state.billing.catalog().plan(sub.plan_id);
     BillingSubscription {
         plan: SubscribedPlan {
@@ -117,7 +117,7 @@ fn subscription_view(state: &AppState, user: &User) -> BillingSubscription {
             features: plan.features.clone(),
             limits: plan.limits.clone(),
         },
-        effective_plan: state.billing.effective_plan(user).id,
+        effective_plan: state.billing.effective_plan(account).id,
         pending_checkout_session_id: sub.checkout_session_id.clone(),
         state: sub.into(),
     }
@@ -129,9 +129,9 @@ pub struct SubscriptionChanged {
     subscription: BillingSubscription,
 }
 
-fn changed(state: &AppState, user: &User) -> Json<SubscriptionChanged> {
+fn changed(state: &AppState, account: &Account) -> Json<SubscriptionChanged> {
     Json(SubscriptionChanged {
-        subscription: subscription_view(state, user),
+        subscription: subscription_view(state, account),
     })
 }
 
@@ -144,9 +144,9 @@ fn changed(state: &AppState, user: &User) -> Json<SubscriptionChanged> {
 )]
 pub async fn subscription(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
 ) -> Json<BillingSubscription> {
-    Json(subscription_view(&state, &user.value))
+    Json(subscription_view(&state, &acting.account.value))
 }
 
 // Plan and interval arrive as text so a wrong one is a 422 naming the
@@ -185,13 +185,13 @@ pub struct PlanChangeRequest {
 )]
 pub async fn upgrade(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
     ApiJson(body): ApiJson<PlanChangeRequest>,
 ) -> Result<Response, ApiError> {
     let upgrade = state
         .billing
         .upgrade(
-            &user,
+            &acting,
             &body.new_plan_id,
             body.billing_interval.as_deref(),
             body.proration_date,
@@ -201,7 +201,7 @@ pub async fn upgrade(
         Upgrade::Checkout(checkout) => {
             (StatusCode::CREATED, Json(Checkout::from(&checkout))).into_response()
         }
-        Upgrade::Changed(user) => changed(&state, &user).into_response(),
+        Upgrade::Changed(account) => changed(&state, &account).into_response(),
     })
 }
 
@@ -232,7 +232,7 @@ pub struct PlanChangePreview {
 )]
 pub async fn preview_change(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
     ApiJson(body): ApiJson<PlanChangeRequest>,
 ) -> Result<Json<PlanChangePreview>, ApiError> {
     if body.proration_date.is_some() {
@@ -244,11 +244,7 @@ pub async fn preview_change(
     }
     let quote = state
         .billing
-        .preview_change(
-            &user.value,
-            &body.new_plan_id,
-            body.billing_interval.as_deref(),
-        )
+        .preview_change(&acting, &body.new_plan_id, body.billing_interval.as_deref())
         .await?;
     Ok(Json(PlanChangePreview {
         new_plan_id: quote.plan_id,
@@ -268,10 +264,10 @@ pub async fn preview_change(
 )]
 pub async fn cancel(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
 ) -> Result<Json<SubscriptionChanged>, ApiError> {
-    let user = state.billing.cancel_at_period_end(&user, true).await?;
-    Ok(changed(&state, &user))
+    let account = state.billing.cancel_at_period_end(&acting, true).await?;
+    Ok(changed(&state, &account))
 }
 
 /// Withdraw a pending cancellation
@@ -283,10 +279,10 @@ pub async fn cancel(
 )]
 pub async fn resume(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
 ) -> Result<Json<SubscriptionChanged>, ApiError> {
-    let user = state.billing.cancel_at_period_end(&user, false).await?;
-    Ok(changed(&state, &user))
+    let account = state.billing.cancel_at_period_end(&acting, false).await?;
+    Ok(changed(&state, &account))
 }
 
 /// A link to Stripe's customer portal.
@@ -307,9 +303,9 @@ pub struct PortalLink {
 )]
 pub async fn customer_portal(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
 ) -> Result<Json<PortalLink>, ApiError> {
-    let url = state.billing.portal_url(&user.value).await?;
+    let url = state.billing.portal_url(&acting).await?;
     Ok(Json(PortalLink { url }))
 }
 
@@ -392,7 +388,7 @@ pub struct InvoiceList {
 )]
 pub async fn invoices(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
     query: Result<Query<InvoiceQuery>, QueryRejection>,
 ) -> Result<Json<InvoiceList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::InvalidBody {
@@ -408,7 +404,7 @@ pub async fn invoices(
     }
     let InvoicePage { invoices, has_more } = state
         .billing
-        .invoices(&user.value, limit, q.starting_after.as_deref())
+        .invoices(&acting, limit, q.starting_after.as_deref())
         .await?;
     Ok(Json(InvoiceList {
         next_starting_after: if has_more {

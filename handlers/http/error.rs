@@ -144,6 +144,20 @@ pub enum ErrorCode {
     InvalidWebhook,
     /// 400
     NoBillingAccount,
+    /// 403: the caller's role in the account does not allow it
+    Forbidden,
+    /// 404: not an account the caller belongs to
+    AccountNotFound,
+    /// 404
+    MemberNotFound,
+    /// 404: used, withdrawn, expired or unknown
+    InvitationNotFound,
+    /// 409
+    AlreadyInvited,
+    /// 409
+    OwnerCannotBeRemoved,
+    /// 409: a plan change to fewer seats than members
+    TooManyMembers,
     /// 502
     PaymentProviderError,
     /// 503
@@ -307,6 +321,32 @@ fn app_parts(e: &AppError) -> Parts {
         }
         AppError::Webhook(_) => Parts::code(S::BAD_REQUEST, C::InvalidWebhook),
         AppError::NoBillingAccount => Parts::code(S::BAD_REQUEST, C::NoBillingAccount),
+        AppError::Forbidden(_) => Parts::code(S::FORBIDDEN, C::Forbidden),
+        AppError::AccountNotFound => Parts::code(S::NOT_FOUND, C::AccountNotFound),
+        AppError::MemberNotFound => Parts::code(S::NOT_FOUND, C::MemberNotFound),
+        AppError::InvitationNotFound => Parts::code(S::NOT_FOUND, C::InvitationNotFound),
+        AppError::AlreadyInvited(_) => Parts::new(
+            S::CONFLICT,
+            ErrorDetail {
+                field: Some("email".into()),
+                ..ErrorDetail::of(C::AlreadyInvited)
+            },
+        ),
+        AppError::OwnerCannotBeRemoved => Parts::code(S::CONFLICT, C::OwnerCannotBeRemoved),
+        AppError::TooManyMembers {
+            plan,
+            members,
+            limit,
+        } => Parts::new(
+            S::CONFLICT,
+            ErrorDetail {
+                limit: Some(Metric::TeamMembers.limit_name()),
+                limit_value: Some(*limit),
+                usage: Some(*members),
+                plan: Some(*plan),
+                ..ErrorDetail::of(C::TooManyMembers)
+            },
+        ),
         AppError::Store(StoreError::Unavailable(_) | StoreError::VersionConflict) => {
             let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::TemporarilyUnavailable);
             p.retry_after = Some(1);

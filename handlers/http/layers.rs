@@ -55,6 +55,7 @@ pub fn cors(origins: &[String]) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
+            HeaderName::from_static(super::metering::ACCOUNT_HEADER),
         ])
         .expose_headers([
             header::RETRY_AFTER,

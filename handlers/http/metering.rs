@@ -1,6 +1,8 @@
-//! Authentication and API-call metering for every signed-in route: the
-//! token is verified, one API call is checked and recorded atomically, and
-//! only then does the handler run.
+//! Authentication, the account a request acts on, and API-call metering:
+//! the token is verified; for account routes the `X-Account-Id` account (or
+//! the caller's own) is resolved against the caller's memberships, one API
+//! call is checked and recorded on it atomically, and only then does the
+//! handler run.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -9,12 +11,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-use crate::app::{AppError, MeterReading};
+use crate::app::{Acting, AppError, MeterReading};
 use crate::domain::ports::Versioned;
 use crate::domain::user::User;
 
 use super::error::ApiError;
 use super::AppState;
+
+/// The header naming the account a request acts on.
+pub const ACCOUNT_HEADER: &str = "x-account-id";
 
 /// The signed-in caller, as stored when the request arrived.
 #[derive(Clone)]
@@ -32,6 +37,36 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
+/// The signed-in caller acting on an account they belong to.
+#[derive(Clone)]
+pub struct CurrentMember(pub Acting);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<CurrentMember>()
+            .cloned()
+            .ok_or(ApiError::MissingToken)
+    }
+}
+
+/// For routes that act on no account: the token only, not metered.
+pub async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = bearer(req.headers()) else {
+        return ApiError::MissingToken.into_response();
+    };
+    match state.billing.authenticate(token).await {
+        Ok(user) => {
+            req.extensions_mut().insert(CurrentUser(user));
+            next.run(req).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -41,7 +76,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-pub async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_member(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(token) = bearer(req.headers()) else {
         return ApiError::MissingToken.into_response();
     };
@@ -49,10 +88,20 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
         Ok(user) => user,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    // An unreadable header names no account of the caller's.
+    let named = match req.headers().get(ACCOUNT_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v.to_owned()),
+        Some(Err(_)) => return ApiError::from(AppError::AccountNotFound).into_response(),
+    };
+    let acting = match state.billing.acting(user, named.as_deref()).await {
+        Ok(acting) => acting,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let now = state.billing.now();
-    let (mut response, limits) = match state.billing.meter_api_call(&user.value).await {
+    let (mut response, limits) = match state.billing.meter_api_call(&acting.account.value).await {
         Ok(reading) => {
-            req.extensions_mut().insert(CurrentUser(user));
+            req.extensions_mut().insert(CurrentMember(acting));
             (next.run(req).await, granted(&reading, now))
         }
         Err(AppError::QuotaExceeded(d)) => {

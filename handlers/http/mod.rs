@@ -11,6 +11,7 @@ pub mod metering;
 pub mod openapi;
 pub mod plans;
 pub mod routes;
+pub mod team;
 pub mod triggers;
 pub mod usage;
 pub mod web_app;
@@ -67,9 +68,15 @@ fn build(state: AppState, cors_origins: &[String], web: Option<WebApp>) -> Route
             .reduce(MethodFilter::or)
             .expect("every function has a method");
         let mut route = (f.mount)(methods);
-        if f.access == Access::User {
-            route = route.route_layer(from_fn_with_state(state.clone(), metering::require_user));
-        }
+        route = match f.access {
+            Access::Public => route,
+            Access::User => {
+                route.route_layer(from_fn_with_state(state.clone(), metering::require_user))
+            }
+            Access::Member => {
+                route.route_layer(from_fn_with_state(state.clone(), metering::require_member))
+            }
+        };
         api = api.route(&f.path(), route);
     }
     // Non-HTTP triggers: the host POSTs to /<FunctionName> over loopback.

@@ -5,9 +5,11 @@
 //! The route table gives each operation its id (the function's name) and
 //! its caller, and the answers the shared layers give are added here by
 //! rule, once:
-//! - signed in (`Access::User`): bearer security, 401 (`WWW-Authenticate`),
-//!   429 (`Retry-After`), and the `RateLimit-*` headers on every answer
-//!   that passed authentication;
+//! - signed in (`Access::User`, `Access::Member`): bearer security, 401
+//!   (`WWW-Authenticate`);
+//! - acting on an account (`Access::Member`): the `X-Account-Id` header,
+//!   404 `account_not_found`, 429 (`Retry-After`), and the `RateLimit-*`
+//!   headers on every answer that passed authentication;
 //! - 403 and 429 carry `X-Upgrade-Url` (the upgrade-link layer);
 //! - every operation: `default`, the error shape for 5xx (`Retry-After` on 503).
 //!
@@ -22,12 +24,12 @@ use std::sync::OnceLock;
 use axum::body::Bytes;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use utoipa::openapi::path::{HttpMethod, Operation, Paths};
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn, Paths};
 use utoipa::openapi::response::{Response as ApiResponse, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    Components, Content, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
+    Components, Content, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
 };
 use utoipa::{IntoResponses, ToSchema};
 
@@ -178,6 +180,32 @@ fn signed_in(op: &mut Operation) {
         "WWW-Authenticate",
         string_header("`Bearer`"),
     );
+}
+
+/// A route that acts on an account and is metered on it.
+fn metered_member(op: &mut Operation) {
+    let account = ParameterBuilder::new()
+        .name("X-Account-Id")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "The account to act on (one of `GET /api/accounts`); the caller's own when absent.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        ))
+        .build();
+    op.parameters.get_or_insert_with(Vec::new).push(account);
+    answer(
+        op,
+        "404",
+        error_response(
+            "`account_not_found`: `X-Account-Id` names no account of the caller's \
+             (other codes where the operation says so)",
+        ),
+    );
     answer(
         op,
         "429",
@@ -236,8 +264,11 @@ pub fn document() -> OpenApi {
         let mut d = (f.doc)();
         d.operation.operation_id = Some(f.name.to_owned());
         fallback(&mut d.operation);
-        if f.access == Access::User {
+        if f.access.signed_in() {
             signed_in(&mut d.operation);
+        }
+        if f.access == Access::Member {
+            metered_member(&mut d.operation);
         }
         error_headers(&mut d.operation);
         paths.add_path_operation(&d.path, d.methods, d.operation);

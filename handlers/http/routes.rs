@@ -6,7 +6,7 @@
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use super::openapi::{doc, OperationDoc};
-use super::{accounts, billing, health, openapi, plans, triggers, usage, AppState};
+use super::{accounts, billing, health, openapi, plans, team, triggers, usage, AppState};
 use crate::store::cosmos::layout;
 
 /// host.json's `extensions.http.routePrefix`.
@@ -16,6 +16,8 @@ pub const ROUTE_PREFIX: &str = "api";
 pub enum HttpMethod {
     Get,
     Post,
+    Patch,
+    Delete,
 }
 
 impl HttpMethod {
@@ -23,6 +25,8 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => "get",
             HttpMethod::Post => "post",
+            HttpMethod::Patch => "patch",
+            HttpMethod::Delete => "delete",
         }
     }
 
@@ -30,6 +34,8 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => MethodFilter::GET,
             HttpMethod::Post => MethodFilter::POST,
+            HttpMethod::Patch => MethodFilter::PATCH,
+            HttpMethod::Delete => MethodFilter::DELETE,
         }
     }
 }
@@ -50,12 +56,24 @@ impl AuthLevel {
     }
 }
 
-/// The handler's own check: public, or a signed-in user whose request is
-/// metered as one API call before the handler runs.
+/// The handler's own check, before the handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Public,
+    /// A signed-in user, acting on no account (their list of accounts,
+    /// accepting an invitation). Not metered: there is no account to meter.
     User,
+    /// A signed-in member of the account the request acts on (`X-Account-Id`,
+    /// else their own); the request is metered as one API call on it. What
+    /// the member's role allows is the use-case's check.
+    Member,
+}
+
+impl Access {
+    /// Whether a bearer token is required.
+    pub fn signed_in(self) -> bool {
+        self != Access::Public
+    }
 }
 
 pub struct HttpFunction {
@@ -76,9 +94,9 @@ impl HttpFunction {
     }
 }
 
-use Access::{Public, User};
+use Access::{Member, Public, User};
 use AuthLevel::Anonymous;
-use HttpMethod::{Get, Post};
+use HttpMethod::{Delete, Get, Patch, Post};
 
 pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
     HttpFunction {
@@ -122,7 +140,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Get],
         route: "billing/subscription",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, billing::subscription),
         doc: doc::<billing::__path_subscription>,
     },
@@ -131,7 +149,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Post],
         route: "billing/upgrade",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, billing::upgrade),
         doc: doc::<billing::__path_upgrade>,
     },
@@ -140,7 +158,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Post],
         route: "billing/preview-change",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, billing::preview_change),
         doc: doc::<billing::__path_preview_change>,
     },
@@ -149,7 +167,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Post],
         route: "billing/cancel-subscription",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, billing::cancel),
         doc: doc::<billing::__path_cancel>,
     },
@@ -158,7 +176,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Post],
         route: "billing/resume",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, billing::resume),
         doc: doc::<billing::__path_resume>,
     },
@@ -167,7 +185,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Get],
         route: "billing/customer-portal",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, billing::customer_portal),
         doc: doc::<billing::__path_customer_portal>,
     },
@@ -176,7 +194,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Get],
         route: "billing/invoices",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, billing::invoices),
         doc: doc::<billing::__path_invoices>,
     },
@@ -194,7 +212,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Post],
         route: "usage/consume",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, usage::consume),
         doc: doc::<usage::__path_consume>,
     },
@@ -203,7 +221,7 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Get],
         route: "usage",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, usage::report),
         doc: doc::<usage::__path_report>,
     },
@@ -212,9 +230,81 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         methods: &[Get],
         route: "entitlements",
         auth_level: Anonymous,
-        access: User,
+        access: Member,
         mount: |m| on(m, usage::entitlements),
         doc: doc::<usage::__path_entitlements>,
+    },
+    HttpFunction {
+        name: "ListAccounts",
+        methods: &[Get],
+        route: "accounts",
+        auth_level: Anonymous,
+        access: User,
+        mount: |m| on(m, team::accounts),
+        doc: doc::<team::__path_accounts>,
+    },
+    HttpFunction {
+        name: "ListMembers",
+        methods: &[Get],
+        route: "account/members",
+        auth_level: Anonymous,
+        access: Member,
+        mount: |m| on(m, team::members),
+        doc: doc::<team::__path_members>,
+    },
+    HttpFunction {
+        name: "InviteMember",
+        methods: &[Post],
+        route: "account/invitations",
+        auth_level: Anonymous,
+        access: Member,
+        mount: |m| on(m, team::invite),
+        doc: doc::<team::__path_invite>,
+    },
+    HttpFunction {
+        name: "WithdrawInvitation",
+        methods: &[Delete],
+        route: "account/invitations/{id}",
+        auth_level: Anonymous,
+        access: Member,
+        mount: |m| on(m, team::withdraw),
+        doc: doc::<team::__path_withdraw>,
+    },
+    HttpFunction {
+        name: "RemoveMember",
+        methods: &[Delete],
+        route: "account/members/{user_id}",
+        auth_level: Anonymous,
+        access: Member,
+        mount: |m| on(m, team::remove),
+        doc: doc::<team::__path_remove>,
+    },
+    HttpFunction {
+        name: "ChangeMemberRole",
+        methods: &[Patch],
+        route: "account/members/{user_id}",
+        auth_level: Anonymous,
+        access: Member,
+        mount: |m| on(m, team::change_role),
+        doc: doc::<team::__path_change_role>,
+    },
+    HttpFunction {
+        name: "TransferOwnership",
+        methods: &[Post],
+        route: "account/transfer-ownership",
+        auth_level: Anonymous,
+        access: Member,
+        mount: |m| on(m, team::transfer_ownership),
+        doc: doc::<team::__path_transfer_ownership>,
+    },
+    HttpFunction {
+        name: "AcceptInvitation",
+        methods: &[Post],
+        route: "invitations/{token}/accept",
+        auth_level: Anonymous,
+        access: User,
+        mount: |m| on(m, team::accept),
+        doc: doc::<team::__path_accept>,
     },
     HttpFunction {
         name: "GetOpenApi",
@@ -274,7 +364,7 @@ pub const LEASES_CONTAINER: &str = layout::LEASES.name;
 
 pub static CHANGE_FEED_FUNCTIONS: &[ChangeFeedFunction] = &[ChangeFeedFunction {
     name: "SendEmails",
-    container: layout::USERS.name,
+    container: layout::ACCOUNTS.name,
     lease_prefix: "email-",
     mount: || post(triggers::send_emails),
 }];

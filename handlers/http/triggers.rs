@@ -101,8 +101,9 @@ pub fn decode_documents<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<V
 }
 
 /// Outbox messages among the change feed's documents. On Cosmos DB they
-/// share the `users` container with the user documents (one transactional
-/// batch writes both), told apart by `type`.
+/// share the `accounts` container with the account, membership and
+/// invitation documents (one transactional batch writes a change and its
+/// emails), told apart by `type`.
 fn outbox_messages(body: &[u8]) -> Result<Vec<OutboxMessage>, String> {
     decode_documents::<Value>(body)?
         .into_iter()

@@ -12,7 +12,7 @@ use crate::domain::usage::{Metric, Window};
 
 use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
-use super::metering::CurrentUser;
+use super::metering::CurrentMember;
 use super::openapi::JsonBodyErrors;
 use super::AppState;
 
@@ -69,10 +69,10 @@ impl From<&MeterReading> for UsageReading {
 )]
 pub async fn consume(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
     ApiJson(input): ApiJson<ConsumeInput>,
 ) -> Result<Json<UsageReading>, ApiError> {
-    let reading = state.billing.consume(&user.value, input).await?;
+    let reading = state.billing.consume(&acting, input).await?;
     Ok(Json(UsageReading::from(&reading)))
 }
 
@@ -95,10 +95,10 @@ pub struct UsageReport {
 )]
 pub async fn report(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let lines = state.billing.usage_report(&user.value).await?;
-    let plan = state.billing.effective_plan(&user.value).id;
+    let lines = state.billing.usage_report(&acting).await?;
+    let plan = state.billing.effective_plan(&acting.account.value).id;
     let usage = lines
         .iter()
         .map(|l| (l.metric.as_str(), UsageReading::from(l)))
@@ -125,9 +125,9 @@ pub struct Entitlements {
 )]
 pub async fn entitlements(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentMember(acting): CurrentMember,
 ) -> Json<Entitlements> {
-    let plan = state.billing.effective_plan(&user.value);
+    let plan = state.billing.effective_plan(&acting.account.value);
     Json(Entitlements {
         plan: plan.id,
         limits: plan.limits.clone(),

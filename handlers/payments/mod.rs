@@ -8,13 +8,14 @@ pub mod webhook;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::account::AccountId;
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
     CheckoutRequest, CheckoutSession, Payments, PaymentsError, RemoteCheckout, RemoteInvoice,
 };
 use crate::domain::subscription::RemoteSubscription;
-use crate::domain::user::{Email, UserId};
+use crate::domain::user::Email;
 
 /// Paid plans are refused up front with a clear 503 and nothing is written.
 pub struct PaymentsNotConfigured;
@@ -26,7 +27,7 @@ impl Payments for PaymentsNotConfigured {
     }
     async fn create_customer(
         &self,
-        _: UserId,
+        _: AccountId,
         _: &Email,
         _: &str,
     ) -> Result<String, PaymentsError> {
@@ -46,7 +47,7 @@ impl Payments for PaymentsNotConfigured {
     }
     async fn schedule_change(
         &self,
-        _: UserId,
+        _: AccountId,
         _: &RemoteSubscription,
         _: PlanId,
         _: BillingInterval,
@@ -62,7 +63,7 @@ impl Payments for PaymentsNotConfigured {
     }
     async fn change_plan(
         &self,
-        _: UserId,
+        _: AccountId,
         _: &RemoteSubscription,
         _: PlanId,
         _: BillingInterval,
@@ -82,7 +83,7 @@ impl Payments for PaymentsNotConfigured {
     }
     async fn set_cancel_at_period_end(
         &self,
-        _: UserId,
+        _: AccountId,
         _: &str,
         _: bool,
         _: &str,

@@ -40,6 +40,7 @@ use stripe_product::product::RetrieveProduct;
 use stripe_shared::{CheckoutSessionMode, CheckoutSessionStatus, RecurringInterval};
 use tokio::sync::RwLock;
 
+use crate::domain::account::AccountId;
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, Catalog, PlanId};
 use crate::domain::ports::{
@@ -48,7 +49,7 @@ use crate::domain::ports::{
 };
 use crate::domain::secret::{ExposeSecret, Secret};
 use crate::domain::subscription::{RemoteSubscription, SubscriptionStatus};
-use crate::domain::user::{Email, UserId};
+use crate::domain::user::Email;
 
 /// Attempts per call, the first included.
 const ATTEMPTS: u32 = 4;
@@ -242,8 +243,8 @@ impl StripePayments {
     }
 }
 
-fn key(user: UserId, operation: &str, target: &str) -> Option<String> {
-    Some(format!("kraftd:{user}:{operation}:{target}"))
+fn key(account: AccountId, operation: &str, target: &str) -> Option<String> {
+    Some(format!("kraftd:{account}:{operation}:{target}"))
 }
 
 fn time(t: i64) -> Option<DateTime<Utc>> {
@@ -330,17 +331,20 @@ impl Payments for StripePayments {
 
     async fn create_customer(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         email: &Email,
         name: &str,
     ) -> Result<String, PaymentsError> {
         let request = CreateCustomer::new()
             .email(email.as_str())
             .name(name)
-            .metadata(HashMap::from([("user_id".to_owned(), user_id.to_string())]));
+            .metadata(HashMap::from([(
+                "account_id".to_owned(),
+                account_id.to_string(),
+            )]));
         let customer = self
             .send(
-                key(user_id, "customer", "create"),
+                key(account_id, "customer", "create"),
                 "create customer",
                 request,
             )
@@ -358,7 +362,7 @@ impl Payments for StripePayments {
             BillingInterval::Annual => "annual",
         };
         let metadata = HashMap::from([
-            ("user_id".to_owned(), req.user_id.to_string()),
+            ("account_id".to_owned(), req.account_id.to_string()),
             ("plan_id".to_owned(), req.plan_id.to_string()),
             ("billing_interval".to_owned(), interval.to_owned()),
         ]);
@@ -370,7 +374,7 @@ impl Payments for StripePayments {
         let request = CreateCheckoutSession::new()
             .mode(CheckoutSessionMode::Subscription)
             .customer(req.customer_id.as_str())
-            .client_reference_id(req.user_id.to_string())
+            .client_reference_id(req.account_id.to_string())
             .line_items(vec![item])
             .metadata(metadata)
             .subscription_data(subscription_data)
@@ -380,7 +384,7 @@ impl Payments for StripePayments {
         let target = format!("{price}:{}", req.attempt);
         let session = self
             .send(
-                key(req.user_id, "checkout", &target),
+                key(req.account_id, "checkout", &target),
                 "create checkout session",
                 request,
             )
@@ -422,10 +426,12 @@ impl Payments for StripePayments {
             url: s.url,
             customer_id: s.customer.map(|c| c.id().to_string()),
             subscription_id: s.subscription.map(|x| x.id().to_string()),
-            user_id: s
+            // A checkout begun before accounts names its user, whose id
+            // the migrated account took.
+            account_id: s
                 .metadata
                 .as_ref()
-                .and_then(|m| m.get("user_id").cloned())
+                .and_then(|m| m.get("account_id").or_else(|| m.get("user_id")).cloned())
                 .or(s.client_reference_id),
         })
     }
@@ -442,7 +448,7 @@ impl Payments for StripePayments {
 
     async fn schedule_change(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         current: &RemoteSubscription,
         plan_id: PlanId,
         interval: BillingInterval,
@@ -454,7 +460,7 @@ impl Payments for StripePayments {
             Some(id) => id.clone(),
             None => self
                 .send(
-                    key(user_id, "schedule", &target),
+                    key(account_id, "schedule", &target),
                     "create subscription schedule",
                     CreateSubscriptionSchedule::new().from_subscription(current.id.as_str()),
                 )
@@ -486,7 +492,7 @@ impl Payments for StripePayments {
             },
         ));
         self.send(
-            key(user_id, "schedule-phases", &format!("{target}:{price}")),
+            key(account_id, "schedule-phases", &format!("{target}:{price}")),
             "schedule the plan change",
             UpdateSubscriptionSchedule::new(schedule_id.as_str())
                 .phases(vec![now, next])
@@ -525,7 +531,7 @@ impl Payments for StripePayments {
 
     async fn change_plan(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         current: &RemoteSubscription,
         plan_id: PlanId,
         interval: BillingInterval,
@@ -552,7 +558,7 @@ impl Payments for StripePayments {
         };
         let sub = self
             .send(
-                key(user_id, "change", &target),
+                key(account_id, "change", &target),
                 "change subscription price",
                 request,
             )
@@ -586,7 +592,7 @@ impl Payments for StripePayments {
 
     async fn set_cancel_at_period_end(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         subscription_id: &str,
         cancel: bool,
         attempt: &str,
@@ -596,7 +602,7 @@ impl Payments for StripePayments {
         let target = format!("{subscription_id}:{attempt}");
         let sub = self
             .send(
-                key(user_id, operation, &target),
+                key(account_id, operation, &target),
                 "update cancel_at_period_end",
                 request,
             )

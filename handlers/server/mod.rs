@@ -145,6 +145,7 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
                 dashboard: config.checkout_success_url.clone(),
                 billing: config.portal_return_url.clone(),
                 pricing: config.upgrade_url.clone(),
+                invitations: config.invitation_url.clone(),
             },
         },
     });

@@ -24,8 +24,16 @@ param appPrincipalId string
 // no default (each item's ttl decides), a number is seconds after the last write.
 var containers = [
   {
+    // User identities only.
     name: 'users'
     partitionKey: '/user_id'
+    defaultTtl: -1
+  }
+  {
+    // Per account: the account, its members, invitations (own ttl), seat
+    // lock and outbox messages (own ttl); SendEmails reads its change feed.
+    name: 'accounts'
+    partitionKey: '/account_id'
     defaultTtl: -1
   }
   {
@@ -35,17 +43,17 @@ var containers = [
   }
   {
     name: 'payments'
-    partitionKey: '/user_id'
+    partitionKey: '/account_id'
     defaultTtl: 220924800 // 2557 days: seven years and two leap days
   }
   {
     name: 'invoices'
-    partitionKey: '/user_id'
+    partitionKey: '/account_id'
     defaultTtl: 220924800 // 2557 days
   }
   {
     name: 'usage_records'
-    partitionKey: '/user_id'
+    partitionKey: '/account_id'
     defaultTtl: 7776000 // 90 days
   }
   {

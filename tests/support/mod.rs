@@ -240,36 +240,51 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The user as stored now.
-    pub async fn user(&self, email: &str) -> kraftd_billing::domain::user::User {
+    /// The account the user with this email owns, as stored now.
+    pub async fn account(&self, email: &str) -> kraftd_billing::domain::account::Account {
         let email = kraftd_billing::domain::user::Email::parse(email).unwrap();
-        self.store
+        let user = self
+            .store
             .user_by_email(&email)
             .await
             .unwrap()
             .expect("user exists")
+            .value;
+        let owned = self
+            .store
+            .memberships_of(user.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.role == kraftd_billing::domain::account::Role::Owner)
+            .expect("the user owns an account");
+        self.store
+            .account_by_id(owned.account_id)
+            .await
+            .unwrap()
+            .expect("account exists")
             .value
     }
 
-    /// The kinds of the user's recorded emails, oldest first.
+    /// The kinds of the account's recorded emails, oldest first.
     pub async fn email_kinds(
         &self,
-        user_id: kraftd_billing::domain::user::UserId,
+        account_id: kraftd_billing::domain::account::AccountId,
     ) -> Vec<EmailKind> {
-        self.emails(user_id, None)
+        self.emails(account_id, None)
             .await
             .into_iter()
             .map(|m| m.kind)
             .collect()
     }
 
-    /// The user's recorded emails, of one kind or all, oldest first.
+    /// The account's recorded emails, of one kind or all, oldest first.
     pub async fn emails(
         &self,
-        user_id: kraftd_billing::domain::user::UserId,
+        account_id: kraftd_billing::domain::account::AccountId,
         kind: Option<EmailKind>,
     ) -> Vec<OutboxMessage> {
-        let all = self.store.outbox_for_user(user_id).await.unwrap();
+        let all = self.store.outbox_for_account(account_id).await.unwrap();
         all.into_iter()
             .filter(|m| kind.is_none_or(|k| m.kind == k))
             .collect()

@@ -9,6 +9,10 @@ use kraftd_billing::domain::money::Money;
 use kraftd_billing::domain::ports::{Etag, OutboxState, SendResult, Store, StoreError, Uniqueness};
 use std::collections::BTreeMap;
 
+use kraftd_billing::domain::account::{
+    AcceptOutcome, Account, AccountId, Invitation, InvitationId, InvitationOutcome, Membership,
+    Role, Seats, INVITATION_VALIDITY,
+};
 use kraftd_billing::domain::plan::PlanId;
 use kraftd_billing::domain::records::{
     EmailKind, Invoice, OutboxMessage, Payment, PAYMENT_RETENTION_DAYS,
@@ -35,7 +39,7 @@ macro_rules! store_contract_tests {
                     }
                 };
             }
-            case!(users_round_trip_by_id_email_and_customer);
+            case!(users_and_accounts_round_trip_by_id_email_and_customer);
             case!(emails_are_unique);
             case!(replace_refuses_a_stale_version);
             case!(stripe_customers_are_unique);
@@ -44,15 +48,19 @@ macro_rules! store_contract_tests {
             case!(unlimited_counters_still_count);
             case!(each_window_counts_apart);
             case!(gauges_move_both_ways_but_never_below_zero);
-            case!(usage_is_kept_per_user);
+            case!(usage_is_kept_per_account);
             case!(payments_are_idempotent_scoped_and_newest_first);
-            case!(invoices_upsert_and_never_move_between_users);
+            case!(invoices_upsert_and_never_move_between_accounts);
             case!(webhook_events_are_claimed_once);
             case!(retention_purges_only_what_expired);
-            case!(outbox_writes_are_atomic_with_the_user_and_idempotent);
+            case!(outbox_writes_are_atomic_with_the_account_and_idempotent);
             case!(outbox_claims_are_exclusive_until_the_lease_ends);
             case!(stale_subscriptions_are_listed_most_overdue_first);
-            case!(rollups_recompute_pages_of_users_of_one_day);
+            case!(rollups_recompute_pages_of_accounts_of_one_day);
+            case!(invitations_hold_seats_and_are_accepted_once);
+            case!(concurrent_invitations_never_pass_the_seat_limit);
+            case!(members_are_removed_and_roles_change_but_never_the_owner_s);
+            case!(ownership_moves_in_one_step);
         }
     };
 }
@@ -64,14 +72,48 @@ pub fn user(email: &str) -> User {
         name: PersonName::parse("Contract Test").unwrap(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
         created_at: Utc::now(),
+    }
+}
+
+/// A user's own account, on Free.
+pub fn account_of(user: &User) -> Account {
+    Account {
+        id: AccountId(uuid::Uuid::new_v4()),
+        name: user.name.as_str().to_owned(),
+        billing_email: user.email.clone(),
+        created_at: user.created_at,
         subscription: Subscription::free(Utc::now()),
     }
 }
 
-fn inc(user: UserId, metric: Metric, amount: i64, limit: Option<u64>, at: &str) -> UsageIncrement {
+fn owner(user: &User, account: &Account) -> Membership {
+    Membership {
+        account_id: account.id,
+        user_id: user.id,
+        role: Role::Owner,
+        // Whole milliseconds: what the stores keep of a membership's time.
+        joined_at: time(NOON),
+    }
+}
+
+/// Registers a user with their own account; returns both and the account's etag.
+pub async fn register(s: &Arc<dyn Store>, email: &str) -> (User, Account, Etag) {
+    let u = user(email);
+    let a = account_of(&u);
+    let etag = s.register(&u, &a, &owner(&u, &a)).await.unwrap();
+    (u, a, etag)
+}
+
+fn inc(
+    account: AccountId,
+    metric: Metric,
+    amount: i64,
+    limit: Option<u64>,
+    at: &str,
+) -> UsageIncrement {
     let at = time(at);
     UsageIncrement {
-        user_id: user,
+        account_id: account,
         key: UsageKey::current(metric, at),
         amount,
         limit,
@@ -81,22 +123,31 @@ fn inc(user: UserId, metric: Metric, amount: i64, limit: Option<u64>, at: &str) 
 
 const NOON: &str = "2026-05-10T12:00:00Z";
 
-pub async fn users_round_trip_by_id_email_and_customer(s: Arc<dyn Store>) {
-    let mut u = user("round@trip.io");
-    u.subscription.stripe_customer_id = Some("cus_round".into());
-    s.create_user(&u).await.unwrap();
+pub async fn users_and_accounts_round_trip_by_id_email_and_customer(s: Arc<dyn Store>) {
+    let u = user("round@trip.io");
+    let mut a = account_of(&u);
+    a.subscription.stripe_customer_id = Some("cus_round".into());
+    s.register(&u, &a, &owner(&u, &a)).await.unwrap();
     assert_eq!(s.user_by_id(u.id).await.unwrap().unwrap().value, u);
     assert_eq!(s.user_by_email(&u.email).await.unwrap().unwrap().value, u);
+    assert_eq!(s.account_by_id(a.id).await.unwrap().unwrap().value, a);
     assert_eq!(
-        s.user_by_stripe_customer("cus_round")
+        s.account_by_stripe_customer("cus_round")
             .await
             .unwrap()
             .unwrap()
             .value,
-        u
+        a
     );
+    assert_eq!(s.memberships_of(u.id).await.unwrap(), [owner(&u, &a)]);
+    assert_eq!(s.members(a.id).await.unwrap(), [owner(&u, &a)]);
     assert!(s
         .user_by_id(UserId(uuid::Uuid::new_v4()))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .account_by_id(AccountId(uuid::Uuid::new_v4()))
         .await
         .unwrap()
         .is_none());
@@ -108,47 +159,51 @@ pub async fn users_round_trip_by_id_email_and_customer(s: Arc<dyn Store>) {
 }
 
 pub async fn emails_are_unique(s: Arc<dyn Store>) {
-    s.create_user(&user("same@mail.io")).await.unwrap();
-    let again = s.create_user(&user("same@mail.io")).await;
+    register(&s, "same@mail.io").await;
+    let u = user("same@mail.io");
+    let a = account_of(&u);
+    let again = s.register(&u, &a, &owner(&u, &a)).await;
     assert!(
         matches!(again, Err(StoreError::Conflict(Uniqueness::Email))),
         "{again:?}"
     );
+    // Nothing of the refused registration is left behind.
+    assert!(s.account_by_id(a.id).await.unwrap().is_none());
+    assert!(s.memberships_of(u.id).await.unwrap().is_empty());
 }
 
 pub async fn replace_refuses_a_stale_version(s: Arc<dyn Store>) {
-    let mut u = user("versions@mail.io");
-    let first = s.create_user(&u).await.unwrap();
-    u.subscription.auto_renew = true;
-    let second = s.replace_user(&u, &first).await.unwrap();
+    let (_, mut a, first) = register(&s, "versions@mail.io").await;
+    a.subscription.auto_renew = true;
+    let second = s.replace_account(&a, &first).await.unwrap();
     assert_ne!(first, second);
     // A writer still holding the first version must not overwrite the second.
-    u.subscription.cancel_at_period_end = true;
-    let lost = s.replace_user(&u, &first).await;
+    a.subscription.cancel_at_period_end = true;
+    let lost = s.replace_account(&a, &first).await;
     assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
-    let stored = s.user_by_id(u.id).await.unwrap().unwrap();
+    let stored = s.account_by_id(a.id).await.unwrap().unwrap();
     assert!(
         stored.value.subscription.auto_renew && !stored.value.subscription.cancel_at_period_end
     );
     assert_eq!(stored.etag, second);
-    let ghost = user("ghost@mail.io");
-    let missing = s.replace_user(&ghost, &Etag("1".into())).await;
+    let ghost = account_of(&user("ghost@mail.io"));
+    let missing = s.replace_account(&ghost, &Etag("1".into())).await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }
 
 pub async fn stripe_customers_are_unique(s: Arc<dyn Store>) {
-    let mut a = user("a@cus.io");
+    let u = user("a@cus.io");
+    let mut a = account_of(&u);
     a.subscription.stripe_customer_id = Some("cus_1".into());
-    s.create_user(&a).await.unwrap();
-    let mut b = user("b@cus.io");
-    let etag = s.create_user(&b).await.unwrap();
+    s.register(&u, &a, &owner(&u, &a)).await.unwrap();
+    let (_, mut b, etag) = register(&s, "b@cus.io").await;
     b.subscription.stripe_customer_id = Some("cus_1".into());
-    let clash = s.replace_user(&b, &etag).await;
+    let clash = s.replace_account(&b, &etag).await;
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
 }
 
 pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
-    let u = UserId(uuid::Uuid::new_v4());
+    let u = AccountId(uuid::Uuid::new_v4());
     for n in 1..=5u64 {
         let out = s
             .increment_usage(&inc(u, Metric::Documents, 1, Some(5), NOON))
@@ -162,7 +217,7 @@ pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(out, UsageOutcome::Denied { total: 5 });
     // A request larger than what is left is refused whole, never partly recorded.
-    let v = UserId(uuid::Uuid::new_v4());
+    let v = AccountId(uuid::Uuid::new_v4());
     s.increment_usage(&inc(v, Metric::Documents, 3, Some(5), NOON))
         .await
         .unwrap();
@@ -173,7 +228,7 @@ pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
     assert_eq!(out, UsageOutcome::Denied { total: 3 });
     let out = s
         .increment_usage(&inc(
-            UserId(uuid::Uuid::new_v4()),
+            AccountId(uuid::Uuid::new_v4()),
             Metric::Documents,
             6,
             Some(5),
@@ -185,7 +240,7 @@ pub async fn counters_admit_exactly_the_limit(s: Arc<dyn Store>) {
 }
 
 pub async fn concurrent_increments_never_pass_the_limit(s: Arc<dyn Store>) {
-    let u = UserId(uuid::Uuid::new_v4());
+    let u = AccountId(uuid::Uuid::new_v4());
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let s = s.clone();
@@ -208,7 +263,7 @@ pub async fn concurrent_increments_never_pass_the_limit(s: Arc<dyn Store>) {
 }
 
 pub async fn unlimited_counters_still_count(s: Arc<dyn Store>) {
-    let u = UserId(uuid::Uuid::new_v4());
+    let u = AccountId(uuid::Uuid::new_v4());
     for _ in 0..3 {
         s.increment_usage(&inc(u, Metric::Documents, 1_000_000, None, NOON))
             .await
@@ -219,7 +274,7 @@ pub async fn unlimited_counters_still_count(s: Arc<dyn Store>) {
 }
 
 pub async fn each_window_counts_apart(s: Arc<dyn Store>) {
-    let u = UserId(uuid::Uuid::new_v4());
+    let u = AccountId(uuid::Uuid::new_v4());
     let late = "2026-05-31T23:59:59.999Z";
     let next = "2026-06-01T00:00:00Z";
     assert!(matches!(
@@ -256,7 +311,7 @@ pub async fn each_window_counts_apart(s: Arc<dyn Store>) {
 }
 
 pub async fn gauges_move_both_ways_but_never_below_zero(s: Arc<dyn Store>) {
-    let u = UserId(uuid::Uuid::new_v4());
+    let u = AccountId(uuid::Uuid::new_v4());
     let g = |amount, limit| inc(u, Metric::StorageMb, amount, limit, NOON);
     assert_eq!(
         s.increment_usage(&g(-1, Some(10))).await.unwrap(),
@@ -286,8 +341,11 @@ pub async fn gauges_move_both_ways_but_never_below_zero(s: Arc<dyn Store>) {
     );
 }
 
-pub async fn usage_is_kept_per_user(s: Arc<dyn Store>) {
-    let (a, b) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
+pub async fn usage_is_kept_per_account(s: Arc<dyn Store>) {
+    let (a, b) = (
+        AccountId(uuid::Uuid::new_v4()),
+        AccountId(uuid::Uuid::new_v4()),
+    );
     s.increment_usage(&inc(a, Metric::Documents, 5, Some(5), NOON))
         .await
         .unwrap();
@@ -300,15 +358,17 @@ pub async fn usage_is_kept_per_user(s: Arc<dyn Store>) {
     let key = UsageKey::current(Metric::Documents, time(NOON));
     assert_eq!(s.usage(a, &[key]).await.unwrap(), vec![5]);
     assert_eq!(
-        s.usage(UserId(uuid::Uuid::new_v4()), &[key]).await.unwrap(),
+        s.usage(AccountId(uuid::Uuid::new_v4()), &[key])
+            .await
+            .unwrap(),
         vec![0]
     );
 }
 
-fn payment(id: &str, user: UserId, at: &str) -> Payment {
+fn payment(id: &str, account: AccountId, at: &str) -> Payment {
     Payment {
         id: id.into(),
-        user_id: user,
+        account_id: account,
         amount: Money::usd_cents(9_900),
         status: "succeeded".into(),
         description: "Professional, monthly".into(),
@@ -319,7 +379,10 @@ fn payment(id: &str, user: UserId, at: &str) -> Payment {
 }
 
 pub async fn payments_are_idempotent_scoped_and_newest_first(s: Arc<dyn Store>) {
-    let (a, b) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
+    let (a, b) = (
+        AccountId(uuid::Uuid::new_v4()),
+        AccountId(uuid::Uuid::new_v4()),
+    );
     let now = time("2026-06-01T00:00:00Z");
     s.record_payment(&payment("pi_1", a, "2026-03-01T00:00:00Z"))
         .await
@@ -348,10 +411,10 @@ pub async fn payments_are_idempotent_scoped_and_newest_first(s: Arc<dyn Store>) 
     );
 }
 
-fn invoice(id: &str, user: UserId, status: &str) -> Invoice {
+fn invoice(id: &str, account: AccountId, status: &str) -> Invoice {
     Invoice {
         id: id.into(),
-        user_id: user,
+        account_id: account,
         number: Some("KR-0001".into()),
         amount_due: Money::usd_cents(9_900),
         amount_paid: Money::usd_cents(0),
@@ -364,8 +427,11 @@ fn invoice(id: &str, user: UserId, status: &str) -> Invoice {
     }
 }
 
-pub async fn invoices_upsert_and_never_move_between_users(s: Arc<dyn Store>) {
-    let (a, b) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
+pub async fn invoices_upsert_and_never_move_between_accounts(s: Arc<dyn Store>) {
+    let (a, b) = (
+        AccountId(uuid::Uuid::new_v4()),
+        AccountId(uuid::Uuid::new_v4()),
+    );
     let now = time(NOON);
     s.upsert_invoice(&invoice("in_1", a, "open")).await.unwrap();
     s.upsert_invoice(&invoice("in_1", a, "paid")).await.unwrap();
@@ -398,7 +464,7 @@ pub async fn webhook_events_are_claimed_once(s: Arc<dyn Store>) {
 }
 
 pub async fn retention_purges_only_what_expired(s: Arc<dyn Store>) {
-    let u = UserId(uuid::Uuid::new_v4());
+    let u = AccountId(uuid::Uuid::new_v4());
     let paid_at = "2019-01-01T00:00:00Z";
     s.record_payment(&payment("pi_old", u, paid_at))
         .await
@@ -442,38 +508,38 @@ pub async fn retention_purges_only_what_expired(s: Arc<dyn Store>) {
     );
 }
 
-fn message(user: UserId, id: &str) -> OutboxMessage {
+fn message(account: AccountId, id: &str) -> OutboxMessage {
     OutboxMessage {
         id: id.into(),
-        user_id: user,
+        account_id: account,
+        to: None,
         kind: EmailKind::SubscriptionConfirmed,
         data: BTreeMap::from([("plan".to_owned(), "Professional".to_owned())]),
         created_at: time(NOON),
     }
 }
 
-pub async fn outbox_writes_are_atomic_with_the_user_and_idempotent(s: Arc<dyn Store>) {
-    let mut u = user("outbox@mail.io");
-    let first = s.create_user(&u).await.unwrap();
+pub async fn outbox_writes_are_atomic_with_the_account_and_idempotent(s: Arc<dyn Store>) {
+    let (_, mut u, first) = register(&s, "outbox@mail.io").await;
     u.subscription.auto_renew = true;
     let second = s
-        .replace_user_and_enqueue(&u, &first, &[message(u.id, "m1")])
+        .replace_account_and_enqueue(&u, &first, &[message(u.id, "m1")])
         .await
         .unwrap();
     // A stale writer changes nothing, and enqueues nothing either.
     u.subscription.cancel_at_period_end = true;
     let lost = s
-        .replace_user_and_enqueue(&u, &first, &[message(u.id, "m2")])
+        .replace_account_and_enqueue(&u, &first, &[message(u.id, "m2")])
         .await;
     assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
-    s.replace_user_and_enqueue(&u, &second, &[message(u.id, "m1"), message(u.id, "m3")])
+    s.replace_account_and_enqueue(&u, &second, &[message(u.id, "m1"), message(u.id, "m3")])
         .await
         .unwrap();
     s.enqueue(&[message(u.id, "m3"), message(u.id, "m4")])
         .await
         .unwrap();
     let ids: Vec<String> = s
-        .outbox_for_user(u.id)
+        .outbox_for_account(u.id)
         .await
         .unwrap()
         .into_iter()
@@ -481,14 +547,14 @@ pub async fn outbox_writes_are_atomic_with_the_user_and_idempotent(s: Arc<dyn St
         .collect();
     assert_eq!(ids, ["m1", "m3", "m4"]);
     assert!(s
-        .outbox_for_user(UserId(uuid::Uuid::new_v4()))
+        .outbox_for_account(AccountId(uuid::Uuid::new_v4()))
         .await
         .unwrap()
         .is_empty());
 }
 
 pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>) {
-    let u = UserId(uuid::Uuid::new_v4());
+    let u = AccountId(uuid::Uuid::new_v4());
     let now = time(NOON);
     let lease = Duration::minutes(5);
     s.enqueue(&[message(u, "c1"), message(u, "c2")])
@@ -521,12 +587,12 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
     );
     // Another user's id never reaches this user's message.
     assert!(s
-        .claim_outbox(UserId(uuid::Uuid::new_v4()), "c2", now, lease)
+        .claim_outbox(AccountId(uuid::Uuid::new_v4()), "c2", now, lease)
         .await
         .unwrap()
         .is_none());
     assert_eq!(
-        s.outbox_status(UserId(uuid::Uuid::new_v4()), "c2")
+        s.outbox_status(AccountId(uuid::Uuid::new_v4()), "c2")
             .await
             .unwrap(),
         None
@@ -612,21 +678,22 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
 
 pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>) {
     let now = time(NOON);
-    let mut overdue = user("overdue@mail.io");
+    let mut overdue = account_of(&user("overdue@mail.io"));
     overdue.subscription.plan_id = PlanId::Pro;
     overdue.subscription.stripe_subscription_id = Some("sub_a".into());
     overdue.subscription.current_period_end = Some(now - Duration::days(2));
-    let mut later = user("later@mail.io");
+    let mut later = account_of(&user("later@mail.io"));
     later.subscription = overdue.subscription.clone();
     later.subscription.current_period_end = Some(now + Duration::days(2));
-    let mut checkout = user("checkout@mail.io");
+    let mut checkout = account_of(&user("checkout@mail.io"));
     checkout.subscription.status = SubscriptionStatus::Incomplete;
     checkout.subscription.checkout_session_id = Some("cs_1".into());
     checkout.subscription.checkout_started_at = Some(now - Duration::hours(3));
-    for u in [&overdue, &later, &checkout] {
-        s.create_user(u).await.unwrap();
+    for (n, a) in [&overdue, &later, &checkout].into_iter().enumerate() {
+        let u = user(&format!("owner{n}@mail.io"));
+        s.register(&u, a, &owner(&u, a)).await.unwrap();
     }
-    s.create_user(&user("free@mail.io")).await.unwrap();
+    register(&s, "free@mail.io").await;
     assert_eq!(
         s.stale_subscriptions(now, 10).await.unwrap(),
         vec![overdue.id, checkout.id]
@@ -636,19 +703,19 @@ pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>
         vec![overdue.id]
     );
     // Repaired (renewed), it drops off the list.
-    let etag = s.user_by_id(overdue.id).await.unwrap().unwrap().etag;
+    let etag = s.account_by_id(overdue.id).await.unwrap().unwrap().etag;
     overdue.subscription.current_period_end = Some(now + Duration::days(28));
-    s.replace_user(&overdue, &etag).await.unwrap();
+    s.replace_account(&overdue, &etag).await.unwrap();
     assert_eq!(
         s.stale_subscriptions(now, 10).await.unwrap(),
         vec![checkout.id]
     );
 }
 
-pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
+pub async fn rollups_recompute_pages_of_accounts_of_one_day(s: Arc<dyn Store>) {
     let day = "2026-05-10T12:00:00Z";
-    let users: Vec<UserId> = (0..5).map(|_| UserId(uuid::Uuid::new_v4())).collect();
-    for (n, u) in users.iter().enumerate() {
+    let accounts: Vec<AccountId> = (0..5).map(|_| AccountId(uuid::Uuid::new_v4())).collect();
+    for (n, u) in accounts.iter().enumerate() {
         s.increment_usage(&inc(*u, Metric::ApiCalls, n as i64 + 1, None, day))
             .await
             .unwrap();
@@ -662,7 +729,7 @@ pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
     }
     // Someone with usage only on another day is not in this day's pages.
     s.increment_usage(&inc(
-        UserId(uuid::Uuid::new_v4()),
+        AccountId(uuid::Uuid::new_v4()),
         Metric::ApiCalls,
         1,
         None,
@@ -677,15 +744,18 @@ pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
     loop {
         let page = s.roll_up_day(day_w, month, after, 2).await.unwrap();
         let Some(last) = page.last() else { break };
-        after = Some(last.user_id);
+        after = Some(last.account_id);
         seen.extend(page);
     }
     assert_eq!(seen.len(), 5);
     for summary in &seen {
-        let n = users.iter().position(|u| *u == summary.user_id).unwrap() as u64;
+        let n = accounts
+            .iter()
+            .position(|u| *u == summary.account_id)
+            .unwrap() as u64;
         assert_eq!((summary.api_calls, summary.documents), (n + 1 + 10, 2));
         assert_eq!(
-            s.monthly_summary(summary.user_id, month)
+            s.monthly_summary(summary.account_id, month)
                 .await
                 .unwrap()
                 .as_ref(),
@@ -696,11 +766,11 @@ pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
     let again = s.roll_up_day(day_w, month, None, 10).await.unwrap();
     let mut first: Vec<_> = seen
         .iter()
-        .map(|x| (x.user_id.to_string(), x.api_calls))
+        .map(|x| (x.account_id.to_string(), x.api_calls))
         .collect();
     let mut second: Vec<_> = again
         .iter()
-        .map(|x| (x.user_id.to_string(), x.api_calls))
+        .map(|x| (x.account_id.to_string(), x.api_calls))
         .collect();
     first.sort();
     second.sort();
@@ -713,4 +783,253 @@ pub async fn rollups_recompute_pages_of_users_of_one_day(s: Arc<dyn Store>) {
         s.rollup_cursor().await.unwrap(),
         Some("2026-05-10".parse().unwrap())
     );
+}
+
+fn invitation(account: &Account, by: &User, email: &str, now: chrono::DateTime<Utc>) -> Invitation {
+    let id = uuid::Uuid::new_v4();
+    Invitation {
+        id: InvitationId(id),
+        account_id: account.id,
+        email: Email::parse(email).unwrap(),
+        role: Role::Member,
+        invited_by: by.id,
+        token_hash: format!("{:064x}", id.as_u128()),
+        created_at: now,
+        expires_at: now + INVITATION_VALIDITY,
+    }
+}
+
+fn invitation_email(account: &Account, inv: &Invitation) -> OutboxMessage {
+    OutboxMessage {
+        id: format!("{}:invitation:{}", account.id, inv.id),
+        account_id: account.id,
+        to: Some(inv.email.clone()),
+        kind: EmailKind::Invitation,
+        data: BTreeMap::new(),
+        created_at: inv.created_at,
+    }
+}
+
+pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let (owner_user, account, _) = register(&s, "owner@team.io").await;
+    let inv = invitation(&account, &owner_user, "new@team.io", now);
+    let created = s
+        .invite(&inv, Some(3), now, &[invitation_email(&account, &inv)])
+        .await
+        .unwrap();
+    assert_eq!(created, InvitationOutcome::Created);
+    // The invitation and its email are written together.
+    assert_eq!(s.outbox_for_account(account.id).await.unwrap().len(), 1);
+    assert_eq!(
+        s.invitations(account.id, now).await.unwrap(),
+        std::slice::from_ref(&inv)
+    );
+    assert_eq!(
+        s.seats(account.id, now).await.unwrap(),
+        Seats {
+            members: 1,
+            pending_invitations: 1
+        }
+    );
+    // The same address again, or a member's, is refused.
+    let again = invitation(&account, &owner_user, "new@team.io", now);
+    assert_eq!(
+        s.invite(&again, Some(3), now, &[]).await.unwrap(),
+        InvitationOutcome::AlreadyInvited
+    );
+    let owner_again = invitation(&account, &owner_user, "owner@team.io", now);
+    assert_eq!(
+        s.invite(&owner_again, Some(3), now, &[]).await.unwrap(),
+        InvitationOutcome::AlreadyInvited
+    );
+    // A wrong token, or the right one for another account, finds nothing.
+    let (joiner, other, _) = register(&s, "new@team.io").await;
+    let wrong = s
+        .accept_invitation(account.id, &"0".repeat(64), joiner.id, now, &[])
+        .await
+        .unwrap();
+    assert_eq!(wrong, AcceptOutcome::Gone);
+    let elsewhere = s
+        .accept_invitation(other.id, &inv.token_hash, joiner.id, now, &[])
+        .await
+        .unwrap();
+    assert_eq!(elsewhere, AcceptOutcome::Gone);
+    let joined = s
+        .accept_invitation(account.id, &inv.token_hash, joiner.id, now, &[])
+        .await
+        .unwrap();
+    let AcceptOutcome::Joined(m) = joined else {
+        panic!("{joined:?}")
+    };
+    assert_eq!(
+        (m.account_id, m.user_id, m.role),
+        (account.id, joiner.id, Role::Member)
+    );
+    assert_eq!(s.membership(account.id, joiner.id).await.unwrap(), Some(m));
+    // Single use: the invitation is gone, and its seat is now a member's.
+    let twice = s
+        .accept_invitation(account.id, &inv.token_hash, joiner.id, now, &[])
+        .await
+        .unwrap();
+    assert_eq!(twice, AcceptOutcome::Gone);
+    assert!(s.invitations(account.id, now).await.unwrap().is_empty());
+    assert_eq!(
+        s.seats(account.id, now).await.unwrap(),
+        Seats {
+            members: 2,
+            pending_invitations: 0
+        }
+    );
+    let mine: Vec<AccountId> = s
+        .memberships_of(joiner.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.account_id)
+        .collect();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.contains(&account.id) && mine.contains(&other.id));
+
+    // Expired: no seat, and cannot be accepted; withdrawn: gone.
+    let old = invitation(&account, &owner_user, "late@team.io", now);
+    s.invite(&old, Some(3), now, &[]).await.unwrap();
+    let later = now + INVITATION_VALIDITY;
+    assert_eq!(
+        s.seats(account.id, later)
+            .await
+            .unwrap()
+            .pending_invitations,
+        0
+    );
+    let (late, _, _) = register(&s, "late@team.io").await;
+    let expired = s
+        .accept_invitation(account.id, &old.token_hash, late.id, later, &[])
+        .await
+        .unwrap();
+    assert_eq!(expired, AcceptOutcome::Gone);
+    let gone = invitation(&account, &owner_user, "gone@team.io", now);
+    s.invite(&gone, Some(3), now, &[]).await.unwrap();
+    assert!(s.withdraw_invitation(account.id, gone.id).await.unwrap());
+    assert!(!s.withdraw_invitation(account.id, gone.id).await.unwrap());
+    assert!(!s.withdraw_invitation(other.id, old.id).await.unwrap());
+}
+
+pub async fn concurrent_invitations_never_pass_the_seat_limit(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let (owner_user, account, _) = register(&s, "boss@seats.io").await;
+    // Pro: 10 seats, 1 taken by the owner; 30 invitations race for 9.
+    let tasks: Vec<_> = (0..30)
+        .map(|n| {
+            let (s, account, owner_user) = (s.clone(), account.clone(), owner_user.clone());
+            tokio::spawn(async move {
+                let inv = invitation(&account, &owner_user, &format!("p{n}@seats.io"), now);
+                let email = invitation_email(&account, &inv);
+                s.invite(&inv, Some(10), now, &[email]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            InvitationOutcome::Created => created += 1,
+            InvitationOutcome::SeatsFull(seats) => assert_eq!(seats.used(), 10),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 9);
+    assert_eq!(s.seats(account.id, now).await.unwrap().used(), 10);
+    assert_eq!(s.invitations(account.id, now).await.unwrap().len(), 9);
+    // Only the admitted invitations' emails were enqueued.
+    assert_eq!(s.outbox_for_account(account.id).await.unwrap().len(), 9);
+}
+
+pub async fn members_are_removed_and_roles_change_but_never_the_owner_s(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let (boss, account, _) = register(&s, "boss@roles.io").await;
+    let (worker, _, _) = register(&s, "worker@roles.io").await;
+    let inv = invitation(&account, &boss, "worker@roles.io", now);
+    s.invite(&inv, None, now, &[]).await.unwrap();
+    s.accept_invitation(account.id, &inv.token_hash, worker.id, now, &[])
+        .await
+        .unwrap();
+    assert!(s
+        .set_role(account.id, worker.id, Role::Admin)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.membership(account.id, worker.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Admin
+    );
+    // The owner's role is not set, nor is anyone made owner this way.
+    assert!(!s.set_role(account.id, boss.id, Role::Member).await.unwrap());
+    assert!(!s
+        .set_role(account.id, worker.id, Role::Owner)
+        .await
+        .unwrap());
+    assert!(!s.remove_member(account.id, boss.id, &[]).await.unwrap());
+    let bye = OutboxMessage {
+        id: "bye".into(),
+        account_id: account.id,
+        to: Some(worker.email.clone()),
+        kind: EmailKind::MemberRemoved,
+        data: BTreeMap::new(),
+        created_at: now,
+    };
+    assert!(s
+        .remove_member(account.id, worker.id, &[bye])
+        .await
+        .unwrap());
+    assert!(s.membership(account.id, worker.id).await.unwrap().is_none());
+    assert!(!s.remove_member(account.id, worker.id, &[]).await.unwrap());
+    let ids: Vec<String> = s
+        .outbox_for_account(account.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, ["bye"]);
+    assert_eq!(s.members(account.id).await.unwrap().len(), 1);
+    // Their own account is untouched.
+    assert_eq!(s.memberships_of(worker.id).await.unwrap().len(), 1);
+}
+
+pub async fn ownership_moves_in_one_step(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let (boss, account, _) = register(&s, "boss@own.io").await;
+    let (heir, _, _) = register(&s, "heir@own.io").await;
+    let (stranger, _, _) = register(&s, "stranger@own.io").await;
+    let inv = invitation(&account, &boss, "heir@own.io", now);
+    s.invite(&inv, None, now, &[]).await.unwrap();
+    s.accept_invitation(account.id, &inv.token_hash, heir.id, now, &[])
+        .await
+        .unwrap();
+    // Only to a member, and only from the owner.
+    assert!(!s
+        .transfer_ownership(account.id, boss.id, stranger.id)
+        .await
+        .unwrap());
+    assert!(!s
+        .transfer_ownership(account.id, heir.id, boss.id)
+        .await
+        .unwrap());
+    assert!(s
+        .transfer_ownership(account.id, boss.id, heir.id)
+        .await
+        .unwrap());
+    let roles: Vec<(UserId, Role)> = s
+        .members(account.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| (m.user_id, m.role))
+        .collect();
+    assert!(roles.contains(&(heir.id, Role::Owner)));
+    assert!(roles.contains(&(boss.id, Role::Admin)));
+    assert_eq!(roles.iter().filter(|(_, r)| *r == Role::Owner).count(), 1);
 }

@@ -5,6 +5,7 @@
 //! `utoipa::ToSchema`: a compile-time description of their JSON, which the
 //! HTTP layer assembles into the OpenAPI document.
 
+pub mod account;
 pub mod clock;
 pub mod money;
 pub mod outbox;

@@ -5,9 +5,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::account::{
+    AcceptOutcome, Account, AccountId, Invitation, InvitationId, InvitationOutcome, Membership,
+    Role, Seats,
+};
 use crate::money::Money;
 pub use crate::outbox::{OutboxState, SendResult};
-use crate::plan::{BillingInterval, PlanId};
+use crate::plan::{BillingInterval, Limit, PlanId};
 use crate::records::{Invoice, OutboxMessage, Payment};
 use crate::subscription::RemoteSubscription;
 use crate::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
@@ -32,12 +36,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Uniqueness {
     /// One user per email address.
     Email,
-    /// One user per Stripe customer.
+    /// One account per Stripe customer.
     StripeCustomer,
     /// One owner per Stripe invoice.
     Invoice,
-    /// User ids are random; a clash means a bug.
-    UserId,
+    /// Ids are random; a clash means a bug.
+    Id,
 }
 
 impl Uniqueness {
@@ -47,7 +51,7 @@ impl Uniqueness {
             Uniqueness::Email => "email",
             Uniqueness::StripeCustomer => "stripe customer",
             Uniqueness::Invoice => "invoice",
-            Uniqueness::UserId => "user id",
+            Uniqueness::Id => "id",
         }
     }
 }
@@ -82,23 +86,109 @@ impl StoreError {
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Inserts a new user; `Conflict(Uniqueness::Email)` if the email is taken.
-    async fn create_user(&self, user: &User) -> Result<Etag, StoreError>;
+    /// Creates a user with their own account, of which they are the owner,
+    /// all or nothing; `Conflict(Uniqueness::Email)` if the email is taken.
+    /// Returns the account's etag.
+    async fn register(
+        &self,
+        user: &User,
+        account: &Account,
+        owner: &Membership,
+    ) -> Result<Etag, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError>;
     async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError>;
-    async fn user_by_stripe_customer(
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<Versioned<Account>>, StoreError>;
+    async fn account_by_stripe_customer(
         &self,
         customer_id: &str,
-    ) -> Result<Option<Versioned<User>>, StoreError>;
-    /// Users whose subscription looks stale at `now` (see
+    ) -> Result<Option<Versioned<Account>>, StoreError>;
+    /// Accounts whose subscription looks stale at `now` (see
     /// `Subscription::stale_after`), most overdue first.
     async fn stale_subscriptions(
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<UserId>, StoreError>;
-    /// Replaces the user only if it is still at `if_match`; else `VersionConflict`.
-    async fn replace_user(&self, user: &User, if_match: &Etag) -> Result<Etag, StoreError>;
+    ) -> Result<Vec<AccountId>, StoreError>;
+    /// Replaces the account only if it is still at `if_match`; else `VersionConflict`.
+    async fn replace_account(&self, account: &Account, if_match: &Etag)
+        -> Result<Etag, StoreError>;
+}
+
+/// Who belongs to which account, and the invitations that hold seats.
+#[async_trait]
+pub trait MemberStore: Send + Sync {
+    async fn membership(
+        &self,
+        account: AccountId,
+        user: UserId,
+    ) -> Result<Option<Membership>, StoreError>;
+    /// The accounts a user belongs to, oldest membership first.
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<Membership>, StoreError>;
+    /// An account's members, oldest first.
+    async fn members(&self, account: AccountId) -> Result<Vec<Membership>, StoreError>;
+    /// An account's invitations still pending at `now`, oldest first.
+    async fn invitations(
+        &self,
+        account: AccountId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Invitation>, StoreError>;
+    /// Members and invitations pending at `now`.
+    async fn seats(&self, account: AccountId, now: DateTime<Utc>) -> Result<Seats, StoreError>;
+    /// Creates the invitation and enqueues its email only if a seat is free
+    /// under `limit` (`Seats::admits_one_more`), as one atomic step: under
+    /// any concurrency, a limit of L never holds more than L seats.
+    async fn invite(
+        &self,
+        invitation: &Invitation,
+        limit: Limit,
+        now: DateTime<Utc>,
+        messages: &[OutboxMessage],
+    ) -> Result<InvitationOutcome, StoreError>;
+    /// Uses the pending invitation up and makes `user` a member with its
+    /// role, enqueueing the messages, all or nothing. A second accept of
+    /// the same invitation is `Gone`.
+    async fn accept_invitation(
+        &self,
+        account: AccountId,
+        token_hash: &str,
+        user: UserId,
+        now: DateTime<Utc>,
+        messages: &[OutboxMessage],
+    ) -> Result<AcceptOutcome, StoreError>;
+    /// Deletes a pending invitation; `false` if there was none.
+    async fn withdraw_invitation(
+        &self,
+        account: AccountId,
+        id: InvitationId,
+    ) -> Result<bool, StoreError>;
+    /// Removes a member who is not the owner, enqueueing the messages;
+    /// `false` if there is no such (non-owner) member.
+    async fn remove_member(
+        &self,
+        account: AccountId,
+        user: UserId,
+        messages: &[OutboxMessage],
+    ) -> Result<bool, StoreError>;
+    /// Sets a non-owner member's role to an assignable one; `false` if
+    /// there is no such member.
+    async fn set_role(
+        &self,
+        account: AccountId,
+        user: UserId,
+        role: Role,
+    ) -> Result<bool, StoreError>;
+    /// Makes `to` (a member) the owner and `from` (the owner) an admin, in
+    /// one step; `false` if either is not what it should be.
+    async fn transfer_ownership(
+        &self,
+        account: AccountId,
+        from: UserId,
+        to: UserId,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]
@@ -107,25 +197,26 @@ pub trait UsageStore: Send + Sync {
     /// concurrency, a limit of L admits at most L in total.
     async fn increment_usage(&self, inc: &UsageIncrement) -> Result<UsageOutcome, StoreError>;
     /// Current totals for the given keys (0 where nothing was recorded), in order.
-    async fn usage(&self, user_id: UserId, keys: &[UsageKey]) -> Result<Vec<u64>, StoreError>;
+    async fn usage(&self, account_id: AccountId, keys: &[UsageKey])
+        -> Result<Vec<u64>, StoreError>;
 }
 
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
     /// Idempotent by payment id: recording a payment twice keeps one.
     async fn record_payment(&self, payment: &Payment) -> Result<(), StoreError>;
-    /// The user's unexpired payments, newest first.
+    /// The account's unexpired payments, newest first.
     async fn payments(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Payment>, StoreError>;
     /// Inserts or replaces by invoice id.
     async fn upsert_invoice(&self, invoice: &Invoice) -> Result<(), StoreError>;
-    /// The user's unexpired invoices, newest first.
+    /// The account's unexpired invoices, newest first.
     async fn invoices(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Invoice>, StoreError>;
 }
@@ -141,24 +232,27 @@ pub trait WebhookLog: Send + Sync {
 
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Replaces the user (only if still at `if_match`) and enqueues the
+    /// Replaces the account (only if still at `if_match`) and enqueues the
     /// messages, all or nothing. Messages already enqueued (same id) are kept once.
-    async fn replace_user_and_enqueue(
+    async fn replace_account_and_enqueue(
         &self,
-        user: &User,
+        account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError>;
-    /// Enqueues messages that report no user change (receipts); insert-if-absent by id.
+    /// Enqueues messages that report no account change (receipts); insert-if-absent by id.
     async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError>;
-    /// The user's messages, oldest first.
-    async fn outbox_for_user(&self, user_id: UserId) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The account's messages, oldest first.
+    async fn outbox_for_account(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Takes a message for sending: `Some` only if it is pending, or its
     /// previous sender's claim is older than `lease` (it crashed). Counts
     /// the attempt. Two deliveries of one message never both get it.
     async fn claim_outbox(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
         now: DateTime<Utc>,
         lease: chrono::Duration,
@@ -166,7 +260,7 @@ pub trait Outbox: Send + Sync {
     /// Records how a claimed send ended.
     async fn finish_outbox(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
         result: &SendResult,
         now: DateTime<Utc>,
@@ -182,7 +276,7 @@ pub trait Outbox: Send + Sync {
     /// Where a message stands, and its attempts.
     async fn outbox_status(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
     ) -> Result<Option<(OutboxState, u32)>, StoreError>;
 }
@@ -192,19 +286,19 @@ pub trait Rollups: Send + Sync {
     /// The last UTC day fully rolled up, if any.
     async fn rollup_cursor(&self) -> Result<Option<NaiveDate>, StoreError>;
     async fn set_rollup_cursor(&self, day: NaiveDate) -> Result<(), StoreError>;
-    /// Recomputes the monthly summaries of up to `limit` users who have usage
-    /// on `day`, in user-id order after `after`, and returns them. Recomputing
+    /// Recomputes the monthly summaries of up to `limit` accounts that have
+    /// usage on `day`, in account-id order after `after`, and returns them. Recomputing
     /// (not adding) makes a second run change nothing.
     async fn roll_up_day(
         &self,
         day: Window,
         month: Window,
-        after: Option<UserId>,
+        after: Option<AccountId>,
         limit: usize,
     ) -> Result<Vec<MonthlySummary>, StoreError>;
     async fn monthly_summary(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         month: Window,
     ) -> Result<Option<MonthlySummary>, StoreError>;
 }
@@ -217,21 +311,37 @@ pub trait Retention: Send + Sync {
 
 /// Everything the service keeps.
 pub trait Store:
-    UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Rollups + Retention
+    UserStore
+    + AccountStore
+    + MemberStore
+    + UsageStore
+    + LedgerStore
+    + WebhookLog
+    + Outbox
+    + Rollups
+    + Retention
 {
 }
-impl<T: UserStore + UsageStore + LedgerStore + WebhookLog + Outbox + Rollups + Retention> Store
-    for T
+impl<T> Store for T where
+    T: UserStore
+        + AccountStore
+        + MemberStore
+        + UsageStore
+        + LedgerStore
+        + WebhookLog
+        + Outbox
+        + Rollups
+        + Retention
 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutRequest {
-    pub user_id: UserId,
+    pub account_id: AccountId,
     pub customer_id: String,
     pub plan_id: PlanId,
     pub interval: BillingInterval,
-    /// What makes this checkout distinct; with the user id it forms the
+    /// What makes this checkout distinct; with the account id it forms the
     /// idempotency key, so a double click returns the same session.
     pub attempt: String,
 }
@@ -260,10 +370,10 @@ pub struct RemoteCheckout {
     pub interval: Option<BillingInterval>,
     pub customer_id: Option<String>,
     pub subscription_id: Option<String>,
-    pub user_id: Option<String>,
+    pub account_id: Option<String>,
 }
 
-/// An invoice as the provider reports it, before it is tied to a user.
+/// An invoice as the provider reports it, before it is tied to an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteInvoice {
     pub id: String,
@@ -344,13 +454,13 @@ impl PaymentsError {
 /// retried or repeated, it acts once.
 #[async_trait]
 pub trait Payments: Send + Sync {
-    /// Whether paid plans can be sold here; checked before any user is
+    /// Whether paid plans can be sold here; checked before any account is
     /// created, so a refused paid registration leaves nothing behind.
     fn is_configured(&self) -> bool;
-    /// One customer per user, whatever the number of calls.
+    /// One customer per account, whatever the number of calls.
     async fn create_customer(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         email: &Email,
         name: &str,
     ) -> Result<String, PaymentsError>;
@@ -365,7 +475,7 @@ pub trait Payments: Send + Sync {
     /// the difference now.
     async fn change_plan(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         current: &RemoteSubscription,
         plan_id: PlanId,
         interval: BillingInterval,
@@ -382,7 +492,7 @@ pub trait Payments: Send + Sync {
     ) -> Result<Money, PaymentsError>;
     async fn set_cancel_at_period_end(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         subscription_id: &str,
         cancel: bool,
         attempt: &str,
@@ -391,7 +501,7 @@ pub trait Payments: Send + Sync {
     /// period ends (a subscription schedule), billing nothing now.
     async fn schedule_change(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         current: &RemoteSubscription,
         plan_id: PlanId,
         interval: BillingInterval,

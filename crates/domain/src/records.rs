@@ -3,8 +3,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::account::AccountId;
 use crate::money::Money;
-use crate::user::UserId;
+use crate::user::Email;
 
 /// Payments are kept seven years for accounting.
 pub const PAYMENT_RETENTION_DAYS: i64 = 7 * 365 + 2;
@@ -16,7 +17,7 @@ pub struct Payment {
     /// Stable and unique (e.g. the Stripe payment intent id), so recording
     /// one payment twice stores it once.
     pub id: String,
-    pub user_id: UserId,
+    pub account_id: AccountId,
     pub amount: Money,
     pub status: String,
     pub description: String,
@@ -35,7 +36,7 @@ impl Payment {
 pub struct Invoice {
     /// The Stripe invoice id: an invoice is upserted as Stripe updates it.
     pub id: String,
-    pub user_id: UserId,
+    pub account_id: AccountId,
     pub number: Option<String>,
     pub amount_due: Money,
     pub amount_paid: Money,
@@ -68,6 +69,10 @@ pub enum EmailKind {
     PlanChanged,
     QuotaWarning,
     TrialEnding,
+    Invitation,
+    MemberAdded,
+    MemberRemoved,
+    SeatLimitReached,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +80,10 @@ pub struct OutboxMessage {
     /// Deterministic (what caused it + the kind), so a cause processed twice
     /// enqueues one message.
     pub id: String,
-    pub user_id: UserId,
+    pub account_id: AccountId,
+    /// Who it goes to; the account's billing email when `None`.
+    #[serde(default)]
+    pub to: Option<Email>,
     pub kind: EmailKind,
     /// What the template needs: plan, amounts, dates, links.
     pub data: std::collections::BTreeMap<String, String>,

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::account::AccountId;
 use crate::plan::{ExportFormat, Feature, Limit, Limits, PlanId};
-use crate::user::UserId;
 
 /// The most one report may add to (or take from) a metric. Far above any
 /// real document batch or storage change, and far enough below `i64::MAX`
@@ -154,7 +154,7 @@ impl Window {
     }
 }
 
-/// Where one metric's count for one user lives: the metric and the window it
+/// Where one metric's count for one account lives: the metric and the window it
 /// counts in (gauges have no window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageKey {
@@ -182,7 +182,7 @@ impl UsageKey {
 /// One atomic "check the limit and record" request for the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageIncrement {
-    pub user_id: UserId,
+    pub account_id: AccountId,
     pub key: UsageKey,
     /// Positive for counters; signed for gauges.
     pub amount: i64,
@@ -265,10 +265,10 @@ pub struct QuotaDenial {
     pub seconds_to_reset: Option<u64>,
 }
 
-/// One user's usage over one UTC month, rolled up from the daily records.
+/// One account's usage over one UTC month, rolled up from the daily records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthlySummary {
-    pub user_id: UserId,
+    pub account_id: AccountId,
     pub month: Window,
     pub api_calls: u64,
     pub documents: u64,
@@ -281,12 +281,12 @@ impl MonthlySummary {
     /// negative quantity (a gauge's bug, a corrupt record) counts as none,
     /// and a sum past `u64::MAX` stays there rather than wrapping.
     pub fn from_counters(
-        user_id: UserId,
+        account_id: AccountId,
         month: Window,
         counters: impl IntoIterator<Item = (Metric, i64)>,
     ) -> Self {
         let mut summary = MonthlySummary {
-            user_id,
+            account_id,
             month,
             api_calls: 0,
             documents: 0,
@@ -324,7 +324,7 @@ mod tests {
     fn increment(amount: i64, limit: Limit) -> UsageIncrement {
         let at = Utc.with_ymd_and_hms(2026, 3, 5, 12, 0, 0).unwrap();
         UsageIncrement {
-            user_id: UserId(uuid::Uuid::new_v4()),
+            account_id: AccountId(uuid::Uuid::new_v4()),
             key: UsageKey::current(Metric::Documents, at),
             amount,
             limit,
@@ -347,7 +347,7 @@ mod tests {
     fn a_monthly_summary_adds_counters_and_ignores_the_rest() {
         let at = Utc.with_ymd_and_hms(2026, 3, 5, 12, 0, 0).unwrap();
         let month = Window::containing(Period::Month, at);
-        let user = UserId(uuid::Uuid::new_v4());
+        let user = AccountId(uuid::Uuid::new_v4());
         let summary = MonthlySummary::from_counters(
             user,
             month,
@@ -362,7 +362,7 @@ mod tests {
                 (Metric::Exports, i64::MAX),
             ],
         );
-        assert_eq!(summary.user_id, user);
+        assert_eq!(summary.account_id, user);
         assert_eq!((summary.api_calls, summary.documents), (15, 7));
         assert_eq!(summary.exports, u64::MAX, "saturates, never wraps");
     }

@@ -4,9 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::subscription::Subscription;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UserId(pub Uuid);
 
@@ -107,7 +105,6 @@ pub struct User {
     /// PHC string (argon2id). Never leaves the service.
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
-    pub subscription: Subscription,
 }
 
 #[cfg(test)]

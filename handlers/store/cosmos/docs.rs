@@ -1,17 +1,25 @@
 //! The documents as stored. Each carries `type`, so containers that hold
-//! more than one kind (users + outbox, counters + day index + summaries)
-//! stay queryable, and its partition key value in `user_id`. Queries scoped
-//! to a partition also filter on `user_id`: free on Cosmos DB, and it keeps
-//! them scoped on a backend that ignores the partition header.
+//! more than one kind (an account's document, memberships, invitations,
+//! seats and outbox; counters, the day index and summaries) stay queryable,
+//! and its partition key value in `user_id` (users) or `account_id`
+//! (everything else). Queries scoped to a partition also filter on it:
+//! free on Cosmos DB, and it keeps them scoped on a backend that ignores
+//! the partition header.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::account::{Account, AccountId, Invitation, Membership, Role};
 use crate::domain::outbox::OutboxState;
+use crate::domain::ports::StoreError;
 use crate::domain::records::{Invoice, OutboxMessage, Payment};
 use crate::domain::user::{User, UserId};
 
 pub const USER: &str = "user";
+pub const ACCOUNT: &str = "account";
+pub const MEMBER: &str = "member";
+pub const INVITATION: &str = "invitation";
+pub const SEATS: &str = "seats";
 pub const OUTBOX: &str = "outbox";
 pub const USAGE: &str = "usage";
 pub const ACTIVE: &str = "active";
@@ -28,14 +36,13 @@ pub fn ttl_between(written: DateTime<Utc>, expires: DateTime<Utc>) -> i64 {
     (expires - written).num_seconds().max(1)
 }
 
+/// A user's identity, alone in its partition of `users`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UserDoc {
     pub id: String,
     pub user_id: String,
     #[serde(rename = "type")]
     pub kind: String,
-    /// When reconciliation should look at this subscription (ms), if ever.
-    pub watch_at: Option<i64>,
     pub user: User,
 }
 
@@ -45,13 +52,150 @@ impl UserDoc {
             id: user.id.to_string(),
             user_id: user.id.to_string(),
             kind: USER.into(),
-            watch_at: user.subscription.stale_after().map(ms),
             user: user.clone(),
         }
     }
 }
 
-/// An email waiting in the user's partition. The message's own fields sit at
+/// The account's own document: its id is the account id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountDoc {
+    pub id: String,
+    pub account_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When reconciliation should look at this subscription (ms), if ever.
+    pub watch_at: Option<i64>,
+    pub account: Account,
+}
+
+impl AccountDoc {
+    pub fn new(account: &Account) -> Self {
+        Self {
+            id: account.id.to_string(),
+            account_id: account.id.to_string(),
+            kind: ACCOUNT.into(),
+            watch_at: account.subscription.stale_after().map(ms),
+            account: account.clone(),
+        }
+    }
+}
+
+pub fn member_id(user: UserId) -> String {
+    format!("member:{user}")
+}
+
+/// A user's membership, in the account's partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberDoc {
+    pub id: String,
+    pub account_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub user_id: String,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl MemberDoc {
+    pub fn new(m: &Membership) -> Self {
+        Self {
+            id: member_id(m.user_id),
+            account_id: m.account_id.to_string(),
+            kind: MEMBER.into(),
+            user_id: m.user_id.to_string(),
+            role: m.role,
+            joined_at: m.joined_at,
+        }
+    }
+
+    pub fn membership(&self) -> Result<Membership, StoreError> {
+        Ok(Membership {
+            account_id: parse_account_id(&self.account_id)?,
+            user_id: parse_user_id(&self.user_id)?,
+            role: self.role,
+            joined_at: self.joined_at,
+        })
+    }
+}
+
+pub fn invitation_id(id: crate::domain::account::InvitationId) -> String {
+    format!("invitation:{id}")
+}
+
+/// An expired invitation lingers this long (for support's questions), then
+/// its `ttl` removes it. It holds no seat and cannot be accepted meanwhile.
+pub const INVITATION_AFTERLIFE_SECONDS: i64 = 7 * 86_400;
+
+/// A pending invitation, in the account's partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvitationDoc {
+    pub id: String,
+    pub account_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The invitee's address, to find an invitation already sent to it.
+    pub email: String,
+    pub token_hash: String,
+    pub created_ms: i64,
+    pub expires_at: i64,
+    pub ttl: i64,
+    pub invitation: Invitation,
+}
+
+impl InvitationDoc {
+    pub fn new(i: &Invitation) -> Self {
+        Self {
+            id: invitation_id(i.id),
+            account_id: i.account_id.to_string(),
+            kind: INVITATION.into(),
+            email: i.email.as_str().to_owned(),
+            token_hash: i.token_hash.clone(),
+            created_ms: ms(i.created_at),
+            expires_at: ms(i.expires_at),
+            ttl: ttl_between(i.created_at, i.expires_at) + INVITATION_AFTERLIFE_SECONDS,
+            invitation: i.clone(),
+        }
+    }
+}
+
+pub const SEATS_ID: &str = "seats";
+
+/// Whether `id` names one of the account's own documents in its partition
+/// (itself, the seat lock, a membership, an invitation), which an outbox
+/// message must not take.
+pub fn reserved_id(account: AccountId, id: &str) -> bool {
+    id == pk(account)
+        || id == SEATS_ID
+        || id.starts_with("member:")
+        || id.starts_with("invitation:")
+}
+
+/// The account's seat lock: every write that changes who holds a seat
+/// (invite, accept, remove) replaces it If-Match in its batch, so two such
+/// writes never both succeed on the same count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeatsDoc {
+    pub id: String,
+    pub account_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Bumped by every write, so each one changes the document.
+    pub version: u64,
+}
+
+impl SeatsDoc {
+    pub fn new(account: AccountId) -> Self {
+        Self {
+            id: SEATS_ID.into(),
+            account_id: account.to_string(),
+            kind: SEATS.into(),
+            version: 0,
+        }
+    }
+}
+
+/// An email waiting in the account's partition of `accounts`. The message's own fields sit at
 /// the top level, so the change feed delivers something that decodes as an
 /// `OutboxMessage` directly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,11 +236,15 @@ impl OutboxDoc {
     }
 }
 
-/// A claim on a unique fact (`email:…`, `customer:…`, `invoice:…`).
+/// A claim on a unique fact: `email:…` names a user id, `customer:…` and
+/// `invoice:…` an account id.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LookupDoc {
     pub id: String,
-    pub user_id: String,
+    /// Claims of the one-user era named a user in `user_id`; a migrated
+    /// account has its user's id, so they still name the right holder.
+    #[serde(alias = "user_id")]
+    pub owner: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -108,7 +256,7 @@ pub struct CursorDoc {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CounterDoc {
     pub id: String,
-    pub user_id: String,
+    pub account_id: String,
     #[serde(rename = "type")]
     pub kind: String,
     pub metric: String,
@@ -120,11 +268,12 @@ pub struct CounterDoc {
     pub ttl: i64,
 }
 
-/// "This user had usage on this day": the rollup's index, one partition a day.
+/// "This account had usage on this day": the rollup's index, one partition
+/// a day (`account_id` is `day:<date>`, `id` the account id).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ActiveDoc {
     pub id: String,
-    pub user_id: String,
+    pub account_id: String,
     #[serde(rename = "type")]
     pub kind: String,
     pub expires_at: i64,
@@ -138,7 +287,7 @@ pub fn day_partition(day: NaiveDate) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryDoc {
     pub id: String,
-    pub user_id: String,
+    pub account_id: String,
     #[serde(rename = "type")]
     pub kind: String,
     pub month_start: i64,
@@ -153,7 +302,7 @@ pub struct SummaryDoc {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PaymentDoc {
     pub id: String,
-    pub user_id: String,
+    pub account_id: String,
     pub created_ms: i64,
     pub expires_at: i64,
     pub ttl: i64,
@@ -164,7 +313,7 @@ impl PaymentDoc {
     pub fn new(p: &Payment) -> Self {
         Self {
             id: p.id.clone(),
-            user_id: p.user_id.to_string(),
+            account_id: p.account_id.to_string(),
             created_ms: ms(p.created_at),
             expires_at: ms(p.expires_at()),
             ttl: ttl_between(p.created_at, p.expires_at()),
@@ -176,7 +325,7 @@ impl PaymentDoc {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InvoiceDoc {
     pub id: String,
-    pub user_id: String,
+    pub account_id: String,
     pub created_ms: i64,
     pub expires_at: i64,
     pub ttl: i64,
@@ -187,7 +336,7 @@ impl InvoiceDoc {
     pub fn new(i: &Invoice) -> Self {
         Self {
             id: i.id.clone(),
-            user_id: i.user_id.to_string(),
+            account_id: i.account_id.to_string(),
             created_ms: ms(i.created_at),
             expires_at: ms(i.expires_at()),
             ttl: ttl_between(i.created_at, i.expires_at()),
@@ -204,13 +353,24 @@ pub struct EventDoc {
     pub ttl: i64,
 }
 
-/// A partition key value for a user.
-pub fn pk(user: UserId) -> String {
+/// A partition key value for a user (`users`).
+pub fn user_pk(user: UserId) -> String {
     user.to_string()
 }
 
-pub fn parse_user_id(s: &str) -> Result<UserId, crate::domain::ports::StoreError> {
+/// A partition key value for an account (every other container).
+pub fn pk(account: AccountId) -> String {
+    account.to_string()
+}
+
+pub fn parse_user_id(s: &str) -> Result<UserId, StoreError> {
     uuid::Uuid::parse_str(s)
         .map(UserId)
-        .map_err(|e| crate::domain::ports::StoreError::corrupt(format!("user id {s}: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("user id {s}: {e}")))
+}
+
+pub fn parse_account_id(s: &str) -> Result<AccountId, StoreError> {
+    uuid::Uuid::parse_str(s)
+        .map(AccountId)
+        .map_err(|e| StoreError::corrupt(format!("account id {s}: {e}")))
 }

@@ -1,6 +1,6 @@
 //! The Cosmos DB database layout: every container, its partition key and
 //! its default TTL. Defined once here; `handler cosmos init`, the Bicep
-//! templates (checked by `tests/infra.rs`) and the change-feed function
+//! templates (checked by `tests/infra`) and the change-feed function
 //! manifests all agree with this table.
 
 use crate::domain::records::{PAYMENT_RETENTION_DAYS, WEBHOOK_EVENT_RETENTION_DAYS};
@@ -37,18 +37,31 @@ pub struct ContainerSpec {
     pub default_ttl: DefaultTtl,
 }
 
-/// Accounts: each user's document and the outbox messages about that user,
-/// in the user's partition so a state change and its email are written in
-/// one transactional batch. The `SendEmails` change feed reads it.
+/// Users: each user's identity document (email, name, password hash), and
+/// nothing else. What a user may do is decided by their memberships, which
+/// live with the accounts. Documents of the one-user era may still carry a
+/// `subscription`; it is ignored when read.
 pub const USERS: ContainerSpec = ContainerSpec {
     name: "users",
     partition_key: "/user_id",
     default_ttl: DefaultTtl::PerItem,
 };
 
-/// Claims on facts that must be unique across partitions (one account per
-/// email, one user per Stripe customer), created insert-if-absent, and the
-/// rollup cursor.
+/// Accounts, one partition each: the account document (its subscription),
+/// its memberships, its pending invitations (which carry their own `ttl`),
+/// the `seats` document whose etag serialises everything that changes who
+/// holds a seat, and the outbox messages about the account. A state change
+/// and the emails reporting it are one transactional batch. The
+/// `SendEmails` change feed reads it.
+pub const ACCOUNTS: ContainerSpec = ContainerSpec {
+    name: "accounts",
+    partition_key: "/account_id",
+    default_ttl: DefaultTtl::PerItem,
+};
+
+/// Claims on facts that must be unique across partitions (one user per
+/// email, one account per Stripe customer, one account per invoice),
+/// created insert-if-absent, and the rollup cursor.
 pub const LOOKUPS: ContainerSpec = ContainerSpec {
     name: "lookups",
     partition_key: "/id",
@@ -57,21 +70,22 @@ pub const LOOKUPS: ContainerSpec = ContainerSpec {
 
 pub const PAYMENTS: ContainerSpec = ContainerSpec {
     name: "payments",
-    partition_key: "/user_id",
+    partition_key: "/account_id",
     default_ttl: DefaultTtl::Seconds(PAYMENT_RETENTION_DAYS * DAY),
 };
 
 pub const INVOICES: ContainerSpec = ContainerSpec {
     name: "invoices",
-    partition_key: "/user_id",
+    partition_key: "/account_id",
     default_ttl: DefaultTtl::Seconds(PAYMENT_RETENTION_DAYS * DAY),
 };
 
-/// Usage counters, the per-day index of active users the rollup reads, and
-/// monthly summaries (which carry their own longer `ttl`).
+/// Usage counters of each account, the per-day index of active accounts
+/// the rollup reads (partition `day:<date>`), and monthly summaries (which
+/// carry their own longer `ttl`).
 pub const USAGE_RECORDS: ContainerSpec = ContainerSpec {
     name: "usage_records",
-    partition_key: "/user_id",
+    partition_key: "/account_id",
     default_ttl: DefaultTtl::Seconds(USAGE_RETENTION_DAYS * DAY),
 };
 
@@ -90,6 +104,7 @@ pub const LEASES: ContainerSpec = ContainerSpec {
 
 pub const CONTAINERS: &[ContainerSpec] = &[
     USERS,
+    ACCOUNTS,
     LOOKUPS,
     PAYMENTS,
     INVOICES,

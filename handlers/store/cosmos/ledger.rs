@@ -9,23 +9,23 @@ use serde::de::DeserializeOwned;
 use super::docs::{self, EventDoc, InvoiceDoc, PaymentDoc};
 use super::users::Claim;
 use super::{unavailable, CosmosStore};
+use crate::domain::account::AccountId;
 use crate::domain::ports::{LedgerStore, Retention, StoreError, WebhookLog};
 use crate::domain::records::{Invoice, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
-use crate::domain::user::UserId;
 
 impl CosmosStore {
-    /// The user's documents in `container` still within retention at `now`.
+    /// The account's documents in `container` still within retention at `now`.
     async fn unexpired<T: DeserializeOwned + Send + 'static>(
         &self,
         container: &ContainerClient,
-        user: UserId,
+        account: AccountId,
         now: DateTime<Utc>,
     ) -> Result<Vec<T>, StoreError> {
-        let query = Query::from("SELECT * FROM c WHERE c.user_id = @u AND c.expires_at > @now")
-            .with_parameter("@u", docs::pk(user))
+        let query = Query::from("SELECT * FROM c WHERE c.account_id = @a AND c.expires_at > @now")
+            .with_parameter("@a", docs::pk(account))
             .and_then(|q| q.with_parameter("@now", docs::ms(now)))
             .map_err(StoreError::corrupt)?;
-        self.query(container, query, FeedScope::partition(docs::pk(user)))
+        self.query(container, query, FeedScope::partition(docs::pk(account)))
             .await
     }
 }
@@ -37,7 +37,7 @@ impl LedgerStore for CosmosStore {
         let created = self
             .call(|| {
                 self.payments
-                    .create_item(doc.user_id.clone(), &doc.id, &doc, None)
+                    .create_item(doc.account_id.clone(), &doc.id, &doc, None)
             })
             .await;
         match created {
@@ -49,23 +49,23 @@ impl LedgerStore for CosmosStore {
 
     async fn payments(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Payment>, StoreError> {
-        let mut docs: Vec<PaymentDoc> = self.unexpired(&self.payments, user_id, now).await?;
+        let mut docs: Vec<PaymentDoc> = self.unexpired(&self.payments, account_id, now).await?;
         docs.sort_by(|a, b| (b.created_ms, &a.id).cmp(&(a.created_ms, &b.id)));
         Ok(docs.into_iter().map(|d| d.payment).collect())
     }
 
     async fn upsert_invoice(&self, invoice: &Invoice) -> Result<(), StoreError> {
-        // An invoice belongs to the first user it was recorded for, whatever
-        // a later caller sends.
-        self.claim(Claim::Invoice(&invoice.id), invoice.user_id)
+        // An invoice belongs to the first account it was recorded for,
+        // whatever a later caller sends.
+        self.claim(Claim::Invoice(&invoice.id), &docs::pk(invoice.account_id))
             .await?;
         let doc = InvoiceDoc::new(invoice);
         self.call(|| {
             self.invoices
-                .upsert_item(doc.user_id.clone(), &doc.id, &doc, None)
+                .upsert_item(doc.account_id.clone(), &doc.id, &doc, None)
         })
         .await
         .map_err(unavailable)?;
@@ -74,10 +74,10 @@ impl LedgerStore for CosmosStore {
 
     async fn invoices(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Invoice>, StoreError> {
-        let mut docs: Vec<InvoiceDoc> = self.unexpired(&self.invoices, user_id, now).await?;
+        let mut docs: Vec<InvoiceDoc> = self.unexpired(&self.invoices, account_id, now).await?;
         docs.sort_by(|a, b| (b.created_ms, &a.id).cmp(&(a.created_ms, &b.id)));
         Ok(docs.into_iter().map(|d| d.invoice).collect())
     }
@@ -120,20 +120,31 @@ impl Retention for CosmosStore {
         #[derive(serde::Deserialize)]
         struct Row {
             id: String,
-            user_id: Option<String>,
+            account_id: Option<String>,
         }
         let mut purged = 0;
-        for (container, by_id) in [
-            (&self.payments, false),
-            (&self.invoices, false),
-            (&self.usage, false),
-            (&self.events, true),
+        for (container, by_id, only) in [
+            (&self.payments, false, None),
+            (&self.invoices, false, None),
+            (&self.usage, false, None),
+            (&self.events, true, None),
+            // Only invitations expire there; an expired one holds no seat.
+            (&self.accounts, false, Some(docs::INVITATION)),
         ] {
-            let query = Query::from(
-                "SELECT c.id, c.user_id FROM c WHERE IS_NUMBER(c.expires_at) AND c.expires_at <= @now",
-            )
-            .with_parameter("@now", docs::ms(now))
-            .map_err(StoreError::corrupt)?;
+            let mut sql = String::from(
+                "SELECT c.id, c.account_id FROM c WHERE IS_NUMBER(c.expires_at) AND c.expires_at <= @now",
+            );
+            if only.is_some() {
+                sql.push_str(" AND c.type = @type");
+            }
+            let mut query = Query::from(sql)
+                .with_parameter("@now", docs::ms(now))
+                .map_err(StoreError::corrupt)?;
+            if let Some(kind) = only {
+                query = query
+                    .with_parameter("@type", kind)
+                    .map_err(StoreError::corrupt)?;
+            }
             let rows: Vec<Row> = self
                 .query(container, query, FeedScope::full_container())
                 .await?;
@@ -141,7 +152,7 @@ impl Retention for CosmosStore {
                 let pk = if by_id {
                     row.id.clone()
                 } else {
-                    row.user_id.clone().unwrap_or_default()
+                    row.account_id.clone().unwrap_or_default()
                 };
                 let deleted = self
                     .call(|| container.delete_item(pk.clone(), &row.id, None))

@@ -1,17 +1,22 @@
 //! The Cosmos DB (NoSQL API) store, used in Azure.
 //!
 //! Every hot path is a point operation in one partition: a metered request
-//! is one server-side increment (`usage`), a user read is one point read.
-//! Facts that must be unique across partitions (an email, a Stripe customer,
-//! an invoice's owner) are claimed with lookup documents created
+//! is one server-side increment (`usage`), a user, account or membership
+//! read is one point read. Everything about one account (its document,
+//! members, invitations, seat lock and outbox) shares its partition of
+//! `accounts`, so each change to it is one transactional batch. Facts that
+//! must be unique across partitions (an email, a Stripe customer, an
+//! invoice's owner) are claimed with lookup documents created
 //! insert-if-absent (`lookups`), never with cross-partition queries.
 //! Cross-partition queries serve only the timers (reconciliation, outbox
-//! retries, purge).
+//! retries, purge) and the list of a user's accounts.
 
+mod accounts;
 pub mod client;
 mod docs;
 pub mod layout;
 mod ledger;
+mod members;
 mod meter;
 mod outbox;
 mod rollups;
@@ -24,7 +29,7 @@ use std::time::Duration;
 use azure_data_cosmos::clients::{ContainerClient, DatabaseClient};
 use azure_data_cosmos::models::{ContainerProperties, ItemResponse, TimeToLive};
 use azure_data_cosmos::options::{ContentResponseOnWrite, ItemWriteOptions, OperationOptions};
-use azure_data_cosmos::{CosmosClient, CosmosError, FeedScope, Query};
+use azure_data_cosmos::{CosmosClient, CosmosError, FeedScope, Query, TransactionalBatch};
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 
@@ -36,6 +41,7 @@ pub use meter::{Meter, MeterReading};
 #[derive(Clone)]
 pub struct CosmosStore {
     users: ContainerClient,
+    accounts: ContainerClient,
     lookups: ContainerClient,
     payments: ContainerClient,
     invoices: ContainerClient,
@@ -61,6 +67,7 @@ impl CosmosStore {
         };
         Ok(Self {
             users: open(layout::USERS).await?,
+            accounts: open(layout::ACCOUNTS).await?,
             lookups: open(layout::LOOKUPS).await?,
             payments: open(layout::PAYMENTS).await?,
             invoices: open(layout::INVOICES).await?,
@@ -205,6 +212,63 @@ impl CosmosStore {
     }
 }
 
+impl CosmosStore {
+    /// Runs a transactional batch: `Ok(Ok(etags))`, one per operation, if
+    /// it was applied; `Ok(Err(status))`, the first failed operation's
+    /// status (412, 409, 404...), if it was not. Refusals and timeouts are
+    /// retried like `call`'s: every batch here holds only creates and
+    /// If-Match writes, so a repeat of one that landed fails whole.
+    async fn batch(
+        &self,
+        container: &ContainerClient,
+        batch: TransactionalBatch,
+    ) -> Result<Result<Vec<Option<String>>, u16>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let result = container
+                .execute_transactional_batch(batch.clone(), None)
+                .await;
+            let response = match result {
+                Ok(r) => {
+                    self.meter.record(r.headers().request_charge());
+                    r
+                }
+                Err(e) => {
+                    self.meter.record(
+                        e.response()
+                            .and_then(|r| r.headers().request_charge.as_ref()),
+                    );
+                    let s = e.status();
+                    if (retryable(&e) || s.is_timeout()) && attempt < MAX_ATTEMPTS {
+                        attempt += 1;
+                        tokio::time::sleep(backoff(&e, attempt)).await;
+                        continue;
+                    }
+                    if s.is_precondition_failed() || s.is_conflict() || s.is_not_found() {
+                        return Ok(Err(u16::from(s.status_code())));
+                    }
+                    return Err(StoreError::unavailable(e));
+                }
+            };
+            let results = response.into_model().map_err(StoreError::corrupt)?;
+            let ops = results.results();
+            if let Some(failed) = ops
+                .iter()
+                .find(|op| !op.is_success() && op.status_code() != 424)
+            {
+                return match failed.status_code() {
+                    s @ (404 | 409 | 412) => Ok(Err(s)),
+                    s => Err(StoreError::unavailable(format!("batch refused: {s}"))),
+                };
+            }
+            return Ok(Ok(ops
+                .iter()
+                .map(|op| op.etag().map(str::to_owned))
+                .collect()));
+        }
+    }
+}
+
 const MAX_ATTEMPTS: u32 = 6;
 
 /// 429 (throttled) and 449 (retry with) are refused before anything is
@@ -263,7 +327,11 @@ fn time_to_live(ttl: DefaultTtl) -> TimeToLive {
 }
 
 /// Creates the database and every container with its partition key and
-/// default TTL, leaving existing ones as they are. Idempotent.
+/// default TTL, leaving existing ones as they are. Idempotent. An existing
+/// container partitioned otherwise than the layout says (`payments`,
+/// `invoices` and `usage_records` of the one-user era, on `/user_id`) is an
+/// error: Cosmos DB cannot change a partition key, so its documents must be
+/// moved to a new container first, and the store could write none there.
 pub async fn init(client: &CosmosClient, database: &str) -> Result<Vec<String>, StoreError> {
     let mut created = Vec::new();
     match client.create_database(database, None).await {
@@ -277,7 +345,18 @@ pub async fn init(client: &CosmosClient, database: &str) -> Result<Vec<String>, 
             .with_default_ttl(time_to_live(spec.default_ttl));
         match db.create_container(props, None).await {
             Ok(_) => created.push(format!("container {}", spec.name)),
-            Err(e) if e.status().is_conflict() => {}
+            Err(e) if e.status().is_conflict() => {
+                let (paths, _) = describe(client, database, spec.name).await?;
+                if paths != [spec.partition_key] {
+                    return Err(StoreError::corrupt(format!(
+                        "container {database}/{} is partitioned on {}, the layout on {}: move its documents to a container partitioned on {} first",
+                        spec.name,
+                        paths.join(","),
+                        spec.partition_key,
+                        spec.partition_key,
+                    )));
+                }
+            }
             Err(e) => return Err(unavailable(e)),
         }
     }

@@ -1,6 +1,7 @@
-//! The email outbox: messages live in their user's partition of `users`,
-//! so a user's change and the emails reporting it are one transactional
-//! batch. The `SendEmails` change feed reads them from there.
+//! The email outbox: messages live in their account's partition of
+//! `accounts`, so an account's change (a subscription, a member joining or
+//! leaving) and the emails reporting it are one transactional batch. The
+//! `SendEmails` change feed reads them from there.
 
 use std::collections::HashSet;
 
@@ -9,32 +10,32 @@ use azure_data_cosmos::options::{BatchReplaceOptions, ItemWriteOptions, Precondi
 use azure_data_cosmos::{FeedScope, Query, TransactionalBatch};
 use chrono::{DateTime, Duration, Utc};
 
-use super::docs::{self, OutboxDoc, UserDoc};
+use super::docs::{self, AccountDoc, OutboxDoc};
 use super::{unavailable, CosmosStore};
+use crate::domain::account::{Account, AccountId};
 use crate::domain::outbox::OutboxState;
 use crate::domain::ports::{Etag, Outbox, SendResult, StoreError};
 use crate::domain::records::OutboxMessage;
-use crate::domain::user::{User, UserId};
 
 impl CosmosStore {
-    /// Replaces the user (if still at `if_match`) and creates the messages
-    /// not already there, in one batch.
-    pub(super) async fn replace_user_and_enqueue_docs(
+    /// Replaces the account (if still at `if_match`) and creates the
+    /// messages not already there, in one batch.
+    pub(super) async fn replace_account_and_enqueue_docs(
         &self,
-        user: &User,
+        account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError> {
-        if messages.iter().any(|m| m.user_id != user.id) {
-            return Err(StoreError::corrupt("an outbox message for another user"));
+        if messages.iter().any(|m| m.account_id != account.id) {
+            return Err(StoreError::corrupt("an outbox message for another account"));
         }
-        self.claim_user_facts(user).await?;
-        let pk = docs::pk(user.id);
-        let doc = UserDoc::new(user);
+        self.claim_account_facts(account).await?;
+        let pk = docs::pk(account.id);
+        let doc = AccountDoc::new(account);
         if messages.is_empty() {
             let replaced = self
                 .call(|| {
-                    self.users.replace_item(
+                    self.accounts.replace_item(
                         pk.clone(),
                         &pk,
                         &doc,
@@ -51,7 +52,7 @@ impl CosmosStore {
                 Err(e) => Err(unavailable(e)),
             };
         }
-        let existing = self.existing_outbox_ids(user.id, messages).await?;
+        let existing = self.existing_outbox_ids(account.id, messages).await?;
         let mut batch = TransactionalBatch::new(pk.clone())
             .replace_item(
                 pk.clone(),
@@ -62,82 +63,75 @@ impl CosmosStore {
                 ),
             )
             .map_err(StoreError::corrupt)?;
-        for m in messages.iter().filter(|m| !existing.contains(&m.id)) {
-            batch = batch
-                .create_item(OutboxDoc::pending(m))
-                .map_err(StoreError::corrupt)?;
+        batch = enqueue_in(batch, messages, &existing)?;
+        match self.batch(&self.accounts, batch).await? {
+            Ok(etags) => etags
+                .into_iter()
+                .next()
+                .flatten()
+                .map(Etag)
+                .ok_or_else(|| StoreError::corrupt("batch answered without an etag")),
+            Err(412) => Err(StoreError::VersionConflict),
+            Err(404) => Err(StoreError::NotFound),
+            // A message created in between by `enqueue`: the account's
+            // etag is still ours, so the caller retries and skips it.
+            Err(409) => Err(StoreError::VersionConflict),
+            Err(s) => Err(StoreError::unavailable(format!("batch refused: {s}"))),
         }
-        let result = self.users.execute_transactional_batch(batch, None).await;
-        let response = match result {
-            Ok(r) => {
-                self.meter.record(r.headers().request_charge());
-                r
-            }
-            Err(e) => {
-                self.meter.record(None);
-                return Err(match e.status() {
-                    s if s.is_not_found() => StoreError::NotFound,
-                    _ => unavailable(e),
-                });
-            }
-        };
-        let results = response.into_model().map_err(StoreError::corrupt)?;
-        let ops = results.results();
-        if let Some(failed) = ops
-            .iter()
-            .find(|op| !op.is_success() && op.status_code() != 424)
-        {
-            return Err(match failed.status_code() {
-                412 => StoreError::VersionConflict,
-                404 => StoreError::NotFound,
-                // A message created in between by `enqueue`: the user's
-                // etag is still ours, so the caller retries and skips it.
-                409 => StoreError::VersionConflict,
-                s => StoreError::unavailable(format!("batch refused: {s}")),
-            });
-        }
-        ops.first()
-            .and_then(|op| op.etag())
-            .map(|e| Etag(e.to_owned()))
-            .ok_or_else(|| StoreError::corrupt("batch answered without an etag"))
     }
 
-    async fn existing_outbox_ids(
+    pub(super) async fn existing_outbox_ids(
         &self,
-        user: UserId,
+        account: AccountId,
         messages: &[OutboxMessage],
     ) -> Result<HashSet<String>, StoreError> {
+        if messages.is_empty() {
+            return Ok(HashSet::new());
+        }
         let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
         let query = Query::from(
-            "SELECT VALUE c.id FROM c WHERE c.user_id = @u AND c.type = @t AND ARRAY_CONTAINS(@ids, c.id)",
+            "SELECT VALUE c.id FROM c WHERE c.account_id = @a AND c.type = @t AND ARRAY_CONTAINS(@ids, c.id)",
         )
-        .with_parameter("@u", docs::pk(user))
+        .with_parameter("@a", docs::pk(account))
         .and_then(|q| q.with_parameter("@t", docs::OUTBOX))
         .and_then(|q| q.with_parameter("@ids", ids))
         .map_err(StoreError::corrupt)?;
         let found: Vec<String> = self
-            .query(&self.users, query, FeedScope::partition(docs::pk(user)))
+            .query(
+                &self.accounts,
+                query,
+                FeedScope::partition(docs::pk(account)),
+            )
             .await?;
         Ok(found.into_iter().collect())
     }
 
     async fn outbox_doc(
         &self,
-        user: UserId,
+        account: AccountId,
         id: &str,
     ) -> Result<Option<(OutboxDoc, Etag)>, StoreError> {
-        if id == docs::pk(user) {
-            return Ok(None); // That id is the user's own document.
+        // The partition holds other documents too (the account's own,
+        // memberships, invitations, seats): an id naming one is no message.
+        let Some((doc, etag)) = self
+            .read_doc::<serde_json::Value>(&self.accounts, &docs::pk(account), id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if doc["type"] != docs::OUTBOX {
+            return Ok(None);
         }
-        self.read_doc(&self.users, &docs::pk(user), id).await
+        let doc = serde_json::from_value(doc).map_err(StoreError::corrupt)?;
+        Ok(Some((doc, etag)))
     }
 
     /// Rewrites a message if it is still at `etag`; `false` if it changed.
     async fn update_outbox(&self, doc: &OutboxDoc, etag: &Etag) -> Result<bool, StoreError> {
-        let pk = docs::pk(doc.message.user_id);
+        let pk = docs::pk(doc.message.account_id);
         let replaced = self
             .call(|| {
-                self.users.replace_item(
+                self.accounts.replace_item(
                     pk.clone(),
                     &doc.message.id,
                     doc,
@@ -156,6 +150,33 @@ impl CosmosStore {
     }
 }
 
+/// A message may not take the id of one of its account's own documents:
+/// its creation would fail as if it were already enqueued.
+fn check_id(m: &OutboxMessage) -> Result<(), StoreError> {
+    if docs::reserved_id(m.account_id, &m.id) {
+        return Err(StoreError::corrupt(format!(
+            "outbox id {} is reserved for the account's own documents",
+            m.id
+        )));
+    }
+    Ok(())
+}
+
+/// Adds the creation of each message not in `existing` to the batch.
+pub(super) fn enqueue_in(
+    mut batch: TransactionalBatch,
+    messages: &[OutboxMessage],
+    existing: &HashSet<String>,
+) -> Result<TransactionalBatch, StoreError> {
+    for m in messages.iter().filter(|m| !existing.contains(&m.id)) {
+        check_id(m)?;
+        batch = batch
+            .create_item(OutboxDoc::pending(m))
+            .map_err(StoreError::corrupt)?;
+    }
+    Ok(batch)
+}
+
 fn claimable(doc: &OutboxDoc, now: DateTime<Utc>, lease: Duration) -> bool {
     let claimed_at = doc.claimed_at.and_then(DateTime::from_timestamp_millis);
     let not_before = doc.not_before.and_then(DateTime::from_timestamp_millis);
@@ -164,22 +185,23 @@ fn claimable(doc: &OutboxDoc, now: DateTime<Utc>, lease: Duration) -> bool {
 
 #[async_trait]
 impl Outbox for CosmosStore {
-    async fn replace_user_and_enqueue(
+    async fn replace_account_and_enqueue(
         &self,
-        user: &User,
+        account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError> {
-        self.replace_user_and_enqueue_docs(user, if_match, messages)
+        self.replace_account_and_enqueue_docs(account, if_match, messages)
             .await
     }
 
     async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
         for m in messages {
+            check_id(m)?;
             let doc = OutboxDoc::pending(m);
-            let pk = docs::pk(m.user_id);
+            let pk = docs::pk(m.account_id);
             let created = self
-                .call(|| self.users.create_item(pk.clone(), &m.id, &doc, None))
+                .call(|| self.accounts.create_item(pk.clone(), &m.id, &doc, None))
                 .await;
             match created {
                 Ok(_) => {}
@@ -190,13 +212,20 @@ impl Outbox for CosmosStore {
         Ok(())
     }
 
-    async fn outbox_for_user(&self, user_id: UserId) -> Result<Vec<OutboxMessage>, StoreError> {
-        let query = Query::from("SELECT * FROM c WHERE c.user_id = @u AND c.type = @t")
-            .with_parameter("@u", docs::pk(user_id))
+    async fn outbox_for_account(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let query = Query::from("SELECT * FROM c WHERE c.account_id = @a AND c.type = @t")
+            .with_parameter("@a", docs::pk(account_id))
             .and_then(|q| q.with_parameter("@t", docs::OUTBOX))
             .map_err(StoreError::corrupt)?;
         let mut found: Vec<OutboxDoc> = self
-            .query(&self.users, query, FeedScope::partition(docs::pk(user_id)))
+            .query(
+                &self.accounts,
+                query,
+                FeedScope::partition(docs::pk(account_id)),
+            )
             .await?;
         found.sort_by(|a, b| (a.created_ms, &a.message.id).cmp(&(b.created_ms, &b.message.id)));
         Ok(found.into_iter().map(|d| d.message).collect())
@@ -204,13 +233,13 @@ impl Outbox for CosmosStore {
 
     async fn claim_outbox(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<OutboxMessage>, StoreError> {
         loop {
-            let Some((mut doc, etag)) = self.outbox_doc(user_id, id).await? else {
+            let Some((mut doc, etag)) = self.outbox_doc(account_id, id).await? else {
                 return Ok(None);
             };
             if !claimable(&doc, now, lease) {
@@ -229,13 +258,13 @@ impl Outbox for CosmosStore {
 
     async fn finish_outbox(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
         result: &SendResult,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         loop {
-            let Some((mut doc, etag)) = self.outbox_doc(user_id, id).await? else {
+            let Some((mut doc, etag)) = self.outbox_doc(account_id, id).await? else {
                 return Ok(());
             };
             let Some(next) = doc.status.after(result) else {
@@ -271,7 +300,7 @@ impl Outbox for CosmosStore {
         .and_then(|q| q.with_parameter("@expired", docs::ms(OutboxState::lease_cutoff(now, lease))))
         .map_err(StoreError::corrupt)?;
         let mut found: Vec<OutboxDoc> = self
-            .query(&self.users, query, FeedScope::full_container())
+            .query(&self.accounts, query, FeedScope::full_container())
             .await?;
         // Whether a retry is due is the domain's rule, applied here.
         found.retain(|d| claimable(d, now, lease));
@@ -281,11 +310,11 @@ impl Outbox for CosmosStore {
 
     async fn outbox_status(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
     ) -> Result<Option<(OutboxState, u32)>, StoreError> {
         Ok(self
-            .outbox_doc(user_id, id)
+            .outbox_doc(account_id, id)
             .await?
             .map(|(d, _)| (d.status, d.attempts)))
     }

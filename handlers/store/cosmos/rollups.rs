@@ -1,6 +1,7 @@
-//! The daily rollup. Users active on a day are listed in that day's index
-//! partition of `usage_records`, so a page of them is one single-partition
-//! query; each user's month is then one query in their own partition.
+//! The daily rollup. Accounts active on a day are listed in that day's
+//! index partition of `usage_records`, so a page of them is one
+//! single-partition query; each account's month is then one query in its
+//! own partition.
 
 use async_trait::async_trait;
 use azure_data_cosmos::{FeedScope, Query};
@@ -8,9 +9,9 @@ use chrono::{NaiveDate, Utc};
 
 use super::docs::{self, CursorDoc, SummaryDoc};
 use super::{unavailable, CosmosStore};
+use crate::domain::account::AccountId;
 use crate::domain::ports::{Rollups, StoreError};
 use crate::domain::usage::{Metric, MonthlySummary, Window};
-use crate::domain::user::UserId;
 
 const CURSOR_ID: &str = "rollup-cursor";
 
@@ -19,11 +20,15 @@ fn summary_id(month: Window) -> String {
 }
 
 impl CosmosStore {
-    async fn summarise(&self, user: UserId, month: Window) -> Result<MonthlySummary, StoreError> {
+    async fn summarise(
+        &self,
+        account: AccountId,
+        month: Window,
+    ) -> Result<MonthlySummary, StoreError> {
         let query = Query::from(
-            "SELECT * FROM c WHERE c.user_id = @u AND c.type = @t AND c.window_start >= @from AND c.window_start < @to",
+            "SELECT * FROM c WHERE c.account_id = @u AND c.type = @t AND c.window_start >= @from AND c.window_start < @to",
         )
-        .with_parameter("@u", docs::pk(user))
+        .with_parameter("@u", docs::pk(account))
         .and_then(|q| q.with_parameter("@t", docs::USAGE))
         .and_then(|q| q.with_parameter("@from", docs::ms(month.start)))
         .and_then(|q| q.with_parameter("@to", docs::ms(month.end)))
@@ -31,17 +36,17 @@ impl CosmosStore {
         // Read loosely: one unreadable record (a quantity that is not an
         // integer) is logged and left out rather than failing the rollup.
         let counters: Vec<serde_json::Value> = self
-            .query(&self.usage, query, FeedScope::partition(docs::pk(user)))
+            .query(&self.usage, query, FeedScope::partition(docs::pk(account)))
             .await?;
         let counters = counters.iter().filter_map(|c| {
             let metric = c["metric"].as_str()?.parse::<Metric>().ok()?;
             let Some(quantity) = c["quantity"].as_i64() else {
-                tracing::error!(user_id = %user, metric = metric.as_str(), quantity = %c["quantity"], "usage record skipped by the rollup: its quantity is not an integer");
+                tracing::error!(account_id = %account, metric = metric.as_str(), quantity = %c["quantity"], "usage record skipped by the rollup: its quantity is not an integer");
                 return None;
             };
             Some((metric, quantity))
         });
-        Ok(MonthlySummary::from_counters(user, month, counters))
+        Ok(MonthlySummary::from_counters(account, month, counters))
     }
 }
 
@@ -69,11 +74,11 @@ impl Rollups for CosmosStore {
         &self,
         day: Window,
         month: Window,
-        after: Option<UserId>,
+        after: Option<AccountId>,
         limit: usize,
     ) -> Result<Vec<MonthlySummary>, StoreError> {
         let query = Query::from(format!(
-            "SELECT TOP {} VALUE c.id FROM c WHERE c.user_id = @day AND c.type = @t AND c.id > @after ORDER BY c.id",
+            "SELECT TOP {} VALUE c.id FROM c WHERE c.account_id = @day AND c.type = @t AND c.id > @after ORDER BY c.id",
             limit.max(1)
         ))
         .with_parameter("@day", docs::day_partition(day.start.date_naive()))
@@ -81,18 +86,18 @@ impl Rollups for CosmosStore {
         .and_then(|q| q.with_parameter("@after", after.map(|u| u.to_string()).unwrap_or_default()))
         .map_err(StoreError::corrupt)?;
         let partition = docs::day_partition(day.start.date_naive());
-        let mut users: Vec<String> = self
+        let mut accounts: Vec<String> = self
             .query(&self.usage, query, FeedScope::partition(partition))
             .await?;
-        users.sort();
-        users.truncate(limit);
-        let mut out = Vec::with_capacity(users.len());
-        for user in users {
-            let user = docs::parse_user_id(&user)?;
-            let summary = self.summarise(user, month).await?;
+        accounts.sort();
+        accounts.truncate(limit);
+        let mut out = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            let account = docs::parse_account_id(&account)?;
+            let summary = self.summarise(account, month).await?;
             let doc = SummaryDoc {
                 id: summary_id(month),
-                user_id: docs::pk(user),
+                account_id: docs::pk(account),
                 kind: docs::SUMMARY.into(),
                 month_start: docs::ms(month.start),
                 month_end: docs::ms(month.end),
@@ -104,7 +109,7 @@ impl Rollups for CosmosStore {
             };
             self.call(|| {
                 self.usage
-                    .upsert_item(doc.user_id.clone(), &doc.id, &doc, None)
+                    .upsert_item(doc.account_id.clone(), &doc.id, &doc, None)
             })
             .await
             .map_err(unavailable)?;
@@ -115,14 +120,14 @@ impl Rollups for CosmosStore {
 
     async fn monthly_summary(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         month: Window,
     ) -> Result<Option<MonthlySummary>, StoreError> {
         let found = self
-            .read_doc::<SummaryDoc>(&self.usage, &docs::pk(user_id), &summary_id(month))
+            .read_doc::<SummaryDoc>(&self.usage, &docs::pk(account_id), &summary_id(month))
             .await?;
         Ok(found.map(|(d, _)| MonthlySummary {
-            user_id,
+            account_id,
             month,
             api_calls: d.api_calls,
             documents: d.documents,

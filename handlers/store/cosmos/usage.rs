@@ -3,7 +3,7 @@
 //! is undone by a compensating decrement and the request denied.
 //!
 //! Why not read + If-Match patch: under contention (a burst of requests
-//! from one user, the case quotas exist for) every writer but one gets a
+//! from one account, the case quotas exist for) every writer but one gets a
 //! 412 and must retry, so the common case stops being one round trip and
 //! the worst case has no bound. The increment always lands first time.
 //! Its cost: between an over-limit increment and its compensation, others
@@ -20,11 +20,11 @@ use chrono::{DateTime, Utc};
 
 use super::docs::{self, ActiveDoc, CounterDoc};
 use super::{unavailable, with_content, CosmosStore};
+use crate::domain::account::AccountId;
 use crate::domain::ports::{StoreError, UsageStore};
 use crate::domain::usage::{Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS};
-use crate::domain::user::UserId;
 
-/// A counter's id within its user's partition: metric and window start.
+/// A counter's id within its account's partition: metric and window start.
 pub(super) fn counter_id(key: &UsageKey) -> String {
     match key.window {
         Some(w) => format!("{}:{}", key.metric.as_str(), docs::ms(w.start)),
@@ -36,7 +36,7 @@ fn new_counter(inc: &UsageIncrement, quantity: i64) -> CounterDoc {
     let key = inc.key;
     CounterDoc {
         id: counter_id(&key),
-        user_id: docs::pk(inc.user_id),
+        account_id: docs::pk(inc.account_id),
         kind: docs::USAGE.into(),
         metric: key.metric.as_str().into(),
         window_start: key.window.map(|w| docs::ms(w.start)),
@@ -53,7 +53,7 @@ impl CosmosStore {
     /// Adds `amount` server-side and returns the new total, or `None` if the
     /// counter does not exist yet.
     async fn add(&self, inc: &UsageIncrement, amount: i64) -> Result<Option<i64>, StoreError> {
-        let pk = docs::pk(inc.user_id);
+        let pk = docs::pk(inc.account_id);
         let id = counter_id(&inc.key);
         // ServerSide: the SDK's default would turn an increment into a
         // client-side read + replace; it also never retries an increment
@@ -88,8 +88,8 @@ impl CosmosStore {
             let day = w.start.date_naive();
             let expires = w.end + chrono::Duration::days(USAGE_RETENTION_DAYS);
             let active = ActiveDoc {
-                id: docs::pk(inc.user_id),
-                user_id: docs::day_partition(day),
+                id: docs::pk(inc.account_id),
+                account_id: docs::day_partition(day),
                 kind: docs::ACTIVE.into(),
                 expires_at: docs::ms(expires),
                 ttl: docs::ttl_between(inc.at, expires),
@@ -97,7 +97,7 @@ impl CosmosStore {
             let created = self
                 .call(|| {
                     self.usage
-                        .create_item(active.user_id.clone(), &active.id, &active, None)
+                        .create_item(active.account_id.clone(), &active.id, &active, None)
                 })
                 .await;
             match created {
@@ -110,7 +110,7 @@ impl CosmosStore {
         let created = self
             .call(|| {
                 self.usage
-                    .create_item(doc.user_id.clone(), &doc.id, &doc, Some(with_content()))
+                    .create_item(doc.account_id.clone(), &doc.id, &doc, Some(with_content()))
             })
             .await;
         match created {
@@ -122,23 +122,23 @@ impl CosmosStore {
 
     async fn read_counter(
         &self,
-        user: UserId,
+        account: AccountId,
         key: &UsageKey,
     ) -> Result<Option<(CounterDoc, crate::domain::ports::Etag)>, StoreError> {
-        self.read_doc(&self.usage, &docs::pk(user), &counter_id(key))
+        self.read_doc(&self.usage, &docs::pk(account), &counter_id(key))
             .await
     }
 
-    async fn total(&self, user: UserId, key: &UsageKey) -> Result<u64, StoreError> {
+    async fn total(&self, account: AccountId, key: &UsageKey) -> Result<u64, StoreError> {
         Ok(self
-            .read_counter(user, key)
+            .read_counter(account, key)
             .await?
             .map_or(0, |(d, _)| d.quantity.max(0) as u64))
     }
 
     async fn decrement(&self, inc: &UsageIncrement) -> Result<UsageOutcome, StoreError> {
         loop {
-            let Some((mut doc, etag)) = self.read_counter(inc.user_id, &inc.key).await? else {
+            let Some((mut doc, etag)) = self.read_counter(inc.account_id, &inc.key).await? else {
                 return Ok(UsageOutcome::Denied { total: 0 });
             };
             let next = doc.quantity + inc.amount;
@@ -151,7 +151,7 @@ impl CosmosStore {
             let replaced = self
                 .call(|| {
                     self.usage.replace_item(
-                        doc.user_id.clone(),
+                        doc.account_id.clone(),
                         &doc.id,
                         &doc,
                         Some(
@@ -176,12 +176,12 @@ impl CosmosStore {
             match self.add(inc, -inc.amount).await {
                 Ok(_) => return,
                 Err(e) => {
-                    tracing::warn!(user_id = %inc.user_id, metric = inc.key.metric.as_str(), attempt, error = %e, "quota compensation failed; retrying");
+                    tracing::warn!(account_id = %inc.account_id, metric = inc.key.metric.as_str(), attempt, error = %e, "quota compensation failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
                 }
             }
         }
-        tracing::error!(user_id = %inc.user_id, metric = inc.key.metric.as_str(), amount = inc.amount, at = %at, "quota compensation gave up; the counter overstates usage by this amount");
+        tracing::error!(account_id = %inc.account_id, metric = inc.key.metric.as_str(), amount = inc.amount, at = %at, "quota compensation gave up; the counter overstates usage by this amount");
     }
 }
 
@@ -193,7 +193,7 @@ impl UsageStore for CosmosStore {
         }
         if inc.exceeds_limit_alone() {
             return Ok(UsageOutcome::Denied {
-                total: self.total(inc.user_id, &inc.key).await?,
+                total: self.total(inc.account_id, &inc.key).await?,
             });
         }
         loop {
@@ -219,8 +219,12 @@ impl UsageStore for CosmosStore {
         }
     }
 
-    async fn usage(&self, user_id: UserId, keys: &[UsageKey]) -> Result<Vec<u64>, StoreError> {
+    async fn usage(
+        &self,
+        account_id: AccountId,
+        keys: &[UsageKey],
+    ) -> Result<Vec<u64>, StoreError> {
         // Point reads in parallel: one round trip of latency for the report.
-        futures::future::try_join_all(keys.iter().map(|key| self.total(user_id, key))).await
+        futures::future::try_join_all(keys.iter().map(|key| self.total(account_id, key))).await
     }
 }

@@ -1,21 +1,25 @@
-//! Users, and the lookup documents that keep emails and Stripe customers
-//! unique across partitions.
+//! Users, registration (a user with their own account), and the lookup
+//! documents that keep emails, Stripe customers and invoices unique across
+//! partitions.
 
 use async_trait::async_trait;
 use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
-use azure_data_cosmos::{FeedScope, Query};
-use chrono::{DateTime, Utc};
+use azure_data_cosmos::TransactionalBatch;
 
-use super::docs::{self, LookupDoc, UserDoc};
-use super::{etag_of, unavailable, CosmosStore};
+use super::docs::{self, AccountDoc, LookupDoc, MemberDoc, SeatsDoc, UserDoc};
+use super::{unavailable, CosmosStore};
+use crate::domain::account::{Account, AccountId, Membership};
 use crate::domain::ports::{Etag, StoreError, Uniqueness, UserStore, Versioned};
 use crate::domain::user::{Email, User, UserId};
 
 /// What a lookup document claims.
 #[derive(Clone, Copy)]
 pub(super) enum Claim<'a> {
+    /// Held by a user.
     Email(&'a Email),
+    /// Held by an account.
     Customer(&'a str),
+    /// Held by an account.
     Invoice(&'a str),
 }
 
@@ -35,28 +39,18 @@ impl Claim<'_> {
             Claim::Invoice(_) => Uniqueness::Invoice,
         })
     }
-
-    /// Whether `user` (the current holder) still holds the fact; a lookup
-    /// left behind by a change or a crash does not block anyone.
-    fn held_by(&self, user: &User) -> bool {
-        match self {
-            Claim::Email(e) => user.email == **e,
-            Claim::Customer(c) => user.subscription.stripe_customer_id.as_deref() == Some(*c),
-            Claim::Invoice(_) => true,
-        }
-    }
 }
 
 impl CosmosStore {
-    /// Makes `owner` the holder of the fact, insert-if-absent: `Conflict`
-    /// when another user holds it.
-    pub(super) async fn claim(&self, claim: Claim<'_>, owner: UserId) -> Result<(), StoreError> {
+    /// Makes `owner` (a user id for an email, an account id otherwise) the
+    /// holder of the fact, insert-if-absent: `Conflict` when another holds it.
+    pub(super) async fn claim(&self, claim: Claim<'_>, owner: &str) -> Result<(), StoreError> {
         let id = claim.id();
         let doc = LookupDoc {
             id: id.clone(),
-            user_id: owner.to_string(),
+            owner: owner.to_owned(),
         };
-        // Read first: most claims (every user replace) are already held.
+        // Read first: most claims (every account replace) are already held.
         for _ in 0..3 {
             let Some((held, etag)) = self.read_doc::<LookupDoc>(&self.lookups, &id, &id).await?
             else {
@@ -70,17 +64,11 @@ impl CosmosStore {
                     Err(e) => return Err(unavailable(e)),
                 }
             };
-            if held.user_id == doc.user_id {
+            if held.owner == doc.owner {
                 return Ok(());
             }
-            let holder = docs::parse_user_id(&held.user_id)?;
-            if matches!(claim, Claim::Invoice(_)) {
+            if self.still_held(claim, &held.owner).await? {
                 return Err(claim.conflict());
-            }
-            if let Some(h) = self.user_doc(holder).await? {
-                if claim.held_by(&h.0.user) {
-                    return Err(claim.conflict());
-                }
             }
             // A stale claim: take it over, unless someone else just did.
             let taken = self
@@ -105,64 +93,146 @@ impl CosmosStore {
         Err(StoreError::unavailable(format!("{id} keeps changing")))
     }
 
-    /// The user a lookup points at, if they still hold the fact.
-    async fn user_by_claim(&self, claim: Claim<'_>) -> Result<Option<Versioned<User>>, StoreError> {
+    /// Whether `holder` still asserts the claimed fact; a lookup left
+    /// behind by a change or a crash does not block anyone. An invoice's
+    /// owner never changes.
+    async fn still_held(&self, claim: Claim<'_>, holder: &str) -> Result<bool, StoreError> {
+        match claim {
+            Claim::Email(e) => {
+                let user = docs::parse_user_id(holder)?;
+                Ok(self
+                    .user_doc(user)
+                    .await?
+                    .is_some_and(|(d, _)| d.user.email == *e))
+            }
+            Claim::Customer(c) => {
+                let account = docs::parse_account_id(holder)?;
+                Ok(self.account_doc(account).await?.is_some_and(|(d, _)| {
+                    d.account.subscription.stripe_customer_id.as_deref() == Some(c)
+                }))
+            }
+            Claim::Invoice(_) => Ok(true),
+        }
+    }
+
+    /// Who holds the fact, if anyone (a possibly stale holder).
+    pub(super) async fn claimed_by(&self, claim: Claim<'_>) -> Result<Option<String>, StoreError> {
         let id = claim.id();
-        let Some((lookup, _)) = self.read_doc::<LookupDoc>(&self.lookups, &id, &id).await? else {
-            return Ok(None);
-        };
-        let user = docs::parse_user_id(&lookup.user_id)?;
         Ok(self
-            .user_doc(user)
+            .read_doc::<LookupDoc>(&self.lookups, &id, &id)
             .await?
-            .filter(|(d, _)| claim.held_by(&d.user))
-            .map(|(d, etag)| Versioned {
-                value: d.user,
-                etag,
-            }))
+            .map(|(l, _)| l.owner))
     }
 
     pub(super) async fn user_doc(&self, id: UserId) -> Result<Option<(UserDoc, Etag)>, StoreError> {
-        let pk = docs::pk(id);
+        let pk = docs::user_pk(id);
         self.read_doc(&self.users, &pk, &pk).await
     }
 
-    /// Claims what the user's document asserts before it is written (a
-    /// point read each when, as usual, the claims are already held).
-    pub(super) async fn claim_user_facts(&self, user: &User) -> Result<(), StoreError> {
-        self.claim(Claim::Email(&user.email), user.id).await?;
-        if let Some(customer) = &user.subscription.stripe_customer_id {
-            self.claim(Claim::Customer(customer), user.id).await?;
+    /// Undoes a registration that could not finish. Best effort: what is
+    /// left behind is unreachable (its claims are stale without it).
+    async fn unregister(&self, user: UserId, account: Option<AccountId>) {
+        if let Some(account) = account {
+            let pk = docs::pk(account);
+            let batch = TransactionalBatch::new(pk.clone())
+                .delete_item(docs::SEATS_ID, None)
+                .delete_item(docs::member_id(user), None)
+                .delete_item(pk.clone(), None);
+            if let Err(e) = self.batch(&self.accounts, batch).await {
+                tracing::warn!(%account, error = %e, "an unfinished registration's account was left behind");
+            }
         }
-        Ok(())
+        let pk = docs::user_pk(user);
+        let _ = self
+            .call(|| self.users.delete_item(pk.clone(), &pk, None))
+            .await;
+    }
+
+    /// Writes the account's document, its owner's membership and its seat
+    /// lock in one batch; the account's etag.
+    async fn create_account(
+        &self,
+        account: &Account,
+        owner: &Membership,
+    ) -> Result<Etag, StoreError> {
+        let pk = docs::pk(account.id);
+        let batch = TransactionalBatch::new(pk.clone())
+            .create_item(AccountDoc::new(account))
+            .and_then(|b| b.create_item(MemberDoc::new(owner)))
+            .and_then(|b| b.create_item(SeatsDoc::new(account.id)))
+            .map_err(StoreError::corrupt)?;
+        match self.batch(&self.accounts, batch).await? {
+            Ok(etags) => etags
+                .into_iter()
+                .next()
+                .flatten()
+                .map(Etag)
+                .ok_or_else(|| StoreError::corrupt("batch answered without an etag")),
+            // Our own earlier attempt, whose answer was lost (ids are fresh
+            // UUIDs): it stands if its owner is ours.
+            Err(409) => {
+                let mine = self
+                    .member_doc(account.id, owner.user_id)
+                    .await?
+                    .is_some_and(|(m, _)| m.role == owner.role);
+                match self.account_doc(account.id).await? {
+                    Some((_, etag)) if mine => Ok(etag),
+                    _ => Err(StoreError::Conflict(Uniqueness::Id)),
+                }
+            }
+            Err(s) => Err(StoreError::unavailable(format!("batch refused: {s}"))),
+        }
     }
 }
 
 #[async_trait]
 impl UserStore for CosmosStore {
-    async fn create_user(&self, user: &User) -> Result<Etag, StoreError> {
-        // The document first, then the claims: a crash in between leaves an
-        // unreachable document, never an email that nobody can register.
+    async fn register(
+        &self,
+        user: &User,
+        account: &Account,
+        owner: &Membership,
+    ) -> Result<Etag, StoreError> {
+        if owner.user_id != user.id || owner.account_id != account.id {
+            return Err(StoreError::corrupt(
+                "the owner's membership is of another user or account",
+            ));
+        }
+        // Each document first, then the claims that point at it: a crash
+        // in between leaves an unreachable document, never an email that
+        // nobody can register.
         let doc = UserDoc::new(user);
-        let pk = docs::pk(user.id);
+        let pk = docs::user_pk(user.id);
         let created = self
             .call(|| self.users.create_item(pk.clone(), &pk, &doc, None))
             .await;
-        let etag = match created {
-            Ok(r) => etag_of(&r)?,
+        match created {
+            Ok(_) => {}
             // Our own earlier attempt: ids are fresh UUIDs.
             Err(e) if e.status().is_conflict() => {
-                self.user_doc(user.id)
+                let mine = self
+                    .user_doc(user.id)
                     .await?
-                    .ok_or(StoreError::VersionConflict)?
-                    .1
+                    .is_some_and(|(d, _)| d.user.email == user.email);
+                if !mine {
+                    return Err(StoreError::Conflict(Uniqueness::Id));
+                }
             }
             Err(e) => return Err(unavailable(e)),
+        }
+        if let Err(e) = self.claim(Claim::Email(&user.email), &pk).await {
+            self.unregister(user.id, None).await;
+            return Err(e);
+        }
+        let etag = match self.create_account(account, owner).await {
+            Ok(etag) => etag,
+            Err(e) => {
+                self.unregister(user.id, None).await;
+                return Err(e);
+            }
         };
-        if let Err(e) = self.claim_user_facts(user).await {
-            let _ = self
-                .call(|| self.users.delete_item(pk.clone(), &pk, None))
-                .await;
+        if let Err(e) = self.claim_account_facts(account).await {
+            self.unregister(user.id, Some(account.id)).await;
             return Err(e);
         }
         Ok(etag)
@@ -176,46 +246,17 @@ impl UserStore for CosmosStore {
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError> {
-        self.user_by_claim(Claim::Email(email)).await
-    }
-
-    async fn user_by_stripe_customer(
-        &self,
-        customer_id: &str,
-    ) -> Result<Option<Versioned<User>>, StoreError> {
-        self.user_by_claim(Claim::Customer(customer_id)).await
-    }
-
-    async fn stale_subscriptions(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<UserId>, StoreError> {
-        // A timer's query, across partitions; sorted here because the SDK
-        // does not order across partitions.
-        let query = Query::from(
-            "SELECT c.user_id, c.watch_at FROM c WHERE c.type = @t AND IS_NUMBER(c.watch_at) AND c.watch_at <= @now",
-        )
-        .with_parameter("@t", docs::USER)
-        .and_then(|q| q.with_parameter("@now", docs::ms(now)))
-        .map_err(StoreError::corrupt)?;
-        #[derive(serde::Deserialize)]
-        struct Row {
-            user_id: String,
-            watch_at: i64,
-        }
-        let mut rows: Vec<Row> = self
-            .query(&self.users, query, FeedScope::full_container())
-            .await?;
-        rows.sort_by(|a, b| (a.watch_at, &a.user_id).cmp(&(b.watch_at, &b.user_id)));
-        rows.into_iter()
-            .take(limit)
-            .map(|r| docs::parse_user_id(&r.user_id))
-            .collect()
-    }
-
-    async fn replace_user(&self, user: &User, if_match: &Etag) -> Result<Etag, StoreError> {
-        self.replace_user_and_enqueue_docs(user, if_match, &[])
-            .await
+        let Some(holder) = self.claimed_by(Claim::Email(email)).await? else {
+            return Ok(None);
+        };
+        let user = docs::parse_user_id(&holder)?;
+        Ok(self
+            .user_doc(user)
+            .await?
+            .filter(|(d, _)| d.user.email == *email)
+            .map(|(d, etag)| Versioned {
+                value: d.user,
+                etag,
+            }))
     }
 }

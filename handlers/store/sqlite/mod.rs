@@ -1,7 +1,11 @@
 //! The embedded store: one SQLite file whose tables mirror the Cosmos DB
-//! containers (users, usage_records, payments, invoices,
-//! processed_webhook_events). Whole records are kept as JSON documents, with
-//! the fields that queries and uniqueness need lifted into columns.
+//! containers (users, accounts with their members and invitations,
+//! usage_records, payments, invoices, processed_webhook_events). Whole
+//! records are kept as JSON documents, with the fields that queries and
+//! uniqueness need lifted into columns.
+
+mod accounts;
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,89 +15,17 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::de::DeserializeOwned;
 
+use crate::domain::account::{Account, AccountId};
 use crate::domain::outbox::OutboxState;
 use crate::domain::ports::{
     Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, StoreError, Uniqueness, UsageStore,
-    UserStore, Versioned, WebhookLog,
+    WebhookLog,
 };
 use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
 use crate::domain::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
-use crate::domain::user::{Email, User, UserId};
-
-const SCHEMA_VERSION: i64 = 5;
 
 /// Gauges have no window; their single row sits at this window start.
 const GAUGE_WINDOW: i64 = 0;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    id                 TEXT PRIMARY KEY,
-    email              TEXT NOT NULL UNIQUE,
-    stripe_customer_id TEXT UNIQUE,
-    version            INTEGER NOT NULL,
-    doc                TEXT NOT NULL,
-    watch_at           INTEGER
-);
-CREATE TABLE IF NOT EXISTS usage_records (
-    user_id      TEXT NOT NULL,
-    metric       TEXT NOT NULL,
-    window_start INTEGER NOT NULL,
-    window_end   INTEGER,
-    quantity     INTEGER NOT NULL CHECK (quantity >= 0),
-    expires_at   INTEGER,
-    updated_at   INTEGER NOT NULL,
-    PRIMARY KEY (user_id, metric, window_start)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS payments (
-    id         TEXT PRIMARY KEY,
-    user_id    TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    doc        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS payments_by_user ON payments (user_id, created_at);
-CREATE TABLE IF NOT EXISTS invoices (
-    id         TEXT PRIMARY KEY,
-    user_id    TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    doc        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS invoices_by_user ON invoices (user_id, created_at);
-CREATE TABLE IF NOT EXISTS outbox (
-    id         TEXT PRIMARY KEY,
-    user_id    TEXT NOT NULL,
-    status     TEXT NOT NULL DEFAULT 'pending',
-    created_at INTEGER NOT NULL,
-    doc        TEXT NOT NULL,
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    claimed_at INTEGER,
-    sent_at    INTEGER,
-    last_error TEXT,
-    not_before INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_by_user ON outbox (user_id, created_at);
-CREATE TABLE IF NOT EXISTS usage_summaries (
-    user_id     TEXT NOT NULL,
-    month_start INTEGER NOT NULL,
-    month_end   INTEGER NOT NULL,
-    api_calls   INTEGER NOT NULL,
-    documents   INTEGER NOT NULL,
-    exports     INTEGER NOT NULL,
-    updated_at  INTEGER NOT NULL,
-    PRIMARY KEY (user_id, month_start)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_state (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    rolled_day  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS usage_by_day ON usage_records (metric, window_start, user_id);
-CREATE TABLE IF NOT EXISTS processed_webhook_events (
-    event_id     TEXT PRIMARY KEY,
-    processed_at INTEGER NOT NULL,
-    expires_at   INTEGER NOT NULL
-);
-";
 
 /// One connection behind a mutex: SQLite serialises writers anyway, and a
 /// single connection keeps every check-and-record trivially atomic.
@@ -185,44 +117,10 @@ fn open_file(path: &Path) -> Result<Connection, StoreError> {
     init(conn)
 }
 
-fn init(conn: Connection) -> Result<Connection, StoreError> {
+fn init(mut conn: Connection) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(unavailable)?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(unavailable)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::corrupt(format!(
-            "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
-        )));
-    }
-    if version == 1 {
-        // v2 lifted the reconciliation watch time out of the document.
-        conn.execute_batch("ALTER TABLE users ADD COLUMN watch_at INTEGER;")
-            .map_err(unavailable)?;
-    }
-    if (1..3).contains(&version) {
-        // v3: delivery state of outbox messages.
-        conn.execute_batch(
-            "ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE outbox ADD COLUMN claimed_at INTEGER;
-             ALTER TABLE outbox ADD COLUMN sent_at INTEGER;
-             ALTER TABLE outbox ADD COLUMN last_error TEXT;",
-        )
-        .map_err(unavailable)?;
-    }
-    if (1..5).contains(&version) {
-        // v5: a failed send waits its backoff.
-        conn.execute_batch("ALTER TABLE outbox ADD COLUMN not_before INTEGER;")
-            .map_err(unavailable)?;
-    }
-    conn.execute_batch(SCHEMA).map_err(unavailable)?;
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS users_by_watch ON users (watch_at) WHERE watch_at IS NOT NULL;",
-    )
-    .map_err(unavailable)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(unavailable)?;
+    schema::migrate(&mut conn)?;
     Ok(conn)
 }
 
@@ -264,168 +162,16 @@ fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(StoreError::corrupt)
 }
 
-fn user_query(
-    conn: &Connection,
-    column: &'static str,
-    value: &str,
-) -> Result<Option<Versioned<User>>, StoreError> {
-    let sql = format!("SELECT doc, version FROM users WHERE {column} = ?1");
-    let row: Option<(String, i64)> = conn
-        .prepare_cached(&sql)
-        .map_err(unavailable)?
-        .query_row([value], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(unavailable)?;
-    row.map(|(doc, version)| {
-        Ok(Versioned {
-            value: from_json(&doc)?,
-            etag: Etag(version.to_string()),
-        })
-    })
-    .transpose()
-}
-
-#[async_trait]
-impl UserStore for SqliteStore {
-    async fn create_user(&self, user: &User) -> Result<Etag, StoreError> {
-        let doc = to_json(user)?;
-        let (id, email) = (user.id.to_string(), user.email.as_str().to_owned());
-        let customer = user.subscription.stripe_customer_id.clone();
-        let watch = user.subscription.stale_after().map(ms);
-        self.with_conn(move |c| {
-            c.prepare_cached(
-                "INSERT INTO users (id, email, stripe_customer_id, version, doc, watch_at) VALUES (?1, ?2, ?3, 1, ?4, ?5)",
-            )
-            .map_err(unavailable)?
-            .execute(params![id, email, customer, doc, watch])
-            .map_err(|e| match e {
-                e if is_unique_violation(&e) && e.to_string().contains("users.stripe_customer_id") => {
-                    StoreError::Conflict(Uniqueness::StripeCustomer)
-                }
-                e if is_unique_violation(&e) && e.to_string().contains("users.id") => {
-                    StoreError::Conflict(Uniqueness::UserId)
-                }
-                e if is_unique_violation(&e) => StoreError::Conflict(Uniqueness::Email),
-                e => unavailable(e),
-            })?;
-            Ok(Etag("1".into()))
-        })
-        .await
-    }
-
-    async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError> {
-        self.with_conn(move |c| user_query(c, "id", &id.to_string()))
-            .await
-    }
-
-    async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError> {
-        let email = email.as_str().to_owned();
-        self.with_conn(move |c| user_query(c, "email", &email))
-            .await
-    }
-
-    async fn user_by_stripe_customer(
-        &self,
-        customer_id: &str,
-    ) -> Result<Option<Versioned<User>>, StoreError> {
-        let customer = customer_id.to_owned();
-        self.with_conn(move |c| user_query(c, "stripe_customer_id", &customer))
-            .await
-    }
-
-    async fn stale_subscriptions(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<UserId>, StoreError> {
-        self.with_conn(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id FROM users WHERE watch_at <= ?1 ORDER BY watch_at LIMIT ?2",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![ms(now), limit as i64], |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.map(|id| {
-                let id = id.map_err(unavailable)?;
-                uuid::Uuid::parse_str(&id)
-                    .map(UserId)
-                    .map_err(|e| StoreError::corrupt(format!("user id {id}: {e}")))
-            })
-            .collect()
-        })
-        .await
-    }
-
-    async fn replace_user(&self, user: &User, if_match: &Etag) -> Result<Etag, StoreError> {
-        let user = user.clone();
-        let if_match = if_match.clone();
-        self.with_conn(move |c| replace_user_row(c, &user, &if_match))
-            .await
-    }
-}
-
-fn replace_user_row(c: &Connection, user: &User, if_match: &Etag) -> Result<Etag, StoreError> {
-    let doc = to_json(user)?;
-    let id = user.id.to_string();
-    let expected: i64 = if_match
-        .0
-        .parse()
-        .map_err(|_| StoreError::VersionConflict)?;
-    let updated: Option<i64> = c
-        .prepare_cached(
-            "UPDATE users SET email = ?2, stripe_customer_id = ?3, doc = ?4, watch_at = ?6,
-                version = version + 1
-             WHERE id = ?1 AND version = ?5 RETURNING version",
-        )
-        .and_then(|mut stmt| {
-            returning(
-                &mut stmt,
-                params![
-                    id,
-                    user.email.as_str(),
-                    user.subscription.stripe_customer_id,
-                    doc,
-                    expected,
-                    user.subscription.stale_after().map(ms)
-                ],
-            )
-        })
-        .map_err(|e| match e {
-            e if is_unique_violation(&e) && e.to_string().contains("stripe_customer_id") => {
-                StoreError::Conflict(Uniqueness::StripeCustomer)
-            }
-            e if is_unique_violation(&e) => StoreError::Conflict(Uniqueness::Email),
-            e => unavailable(e),
-        })?;
-    match updated {
-        Some(v) => Ok(Etag(v.to_string())),
-        None => {
-            let exists = c
-                .query_row("SELECT 1 FROM users WHERE id = ?1", [&id], |_| Ok(()))
-                .optional()
-                .map_err(unavailable)?
-                .is_some();
-            Err(if exists {
-                StoreError::VersionConflict
-            } else {
-                StoreError::NotFound
-            })
-        }
-    }
-}
-
 fn insert_outbox(c: &Connection, messages: &[OutboxMessage]) -> Result<(), StoreError> {
     let mut stmt = c
         .prepare_cached(
-            "INSERT INTO outbox (id, user_id, created_at, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO outbox (id, account_id, created_at, doc) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
         )
         .map_err(unavailable)?;
     for m in messages {
         stmt.execute(params![
             m.id,
-            m.user_id.to_string(),
+            m.account_id.to_string(),
             ms(m.created_at),
             to_json(m)?
         ])
@@ -436,16 +182,16 @@ fn insert_outbox(c: &Connection, messages: &[OutboxMessage]) -> Result<(), Store
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn replace_user_and_enqueue(
+    async fn replace_account_and_enqueue(
         &self,
-        user: &User,
+        account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError> {
-        let (user, if_match, messages) = (user.clone(), if_match.clone(), messages.to_vec());
+        let (account, if_match, messages) = (account.clone(), if_match.clone(), messages.to_vec());
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
-            let etag = replace_user_row(&tx, &user, &if_match)?;
+            let etag = accounts::replace_account_row(&tx, &account, &if_match)?;
             insert_outbox(&tx, &messages)?;
             tx.commit().map_err(unavailable)?;
             Ok(etag)
@@ -458,13 +204,18 @@ impl Outbox for SqliteStore {
         self.with_conn(move |c| insert_outbox(c, &messages)).await
     }
 
-    async fn outbox_for_user(&self, user_id: UserId) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn outbox_for_account(
+        &self,
+        account_id: AccountId,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
         self.with_conn(move |c| {
             let mut stmt = c
-                .prepare_cached("SELECT doc FROM outbox WHERE user_id = ?1 ORDER BY created_at, id")
+                .prepare_cached(
+                    "SELECT doc FROM outbox WHERE account_id = ?1 ORDER BY created_at, id",
+                )
                 .map_err(unavailable)?;
             let rows = stmt
-                .query_map([user_id.to_string()], |r| r.get::<_, String>(0))
+                .query_map([account_id.to_string()], |r| r.get::<_, String>(0))
                 .map_err(unavailable)?;
             rows.map(|doc| from_json(&doc.map_err(unavailable)?))
                 .collect()
@@ -474,7 +225,7 @@ impl Outbox for SqliteStore {
 
     async fn claim_outbox(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
         now: DateTime<Utc>,
         lease: chrono::Duration,
@@ -483,14 +234,14 @@ impl Outbox for SqliteStore {
         self.with_conn(move |c| {
             // One connection behind a lock: the read and the write below
             // cannot interleave with another claim.
-            let user = user_id.to_string();
+            let account = account_id.to_string();
             type Row = (String, Option<i64>, Option<i64>);
             let found: Option<Row> = c
                 .prepare_cached(
-                    "SELECT status, claimed_at, not_before FROM outbox WHERE id = ?1 AND user_id = ?2",
+                    "SELECT status, claimed_at, not_before FROM outbox WHERE id = ?1 AND account_id = ?2",
                 )
                 .and_then(|mut stmt| {
-                    stmt.query_row(params![id, user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    stmt.query_row(params![id, account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()
                 })
                 .map_err(unavailable)?;
@@ -503,13 +254,13 @@ impl Outbox for SqliteStore {
             let doc: Option<String> = c
                 .prepare_cached(
                     "UPDATE outbox SET status = ?3, claimed_at = ?4, attempts = attempts + 1
-                     WHERE id = ?1 AND user_id = ?2
+                     WHERE id = ?1 AND account_id = ?2
                      RETURNING doc",
                 )
                 .and_then(|mut stmt| {
                     returning(
                         &mut stmt,
-                        params![id, user, OutboxState::Sending.as_str(), ms(now)],
+                        params![id, account, OutboxState::Sending.as_str(), ms(now)],
                     )
                 })
                 .map_err(unavailable)?;
@@ -520,7 +271,7 @@ impl Outbox for SqliteStore {
 
     async fn finish_outbox(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
         result: &SendResult,
         now: DateTime<Utc>,
@@ -528,10 +279,13 @@ impl Outbox for SqliteStore {
         let id = id.to_owned();
         let result = result.clone();
         self.with_conn(move |c| {
-            let user = user_id.to_string();
+            let account = account_id.to_string();
             let status: Option<String> = c
-                .prepare_cached("SELECT status FROM outbox WHERE id = ?1 AND user_id = ?2")
-                .and_then(|mut stmt| stmt.query_row(params![id, user], |r| r.get(0)).optional())
+                .prepare_cached("SELECT status FROM outbox WHERE id = ?1 AND account_id = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![id, account], |r| r.get(0))
+                        .optional()
+                })
                 .map_err(unavailable)?;
             let Some(next) = status
                 .map(|s| outbox_state(&s))
@@ -546,10 +300,17 @@ impl Outbox for SqliteStore {
             c.prepare_cached(
                 "UPDATE outbox SET status = ?3, last_error = COALESCE(?4, last_error),
                     sent_at = COALESCE(?5, sent_at), not_before = ?6
-                 WHERE id = ?1 AND user_id = ?2",
+                 WHERE id = ?1 AND account_id = ?2",
             )
             .map_err(unavailable)?
-            .execute(params![id, user, next.as_str(), error, sent_at, not_before])
+            .execute(params![
+                id,
+                account,
+                next.as_str(),
+                error,
+                sent_at,
+                not_before
+            ])
             .map_err(unavailable)?;
             Ok(())
         })
@@ -599,17 +360,17 @@ impl Outbox for SqliteStore {
 
     async fn outbox_status(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         id: &str,
     ) -> Result<Option<(OutboxState, u32)>, StoreError> {
         let id = id.to_owned();
         self.with_conn(move |c| {
             let found: Option<(String, i64)> = c
                 .prepare_cached(
-                    "SELECT status, attempts FROM outbox WHERE id = ?1 AND user_id = ?2",
+                    "SELECT status, attempts FROM outbox WHERE id = ?1 AND account_id = ?2",
                 )
                 .map_err(unavailable)?
-                .query_row([id, user_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row([id, account_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(unavailable)?;
             found
@@ -640,13 +401,13 @@ fn window_start(key: &UsageKey) -> i64 {
     key.window.map_or(GAUGE_WINDOW, |w| ms(w.start))
 }
 
-fn read_usage(c: &Connection, user_id: &str, key: &UsageKey) -> Result<u64, StoreError> {
+fn read_usage(c: &Connection, account_id: &str, key: &UsageKey) -> Result<u64, StoreError> {
     let q: Option<i64> = c
         .prepare_cached(
-            "SELECT quantity FROM usage_records WHERE user_id = ?1 AND metric = ?2 AND window_start = ?3",
+            "SELECT quantity FROM usage_records WHERE account_id = ?1 AND metric = ?2 AND window_start = ?3",
         )
         .map_err(unavailable)?
-        .query_row(params![user_id, key.metric.as_str(), window_start(key)], |r| r.get(0))
+        .query_row(params![account_id, key.metric.as_str(), window_start(key)], |r| r.get(0))
         .optional()
         .map_err(unavailable)?;
     Ok(q.unwrap_or(0).max(0) as u64)
@@ -657,10 +418,10 @@ impl UsageStore for SqliteStore {
     async fn increment_usage(&self, inc: &UsageIncrement) -> Result<UsageOutcome, StoreError> {
         let inc = inc.clone();
         self.with_conn(move |c| {
-            let user = inc.user_id.to_string();
+            let account = inc.account_id.to_string();
             let key = inc.key;
             let limit = inc.signed_limit();
-            let denied = |c: &Connection| Ok(UsageOutcome::Denied { total: read_usage(c, &user, &key)? });
+            let denied = |c: &Connection| Ok(UsageOutcome::Denied { total: read_usage(c, &account, &key)? });
             if inc.exceeds_limit_alone() {
                 return denied(c);
             }
@@ -668,9 +429,9 @@ impl UsageStore for SqliteStore {
             // limit check, so no interleaving can admit past the limit.
             let total: Option<i64> = if inc.amount >= 0 {
                 c.prepare_cached(
-                    "INSERT INTO usage_records (user_id, metric, window_start, window_end, quantity, expires_at, updated_at)
+                    "INSERT INTO usage_records (account_id, metric, window_start, window_end, quantity, expires_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (user_id, metric, window_start) DO UPDATE
+                     ON CONFLICT (account_id, metric, window_start) DO UPDATE
                         SET quantity = quantity + excluded.quantity, updated_at = excluded.updated_at
                         WHERE usage_records.quantity <= 9223372036854775807 - excluded.quantity
                           AND (?8 IS NULL OR usage_records.quantity + excluded.quantity <= ?8)
@@ -680,7 +441,7 @@ impl UsageStore for SqliteStore {
                     returning(
                         &mut stmt,
                         params![
-                            user,
+                            account,
                             key.metric.as_str(),
                             window_start(&key),
                             key.window.map(|w| ms(w.end)),
@@ -695,13 +456,13 @@ impl UsageStore for SqliteStore {
             } else {
                 c.prepare_cached(
                     "UPDATE usage_records SET quantity = quantity + ?4, updated_at = ?5
-                     WHERE user_id = ?1 AND metric = ?2 AND window_start = ?3 AND quantity + ?4 >= 0
+                     WHERE account_id = ?1 AND metric = ?2 AND window_start = ?3 AND quantity + ?4 >= 0
                      RETURNING quantity",
                 )
                 .and_then(|mut stmt| {
                     returning(
                         &mut stmt,
-                        params![user, key.metric.as_str(), window_start(&key), inc.amount, ms(inc.at)],
+                        params![account, key.metric.as_str(), window_start(&key), inc.amount, ms(inc.at)],
                     )
                 })
                 .map_err(unavailable)?
@@ -714,28 +475,32 @@ impl UsageStore for SqliteStore {
         .await
     }
 
-    async fn usage(&self, user_id: UserId, keys: &[UsageKey]) -> Result<Vec<u64>, StoreError> {
+    async fn usage(
+        &self,
+        account_id: AccountId,
+        keys: &[UsageKey],
+    ) -> Result<Vec<u64>, StoreError> {
         let keys = keys.to_vec();
         self.with_conn(move |c| {
-            let user = user_id.to_string();
-            keys.iter().map(|k| read_usage(c, &user, k)).collect()
+            let account = account_id.to_string();
+            keys.iter().map(|k| read_usage(c, &account, k)).collect()
         })
         .await
     }
 }
 
-fn docs_for_user<T: DeserializeOwned>(
+fn docs_for_account<T: DeserializeOwned>(
     c: &Connection,
     table: &'static str,
-    user_id: UserId,
+    account_id: AccountId,
     now: DateTime<Utc>,
 ) -> Result<Vec<T>, StoreError> {
     let sql = format!(
-        "SELECT doc FROM {table} WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at DESC, id"
+        "SELECT doc FROM {table} WHERE account_id = ?1 AND expires_at > ?2 ORDER BY created_at DESC, id"
     );
     let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
     let rows = stmt
-        .query_map(params![user_id.to_string(), ms(now)], |r| {
+        .query_map(params![account_id.to_string(), ms(now)], |r| {
             r.get::<_, String>(0)
         })
         .map_err(unavailable)?;
@@ -750,11 +515,11 @@ impl LedgerStore for SqliteStore {
         let p = payment.clone();
         self.with_conn(move |c| {
             c.prepare_cached(
-                "INSERT INTO payments (id, user_id, created_at, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO payments (id, account_id, created_at, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO NOTHING",
             )
             .map_err(unavailable)?
-            .execute(params![p.id, p.user_id.to_string(), ms(p.created_at), ms(p.expires_at()), doc])
+            .execute(params![p.id, p.account_id.to_string(), ms(p.created_at), ms(p.expires_at()), doc])
             .map_err(unavailable)?;
             Ok(())
         })
@@ -763,10 +528,10 @@ impl LedgerStore for SqliteStore {
 
     async fn payments(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Payment>, StoreError> {
-        self.with_conn(move |c| docs_for_user(c, "payments", user_id, now))
+        self.with_conn(move |c| docs_for_account(c, "payments", account_id, now))
             .await
     }
 
@@ -774,16 +539,16 @@ impl LedgerStore for SqliteStore {
         let doc = to_json(invoice)?;
         let i = invoice.clone();
         self.with_conn(move |c| {
-            // An invoice never moves to another user, whatever a caller sends.
+            // An invoice never moves to another account, whatever a caller sends.
             let changed = c
                 .prepare_cached(
-                    "INSERT INTO invoices (id, user_id, created_at, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO invoices (id, account_id, created_at, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, created_at = excluded.created_at,
                         expires_at = excluded.expires_at
-                     WHERE invoices.user_id = excluded.user_id",
+                     WHERE invoices.account_id = excluded.account_id",
                 )
                 .map_err(unavailable)?
-                .execute(params![i.id, i.user_id.to_string(), ms(i.created_at), ms(i.expires_at()), doc])
+                .execute(params![i.id, i.account_id.to_string(), ms(i.created_at), ms(i.expires_at()), doc])
                 .map_err(unavailable)?;
             if changed == 0 {
                 return Err(StoreError::Conflict(Uniqueness::Invoice));
@@ -795,10 +560,10 @@ impl LedgerStore for SqliteStore {
 
     async fn invoices(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         now: DateTime<Utc>,
     ) -> Result<Vec<Invoice>, StoreError> {
-        self.with_conn(move |c| docs_for_user(c, "invoices", user_id, now))
+        self.with_conn(move |c| docs_for_account(c, "invoices", account_id, now))
             .await
     }
 }
@@ -836,9 +601,9 @@ impl WebhookLog for SqliteStore {
     }
 }
 
-fn parse_user_id(id: &str) -> Result<UserId, StoreError> {
+fn parse_account_id(id: &str) -> Result<AccountId, StoreError> {
     uuid::Uuid::parse_str(id)
-        .map(UserId)
+        .map(AccountId)
         .map_err(StoreError::corrupt)
 }
 
@@ -854,14 +619,14 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64, i64
 }
 
 fn summary(row: (String, i64, i64, i64, i64, i64)) -> Result<MonthlySummary, StoreError> {
-    let (user, start, end, api_calls, documents, exports) = row;
+    let (account, start, end, api_calls, documents, exports) = row;
     let at = |t: i64| {
         Utc.timestamp_millis_opt(t)
             .single()
             .ok_or_else(|| StoreError::corrupt(format!("summary time {t}")))
     };
     Ok(MonthlySummary {
-        user_id: parse_user_id(&user)?,
+        account_id: parse_account_id(&account)?,
         month: Window {
             start: at(start)?,
             end: at(end)?,
@@ -910,18 +675,18 @@ impl Rollups for SqliteStore {
         &self,
         day: Window,
         month: Window,
-        after: Option<UserId>,
+        after: Option<AccountId>,
         limit: usize,
     ) -> Result<Vec<MonthlySummary>, StoreError> {
         let after = after.map(|u| u.to_string()).unwrap_or_default();
         self.with_conn(move |c| {
-            // Every metered request records an API call, so the users with
-            // API calls that day are the users with any usage that day.
-            let users: Vec<String> = c
+            // Every metered request records an API call, so the accounts with
+            // API calls that day are the accounts with any usage that day.
+            let accounts: Vec<String> = c
                 .prepare_cached(
-                    "SELECT user_id FROM usage_records
-                     WHERE metric = 'api_calls' AND window_start = ?1 AND user_id > ?2
-                     ORDER BY user_id LIMIT ?3",
+                    "SELECT account_id FROM usage_records
+                     WHERE metric = 'api_calls' AND window_start = ?1 AND account_id > ?2
+                     ORDER BY account_id LIMIT ?3",
                 )
                 .and_then(|mut stmt| {
                     stmt.query_map(params![ms(day.start), after, limit as i64], |r| r.get(0))?
@@ -931,23 +696,23 @@ impl Rollups for SqliteStore {
             let mut counters = c
                 .prepare_cached(
                     "SELECT metric, quantity FROM usage_records
-                     WHERE user_id = ?1 AND window_start >= ?2 AND window_start < ?3",
+                     WHERE account_id = ?1 AND window_start >= ?2 AND window_start < ?3",
                 )
                 .map_err(unavailable)?;
             let mut upsert = c
                 .prepare_cached(
-                    "INSERT INTO usage_summaries (user_id, month_start, month_end, api_calls, documents, exports, updated_at)
+                    "INSERT INTO usage_summaries (account_id, month_start, month_end, api_calls, documents, exports, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (user_id, month_start) DO UPDATE SET
+                     ON CONFLICT (account_id, month_start) DO UPDATE SET
                         api_calls = excluded.api_calls, documents = excluded.documents,
                         exports = excluded.exports, updated_at = excluded.updated_at",
                 )
                 .map_err(unavailable)?;
-            let mut out = Vec::with_capacity(users.len());
-            for user in users {
-                let user_id = parse_user_id(&user)?;
+            let mut out = Vec::with_capacity(accounts.len());
+            for account in accounts {
+                let account_id = parse_account_id(&account)?;
                 let rows: Vec<(String, rusqlite::types::Value)> = counters
-                    .query_map(params![user, ms(month.start), ms(month.end)], |r| {
+                    .query_map(params![account, ms(month.start), ms(month.end)], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
                     .and_then(Iterator::collect)
@@ -956,16 +721,16 @@ impl Rollups for SqliteStore {
                 // is logged and left out; it must not stop everyone's rollup.
                 let counters = rows.into_iter().filter_map(|(metric, quantity)| {
                     let rusqlite::types::Value::Integer(quantity) = quantity else {
-                        tracing::error!(user_id = %user, metric, ?quantity, "usage record skipped by the rollup: its quantity is not an integer");
+                        tracing::error!(account_id = %account, metric, ?quantity, "usage record skipped by the rollup: its quantity is not an integer");
                         return None;
                     };
                     Some((metric.parse().ok()?, quantity))
                 });
-                let summary = MonthlySummary::from_counters(user_id, month, counters);
+                let summary = MonthlySummary::from_counters(account_id, month, counters);
                 let stored = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 upsert
                     .execute(params![
-                        user,
+                        account,
                         ms(month.start),
                         ms(month.end),
                         stored(summary.api_calls),
@@ -983,16 +748,19 @@ impl Rollups for SqliteStore {
 
     async fn monthly_summary(
         &self,
-        user_id: UserId,
+        account_id: AccountId,
         month: Window,
     ) -> Result<Option<MonthlySummary>, StoreError> {
         self.with_conn(move |c| {
             c.prepare_cached(
-                "SELECT user_id, month_start, month_end, api_calls, documents, exports
-                 FROM usage_summaries WHERE user_id = ?1 AND month_start = ?2",
+                "SELECT account_id, month_start, month_end, api_calls, documents, exports
+                 FROM usage_summaries WHERE account_id = ?1 AND month_start = ?2",
             )
             .map_err(unavailable)?
-            .query_row(params![user_id.to_string(), ms(month.start)], summary_row)
+            .query_row(
+                params![account_id.to_string(), ms(month.start)],
+                summary_row,
+            )
             .optional()
             .map_err(unavailable)?
             .map(summary)
@@ -1011,6 +779,7 @@ impl Retention for SqliteStore {
             for table in [
                 "payments",
                 "invoices",
+                "invitations",
                 "usage_records",
                 "processed_webhook_events",
             ] {

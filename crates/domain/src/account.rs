@@ -1,0 +1,240 @@
+//! The account: the organization that pays. It holds the one subscription,
+//! Stripe customer, set of counters and invoices its members share. Who may
+//! do what in it is decided by their role, here.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::plan::Limit;
+use crate::subscription::Subscription;
+use crate::user::{Email, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub Uuid);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl AccountId {
+    /// The account made with a user, at registration or by the migration
+    /// from the one-user era, has the user's id. So the account a request
+    /// acts on by default is found with a point read, and a migrated user's
+    /// usage, invoices and emails (keyed by their id) are their account's.
+    pub fn own_account_of(user: UserId) -> Self {
+        AccountId(user.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    /// Where billing emails go: the owner's address when it was created.
+    pub billing_email: Email,
+    pub created_at: DateTime<Utc>,
+    pub subscription: Subscription,
+}
+
+/// A member's role. Ordered by what it may do: an owner may do everything
+/// an admin may, an admin everything a member may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+/// What a role may be asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read the plan, usage and invoices; use the account's quota.
+    Use,
+    /// Change the plan, cancel, resume, open the customer portal.
+    ManageBilling,
+    /// Invite, withdraw, remove members and change their roles.
+    ManageMembers,
+    /// Hand the account to another member.
+    TransferOwnership,
+}
+
+impl Role {
+    pub fn may(self, action: Action) -> bool {
+        match action {
+            Action::Use => true,
+            Action::ManageBilling | Action::ManageMembers => self >= Role::Admin,
+            Action::TransferOwnership => self == Role::Owner,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+}
+
+/// A role that can be given by invitation or role change: there is
+/// exactly one owner, and it changes only by transfer.
+pub fn assignable(role: Role) -> bool {
+    role != Role::Owner
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub account_id: AccountId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// How long an invitation can be accepted.
+pub const INVITATION_VALIDITY: Duration = Duration::days(7);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InvitationId(pub Uuid);
+
+impl fmt::Display for InvitationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub account_id: AccountId,
+    pub email: Email,
+    pub role: Role,
+    pub invited_by: UserId,
+    /// SHA-256 of the token the email carries (hex); the token itself is
+    /// never stored, so a read of the store cannot accept anything.
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Invitation {
+    /// Whether it still holds a seat and can be accepted: `[created, expires)`.
+    pub fn is_pending(&self, now: DateTime<Utc>) -> bool {
+        self.created_at <= now && now < self.expires_at
+    }
+}
+
+/// Seats: members plus pending invitations, against the plan's
+/// `team_members` limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seats {
+    pub members: u64,
+    pub pending_invitations: u64,
+}
+
+impl Seats {
+    pub fn used(&self) -> u64 {
+        self.members + self.pending_invitations
+    }
+
+    /// Whether one more invitation fits the limit.
+    pub fn admits_one_more(&self, limit: Limit) -> bool {
+        limit.is_none_or(|l| self.used() < l)
+    }
+
+    /// How many members must go before a plan with `limit` seats fits
+    /// (pending invitations do not count: they can simply be withdrawn).
+    pub fn members_over(&self, limit: Limit) -> u64 {
+        limit.map_or(0, |l| self.members.saturating_sub(l))
+    }
+}
+
+/// What became of an invitation the store was asked to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationOutcome {
+    Created,
+    /// Nothing was written: every seat is taken.
+    SeatsFull(Seats),
+    /// The address already belongs to a member, or has a pending invitation.
+    AlreadyInvited,
+}
+
+/// What became of an invitation a user tried to accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    Joined(Membership),
+    /// The user was already a member; the invitation is used up.
+    AlreadyMember(Membership),
+    /// Withdrawn, accepted already, or expired.
+    Gone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_nest() {
+        assert!(Role::Member.may(Action::Use));
+        assert!(!Role::Member.may(Action::ManageBilling));
+        assert!(!Role::Member.may(Action::ManageMembers));
+        assert!(Role::Admin.may(Action::ManageBilling));
+        assert!(Role::Admin.may(Action::ManageMembers));
+        assert!(!Role::Admin.may(Action::TransferOwnership));
+        assert!(Role::Owner.may(Action::TransferOwnership));
+        assert!(!assignable(Role::Owner));
+        assert!(assignable(Role::Admin) && assignable(Role::Member));
+    }
+
+    #[test]
+    fn seats_count_members_and_pending_invitations() {
+        let seats = Seats {
+            members: 1,
+            pending_invitations: 8,
+        };
+        assert!(seats.admits_one_more(Some(10)));
+        let full = Seats {
+            pending_invitations: 9,
+            ..seats
+        };
+        assert!(!full.admits_one_more(Some(10)));
+        assert!(full.admits_one_more(None));
+        assert_eq!(full.members_over(Some(1)), 0);
+        assert_eq!(
+            Seats {
+                members: 4,
+                pending_invitations: 0
+            }
+            .members_over(Some(1)),
+            3
+        );
+    }
+
+    #[test]
+    fn invitations_are_pending_for_a_half_open_week() {
+        let t = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let inv = Invitation {
+            id: InvitationId(Uuid::nil()),
+            account_id: AccountId(Uuid::nil()),
+            email: Email::parse("a@b.io").unwrap(),
+            role: Role::Member,
+            invited_by: UserId(Uuid::nil()),
+            token_hash: String::new(),
+            created_at: t,
+            expires_at: t + INVITATION_VALIDITY,
+        };
+        assert!(inv.is_pending(t));
+        assert!(inv.is_pending(t + INVITATION_VALIDITY - Duration::seconds(1)));
+        assert!(!inv.is_pending(t + INVITATION_VALIDITY));
+    }
+}

@@ -1,0 +1,530 @@
+//! Who acts on an account, and the team around it: members, roles,
+//! invitations and the seats they hold.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::domain::account::{
+    assignable, AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId,
+    InvitationOutcome, Membership, Role, Seats, INVITATION_VALIDITY,
+};
+use crate::domain::ports::Versioned;
+use crate::domain::records::{EmailKind, OutboxMessage};
+use crate::domain::usage::{Metric, QuotaDenial};
+use crate::domain::user::{Email, User, UserId};
+
+use super::{AppError, Billing};
+
+/// A signed-in user acting on one account, with the role they hold in it:
+/// what every account route runs as.
+#[derive(Debug, Clone)]
+pub struct Acting {
+    pub user: User,
+    pub account: Versioned<Account>,
+    pub role: Role,
+}
+
+impl Acting {
+    /// Refuses unless the caller's role allows `action`.
+    pub fn require(&self, action: Action) -> Result<(), AppError> {
+        if self.role.may(action) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(action))
+        }
+    }
+}
+
+/// An account as one of its members sees it in a list.
+#[derive(Debug, Clone)]
+pub struct AccountSummary {
+    pub account: Account,
+    pub role: Role,
+}
+
+/// A member, with who they are.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub membership: Membership,
+    pub email: Email,
+    pub name: String,
+}
+
+/// The team page: members, pending invitations and the seats they hold.
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub members: Vec<Member>,
+    pub invitations: Vec<Invitation>,
+    pub seats: Seats,
+    pub limit: Option<u64>,
+}
+
+/// A token for an invitation link: the account it is for, and 256 random
+/// bits. Only its SHA-256 is stored with the invitation.
+fn new_token(account: AccountId) -> String {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    // No `.` in it: a link's last segment with a dot looks like a file to
+    // the web app's server.
+    format!("{}-{secret}", account.0.simple())
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The account a token is for, if it is shaped like one of ours.
+fn token_account(token: &str) -> Option<AccountId> {
+    // The account part is hex, so the first `-` ends it.
+    let (account, secret) = token.split_once('-')?;
+    if secret.len() != 43
+        || !secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    uuid::Uuid::try_parse(account).ok().map(AccountId)
+}
+
+fn parse_role(raw: &str) -> Result<Role, AppError> {
+    match raw.trim() {
+        "admin" => Ok(Role::Admin),
+        "member" => Ok(Role::Member),
+        "owner" => Err(AppError::invalid(
+            "role",
+            "there is one owner: use transfer-ownership",
+        )),
+        _ => Err(AppError::invalid("role", "must be admin or member")),
+    }
+}
+
+impl Billing {
+    /// The account a request acts on: the one named (which the user must
+    /// belong to; any other is "not found", never another account's data),
+    /// else their own (made with them, found with a point read), else, when
+    /// they left it, the one they own or their oldest membership.
+    pub async fn acting(
+        &self,
+        user: Versioned<User>,
+        named: Option<&str>,
+    ) -> Result<Acting, AppError> {
+        let user = user.value;
+        let membership = match named {
+            Some(raw) => {
+                let id = uuid::Uuid::try_parse(raw.trim())
+                    .map(AccountId)
+                    .map_err(|_| AppError::AccountNotFound)?;
+                self.store
+                    .membership(id, user.id)
+                    .await?
+                    .ok_or(AppError::AccountNotFound)?
+            }
+            None => match self
+                .store
+                .membership(AccountId::own_account_of(user.id), user.id)
+                .await?
+            {
+                Some(own) => own,
+                None => self.default_membership(user.id).await?,
+            },
+        };
+        let account = self
+            .store
+            .account_by_id(membership.account_id)
+            .await?
+            .ok_or(AppError::AccountNotFound)?;
+        Ok(Acting {
+            user,
+            account,
+            role: membership.role,
+        })
+    }
+
+    /// Without their own account: the one they own, else their oldest.
+    async fn default_membership(&self, user: UserId) -> Result<Membership, AppError> {
+        let all = self.store.memberships_of(user).await?;
+        let owned = all.iter().position(|m| m.role == Role::Owner);
+        let pick = owned.or((!all.is_empty()).then_some(0));
+        pick.map(|i| all[i].clone())
+            .ok_or(AppError::AccountNotFound)
+    }
+
+    /// The caller's accounts, with their role in each.
+    pub async fn accounts_of(&self, user: &User) -> Result<Vec<AccountSummary>, AppError> {
+        let mut out = Vec::new();
+        for m in self.store.memberships_of(user.id).await? {
+            if let Some(a) = self.store.account_by_id(m.account_id).await? {
+                out.push(AccountSummary {
+                    account: a.value,
+                    role: m.role,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn team(&self, acting: &Acting) -> Result<Team, AppError> {
+        acting.require(Action::Use)?;
+        let id = acting.account.value.id;
+        let now = self.clock.now();
+        let mut members = Vec::new();
+        for m in self.store.members(id).await? {
+            // A membership whose user is gone is not shown.
+            if let Some(u) = self.store.user_by_id(m.user_id).await? {
+                members.push(Member {
+                    membership: m,
+                    email: u.value.email,
+                    name: u.value.name.as_str().to_owned(),
+                });
+            }
+        }
+        let invitations = self.store.invitations(id, now).await?;
+        let seats = Seats {
+            members: members.len() as u64,
+            pending_invitations: invitations.len() as u64,
+        };
+        Ok(Team {
+            members,
+            invitations,
+            seats,
+            limit: self
+                .effective_plan(&acting.account.value)
+                .limits
+                .team_members,
+        })
+    }
+
+    /// Invites an address to the account, if a seat is free. The email with
+    /// the link is enqueued in the same write as the invitation.
+    pub async fn invite(
+        &self,
+        acting: &Acting,
+        email_raw: &str,
+        role_raw: &str,
+    ) -> Result<Invitation, AppError> {
+        acting.require(Action::ManageMembers)?;
+        let email = Email::parse(email_raw).map_err(|p| AppError::invalid("email", p))?;
+        let role = parse_role(role_raw)?;
+        let account = &acting.account.value;
+        let plan = self.effective_plan(account);
+        let limit = plan.limits.team_members;
+        let now = self.clock.now();
+        let token = new_token(account.id);
+        let invitation = Invitation {
+            id: InvitationId(uuid::Uuid::new_v4()),
+            account_id: account.id,
+            email: email.clone(),
+            role,
+            invited_by: acting.user.id,
+            token_hash: token_hash(&token),
+            created_at: now,
+            expires_at: now + INVITATION_VALIDITY,
+        };
+        // The link must reach the invitee, so its email carries the token
+        // until it is sent; the invitation itself keeps only the hash.
+        let message = OutboxMessage {
+            id: format!("{}:invitation:{}", account.id, invitation.id),
+            account_id: account.id,
+            to: Some(email.clone()),
+            kind: EmailKind::Invitation,
+            data: BTreeMap::from([
+                ("account".to_owned(), account.name.clone()),
+                ("inviter".to_owned(), acting.user.name.as_str().to_owned()),
+                ("role".to_owned(), role.as_str().to_owned()),
+                (
+                    "invitation_url".to_owned(),
+                    format!("{}/{token}", self.settings.links.invitations),
+                ),
+                ("expires_at".to_owned(), invitation.expires_at.to_rfc3339()),
+            ]),
+            created_at: now,
+        };
+        match self
+            .store
+            .invite(&invitation, limit, now, &[message])
+            .await?
+        {
+            InvitationOutcome::Created => {
+                tracing::info!(account_id = %account.id, invitation_id = %invitation.id, "invitation sent");
+                Ok(invitation)
+            }
+            InvitationOutcome::AlreadyInvited => {
+                Err(AppError::AlreadyInvited(email.as_str().to_owned()))
+            }
+            InvitationOutcome::SeatsFull(seats) => {
+                self.warn_seats_full(account, seats, now).await?;
+                Err(AppError::QuotaExceeded(QuotaDenial {
+                    metric: Metric::TeamMembers,
+                    limit: limit.unwrap_or(u64::MAX),
+                    used: seats.used(),
+                    requested: 1,
+                    plan: plan.id,
+                    upgrade_to: plan.id.next_tier(),
+                    window: None,
+                    seconds_to_reset: None,
+                }))
+            }
+        }
+    }
+
+    /// Tells the owner and admins, once a day at most, that an invitation
+    /// was refused for want of seats.
+    async fn warn_seats_full(
+        &self,
+        account: &Account,
+        seats: Seats,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        let mut messages = Vec::new();
+        for m in self.store.members(account.id).await? {
+            if !m.role.may(Action::ManageMembers) {
+                continue;
+            }
+            let Some(u) = self.store.user_by_id(m.user_id).await? else {
+                continue;
+            };
+            messages.push(OutboxMessage {
+                id: format!(
+                    "{}:seat_limit:{}:{}",
+                    account.id,
+                    now.format("%Y-%m-%d"),
+                    m.user_id
+                ),
+                account_id: account.id,
+                to: Some(u.value.email),
+                kind: EmailKind::SeatLimitReached,
+                data: BTreeMap::from([
+                    ("account".to_owned(), account.name.clone()),
+                    (
+                        "plan".to_owned(),
+                        self.effective_plan(account).name.to_owned(),
+                    ),
+                    ("seats".to_owned(), seats.used().to_string()),
+                    (
+                        "recipient_name".to_owned(),
+                        u.value.name.as_str().to_owned(),
+                    ),
+                ]),
+                created_at: now,
+            });
+        }
+        Ok(self.store.enqueue(&messages).await?)
+    }
+
+    pub async fn withdraw_invitation(&self, acting: &Acting, id: &str) -> Result<(), AppError> {
+        acting.require(Action::ManageMembers)?;
+        let id = uuid::Uuid::try_parse(id)
+            .map(InvitationId)
+            .map_err(|_| AppError::InvitationNotFound)?;
+        if self
+            .store
+            .withdraw_invitation(acting.account.value.id, id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AppError::InvitationNotFound)
+        }
+    }
+
+    /// Joins the account an invitation is for. Any signed-in user holding
+    /// the link may accept it, once, while it is pending.
+    pub async fn accept_invitation(
+        &self,
+        user: &User,
+        token: &str,
+    ) -> Result<AccountSummary, AppError> {
+        let account_id = token_account(token).ok_or(AppError::InvitationNotFound)?;
+        let Some(account) = self.store.account_by_id(account_id).await? else {
+            return Err(AppError::InvitationNotFound);
+        };
+        let now = self.clock.now();
+        let added = OutboxMessage {
+            id: format!("{account_id}:member_added:{}", user.id),
+            account_id,
+            to: Some(user.email.clone()),
+            kind: EmailKind::MemberAdded,
+            data: BTreeMap::from([
+                ("account".to_owned(), account.value.name.clone()),
+                ("recipient_name".to_owned(), user.name.as_str().to_owned()),
+            ]),
+            created_at: now,
+        };
+        let outcome = self
+            .store
+            .accept_invitation(account_id, &token_hash(token), user.id, now, &[added])
+            .await?;
+        let membership = match outcome {
+            AcceptOutcome::Joined(m) => {
+                tracing::info!(account_id = %account_id, user_id = %user.id, "invitation accepted");
+                m
+            }
+            AcceptOutcome::AlreadyMember(m) => m,
+            AcceptOutcome::Gone => return Err(AppError::InvitationNotFound),
+        };
+        Ok(AccountSummary {
+            account: account.value,
+            role: membership.role,
+        })
+    }
+
+    /// Removes a member. Admins and the owner may remove anyone but the
+    /// owner; anyone may remove themselves (leave).
+    pub async fn remove_member(&self, acting: &Acting, user_raw: &str) -> Result<(), AppError> {
+        let target = parse_user(user_raw)?;
+        if target != acting.user.id {
+            acting.require(Action::ManageMembers)?;
+        }
+        let account = &acting.account.value;
+        let membership = self
+            .store
+            .membership(account.id, target)
+            .await?
+            .ok_or(AppError::MemberNotFound)?;
+        if membership.role == Role::Owner {
+            return Err(AppError::OwnerCannotBeRemoved);
+        }
+        let now = self.clock.now();
+        let mut messages = Vec::new();
+        if let Some(u) = self.store.user_by_id(target).await? {
+            messages.push(OutboxMessage {
+                id: format!(
+                    "{}:member_removed:{target}:{}",
+                    account.id,
+                    membership.joined_at.timestamp_millis()
+                ),
+                account_id: account.id,
+                to: Some(u.value.email),
+                kind: EmailKind::MemberRemoved,
+                data: BTreeMap::from([
+                    ("account".to_owned(), account.name.clone()),
+                    (
+                        "recipient_name".to_owned(),
+                        u.value.name.as_str().to_owned(),
+                    ),
+                ]),
+                created_at: now,
+            });
+        }
+        if self
+            .store
+            .remove_member(account.id, target, &messages)
+            .await?
+        {
+            tracing::info!(account_id = %account.id, user_id = %target, "member removed");
+            Ok(())
+        } else {
+            Err(AppError::MemberNotFound)
+        }
+    }
+
+    pub async fn set_role(
+        &self,
+        acting: &Acting,
+        user_raw: &str,
+        role_raw: &str,
+    ) -> Result<Member, AppError> {
+        acting.require(Action::ManageMembers)?;
+        let target = parse_user(user_raw)?;
+        let role = parse_role(role_raw)?;
+        debug_assert!(assignable(role));
+        let account = acting.account.value.id;
+        let current = self
+            .store
+            .membership(account, target)
+            .await?
+            .ok_or(AppError::MemberNotFound)?;
+        if current.role == Role::Owner {
+            return Err(AppError::invalid(
+                "role",
+                "the owner's role changes only by transfer-ownership",
+            ));
+        }
+        if !self.store.set_role(account, target, role).await? {
+            return Err(AppError::MemberNotFound);
+        }
+        let user = self
+            .store
+            .user_by_id(target)
+            .await?
+            .ok_or(AppError::MemberNotFound)?;
+        Ok(Member {
+            membership: Membership { role, ..current },
+            email: user.value.email,
+            name: user.value.name.as_str().to_owned(),
+        })
+    }
+
+    pub async fn transfer_ownership(
+        &self,
+        acting: &Acting,
+        user_raw: &str,
+    ) -> Result<(), AppError> {
+        acting.require(Action::TransferOwnership)?;
+        let target = parse_user(user_raw)?;
+        if target == acting.user.id {
+            return Err(AppError::invalid("user_id", "is already the owner"));
+        }
+        if self
+            .store
+            .transfer_ownership(acting.account.value.id, acting.user.id, target)
+            .await?
+        {
+            tracing::info!(account_id = %acting.account.value.id, to = %target, "ownership transferred");
+            Ok(())
+        } else {
+            Err(AppError::MemberNotFound)
+        }
+    }
+
+    /// Members who must go before the account fits a plan with `limit`
+    /// seats (a downgrade's precondition).
+    pub(super) async fn members_over(
+        &self,
+        account: AccountId,
+        limit: Option<u64>,
+    ) -> Result<u64, AppError> {
+        let seats = self.store.seats(account, self.clock.now()).await?;
+        Ok(seats.members_over(limit))
+    }
+
+    /// Members and pending invitations: the `team_members` usage.
+    pub(super) async fn seats(&self, account: AccountId) -> Result<Seats, AppError> {
+        Ok(self.store.seats(account, self.clock.now()).await?)
+    }
+}
+
+fn parse_user(raw: &str) -> Result<UserId, AppError> {
+    uuid::Uuid::try_parse(raw.trim())
+        .map(UserId)
+        .map_err(|_| AppError::MemberNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_account_and_hash_stably() {
+        let account = AccountId(uuid::Uuid::from_u128(7));
+        let token = new_token(account);
+        assert_eq!(token_account(&token), Some(account));
+        assert_eq!(token_hash(&token), token_hash(&token));
+        assert_ne!(token, new_token(account));
+        assert_eq!(token_hash(&token).len(), 64);
+        for bad in [
+            "",
+            "x.y",
+            "not-a-uuid.AAAA",
+            &format!("{}.short", account.0.simple()),
+        ] {
+            assert_eq!(token_account(bad), None, "{bad}");
+        }
+    }
+}
