@@ -3,7 +3,7 @@
 // fresh data directory and the offline Stripe simulator, serving the built
 // web app (`npm run build`); Debian's Chromium driven by playwright-core.
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -82,6 +82,8 @@ export async function startService() {
   }
   return {
     base,
+    /** Where the service writes each email as an `.eml` file (no SMTP_URL). */
+    mailDir: join(dataDir, 'mail'),
     async stop() {
       child.kill('SIGTERM');
       await exited;
@@ -151,4 +153,87 @@ let counter = 0;
 export function newEmail(name) {
   counter += 1;
   return `${name}.${counter}@example.com`;
+}
+
+/** The value of one header of a MIME entity (unfolded), or ''. */
+function header(head, name) {
+  const unfolded = head.replace(/\r?\n[ \t]+/g, ' ');
+  const m = unfolded.match(new RegExp(`^${name}:[ \\t]*(.*)$`, 'im'));
+  return m ? m[1].trim() : '';
+}
+
+/** RFC 2047 encoded words (`=?utf-8?Q?...?=`, `=?utf-8?B?...?=`), as in a Subject. */
+function decodeWords(value) {
+  return value.replace(/=\?([^?]+)\?([QqBb])\?([^?]*)\?=\s*/g, (_, _charset, enc, text) =>
+    enc.toUpperCase() === 'B'
+      ? Buffer.from(text, 'base64').toString('utf8')
+      : Buffer.from(
+          text.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/gi, (_m, h) => String.fromCharCode(parseInt(h, 16))),
+          'latin1',
+        ).toString('utf8'),
+  );
+}
+
+function decodeBody(head, body) {
+  const encoding = header(head, 'Content-Transfer-Encoding').toLowerCase();
+  if (encoding === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  if (encoding === 'quoted-printable')
+    return Buffer.from(
+      body.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/gi, (_m, h) => String.fromCharCode(parseInt(h, 16))),
+      'latin1',
+    ).toString('utf8');
+  return body;
+}
+
+/** A MIME entity's text parts, by content type, multiparts opened. */
+function textParts(raw, into = {}) {
+  const split = raw.search(/\r?\n\r?\n/);
+  const head = split < 0 ? raw : raw.slice(0, split);
+  const body = split < 0 ? '' : raw.slice(split).replace(/^\r?\n\r?\n/, '');
+  const type = header(head, 'Content-Type');
+  const boundary = type.match(/boundary="?([^";]+)"?/i)?.[1];
+  if (/^multipart\//i.test(type) && boundary) {
+    for (const part of body.split(`--${boundary}`).slice(1)) {
+      if (part.startsWith('--')) break;
+      textParts(part.replace(/^\r?\n/, ''), into);
+    }
+  } else {
+    into[(type.split(';')[0] || 'text/plain').toLowerCase()] = decodeBody(head, body);
+  }
+  return into;
+}
+
+/** The emails the service wrote so far: `{to, subject, text, html, file}`. */
+export function readMails(mailDir) {
+  if (!existsSync(mailDir)) return [];
+  return readdirSync(mailDir)
+    .filter((f) => f.endsWith('.eml'))
+    .map((f) => {
+      const raw = readFileSync(join(mailDir, f), 'utf8');
+      const split = raw.search(/\r?\n\r?\n/);
+      const head = raw.slice(0, split < 0 ? raw.length : split);
+      const parts = textParts(raw);
+      return {
+        file: f,
+        to: header(head, 'To'),
+        subject: decodeWords(header(head, 'Subject')),
+        text: parts['text/plain'] ?? '',
+        html: parts['text/html'] ?? '',
+      };
+    });
+}
+
+/** Waits for an email to `address` that `match`es (the outbox poller sends
+ * within seconds), and returns it. */
+export async function waitForMail(mailDir, address, match = () => true, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = readMails(mailDir).find((m) => m.to.toLowerCase().includes(address.toLowerCase()) && match(m));
+    if (found) return found;
+    if (Date.now() > deadline) {
+      const seen = readMails(mailDir).map((m) => `${m.to}: ${m.subject}`);
+      throw new Error(`no email to ${address} within ${timeoutMs / 1000} s; the mail folder holds: ${JSON.stringify(seen)}`);
+    }
+    await new Promise((ok) => setTimeout(ok, 250));
+  }
 }

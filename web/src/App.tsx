@@ -1,5 +1,6 @@
 import { useEffect, useRef } from 'react';
 import { AccountPage } from './pages/AccountPage';
+import { InvitationPage, invitationToken } from './pages/InvitationPage';
 import { LoginPage } from './pages/LoginPage';
 import { PricingPage } from './pages/PricingPage';
 import { RegisterPage } from './pages/RegisterPage';
@@ -13,6 +14,12 @@ const PAGES: Record<string, { title: string; Page: () => React.JSX.Element | nul
   '/login': { title: 'Sign in', Page: LoginPage },
   '/account': { title: 'Your subscription', Page: AccountPage },
 };
+
+const INVITATION = { title: 'Join a team', Page: InvitationPage };
+
+function pageFor(path: string) {
+  return PAGES[path] ?? (invitationToken(path) ? INVITATION : undefined);
+}
 
 function NotFound() {
   return (
@@ -28,7 +35,7 @@ function NotFound() {
 export function App() {
   const { path } = useLocation();
   const session = useSession();
-  const page = PAGES[path];
+  const page = pageFor(path);
   const main = useRef<HTMLElement>(null);
   const first = useRef(true);
 

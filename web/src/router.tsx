@@ -1,4 +1,4 @@
-// A four-page app needs no router library: the History API, one hook to
+// A five-page app needs no router library: the History API, one hook to
 // read the location, and a link that keeps normal link behaviour (keyboard,
 // middle-click, open in new tab) while navigating in place.
 import { useSyncExternalStore, type AnchorHTMLAttributes, type MouseEvent } from 'react';
@@ -22,6 +22,16 @@ export function useLocation(): { path: string; search: URLSearchParams } {
   const href = useSyncExternalStore(subscribe, () => location.pathname + location.search);
   const url = new URL(href, location.origin);
   return { path: url.pathname, search: url.searchParams };
+}
+
+/** Only paths inside this app: `?next=` must not send anyone elsewhere. */
+export function safeNext(next: string | null, fallback = '/account'): string {
+  return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : fallback;
+}
+
+/** `path` with `?next=` back to `next`, when there is somewhere to come back to. */
+export function withNext(path: string, next: string | null): string {
+  return next ? `${path}?next=${encodeURIComponent(next)}` : path;
 }
 
 export function Link({ href, onClick, ...rest }: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {

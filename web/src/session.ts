@@ -1,14 +1,27 @@
-// The signed-in session: the access token and who it belongs to. Kept in
-// sessionStorage, so it survives the round trip through Stripe's checkout in
-// the same tab and ends with the tab.
+// The signed-in session: the access token, who it belongs to, and the
+// account (organization) the pages act on. Kept in sessionStorage, so it
+// survives the round trip through Stripe's checkout in the same tab and ends
+// with the tab.
 import { useSyncExternalStore } from 'react';
+import type { AccountSummary } from './api/types';
+
+/** An account the signed-in user belongs to, and their role in it. */
+export type SessionAccount = Pick<AccountSummary, 'id' | 'name' | 'role' | 'plan_id'>;
 
 export interface Session {
   token: string;
   email: string;
   name: string;
+  /** The user's id, when the sign-in answer said it. */
+  userId?: string;
   /** Milliseconds since the epoch (UTC) when the token stops being accepted. */
   expiresAt: number;
+  /** The account every call acts on (sent as `X-Account-Id`); absent: the
+   * service's default, the account the user owns. */
+  account?: SessionAccount;
+  /** The account the session named until the service said the user is no
+   * longer one of its members; kept to say so. */
+  lostAccount?: SessionAccount;
 }
 
 const KEY = 'kraftd.session';
@@ -30,6 +43,11 @@ function read(): Session | null {
   return s && s.expiresAt > Date.now() ? s : null;
 }
 
+function write(session: Session): void {
+  sessionStorage.setItem(KEY, JSON.stringify(session));
+  listeners.forEach((l) => l());
+}
+
 export function currentSession(): Session | null {
   return read();
 }
@@ -37,7 +55,9 @@ export function currentSession(): Session | null {
 export function signIn(answer: {
   access_token: string;
   expires_in: number;
-  user: { email: string; name: string };
+  user: { id?: string; email: string; name: string };
+  /** The account calls act on by default; `null` when the user has none. */
+  account?: SessionAccount | null;
 }): void {
   const session: Session = {
     token: answer.access_token,
@@ -45,8 +65,37 @@ export function signIn(answer: {
     name: answer.user.name,
     expiresAt: Date.now() + answer.expires_in * 1000,
   };
-  sessionStorage.setItem(KEY, JSON.stringify(session));
-  listeners.forEach((l) => l());
+  if (answer.user.id) session.userId = answer.user.id;
+  if (answer.account) session.account = pickAccount(answer.account);
+  write(session);
+}
+
+function pickAccount(a: SessionAccount): SessionAccount {
+  return { id: a.id, name: a.name, role: a.role, plan_id: a.plan_id };
+}
+
+/** Acts on another of the user's accounts from now on (or the same one with
+ * a fresher name, role or plan). */
+export function switchAccount(account: SessionAccount): void {
+  const s = read();
+  if (!s) return;
+  const next = pickAccount(account);
+  const now = s.account;
+  if (now && now.id === next.id && now.name === next.name && now.role === next.role && now.plan_id === next.plan_id)
+    return;
+  const rest: Session = { ...s, account: next };
+  delete rest.lostAccount;
+  write(rest);
+}
+
+/** Forgets the chosen account (the user is no longer one of its members):
+ * calls go to the service's default again. Only if it is still `id`. */
+export function forgetAccount(id: string): void {
+  const s = read();
+  if (!s?.account || s.account.id !== id) return;
+  const rest: Session = { ...s, lostAccount: s.account };
+  delete rest.account;
+  write(rest);
 }
 
 export function signOut(): void {

@@ -1,6 +1,6 @@
 import { expect, test, vi } from 'vitest';
 import { api, ApiError, call } from './client';
-import { signIn, currentSession } from '../session';
+import { currentSession, signIn, switchAccount } from '../session';
 import { fakeApi } from '../test/fakeApi';
 
 const quota = {
@@ -52,4 +52,35 @@ test('signed-in calls carry the token; a 401 ends the session', async () => {
 test('an unreachable service is said plainly', async () => {
   vi.stubGlobal('fetch', () => Promise.reject(new TypeError('Failed to fetch')));
   await expect(call(api.GET('/api/plans'))).rejects.toThrow('The billing service could not be reached.');
+});
+
+const account = { id: 'acct-7', name: 'Analytical Engines', role: 'member', plan_id: 'pro' } as const;
+
+test('signed-in calls name the session’s account in X-Account-Id', async () => {
+  const seen: (string | null)[] = [];
+  fakeApi({ 'GET /api/usage': { body: { plan: 'pro', usage: {} } } });
+  const fetch = globalThis.fetch;
+  vi.stubGlobal('fetch', async (r: Request) => {
+    seen.push(r.headers.get('x-account-id'));
+    return fetch(r);
+  });
+  signIn({ access_token: 'abc', expires_in: 3600, user: { email: 'a@example.com', name: 'A' } });
+  await call(api.GET('/api/usage'));
+  switchAccount(account);
+  await call(api.GET('/api/usage'));
+  expect(seen).toEqual([null, 'acct-7']);
+});
+
+test('an account the user no longer belongs to is forgotten, and kept to say so', async () => {
+  fakeApi({
+    'GET /api/usage': {
+      status: 404,
+      body: { error: { code: 'account_not_found', message: 'no such account' } },
+    },
+  });
+  signIn({ access_token: 'abc', expires_in: 3600, user: { email: 'a@example.com', name: 'A' }, account });
+  await expect(call(api.GET('/api/usage'))).rejects.toThrow('no such account');
+  expect(currentSession()?.account).toBeUndefined();
+  expect(currentSession()?.lostAccount).toEqual(account);
+  expect(currentSession()?.token).toBe('abc');
 });

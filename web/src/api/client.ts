@@ -3,7 +3,7 @@
 // carries the API's own message.
 import createClient, { type Middleware } from 'openapi-fetch';
 import type { paths } from './schema';
-import { currentSession, signOut } from '../session';
+import { currentSession, forgetAccount, signOut } from '../session';
 
 /** Same origin by default (`handler serve` serves the app and the API);
  * VITE_API_BASE at build time for an API on another origin. */
@@ -36,15 +36,29 @@ export class ApiError extends Error {
   }
 }
 
+/** The header that names the account a call acts on. */
+export const ACCOUNT_HEADER = 'x-account-id';
+
 const auth: Middleware = {
   onRequest({ request }) {
     const session = currentSession();
     if (session) request.headers.set('authorization', `Bearer ${session.token}`);
+    if (session?.account) request.headers.set(ACCOUNT_HEADER, session.account.id);
     return request;
   },
-  onResponse({ request, response }) {
+  async onResponse({ request, response }) {
     // An expired or revoked token: forget it, the pages ask to sign in again.
     if (response.status === 401 && request.headers.has('authorization')) signOut();
+    // No longer a member of the account the session names (removed, or it
+    // left): forget it, so the next calls go to the user's own account.
+    const account = request.headers.get(ACCOUNT_HEADER);
+    if (response.status === 404 && account) {
+      const body = (await response
+        .clone()
+        .json()
+        .catch(() => null)) as { error?: { code?: unknown } } | null;
+      if (body?.error?.code === 'account_not_found') forgetAccount(account);
+    }
     return response;
   },
 };
@@ -52,6 +66,12 @@ const auth: Middleware = {
 // fetch is looked up per request (not captured once), so tests can stand in for the network.
 export const api = createClient<paths>({ baseUrl: BASE, fetch: (request) => globalThis.fetch(request) });
 api.use(auth);
+
+function unreachable(): ApiError {
+  return new ApiError(0, {
+    error: { code: 'unreachable', message: 'The billing service could not be reached. Try again in a moment.' },
+  });
+}
 
 /** The answer's body, or an ApiError with the API's message. */
 export async function call<T>(
@@ -61,11 +81,21 @@ export async function call<T>(
   try {
     result = await request;
   } catch {
-    throw new ApiError(0, {
-      error: { code: 'unreachable', message: 'The billing service could not be reached. Try again in a moment.' },
-    });
+    throw unreachable();
   }
   const { data, error, response } = result;
   if (!response.ok || data === undefined) throw new ApiError(response.status, error, response.headers);
   return data;
+}
+
+/** For answers without a body (204): resolves when the call succeeded, or
+ * throws an ApiError with the API's message. */
+export async function send(request: Promise<{ error?: unknown; response: Response }>): Promise<void> {
+  let result;
+  try {
+    result = await request;
+  } catch {
+    throw unreachable();
+  }
+  if (!result.response.ok) throw new ApiError(result.response.status, result.error, result.response.headers);
 }

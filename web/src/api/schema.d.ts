@@ -4,6 +4,129 @@
  */
 
 export interface paths {
+    "/api/account/invitations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Invite someone to the account
+         * @description Admins and the owner. The invitation holds a seat for 7 days; its email
+         *     carries a single-use link.
+         */
+        post: operations["InviteMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/account/invitations/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Withdraw a pending invitation
+         * @description Admins and the owner. Its seat is free at once and its link stops working.
+         */
+        delete: operations["WithdrawInvitation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/account/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account's members, pending invitations and seats
+         * @description Any member may read it.
+         */
+        get: operations["ListMembers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/account/members/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a member, or leave
+         * @description Admins and the owner remove anyone but the owner; any member may remove
+         *     themselves. Access ends with the next request.
+         */
+        delete: operations["RemoveMember"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a member's role
+         * @description Admins and the owner; not the owner's own role (see transfer-ownership).
+         */
+        patch: operations["ChangeMemberRole"];
+        trace?: never;
+    };
+    "/api/account/transfer-ownership": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hand the account to another member
+         * @description The owner only. The new owner takes over; the old one stays as an admin.
+         */
+        post: operations["TransferOwnership"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's accounts and their role in each */
+        get: operations["ListAccounts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/login": {
         parameters: {
             query?: never;
@@ -199,6 +322,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/invitations/{token}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Join the account an invitation is for
+         * @description Any signed-in user holding the link, once, within 7 days.
+         */
+        post: operations["AcceptInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/openapi.json": {
         parameters: {
             query?: never;
@@ -301,30 +444,21 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description The user as clients see it: no password hash, no payment-provider ids. */
-        Account: {
-            /** Format: date-time */
-            created_at: string;
-            email: string;
+        /** @description The accounts the caller belongs to. */
+        AccountList: {
+            accounts: components["schemas"]["AccountSummary"][];
+        };
+        /**
+         * @description An account the caller belongs to, and their role in it. Send its `id`
+         *     as `X-Account-Id` to act on it.
+         */
+        AccountSummary: {
             /** Format: uuid */
             id: string;
             name: string;
-            subscription: components["schemas"]["AccountSubscription"];
-        };
-        /**
-         * @description The subscription as stored on the account. `GET /api/billing/subscription`
-         *     adds the plan's details and the plan in effect now.
-         */
-        AccountSubscription: components["schemas"]["SubscriptionState"] & {
-            /** Format: date-time */
-            end_date: string | null;
+            /** @description The plan the account subscribes to. */
             plan_id: components["schemas"]["PlanId"];
-            /** Format: date-time */
-            start_date: string | null;
-            /** @description The same as `plan_id`: plans are tiers. */
-            tier: components["schemas"]["PlanId"];
-            /** Format: date-time */
-            trial_end: string | null;
+            role: components["schemas"]["Role"];
         };
         /** @enum {string} */
         BillingInterval: "monthly" | "annual";
@@ -348,7 +482,7 @@ export interface components {
         };
         /**
          * @description What KRAFTD's document service reports: a counter's increase, or a
-         *     gauge's change (negative frees storage or seats).
+         *     gauge's change (negative frees storage).
          */
         ConsumeRequest: {
             feature?: null | components["schemas"]["Feature"];
@@ -376,7 +510,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -441,6 +575,12 @@ export interface components {
             /** @example ok */
             status: string;
         };
+        /** @description Who to invite, and as what. */
+        InvitationRequest: {
+            email: string;
+            /** @description `admin` or `member`; the owner changes only by transfer. */
+            role: components["schemas"]["Role"];
+        };
         /** @description A page of invoices, newest first. */
         InvoiceList: {
             has_more: boolean;
@@ -491,6 +631,16 @@ export interface components {
             /** Format: password */
             password: string;
         };
+        /** @description A member of the account. */
+        Member: {
+            email: string;
+            /** Format: date-time */
+            joined_at: string;
+            name: string;
+            role: components["schemas"]["Role"];
+            /** Format: uuid */
+            user_id: string;
+        };
         /** @enum {string} */
         Metric: "documents" | "api_calls" | "exports" | "storage_mb" | "team_members";
         /** @description An amount in the currency's minor unit (cents). Never a float. */
@@ -501,6 +651,17 @@ export interface components {
              */
             amount: number;
             currency: components["schemas"]["Currency"];
+        };
+        /** @description An invitation that holds a seat until it is accepted, withdrawn or expires. */
+        PendingInvitation: {
+            /** Format: date-time */
+            created_at: string;
+            email: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** Format: uuid */
+            id: string;
+            role: components["schemas"]["Role"];
         };
         Plan: {
             contact_sales: boolean;
@@ -560,7 +721,7 @@ export interface components {
             /** @description Stripe lookup key; prices are found by it, never by hard-coded ids. */
             lookup_key: string;
         };
-        /** @description A new account and the plan it starts on. */
+        /** @description A new user, with their own account on the plan it starts on. */
         RegisterRequest: {
             billing_interval?: null | components["schemas"]["BillingInterval"];
             email: string;
@@ -578,11 +739,32 @@ export interface components {
          *     account waits, `incomplete`, until Stripe confirms the payment).
          */
         RegisterResponse: components["schemas"]["TokenResponse"] | components["schemas"]["Checkout"];
+        /**
+         * @description A member's role. Ordered by what it may do: an owner may do everything
+         *     an admin may, an admin everything a member may.
+         * @enum {string}
+         */
+        Role: "member" | "admin" | "owner";
+        /** @description A member's new role. */
+        RoleRequest: {
+            /** @description `admin` or `member`. */
+            role: components["schemas"]["Role"];
+        };
         ScheduledChange: {
             billing_interval: components["schemas"]["BillingInterval"];
             /** Format: date-time */
             effective_at: string | null;
             plan_id: components["schemas"]["PlanId"];
+        };
+        /** @description Seats: members plus pending invitations, against the plan's `team_members`. */
+        SeatUsage: {
+            /**
+             * Format: int64
+             * @description `null`: unlimited.
+             */
+            limit: number | null;
+            /** Format: int64 */
+            used: number;
         };
         /**
          * @description Stripe's event, exactly as Stripe signed and sent it; the service reads
@@ -629,9 +811,18 @@ export interface components {
         };
         /** @enum {string} */
         SubscriptionStatus: "active" | "trialing" | "past_due" | "canceled" | "incomplete" | "incomplete_expired" | "unpaid" | "paused";
+        /** @description The account's team. */
+        TeamView: {
+            /** @description Pending only, oldest first. */
+            invitations: components["schemas"]["PendingInvitation"][];
+            /** @description Oldest first. */
+            members: components["schemas"]["Member"][];
+            seats: components["schemas"]["SeatUsage"];
+        };
         /** @description A signed-in session: send `access_token` as `Authorization: Bearer`. */
         TokenResponse: {
             access_token: string;
+            account: null | components["schemas"]["AccountSummary"];
             /**
              * Format: int64
              * @description Seconds until the token expires.
@@ -639,7 +830,11 @@ export interface components {
             expires_in: number;
             /** @example bearer */
             token_type: string;
-            user: components["schemas"]["Account"];
+            user: components["schemas"]["UserProfile"];
+        };
+        /** @description The member to hand the account to. */
+        TransferRequest: {
+            user_id: string;
         };
         /** @description Where one metric stands against the plan's limit. */
         UsageReading: {
@@ -677,6 +872,15 @@ export interface components {
                 [key: string]: components["schemas"]["UsageReading"];
             };
         };
+        /** @description The user as clients see it: no password hash. */
+        UserProfile: {
+            /** Format: date-time */
+            created_at: string;
+            email: string;
+            /** Format: uuid */
+            id: string;
+            name: string;
+        };
         /** @description The webhook's answer to Stripe. */
         WebhookAck: {
             /** @description Seen before: acknowledged, nothing done. */
@@ -701,6 +905,906 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    InviteMember: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationRequest"];
+            };
+        };
+        responses: {
+            /** @description Invited; the email is on its way */
+            201: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PendingInvitation"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden` (a member's role), or `quota_exceeded` with `limit: team_members` and `upgrade_to` (every seat is taken) */
+            403: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `already_invited`: a member, or a pending invitation, has this email */
+            409: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    WithdrawInvitation: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path: {
+                /** @description The invitation's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Withdrawn */
+            204: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden` */
+            403: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invitation_not_found` */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ListMembers: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The team */
+            200: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamView"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    RemoveMember: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path: {
+                /** @description The member's user id */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden` */
+            403: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `member_not_found` */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `owner_cannot_be_removed`: transfer ownership first */
+            409: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ChangeMemberRole: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path: {
+                /** @description The member's user id */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RoleRequest"];
+            };
+        };
+        responses: {
+            /** @description The member, with the new role */
+            200: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Member"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden` */
+            403: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `member_not_found` */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    TransferOwnership: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransferRequest"];
+            };
+        };
+        responses: {
+            /** @description The team after the transfer */
+            200: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamView"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden`: not the owner */
+            403: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `member_not_found` */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the plan's daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ListAccounts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Oldest membership first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountList"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     Login: {
         parameters: {
             query?: never;
@@ -866,7 +1970,10 @@ export interface operations {
     CancelSubscription: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -892,6 +1999,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -939,7 +2061,10 @@ export interface operations {
     CustomerPortal: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -980,6 +2105,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1032,7 +2172,10 @@ export interface operations {
                 /** @description The `next_starting_after` of the previous page. */
                 starting_after?: string;
             };
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1058,6 +2201,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1120,7 +2278,10 @@ export interface operations {
     PreviewPlanChange: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1165,6 +2326,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1257,7 +2433,10 @@ export interface operations {
     ResumeSubscription: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1283,6 +2462,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1330,7 +2524,10 @@ export interface operations {
     GetSubscription: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1356,6 +2553,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1403,7 +2615,10 @@ export interface operations {
     UpgradeSubscription: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1463,6 +2678,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1555,7 +2785,10 @@ export interface operations {
     GetEntitlements: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1581,6 +2814,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1641,6 +2889,60 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AcceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The token from the invitation's link */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Joined (or already a member); act on it with `X-Account-Id` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountSummary"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invitation_not_found`: used, withdrawn, expired or unknown */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
@@ -1739,7 +3041,10 @@ export interface operations {
     GetUsage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1765,6 +3070,21 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1812,7 +3132,10 @@ export interface operations {
     ConsumeUsage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1874,6 +3197,21 @@ export interface operations {
                     "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
+                    "RateLimit-Limit"?: number;
+                    /** @description API calls left today (UTC); absent on unlimited plans */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {

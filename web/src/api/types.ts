@@ -23,6 +23,16 @@ export type UsageReport = Json<'/api/usage', 'get', 200>;
 export type MeterReading = Json<'/api/usage/consume', 'post', 200>;
 export type Registered = Json<'/api/auth/register/with-plan', 'post', 201>;
 export type TokenResponse = Json<'/api/auth/login', 'post', 200>;
+export type AccountList = Json<'/api/accounts', 'get', 200>;
+/** One of the caller's accounts (organizations), with the caller's role in it. */
+export type AccountSummary = AccountList['accounts'][number];
+export type Role = AccountSummary['role'];
+export type Team = Json<'/api/account/members', 'get', 200>;
+export type Member = Team['members'][number];
+export type PendingInvitation = Team['invitations'][number];
+export type Seats = Team['seats'];
+export type Invitation = Json<'/api/account/invitations', 'post', 201>;
+export type AcceptedInvitation = Json<'/api/invitations/{token}/accept', 'post', 200>;
 
 // A name above that stops matching schema.d.ts (a path or status code
 // renamed) would silently become `never`; this fails to compile instead.
@@ -38,5 +48,9 @@ export type SchemaNamesResolve = AllTrue<
     Defined<MeterReading>,
     Defined<Registered>,
     Defined<TokenResponse>,
+    Defined<AccountList>,
+    Defined<Team>,
+    Defined<Invitation>,
+    Defined<AcceptedInvitation>,
   ]
 >;

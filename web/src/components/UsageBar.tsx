@@ -24,12 +24,15 @@ const LEVEL_TEXT: Record<UsageLevel, string> = {
   full: 'Limit reached',
 };
 
-/** Usage against one limit, as a bar whose state is also said in words. */
-export function UsageBar({ reading }: { reading: MeterReading }) {
-  const { name, one, many } = LABELS[reading.metric];
+/** Usage against one limit, as a bar whose state is also said in words.
+ * `label` names it where the metric's own name would not fit (the Team
+ * section's "Seats"). */
+export function UsageBar({ reading, label }: { reading: MeterReading; label?: string }) {
+  const { one, many } = LABELS[reading.metric];
+  const name = label ?? LABELS[reading.metric].name;
   // "1 document", "0 of 1 member", "3 of 50 documents": the last number decides.
   const unit = (n: number) => (n === 1 ? one : many);
-  const id = `usage-${reading.metric}`;
+  const id = `usage-${label ? label.toLowerCase().replace(/[^a-z0-9]+/g, '-') : reading.metric}`;
   if (reading.limit === null) {
     return (
       <div className="usage" data-metric={reading.metric} data-level="unlimited">

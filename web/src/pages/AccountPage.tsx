@@ -1,13 +1,16 @@
 import { useEffect, useRef, useState } from 'react';
+import { chooseAccount, mayManage, ROLE_TEXT } from '../accounts';
 import { api, ApiError, call } from '../api/client';
-import type { Invoice, Plan, Subscription } from '../api/types';
+import type { AccountSummary, Invoice, Plan, Subscription } from '../api/types';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { InvoiceTable } from '../components/InvoiceTable';
 import { PlanChange } from '../components/PlanChange';
+import { QuotaPrompt } from '../components/QuotaPrompt';
+import { Team } from '../components/Team';
 import { UsageBar } from '../components/UsageBar';
 import { formatDate, formatMoney } from '../format';
 import { navigate, useLocation } from '../router';
-import { useSession } from '../session';
+import { currentSession, forgetAccount, switchAccount, useSession, type SessionAccount } from '../session';
 import {
   changeTargets,
   isLiveSubscription,
@@ -17,9 +20,10 @@ import {
 } from '../subscription';
 import { useLoad } from '../useLoad';
 
-const METRIC_ORDER = ['documents', 'api_calls', 'exports', 'storage_mb', 'team_members'] as const;
+// Seats (team_members) are shown with the team, in the Team section.
+const METRIC_ORDER = ['documents', 'api_calls', 'exports', 'storage_mb'] as const;
 
-/** The subscription manager: plan, renewal, changes, usage and invoices. */
+/** The subscription manager: plan, renewal, changes, usage, team and invoices. */
 export function AccountPage() {
   const session = useSession();
   const { search } = useLocation();
@@ -27,7 +31,14 @@ export function AccountPage() {
     if (!session) navigate(`/login?next=${encodeURIComponent('/account')}&expired=1`, { replace: true });
   }, [session]);
   if (!session) return null;
-  return <Account key={session.token} initialChange={targetFrom(search)} paid={search.get('payment') === 'success'} />;
+  return (
+    <ChosenAccount
+      key={session.token}
+      initialChange={targetFrom(search)}
+      paid={search.get('payment') === 'success'}
+      joined={search.get('joined') === '1'}
+    />
+  );
 }
 
 function targetFrom(search: URLSearchParams): PlanTarget | null {
@@ -36,15 +47,154 @@ function targetFrom(search: URLSearchParams): PlanTarget | null {
   return { planId, interval: search.get('interval') === 'annual' ? 'annual' : 'monthly' };
 }
 
-function Account({ initialChange, paid }: { initialChange: PlanTarget | null; paid: boolean }) {
+async function listAccounts(): Promise<AccountSummary[]> {
+  try {
+    return (await call(api.GET('/api/accounts'))).accounts;
+  } catch (e) {
+    // The session named an account the user has left or was removed from:
+    // the client forgot it on this answer; ask again without it.
+    if (e instanceof ApiError && e.code === 'account_not_found')
+      return (await call(api.GET('/api/accounts'))).accounts;
+    throw e;
+  }
+}
+
+/**
+ * Which account the page shows: the session's while the user still belongs
+ * to it, else their own. Asked of the service on every visit, so a role
+ * changed or a membership ended since sign-in shows at once.
+ */
+function ChosenAccount({
+  initialChange,
+  paid,
+  joined,
+}: {
+  initialChange: PlanTarget | null;
+  paid: boolean;
+  joined: boolean;
+}) {
   const session = useSession();
+  const account = session?.account;
+  const [accounts, setAccounts] = useState<AccountSummary[] | null>(null);
+  const [lost, setLost] = useState<SessionAccount | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const unchosen = !account;
+
+  // Again whenever the session loses its account (a call answered that the
+  // user is no longer a member).
+  useEffect(() => {
+    let stale = false;
+    const before = currentSession();
+    const wanted = before?.account ?? before?.lostAccount;
+    setError(null);
+    listAccounts()
+      .then((list) => {
+        if (stale) return;
+        setAccounts(list);
+        if (wanted && !list.some((a) => a.id === wanted.id)) setLost(wanted);
+        const chosen = chooseAccount(list, wanted?.id);
+        if (chosen) switchAccount(chosen);
+      })
+      .catch((e) => !stale && setError(e));
+    return () => {
+      stale = true;
+    };
+  }, [unchosen]);
+
+  const ready = accounts && account && accounts.some((a) => a.id === account.id);
+  return (
+    <>
+      <h1>Your subscription</h1>
+      <p className="lead">Signed in as {session?.email}</p>
+      {lost && (
+        <p className="warning-text" role="status">
+          You are no longer a member of {lost.name}. Showing {account?.name ?? 'your own account'} instead.
+        </p>
+      )}
+      <ErrorMessage error={error} />
+      {accounts && accounts.length === 0 && <p>You are not a member of any account.</p>}
+      {ready ? (
+        <>
+          <AccountPicker accounts={accounts} current={account} />
+          <Account
+            key={account.id}
+            account={account}
+            initialChange={initialChange}
+            paid={paid}
+            joined={joined}
+          />
+        </>
+      ) : (
+        !error && accounts?.length !== 0 && <p role="status">Loading your account…</p>
+      )}
+    </>
+  );
+}
+
+/** The account the page is about, the caller's role in it, and a way to
+ * switch when they belong to more than one. */
+function AccountPicker({ accounts, current }: { accounts: AccountSummary[]; current: SessionAccount }) {
+  return (
+    <div className="account-picker">
+      {accounts.length > 1 ? (
+        <div className="field inline-field">
+          <label htmlFor="field-account">Account</label>
+          <select
+            id="field-account"
+            value={current.id}
+            onChange={(e) => {
+              const next = accounts.find((a) => a.id === e.target.value);
+              if (next) {
+                switchAccount(next);
+                navigate('/account', { replace: true });
+              }
+            }}
+          >
+            {accounts.map((a) => (
+              <option key={a.id} value={a.id}>
+                {a.name} ({ROLE_TEXT[a.role]})
+              </option>
+            ))}
+          </select>
+        </div>
+      ) : (
+        <p>
+          Account: <strong data-testid="account-name">{current.name}</strong>
+        </p>
+      )}
+      <p>
+        Your role: <strong data-testid="account-role">{ROLE_TEXT[current.role]}</strong>
+        {!mayManage(current.role) && ' · Only owners and admins can change the plan and billing.'}
+      </p>
+    </div>
+  );
+}
+
+function Account({
+  account,
+  initialChange,
+  paid,
+  joined,
+}: {
+  account: SessionAccount;
+  initialChange: PlanTarget | null;
+  paid: boolean;
+  joined: boolean;
+}) {
+  const manage = mayManage(account.role);
   const plans = useLoad(() => call(api.GET('/api/plans')).then((r) => r.plans), []);
   const sub = useLoad(() => call(api.GET('/api/billing/subscription')), []);
-  const [change, setChange] = useState<PlanTarget | null>(initialChange);
-  const [notice, setNotice] = useState<string | null>(null);
+  const [change, setChange] = useState<PlanTarget | null>(manage ? initialChange : null);
+  const [notice, setNotice] = useState<string | null>(
+    joined ? `You joined ${account.name} as ${ROLE_TEXT[account.role].toLowerCase()}.` : null,
+  );
   const [usageRound, setUsageRound] = useState(0);
   const [invoices, setInvoices] = useState<InvoiceRefresh>({ round: 0, expectNew: false });
   const [waitingForPayment, setWaitingForPayment] = useState(paid);
+
+  useEffect(() => {
+    if (joined) navigate('/account', { replace: true });
+  }, [joined]);
 
   // Back from checkout: Stripe's webhook activates the plan, usually before
   // the redirect lands; poll briefly in case it is still on its way.
@@ -73,8 +223,6 @@ function Account({ initialChange, paid }: { initialChange: PlanTarget | null; pa
 
   return (
     <>
-      <h1>Your subscription</h1>
-      <p className="lead">Signed in as {session?.email}</p>
       {waitingForPayment && <p role="status">Confirming your payment…</p>}
       {notice && (
         <p className="notice" role="status">
@@ -87,26 +235,34 @@ function Account({ initialChange, paid }: { initialChange: PlanTarget | null; pa
           <CurrentPlan
             sub={sub.data}
             plans={plans.data}
+            manage={manage}
             onUpdated={(s, message) => {
               sub.set(s);
               setNotice(message);
             }}
           />
-          {change ? (
-            <PlanChange
-              subscription={sub.data}
-              plans={plans.data}
-              target={change}
-              onChanged={changed}
-              onClose={() => {
-                setChange(null);
-                navigate('/account', { replace: true });
-              }}
-            />
-          ) : (
-            <ChangeOptions sub={sub.data} plans={plans.data} onChoose={setChange} />
-          )}
-          <Usage key={`usage-${usageRound}`} plans={plans.data} onUpgrade={setChange} />
+          {manage &&
+            (change ? (
+              <PlanChange
+                subscription={sub.data}
+                plans={plans.data}
+                target={change}
+                onChanged={changed}
+                onClose={() => {
+                  setChange(null);
+                  navigate('/account', { replace: true });
+                }}
+              />
+            ) : (
+              <ChangeOptions sub={sub.data} plans={plans.data} onChoose={setChange} />
+            ))}
+          <Usage key={`usage-${usageRound}`} plans={plans.data} onUpgrade={manage ? setChange : undefined} />
+          <Team
+            role={account.role}
+            plans={plans.data}
+            onUpgrade={manage ? setChange : undefined}
+            onLeft={() => forgetAccount(account.id)}
+          />
           <Invoices refresh={invoices} />
         </>
       )}
@@ -118,10 +274,13 @@ function Account({ initialChange, paid }: { initialChange: PlanTarget | null; pa
 function CurrentPlan({
   sub,
   plans,
+  manage,
   onUpdated,
 }: {
   sub: Subscription;
   plans: Plan[];
+  /** The caller may cancel, resume and open the customer portal. */
+  manage: boolean;
   onUpdated: (sub: Subscription, message: string) => void;
 }) {
   const [confirmCancel, setConfirmCancel] = useState(false);
@@ -217,34 +376,36 @@ function CurrentPlan({
         </p>
       )}
       <ErrorMessage error={error} />
-      <div className="actions">
-        {live && sub.cancel_at_period_end && (
-          <button
-            type="button"
-            className="primary"
-            disabled={busy}
-            onClick={() =>
-              act(
-                () => call(api.POST('/api/billing/resume')),
-                (s) => `Your subscription continues. It renews on ${formatDate(s.current_period_end ?? s.renewal_date ?? '')}.`,
-              )
-            }
-          >
-            Resume subscription
-          </button>
-        )}
-        {live && !sub.cancel_at_period_end && !confirmCancel && (
-          <button type="button" disabled={busy} onClick={() => setConfirmCancel(true)}>
-            Cancel subscription
-          </button>
-        )}
-        {sub.plan.id !== 'free' && (
-          <button type="button" disabled={busy} onClick={portal}>
-            Manage payment details
-          </button>
-        )}
-      </div>
-      {confirmCancel && (
+      {manage && (
+        <div className="actions">
+          {live && sub.cancel_at_period_end && (
+            <button
+              type="button"
+              className="primary"
+              disabled={busy}
+              onClick={() =>
+                act(
+                  () => call(api.POST('/api/billing/resume')),
+                  (s) => `Your subscription continues. It renews on ${formatDate(s.current_period_end ?? s.renewal_date ?? '')}.`,
+                )
+              }
+            >
+              Resume subscription
+            </button>
+          )}
+          {live && !sub.cancel_at_period_end && !confirmCancel && (
+            <button type="button" disabled={busy} onClick={() => setConfirmCancel(true)}>
+              Cancel subscription
+            </button>
+          )}
+          {sub.plan.id !== 'free' && (
+            <button type="button" disabled={busy} onClick={portal}>
+              Manage payment details
+            </button>
+          )}
+        </div>
+      )}
+      {manage && confirmCancel && (
         <div className="confirm" role="group" aria-labelledby="cancel-question">
           <p id="cancel-question">
             Cancel at the end of the billing period
@@ -308,7 +469,7 @@ function ChangeOptions({
 }
 
 /** Usage against the plan's limits, and the quota prompt when one is hit. */
-function Usage({ plans, onUpgrade }: { plans: Plan[]; onUpgrade: (t: PlanTarget) => void }) {
+function Usage({ plans, onUpgrade }: { plans: Plan[]; onUpgrade?: (t: PlanTarget) => void }) {
   const usage = useLoad(() => call(api.GET('/api/usage')), []);
   const [refused, setRefused] = useState<ApiError | null>(null);
   const [error, setError] = useState<unknown>(null);
@@ -331,25 +492,11 @@ function Usage({ plans, onUpgrade }: { plans: Plan[]; onUpgrade: (t: PlanTarget)
     }
   }
 
-  const upgradeTo = refused?.upgradeTo;
   return (
     <section className="card" aria-labelledby="usage-heading">
       <h2 id="usage-heading">Usage</h2>
       <ErrorMessage error={usage.error ?? error} />
-      {refused && (
-        <div className="quota" role="alert">
-          <p>{refused.message}</p>
-          {upgradeTo && (
-            <button
-              type="button"
-              className="primary"
-              onClick={() => onUpgrade({ planId: upgradeTo as PlanTarget['planId'], interval: 'monthly' })}
-            >
-              Upgrade to {planName(plans, upgradeTo)}
-            </button>
-          )}
-        </div>
-      )}
+      {refused && <QuotaPrompt refused={refused} plans={plans} onUpgrade={onUpgrade} />}
       {usage.data &&
         METRIC_ORDER.map((m) => {
           const reading = usage.data?.usage[m];

@@ -2,13 +2,8 @@ import { useState, type FormEvent } from 'react';
 import { api, call } from '../api/client';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { Field, FORM_ERROR_ID } from '../components/Field';
-import { Link, navigate, useLocation } from '../router';
+import { Link, navigate, safeNext, useLocation, withNext } from '../router';
 import { signIn } from '../session';
-
-/** Only paths inside this app: `?next=` must not send anyone elsewhere. */
-function safeNext(next: string | null): string {
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : '/account';
-}
 
 export function LoginPage() {
   const { search } = useLocation();
@@ -54,7 +49,7 @@ export function LoginPage() {
           Sign in
         </button>
         <p>
-          New to KRAFTD? <Link href="/register">Create an account</Link>
+          New to KRAFTD? <Link href={withNext('/register', search.get('next'))}>Create an account</Link>
         </p>
       </form>
     </>

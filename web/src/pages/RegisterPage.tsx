@@ -4,7 +4,7 @@ import type { BillingInterval, PlanId } from '../api/types';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { Field, FORM_ERROR_ID } from '../components/Field';
 import { formatMoney } from '../format';
-import { Link, navigate, useLocation } from '../router';
+import { Link, navigate, safeNext, useLocation, withNext } from '../router';
 import { signIn } from '../session';
 import { useLoad } from '../useLoad';
 
@@ -49,7 +49,7 @@ export function RegisterPage() {
       );
       if ('access_token' in answer) {
         signIn(answer);
-        navigate('/account');
+        navigate(safeNext(search.get('next')));
         return;
       }
       // A paid plan: the account waits for payment. Sign in now so the
@@ -116,7 +116,7 @@ export function RegisterPage() {
           {price && price.amount > 0 ? 'Create account and pay' : 'Create account'}
         </button>
         <p>
-          Already have an account? <Link href="/login">Sign in</Link>
+          Already have an account? <Link href={withNext('/login', search.get('next'))}>Sign in</Link>
         </p>
       </form>
     </>
