@@ -48,6 +48,19 @@ enum Command {
     /// The Cosmos DB database and containers.
     #[command(subcommand)]
     Cosmos(CosmosCommand),
+    /// Copy a Cosmos DB database of the one-user era into COSMOS_DATABASE.
+    ///
+    /// The new database is made first by `handler cosmos init`; the old one is
+    /// only read. Idempotent: a second run copies only what is missing. Prints
+    /// what it copied and skipped; exits 1 if a document could not be copied.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The database of the one-user era to copy from.
+    #[arg(long, value_name = "DATABASE")]
+    from_database: String,
 }
 
 #[derive(Args, Default)]
@@ -98,6 +111,7 @@ fn main() -> ExitCode {
         Some(Command::Openapi(Generate::Check { path })) => openapi_file(path, false),
         Some(Command::Stripe(StripeCommand::SyncCatalog)) => sync_catalog(),
         Some(Command::Cosmos(CosmosCommand::Init)) => cosmos_init(),
+        Some(Command::Migrate(args)) => migrate(args),
     }
 }
 
@@ -236,6 +250,58 @@ fn cosmos_init() -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Copies `--from-database` into COSMOS_DATABASE (README, "Migrating a
+/// database of the one-user era").
+fn migrate(args: MigrateArgs) -> ExitCode {
+    let runtime = runtime();
+    let result = runtime
+        .block_on(secrets::config_from_env())
+        .map_err(|e| e.to_string())
+        .and_then(|config| match config.store {
+            StoreConfig::Cosmos(settings) => Ok(settings),
+            StoreConfig::Sqlite => Err(
+                "configuration error: COSMOS__accountEndpoint: is required to migrate a Cosmos DB database (the embedded SQLite store migrates itself)"
+                    .into(),
+            ),
+        })
+        .and_then(|settings| {
+            runtime.block_on(async {
+                let client = cosmos::client::connect(&settings)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                cosmos::migrate::migrate(
+                    &client,
+                    &args.from_database,
+                    &settings.database,
+                    chrono::Utc::now(),
+                )
+                .await
+                .map_err(|e| e.to_string())
+            })
+        });
+    match result {
+        Ok(report) => {
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "{} document(s) were not migrated (listed above); the rest was copied: fix them and run again",
+                    report.problems.len()
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("the migration can be run again: it copies only what is missing");
             ExitCode::FAILURE
         }
     }

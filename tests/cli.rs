@@ -21,7 +21,14 @@ fn help_lists_every_command() {
     let out = handler(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
-    for command in ["serve", "functions", "openapi", "stripe", "cosmos"] {
+    for command in [
+        "serve",
+        "functions",
+        "openapi",
+        "stripe",
+        "cosmos",
+        "migrate",
+    ] {
         assert!(
             help.lines()
                 .any(|l| l.trim_start().starts_with(&format!("{command} "))),
@@ -54,6 +61,7 @@ fn a_wrong_command_or_argument_gets_a_usage_line_and_exit_2() {
         &["bogus"][..],
         &["cosmos", "drop"],
         &["functions"],
+        &["migrate"],
         &["serve", "--no-such-flag"],
     ] {
         let out = handler(args);

@@ -466,7 +466,7 @@ async fn concurrent_invitations_and_accepts_never_pass_the_seat_limit() {
                 let user = UserId(uuid::Uuid::new_v4());
                 let joined = note(account.id, &format!("joined-{n}"), EmailKind::MemberAdded);
                 store
-                    .accept_invitation(account.id, &hash, user, now, &[joined])
+                    .accept_invitation(account.id, &hash, user, None, now, &[joined])
                     .await
                     .unwrap()
             })
@@ -500,7 +500,7 @@ async fn a_users_accounts_are_found_across_partitions() {
     let later = now + chrono::Duration::seconds(1);
     assert!(matches!(
         store
-            .accept_invitation(other.id, "hash-ada", ada.id, later, &[])
+            .accept_invitation(other.id, "hash-ada", ada.id, None, later, &[])
             .await
             .unwrap(),
         AcceptOutcome::Joined(_)

@@ -141,6 +141,18 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
     )
     .await;
     assert_eq!(status, 401);
+    // An invitation's token is a credential even in a path: a made-up one,
+    // shaped like ours, must not reach the log either.
+    let invitation_token = format!("{}-{}", "ab".repeat(16), "Zz".repeat(21));
+    let (status, _) = call(
+        &router,
+        Request::post(format!("/api/invitations/{invitation_token}/accept"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
 
     // A failure on our side: the answer names the request id, the log line
     // under it has the cause (here SQLite's own words), the answer not.
@@ -181,7 +193,9 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
         logs.contains("/secrets/stripe-secret-key"),
         "the SDK's vault requests are in the log"
     );
+    assert!(logs.contains("/api/invitations/{token}/accept"), "{logs}");
     for secret in [
+        invitation_token.as_str(),
         PASSWORD,
         "wrong password 7",
         token.as_str(),

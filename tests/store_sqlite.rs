@@ -252,3 +252,46 @@ async fn a_one_user_store_migrates_to_accounts_and_keeps_everything() {
         assert_eq!((outbox.len(), outbox[0].account_id), (1, account_id));
     }
 }
+
+/// A file from before the usage summaries (v3: no `usage_summaries`,
+/// `rollup_state` or outbox backoff yet) goes through every step to v6.
+#[tokio::test]
+async fn a_version_3_file_migrates_through_every_step() {
+    use kraftd_billing::domain::account::AccountId;
+    use kraftd_billing::domain::ports::{AccountStore, UserStore};
+    let v5 = include_str!("fixtures/sqlite-v5-schema.sql");
+    let summaries = v5
+        .find("CREATE TABLE IF NOT EXISTS usage_summaries")
+        .unwrap();
+    let day_index = v5.find("CREATE INDEX IF NOT EXISTS usage_by_day").unwrap();
+    let v3 = format!("{}{}", &v5[..summaries], &v5[day_index..])
+        .replace(",\n    not_before INTEGER", "")
+        .replace("PRAGMA user_version = 5;", "PRAGMA user_version = 3;");
+    assert!(!v3.contains("usage_summaries") && !v3.contains("not_before"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.sqlite3");
+    let user_id = uuid::Uuid::new_v4();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(&v3).unwrap();
+        let doc = serde_json::json!({
+            "id": user_id, "email": "v3@era.io", "name": "Early",
+            "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            "created_at": "2026-01-01T00:00:00Z",
+            "subscription": kraftd_billing::domain::subscription::Subscription::free(
+                support::time("2026-01-01T00:00:00Z")
+            ),
+        });
+        c.execute(
+            "INSERT INTO users (id, email, stripe_customer_id, version, doc, watch_at) VALUES (?1, 'v3@era.io', NULL, 7, ?2, NULL)",
+            rusqlite::params![user_id.to_string(), doc.to_string()],
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let email = kraftd_billing::domain::user::Email::parse("v3@era.io").unwrap();
+    assert!(s.user_by_email(&email).await.unwrap().is_some());
+    let account = s.account_by_id(AccountId(user_id)).await.unwrap().unwrap();
+    // The account goes on from the user's version (etags feed idempotency keys).
+    assert_eq!(account.etag.0, "7");
+}

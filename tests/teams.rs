@@ -121,6 +121,17 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
     // An invitee accepts, and acts on the team's account with its header.
     let (member, account_id) = app.join("owner@team.io", "p1@team.io").await;
     assert_eq!(account_id, account.id.to_string());
+    // The link is single use: someone else holding it gets nothing.
+    let used = invitation_token(&app, "owner@team.io", "p1@team.io").await;
+    let other = app.free_user("p1-friend@team.io").await;
+    let r = app
+        .post_as(
+            &other,
+            &format!("/api/invitations/{used}/accept"),
+            json!({}),
+        )
+        .await;
+    error_of(r, 404, "invitation_not_found").await;
     let docs = json!({"metric": "documents", "quantity": 3});
     let consume = |token: &str| {
         app.send_as(
@@ -269,7 +280,7 @@ async fn thirty_parallel_invitations_on_pro_admit_exactly_nine() {
 }
 
 #[tokio::test]
-async fn roles_change_ownership_moves_and_invitations_are_single_use() {
+async fn free_has_one_seat_and_other_accounts_are_not_found() {
     let app = TestApp::spawn().await;
     let owner = app.free_user("solo@team.io").await;
     // Free has one seat, the owner's: nobody can be invited.
@@ -309,7 +320,7 @@ async fn roles_change_ownership_moves_and_invitations_are_single_use() {
         error_of(r, 404, "account_not_found").await;
     }
 
-    // A made-up or reused link is refused the same way.
+    // A made-up link is refused like a used one.
     let r = app
         .post_as(
             &stranger,
@@ -431,7 +442,7 @@ async fn an_admin_manages_members_and_the_owner_hands_over() {
 }
 
 #[tokio::test]
-async fn a_plan_with_fewer_seats_than_members_is_refused_saying_how_many_must_go() {
+async fn a_plan_with_fewer_seats_than_are_held_is_refused_saying_how_many_must_go() {
     use kraftd_billing::domain::plan::PlanId;
     use kraftd_billing::domain::subscription::SubscriptionStatus;
     let app = TestApp::spawn_with_stripe(&[]).await;
@@ -472,8 +483,43 @@ async fn a_plan_with_fewer_seats_than_members_is_refused_saying_how_many_must_go
             )
         );
         assert!(
-            e["message"].as_str().unwrap().contains("remove 1 member"),
+            e["message"].as_str().unwrap().contains("remove 1 first"),
             "{e}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_ended_paid_plan_keeps_its_members_but_takes_no_new_ones() {
+    use kraftd_billing::domain::subscription::SubscriptionStatus;
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    app.subscribe_to_pro("lapsed@team.io").await;
+    let owner = app.login("lapsed@team.io").await;
+    for email in ["a@lapsed.io", "b@lapsed.io"] {
+        assert_eq!(app.invite(&owner, email, "member").await.status(), 201);
+        app.join("lapsed@team.io", email).await;
+    }
+    // The paid period ends canceled (as Stripe's webhook would record it):
+    // Free's one seat.
+    let mut account = app.account("lapsed@team.io").await;
+    let etag = app
+        .store
+        .account_by_id(account.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .etag;
+    account.subscription.status = SubscriptionStatus::Canceled;
+    account.subscription.current_period_end = Some(app.clock_now());
+    app.store.replace_account(&account, &etag).await.unwrap();
+    let team = app.team(&owner).await;
+    assert_eq!(team["members"].as_array().unwrap().len(), 3);
+    assert_eq!(team["seats"], json!({"used": 3, "limit": 1}));
+    let e = error_of(
+        app.invite(&owner, "c@lapsed.io", "member").await,
+        403,
+        "quota_exceeded",
+    )
+    .await;
+    assert_eq!((&e["usage"], &e["limit_value"]), (&json!(3), &json!(1)));
 }

@@ -2,7 +2,7 @@ use std::str::FromStr;
 
 use crate::auth::password;
 use crate::auth::token::Subject;
-use crate::domain::account::{Account, AccountId, Membership, Role};
+use crate::domain::account::{own_account, AccountId, Role};
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{CheckoutSession, StoreError, Uniqueness, Versioned};
 use crate::domain::subscription::Subscription;
@@ -77,27 +77,14 @@ impl Billing {
         } else {
             Subscription::free(now)
         };
-        let user_id = UserId(uuid::Uuid::new_v4());
         let user = User {
-            id: user_id,
-            email: email.clone(),
-            name: name.clone(),
+            id: UserId(uuid::Uuid::new_v4()),
+            email,
+            name,
             password_hash: password::hash(input.password).await,
             created_at: now,
         };
-        let account = Account {
-            id: AccountId::own_account_of(user_id),
-            name: name.as_str().to_owned(),
-            billing_email: email,
-            created_at: now,
-            subscription,
-        };
-        let owner = Membership {
-            account_id: account.id,
-            user_id: user.id,
-            role: Role::Owner,
-            joined_at: now,
-        };
+        let (account, owner) = own_account(&user, subscription);
         let etag = self
             .store
             .register(&user, &account, &owner)

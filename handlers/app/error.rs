@@ -46,12 +46,12 @@ pub enum AppError {
     #[error("the owner cannot be removed: transfer ownership first")]
     OwnerCannotBeRemoved,
     #[error(
-        "the {plan} plan has {limit} seat(s) and the account has {members} members: remove {} member(s) first",
-        members - limit
+        "the {plan} plan has {limit} seat(s) and the account holds {seats} (members and pending invitations): remove {} first",
+        seats - limit
     )]
     TooManyMembers {
         plan: PlanId,
-        members: u64,
+        seats: u64,
         limit: u64,
     },
     #[error("{0}")]

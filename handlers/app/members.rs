@@ -12,6 +12,7 @@ use crate::domain::account::{
     assignable, AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId,
     InvitationOutcome, Membership, Role, Seats, INVITATION_VALIDITY,
 };
+use crate::domain::plan::Plan;
 use crate::domain::ports::Versioned;
 use crate::domain::records::{EmailKind, OutboxMessage};
 use crate::domain::usage::{Metric, QuotaDenial};
@@ -258,17 +259,12 @@ impl Billing {
                 Err(AppError::AlreadyInvited(email.as_str().to_owned()))
             }
             InvitationOutcome::SeatsFull(seats) => {
-                self.warn_seats_full(account, seats, now).await?;
-                Err(AppError::QuotaExceeded(QuotaDenial {
-                    metric: Metric::TeamMembers,
-                    limit: limit.unwrap_or(u64::MAX),
-                    used: seats.used(),
-                    requested: 1,
-                    plan: plan.id,
-                    upgrade_to: plan.id.next_tier(),
-                    window: None,
-                    seconds_to_reset: None,
-                }))
+                // The refusal is the answer; a warning that cannot be queued
+                // is logged, not turned into a 5xx.
+                if let Err(e) = self.warn_seats_full(account, seats, now).await {
+                    tracing::warn!(account_id = %account.id, error = %e, "the seat-limit email was not queued");
+                }
+                Err(seats_full(plan, seats))
             }
         }
     }
@@ -356,9 +352,18 @@ impl Billing {
             ]),
             created_at: now,
         };
+        let plan = self.effective_plan(&account.value);
+        let limit = plan.limits.team_members;
         let outcome = self
             .store
-            .accept_invitation(account_id, &token_hash(token), user.id, now, &[added])
+            .accept_invitation(
+                account_id,
+                &token_hash(token),
+                user.id,
+                limit,
+                now,
+                &[added],
+            )
             .await?;
         let membership = match outcome {
             AcceptOutcome::Joined(m) => {
@@ -367,6 +372,8 @@ impl Billing {
             }
             AcceptOutcome::AlreadyMember(m) => m,
             AcceptOutcome::Gone => return Err(AppError::InvitationNotFound),
+            // The plan lost seats since the invitation was sent.
+            AcceptOutcome::SeatsFull(seats) => return Err(seats_full(plan, seats)),
         };
         Ok(AccountSummary {
             account: account.value,
@@ -483,21 +490,24 @@ impl Billing {
         }
     }
 
-    /// Members who must go before the account fits a plan with `limit`
-    /// seats (a downgrade's precondition).
-    pub(super) async fn members_over(
-        &self,
-        account: AccountId,
-        limit: Option<u64>,
-    ) -> Result<u64, AppError> {
-        let seats = self.store.seats(account, self.clock.now()).await?;
-        Ok(seats.members_over(limit))
-    }
-
     /// Members and pending invitations: the `team_members` usage.
     pub(super) async fn seats(&self, account: AccountId) -> Result<Seats, AppError> {
         Ok(self.store.seats(account, self.clock.now()).await?)
     }
+}
+
+/// Every seat of the plan is taken: 403 with the upgrade hint.
+fn seats_full(plan: &Plan, seats: Seats) -> AppError {
+    AppError::QuotaExceeded(QuotaDenial {
+        metric: Metric::TeamMembers,
+        limit: plan.limits.team_members.unwrap_or(u64::MAX),
+        used: seats.used(),
+        requested: 1,
+        plan: plan.id,
+        upgrade_to: plan.id.next_tier(),
+        window: None,
+        seconds_to_reset: None,
+    })
 }
 
 fn parse_user(raw: &str) -> Result<UserId, AppError> {

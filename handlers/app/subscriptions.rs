@@ -469,15 +469,15 @@ impl Billing {
         Ok(quote(due))
     }
 
-    /// A plan with fewer seats than the account has members is refused,
-    /// saying how many must go.
+    /// A plan with fewer seats than the account holds (members and
+    /// pending invitations) is refused, saying how many must go.
     async fn check_seats_fit(&self, account: AccountId, plan_id: PlanId) -> Result<(), AppError> {
         let limit = self.catalog.plan(plan_id).limits.team_members;
-        let over = self.members_over(account, limit).await?;
+        let seats = self.seats(account).await?;
         match limit {
-            Some(limit) if over > 0 => Err(AppError::TooManyMembers {
+            Some(limit) if !seats.within(Some(limit)) => Err(AppError::TooManyMembers {
                 plan: plan_id,
-                members: limit + over,
+                seats: seats.used(),
                 limit,
             }),
             _ => Ok(()),

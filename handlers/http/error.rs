@@ -156,7 +156,7 @@ pub enum ErrorCode {
     AlreadyInvited,
     /// 409
     OwnerCannotBeRemoved,
-    /// 409: a plan change to fewer seats than members
+    /// 409: a plan change to fewer seats than are held
     TooManyMembers,
     /// 502
     PaymentProviderError,
@@ -333,16 +333,12 @@ fn app_parts(e: &AppError) -> Parts {
             },
         ),
         AppError::OwnerCannotBeRemoved => Parts::code(S::CONFLICT, C::OwnerCannotBeRemoved),
-        AppError::TooManyMembers {
-            plan,
-            members,
-            limit,
-        } => Parts::new(
+        AppError::TooManyMembers { plan, seats, limit } => Parts::new(
             S::CONFLICT,
             ErrorDetail {
                 limit: Some(Metric::TeamMembers.limit_name()),
                 limit_value: Some(*limit),
-                usage: Some(*members),
+                usage: Some(*seats),
                 plan: Some(*plan),
                 ..ErrorDetail::of(C::TooManyMembers)
             },

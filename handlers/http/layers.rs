@@ -27,7 +27,7 @@ pub fn trace() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Reque
         tracing::info_span!(
             "request",
             method = %req.method(),
-            path = %req.uri().path(),
+            path = %loggable_path(req.uri().path()),
             invocation_id = %invocation,
             request_id = tracing::field::Empty,
         )
@@ -35,6 +35,19 @@ pub fn trace() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Reque
     TraceLayer::new_for_http()
         .make_span_with(span as fn(&Request) -> tracing::Span)
         .on_response(DefaultOnResponse::new().level(Level::INFO))
+}
+
+/// The path as logs may show it: an invitation's token is a credential
+/// (whoever holds it may join the account), so its segment is replaced.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const SECRET_AFTER: &str = "/api/invitations/";
+    match path.strip_prefix(SECRET_AFTER) {
+        Some(rest) => {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("{SECRET_AFTER}{{token}}{tail}").into()
+        }
+        None => path.into(),
+    }
 }
 
 pub fn cors(origins: &[String]) -> CorsLayer {

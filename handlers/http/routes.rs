@@ -359,7 +359,9 @@ pub struct ChangeFeedFunction {
 
 /// The app setting prefix of the Cosmos DB connection (`COSMOS__accountEndpoint`, ...).
 pub const COSMOS_CONNECTION: &str = "COSMOS";
-pub const COSMOS_DATABASE: &str = layout::DEFAULT_DATABASE;
+/// The change feed's database: a binding expression for the app setting
+/// the store reads too, so one setting moves both (as after `handler migrate`).
+pub const COSMOS_DATABASE: &str = "%COSMOS_DATABASE%";
 pub const LEASES_CONTAINER: &str = layout::LEASES.name;
 
 pub static CHANGE_FEED_FUNCTIONS: &[ChangeFeedFunction] = &[ChangeFeedFunction {

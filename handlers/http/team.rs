@@ -69,6 +69,9 @@ pub struct PendingInvitation {
     id: Uuid,
     email: String,
     role: Role,
+    /// The member who sent it (their invitations go when they leave or
+    /// lose the right to invite).
+    invited_by: Uuid,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
@@ -79,6 +82,7 @@ impl From<&Invitation> for PendingInvitation {
             id: i.id.0,
             email: i.email.as_str().to_owned(),
             role: i.role,
+            invited_by: i.invited_by.0,
             created_at: i.created_at,
             expires_at: i.expires_at,
         }

@@ -61,6 +61,8 @@ macro_rules! store_contract_tests {
             case!(concurrent_invitations_never_pass_the_seat_limit);
             case!(members_are_removed_and_roles_change_but_never_the_owner_s);
             case!(ownership_moves_in_one_step);
+            case!(an_account_over_its_seats_takes_no_one_in);
+            case!(a_removed_or_demoted_admin_s_invitations_go_with_them);
         }
     };
 }
@@ -846,17 +848,17 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
     // A wrong token, or the right one for another account, finds nothing.
     let (joiner, other, _) = register(&s, "new@team.io").await;
     let wrong = s
-        .accept_invitation(account.id, &"0".repeat(64), joiner.id, now, &[])
+        .accept_invitation(account.id, &"0".repeat(64), joiner.id, None, now, &[])
         .await
         .unwrap();
     assert_eq!(wrong, AcceptOutcome::Gone);
     let elsewhere = s
-        .accept_invitation(other.id, &inv.token_hash, joiner.id, now, &[])
+        .accept_invitation(other.id, &inv.token_hash, joiner.id, None, now, &[])
         .await
         .unwrap();
     assert_eq!(elsewhere, AcceptOutcome::Gone);
     let joined = s
-        .accept_invitation(account.id, &inv.token_hash, joiner.id, now, &[])
+        .accept_invitation(account.id, &inv.token_hash, joiner.id, None, now, &[])
         .await
         .unwrap();
     let AcceptOutcome::Joined(m) = joined else {
@@ -869,7 +871,7 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
     assert_eq!(s.membership(account.id, joiner.id).await.unwrap(), Some(m));
     // Single use: the invitation is gone, and its seat is now a member's.
     let twice = s
-        .accept_invitation(account.id, &inv.token_hash, joiner.id, now, &[])
+        .accept_invitation(account.id, &inv.token_hash, joiner.id, None, now, &[])
         .await
         .unwrap();
     assert_eq!(twice, AcceptOutcome::Gone);
@@ -904,15 +906,16 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
     );
     let (late, _, _) = register(&s, "late@team.io").await;
     let expired = s
-        .accept_invitation(account.id, &old.token_hash, late.id, later, &[])
+        .accept_invitation(account.id, &old.token_hash, late.id, None, later, &[])
         .await
         .unwrap();
     assert_eq!(expired, AcceptOutcome::Gone);
     let gone = invitation(&account, &owner_user, "gone@team.io", now);
     s.invite(&gone, Some(3), now, &[]).await.unwrap();
+    // Another account cannot withdraw it; its own can, once.
+    assert!(!s.withdraw_invitation(other.id, gone.id).await.unwrap());
     assert!(s.withdraw_invitation(account.id, gone.id).await.unwrap());
     assert!(!s.withdraw_invitation(account.id, gone.id).await.unwrap());
-    assert!(!s.withdraw_invitation(other.id, old.id).await.unwrap());
 }
 
 pub async fn concurrent_invitations_never_pass_the_seat_limit(s: Arc<dyn Store>) {
@@ -950,7 +953,7 @@ pub async fn members_are_removed_and_roles_change_but_never_the_owner_s(s: Arc<d
     let (worker, _, _) = register(&s, "worker@roles.io").await;
     let inv = invitation(&account, &boss, "worker@roles.io", now);
     s.invite(&inv, None, now, &[]).await.unwrap();
-    s.accept_invitation(account.id, &inv.token_hash, worker.id, now, &[])
+    s.accept_invitation(account.id, &inv.token_hash, worker.id, None, now, &[])
         .await
         .unwrap();
     assert!(s
@@ -1006,7 +1009,7 @@ pub async fn ownership_moves_in_one_step(s: Arc<dyn Store>) {
     let (stranger, _, _) = register(&s, "stranger@own.io").await;
     let inv = invitation(&account, &boss, "heir@own.io", now);
     s.invite(&inv, None, now, &[]).await.unwrap();
-    s.accept_invitation(account.id, &inv.token_hash, heir.id, now, &[])
+    s.accept_invitation(account.id, &inv.token_hash, heir.id, None, now, &[])
         .await
         .unwrap();
     // Only to a member, and only from the owner.
@@ -1032,4 +1035,86 @@ pub async fn ownership_moves_in_one_step(s: Arc<dyn Store>) {
     assert!(roles.contains(&(heir.id, Role::Owner)));
     assert!(roles.contains(&(boss.id, Role::Admin)));
     assert_eq!(roles.iter().filter(|(_, r)| *r == Role::Owner).count(), 1);
+}
+
+pub async fn an_account_over_its_seats_takes_no_one_in(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let (boss, account, _) = register(&s, "boss@over.io").await;
+    let inv = invitation(&account, &boss, "late@over.io", now);
+    s.invite(&inv, Some(10), now, &[]).await.unwrap();
+    // Written by an instance whose clock runs ahead: it still holds a seat.
+    let ahead = invitation(&account, &boss, "ahead@over.io", now + Duration::minutes(2));
+    s.invite(&ahead, Some(10), now, &[]).await.unwrap();
+    assert_eq!(s.seats(account.id, now).await.unwrap().used(), 3);
+    // The plan lost seats since (a downgrade, a lapse): two seats, three held.
+    let (late, _, _) = register(&s, "late@over.io").await;
+    let refused = s
+        .accept_invitation(account.id, &inv.token_hash, late.id, Some(2), now, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        AcceptOutcome::SeatsFull(Seats {
+            members: 1,
+            pending_invitations: 2
+        })
+    );
+    // Nothing was written, and the invitation is still there to accept later.
+    assert!(s.membership(account.id, late.id).await.unwrap().is_none());
+    let joined = s
+        .accept_invitation(account.id, &inv.token_hash, late.id, Some(3), now, &[])
+        .await
+        .unwrap();
+    assert!(matches!(joined, AcceptOutcome::Joined(_)), "{joined:?}");
+}
+
+pub async fn a_removed_or_demoted_admin_s_invitations_go_with_them(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let (boss, account, _) = register(&s, "boss@gone.io").await;
+    let mut admins = Vec::new();
+    for name in ["first", "second"] {
+        let email = format!("{name}@gone.io");
+        let (admin, _, _) = register(&s, &email).await;
+        let mut inv = invitation(&account, &boss, &email, now);
+        inv.role = Role::Admin;
+        s.invite(&inv, None, now, &[]).await.unwrap();
+        s.accept_invitation(account.id, &inv.token_hash, admin.id, None, now, &[])
+            .await
+            .unwrap();
+        // Each admin invites a second address of their own.
+        let own = invitation(&account, &admin, &format!("{name}.alt@gone.io"), now);
+        s.invite(&own, None, now, &[]).await.unwrap();
+        let kept = invitation(&account, &boss, &format!("{name}.boss@gone.io"), now);
+        s.invite(&kept, None, now, &[]).await.unwrap();
+        admins.push((admin, own));
+    }
+    let (removed, removed_link) = &admins[0];
+    let (demoted, demoted_link) = &admins[1];
+    assert!(s.remove_member(account.id, removed.id, &[]).await.unwrap());
+    assert!(s
+        .set_role(account.id, demoted.id, Role::Member)
+        .await
+        .unwrap());
+    let pending: Vec<InvitationId> = s
+        .invitations(account.id, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert!(!pending.contains(&removed_link.id) && !pending.contains(&demoted_link.id));
+    // The owner's invitations stay.
+    assert_eq!(pending.len(), 2);
+    let back = s
+        .accept_invitation(
+            account.id,
+            &removed_link.token_hash,
+            removed.id,
+            None,
+            now,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(back, AcceptOutcome::Gone);
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::plan::Limit;
 use crate::subscription::Subscription;
-use crate::user::{Email, UserId};
+use crate::user::{Email, User, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -40,6 +40,25 @@ pub struct Account {
     pub billing_email: Email,
     pub created_at: DateTime<Utc>,
     pub subscription: Subscription,
+}
+
+/// The account made with a user (at registration, or for a user of the
+/// one-user era): it has their id, name and email, and them as owner.
+pub fn own_account(user: &User, subscription: Subscription) -> (Account, Membership) {
+    let account = Account {
+        id: AccountId::own_account_of(user.id),
+        name: user.name.as_str().to_owned(),
+        billing_email: user.email.clone(),
+        created_at: user.created_at,
+        subscription,
+    };
+    let owner = Membership {
+        account_id: account.id,
+        user_id: user.id,
+        role: Role::Owner,
+        joined_at: user.created_at,
+    };
+    (account, owner)
 }
 
 /// A member's role. Ordered by what it may do: an owner may do everything
@@ -118,17 +137,20 @@ pub struct Invitation {
     pub email: Email,
     pub role: Role,
     pub invited_by: UserId,
-    /// SHA-256 of the token the email carries (hex); the token itself is
-    /// never stored, so a read of the store cannot accept anything.
+    /// SHA-256 of the token the email carries (hex). The invitation never
+    /// holds the token; its email's outbox message does, until it is sent
+    /// and for as long as sent messages are kept.
     pub token_hash: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
 impl Invitation {
-    /// Whether it still holds a seat and can be accepted: `[created, expires)`.
+    /// Whether it still holds a seat and can be accepted: until it expires.
+    /// Only the end is checked, so an instance whose clock runs behind the
+    /// one that wrote it still counts it.
     pub fn is_pending(&self, now: DateTime<Utc>) -> bool {
-        self.created_at <= now && now < self.expires_at
+        now < self.expires_at
     }
 }
 
@@ -150,10 +172,17 @@ impl Seats {
         limit.is_none_or(|l| self.used() < l)
     }
 
-    /// How many members must go before a plan with `limit` seats fits
-    /// (pending invitations do not count: they can simply be withdrawn).
-    pub fn members_over(&self, limit: Limit) -> u64 {
-        limit.map_or(0, |l| self.members.saturating_sub(l))
+    /// How many seats (members or pending invitations) must be freed
+    /// before a plan with `limit` seats fits.
+    pub fn over(&self, limit: Limit) -> u64 {
+        limit.map_or(0, |l| self.used().saturating_sub(l))
+    }
+
+    /// Whether the seats taken fit `limit`: an invitation is accepted only
+    /// then (it already holds its seat; a plan that lost seats since it was
+    /// sent may no longer have room for it).
+    pub fn within(&self, limit: Limit) -> bool {
+        limit.is_none_or(|l| self.used() <= l)
     }
 }
 
@@ -175,6 +204,9 @@ pub enum AcceptOutcome {
     AlreadyMember(Membership),
     /// Withdrawn, accepted already, or expired.
     Gone,
+    /// Nothing was written: the account holds more seats than its plan
+    /// allows now (it lost seats since the invitation was sent).
+    SeatsFull(Seats),
 }
 
 #[cfg(test)]
@@ -207,15 +239,9 @@ mod tests {
         };
         assert!(!full.admits_one_more(Some(10)));
         assert!(full.admits_one_more(None));
-        assert_eq!(full.members_over(Some(1)), 0);
-        assert_eq!(
-            Seats {
-                members: 4,
-                pending_invitations: 0
-            }
-            .members_over(Some(1)),
-            3
-        );
+        assert!(full.within(Some(10)) && !full.within(Some(9)));
+        assert_eq!(full.over(Some(1)), 9);
+        assert_eq!(full.over(None), 0);
     }
 
     #[test]

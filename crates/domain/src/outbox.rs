@@ -63,6 +63,11 @@ impl SendResult {
 }
 
 /// Attempts before a message is marked failed (and logged) for good.
+/// How long a message is kept once it is sent or given up: long enough to
+/// show what was sent when, then it goes (it may hold a link, such as an
+/// invitation's).
+pub const FINISHED_RETENTION_DAYS: i64 = 90;
+
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// How long after its `attempts`-th failed try a message is tried again.

@@ -149,13 +149,15 @@ pub trait MemberStore: Send + Sync {
         messages: &[OutboxMessage],
     ) -> Result<InvitationOutcome, StoreError>;
     /// Uses the pending invitation up and makes `user` a member with its
-    /// role, enqueueing the messages, all or nothing. A second accept of
-    /// the same invitation is `Gone`.
+    /// role, enqueueing the messages, all or nothing, if the account's seats
+    /// are within `limit` (`Seats::within`) in the same atomic step. A
+    /// second accept of the same invitation is `Gone`.
     async fn accept_invitation(
         &self,
         account: AccountId,
         token_hash: &str,
         user: UserId,
+        limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
     ) -> Result<AcceptOutcome, StoreError>;
@@ -165,16 +167,18 @@ pub trait MemberStore: Send + Sync {
         account: AccountId,
         id: InvitationId,
     ) -> Result<bool, StoreError>;
-    /// Removes a member who is not the owner, enqueueing the messages;
-    /// `false` if there is no such (non-owner) member.
+    /// Removes a member who is not the owner, with the invitations they
+    /// sent (so a removed admin cannot come back through one), enqueueing
+    /// the messages; `false` if there is no such (non-owner) member.
     async fn remove_member(
         &self,
         account: AccountId,
         user: UserId,
         messages: &[OutboxMessage],
     ) -> Result<bool, StoreError>;
-    /// Sets a non-owner member's role to an assignable one; `false` if
-    /// there is no such member.
+    /// Sets a non-owner member's role to an assignable one; made a member,
+    /// the invitations they sent are withdrawn. `false` if there is no such
+    /// member.
     async fn set_role(
         &self,
         account: AccountId,

@@ -217,7 +217,7 @@ pub struct OutboxDoc {
 }
 
 /// Sent or failed messages are kept this long, then expire.
-pub const OUTBOX_TTL_SECONDS: i64 = 90 * 86_400;
+pub const OUTBOX_TTL_SECONDS: i64 = crate::domain::outbox::FINISHED_RETENTION_DAYS * 86_400;
 
 impl OutboxDoc {
     pub fn pending(message: &OutboxMessage) -> Self {

@@ -23,8 +23,8 @@ use super::docs::{self, InvitationDoc, MemberDoc, SeatsDoc};
 use super::outbox::enqueue_in;
 use super::{unavailable, CosmosStore};
 use crate::domain::account::{
-    assignable, AcceptOutcome, AccountId, Invitation, InvitationId, InvitationOutcome, Membership,
-    Role, Seats,
+    assignable, AcceptOutcome, AccountId, Action, Invitation, InvitationId, InvitationOutcome,
+    Membership, Role, Seats,
 };
 use crate::domain::plan::Limit;
 use crate::domain::ports::{Etag, MemberStore, StoreError, UserStore};
@@ -165,6 +165,22 @@ impl CosmosStore {
     }
 }
 
+impl CosmosStore {
+    /// The ids of the invitation documents `user` sent for the account.
+    async fn invitations_sent_by(
+        &self,
+        account: AccountId,
+        user: UserId,
+    ) -> Result<Vec<String>, StoreError> {
+        let all: Vec<InvitationDoc> = self.of_type(account, docs::INVITATION).await?;
+        Ok(all
+            .into_iter()
+            .filter(|d| d.invitation.invited_by == user)
+            .map(|d| d.id)
+            .collect())
+    }
+}
+
 struct Holders {
     seats: Option<(SeatsDoc, Etag)>,
     members: Vec<MemberDoc>,
@@ -299,6 +315,7 @@ impl MemberStore for CosmosStore {
         account: AccountId,
         token_hash: &str,
         user: UserId,
+        limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
     ) -> Result<AcceptOutcome, StoreError> {
@@ -309,6 +326,13 @@ impl MemberStore for CosmosStore {
                 members,
                 invitations,
             } = self.seat_holders(account).await?;
+            let taken = Seats {
+                members: members.len() as u64,
+                pending_invitations: invitations
+                    .iter()
+                    .filter(|d| d.invitation.is_pending(now))
+                    .count() as u64,
+            };
             // Every hash is compared, each in constant time.
             let mut found = None;
             for doc in invitations {
@@ -338,6 +362,7 @@ impl MemberStore for CosmosStore {
             let (batch, outcome) = match members.iter().find(|m| m.id == member_id) {
                 // Used up all the same; nothing to announce.
                 Some(member) => (batch, AcceptOutcome::AlreadyMember(member.membership()?)),
+                None if !taken.within(limit) => return Ok(AcceptOutcome::SeatsFull(taken)),
                 None => {
                     let membership = Membership {
                         account_id: account,
@@ -402,7 +427,7 @@ impl MemberStore for CosmosStore {
             let existing = self.existing_outbox_ids(account, messages).await?;
             // If-Match the membership: a transfer that made it the owner
             // in between wins.
-            let batch = lock_seats(TransactionalBatch::new(docs::pk(account)), account, seats)?
+            let mut batch = lock_seats(TransactionalBatch::new(docs::pk(account)), account, seats)?
                 .delete_item(
                     member.id.clone(),
                     Some(
@@ -410,6 +435,10 @@ impl MemberStore for CosmosStore {
                             .with_precondition(Precondition::if_match(etag.0)),
                     ),
                 );
+            // Their invitations go with them: none can bring them back.
+            for id in self.invitations_sent_by(account, user).await? {
+                batch = batch.delete_item(id, None);
+            }
             let batch = enqueue_in(batch, messages, &existing)?;
             match self.batch(&self.accounts, batch).await? {
                 Ok(_) => return Ok(true),
@@ -441,6 +470,36 @@ impl MemberStore for CosmosStore {
                 return Ok(true);
             }
             member.role = role;
+            let sent = if role.may(Action::ManageMembers) {
+                Vec::new()
+            } else {
+                self.invitations_sent_by(account, user).await?
+            };
+            if !sent.is_empty() {
+                // Made a member: the invitations they sent are withdrawn
+                // in the same batch.
+                let mut batch = TransactionalBatch::new(pk.clone())
+                    .replace_item(
+                        member.id.clone(),
+                        &member,
+                        Some(
+                            BatchReplaceOptions::default()
+                                .with_precondition(Precondition::if_match(etag.0.clone())),
+                        ),
+                    )
+                    .map_err(StoreError::corrupt)?;
+                for id in sent {
+                    batch = batch.delete_item(id, None);
+                }
+                match self.batch(&self.accounts, batch).await? {
+                    Ok(_) => return Ok(true),
+                    Err(404 | 412) => {
+                        pause(round).await;
+                        continue;
+                    }
+                    Err(s) => return Err(StoreError::unavailable(format!("batch refused: {s}"))),
+                }
+            }
             let replaced = self
                 .call(|| {
                     self.accounts.replace_item(

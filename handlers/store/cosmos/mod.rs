@@ -18,6 +18,7 @@ pub mod layout;
 mod ledger;
 mod members;
 mod meter;
+pub mod migrate;
 mod outbox;
 mod rollups;
 mod usage;

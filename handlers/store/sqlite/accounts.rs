@@ -9,8 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::schema::{conflict, insert_account, insert_membership, insert_user};
 use super::{from_json, insert_outbox, ms, returning, to_json, unavailable, SqliteStore};
 use crate::domain::account::{
-    AcceptOutcome, Account, AccountId, Invitation, InvitationId, InvitationOutcome, Membership,
-    Role, Seats,
+    AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId, InvitationOutcome,
+    Membership, Role, Seats,
 };
 use crate::domain::plan::Limit;
 use crate::domain::ports::{
@@ -104,7 +104,7 @@ fn seats(c: &Connection, account: AccountId, now: DateTime<Utc>) -> Result<Seats
         .prepare_cached(
             "SELECT (SELECT COUNT(*) FROM memberships WHERE account_id = ?1),
                     (SELECT COUNT(*) FROM invitations WHERE account_id = ?1
-                        AND created_at <= ?2 AND expires_at > ?2)",
+                        AND expires_at > ?2)",
         )
         .map_err(unavailable)?
         .query_row(params![account.to_string(), ms(now)], |r| {
@@ -125,7 +125,7 @@ fn pending_invitations(
     let docs: Vec<String> = c
         .prepare_cached(
             "SELECT doc FROM invitations WHERE account_id = ?1
-                AND created_at <= ?2 AND expires_at > ?2 ORDER BY created_at, id",
+                AND expires_at > ?2 ORDER BY created_at, id",
         )
         .and_then(|mut s| {
             s.query_map(params![account.to_string(), ms(now)], |r| r.get(0))?
@@ -133,6 +133,21 @@ fn pending_invitations(
         })
         .map_err(unavailable)?;
     docs.iter().map(|d| from_json(d)).collect()
+}
+
+/// Withdraws the pending invitations `user` sent on the account's behalf.
+fn withdraw_invitations_by(
+    c: &Connection,
+    account: AccountId,
+    user: UserId,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "DELETE FROM invitations WHERE account_id = ?1 AND json_extract(doc, '$.invited_by') = ?2",
+    )
+    .map_err(unavailable)?
+    .execute(params![account.to_string(), user.to_string()])
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 pub(super) fn replace_account_row(
@@ -345,7 +360,7 @@ impl MemberStore for SqliteStore {
                     "SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
                                     WHERE m.account_id = ?1 AND u.email = ?2)
                          OR EXISTS (SELECT 1 FROM invitations WHERE account_id = ?1 AND email = ?2
-                                    AND created_at <= ?3 AND expires_at > ?3)",
+                                    AND expires_at > ?3)",
                 )
                 .map_err(unavailable)?
                 .query_row(params![account, email, ms(now)], |r| r.get::<_, bool>(0))
@@ -384,6 +399,7 @@ impl MemberStore for SqliteStore {
         account: AccountId,
         token_hash: &str,
         user: UserId,
+        limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
     ) -> Result<AcceptOutcome, StoreError> {
@@ -394,33 +410,41 @@ impl MemberStore for SqliteStore {
             // tells a guesser nothing a constant-time scan would hide.
             let doc: Option<String> = tx
                 .prepare_cached(
-                    "DELETE FROM invitations WHERE account_id = ?1 AND token_hash = ?2
-                     RETURNING doc",
+                    "SELECT doc FROM invitations WHERE account_id = ?1 AND token_hash = ?2",
                 )
-                .and_then(|mut s| returning(&mut s, params![account.to_string(), hash]))
+                .map_err(unavailable)?
+                .query_row(params![account.to_string(), hash], |r| r.get(0))
+                .optional()
                 .map_err(unavailable)?;
             let Some(doc) = doc else {
                 return Ok(AcceptOutcome::Gone);
             };
             let invitation: Invitation = from_json(&doc)?;
-            if !invitation.is_pending(now) {
-                tx.commit().map_err(unavailable)?;
-                return Ok(AcceptOutcome::Gone);
-            }
-            let outcome = match member_of(&tx, account, user)? {
-                Some(m) => AcceptOutcome::AlreadyMember(m),
-                None => {
-                    let m = Membership {
-                        account_id: account,
-                        user_id: user,
-                        role: invitation.role,
-                        joined_at: now,
-                    };
-                    insert_membership(&tx, &m)?;
-                    insert_outbox(&tx, &messages)?;
-                    AcceptOutcome::Joined(m)
+            let outcome = if !invitation.is_pending(now) {
+                AcceptOutcome::Gone
+            } else if let Some(m) = member_of(&tx, account, user)? {
+                AcceptOutcome::AlreadyMember(m)
+            } else {
+                let seats = seats(&tx, account, now)?;
+                if !seats.within(limit) {
+                    return Ok(AcceptOutcome::SeatsFull(seats));
                 }
+                let m = Membership {
+                    account_id: account,
+                    user_id: user,
+                    role: invitation.role,
+                    joined_at: now,
+                };
+                insert_membership(&tx, &m)?;
+                insert_outbox(&tx, &messages)?;
+                AcceptOutcome::Joined(m)
             };
+            // Used up, or expired: either way it is gone.
+            tx.execute(
+                "DELETE FROM invitations WHERE id = ?1",
+                [invitation.id.to_string()],
+            )
+            .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(outcome)
         })
@@ -460,6 +484,7 @@ impl MemberStore for SqliteStore {
                 .execute(params![account.to_string(), user.to_string()])
                 .map_err(unavailable)?;
             if n == 1 {
+                withdraw_invitations_by(&tx, account, user)?;
                 insert_outbox(&tx, &messages)?;
             }
             tx.commit().map_err(unavailable)?;
@@ -478,7 +503,8 @@ impl MemberStore for SqliteStore {
             return Ok(false);
         }
         self.with_conn(move |c| {
-            let n = c
+            let tx = c.transaction().map_err(unavailable)?;
+            let n = tx
                 .prepare_cached(
                     "UPDATE memberships SET role = ?3
                      WHERE account_id = ?1 AND user_id = ?2 AND role != 'owner'",
@@ -490,6 +516,10 @@ impl MemberStore for SqliteStore {
                     role.as_str()
                 ])
                 .map_err(unavailable)?;
+            if n == 1 && !role.may(Action::ManageMembers) {
+                withdraw_invitations_by(&tx, account, user)?;
+            }
+            tx.commit().map_err(unavailable)?;
             Ok(n == 1)
         })
         .await

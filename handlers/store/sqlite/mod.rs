@@ -792,6 +792,19 @@ impl Retention for SqliteStore {
                     )
                     .map_err(unavailable)? as u64;
             }
+            // Finished emails go after their retention, as their TTL does on Cosmos DB.
+            let finished_before =
+                now - Duration::days(crate::domain::outbox::FINISHED_RETENTION_DAYS);
+            purged += tx
+                .execute(
+                    "DELETE FROM outbox WHERE status IN (?1, ?2) AND created_at <= ?3",
+                    params![
+                        OutboxState::Sent.as_str(),
+                        OutboxState::Failed.as_str(),
+                        ms(finished_before)
+                    ],
+                )
+                .map_err(unavailable)? as u64;
             tx.commit().map_err(unavailable)?;
             Ok(purged)
         })

@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection, Transaction};
 
 use super::{from_json, is_unique_violation, ms, to_json, unavailable};
-use crate::domain::account::{Account, AccountId, Membership, Role};
+use crate::domain::account::{own_account, Account, Membership};
 use crate::domain::ports::{StoreError, Uniqueness};
 use crate::domain::subscription::Subscription;
 use crate::domain::user::{Email, PersonName, User, UserId};
@@ -153,6 +153,21 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// subscription and Stripe customer; every record keyed by the user is
 /// then keyed by that account, unchanged.
 fn accounts_from_users(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    // A file from before v4 has no summaries yet: make the v5 table so
+    // the rename below finds it.
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS usage_summaries (
+            user_id     TEXT NOT NULL,
+            month_start INTEGER NOT NULL,
+            month_end   INTEGER NOT NULL,
+            api_calls   INTEGER NOT NULL,
+            documents   INTEGER NOT NULL,
+            exports     INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL,
+            PRIMARY KEY (user_id, month_start)
+        ) WITHOUT ROWID;",
+    )
+    .map_err(unavailable)?;
     tx.execute_batch(
         "ALTER TABLE users RENAME TO users_v5;
          DROP INDEX IF EXISTS users_by_watch;
@@ -181,34 +196,29 @@ fn accounts_from_users(tx: &Transaction<'_>) -> Result<(), StoreError> {
         created_at: chrono::DateTime<chrono::Utc>,
         subscription: Subscription,
     }
-    let old: Vec<String> = tx
-        .prepare("SELECT doc FROM users_v5 ORDER BY id")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+    let old: Vec<(String, i64)> = tx
+        .prepare("SELECT doc, version FROM users_v5 ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
         .map_err(unavailable)?;
-    for doc in old {
+    for (doc, version) in old {
         let old: OldUser = from_json(&doc)?;
         let user = User {
             id: old.id,
-            email: old.email.clone(),
-            name: old.name.clone(),
+            email: old.email,
+            name: old.name,
             password_hash: old.password_hash,
             created_at: old.created_at,
         };
-        let account = Account {
-            id: AccountId::own_account_of(old.id),
-            name: old.name.as_str().to_owned(),
-            billing_email: old.email,
-            created_at: old.created_at,
-            subscription: old.subscription,
-        };
-        let owner = Membership {
-            account_id: account.id,
-            user_id: user.id,
-            role: Role::Owner,
-            joined_at: old.created_at,
-        };
+        let (account, owner) = own_account(&user, old.subscription);
         insert_user(tx, &user)?;
         insert_account(tx, &account)?;
+        // The account goes on from the user's version: etags feed Stripe
+        // idempotency keys, which must not repeat an earlier request's.
+        tx.execute(
+            "UPDATE accounts SET version = ?2 WHERE id = ?1",
+            params![account.id.to_string(), version],
+        )
+        .map_err(unavailable)?;
         insert_membership(tx, &owner)?;
     }
     tx.execute_batch("DROP TABLE users_v5;")

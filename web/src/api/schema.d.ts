@@ -661,6 +661,12 @@ export interface components {
             expires_at: string;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: uuid
+             * @description The member who sent it (their invitations go when they leave or
+             *     lose the right to invite).
+             */
+            invited_by: string;
             role: components["schemas"]["Role"];
         };
         Plan: {
