@@ -55,6 +55,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("BILLING_PORTAL_RETURN_URL", "https://kraftd.io/dashboard"),
     ("INVITATION_URL", "https://kraftd.io/invitations"),
     ("PAST_DUE_GRACE_DAYS", "7"),
+    ("PASSWORD_HASHES_AT_ONCE", ""),
     ("SMTP_URL", ""),
     ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
     ("WEB_DIST", "web/dist"),
@@ -153,6 +154,8 @@ pub struct Config {
     /// Where an invitation's link points, before `/<token>`.
     pub invitation_url: String,
     pub past_due_grace_days: u32,
+    /// Argon2 hashes run at once (each holds 19 MiB); the CPU count when unset.
+    pub password_hashes_at_once: usize,
     /// Unset locally: emails are written as .eml files under the data directory.
     pub smtp_url: Option<Secret>,
     pub email_from: String,
@@ -380,6 +383,19 @@ impl Config {
         let invitation_url = url("INVITATION_URL", "/invitations", "/invitations")?
             .trim_end_matches('/')
             .to_owned();
+        let password_hashes_at_once = match get("PASSWORD_HASHES_AT_ONCE") {
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "PASSWORD_HASHES_AT_ONCE",
+                        format!("{v:?} is not a number from 1 to 64"),
+                    )
+                })?,
+            None => crate::auth::password::default_at_once(),
+        };
         let past_due_grace_days = match get("PAST_DUE_GRACE_DAYS") {
             Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
                 bad(
@@ -431,6 +447,7 @@ impl Config {
             portal_return_url,
             invitation_url,
             past_due_grace_days,
+            password_hashes_at_once,
             smtp_url,
             email_from,
             web_dist,

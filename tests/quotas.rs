@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use kraftd_billing::auth::password;
+use kraftd_billing::auth::password::{self, Passwords};
 use kraftd_billing::domain::account::{Account, AccountId, Membership, Role};
 use kraftd_billing::domain::plan::PlanId;
 use kraftd_billing::domain::subscription::{Subscription, SubscriptionStatus};
@@ -21,7 +21,10 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
         id: UserId(uuid::Uuid::new_v4()),
         email: Email::parse(email).unwrap(),
         name: PersonName::parse("Paid").unwrap(),
-        password_hash: password::hash(PASSWORD.into()).await,
+        password_hash: Passwords::new(1, password::MAX_WAIT)
+            .hash(PASSWORD.into())
+            .await
+            .unwrap(),
         created_at: Utc::now(),
     };
     let account = Account {

@@ -1,6 +1,5 @@
 use std::str::FromStr;
 
-use crate::auth::password;
 use crate::auth::token::Subject;
 use crate::domain::account::{own_account, AccountId, Role};
 use crate::domain::plan::{BillingInterval, PlanId};
@@ -81,7 +80,7 @@ impl Billing {
             id: UserId(uuid::Uuid::new_v4()),
             email,
             name,
-            password_hash: password::hash(input.password).await,
+            password_hash: self.passwords.hash(input.password).await?,
             created_at: now,
         };
         let (account, owner) = own_account(&user, subscription);
@@ -117,7 +116,7 @@ impl Billing {
             Err(_) => None,
         };
         let phc = found.as_ref().map(|u| u.value.password_hash.clone());
-        if !password::verify(password.to_owned(), phc).await {
+        if !self.passwords.verify(password.to_owned(), phc).await? {
             return Err(AppError::BadCredentials);
         }
         let user = found.expect("a verified password belongs to a user").value;

@@ -1,3 +1,4 @@
+use crate::auth::password::Busy;
 use crate::auth::token::TokenError;
 use crate::domain::account::Action;
 use crate::domain::plan::PlanId;
@@ -56,6 +57,9 @@ pub enum AppError {
     },
     #[error("{0}")]
     Store(#[source] StoreError),
+    /// Every password hasher stayed busy: a moment later may succeed.
+    #[error("{0}")]
+    Busy(#[from] Busy),
 }
 
 fn forbidden_message(action: Action) -> &'static str {

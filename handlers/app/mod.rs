@@ -26,6 +26,7 @@ pub use subscriptions::{InvoicePage, PlanChangeQuote, Upgrade};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
 
+use crate::auth::password::Passwords;
 use crate::auth::token::Tokens;
 use crate::domain::account::Account;
 use crate::domain::clock::Clock;
@@ -50,6 +51,7 @@ pub struct Billing {
     webhooks: Arc<dyn WebhookVerifier>,
     mailer: Arc<dyn Mailer>,
     tokens: Tokens,
+    passwords: Passwords,
     clock: Arc<dyn Clock>,
     settings: BillingSettings,
 }
@@ -62,6 +64,7 @@ pub struct Parts {
     pub webhooks: Arc<dyn WebhookVerifier>,
     pub mailer: Arc<dyn Mailer>,
     pub tokens: Tokens,
+    pub passwords: Passwords,
     pub clock: Arc<dyn Clock>,
     pub settings: BillingSettings,
 }
@@ -75,6 +78,7 @@ impl Billing {
             webhooks: p.webhooks,
             mailer: p.mailer,
             tokens: p.tokens,
+            passwords: p.passwords,
             clock: p.clock,
             settings: p.settings,
         }

@@ -343,6 +343,11 @@ fn app_parts(e: &AppError) -> Parts {
                 ..ErrorDetail::of(C::TooManyMembers)
             },
         ),
+        AppError::Busy(_) => {
+            let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::TemporarilyUnavailable);
+            p.retry_after = Some(1);
+            p
+        }
         AppError::Store(StoreError::Unavailable(_) | StoreError::VersionConflict) => {
             let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::TemporarilyUnavailable);
             p.retry_after = Some(1);
@@ -409,6 +414,7 @@ fn server_error_message(error: &ApiError, status: StatusCode) -> &'static str {
             "the payment provider is unavailable; retry shortly"
         }
         (_, StatusCode::BAD_GATEWAY) => "the payment provider could not complete the request",
+        (ApiError::App(AppError::Busy(_)), _) => "too many sign-ins at once; retry shortly",
         (_, StatusCode::SERVICE_UNAVAILABLE) => {
             "the service is temporarily unavailable; retry shortly"
         }

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 
 use crate::app::email_templates::Links;
 use crate::app::{Billing, BillingSettings, Parts};
-use crate::auth::{password, token::Tokens};
+use crate::auth::password::{self, Passwords};
+use crate::auth::token::Tokens;
 use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
 use crate::domain::clock::Clock;
@@ -137,6 +138,7 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
         webhooks: adapters.webhooks,
         mailer: adapters.mailer,
         tokens,
+        passwords: Passwords::new(config.password_hashes_at_once, password::MAX_WAIT),
         clock: adapters.clock,
         settings: BillingSettings {
             past_due_grace: chrono::Duration::days(config.past_due_grace_days.into()),

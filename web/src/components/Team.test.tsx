@@ -15,6 +15,7 @@ const linusInvite = {
   id: 'inv-1',
   email: 'linus@example.com',
   role: 'admin',
+  invited_by: 'u-ada',
   created_at: '2026-11-24T10:00:00Z',
   expires_at: '2026-12-01T10:00:00Z',
 } as const;
@@ -69,7 +70,7 @@ test('unlimited seats show as a count', async () => {
 
 test('an invitation is sent with the chosen role, and then listed', async () => {
   let invited = false;
-  const newInvite = { id: 'inv-2', email: 'alan@example.com', role: 'admin', created_at: '2026-11-25T08:00:00Z', expires_at: '2026-12-02T08:00:00Z' } as const;
+  const newInvite = { id: 'inv-2', email: 'alan@example.com', role: 'admin', invited_by: 'u-ada', created_at: '2026-11-25T08:00:00Z', expires_at: '2026-12-02T08:00:00Z' } as const;
   const calls = fakeApi({
     'GET /api/account/members': () => ({
       body: invited ? { ...team, invitations: [linusInvite, newInvite], seats: { used: 4, limit: 10 } } : team,
