@@ -21,6 +21,19 @@ async fn invitation_token(app: &TestApp, owner_email: &str, invitee: &str) -> St
     url.rsplit('/').next().unwrap().to_owned()
 }
 
+/// The user id of the team member `field` == `value` names.
+fn user_id_of(team: &Value, field: &str, value: &str) -> String {
+    team["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m[field] == value)
+        .unwrap_or_else(|| panic!("no member with {field} {value}: {team}"))["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 impl TestApp {
     fn send_as(
         &self,
@@ -212,26 +225,10 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
     assert_eq!(team["members"].as_array().unwrap().len(), 2);
     assert_eq!(team["invitations"].as_array().unwrap().len(), 8);
     assert_eq!(team["seats"], json!({"used": 10, "limit": 10}));
-    let member_id = team["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == "p1@team.io")
-        .unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let member_id = user_id_of(&team, "email", "p1@team.io");
 
     // The owner cannot be removed; the member can, and loses access at once.
-    let owner_id = team["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "owner")
-        .unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let owner_id = user_id_of(&team, "role", "owner");
     let r = app
         .send_as(
             reqwest::Method::DELETE,
@@ -342,15 +339,7 @@ async fn an_admin_manages_members_and_the_owner_hands_over() {
     );
     let (deputy, account_id) = app.join("boss@org.io", "deputy@org.io").await;
     let team = app.team(&boss).await;
-    let deputy_id = team["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == "deputy@org.io")
-        .unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let deputy_id = user_id_of(&team, "email", "deputy@org.io");
     let r = app
         .send_as(
             reqwest::Method::PATCH,
@@ -522,4 +511,44 @@ async fn an_ended_paid_plan_keeps_its_members_but_takes_no_new_ones() {
     )
     .await;
     assert_eq!((&e["usage"], &e["limit_value"]), (&json!(3), &json!(1)));
+}
+
+/// Every route that needs a token refuses without one (401), and every route
+/// that acts on an account refuses an account the caller does not belong to
+/// (404), whatever the method and path parameters.
+#[tokio::test]
+async fn every_signed_in_route_refuses_strangers() {
+    use kraftd_billing::http::routes::{Access, HTTP_FUNCTIONS};
+    let app = TestApp::spawn().await;
+    let stranger = app.free_user("stranger@routes.io").await;
+    app.free_user("owner@routes.io").await;
+    let theirs = app.account("owner@routes.io").await.id.to_string();
+    let mut checked = 0;
+    for f in HTTP_FUNCTIONS.iter().filter(|f| f.access.signed_in()) {
+        let path = f
+            .path()
+            .replace("{id}", &theirs)
+            .replace("{user_id}", &theirs)
+            .replace("{token}", &format!("{}-x", theirs.replace('-', "")));
+        for m in f.methods {
+            let method = reqwest::Method::from_bytes(m.as_str().to_uppercase().as_bytes()).unwrap();
+            let body = Some(json!({}));
+            let r = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            error_of(r, 401, "unauthenticated").await;
+            if f.access == Access::Member {
+                let r = app
+                    .send_as(method, &stranger, &path, Some(&theirs), body)
+                    .await;
+                error_of(r, 404, "account_not_found").await;
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "only {checked} routes checked");
 }
