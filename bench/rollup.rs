@@ -23,13 +23,13 @@ use kraftd_billing::store::SqliteStore;
 async fn seed(store: &SqliteStore, users: usize, day: chrono::DateTime<Utc>) -> usize {
     let mut records = 0;
     for n in 0..users {
-        let user = User {
-            id: UserId(uuid::Uuid::new_v4()),
-            email: Email::parse(&format!("u{n}@bench.io")).unwrap(),
-            name: PersonName::parse("Bench").unwrap(),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-            created_at: day,
-        };
+        let user = User::with_password(
+            UserId(uuid::Uuid::new_v4()),
+            Email::parse(&format!("u{n}@bench.io")).unwrap(),
+            PersonName::parse("Bench").unwrap(),
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            day,
+        );
         let account = Account {
             id: AccountId(uuid::Uuid::new_v4()),
             name: "Bench".into(),
@@ -43,7 +43,7 @@ async fn seed(store: &SqliteStore, users: usize, day: chrono::DateTime<Utc>) -> 
             role: Role::Owner,
             joined_at: day,
         };
-        store.register(&user, &account, &owner).await.unwrap();
+        store.register(&user, &account, &owner, &[]).await.unwrap();
         for (metric, amount) in [(Metric::ApiCalls, 40), (Metric::Documents, 3)] {
             store
                 .increment_usage(&UsageIncrement {

@@ -54,6 +54,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("CHECKOUT_CANCEL_URL", "https://kraftd.io/pricing"),
     ("BILLING_PORTAL_RETURN_URL", "https://kraftd.io/dashboard"),
     ("INVITATION_URL", "https://kraftd.io/invitations"),
+    ("VERIFY_EMAIL_URL", "https://kraftd.io/verify-email"),
     ("PAST_DUE_GRACE_DAYS", "7"),
     ("PASSWORD_HASHES_AT_ONCE", ""),
     ("SMTP_URL", ""),
@@ -153,6 +154,8 @@ pub struct Config {
     pub portal_return_url: String,
     /// Where an invitation's link points, before `/<token>`.
     pub invitation_url: String,
+    /// A verification link is this, `/`, and its token.
+    pub verify_email_url: String,
     pub past_due_grace_days: u32,
     /// Argon2 hashes run at once (each holds 19 MiB); the CPU count when unset.
     pub password_hashes_at_once: usize,
@@ -383,6 +386,9 @@ impl Config {
         let invitation_url = url("INVITATION_URL", "/invitations", "/invitations")?
             .trim_end_matches('/')
             .to_owned();
+        let verify_email_url = url("VERIFY_EMAIL_URL", "/verify-email", "/verify-email")?
+            .trim_end_matches('/')
+            .to_owned();
         let password_hashes_at_once = match get("PASSWORD_HASHES_AT_ONCE") {
             Some(v) => v
                 .parse::<usize>()
@@ -446,6 +452,7 @@ impl Config {
             checkout_cancel_url,
             portal_return_url,
             invitation_url,
+            verify_email_url,
             past_due_grace_days,
             password_hashes_at_once,
             smtp_url,

@@ -97,13 +97,13 @@ fn api_call(account: AccountId, limit: u64) -> UsageIncrement {
 /// A user registered with their own account, as the store keeps them.
 async fn registered(store: &dyn Store, email: &str) -> (User, Account) {
     let now = Utc::now();
-    let user = User {
-        id: UserId(uuid::Uuid::new_v4()),
-        email: Email::parse(email).unwrap(),
-        name: PersonName::parse("Cosmos Test").unwrap(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
-        created_at: now,
-    };
+    let user = User::with_password(
+        UserId(uuid::Uuid::new_v4()),
+        Email::parse(email).unwrap(),
+        PersonName::parse("Cosmos Test").unwrap(),
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        now,
+    );
     let account = Account {
         id: AccountId(uuid::Uuid::new_v4()),
         name: "Cosmos Test".into(),
@@ -117,7 +117,7 @@ async fn registered(store: &dyn Store, email: &str) -> (User, Account) {
         role: Role::Owner,
         joined_at: now,
     };
-    store.register(&user, &account, &owner).await.unwrap();
+    store.register(&user, &account, &owner, &[]).await.unwrap();
     (user, account)
 }
 
@@ -475,7 +475,7 @@ async fn concurrent_invitations_and_accepts_never_pass_the_seat_limit() {
     let mut joined = 0;
     for r in racers {
         match r.await.unwrap() {
-            AcceptOutcome::Joined(m) => {
+            AcceptOutcome::Joined(m, _) => {
                 assert_eq!(m.role, Role::Member);
                 joined += 1;
             }
@@ -503,7 +503,7 @@ async fn a_users_accounts_are_found_across_partitions() {
             .accept_invitation(other.id, "hash-ada", ada.id, None, later, &[])
             .await
             .unwrap(),
-        AcceptOutcome::Joined(_)
+        AcceptOutcome::Joined(..)
     ));
     let accounts: Vec<(AccountId, Role)> = store
         .memberships_of(ada.id)

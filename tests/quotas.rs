@@ -17,16 +17,16 @@ use support::{error_of, TestApp, PASSWORD};
 /// A user on a paid plan, written straight to the store (payments are not
 /// part of this slice), then signed in through the API.
 async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
-    let user = User {
-        id: UserId(uuid::Uuid::new_v4()),
-        email: Email::parse(email).unwrap(),
-        name: PersonName::parse("Paid").unwrap(),
-        password_hash: Passwords::new(1, password::MAX_WAIT)
+    let user = User::with_password(
+        UserId(uuid::Uuid::new_v4()),
+        Email::parse(email).unwrap(),
+        PersonName::parse("Paid").unwrap(),
+        Passwords::new(1, password::MAX_WAIT)
             .hash(PASSWORD.into())
             .await
             .unwrap(),
-        created_at: Utc::now(),
-    };
+        Utc::now(),
+    );
     let account = Account {
         id: AccountId(uuid::Uuid::new_v4()),
         name: "Paid".into(),
@@ -45,7 +45,10 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
         role: Role::Owner,
         joined_at: Utc::now(),
     };
-    app.store.register(&user, &account, &owner).await.unwrap();
+    app.store
+        .register(&user, &account, &owner, &[])
+        .await
+        .unwrap();
     app.login(email).await
 }
 

@@ -295,3 +295,64 @@ async fn a_version_3_file_migrates_through_every_step() {
     // The account goes on from the user's version (etags feed idempotency keys).
     assert_eq!(account.etag.0, "7");
 }
+
+/// A file of version 6 (every user's email unique) opened by this build:
+/// its password users keep their sign-in email, and a user of the identity
+/// provider may now share an email with one of them.
+#[tokio::test]
+async fn a_version_6_file_keeps_its_users_and_their_sign_in() {
+    use kraftd_billing::domain::ports::UserStore;
+    use kraftd_billing::domain::user::{Email, ExternalIdentity, PersonName, User};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.sqlite3");
+    let ada = support::store_contract::user("ada@v6.io");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("fixtures/sqlite-v6-schema.sql"))
+            .unwrap();
+        // The document as version 6 wrote it: no verification fields yet.
+        let mut doc = serde_json::to_value(&ada).unwrap();
+        for field in ["email_verified", "verification", "identity"] {
+            doc.as_object_mut().unwrap().remove(field);
+        }
+        c.execute(
+            "INSERT INTO users (id, email, version, doc) VALUES (?1, 'ada@v6.io', 4, ?2)",
+            rusqlite::params![ada.id.to_string(), doc.to_string()],
+        )
+        .unwrap();
+    }
+    for _ in 0..2 {
+        let s = SqliteStore::open(&path).unwrap();
+        let email = Email::parse("ada@v6.io").unwrap();
+        let found = s.user_by_email(&email).await.unwrap().unwrap();
+        assert_eq!(found.value, ada);
+        assert!(!found.value.email_verified);
+        assert_eq!(found.etag.0, "4");
+    }
+    let s: Arc<dyn kraftd_billing::domain::ports::Store> =
+        Arc::new(SqliteStore::open(&path).unwrap());
+    let outside = User::of_identity(
+        ExternalIdentity {
+            issuer: "https://id.example".into(),
+            subject: "ada".into(),
+        },
+        Email::parse("ada@v6.io").unwrap(),
+        false,
+        PersonName::parse("Ada").unwrap(),
+        chrono::Utc::now(),
+    );
+    let account = support::store_contract::account_of(&outside);
+    let owner = kraftd_billing::domain::account::Membership {
+        account_id: account.id,
+        user_id: outside.id,
+        role: kraftd_billing::domain::account::Role::Owner,
+        joined_at: chrono::Utc::now(),
+    };
+    s.register(&outside, &account, &owner, &[]).await.unwrap();
+    let email = Email::parse("ada@v6.io").unwrap();
+    assert_eq!(
+        s.user_by_email(&email).await.unwrap().unwrap().value.id,
+        ada.id
+    );
+}

@@ -94,6 +94,7 @@ impl TestApp {
 async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access() {
     let app = TestApp::spawn_with_stripe(&[("PRO_PLAN_DOCS_LIMIT", "5")]).await;
     app.subscribe_to_pro("owner@team.io").await;
+    app.verify_email("owner@team.io").await;
     let owner = app.login("owner@team.io").await;
 
     for n in 1..=9 {
@@ -266,6 +267,7 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
 async fn thirty_parallel_invitations_on_pro_admit_exactly_nine() {
     let app = TestApp::spawn_with_stripe(&[]).await;
     app.subscribe_to_pro("race@team.io").await;
+    app.verify_email("race@team.io").await;
     let owner = app.login("race@team.io").await;
     let emails: Vec<String> = (0..30).map(|n| format!("r{n}@team.io")).collect();
     let answers =
@@ -280,6 +282,7 @@ async fn thirty_parallel_invitations_on_pro_admit_exactly_nine() {
 async fn free_has_one_seat_and_other_accounts_are_not_found() {
     let app = TestApp::spawn().await;
     let owner = app.free_user("solo@team.io").await;
+    app.verify_email("solo@team.io").await;
     // Free has one seat, the owner's: nobody can be invited.
     let e = error_of(
         app.invite(&owner, "friend@team.io", "member").await,
@@ -332,6 +335,7 @@ async fn free_has_one_seat_and_other_accounts_are_not_found() {
 async fn an_admin_manages_members_and_the_owner_hands_over() {
     let app = TestApp::spawn_with_stripe(&[]).await;
     app.subscribe_to_pro("boss@org.io").await;
+    app.verify_email("boss@org.io").await;
     let boss = app.login("boss@org.io").await;
     assert_eq!(
         app.invite(&boss, "deputy@org.io", "member").await.status(),
@@ -436,6 +440,7 @@ async fn a_plan_with_fewer_seats_than_are_held_is_refused_saying_how_many_must_g
     use kraftd_billing::domain::subscription::SubscriptionStatus;
     let app = TestApp::spawn_with_stripe(&[]).await;
     let boss = app.free_user("big@corp.io").await;
+    app.verify_email("big@corp.io").await;
     // An Enterprise account (sold by sales, so written straight to the store).
     let mut account = app.account("big@corp.io").await;
     let etag = app
@@ -483,6 +488,7 @@ async fn an_ended_paid_plan_keeps_its_members_but_takes_no_new_ones() {
     use kraftd_billing::domain::subscription::SubscriptionStatus;
     let app = TestApp::spawn_with_stripe(&[]).await;
     app.subscribe_to_pro("lapsed@team.io").await;
+    app.verify_email("lapsed@team.io").await;
     let owner = app.login("lapsed@team.io").await;
     for email in ["a@lapsed.io", "b@lapsed.io"] {
         assert_eq!(app.invite(&owner, email, "member").await.status(), 201);

@@ -1,11 +1,13 @@
 use std::str::FromStr;
 
-use crate::auth::token::Subject;
+use crate::auth::token::{ExternalClaims, Subject};
 use crate::domain::account::{own_account, AccountId, Role};
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{CheckoutSession, StoreError, Uniqueness, Versioned};
 use crate::domain::subscription::Subscription;
-use crate::domain::user::{check_password_strength, Email, PersonName, User, UserId};
+use crate::domain::user::{
+    check_password_strength, Email, ExternalIdentity, PersonName, User, UserId,
+};
 
 use super::members::AccountSummary;
 use super::{AppError, Billing};
@@ -76,17 +78,21 @@ impl Billing {
         } else {
             Subscription::free(now)
         };
-        let user = User {
-            id: UserId(uuid::Uuid::new_v4()),
+        let mut user = User::with_password(
+            UserId(uuid::Uuid::new_v4()),
             email,
             name,
-            password_hash: self.passwords.hash(input.password).await?,
-            created_at: now,
-        };
+            self.passwords.hash(input.password).await?,
+            now,
+        );
+        // The verification link goes out with the registration, in the
+        // same write; paying does not wait for it.
+        let (pending, verify) = self.verification_link(&user, now);
+        user.verification = Some(pending);
         let (account, owner) = own_account(&user, subscription);
         let etag = self
             .store
-            .register(&user, &account, &owner)
+            .register(&user, &account, &owner, &[verify])
             .await
             .map_err(|e| match e {
                 // Two registrations raced past the lookup above.
@@ -115,7 +121,7 @@ impl Billing {
             Ok(email) => self.store.user_by_email(&email).await?,
             Err(_) => None,
         };
-        let phc = found.as_ref().map(|u| u.value.password_hash.clone());
+        let phc = found.as_ref().and_then(|u| u.value.password_hash.clone());
         if !self.passwords.verify(password.to_owned(), phc).await? {
             return Err(AppError::BadCredentials);
         }
@@ -146,10 +152,60 @@ impl Billing {
     pub async fn authenticate(&self, token: &str) -> Result<Versioned<User>, AppError> {
         let found = match self.tokens.verify(token, self.clock.now())? {
             Subject::Id(id) => self.store.user_by_id(id).await?,
-            Subject::Email(email) => self.store.user_by_email(&email).await?,
+            // Never by email: anyone can register any address here.
+            Subject::Email(_) => None,
         };
         found.ok_or_else(|| {
             AppError::Unauthenticated("the user this token names no longer exists".into())
+        })
+    }
+
+    /// The user an identity provider's token names, by (issuer, subject)
+    /// alone; the first token of an unknown pair provisions the user with
+    /// their own Free account. The token's email links to no other user.
+    pub async fn user_of_identity(
+        &self,
+        claims: ExternalClaims,
+    ) -> Result<Versioned<User>, AppError> {
+        let identity = ExternalIdentity {
+            issuer: claims.issuer,
+            subject: claims.subject,
+        };
+        let id = UserId::of_identity(&identity);
+        if let Some(user) = self.store.user_by_id(id).await? {
+            return Ok(user);
+        }
+        let unusable = |what: &str| {
+            AppError::Unauthenticated(format!(
+                "the identity provider's token carries no usable {what}"
+            ))
+        };
+        let email = claims
+            .email
+            .as_deref()
+            .and_then(|e| Email::parse(e).ok())
+            .ok_or_else(|| unusable("email"))?;
+        let name = claims
+            .name
+            .as_deref()
+            .and_then(|n| PersonName::parse(n).ok())
+            .or_else(|| PersonName::parse(email.as_str().split('@').next()?).ok())
+            .ok_or_else(|| unusable("name"))?;
+        let now = self.clock.now();
+        let user = User::of_identity(identity, email, claims.email_verified, name, now);
+        let (account, owner) = own_account(&user, Subscription::free(now));
+        match self.store.register(&user, &account, &owner, &[]).await {
+            Ok(_) => {
+                tracing::info!(user_id = %user.id, "user provisioned from the identity provider")
+            }
+            // Two first requests raced: the other one provisioned them.
+            Err(StoreError::Conflict(Uniqueness::Id)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store.user_by_id(id).await?.ok_or_else(|| {
+            AppError::Store(StoreError::unavailable(
+                "a provisioned user is not readable yet",
+            ))
         })
     }
 }

@@ -14,6 +14,8 @@ pub struct Links {
     pub pricing: String,
     /// An invitation's link is this, `/`, and its token.
     pub invitations: String,
+    /// An email verification link is this, `/`, and its token.
+    pub verify_email: String,
 }
 
 fn date(v: Option<&String>) -> String {
@@ -199,6 +201,22 @@ fn words(
                 ("See plans".into(), links.pricing.clone()),
             )
         }
+        EmailKind::VerifyEmail => (
+            "Confirm your email address for KRAFTD".into(),
+            vec![
+                "Please confirm that this is your email address. Until you do, you cannot invite others to your team.".into(),
+                format!(
+                    "The link can be used once, until {}. If you did not sign up for KRAFTD, ignore this email.",
+                    date(d.get("expires_at"))
+                ),
+            ],
+            (
+                "Confirm email address".into(),
+                d.get("verify_url")
+                    .cloned()
+                    .unwrap_or_else(|| links.dashboard.clone()),
+            ),
+        ),
     }
 }
 
@@ -247,6 +265,7 @@ mod tests {
             billing: "https://kraftd.io/billing".into(),
             pricing: "https://kraftd.io/pricing".into(),
             invitations: "https://kraftd.io/invitations".into(),
+            verify_email: "https://kraftd.io/verify-email".into(),
         }
     }
 

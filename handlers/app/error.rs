@@ -44,6 +44,12 @@ pub enum AppError {
     InvitationNotFound,
     #[error("{0} is already a member or has a pending invitation")]
     AlreadyInvited(String),
+    #[error("this verification link is used, replaced by a newer one, expired or unknown")]
+    VerificationNotFound,
+    #[error(
+        "verify your email address first: follow the link we emailed you, or ask for a new one"
+    )]
+    EmailNotVerified,
     #[error("the owner cannot be removed: transfer ownership first")]
     OwnerCannotBeRemoved,
     #[error(

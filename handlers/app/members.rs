@@ -3,10 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::domain::account::{
     assignable, AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId,
@@ -18,6 +15,7 @@ use crate::domain::records::{EmailKind, OutboxMessage};
 use crate::domain::usage::{Metric, QuotaDenial};
 use crate::domain::user::{Email, User, UserId};
 
+use super::link_tokens::{new_token, token_hash, token_subject};
 use super::{AppError, Billing};
 
 /// A signed-in user acting on one account, with the role they hold in it:
@@ -64,33 +62,9 @@ pub struct Team {
     pub limit: Option<u64>,
 }
 
-/// A token for an invitation link: the account it is for, and 256 random
-/// bits. Only its SHA-256 is stored with the invitation.
-fn new_token(account: AccountId) -> String {
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
-    // No `.` in it: a link's last segment with a dot looks like a file to
-    // the web app's server.
-    format!("{}-{secret}", account.0.simple())
-}
-
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// The account a token is for, if it is shaped like one of ours.
+/// The account an invitation token is for, if it is shaped like one.
 fn token_account(token: &str) -> Option<AccountId> {
-    // The account part is hex, so the first `-` ends it.
-    let (account, secret) = token.split_once('-')?;
-    if secret.len() != 43
-        || !secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return None;
-    }
-    uuid::Uuid::try_parse(account).ok().map(AccountId)
+    token_subject(token).map(AccountId)
 }
 
 fn parse_role(raw: &str) -> Result<Role, AppError> {
@@ -210,13 +184,18 @@ impl Billing {
         role_raw: &str,
     ) -> Result<Invitation, AppError> {
         acting.require(Action::ManageMembers)?;
+        // An invitation mails a stranger in the account's name: the sender
+        // must have shown they own their own address first.
+        if !acting.user.email_verified {
+            return Err(AppError::EmailNotVerified);
+        }
         let email = Email::parse(email_raw).map_err(|p| AppError::invalid("email", p))?;
         let role = parse_role(role_raw)?;
         let account = &acting.account.value;
         let plan = self.effective_plan(account);
         let limit = plan.limits.team_members;
         let now = self.clock.now();
-        let token = new_token(account.id);
+        let token = new_token(account.id.0);
         let invitation = Invitation {
             id: InvitationId(uuid::Uuid::new_v4()),
             account_id: account.id,
@@ -366,8 +345,11 @@ impl Billing {
             )
             .await?;
         let membership = match outcome {
-            AcceptOutcome::Joined(m) => {
+            AcceptOutcome::Joined(m, invited) => {
                 tracing::info!(account_id = %account_id, user_id = %user.id, "invitation accepted");
+                if invited == user.email {
+                    self.verified_by_invitation(user).await;
+                }
                 m
             }
             AcceptOutcome::AlreadyMember(m) => m,
@@ -514,27 +496,4 @@ fn parse_user(raw: &str) -> Result<UserId, AppError> {
     uuid::Uuid::try_parse(raw.trim())
         .map(UserId)
         .map_err(|_| AppError::MemberNotFound)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_name_their_account_and_hash_stably() {
-        let account = AccountId(uuid::Uuid::from_u128(7));
-        let token = new_token(account);
-        assert_eq!(token_account(&token), Some(account));
-        assert_eq!(token_hash(&token), token_hash(&token));
-        assert_ne!(token, new_token(account));
-        assert_eq!(token_hash(&token).len(), 64);
-        for bad in [
-            "",
-            "x.y",
-            "not-a-uuid.AAAA",
-            &format!("{}.short", account.0.simple()),
-        ] {
-            assert_eq!(token_account(bad), None, "{bad}");
-        }
-    }
 }

@@ -5,11 +5,13 @@ mod accounts;
 mod email;
 pub mod email_templates;
 mod error;
+mod link_tokens;
 mod members;
 mod reconcile;
 mod rollup;
 mod subscriptions;
 mod usage;
+mod verification;
 mod webhooks;
 
 use std::sync::Arc;

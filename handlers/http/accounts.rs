@@ -14,6 +14,7 @@ use crate::domain::user::User;
 use super::billing::Checkout;
 use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
+use super::metering::CurrentUser;
 use super::openapi::JsonBodyErrors;
 use super::AppState;
 
@@ -50,6 +51,10 @@ pub struct LoginRequest {
 pub struct UserProfile {
     id: Uuid,
     email: String,
+    /// Whether the user has shown they receive mail at `email` (a
+    /// verification link, an accepted invitation, or their identity
+    /// provider's word). Inviting others needs it.
+    email_verified: bool,
     name: String,
     created_at: DateTime<Utc>,
 }
@@ -59,10 +64,18 @@ impl From<&User> for UserProfile {
         Self {
             id: user.id.0,
             email: user.email.as_str().to_owned(),
+            email_verified: user.email_verified,
             name: user.name.as_str().to_owned(),
             created_at: user.created_at,
         }
     }
+}
+
+/// The token from an email verification link.
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyEmailRequest {
+    /// The last segment of the link (`…/verify-email/<token>`).
+    token: String,
 }
 
 /// An account the caller belongs to, and their role in it. Send its `id`
@@ -179,4 +192,56 @@ pub async fn login(
     let session = state.billing.login(&body.email, &body.password).await?;
     tracing::info!(user_id = %session.user.id, "user signed in");
     Ok(Json(session.into()))
+}
+
+/// Confirm an email address
+///
+/// Spends the token of a verification link; no sign-in needed, the token
+/// is the credential. Each link works once, and only the newest one sent.
+#[utoipa::path(
+    post,
+    path = "/api/auth/verify-email",
+    tag = "accounts",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 200, description = "Verified", body = UserProfile),
+        (status = 404, description = "`verification_not_found`: used, replaced by a newer link, expired or unknown", body = ErrorResponse),
+        JsonBodyErrors,
+    )
+)]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<VerifyEmailRequest>,
+) -> Result<Json<UserProfile>, ApiError> {
+    let user = state.billing.verify_email(&body.token).await?;
+    Ok(Json(UserProfile::from(&user)))
+}
+
+/// Send a new verification link
+///
+/// The previous link stops working. Nothing is sent when the email is
+/// verified already, or for a user of the identity provider.
+#[utoipa::path(
+    post,
+    path = "/api/auth/verify-email/resend",
+    tag = "accounts",
+    responses((status = 202, description = "A new link is on its way (or none is needed: see `email_verified`)", body = UserProfile))
+)]
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<(StatusCode, Json<UserProfile>), ApiError> {
+    let user = state.billing.resend_verification(&user).await?;
+    Ok((StatusCode::ACCEPTED, Json(UserProfile::from(&user))))
+}
+
+/// The signed-in user
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "accounts",
+    responses((status = 200, description = "Who the token speaks for", body = UserProfile))
+)]
+pub async fn me(CurrentUser(user): CurrentUser) -> Json<UserProfile> {
+    Json(UserProfile::from(&user.value))
 }

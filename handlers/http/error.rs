@@ -156,6 +156,10 @@ pub enum ErrorCode {
     AlreadyInvited,
     /// 409
     OwnerCannotBeRemoved,
+    /// 404: used, replaced by a newer link, expired or unknown
+    VerificationNotFound,
+    /// 403: the caller must verify their email address first
+    EmailNotVerified,
     /// 409: a plan change to fewer seats than are held
     TooManyMembers,
     /// 502
@@ -333,6 +337,8 @@ fn app_parts(e: &AppError) -> Parts {
             },
         ),
         AppError::OwnerCannotBeRemoved => Parts::code(S::CONFLICT, C::OwnerCannotBeRemoved),
+        AppError::VerificationNotFound => Parts::code(S::NOT_FOUND, C::VerificationNotFound),
+        AppError::EmailNotVerified => Parts::code(S::FORBIDDEN, C::EmailNotVerified),
         AppError::TooManyMembers { plan, seats, limit } => Parts::new(
             S::CONFLICT,
             ErrorDetail {

@@ -160,7 +160,7 @@ pub struct InvitationRequest {
     request_body = InvitationRequest,
     responses(
         (status = 201, description = "Invited; the email is on its way", body = PendingInvitation),
-        (status = 403, description = "`forbidden` (a member's role), or `quota_exceeded` with `limit: team_members` and `upgrade_to` (every seat is taken)", body = ErrorResponse),
+        (status = 403, description = "`forbidden` (a member's role), `email_not_verified` (the sender has not verified their email yet), or `quota_exceeded` with `limit: team_members` and `upgrade_to` (every seat is taken)", body = ErrorResponse),
         (status = 409, description = "`already_invited`: a member, or a pending invitation, has this email", body = ErrorResponse),
         JsonBodyErrors,
     )

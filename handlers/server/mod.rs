@@ -148,6 +148,7 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
                 billing: config.portal_return_url.clone(),
                 pricing: config.upgrade_url.clone(),
                 invitations: config.invitation_url.clone(),
+                verify_email: config.verify_email_url.clone(),
             },
         },
     });

@@ -290,6 +290,43 @@ impl TestApp {
             .collect()
     }
 
+    /// The token of the verification link mailed to `email`'s password
+    /// user that is the one outstanding (the newest), as the outbox holds it.
+    pub async fn verification_token(&self, email: &str) -> String {
+        use sha2::Digest;
+        let user = self.user_by_email(email).await;
+        let outstanding = user.verification.expect("a verification link outstanding");
+        let account = kraftd_billing::domain::account::AccountId::own_account_of(user.id);
+        let sent = self.emails(account, Some(EmailKind::VerifyEmail)).await;
+        sent.iter()
+            .map(|m| {
+                let url = &m.data["verify_url"];
+                assert!(url.contains("/verify-email/"), "{url}");
+                url.rsplit('/').next().unwrap().to_owned()
+            })
+            .find(|token| hex::encode(sha2::Sha256::digest(token)) == outstanding.token_hash)
+            .expect("the outstanding link was mailed")
+    }
+
+    /// Follows the verification link mailed to `email`.
+    pub async fn verify_email(&self, email: &str) {
+        let token = self.verification_token(email).await;
+        let r = self
+            .post("/api/auth/verify-email", json!({ "token": token }))
+            .await;
+        assert_eq!(r.status(), 200, "verification of {email} failed");
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> kraftd_billing::domain::user::User {
+        let email = kraftd_billing::domain::user::Email::parse(email).unwrap();
+        self.store
+            .user_by_email(&email)
+            .await
+            .unwrap()
+            .expect("user exists")
+            .value
+    }
+
     /// Registers on Pro, monthly, and pays at the Stripe double's checkout;
     /// its webhooks have been applied when this returns.
     pub async fn subscribe_to_pro(&self, email: &str) {

@@ -22,7 +22,9 @@ use kraftd_billing::domain::subscription::SubscriptionStatus;
 use kraftd_billing::domain::usage::{
     Metric, Period, UsageIncrement, UsageKey, UsageOutcome, Window, USAGE_RETENTION_DAYS,
 };
-use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
+use kraftd_billing::domain::user::{
+    Email, EmailVerification, ExternalIdentity, PersonName, User, UserId,
+};
 
 use super::time;
 
@@ -41,6 +43,7 @@ macro_rules! store_contract_tests {
             }
             case!(users_and_accounts_round_trip_by_id_email_and_customer);
             case!(emails_are_unique);
+            case!(outside_identities_hold_no_email_and_users_change_by_version);
             case!(replace_refuses_a_stale_version);
             case!(stripe_customers_are_unique);
             case!(counters_admit_exactly_the_limit);
@@ -68,13 +71,13 @@ macro_rules! store_contract_tests {
 }
 
 pub fn user(email: &str) -> User {
-    User {
-        id: UserId(uuid::Uuid::new_v4()),
-        email: Email::parse(email).unwrap(),
-        name: PersonName::parse("Contract Test").unwrap(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
-        created_at: Utc::now(),
-    }
+    User::with_password(
+        UserId(uuid::Uuid::new_v4()),
+        Email::parse(email).unwrap(),
+        PersonName::parse("Contract Test").unwrap(),
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        Utc::now(),
+    )
 }
 
 /// A user's own account, on Free.
@@ -102,7 +105,7 @@ fn owner(user: &User, account: &Account) -> Membership {
 pub async fn register(s: &Arc<dyn Store>, email: &str) -> (User, Account, Etag) {
     let u = user(email);
     let a = account_of(&u);
-    let etag = s.register(&u, &a, &owner(&u, &a)).await.unwrap();
+    let etag = s.register(&u, &a, &owner(&u, &a), &[]).await.unwrap();
     (u, a, etag)
 }
 
@@ -129,7 +132,7 @@ pub async fn users_and_accounts_round_trip_by_id_email_and_customer(s: Arc<dyn S
     let u = user("round@trip.io");
     let mut a = account_of(&u);
     a.subscription.stripe_customer_id = Some("cus_round".into());
-    s.register(&u, &a, &owner(&u, &a)).await.unwrap();
+    s.register(&u, &a, &owner(&u, &a), &[]).await.unwrap();
     assert_eq!(s.user_by_id(u.id).await.unwrap().unwrap().value, u);
     assert_eq!(s.user_by_email(&u.email).await.unwrap().unwrap().value, u);
     assert_eq!(s.account_by_id(a.id).await.unwrap().unwrap().value, a);
@@ -164,7 +167,7 @@ pub async fn emails_are_unique(s: Arc<dyn Store>) {
     register(&s, "same@mail.io").await;
     let u = user("same@mail.io");
     let a = account_of(&u);
-    let again = s.register(&u, &a, &owner(&u, &a)).await;
+    let again = s.register(&u, &a, &owner(&u, &a), &[]).await;
     assert!(
         matches!(again, Err(StoreError::Conflict(Uniqueness::Email))),
         "{again:?}"
@@ -172,6 +175,87 @@ pub async fn emails_are_unique(s: Arc<dyn Store>) {
     // Nothing of the refused registration is left behind.
     assert!(s.account_by_id(a.id).await.unwrap().is_none());
     assert!(s.memberships_of(u.id).await.unwrap().is_empty());
+}
+
+pub async fn outside_identities_hold_no_email_and_users_change_by_version(s: Arc<dyn Store>) {
+    // A password user holds ceo@corp.io as a sign-in name...
+    let (local, _, _) = register(&s, "ceo@corp.io").await;
+    // ...and the identity provider's user with that email is another user,
+    // registered without a conflict and never found by the email.
+    let identity = ExternalIdentity {
+        issuer: "https://id.kraftd.example".into(),
+        subject: "00u1".into(),
+    };
+    let outside = User::of_identity(
+        identity.clone(),
+        Email::parse("ceo@corp.io").unwrap(),
+        true,
+        PersonName::parse("The CEO").unwrap(),
+        Utc::now(),
+    );
+    let a = account_of(&outside);
+    let welcome = OutboxMessage {
+        id: format!("{}:welcome", a.id),
+        account_id: a.id,
+        to: Some(outside.email.clone()),
+        kind: EmailKind::VerifyEmail,
+        data: BTreeMap::new(),
+        created_at: time(NOON),
+    };
+    s.register(
+        &outside,
+        &a,
+        &owner(&outside, &a),
+        std::slice::from_ref(&welcome),
+    )
+    .await
+    .unwrap();
+    let found = s.user_by_email(&outside.email).await.unwrap().unwrap();
+    assert_eq!(found.value.id, local.id);
+    let stored = s
+        .user_by_id(UserId::of_identity(&identity))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.value, outside);
+    // The first messages were written with the account.
+    assert_eq!(s.outbox_for_account(a.id).await.unwrap(), vec![welcome]);
+    // Another user on the identity's id is a conflict on the id.
+    let mut other = outside.clone();
+    other.name = PersonName::parse("Someone Else").unwrap();
+    let again = account_of(&other);
+    let twice = s
+        .register(&other, &again, &owner(&other, &again), &[])
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::Conflict(Uniqueness::Id))),
+        "{twice:?}"
+    );
+
+    // A user changes only from the version they read.
+    let read = s.user_by_id(local.id).await.unwrap().unwrap();
+    let mut pending = read.clone();
+    pending.value.verification = Some(EmailVerification {
+        token_hash: "ab".repeat(32),
+        expires_at: time(NOON) + Duration::hours(48),
+    });
+    let etag = s.replace_user(&pending).await.unwrap();
+    assert_ne!(etag, read.etag);
+    let lost = s
+        .replace_user(&kraftd_billing::domain::ports::Versioned {
+            value: read.value.clone().verified(),
+            etag: read.etag.clone(),
+        })
+        .await;
+    assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
+    let now = s.user_by_id(local.id).await.unwrap().unwrap();
+    assert_eq!(now.value, pending.value);
+    assert_eq!(now.etag, etag);
+    // The sign-in email still finds them after the change.
+    assert_eq!(
+        s.user_by_email(&local.email).await.unwrap().unwrap().value,
+        pending.value
+    );
 }
 
 pub async fn replace_refuses_a_stale_version(s: Arc<dyn Store>) {
@@ -197,7 +281,7 @@ pub async fn stripe_customers_are_unique(s: Arc<dyn Store>) {
     let u = user("a@cus.io");
     let mut a = account_of(&u);
     a.subscription.stripe_customer_id = Some("cus_1".into());
-    s.register(&u, &a, &owner(&u, &a)).await.unwrap();
+    s.register(&u, &a, &owner(&u, &a), &[]).await.unwrap();
     let (_, mut b, etag) = register(&s, "b@cus.io").await;
     b.subscription.stripe_customer_id = Some("cus_1".into());
     let clash = s.replace_account(&b, &etag).await;
@@ -693,7 +777,7 @@ pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>
     checkout.subscription.checkout_started_at = Some(now - Duration::hours(3));
     for (n, a) in [&overdue, &later, &checkout].into_iter().enumerate() {
         let u = user(&format!("owner{n}@mail.io"));
-        s.register(&u, a, &owner(&u, a)).await.unwrap();
+        s.register(&u, a, &owner(&u, a), &[]).await.unwrap();
     }
     register(&s, "free@mail.io").await;
     assert_eq!(
@@ -861,7 +945,7 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
         .accept_invitation(account.id, &inv.token_hash, joiner.id, None, now, &[])
         .await
         .unwrap();
-    let AcceptOutcome::Joined(m) = joined else {
+    let AcceptOutcome::Joined(m, _) = joined else {
         panic!("{joined:?}")
     };
     assert_eq!(
@@ -1065,7 +1149,7 @@ pub async fn an_account_over_its_seats_takes_no_one_in(s: Arc<dyn Store>) {
         .accept_invitation(account.id, &inv.token_hash, late.id, Some(3), now, &[])
         .await
         .unwrap();
-    assert!(matches!(joined, AcceptOutcome::Joined(_)), "{joined:?}");
+    assert!(matches!(joined, AcceptOutcome::Joined(..)), "{joined:?}");
 }
 
 pub async fn a_removed_or_demoted_admin_s_invitations_go_with_them(s: Arc<dyn Store>) {

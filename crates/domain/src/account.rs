@@ -199,7 +199,9 @@ pub enum InvitationOutcome {
 /// What became of an invitation a user tried to accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcceptOutcome {
-    Joined(Membership),
+    /// Joined; with the address the invitation was sent to, which the
+    /// accepting user has just shown they read.
+    Joined(Membership, Email),
     /// The user was already a member; the invitation is used up.
     AlreadyMember(Membership),
     /// Withdrawn, accepted already, or expired.

@@ -87,16 +87,26 @@ impl StoreError {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Creates a user with their own account, of which they are the owner,
-    /// all or nothing; `Conflict(Uniqueness::Email)` if the email is taken.
+    /// and the account's first `messages`, all or nothing.
+    /// `Conflict(Uniqueness::Email)` if the user signs in with a password
+    /// and another such user holds the email; `Conflict(Uniqueness::Id)` if
+    /// the user id is taken (an outside identity provisioned twice).
     /// Returns the account's etag.
     async fn register(
         &self,
         user: &User,
         account: &Account,
         owner: &Membership,
+        messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError>;
+    /// The user who signs in with this email and a password. Users of the
+    /// identity provider are never found by email.
     async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError>;
+    /// Replaces the user if unchanged since read (`VersionConflict` if not).
+    /// The email, identity and password stay as they are: only the
+    /// verification state and the name change here.
+    async fn replace_user(&self, user: &Versioned<User>) -> Result<Etag, StoreError>;
 }
 
 #[async_trait]

@@ -73,6 +73,7 @@ pub enum EmailKind {
     MemberAdded,
     MemberRemoved,
     SeatLimitReached,
+    VerifyEmail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -376,7 +376,7 @@ impl MemberStore for CosmosStore {
                         .map_err(StoreError::corrupt)?;
                     (
                         enqueue_in(batch, messages, &existing)?,
-                        AcceptOutcome::Joined(membership),
+                        AcceptOutcome::Joined(membership, invitation.invitation.email.clone()),
                     )
                 }
             };

@@ -460,15 +460,15 @@ impl Migration<'_> {
             self.accounts.insert(account_id);
             return Ok(());
         }
-        let user = User {
-            id: old.id,
-            email: old.email,
-            name: old.name,
-            password_hash: old.password_hash,
-            created_at: old.created_at,
-        };
+        let user = User::with_password(
+            old.id,
+            old.email,
+            old.name,
+            old.password_hash,
+            old.created_at,
+        );
         let (account, owner) = own_account(&user, old.subscription);
-        match self.store.register(&user, &account, &owner).await {
+        match self.store.register(&user, &account, &owner, &[]).await {
             Ok(_) => {
                 self.report.users.copied += 1;
                 self.accounts.insert(account_id);

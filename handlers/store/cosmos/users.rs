@@ -7,9 +7,11 @@ use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::TransactionalBatch;
 
 use super::docs::{self, AccountDoc, LookupDoc, MemberDoc, SeatsDoc, UserDoc};
+use super::outbox::enqueue_in;
 use super::{unavailable, CosmosStore};
 use crate::domain::account::{Account, AccountId, Membership};
 use crate::domain::ports::{Etag, StoreError, Uniqueness, UserStore, Versioned};
+use crate::domain::records::OutboxMessage;
 use crate::domain::user::{Email, User, UserId};
 
 /// What a lookup document claims.
@@ -103,7 +105,7 @@ impl CosmosStore {
                 Ok(self
                     .user_doc(user)
                     .await?
-                    .is_some_and(|(d, _)| d.user.email == *e))
+                    .is_some_and(|(d, _)| d.user.signs_in_with_password() && d.user.email == *e))
             }
             Claim::Customer(c) => {
                 let account = docs::parse_account_id(holder)?;
@@ -148,12 +150,13 @@ impl CosmosStore {
             .await;
     }
 
-    /// Writes the account's document, its owner's membership and its seat
-    /// lock in one batch; the account's etag.
+    /// Writes the account's document, its owner's membership, its seat
+    /// lock and its first messages in one batch; the account's etag.
     async fn create_account(
         &self,
         account: &Account,
         owner: &Membership,
+        messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError> {
         let pk = docs::pk(account.id);
         let batch = TransactionalBatch::new(pk.clone())
@@ -161,6 +164,7 @@ impl CosmosStore {
             .and_then(|b| b.create_item(MemberDoc::new(owner)))
             .and_then(|b| b.create_item(SeatsDoc::new(account.id)))
             .map_err(StoreError::corrupt)?;
+        let batch = enqueue_in(batch, messages, &Default::default())?;
         match self.batch(&self.accounts, batch).await? {
             Ok(etags) => etags
                 .into_iter()
@@ -192,7 +196,11 @@ impl UserStore for CosmosStore {
         user: &User,
         account: &Account,
         owner: &Membership,
+        messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError> {
+        if messages.iter().any(|m| m.account_id != account.id) {
+            return Err(StoreError::corrupt("a first message of another account"));
+        }
         if owner.user_id != user.id || owner.account_id != account.id {
             return Err(StoreError::corrupt(
                 "the owner's membership is of another user or account",
@@ -208,23 +216,28 @@ impl UserStore for CosmosStore {
             .await;
         match created {
             Ok(_) => {}
-            // Our own earlier attempt: ids are fresh UUIDs.
+            // Our own earlier attempt, whose answer was lost, wrote this
+            // very document; anything else is another user on this id.
             Err(e) if e.status().is_conflict() => {
                 let mine = self
                     .user_doc(user.id)
                     .await?
-                    .is_some_and(|(d, _)| d.user.email == user.email);
+                    .is_some_and(|(d, _)| d.user == *user);
                 if !mine {
                     return Err(StoreError::Conflict(Uniqueness::Id));
                 }
             }
             Err(e) => return Err(unavailable(e)),
         }
-        if let Err(e) = self.claim(Claim::Email(&user.email), &pk).await {
-            self.unregister(user.id, None).await;
-            return Err(e);
+        // Only a password user signs in by email; an outside identity's
+        // email claims nothing.
+        if user.signs_in_with_password() {
+            if let Err(e) = self.claim(Claim::Email(&user.email), &pk).await {
+                self.unregister(user.id, None).await;
+                return Err(e);
+            }
         }
-        let etag = match self.create_account(account, owner).await {
+        let etag = match self.create_account(account, owner, messages).await {
             Ok(etag) => etag,
             Err(e) => {
                 self.unregister(user.id, None).await;
@@ -253,10 +266,34 @@ impl UserStore for CosmosStore {
         Ok(self
             .user_doc(user)
             .await?
-            .filter(|(d, _)| d.user.email == *email)
+            .filter(|(d, _)| d.user.signs_in_with_password() && d.user.email == *email)
             .map(|(d, etag)| Versioned {
                 value: d.user,
                 etag,
             }))
+    }
+
+    async fn replace_user(&self, user: &Versioned<User>) -> Result<Etag, StoreError> {
+        let pk = docs::user_pk(user.value.id);
+        let doc = UserDoc::new(&user.value);
+        let replaced = self
+            .call(|| {
+                self.users.replace_item(
+                    pk.clone(),
+                    &pk,
+                    &doc,
+                    Some(
+                        ItemWriteOptions::default()
+                            .with_precondition(Precondition::if_match(user.etag.0.clone())),
+                    ),
+                )
+            })
+            .await;
+        match replaced {
+            Ok(r) => super::etag_of(&r),
+            Err(e) if e.status().is_not_found() => Err(StoreError::NotFound),
+            // A precondition failure is a `VersionConflict`.
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }

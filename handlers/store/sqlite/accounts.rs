@@ -204,13 +204,16 @@ impl UserStore for SqliteStore {
         user: &User,
         account: &Account,
         owner: &Membership,
+        messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError> {
         let (user, account, owner) = (user.clone(), account.clone(), owner.clone());
+        let messages = messages.to_vec();
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             insert_user(&tx, &user)?;
             insert_account(&tx, &account)?;
             insert_membership(&tx, &owner)?;
+            insert_outbox(&tx, &messages)?;
             tx.commit().map_err(unavailable)?;
             Ok(Etag("1".into()))
         })
@@ -231,7 +234,34 @@ impl UserStore for SqliteStore {
     async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError> {
         let email = email.as_str().to_owned();
         self.with_conn(move |c| {
-            versioned(c, "SELECT doc, version FROM users WHERE email = ?1", &email)
+            versioned(
+                c,
+                "SELECT doc, version FROM users WHERE sign_in_email = ?1",
+                &email,
+            )
+        })
+        .await
+    }
+
+    async fn replace_user(&self, user: &Versioned<User>) -> Result<Etag, StoreError> {
+        let user = user.clone();
+        self.with_conn(move |c| {
+            let version: i64 = user.etag.0.parse().map_err(|_| StoreError::VersionConflict)?;
+            let changed = c
+                .prepare_cached(
+                    "UPDATE users SET doc = ?3, version = version + 1 WHERE id = ?1 AND version = ?2",
+                )
+                .map_err(unavailable)?
+                .execute(params![
+                    user.value.id.to_string(),
+                    version,
+                    to_json(&user.value)?
+                ])
+                .map_err(unavailable)?;
+            if changed == 0 {
+                return Err(StoreError::VersionConflict);
+            }
+            Ok(Etag((version + 1).to_string()))
         })
         .await
     }
@@ -437,7 +467,7 @@ impl MemberStore for SqliteStore {
                 };
                 insert_membership(&tx, &m)?;
                 insert_outbox(&tx, &messages)?;
-                AcceptOutcome::Joined(m)
+                AcceptOutcome::Joined(m, invitation.email.clone())
             };
             // Used up, or expired: either way it is gone.
             tx.execute(

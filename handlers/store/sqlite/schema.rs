@@ -10,15 +10,19 @@ use crate::domain::ports::{StoreError, Uniqueness};
 use crate::domain::subscription::Subscription;
 use crate::domain::user::{Email, PersonName, User, UserId};
 
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS users (
-    id         TEXT PRIMARY KEY,
-    email      TEXT NOT NULL UNIQUE,
-    version    INTEGER NOT NULL,
-    doc        TEXT NOT NULL
+    id            TEXT PRIMARY KEY,
+    email         TEXT NOT NULL,
+    -- The email of a user who signs in with a password: one such user per
+    -- email. Users of the identity provider hold no sign-in email.
+    sign_in_email TEXT UNIQUE,
+    version       INTEGER NOT NULL,
+    doc           TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS users_by_email ON users (email);
 CREATE TABLE IF NOT EXISTS accounts (
     id                 TEXT PRIMARY KEY,
     stripe_customer_id TEXT UNIQUE,
@@ -142,6 +146,18 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if (1..6).contains(&version) {
         accounts_from_users(&tx)?;
     }
+    if version == 6 {
+        // v7: users of the identity provider share no sign-in email.
+        tx.execute_batch("ALTER TABLE users RENAME TO users_v6;")
+            .map_err(unavailable)?;
+        tx.execute_batch(TABLES).map_err(unavailable)?;
+        tx.execute_batch(
+            "INSERT INTO users (id, email, sign_in_email, version, doc)
+                 SELECT id, email, email, version, doc FROM users_v6;
+             DROP TABLE users_v6;",
+        )
+        .map_err(unavailable)?;
+    }
     tx.execute_batch(TABLES).map_err(unavailable)?;
     tx.pragma_update(None, "user_version", VERSION)
         .map_err(unavailable)?;
@@ -202,13 +218,13 @@ fn accounts_from_users(tx: &Transaction<'_>) -> Result<(), StoreError> {
         .map_err(unavailable)?;
     for (doc, version) in old {
         let old: OldUser = from_json(&doc)?;
-        let user = User {
-            id: old.id,
-            email: old.email,
-            name: old.name,
-            password_hash: old.password_hash,
-            created_at: old.created_at,
-        };
+        let user = User::with_password(
+            old.id,
+            old.email,
+            old.name,
+            old.password_hash,
+            old.created_at,
+        );
         let (account, owner) = own_account(&user, old.subscription);
         insert_user(tx, &user)?;
         insert_account(tx, &account)?;
@@ -226,14 +242,18 @@ fn accounts_from_users(tx: &Transaction<'_>) -> Result<(), StoreError> {
 }
 
 pub(super) fn insert_user(c: &Connection, user: &User) -> Result<(), StoreError> {
-    c.prepare_cached("INSERT INTO users (id, email, version, doc) VALUES (?1, ?2, 1, ?3)")
-        .map_err(unavailable)?
-        .execute(params![
-            user.id.to_string(),
-            user.email.as_str(),
-            to_json(user)?
-        ])
-        .map_err(|e| conflict(e, "users.email", Uniqueness::Email))?;
+    let sign_in_email = user.signs_in_with_password().then(|| user.email.as_str());
+    c.prepare_cached(
+        "INSERT INTO users (id, email, sign_in_email, version, doc) VALUES (?1, ?2, ?3, 1, ?4)",
+    )
+    .map_err(unavailable)?
+    .execute(params![
+        user.id.to_string(),
+        user.email.as_str(),
+        sign_in_email,
+        to_json(user)?
+    ])
+    .map_err(|e| conflict(e, "users.sign_in_email", Uniqueness::Email))?;
     Ok(())
 }
 
