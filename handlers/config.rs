@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use base64::Engine;
 
-use crate::auth::token::{TokenSettings, Tokens};
+use crate::auth::oidc;
+use crate::auth::token::{TokenSettings, TrustedIssuer};
 use crate::domain::plan::LimitOverrides;
 use crate::domain::secret::ExposeSecret;
 use crate::domain::secret::Secret;
@@ -37,7 +38,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("JWT_ISSUER", "kraftd"),
     ("JWT_AUDIENCE", "kraftd-billing"),
     ("JWT_TTL_SECONDS", "3600"),
-    ("JWT_RS256_PUBLIC_KEY", ""),
+    ("AUTH_ISSUERS", ""),
+    ("AUTH_MAX_TOKEN_AGE_SECONDS", "86400"),
     ("FREE_PLAN_DOCS_LIMIT", "50"),
     ("PRO_PLAN_DOCS_LIMIT", "1000"),
     ("FREE_PLAN_API_LIMIT", "1000"),
@@ -255,10 +257,27 @@ impl Config {
             }
             None => None,
         };
+        let issuer = get("JWT_ISSUER").unwrap_or_else(|| "kraftd".into());
         let tokens = TokenSettings {
             hs256_secret: hs256_secret.unwrap_or_else(|| Secret::from(String::new())),
-            rs256_public_key_pem: get("JWT_RS256_PUBLIC_KEY").map(|pem| pem.replace("\\n", "\n")),
-            issuer: get("JWT_ISSUER").unwrap_or_else(|| "kraftd".into()),
+            issuers: match get("AUTH_ISSUERS") {
+                Some(list) => trusted_issuers(&list, &issuer)?,
+                None => Vec::new(),
+            },
+            max_token_age_seconds: match get("AUTH_MAX_TOKEN_AGE_SECONDS") {
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (60..=2_592_000).contains(n))
+                    .ok_or_else(|| {
+                        bad(
+                            "AUTH_MAX_TOKEN_AGE_SECONDS",
+                            format!("{v:?} is not a number of seconds from 60 to 2592000"),
+                        )
+                    })?,
+                None => 86_400,
+            },
+            issuer,
             audience: get("JWT_AUDIENCE").unwrap_or_else(|| "kraftd-billing".into()),
             ttl_seconds: match get("JWT_TTL_SECONDS") {
                 Some(v) => match v.parse::<u64>() {
@@ -459,20 +478,11 @@ impl Config {
             email_from,
             web_dist,
         };
-        if config.has_signing_secret() {
-            config.validate_keys()?;
-        }
         Ok(config)
     }
 
     pub fn has_signing_secret(&self) -> bool {
         !self.tokens.hs256_secret.expose_secret().is_empty()
-    }
-
-    fn validate_keys(&self) -> Result<(), ConfigError> {
-        Tokens::new(&self.tokens)
-            .map(drop)
-            .map_err(|e| bad("JWT_RS256_PUBLIC_KEY", e.to_string()))
     }
 
     /// Local runs without JWT_SECRET get a random secret kept in the data
@@ -495,8 +505,40 @@ impl Config {
             }
         };
         self.tokens.hs256_secret = Secret::from(secret);
-        self.validate_keys()
+        Ok(())
     }
+}
+
+/// `AUTH_ISSUERS`: comma-separated `ISSUER_URL` (keys from its discovery
+/// document) or `ISSUER_URL|JWKS_URL` entries.
+fn trusted_issuers(list: &str, own_issuer: &str) -> Result<Vec<TrustedIssuer>, ConfigError> {
+    let mut issuers: Vec<TrustedIssuer> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (issuer, jwks_url) = match entry.split_once('|') {
+            Some((issuer, jwks)) => (issuer.trim(), Some(jwks.trim())),
+            None => (entry, None),
+        };
+        oidc::check_issuer(issuer)
+            .map_err(|p| bad("AUTH_ISSUERS", format!("issuer {issuer:?} {p}")))?;
+        if let Some(url) = jwks_url {
+            oidc::check_url(url)
+                .map_err(|p| bad("AUTH_ISSUERS", format!("JWKS URL {url:?} {p}")))?;
+        }
+        if issuer == own_issuer {
+            return Err(bad(
+                "AUTH_ISSUERS",
+                format!("{issuer:?} is JWT_ISSUER, the issuer of this service's own tokens"),
+            ));
+        }
+        if issuers.iter().any(|t| t.issuer == issuer) {
+            return Err(bad("AUTH_ISSUERS", format!("{issuer:?} is listed twice")));
+        }
+        issuers.push(TrustedIssuer {
+            issuer: issuer.to_owned(),
+            jwks_url: jwks_url.map(str::to_owned),
+        });
+    }
+    Ok(issuers)
 }
 
 /// The address a browser on this machine reaches a server bound to `addr` at.
@@ -646,7 +688,17 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "kraftd.io"),
             ("LOG_FORMAT", "xml"),
             ("STORE", "mongo"),
-            ("JWT_RS256_PUBLIC_KEY", "not a key"),
+            ("AUTH_ISSUERS", "http://idp.example.com"),
+            (
+                "AUTH_ISSUERS",
+                "https://idp.example.com|http://idp.example.com/keys",
+            ),
+            (
+                "AUTH_ISSUERS",
+                "https://a.example.com, https://a.example.com",
+            ),
+            ("AUTH_ISSUERS", "kraftd"),
+            ("AUTH_MAX_TOKEN_AGE_SECONDS", "forever"),
             ("STRIPE_SECRET_KEY", "pk_live_publishable"),
             ("CHECKOUT_SUCCESS_URL", "kraftd.io/done"),
             ("PAST_DUE_GRACE_DAYS", "many"),
@@ -663,5 +715,37 @@ mod tests {
         let e = with(&[("JWT_SECRET", "short-secret-value")]).err().unwrap();
         assert_eq!(e.setting, "JWT_SECRET");
         assert!(!e.to_string().contains("short-secret-value"));
+    }
+
+    #[test]
+    fn trusted_issuers_are_https_or_loopback_with_discovery_or_a_jwks_url() {
+        let c = with(&[(
+            "AUTH_ISSUERS",
+            " https://login.kraftd.io , http://127.0.0.1:9000|http://127.0.0.1:9000/keys,",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.tokens.issuers,
+            [
+                TrustedIssuer {
+                    issuer: "https://login.kraftd.io".into(),
+                    jwks_url: None
+                },
+                TrustedIssuer {
+                    issuer: "http://127.0.0.1:9000".into(),
+                    jwks_url: Some("http://127.0.0.1:9000/keys".into())
+                },
+            ]
+        );
+        assert_eq!(c.tokens.max_token_age_seconds, 86_400);
+        let c = with(&[]).unwrap();
+        assert!(c.tokens.issuers.is_empty());
+        let e = with(&[("AUTH_ISSUERS", "http://idp.example.com")])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("https://"), "{e}");
+        assert_eq!(e.setting, "AUTH_ISSUERS");
+        let c = with(&[("AUTH_MAX_TOKEN_AGE_SECONDS", "600")]).unwrap();
+        assert_eq!(c.tokens.max_token_age_seconds, 600);
     }
 }

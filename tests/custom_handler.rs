@@ -310,7 +310,7 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_setting() {
         ("PRO_PLAN_API_LIMIT", "-5"),
         ("CORS_ALLOWED_ORIGINS", "*"),
         ("STRIPE_SECRET_KEY", "pk_live_not_a_secret_key"),
-        ("JWT_RS256_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnope"),
+        ("AUTH_ISSUERS", "http://idp.example.com"),
     ] {
         let env: Vec<(&str, &str)> = [secret, key, hook, smtp]
             .into_iter()

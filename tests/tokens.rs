@@ -1,5 +1,6 @@
 //! Access-token attacks: every forged, expired or misaddressed token is 401,
-//! and tokens from KRAFTD's existing auth (same secret, or RS256) work.
+//! and RS256 tokens are only ever an outside issuer's, checked with its keys
+//! (tests/oidc.rs tests those in depth).
 
 mod support;
 
@@ -7,11 +8,11 @@ use base64::Engine;
 use chrono::Utc;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use support::jwks::{IdentityProvider, RSA, UNPUBLISHED};
 use support::{error_of, TestApp, SECRET};
 
 const PUBLIC_PEM: &str = include_str!("fixtures/rs256-public.pem");
 const PRIVATE_PEM: &str = include_str!("fixtures/rs256-private.pem");
-const OTHER_PRIVATE_PEM: &str = include_str!("fixtures/rs256-other-private.pem");
 
 fn claims(sub: &str) -> Value {
     let now = Utc::now().timestamp();
@@ -121,8 +122,20 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
     )
     .await;
 
-    // RS256 is refused while no public key is configured.
-    refused(&app, &rs256(&good, PRIVATE_PEM), "unconfigured RS256").await;
+    // RS256 is never this service's own: not even with its issuer.
+    refused(
+        &app,
+        &rs256(&good, PRIVATE_PEM),
+        "RS256 claiming our issuer",
+    )
+    .await;
+    // Our own tokens name a user by id, never by email.
+    refused(
+        &app,
+        &hs256(&claims("target@example.com"), SECRET.as_bytes()),
+        "an email subject",
+    )
+    .await;
     // A valid token for a user that does not exist.
     refused(
         &app,
@@ -155,42 +168,41 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
 }
 
 #[tokio::test]
-async fn tokens_of_kraftds_existing_auth_are_accepted() {
-    let app = TestApp::spawn_with(&[("JWT_RS256_PUBLIC_KEY", PUBLIC_PEM)]).await;
+async fn rs256_tokens_are_checked_with_a_configured_issuers_keys() {
+    let idp = IdentityProvider::start().await;
+    let app = TestApp::spawn_with(&[("AUTH_ISSUERS", &idp.issuer())]).await;
     let id = user_id(&app, "legacy@example.com").await;
+    let now = app.clock_now();
 
-    // The existing service signs with its RSA key and may put the email in `sub`.
+    // Neither the user's id nor email in an outside token reaches the local
+    // user: outside users are keyed by (issuer, subject).
     for sub in [id.as_str(), "legacy@example.com"] {
-        let r = app
-            .get_as(
-                &rs256(&claims(sub), PRIVATE_PEM),
-                "/api/billing/subscription",
-            )
-            .await;
-        assert_eq!(r.status(), 200, "sub={sub}");
+        let token = idp.token(RSA, &idp.claims(sub, now));
+        refused(&app, &token, "an outside sub naming a local user").await;
     }
-    // Same shared secret, email subject.
-    let r = app
-        .get_as(
-            &hs256(&claims("legacy@example.com"), SECRET.as_bytes()),
-            "/api/usage",
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    // The issuer's keys were fetched once, to check those tokens.
+    assert_eq!(idp.jwks_fetches(), 1);
 
+    let mut theirs = idp.claims(&id, now);
+    // Signed by a key the issuer does not publish, under a kid it does.
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(RSA.into());
     refused(
         &app,
-        &rs256(&claims(&id), OTHER_PRIVATE_PEM),
+        &idp.token_with_header(&header, UNPUBLISHED, &theirs),
         "RS256 with another key",
     )
     .await;
-    // Algorithm confusion: HS256 keyed with the public key text.
-    refused(
-        &app,
-        &hs256(&claims(&id), PUBLIC_PEM.as_bytes()),
-        "HS256 keyed by the public key",
-    )
-    .await;
+    // Algorithm confusion: HS256 claiming the issuer, keyed with the public
+    // key text or with our own secret.
+    for secret in [PUBLIC_PEM.as_bytes(), SECRET.as_bytes()] {
+        refused(&app, &hs256(&theirs, secret), "HS256 claiming the issuer").await;
+    }
+    // Our issuer's claims signed with the issuer's key.
+    theirs["iss"] = json!("kraftd");
+    refused(&app, &idp.token(RSA, &theirs), "RS256 claiming our issuer").await;
+    // Nothing above needed another fetch.
+    assert_eq!(idp.jwks_fetches(), 1);
 }
 
 #[tokio::test]

@@ -150,10 +150,9 @@ impl Billing {
 
     /// The user a bearer token speaks for, as stored now.
     pub async fn authenticate(&self, token: &str) -> Result<Versioned<User>, AppError> {
-        let found = match self.tokens.verify(token, self.clock.now())? {
-            Subject::Id(id) => self.store.user_by_id(id).await?,
-            // Never by email: anyone can register any address here.
-            Subject::Email(_) => None,
+        let found = match self.tokens.verify(token, self.clock.now()).await? {
+            Subject::Local(id) => self.store.user_by_id(id).await?,
+            Subject::External(claims) => return self.user_of_identity(claims).await,
         };
         found.ok_or_else(|| {
             AppError::Unauthenticated("the user this token names no longer exists".into())

@@ -1,7 +1,10 @@
-//! Access tokens (JWT). Issued as HS256 with the configured secret; verified
-//! as HS256 with that secret and, when configured, RS256 with the public key
-//! of KRAFTD's existing auth service. Every other algorithm, `none` included,
-//! is refused. Expiry is checked against the service's own clock.
+//! Access tokens (JWT). The service issues its own as HS256 with the
+//! configured secret (`iss` = `JWT_ISSUER`, `sub` = a user id) and verifies
+//! them with that secret; tokens of the trusted outside issuers
+//! (`AUTH_ISSUERS`) are verified with their published keys (`oidc`). Which
+//! of the two a token is comes from its `iss`; any other issuer, and every
+//! other algorithm, `none` included, is refused. Times are checked against
+//! the service's own clock.
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{
@@ -10,24 +13,32 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::oidc::Issuers;
+pub use super::oidc::{ExternalClaims, TrustedIssuer};
 use crate::domain::secret::{ExposeSecret, Secret};
-use crate::domain::user::{Email, User, UserId};
+use crate::domain::user::{User, UserId};
 
 /// Clock skew tolerated between issuer and verifier.
-const LEEWAY_SECONDS: i64 = 30;
+pub(crate) const LEEWAY_SECONDS: i64 = 30;
+
+/// Longer tokens are refused before any parsing.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 #[derive(Clone)]
 pub struct TokenSettings {
     pub hs256_secret: Secret,
-    pub rs256_public_key_pem: Option<String>,
     pub issuer: String,
     pub audience: String,
     pub ttl_seconds: u64,
+    /// Outside issuers whose tokens are accepted.
+    pub issuers: Vec<TrustedIssuer>,
+    /// An outside token issued (`iat`) longer ago than this is refused.
+    pub max_token_age_seconds: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
-    /// A user id, or (tokens of KRAFTD's existing auth) an email.
+    /// A user id.
     sub: String,
     iss: String,
     aud: String,
@@ -35,29 +46,29 @@ struct Claims {
     exp: i64,
 }
 
-/// What a token of KRAFTD's identity provider says about its user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalClaims {
-    pub issuer: String,
-    pub subject: String,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub name: Option<String>,
-}
-
 /// Who a valid token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    Id(UserId),
-    Email(Email),
+    /// One of this service's tokens: a user it knows.
+    Local(UserId),
+    /// A trusted outside issuer's token: its user is (issuer, subject).
+    External(ExternalClaims),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("the access token is malformed or its signature is invalid")]
     Invalid,
     #[error("the access token has expired")]
     Expired,
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    #[error("the access token was issued too long ago")]
+    TooOld,
+    #[error("the access token's issuer is not trusted")]
+    UnknownIssuer,
+    #[error("the access token is signed with a key its issuer does not publish")]
+    UnknownKey,
 }
 
 pub struct IssuedToken {
@@ -68,7 +79,7 @@ pub struct IssuedToken {
 pub struct Tokens {
     encoding: EncodingKey,
     hs256: (DecodingKey, Validation),
-    rs256: Option<(DecodingKey, Validation)>,
+    issuers: Issuers,
     issuer: String,
     audience: String,
     ttl_seconds: u64,
@@ -78,35 +89,27 @@ pub struct Tokens {
 #[error("{0}")]
 pub struct KeyError(String);
 
+#[derive(Deserialize)]
+struct UnverifiedIssuer {
+    iss: String,
+}
+
 impl Tokens {
     pub fn new(s: &TokenSettings) -> Result<Self, KeyError> {
-        let validation = |alg| {
-            let mut v = Validation::new(alg);
-            v.set_issuer(&[&s.issuer]);
-            v.set_audience(&[&s.audience]);
-            v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            // Expiry is checked below against the service clock, the one
-            // clock every other rule uses.
-            v.validate_exp = false;
-            v
-        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&s.issuer]);
+        validation.set_audience(&[&s.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Expiry is checked below against the service clock, the one
+        // clock every other rule uses.
+        validation.validate_exp = false;
         let secret = s.hs256_secret.expose_secret().as_bytes();
-        let rs256 = s
-            .rs256_public_key_pem
-            .as_deref()
-            .map(|pem| {
-                DecodingKey::from_rsa_pem(pem.as_bytes())
-                    .map(|k| (k, validation(Algorithm::RS256)))
-                    .map_err(|e| KeyError(format!("not an RSA public key in PEM form ({e})")))
-            })
-            .transpose()?;
+        let issuers = Issuers::new(&s.issuers, &s.audience, s.max_token_age_seconds)
+            .map_err(|e| KeyError(e.to_string()))?;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
-            hs256: (
-                DecodingKey::from_secret(secret),
-                validation(Algorithm::HS256),
-            ),
-            rs256,
+            hs256: (DecodingKey::from_secret(secret), validation),
+            issuers,
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
             ttl_seconds: s.ttl_seconds,
@@ -130,24 +133,38 @@ impl Tokens {
         }
     }
 
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Subject, TokenError> {
+    /// Who `token` speaks for, at the service's `now`. An outside token may
+    /// fetch its issuer's keys (bounded: see `oidc`).
+    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Subject, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
         let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
-        let (key, validation) = match header.alg {
-            Algorithm::HS256 => &self.hs256,
-            Algorithm::RS256 => self.rs256.as_ref().ok_or(TokenError::Invalid)?,
-            _ => return Err(TokenError::Invalid),
-        };
+        // Unverified: it only chooses which keys verify the token.
+        let iss = jsonwebtoken::dangerous::insecure_decode::<UnverifiedIssuer>(token)
+            .map_err(|_| TokenError::Invalid)?
+            .claims
+            .iss;
+        if iss == self.issuer {
+            return self.verify_own(token, now).map(Subject::Local);
+        }
+        self.issuers
+            .verify(token, &header, &iss, now)
+            .await
+            .map(Subject::External)
+    }
+
+    /// One of this service's own HS256 tokens: its `sub` must be a user id.
+    fn verify_own(&self, token: &str, now: DateTime<Utc>) -> Result<UserId, TokenError> {
+        let (key, validation) = &self.hs256;
         let claims = decode::<Claims>(token, key, validation)
             .map_err(|_| TokenError::Invalid)?
             .claims;
         if claims.exp + LEEWAY_SECONDS <= now.timestamp() {
             return Err(TokenError::Expired);
         }
-        match Uuid::parse_str(&claims.sub) {
-            Ok(id) => Ok(Subject::Id(UserId(id))),
-            Err(_) => Email::parse(&claims.sub)
-                .map(Subject::Email)
-                .map_err(|_| TokenError::Invalid),
-        }
+        Uuid::parse_str(&claims.sub)
+            .map(UserId)
+            .map_err(|_| TokenError::Invalid)
     }
 }

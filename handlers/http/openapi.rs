@@ -282,9 +282,9 @@ pub fn document() -> OpenApi {
                 .scheme(HttpAuthScheme::Bearer)
                 .bearer_format("JWT")
                 .description(Some(
-                    "A token from `POST /api/auth/login` or registration, or one of KRAFTD's \
-                     auth with the same secret (HS256) or key (RS256). Each signed-in request \
-                     counts one API call.",
+                    "A token from `POST /api/auth/login` or registration (HS256), or one of a \
+                     trusted OpenID Connect issuer (RS256 or ES256, checked with the issuer's \
+                     published keys). Each signed-in request counts one API call.",
                 ))
                 .build(),
         ),

@@ -128,7 +128,7 @@ pub fn app(config: &Config, adapters: Adapters) -> Result<Router, StartError> {
 /// The use-cases on their adapters, as the handlers share them.
 pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError> {
     let tokens = Tokens::new(&config.tokens).map_err(|e| ConfigError {
-        setting: "JWT_RS256_PUBLIC_KEY",
+        setting: "AUTH_ISSUERS",
         problem: e.to_string(),
     })?;
     let billing = Billing::new(Parts {

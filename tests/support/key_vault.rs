@@ -169,8 +169,8 @@ impl KeyVaultStandIn {
 /// The SDK's HTTP client type (reqwest, as azure_core uses) trusting only
 /// `ca` and sending `VAULT_HOST` to `addr`.
 pub fn http_to(ca: &CertificateDer<'static>, addr: SocketAddr) -> Arc<dyn HttpClient> {
-    let client = reqwest_azure::Client::builder()
-        .tls_certs_only([reqwest_azure::Certificate::from_der(ca).unwrap()])
+    let client = reqwest_rustls::Client::builder()
+        .tls_certs_only([reqwest_rustls::Certificate::from_der(ca).unwrap()])
         .resolve(VAULT_HOST, addr)
         .build()
         .unwrap();

@@ -4,6 +4,7 @@
 
 pub mod cosmos_memory;
 pub mod cosmos_server;
+pub mod jwks;
 pub mod store_contract;
 
 use std::collections::HashMap;

@@ -1,0 +1,570 @@
+//! Access tokens of outside OpenID Connect issuers (`AUTH_ISSUERS`):
+//! KRAFTD's identity provider and any other issuer the operator trusts.
+//!
+//! A token's `iss`, read before its signature is checked, only picks one of
+//! the configured issuers: an unknown issuer is refused without a fetch.
+//! Algorithms are pinned to RS256 and ES256 and must agree with the key the
+//! token's `kid` names; the key's type, algorithm and use are checked too.
+//! `exp`, `nbf`, `iat`, `aud` and a non-empty `sub` are required, and the
+//! times are checked against the service's clock.
+//!
+//! Keys come from the issuer's JWKS, found through its discovery document
+//! (`ISSUER/.well-known/openid-configuration`) or configured. They are
+//! fetched on first use (start-up never waits for an identity provider),
+//! refreshed after 12 hours, and at once for an unknown `kid` but at most
+//! once a minute per issuer, one fetch at a time (others wait for it). A
+//! failed fetch keeps the keys already known. Token contents are never
+//! logged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration as StdDuration;
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::jwk::PublicKeyUse;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations};
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Header, Validation};
+use reqwest_rustls as reqwest;
+use serde::Deserialize;
+
+use super::token::{TokenError, LEEWAY_SECONDS};
+
+/// Keys older than this are fetched again.
+const REFRESH_AFTER: Duration = Duration::hours(12);
+/// At most one fetch per issuer in this long, whatever the tokens' `kid`s.
+const MIN_FETCH_INTERVAL: Duration = Duration::seconds(60);
+/// A discovery document or key set must arrive within this long…
+const FETCH_TIMEOUT: StdDuration = StdDuration::from_secs(5);
+/// …and be no larger than this.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// RSA keys shorter than this are not trusted.
+const MIN_RSA_BYTES: usize = 2048 / 8;
+
+/// An outside issuer the service trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    /// The `iss` its tokens carry, compared exactly.
+    pub issuer: String,
+    /// Its key set; `None`: the `jwks_uri` of its discovery document.
+    pub jwks_url: Option<String>,
+}
+
+/// What a valid outside token says about its subject. The service keys the
+/// user on (`issuer`, `subject`), never on the email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalClaims {
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+}
+
+/// Checks a URL the service fetches keys from: `https://`, or `http://` on
+/// loopback only (tests and local identity providers).
+pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "is not a URL".to_owned())?;
+    let host = parsed.host_str().unwrap_or_default();
+    match parsed.scheme() {
+        _ if host.is_empty() => Err("has no host".into()),
+        "https" => Ok(parsed),
+        "http" if matches!(host, "127.0.0.1" | "[::1]" | "localhost") => Ok(parsed),
+        "http" => Err("must be https:// (http:// only on loopback)".into()),
+        _ => Err("must be an https:// URL".into()),
+    }
+}
+
+/// Checks an issuer identifier: a URL as `check_url` wants, without query
+/// or fragment (OpenID Connect Discovery 1.0, section 2).
+pub fn check_issuer(issuer: &str) -> Result<(), String> {
+    let url = check_url(issuer)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query or fragment".into());
+    }
+    Ok(())
+}
+
+type Key = (Algorithm, Arc<DecodingKey>);
+
+#[derive(Default)]
+struct KeySet {
+    keys: HashMap<String, Key>,
+    /// The last fetch that succeeded.
+    fetched_at: Option<DateTime<Utc>>,
+    /// The last fetch begun, whatever came of it.
+    attempted_at: Option<DateTime<Utc>>,
+}
+
+enum Decision {
+    Use(Option<Key>),
+    Fetch,
+}
+
+impl KeySet {
+    fn decide(&self, kid: &str, now: DateTime<Utc>) -> Decision {
+        let key = self.keys.get(kid).cloned();
+        let stale = self.fetched_at.is_none_or(|t| now - t >= REFRESH_AFTER);
+        if key.is_some() && !stale {
+            return Decision::Use(key);
+        }
+        // A clock set back (tests) does not hold fetches off until it
+        // catches up; the fetch it allows resets the interval.
+        let may_fetch = self
+            .attempted_at
+            .is_none_or(|t| now < t || now - t >= MIN_FETCH_INTERVAL);
+        if may_fetch {
+            Decision::Fetch
+        } else {
+            Decision::Use(key)
+        }
+    }
+}
+
+struct Issuer {
+    trusted: TrustedIssuer,
+    keys: RwLock<KeySet>,
+    /// Held by the one fetch in flight.
+    fetching: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Issuer {
+    fn decide(&self, kid: &str, now: DateTime<Utc>) -> Decision {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .decide(kid, now)
+    }
+
+    fn key(&self, kid: &str) -> Option<Key> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.keys.get(kid).cloned()
+    }
+}
+
+/// The trusted outside issuers and their keys.
+pub struct Issuers {
+    by_iss: HashMap<String, Arc<Issuer>>,
+    audience: String,
+    max_age: Duration,
+    /// Built only when there is an issuer to ask.
+    http: Option<reqwest::Client>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client for the issuers' keys: {0}")]
+pub struct ClientError(String);
+
+impl Issuers {
+    pub fn new(
+        trusted: &[TrustedIssuer],
+        audience: &str,
+        max_token_age_seconds: u64,
+    ) -> Result<Self, ClientError> {
+        let http = if trusted.is_empty() {
+            None
+        } else {
+            crate::tls::install_crypto_provider();
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(FETCH_TIMEOUT)
+                .connect_timeout(FETCH_TIMEOUT)
+                .build()
+                .map_err(|e| ClientError(e.to_string()))?;
+            Some(client)
+        };
+        let by_iss = trusted
+            .iter()
+            .map(|t| {
+                let issuer = Issuer {
+                    trusted: t.clone(),
+                    keys: RwLock::default(),
+                    fetching: Arc::default(),
+                };
+                (t.issuer.clone(), Arc::new(issuer))
+            })
+            .collect();
+        Ok(Self {
+            by_iss,
+            audience: audience.to_owned(),
+            max_age: Duration::seconds(i64::try_from(max_token_age_seconds).unwrap_or(i64::MAX)),
+            http,
+        })
+    }
+
+    /// Verifies a token whose unverified `iss` is `iss` and whose header is
+    /// `header`, at the service's `now`.
+    pub async fn verify(
+        &self,
+        token: &str,
+        header: &Header,
+        iss: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ExternalClaims, TokenError> {
+        let issuer = self.by_iss.get(iss).ok_or(TokenError::UnknownIssuer)?;
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header
+            .kid
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .ok_or(TokenError::Invalid)?;
+        let (alg, key) = self.key(issuer, kid, now).await?;
+        if alg != header.alg {
+            return Err(TokenError::Invalid);
+        }
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[&issuer.trusted.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        // Times are checked below against the service clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let claims = decode::<OutsideClaims>(token, &key, &validation)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
+        let now = now.timestamp();
+        if claims.exp.saturating_add(LEEWAY_SECONDS) <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf.saturating_sub(LEEWAY_SECONDS) > now
+            || claims.iat.saturating_sub(LEEWAY_SECONDS) > now
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        let max_age = self.max_age.num_seconds();
+        if claims
+            .iat
+            .saturating_add(max_age)
+            .saturating_add(LEEWAY_SECONDS)
+            < now
+        {
+            return Err(TokenError::TooOld);
+        }
+        if claims.sub.trim().is_empty() {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims.into_external(&issuer.trusted.issuer))
+    }
+
+    /// The key `kid` of `issuer`, fetching the issuer's keys if they are
+    /// stale or lack it and a fetch is allowed now.
+    async fn key(
+        &self,
+        issuer: &Arc<Issuer>,
+        kid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Key, TokenError> {
+        let known = |found: Option<Key>| found.ok_or(TokenError::UnknownKey);
+        if let Decision::Use(found) = issuer.decide(kid, now) {
+            if found.is_some() {
+                return known(found);
+            }
+            // A fetch in flight (the first, or one for a rotated key) may
+            // bring it: wait for that fetch, not for a new one.
+            drop(issuer.fetching.lock().await);
+            return known(issuer.key(kid));
+        }
+        let Some(http) = self.http.clone() else {
+            return Err(TokenError::UnknownKey);
+        };
+        let held = issuer.fetching.clone().lock_owned().await;
+        // Another request may have fetched while this one waited.
+        if let Decision::Use(found) = issuer.decide(kid, now) {
+            return known(found);
+        }
+        issuer
+            .keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .attempted_at = Some(now);
+        // On a task of its own: a caller that goes away mid-fetch does not
+        // waste the fetch the others are waiting for.
+        let fetch = tokio::spawn({
+            let issuer = issuer.clone();
+            async move {
+                let _held = held;
+                match fetch_keys(&http, &issuer.trusted).await {
+                    Ok(keys) => {
+                        let mut set = issuer.keys.write().unwrap_or_else(|e| e.into_inner());
+                        set.keys = keys;
+                        set.fetched_at = Some(now);
+                    }
+                    Err(e) => tracing::warn!(
+                        issuer = %issuer.trusted.issuer,
+                        error = %e,
+                        "could not fetch a trusted issuer's keys; keeping the ones known"
+                    ),
+                }
+            }
+        });
+        let _ = fetch.await;
+        known(issuer.key(kid))
+    }
+}
+
+/// The claims of an outside token this service reads.
+#[derive(Deserialize)]
+struct OutsideClaims {
+    sub: String,
+    exp: i64,
+    nbf: i64,
+    iat: i64,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<BoolOrString>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+}
+
+/// Some providers send `email_verified` as the string "true".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrString {
+    Bool(bool),
+    String(String),
+}
+
+impl OutsideClaims {
+    fn into_external(self, issuer: &str) -> ExternalClaims {
+        let present = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let name = present(self.name).or_else(|| {
+            let parts: Vec<String> = [self.given_name, self.family_name]
+                .into_iter()
+                .filter_map(present)
+                .collect();
+            present(Some(parts.join(" ")))
+        });
+        ExternalClaims {
+            issuer: issuer.to_owned(),
+            subject: self.sub,
+            email: present(self.email),
+            email_verified: match self.email_verified {
+                Some(BoolOrString::Bool(b)) => b,
+                Some(BoolOrString::String(s)) => s.eq_ignore_ascii_case("true"),
+                None => false,
+            },
+            name,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct FetchError(String);
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// The usable signing keys of `trusted`, by `kid`.
+async fn fetch_keys(
+    http: &reqwest::Client,
+    trusted: &TrustedIssuer,
+) -> Result<HashMap<String, Key>, FetchError> {
+    let jwks_url = match &trusted.jwks_url {
+        Some(url) => url.clone(),
+        None => {
+            let url = format!(
+                "{}/.well-known/openid-configuration",
+                trusted.issuer.trim_end_matches('/')
+            );
+            let discovery: Discovery = serde_json::from_slice(&get(http, &url).await?)
+                .map_err(|e| FetchError(format!("{url}: not a discovery document ({e})")))?;
+            if discovery.issuer != trusted.issuer {
+                return Err(FetchError(format!(
+                    "{url} names another issuer, {:?}",
+                    discovery.issuer
+                )));
+            }
+            check_url(&discovery.jwks_uri)
+                .map_err(|e| FetchError(format!("{url}: jwks_uri {e}")))?;
+            discovery.jwks_uri
+        }
+    };
+    let body = get(http, &jwks_url).await?;
+    parse_key_set(&body).map_err(|e| FetchError(format!("{jwks_url}: not a key set ({e})")))
+}
+
+/// GETs `url`'s body, refusing redirects, errors and large bodies.
+async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {
+    let failed = |e: reqwest::Error| FetchError(format!("{url}: {e}"));
+    let mut response = http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(failed)?;
+    if !response.status().is_success() {
+        return Err(FetchError(format!("{url} answered {}", response.status())));
+    }
+    let too_large = || FetchError(format!("{url}: body over {MAX_BODY_BYTES} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The keys of a JWKS this service may verify with; the others (encryption
+/// keys, other algorithms, short RSA keys, keys without a `kid`) are passed
+/// over.
+fn parse_key_set(body: &[u8]) -> Result<HashMap<String, Key>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: RawSet = serde_json::from_slice(body)?;
+    Ok(set
+        .keys
+        .into_iter()
+        .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+        .filter_map(|jwk| usable(&jwk))
+        .collect())
+}
+
+fn usable(jwk: &Jwk) -> Option<(String, Key)> {
+    let kid = jwk.common.key_id.clone().filter(|k| !k.is_empty())?;
+    if jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|u| *u != PublicKeyUse::Signature)
+    {
+        return None;
+    }
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
+        return None;
+    }
+    let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+        (AlgorithmParameters::RSA(rsa), None | Some(KeyAlgorithm::RS256)) => {
+            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&rsa.n)
+                .ok()?;
+            let significant = n.iter().skip_while(|b| **b == 0).count();
+            (significant >= MIN_RSA_BYTES).then_some(Algorithm::RS256)?
+        }
+        (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+            if ec.curve == EllipticCurve::P256 =>
+        {
+            Algorithm::ES256
+        }
+        _ => return None,
+    };
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    Some((kid, (alg, Arc::new(key))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_urls_are_https_or_loopback_http() {
+        for ok in [
+            "https://login.kraftd.io",
+            "https://idp.example/tenant/v2.0",
+            "http://127.0.0.1:8080",
+            "http://localhost:9000/realms/kraftd",
+            "http://[::1]:5556",
+        ] {
+            assert!(check_issuer(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://login.kraftd.io",
+            "http://127.0.0.2",
+            "ftp://127.0.0.1",
+            "login.kraftd.io",
+            "https://idp.example/?tenant=1",
+            "https://idp.example/#x",
+            "",
+        ] {
+            assert!(check_issuer(bad).is_err(), "{bad}");
+        }
+        assert!(check_url("https://idp.example/keys?v=2").is_ok());
+    }
+
+    #[test]
+    fn only_signing_keys_of_the_pinned_algorithms_are_kept() {
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xC5u8; 256]);
+        let short = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
+        let xy = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let set = serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "rsa", "n": n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "rsa-alg", "alg": "RS256", "use": "sig", "n": n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "rsa-enc", "use": "enc", "n": n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "rsa-ps", "alg": "PS256", "n": n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "rsa-short", "n": short, "e": "AQAB"},
+            {"kty": "RSA", "n": n, "e": "AQAB"},
+            {"kty": "EC", "kid": "ec", "crv": "P-256", "x": xy, "y": xy},
+            {"kty": "EC", "kid": "ec-384", "crv": "P-384", "x": xy, "y": xy},
+            {"kty": "EC", "kid": "ec-claims-rs", "alg": "RS256", "crv": "P-256", "x": xy, "y": xy},
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": xy},
+            {"kty": "weird", "kid": "weird"},
+        ]});
+        let keys = parse_key_set(set.to_string().as_bytes()).unwrap();
+        let mut kept: Vec<(&str, Algorithm)> =
+            keys.iter().map(|(k, (a, _))| (k.as_str(), *a)).collect();
+        kept.sort_by_key(|(k, _)| *k);
+        assert_eq!(
+            kept,
+            [
+                ("ec", Algorithm::ES256),
+                ("rsa", Algorithm::RS256),
+                ("rsa-alg", Algorithm::RS256)
+            ]
+        );
+        assert!(parse_key_set(b"{\"keys\": 5}").is_err());
+    }
+
+    #[test]
+    fn names_fall_back_to_given_and_family_and_email_verified_may_be_a_string() {
+        let claims = |v: serde_json::Value| {
+            serde_json::from_value::<OutsideClaims>(v)
+                .unwrap()
+                .into_external("https://idp.example")
+        };
+        let base = serde_json::json!({"sub": "abc", "exp": 2, "nbf": 1, "iat": 1});
+        let mut v = base.clone();
+        v["given_name"] = "Ada".into();
+        v["family_name"] = "Lovelace".into();
+        v["email"] = "ada@example.com".into();
+        v["email_verified"] = "true".into();
+        let c = claims(v);
+        assert_eq!(c.name.as_deref(), Some("Ada Lovelace"));
+        assert_eq!(c.email.as_deref(), Some("ada@example.com"));
+        assert!(c.email_verified);
+        let mut v = base.clone();
+        v["name"] = "  ".into();
+        v["family_name"] = "Hopper".into();
+        v["email_verified"] = "false".into();
+        let c = claims(v);
+        assert_eq!(c.name.as_deref(), Some("Hopper"));
+        assert!(!c.email_verified);
+        let c = claims(base);
+        assert_eq!((c.name, c.email, c.email_verified), (None, None, false));
+    }
+}
