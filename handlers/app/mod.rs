@@ -9,6 +9,7 @@ mod members;
 mod reconcile;
 mod rollup;
 mod subscriptions;
+mod throttle;
 mod usage;
 mod webhooks;
 
@@ -27,6 +28,7 @@ pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
 
 use crate::auth::password::Passwords;
+use crate::auth::throttle::Throttle;
 use crate::auth::token::Tokens;
 use crate::domain::account::Account;
 use crate::domain::clock::Clock;
@@ -52,6 +54,7 @@ pub struct Billing {
     mailer: Arc<dyn Mailer>,
     tokens: Tokens,
     passwords: Passwords,
+    throttle: Throttle,
     clock: Arc<dyn Clock>,
     settings: BillingSettings,
 }
@@ -65,6 +68,7 @@ pub struct Parts {
     pub mailer: Arc<dyn Mailer>,
     pub tokens: Tokens,
     pub passwords: Passwords,
+    pub throttle: Throttle,
     pub clock: Arc<dyn Clock>,
     pub settings: BillingSettings,
 }
@@ -79,6 +83,7 @@ impl Billing {
             mailer: p.mailer,
             tokens: p.tokens,
             passwords: p.passwords,
+            throttle: p.throttle,
             clock: p.clock,
             settings: p.settings,
         }
