@@ -10,10 +10,12 @@ use std::path::PathBuf;
 use base64::Engine;
 
 use crate::auth::oidc;
+use crate::auth::throttle::{Rate, ThrottleSettings};
 use crate::auth::token::{TokenSettings, TrustedIssuer};
 use crate::domain::plan::LimitOverrides;
 use crate::domain::secret::ExposeSecret;
 use crate::domain::secret::Secret;
+use crate::domain::throttle::Backoff;
 use crate::store::cosmos::client::CosmosSettings;
 
 /// Every setting the handler reads, with a safe example value. The test of
@@ -59,6 +61,12 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("VERIFY_EMAIL_URL", "https://kraftd.io/verify-email"),
     ("PAST_DUE_GRACE_DAYS", "7"),
     ("PASSWORD_HASHES_AT_ONCE", ""),
+    ("SIGN_IN_PER_ADDRESS_PER_MINUTE", "20"),
+    ("SIGN_IN_PER_ADDRESS_BURST", "20"),
+    ("SIGN_IN_PER_ACCOUNT_PER_MINUTE", "10"),
+    ("SIGN_IN_PER_ACCOUNT_BURST", "5"),
+    ("LOGIN_BACKOFF_AFTER_FAILURES", "5"),
+    ("LOGIN_BACKOFF_MAX_SECONDS", "900"),
     ("SMTP_URL", ""),
     ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
     ("WEB_DIST", "web/dist"),
@@ -161,6 +169,8 @@ pub struct Config {
     pub past_due_grace_days: u32,
     /// Argon2 hashes run at once (each holds 19 MiB); the CPU count when unset.
     pub password_hashes_at_once: usize,
+    /// Sign-in rate limits and the failed-login back-off (per instance).
+    pub throttle: ThrottleSettings,
     /// Unset locally: emails are written as .eml files under the data directory.
     pub smtp_url: Option<Secret>,
     pub email_from: String,
@@ -421,6 +431,42 @@ impl Config {
                 })?,
             None => crate::auth::password::default_at_once(),
         };
+        // Sign-in throttling. The defaults suit one serverless instance: a
+        // person signing in, registering or accepting an invitation needs a
+        // few requests a minute; an office behind one address a few more.
+        let count = |name: &'static str, default: u32, max: u32| -> Result<u32, ConfigError> {
+            match get(name) {
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| bad(name, format!("{v:?} is not a number from 1 to {max}"))),
+                None => Ok(default),
+            }
+        };
+        const MAX_RATE: u32 = 1_000_000;
+        let rate = |per_minute: u32, burst: u32| {
+            Rate::new(per_minute, burst).expect("counts are at least 1")
+        };
+        let standard = Backoff::standard();
+        let throttle = ThrottleSettings {
+            per_address: rate(
+                count("SIGN_IN_PER_ADDRESS_PER_MINUTE", 20, MAX_RATE)?,
+                count("SIGN_IN_PER_ADDRESS_BURST", 20, MAX_RATE)?,
+            ),
+            per_account: rate(
+                count("SIGN_IN_PER_ACCOUNT_PER_MINUTE", 10, MAX_RATE)?,
+                count("SIGN_IN_PER_ACCOUNT_BURST", 5, MAX_RATE)?,
+            ),
+            backoff: Backoff {
+                free_failures: count("LOGIN_BACKOFF_AFTER_FAILURES", standard.free_failures, 1000)?,
+                max_wait: chrono::Duration::seconds(
+                    count("LOGIN_BACKOFF_MAX_SECONDS", 900, 86_400)?.into(),
+                ),
+                ..standard
+            },
+            max_keys: ThrottleSettings::MAX_KEYS,
+        };
         let past_due_grace_days = match get("PAST_DUE_GRACE_DAYS") {
             Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
                 bad(
@@ -474,6 +520,7 @@ impl Config {
             verify_email_url,
             past_due_grace_days,
             password_hashes_at_once,
+            throttle,
             smtp_url,
             email_from,
             web_dist,
@@ -654,6 +701,25 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_throttle_defaults_and_overrides() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.throttle.per_address, Rate::new(20, 20).unwrap());
+        assert_eq!(c.throttle.per_account, Rate::new(10, 5).unwrap());
+        assert_eq!(c.throttle.backoff, Backoff::standard());
+        let c = with(&[
+            ("SIGN_IN_PER_ADDRESS_PER_MINUTE", "600"),
+            ("SIGN_IN_PER_ACCOUNT_BURST", "50"),
+            ("LOGIN_BACKOFF_AFTER_FAILURES", "3"),
+            ("LOGIN_BACKOFF_MAX_SECONDS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(c.throttle.per_address, Rate::new(600, 20).unwrap());
+        assert_eq!(c.throttle.per_account, Rate::new(10, 50).unwrap());
+        assert_eq!(c.throttle.backoff.free_failures, 3);
+        assert_eq!(c.throttle.backoff.max_wait, chrono::Duration::minutes(1));
+    }
+
+    #[test]
     fn return_urls_default_to_the_local_web_app_locally_and_to_kraftd_under_the_host() {
         let c = with(&[("PORT", "8080"), ("BIND_ADDRESS", "0.0.0.0")]).unwrap();
         assert_eq!(
@@ -702,6 +768,9 @@ mod tests {
             ("STRIPE_SECRET_KEY", "pk_live_publishable"),
             ("CHECKOUT_SUCCESS_URL", "kraftd.io/done"),
             ("PAST_DUE_GRACE_DAYS", "many"),
+            ("SIGN_IN_PER_ADDRESS_PER_MINUTE", "0"),
+            ("SIGN_IN_PER_ACCOUNT_BURST", "lots"),
+            ("LOGIN_BACKOFF_MAX_SECONDS", "100000"),
             ("SMTP_URL", "mail.kraftd.io"),
             ("EMAIL_FROM", "not an address <"),
         ] {

@@ -55,6 +55,11 @@ pub(super) fn parse_interval(raw: Option<&str>) -> Result<BillingInterval, AppEr
 
 impl Billing {
     pub async fn register(&self, input: RegisterInput) -> Result<Registered, AppError> {
+        // Per email, before any work: registration is not a way to probe or flood.
+        let key = self
+            .throttle
+            .email_key(crate::auth::throttle::Purpose::Registration, &input.email);
+        self.throttle.admit_account(&key)?;
         let email = Email::parse(&input.email).map_err(|p| AppError::invalid("email", p))?;
         let name = PersonName::parse(&input.name).map_err(|p| AppError::invalid("name", p))?;
         check_password_strength(&input.password, &email)
@@ -116,6 +121,12 @@ impl Billing {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {
+        // Per email, known or not alike, before the store and the hash: its
+        // rate, then the back-off its failed logins impose.
+        let key = self
+            .throttle
+            .email_key(crate::auth::throttle::Purpose::Login, email);
+        self.throttle.admit_login(&key)?;
         // An unparsable email is just an unknown one: same answer, same work.
         let found = match Email::parse(email) {
             Ok(email) => self.store.user_by_email(&email).await?,
@@ -123,8 +134,10 @@ impl Billing {
         };
         let phc = found.as_ref().and_then(|u| u.value.password_hash.clone());
         if !self.passwords.verify(password.to_owned(), phc).await? {
+            self.throttle.login_failed(&key);
             return Err(AppError::BadCredentials);
         }
+        self.throttle.login_succeeded(&key);
         let user = found.expect("a verified password belongs to a user").value;
         let accounts = self.accounts_of(&user).await?;
         // The same default as a request that names no account.

@@ -1,4 +1,5 @@
 use crate::auth::password::Busy;
+use crate::auth::throttle::Limited;
 use crate::auth::token::TokenError;
 use crate::domain::account::Action;
 use crate::domain::plan::PlanId;
@@ -66,6 +67,10 @@ pub enum AppError {
     /// Every password hasher stayed busy: a moment later may succeed.
     #[error("{0}")]
     Busy(#[from] Busy),
+    /// Too many sign-in attempts from this client address or for this
+    /// account, or failed logins backing off: retry after the wait.
+    #[error("{0}")]
+    RateLimited(#[from] Limited),
 }
 
 fn forbidden_message(action: Action) -> &'static str {

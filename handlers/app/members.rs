@@ -316,6 +316,12 @@ impl Billing {
         token: &str,
     ) -> Result<AccountSummary, AppError> {
         let account_id = token_account(token).ok_or(AppError::InvitationNotFound)?;
+        // Per invited account: its tokens cannot be guessed at speed.
+        let key = self.throttle.id_key(
+            crate::auth::throttle::Purpose::Acceptance,
+            account_id.0.as_bytes(),
+        );
+        self.throttle.admit_account(&key)?;
         let Some(account) = self.store.account_by_id(account_id).await? else {
             return Err(AppError::InvitationNotFound);
         };

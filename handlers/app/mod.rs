@@ -10,6 +10,7 @@ mod members;
 mod reconcile;
 mod rollup;
 mod subscriptions;
+mod throttle;
 mod usage;
 mod verification;
 mod webhooks;
@@ -29,6 +30,7 @@ pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
 
 use crate::auth::password::Passwords;
+use crate::auth::throttle::Throttle;
 use crate::auth::token::Tokens;
 use crate::domain::account::Account;
 use crate::domain::clock::Clock;
@@ -54,6 +56,7 @@ pub struct Billing {
     mailer: Arc<dyn Mailer>,
     tokens: Tokens,
     passwords: Passwords,
+    throttle: Throttle,
     clock: Arc<dyn Clock>,
     settings: BillingSettings,
 }
@@ -67,6 +70,7 @@ pub struct Parts {
     pub mailer: Arc<dyn Mailer>,
     pub tokens: Tokens,
     pub passwords: Passwords,
+    pub throttle: Throttle,
     pub clock: Arc<dyn Clock>,
     pub settings: BillingSettings,
 }
@@ -81,6 +85,7 @@ impl Billing {
             mailer: p.mailer,
             tokens: p.tokens,
             passwords: p.passwords,
+            throttle: p.throttle,
             clock: p.clock,
             settings: p.settings,
         }

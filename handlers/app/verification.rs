@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::auth::throttle::Purpose;
 use crate::domain::account::AccountId;
 use crate::domain::ports::{StoreError, Versioned};
 use crate::domain::records::{EmailKind, OutboxMessage};
@@ -54,6 +55,9 @@ impl Billing {
         let id = token_subject(token)
             .map(UserId)
             .ok_or(AppError::VerificationNotFound)?;
+        // Guessing at one user's link is limited like signing in as them.
+        self.throttle
+            .admit_account(&self.throttle.id_key(Purpose::Verification, id.0.as_bytes()))?;
         let hash = token_hash(token);
         // A concurrent write to the user (another link, a name change) is
         // retried; a second use of this link finds it spent.
@@ -97,6 +101,12 @@ impl Billing {
         if user.value.email_verified || !user.value.signs_in_with_password() {
             return Ok(user.value.clone());
         }
+        // Each request mails the user: a few a minute at most.
+        self.throttle.admit_account(
+            &self
+                .throttle
+                .id_key(Purpose::Verification, user.value.id.0.as_bytes()),
+        )?;
         let now = self.clock.now();
         let (pending, message) = self.verification_link(&user.value, now);
         let mut updated = user.value.clone();

@@ -168,6 +168,9 @@ pub enum ErrorCode {
     PaymentsUnavailable,
     /// 503
     TemporarilyUnavailable,
+    /// 429: too many sign-in attempts from this address or for this
+    /// account, or failed logins backing off; retry after `Retry-After`
+    RateLimited,
     /// 500
     #[default]
     InternalError,
@@ -352,6 +355,11 @@ fn app_parts(e: &AppError) -> Parts {
         AppError::Busy(_) => {
             let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::TemporarilyUnavailable);
             p.retry_after = Some(1);
+            p
+        }
+        AppError::RateLimited(limited) => {
+            let mut p = Parts::code(S::TOO_MANY_REQUESTS, C::RateLimited);
+            p.retry_after = Some(limited.retry_after_seconds);
             p
         }
         AppError::Store(StoreError::Unavailable(_) | StoreError::VersionConflict) => {

@@ -1,4 +1,4 @@
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
@@ -8,6 +8,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use super::client_address::client_address;
 use super::error::{ApiError, UpgradeHint};
 use super::AppState;
 
@@ -150,4 +151,18 @@ pub async fn method_not_allowed_as_json(req: Request, next: Next) -> Response {
         json.headers_mut().insert(header::ALLOW, allow.clone());
     }
     json
+}
+
+/// The per-address limit of the routes the route table marks
+/// `Throttle::SignIn`; the per-account limits are their use-cases'.
+pub async fn throttle_sign_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let address = client_address(state.client_addresses, req.headers(), peer);
+    match state.billing.admit_client(address) {
+        Ok(()) => next.run(req).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

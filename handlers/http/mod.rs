@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod client_address;
 pub mod error;
 pub mod health;
 pub mod json;
@@ -24,7 +25,8 @@ use axum::routing::MethodFilter;
 use axum::Router;
 
 use crate::app::Billing;
-use routes::{Access, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
+use client_address::ClientAddresses;
+use routes::{Access, Throttle, CHANGE_FEED_FUNCTIONS, HTTP_FUNCTIONS, TIMER_FUNCTIONS};
 use web_app::WebApp;
 
 /// Request bodies past this are refused with 413.
@@ -35,15 +37,18 @@ pub struct AppState {
     pub billing: Arc<Billing>,
     pub plans: Arc<plans::CachedCatalog>,
     pub upgrade_url: Arc<str>,
+    /// Where a request's client address comes from.
+    pub client_addresses: ClientAddresses,
 }
 
 impl AppState {
-    pub fn new(billing: Billing, upgrade_url: &str) -> Self {
+    pub fn new(billing: Billing, upgrade_url: &str, client_addresses: ClientAddresses) -> Self {
         let plans = Arc::new(plans::CachedCatalog::new(billing.catalog()));
         Self {
             billing: Arc::new(billing),
             plans,
             upgrade_url: upgrade_url.into(),
+            client_addresses,
         }
     }
 }
@@ -75,6 +80,13 @@ fn build(state: AppState, cors_origins: &[String], web: Option<WebApp>) -> Route
             }
             Access::Member => {
                 route.route_layer(from_fn_with_state(state.clone(), metering::require_member))
+            }
+        };
+        // Added last, so it runs first: before the token is checked.
+        route = match f.throttle {
+            Throttle::None => route,
+            Throttle::SignIn => {
+                route.route_layer(from_fn_with_state(state.clone(), layers::throttle_sign_in))
             }
         };
         api = api.route(&f.path(), route);

@@ -10,7 +10,8 @@
 //! - acting on an account (`Access::Member`): the `X-Account-Id` header,
 //!   404 `account_not_found`, 429 (`Retry-After`), and the `RateLimit-*`
 //!   headers on every answer that passed authentication;
-//! - 403 and 429 carry `X-Upgrade-Url` (the upgrade-link layer);
+//! - sign-in throttled (`Throttle::SignIn`): 429 `rate_limited` (`Retry-After`);
+//! - 403, and 429 on metered routes, carry `X-Upgrade-Url` (the upgrade-link layer);
 //! - every operation: `default`, the error shape for 5xx (`Retry-After` on 503).
 //!
 //! `handler openapi write` commits the document as `openapi.json`; a test
@@ -34,7 +35,7 @@ use utoipa::openapi::{
 use utoipa::{IntoResponses, ToSchema};
 
 use super::error::ErrorResponse;
-use super::routes::{Access, HTTP_FUNCTIONS};
+use super::routes::{Access, Throttle, HTTP_FUNCTIONS};
 
 /// The committed copy, at the repository root.
 pub const FILE: &str = "openapi.json";
@@ -222,6 +223,21 @@ fn metered_member(op: &mut Operation) {
     }
 }
 
+/// The sign-in throttle's answer (`layers::throttle_sign_in` and the
+/// use-cases' per-account limits).
+fn throttled(op: &mut Operation) {
+    answer(
+        op,
+        "429",
+        error_response(
+            "`rate_limited`: too many attempts from this address or for this account, \
+             or failed logins backing off; retry after `Retry-After` seconds",
+        ),
+    );
+    let limited = responses(op).get_mut("429").expect("just added");
+    add_header(limited, "Retry-After", retry_after());
+}
+
 /// Every function's answer to what goes wrong on the server side.
 fn fallback(op: &mut Operation) {
     answer(
@@ -234,13 +250,14 @@ fn fallback(op: &mut Operation) {
     );
 }
 
-/// The headers the error mapping and the upgrade-link layer add.
-fn error_headers(op: &mut Operation) {
+/// The headers the error mapping and the upgrade-link layer add (a 429
+/// names an upgrade only where it is the plan's API-call quota).
+fn error_headers(op: &mut Operation, metered: bool) {
     for (status, response) in responses(op) {
         if status == "default" {
             add_header(response, "Retry-After", retry_after());
         }
-        if status == "403" || status == "429" {
+        if status == "403" || (status == "429" && metered) {
             add_header(
                 response,
                 "X-Upgrade-Url",
@@ -270,7 +287,10 @@ pub fn document() -> OpenApi {
         if f.access == Access::Member {
             metered_member(&mut d.operation);
         }
-        error_headers(&mut d.operation);
+        if f.throttle == Throttle::SignIn {
+            throttled(&mut d.operation);
+        }
+        error_headers(&mut d.operation, f.access == Access::Member);
         paths.add_path_operation(&d.path, d.methods, d.operation);
         schemas.extend(d.schemas);
     }

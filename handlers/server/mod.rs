@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::app::email_templates::Links;
 use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::password::{self, Passwords};
+use crate::auth::throttle::Throttle;
 use crate::auth::token::Tokens;
 use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
@@ -18,6 +19,7 @@ use crate::domain::clock::Clock;
 use crate::domain::plan::Catalog;
 use crate::domain::ports::{Mailer, Payments, Store, StoreError, WebhookVerifier};
 use crate::domain::secret::ExposeSecret;
+use crate::http::client_address::ClientAddresses;
 use crate::http::web_app::WebApp;
 use crate::http::{self, AppState};
 use crate::mail::{FileMailer, SmtpMailer};
@@ -139,6 +141,7 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
         mailer: adapters.mailer,
         tokens,
         passwords: Passwords::new(config.password_hashes_at_once, password::MAX_WAIT),
+        throttle: Throttle::new(&config.throttle, adapters.clock.clone()),
         clock: adapters.clock,
         settings: BillingSettings {
             past_due_grace: chrono::Duration::days(config.past_due_grace_days.into()),
@@ -152,7 +155,13 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
             },
         },
     });
-    Ok(AppState::new(billing, &config.upgrade_url))
+    // Under the host the TCP peer is the host itself: the client is in the
+    // front end's headers (`http::client_address`). Locally only the peer.
+    let addresses = match config.mode {
+        RunMode::FunctionsHost { .. } => ClientAddresses::FromFrontEnd,
+        RunMode::Local => ClientAddresses::PeerOnly,
+    };
+    Ok(AppState::new(billing, &config.upgrade_url, addresses))
 }
 
 /// SMTP when configured; locally, .eml files under `DATA_DIR/mail`.
@@ -253,13 +262,17 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
 
     password::warm_up_soon();
     tokio::spawn(purge_expired_hourly(store, clock));
+    tokio::spawn(sweep_throttles(billing.clone()));
     if config.mode == RunMode::Local {
         // No host to fire the triggers: run the same use-cases here.
         tokio::spawn(poll_outbox(billing.clone()));
         tokio::spawn(run_timers(billing.clone()));
     }
 
-    axum::serve(listener, router)
+    // With each connection's peer address: the client address when not
+    // under the host, and the throttle's fallback.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|source| StartError::Bind { addr, source })
@@ -411,6 +424,17 @@ async fn run_timers(billing: Arc<Billing>) {
             }
         }
         ticks += 1;
+    }
+}
+
+/// Forgets idle sign-in throttle keys each minute: governor's keyed state
+/// never evicts on its own, so without this its memory would only grow.
+async fn sweep_throttles(billing: Arc<Billing>) {
+    let period = std::time::Duration::from_secs(60);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        every.tick().await;
+        billing.sweep_throttles();
     }
 }
 

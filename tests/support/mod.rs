@@ -42,8 +42,20 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// Sign-in limits lifted: the suite registers and signs in hundreds of
+/// users from 127.0.0.1 in one app. tests/throttle.rs sets its own.
+pub const GENEROUS_LIMITS: &[(&str, &str)] = &[
+    ("SIGN_IN_PER_ADDRESS_PER_MINUTE", "1000000"),
+    ("SIGN_IN_PER_ADDRESS_BURST", "1000000"),
+    ("SIGN_IN_PER_ACCOUNT_PER_MINUTE", "1000000"),
+    ("SIGN_IN_PER_ACCOUNT_BURST", "1000000"),
+];
+
 pub fn config(vars: &[(&str, &str)]) -> Config {
     let mut map: HashMap<String, String> = HashMap::from([("JWT_SECRET".into(), SECRET.into())]);
+    for (k, v) in GENEROUS_LIMITS {
+        map.insert(k.to_string(), v.to_string());
+    }
     for (k, v) in vars {
         map.insert(k.to_string(), v.to_string());
     }
@@ -124,7 +136,9 @@ impl TestApp {
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        // With each connection's peer, as `handler serve` does.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
         if let Some(sim) = &sim {
             sim.set_webhook_url(Some(format!("http://{addr}/api/webhooks/stripe")));
         }

@@ -14,5 +14,6 @@ pub mod ports;
 pub mod records;
 pub mod secret;
 pub mod subscription;
+pub mod throttle;
 pub mod usage;
 pub mod user;

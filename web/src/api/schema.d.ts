@@ -510,7 +510,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "rate_limited" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -1880,6 +1880,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description `rate_limited`: too many attempts from this address or for this account, or failed logins backing off; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
@@ -1954,6 +1965,17 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: too many attempts from this address or for this account, or failed logins backing off; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2945,6 +2967,17 @@ export interface operations {
             /** @description `invitation_not_found`: used, withdrawn, expired or unknown */
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: too many attempts from this address or for this account, or failed logins backing off; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
