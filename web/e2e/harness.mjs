@@ -237,3 +237,13 @@ export async function waitForMail(mailDir, address, match = () => true, timeoutM
     await new Promise((ok) => setTimeout(ok, 250));
   }
 }
+
+/** Waits for an email to `address` with a link to `<prefix><token>` (a
+ * path such as `/verify-email/`) on any origin, other than the paths in
+ * `seen`, and returns the link's path. */
+export async function waitForLinkPath(mailDir, address, prefix, seen = []) {
+  const pattern = new RegExp(`https?://[^\\s"'<>]*?(${prefix}[A-Za-z0-9._~%-]+)`, 'g');
+  const paths = (m) => [...(m.text + m.html).matchAll(pattern)].map((l) => l[1]).filter((p) => !seen.includes(p));
+  const mail = await waitForMail(mailDir, address, (m) => paths(m).length > 0);
+  return paths(mail)[0];
+}

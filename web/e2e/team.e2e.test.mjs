@@ -1,11 +1,12 @@
 // An account shared by a team, in two browsers against the real service:
-// the owner on Free is refused a second seat and upgrades through the
+// the owner confirms their email from the emailed link (inviting needs it);
+// on Free they are refused a second seat and upgrades through the
 // simulator's checkout, invites by email; the invitee registers from the
 // emailed link and joins as a member (no billing controls); the owner sees
 // both members on the seat bar and removes the member, who loses access.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { newEmail, screenshot, startBrowser, startService, waitForMail, withFailureScreenshot } from './harness.mjs';
+import { newEmail, screenshot, startBrowser, startService, waitForLinkPath, withFailureScreenshot } from './harness.mjs';
 
 const PASSWORD = 'correct horse 9';
 let service;
@@ -68,7 +69,22 @@ describe('a team shares an account', () => {
       accountName = await owner.getByTestId('account-name').innerText();
       assert.ok(accountName.length > 0);
 
+      // Inviting needs a confirmed email: the owner opens the emailed link.
+      const notice = owner.getByRole('region', { name: 'Confirm your email address' });
+      await notice.getByText(`We sent a link to ${ownerEmail}.`, { exact: false }).waitFor();
+      await owner
+        .getByRole('region', { name: 'Team' })
+        .getByText('Inviting someone needs a confirmed email address.', { exact: false })
+        .waitFor();
+      const verifyPath = await waitForLinkPath(service.mailDir, ownerEmail, '/verify-email/');
+      await owner.goto(`${service.base}${verifyPath}`);
+      await owner.getByText(`${ownerEmail} is confirmed.`, { exact: false }).waitFor();
+      await owner.getByRole('link', { name: 'Go to your account' }).click();
+      await owner.getByRole('region', { name: 'Current plan' }).waitFor();
+      await notice.waitFor({ state: 'detached' });
+
       const team = owner.getByRole('region', { name: 'Team' });
+      assert.equal(await team.getByText('Inviting someone needs a confirmed email address.', { exact: false }).count(), 0);
       await team.getByText('1 of 1 member').waitFor();
       assert.equal(await team.locator('.usage').getAttribute('data-level'), 'full');
       await team.getByLabel('Email address').fill(inviteeEmail);
@@ -103,10 +119,7 @@ describe('a team shares an account', () => {
       assert.match((await pending.innerText()).replace(/\s+/g, ' '), /Member/);
       await team.getByText('2 of 10 members').waitFor();
 
-      const mail = await waitForMail(service.mailDir, inviteeEmail, (m) => /\/invitations\//.test(m.text + m.html));
-      const link = (mail.text + mail.html).match(/https?:\/\/[^\s"'<>]*?(\/invitations\/[A-Za-z0-9._~%-]+)/);
-      assert.ok(link, `no invitation link in: ${mail.text}`);
-      invitationPath = link[1];
+      invitationPath = await waitForLinkPath(service.mailDir, inviteeEmail, '/invitations/');
     });
   });
 
@@ -134,6 +147,8 @@ describe('a team shares an account', () => {
       assert.equal(await invitee.getByRole('combobox', { name: 'Account' }).locator('option').count(), 2);
       assert.match(await sectionText(invitee, 'Current plan'), /Plan Professional Status Active/);
       await invitee.getByRole('region', { name: 'Team' }).getByText('2 of 10 members').waitFor();
+      // The invitation went to their own address: that confirmed it.
+      await invitee.getByRole('region', { name: 'Confirm your email address' }).waitFor({ state: 'detached' });
       for (const name of ['Cancel subscription', 'Manage payment details', 'Send invitation'])
         assert.equal(await invitee.getByRole('button', { name }).count(), 0, name);
       assert.equal(await invitee.getByRole('region', { name: 'Change plan' }).count(), 0);

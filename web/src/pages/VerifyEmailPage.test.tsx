@@ -83,7 +83,7 @@ test('a used, replaced or expired link says so, and how to get a new one', async
   expect((await screen.findByRole('alert')).textContent).toBe(
     'This link was used, replaced by a newer one, or has expired. Sign in and send a new one.',
   );
-  expect(screen.getByRole('link', { name: 'Sign in' }).getAttribute('href')).toBe('/login?next=%2Faccount');
+  expect(screen.getByRole('link', { name: 'Sign in to your account' }).getAttribute('href')).toBe('/login?next=%2Faccount');
   expect(calls).toHaveLength(1);
   expect(await accessibilityViolations(container)).toEqual([]);
 });
@@ -107,6 +107,6 @@ test('another failure shows the API’s message and can be tried again', async (
   down = false;
   await user.click(screen.getByRole('button', { name: 'Try again' }));
   await screen.findByText('ada@example.com is confirmed. You can now invite others to your team.');
-  expect(screen.getByRole('link', { name: 'Sign in' })).toBeTruthy();
+  expect(screen.getByRole('link', { name: 'Sign in to your account' })).toBeTruthy();
   expect(calls).toHaveLength(2);
 });

@@ -60,7 +60,7 @@ export function VerifyEmailPage() {
   const onward = session ? (
     <Link href="/account">Go to your account</Link>
   ) : (
-    <Link href={`/login?next=${encodeURIComponent('/account')}`}>Sign in</Link>
+    <Link href={`/login?next=${encodeURIComponent('/account')}`}>Sign in to your account</Link>
   );
 
   if (state.status === 'done') {
