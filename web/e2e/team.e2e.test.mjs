@@ -6,29 +6,10 @@
 // both members on the seat bar and removes the member, who loses access.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { newEmail, screenshot, startBrowser, startService, waitForLinkPath, withFailureScreenshot } from './harness.mjs';
+import { newEmail, screenshot, serviceAndBrowser, waitForLinkPath, withFailureScreenshot } from './harness.mjs';
 
 const PASSWORD = 'correct horse 9';
-let service;
-let browser;
-
-before(async () => {
-  service = await startService();
-  browser = await startBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await service?.stop();
-});
-
-/** A fresh browser profile: its own session. */
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  return page;
-}
+const rig = serviceAndBrowser();
 
 async function register(page, { email, name, submit = 'Create account' }) {
   await page.getByLabel('Name').fill(name);
@@ -52,8 +33,8 @@ describe('a team shares an account', () => {
   const inviteeEmail = newEmail('grace');
 
   before(async () => {
-    owner = await newPage();
-    invitee = await newPage();
+    owner = await rig.newPage();
+    invitee = await rig.newPage();
   });
   after(async () => {
     await owner?.context().close();
@@ -62,7 +43,7 @@ describe('a team shares an account', () => {
 
   test('on Free the owner has one seat: an invitation is refused with the upgrade, paid at checkout', async (t) => {
     await withFailureScreenshot(owner, t.name, async () => {
-      await owner.goto(`${service.base}/register`);
+      await owner.goto(`${rig.service.base}/register`);
       await register(owner, { email: ownerEmail, name: 'Ada Lovelace' });
       await owner.getByRole('heading', { name: 'Your subscription' }).waitFor();
       assert.equal(await owner.getByTestId('account-role').innerText(), 'Owner');
@@ -76,8 +57,8 @@ describe('a team shares an account', () => {
         .getByRole('region', { name: 'Team' })
         .getByText('Inviting someone needs a confirmed email address.', { exact: false })
         .waitFor();
-      const verifyPath = await waitForLinkPath(service.mailDir, ownerEmail, '/verify-email/');
-      await owner.goto(`${service.base}${verifyPath}`);
+      const verifyPath = await waitForLinkPath(rig.service.mailDir, ownerEmail, '/verify-email/');
+      await owner.goto(`${rig.service.base}${verifyPath}`);
       await owner.getByText(`${ownerEmail} is confirmed.`, { exact: false }).waitFor();
       await owner.getByRole('link', { name: 'Go to your account' }).click();
       await owner.getByRole('region', { name: 'Current plan' }).waitFor();
@@ -101,7 +82,7 @@ describe('a team shares an account', () => {
       await change.getByRole('button', { name: 'Continue to payment' }).click();
       await owner.waitForURL(/\/sim\/checkout\//);
       await owner.getByRole('button', { name: 'Pay $99.00' }).click();
-      await owner.waitForURL(`${service.base}/account**`);
+      await owner.waitForURL(`${rig.service.base}/account**`);
       await owner.getByText('Payment received. You are on Professional.').waitFor();
       await owner.getByRole('region', { name: 'Team' }).getByText('1 of 10 members').waitFor();
     });
@@ -119,16 +100,16 @@ describe('a team shares an account', () => {
       assert.match((await pending.innerText()).replace(/\s+/g, ' '), /Member/);
       await team.getByText('2 of 10 members').waitFor();
 
-      invitationPath = await waitForLinkPath(service.mailDir, inviteeEmail, '/invitations/');
+      invitationPath = await waitForLinkPath(rig.service.mailDir, inviteeEmail, '/invitations/');
     });
   });
 
   test('the invitee registers from the emailed link and joins as a member, without billing controls', async (t) => {
     await withFailureScreenshot(invitee, t.name, async () => {
       // The link as emailed must reach the app (index.html), not a 404 for a missing file.
-      const answer = await fetch(`${service.base}${invitationPath}`);
+      const answer = await fetch(`${rig.service.base}${invitationPath}`);
       assert.equal(answer.status, 200, `handler serve answered ${answer.status} for the emailed link ${invitationPath}`);
-      await invitee.goto(`${service.base}${invitationPath}`);
+      await invitee.goto(`${rig.service.base}${invitationPath}`);
       await invitee.getByRole('heading', { name: 'Join a team on KRAFTD' }).waitFor();
       await screenshot(invitee, 'invitation');
       await invitee.getByRole('link', { name: 'Create an account' }).click();
@@ -136,11 +117,11 @@ describe('a team shares an account', () => {
       await register(invitee, { email: inviteeEmail, name: 'Grace Hopper' });
 
       // Back at the invitation, signed in.
-      await invitee.waitForURL(`${service.base}${invitationPath}`);
+      await invitee.waitForURL(`${rig.service.base}${invitationPath}`);
       await invitee.getByText(`Signed in as ${inviteeEmail}`).waitFor();
       await invitee.getByRole('button', { name: 'Join the team' }).click();
 
-      await invitee.waitForURL(`${service.base}/account`);
+      await invitee.waitForURL(`${rig.service.base}/account`);
       await invitee.getByText(`You joined ${accountName} as member.`).waitFor();
       assert.equal(await invitee.getByTestId('account-role').innerText(), 'Member');
       // Their own account and the joined one, to switch between.
@@ -187,7 +168,7 @@ describe('a team shares an account', () => {
       assert.match(await sectionText(invitee, 'Current plan'), /Plan Free Status Active/);
       assert.equal(await invitee.getByRole('combobox', { name: 'Account' }).count(), 0);
 
-      await invitee.goto(`${service.base}${invitationPath}`);
+      await invitee.goto(`${rig.service.base}${invitationPath}`);
       await invitee.getByRole('button', { name: 'Join the team' }).click();
       await invitee.getByRole('alert').getByText('This invitation is no longer valid').waitFor();
     });

@@ -2,42 +2,29 @@
 // confirm their address, opens the emailed link and is confirmed; the same
 // link again says it is no longer valid; a new link replaces the old one.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   accessibilityViolations,
   newEmail,
-  startBrowser,
-  startService,
+  serviceAndBrowser,
   waitForLinkPath,
   withFailureScreenshot,
 } from './harness.mjs';
 
 const PASSWORD = 'correct horse 9';
 const GONE = 'This link was used, replaced by a newer one, or has expired. Sign in and send a new one.';
-let service;
-let browser;
+const rig = serviceAndBrowser();
 
-before(async () => {
-  service = await startService();
-  browser = await startBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await service?.stop();
-});
-
+/** A page in a fresh browser profile, closed after the test. */
 async function newPage(t) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  t.after(() => context.close());
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
+  const page = await rig.newPage();
+  t.after(() => page.context().close());
   return page;
 }
 
 /** Registers on Free; the account page then asks to confirm the email. */
 async function registerOnFree(page, email) {
-  await page.goto(`${service.base}/register`);
+  await page.goto(`${rig.service.base}/register`);
   await page.getByLabel('Name').fill('Ada Lovelace');
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
@@ -58,10 +45,10 @@ test('a new user confirms their email from the emailed link; the link works once
     const notice = await registerOnFree(page, email);
     await assertAccessible(page);
 
-    const path = await waitForLinkPath(service.mailDir, email, '/verify-email/');
+    const path = await waitForLinkPath(rig.service.mailDir, email, '/verify-email/');
     // The link as emailed reaches the app (index.html), not a 404 for a missing file.
-    assert.equal((await fetch(`${service.base}${path}`)).status, 200);
-    await page.goto(`${service.base}${path}`);
+    assert.equal((await fetch(`${rig.service.base}${path}`)).status, 200);
+    await page.goto(`${rig.service.base}${path}`);
     await page.getByRole('heading', { name: 'Email address confirmed' }).waitFor();
     await page.getByText(`${email} is confirmed. You can now invite others to your team.`).waitFor();
     await assertAccessible(page);
@@ -75,7 +62,7 @@ test('a new user confirms their email from the emailed link; the link works once
 
     // The same link again, in a browser that is not signed in.
     const other = await newPage(t);
-    await other.goto(`${service.base}${path}`);
+    await other.goto(`${rig.service.base}${path}`);
     await other.getByRole('alert').getByText(GONE).waitFor();
     await assertAccessible(other);
     await other.getByRole('link', { name: 'Sign in to your account' }).click();
@@ -88,21 +75,21 @@ test('a new link replaces the old one', async (t) => {
   await withFailureScreenshot(page, t.name, async () => {
     const email = newEmail('grace');
     const notice = await registerOnFree(page, email);
-    const first = await waitForLinkPath(service.mailDir, email, '/verify-email/');
+    const first = await waitForLinkPath(rig.service.mailDir, email, '/verify-email/');
 
     await notice.getByRole('button', { name: 'Send a new link' }).click();
     await notice
       .getByRole('status')
       .getByText(`A new link is on its way to ${email}. Links sent before it no longer work.`)
       .waitFor();
-    const second = await waitForLinkPath(service.mailDir, email, '/verify-email/', [first]);
+    const second = await waitForLinkPath(rig.service.mailDir, email, '/verify-email/', [first]);
 
-    await page.goto(`${service.base}${first}`);
+    await page.goto(`${rig.service.base}${first}`);
     await page.getByRole('alert').getByText(GONE).waitFor();
     await page.getByRole('link', { name: 'Go to your account' }).click();
     await notice.waitFor();
 
-    await page.goto(`${service.base}${second}`);
+    await page.goto(`${rig.service.base}${second}`);
     await page.getByRole('heading', { name: 'Email address confirmed' }).waitFor();
     await page.getByRole('link', { name: 'Go to your account' }).click();
     await page.getByRole('region', { name: 'Current plan' }).waitFor();

@@ -5,15 +5,10 @@ import type { UserProfile } from '../api/types';
 import { currentSession, signIn } from '../session';
 import { accessibilityViolations } from '../test/axe';
 import { fakeApi } from '../test/fakeApi';
+import { unconfirmedAda } from '../test/users';
 import { EmailNotice } from './EmailNotice';
 
-const ada: UserProfile = {
-  id: 'b8f6c1de-2a57-4c1e-9d1a-7f0e3c2b1a90',
-  email: 'ada@example.com',
-  name: 'Ada Lovelace',
-  email_verified: false,
-  created_at: '2026-11-02T09:00:00Z',
-};
+const ada = unconfirmedAda;
 
 function signInAs(user: UserProfile | Omit<UserProfile, 'email_verified'>) {
   signIn({ access_token: 'token-a', expires_in: 3600, user });

@@ -2,22 +2,16 @@ import { render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { StrictMode } from 'react';
 import { expect, test } from 'vitest';
-import type { UserProfile } from '../api/types';
 import { currentSession, signIn } from '../session';
 import { accessibilityViolations } from '../test/axe';
 import { fakeApi } from '../test/fakeApi';
+import { unconfirmedAda } from '../test/users';
 import { VerifyEmailPage, verificationToken } from './VerifyEmailPage';
 
 // Each test its own link: the page posts a link once per page load.
 const link = (n: number) => `0f9e8d7c6b5a49382716a5b4c3d2e1f${n}-x${'A'.repeat(42)}`;
 
-const ada: UserProfile = {
-  id: 'b8f6c1de-2a57-4c1e-9d1a-7f0e3c2b1a90',
-  email: 'ada@example.com',
-  name: 'Ada Lovelace',
-  email_verified: false,
-  created_at: '2026-11-02T09:00:00Z',
-};
+const ada = unconfirmedAda;
 
 function signInAsAda() {
   signIn({ access_token: 'token-a', expires_in: 3600, user: ada });
