@@ -7,32 +7,12 @@ import {
   FREE_DOCS_LIMIT,
   newEmail,
   screenshot,
-  startBrowser,
-  startService,
+  serviceAndBrowser,
   withFailureScreenshot,
 } from './harness.mjs';
 
 const PASSWORD = 'correct horse 9';
-let service;
-let browser;
-
-before(async () => {
-  service = await startService();
-  browser = await startBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await service?.stop();
-});
-
-/** A fresh browser profile per test: no session carried over. */
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  return page;
-}
+const rig = serviceAndBrowser();
 
 async function register(page, { email, name, submit = 'Create account' }) {
   await page.getByLabel('Name').fill(name);
@@ -50,7 +30,7 @@ async function currentPlan(page) {
 async function payAtSimulatorCheckout(page, amount) {
   await page.waitForURL(/\/sim\/checkout\//);
   await page.getByRole('button', { name: `Pay ${amount}` }).click();
-  await page.waitForURL(`${service.base}/account**`);
+  await page.waitForURL(`${rig.service.base}/account**`);
   await page.getByText('Payment received.').waitFor();
 }
 
@@ -59,7 +39,7 @@ describe('a customer on the offline simulator', () => {
   const email = newEmail('ada');
 
   before(async () => {
-    page = await newPage();
+    page = await rig.newPage();
   });
   after(async () => {
     await page?.context().close();
@@ -67,7 +47,7 @@ describe('a customer on the offline simulator', () => {
 
   test('sees the plans, with the annual saving, and registers on Free', async (t) => {
     await withFailureScreenshot(page, t.name, async () => {
-      await page.goto(service.base);
+      await page.goto(rig.service.base);
       await page.getByRole('heading', { name: 'Plans and pricing', level: 1 }).waitFor();
       const pro = page.getByRole('article', { name: 'Professional' });
       await pro.getByText('$99.00').waitFor();
@@ -176,17 +156,17 @@ describe('a customer on the offline simulator', () => {
       await page.getByRole('button', { name: 'Manage payment details' }).click();
       await page.waitForURL(/\/sim\/portal\//);
       await page.getByRole('link').first().click();
-      await page.waitForURL(`${service.base}/account`);
+      await page.waitForURL(`${rig.service.base}/account`);
       await page.getByRole('heading', { name: 'Your subscription' }).waitFor();
     });
   });
 });
 
 test('a paid plan chosen on the pricing page goes through checkout to an active subscription', async (t) => {
-  const page = await newPage();
+  const page = await rig.newPage();
   try {
     await withFailureScreenshot(page, t.name, async () => {
-      await page.goto(`${service.base}/pricing`);
+      await page.goto(`${rig.service.base}/pricing`);
       await page.getByRole('radio', { name: /Annual/ }).check();
       await page.getByRole('article', { name: 'Professional' }).getByRole('button', { name: 'Choose Professional' }).click();
       await page.getByText('$990.00 per year, paid at checkout next.').waitFor();
@@ -200,10 +180,10 @@ test('a paid plan chosen on the pricing page goes through checkout to an active 
 });
 
 test('the API\'s own messages are shown for bad sign-ups and sign-ins', async (t) => {
-  const page = await newPage();
+  const page = await rig.newPage();
   try {
     await withFailureScreenshot(page, t.name, async () => {
-      await page.goto(`${service.base}/register`);
+      await page.goto(`${rig.service.base}/register`);
       await page.getByLabel('Name').fill('Short Password');
       await page.getByLabel('Email').fill(newEmail('short'));
       await page.getByLabel('Password', { exact: true }).fill('short');
@@ -228,14 +208,14 @@ test('the API\'s own messages are shown for bad sign-ups and sign-ins', async (t
 });
 
 test('leaving the checkout comes back to the pricing page, and the account waits for payment', async (t) => {
-  const page = await newPage();
+  const page = await rig.newPage();
   try {
     await withFailureScreenshot(page, t.name, async () => {
-      await page.goto(`${service.base}/register?plan=pro&interval=monthly`);
+      await page.goto(`${rig.service.base}/register?plan=pro&interval=monthly`);
       await register(page, { email: newEmail('linus'), name: 'Linus', submit: 'Create account and pay' });
       await page.waitForURL(/\/sim\/checkout\//);
       await page.getByRole('link', { name: 'Cancel and go back' }).click();
-      await page.waitForURL(`${service.base}/pricing`);
+      await page.waitForURL(`${rig.service.base}/pricing`);
       await page.getByRole('navigation').getByRole('link', { name: 'Account' }).click();
       assert.match(await currentPlan(page), /Plan Professional Status Awaiting payment/);
       await page.getByText('The payment for Professional has not been completed.', { exact: false }).waitFor();

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -110,6 +111,33 @@ export async function startBrowser() {
       '--disable-sync',
     ],
   });
+}
+
+/**
+ * The service and a browser for one test file: `service` and `browser` are
+ * there once its tests run (started before them, stopped after), and
+ * `newPage()` opens a page in a fresh browser profile (its own session).
+ */
+export function serviceAndBrowser() {
+  const rig = {
+    service: undefined,
+    browser: undefined,
+    async newPage() {
+      const context = await rig.browser.newContext({ viewport: { width: 1100, height: 800 } });
+      const page = await context.newPage();
+      page.setDefaultTimeout(15_000);
+      return page;
+    },
+  };
+  before(async () => {
+    rig.service = await startService();
+    rig.browser = await startBrowser();
+  });
+  after(async () => {
+    await rig.browser?.close();
+    await rig.service?.stop();
+  });
+  return rig;
 }
 
 /**
@@ -236,4 +264,14 @@ export async function waitForMail(mailDir, address, match = () => true, timeoutM
     }
     await new Promise((ok) => setTimeout(ok, 250));
   }
+}
+
+/** Waits for an email to `address` with a link to `<prefix><token>` (a
+ * path such as `/verify-email/`) on any origin, other than the paths in
+ * `seen`, and returns the link's path. */
+export async function waitForLinkPath(mailDir, address, prefix, seen = []) {
+  const pattern = new RegExp(`https?://[^\\s"'<>]*?(${prefix}[A-Za-z0-9._~%-]+)`, 'g');
+  const paths = (m) => [...(m.text + m.html).matchAll(pattern)].map((l) => l[1]).filter((p) => !seen.includes(p));
+  const mail = await waitForMail(mailDir, address, (m) => paths(m).length > 0);
+  return paths(mail)[0];
 }

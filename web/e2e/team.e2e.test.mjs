@@ -1,33 +1,15 @@
 // An account shared by a team, in two browsers against the real service:
-// the owner on Free is refused a second seat and upgrades through the
+// the owner confirms their email from the emailed link (inviting needs it);
+// on Free they are refused a second seat and upgrades through the
 // simulator's checkout, invites by email; the invitee registers from the
 // emailed link and joins as a member (no billing controls); the owner sees
 // both members on the seat bar and removes the member, who loses access.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { newEmail, screenshot, startBrowser, startService, waitForMail, withFailureScreenshot } from './harness.mjs';
+import { newEmail, screenshot, serviceAndBrowser, waitForLinkPath, withFailureScreenshot } from './harness.mjs';
 
 const PASSWORD = 'correct horse 9';
-let service;
-let browser;
-
-before(async () => {
-  service = await startService();
-  browser = await startBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await service?.stop();
-});
-
-/** A fresh browser profile: its own session. */
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  return page;
-}
+const rig = serviceAndBrowser();
 
 async function register(page, { email, name, submit = 'Create account' }) {
   await page.getByLabel('Name').fill(name);
@@ -51,8 +33,8 @@ describe('a team shares an account', () => {
   const inviteeEmail = newEmail('grace');
 
   before(async () => {
-    owner = await newPage();
-    invitee = await newPage();
+    owner = await rig.newPage();
+    invitee = await rig.newPage();
   });
   after(async () => {
     await owner?.context().close();
@@ -61,14 +43,29 @@ describe('a team shares an account', () => {
 
   test('on Free the owner has one seat: an invitation is refused with the upgrade, paid at checkout', async (t) => {
     await withFailureScreenshot(owner, t.name, async () => {
-      await owner.goto(`${service.base}/register`);
+      await owner.goto(`${rig.service.base}/register`);
       await register(owner, { email: ownerEmail, name: 'Ada Lovelace' });
       await owner.getByRole('heading', { name: 'Your subscription' }).waitFor();
       assert.equal(await owner.getByTestId('account-role').innerText(), 'Owner');
       accountName = await owner.getByTestId('account-name').innerText();
       assert.ok(accountName.length > 0);
 
+      // Inviting needs a confirmed email: the owner opens the emailed link.
+      const notice = owner.getByRole('region', { name: 'Confirm your email address' });
+      await notice.getByText(`We sent a link to ${ownerEmail}.`, { exact: false }).waitFor();
+      await owner
+        .getByRole('region', { name: 'Team' })
+        .getByText('Inviting someone needs a confirmed email address.', { exact: false })
+        .waitFor();
+      const verifyPath = await waitForLinkPath(rig.service.mailDir, ownerEmail, '/verify-email/');
+      await owner.goto(`${rig.service.base}${verifyPath}`);
+      await owner.getByText(`${ownerEmail} is confirmed.`, { exact: false }).waitFor();
+      await owner.getByRole('link', { name: 'Go to your account' }).click();
+      await owner.getByRole('region', { name: 'Current plan' }).waitFor();
+      await notice.waitFor({ state: 'detached' });
+
       const team = owner.getByRole('region', { name: 'Team' });
+      assert.equal(await team.getByText('Inviting someone needs a confirmed email address.', { exact: false }).count(), 0);
       await team.getByText('1 of 1 member').waitFor();
       assert.equal(await team.locator('.usage').getAttribute('data-level'), 'full');
       await team.getByLabel('Email address').fill(inviteeEmail);
@@ -85,7 +82,7 @@ describe('a team shares an account', () => {
       await change.getByRole('button', { name: 'Continue to payment' }).click();
       await owner.waitForURL(/\/sim\/checkout\//);
       await owner.getByRole('button', { name: 'Pay $99.00' }).click();
-      await owner.waitForURL(`${service.base}/account**`);
+      await owner.waitForURL(`${rig.service.base}/account**`);
       await owner.getByText('Payment received. You are on Professional.').waitFor();
       await owner.getByRole('region', { name: 'Team' }).getByText('1 of 10 members').waitFor();
     });
@@ -103,19 +100,16 @@ describe('a team shares an account', () => {
       assert.match((await pending.innerText()).replace(/\s+/g, ' '), /Member/);
       await team.getByText('2 of 10 members').waitFor();
 
-      const mail = await waitForMail(service.mailDir, inviteeEmail, (m) => /\/invitations\//.test(m.text + m.html));
-      const link = (mail.text + mail.html).match(/https?:\/\/[^\s"'<>]*?(\/invitations\/[A-Za-z0-9._~%-]+)/);
-      assert.ok(link, `no invitation link in: ${mail.text}`);
-      invitationPath = link[1];
+      invitationPath = await waitForLinkPath(rig.service.mailDir, inviteeEmail, '/invitations/');
     });
   });
 
   test('the invitee registers from the emailed link and joins as a member, without billing controls', async (t) => {
     await withFailureScreenshot(invitee, t.name, async () => {
       // The link as emailed must reach the app (index.html), not a 404 for a missing file.
-      const answer = await fetch(`${service.base}${invitationPath}`);
+      const answer = await fetch(`${rig.service.base}${invitationPath}`);
       assert.equal(answer.status, 200, `handler serve answered ${answer.status} for the emailed link ${invitationPath}`);
-      await invitee.goto(`${service.base}${invitationPath}`);
+      await invitee.goto(`${rig.service.base}${invitationPath}`);
       await invitee.getByRole('heading', { name: 'Join a team on KRAFTD' }).waitFor();
       await screenshot(invitee, 'invitation');
       await invitee.getByRole('link', { name: 'Create an account' }).click();
@@ -123,17 +117,19 @@ describe('a team shares an account', () => {
       await register(invitee, { email: inviteeEmail, name: 'Grace Hopper' });
 
       // Back at the invitation, signed in.
-      await invitee.waitForURL(`${service.base}${invitationPath}`);
+      await invitee.waitForURL(`${rig.service.base}${invitationPath}`);
       await invitee.getByText(`Signed in as ${inviteeEmail}`).waitFor();
       await invitee.getByRole('button', { name: 'Join the team' }).click();
 
-      await invitee.waitForURL(`${service.base}/account`);
+      await invitee.waitForURL(`${rig.service.base}/account`);
       await invitee.getByText(`You joined ${accountName} as member.`).waitFor();
       assert.equal(await invitee.getByTestId('account-role').innerText(), 'Member');
       // Their own account and the joined one, to switch between.
       assert.equal(await invitee.getByRole('combobox', { name: 'Account' }).locator('option').count(), 2);
       assert.match(await sectionText(invitee, 'Current plan'), /Plan Professional Status Active/);
       await invitee.getByRole('region', { name: 'Team' }).getByText('2 of 10 members').waitFor();
+      // The invitation went to their own address: that confirmed it.
+      await invitee.getByRole('region', { name: 'Confirm your email address' }).waitFor({ state: 'detached' });
       for (const name of ['Cancel subscription', 'Manage payment details', 'Send invitation'])
         assert.equal(await invitee.getByRole('button', { name }).count(), 0, name);
       assert.equal(await invitee.getByRole('region', { name: 'Change plan' }).count(), 0);
@@ -172,7 +168,7 @@ describe('a team shares an account', () => {
       assert.match(await sectionText(invitee, 'Current plan'), /Plan Free Status Active/);
       assert.equal(await invitee.getByRole('combobox', { name: 'Account' }).count(), 0);
 
-      await invitee.goto(`${service.base}${invitationPath}`);
+      await invitee.goto(`${rig.service.base}${invitationPath}`);
       await invitee.getByRole('button', { name: 'Join the team' }).click();
       await invitee.getByRole('alert').getByText('This invitation is no longer valid').waitFor();
     });

@@ -4,6 +4,7 @@ import { InvitationPage, invitationToken } from './pages/InvitationPage';
 import { LoginPage } from './pages/LoginPage';
 import { PricingPage } from './pages/PricingPage';
 import { RegisterPage } from './pages/RegisterPage';
+import { VerifyEmailPage, verificationToken } from './pages/VerifyEmailPage';
 import { Link, navigate, useLocation } from './router';
 import { signOut, useSession } from './session';
 
@@ -16,9 +17,13 @@ const PAGES: Record<string, { title: string; Page: () => React.JSX.Element | nul
 };
 
 const INVITATION = { title: 'Join a team', Page: InvitationPage };
+const VERIFY_EMAIL = { title: 'Confirm your email address', Page: VerifyEmailPage };
 
 function pageFor(path: string) {
-  return PAGES[path] ?? (invitationToken(path) ? INVITATION : undefined);
+  if (PAGES[path]) return PAGES[path];
+  if (invitationToken(path)) return INVITATION;
+  if (verificationToken(path)) return VERIFY_EMAIL;
+  return undefined;
 }
 
 function NotFound() {

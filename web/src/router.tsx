@@ -34,6 +34,19 @@ export function withNext(path: string, next: string | null): string {
   return next ? `${path}?next=${encodeURIComponent(next)}` : path;
 }
 
+/** The token of an emailed link, `<prefix><token>` (one path segment,
+ * decoded), or null when `path` is not such a link. */
+export function linkToken(prefix: string, path: string): string | null {
+  if (!path.startsWith(prefix)) return null;
+  const raw = path.slice(prefix.length);
+  if (!raw || raw.includes('/')) return null;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+}
+
 export function Link({ href, onClick, ...rest }: AnchorHTMLAttributes<HTMLAnchorElement> & { href: string }) {
   function click(e: MouseEvent<HTMLAnchorElement>) {
     onClick?.(e);

@@ -3,7 +3,7 @@
 // survives the round trip through Stripe's checkout in the same tab and ends
 // with the tab.
 import { useSyncExternalStore } from 'react';
-import type { AccountSummary } from './api/types';
+import type { AccountSummary, UserProfile } from './api/types';
 
 /** An account the signed-in user belongs to, and their role in it. */
 export type SessionAccount = Pick<AccountSummary, 'id' | 'name' | 'role' | 'plan_id'>;
@@ -14,6 +14,9 @@ export interface Session {
   name: string;
   /** The user's id, when the sign-in answer said it. */
   userId?: string;
+  /** Whether the user confirmed their email address (the emailed link);
+   * absent when not known yet. Inviting others needs it. */
+  emailVerified?: boolean;
   /** Milliseconds since the epoch (UTC) when the token stops being accepted. */
   expiresAt: number;
   /** The account every call acts on (sent as `X-Account-Id`); absent: the
@@ -55,7 +58,7 @@ export function currentSession(): Session | null {
 export function signIn(answer: {
   access_token: string;
   expires_in: number;
-  user: { id?: string; email: string; name: string };
+  user: { id?: string; email: string; name: string; email_verified?: boolean };
   /** The account calls act on by default; `null` when the user has none. */
   account?: SessionAccount | null;
 }): void {
@@ -66,6 +69,7 @@ export function signIn(answer: {
     expiresAt: Date.now() + answer.expires_in * 1000,
   };
   if (answer.user.id) session.userId = answer.user.id;
+  if (answer.user.email_verified !== undefined) session.emailVerified = answer.user.email_verified;
   if (answer.account) session.account = pickAccount(answer.account);
   write(session);
 }
@@ -96,6 +100,26 @@ export function forgetAccount(id: string): void {
   const rest: Session = { ...s, lostAccount: s.account };
   delete rest.account;
   write(rest);
+}
+
+/** The signed-in user as the service describes them now (`GET /api/me`, a
+ * confirmed or resent link). Ignored when it is someone else: a link opened
+ * in another user's session. */
+export function updateUser(user: UserProfile): void {
+  const s = read();
+  if (!s) return;
+  const same = s.userId ? s.userId === user.id : s.email.toLowerCase() === user.email.toLowerCase();
+  if (!same) return;
+  if (s.userId === user.id && s.email === user.email && s.name === user.name && s.emailVerified === user.email_verified)
+    return;
+  write({ ...s, userId: user.id, email: user.email, name: user.name, emailVerified: user.email_verified });
+}
+
+/** The service refused something because the email is not confirmed
+ * (`email_verified`): say so from now on. */
+export function markEmailUnverified(): void {
+  const s = read();
+  if (s && s.emailVerified !== false) write({ ...s, emailVerified: false });
 }
 
 export function signOut(): void {

@@ -161,6 +161,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/auth/verify-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm an email address
+         * @description Spends the token of a verification link; no sign-in needed, the token
+         *     is the credential. Each link works once, and only the newest one sent.
+         */
+        post: operations["VerifyEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/auth/verify-email/resend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a new verification link
+         * @description The previous link stops working. Nothing is sent when the email is
+         *     verified already, or for a user of the identity provider.
+         */
+        post: operations["ResendVerification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/billing/cancel-subscription": {
         parameters: {
             query?: never;
@@ -342,6 +384,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user */
+        get: operations["GetProfile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/openapi.json": {
         parameters: {
             query?: never;
@@ -510,7 +569,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "rate_limited" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "rate_limited" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -883,9 +942,20 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             email: string;
+            /**
+             * @description Whether the user has shown they receive mail at `email` (a
+             *     verification link, an accepted invitation, or their identity
+             *     provider's word). Inviting others needs it.
+             */
+            email_verified: boolean;
             /** Format: uuid */
             id: string;
             name: string;
+        };
+        /** @description The token from an email verification link. */
+        VerifyEmailRequest: {
+            /** @description The last segment of the link (`…/verify-email/<token>`). */
+            token: string;
         };
         /** @description The webhook's answer to Stripe. */
         WebhookAck: {
@@ -968,7 +1038,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `forbidden` (a member's role), or `quota_exceeded` with `limit: team_members` and `upgrade_to` (every seat is taken) */
+            /** @description `forbidden` (a member's role), `email_not_verified` (the sender has not verified their email yet), or `quota_exceeded` with `limit: team_members` and `upgrade_to` (every seat is taken) */
             403: {
                 headers: {
                     /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
@@ -1995,6 +2065,150 @@ export interface operations {
             };
         };
     };
+    VerifyEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VerifyEmailRequest"];
+            };
+        };
+        responses: {
+            /** @description Verified */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserProfile"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `verification_not_found`: used, replaced by a newer link, expired or unknown */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: too many attempts from this address or for this account, or failed logins backing off; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ResendVerification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A new link is on its way (or none is needed: see `email_verified`) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserProfile"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `rate_limited`: too many attempts from this address or for this account, or failed logins backing off; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     CancelSubscription: {
         parameters: {
             query?: never;
@@ -2978,6 +3192,48 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    GetProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Who the token speaks for */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserProfile"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {

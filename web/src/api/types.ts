@@ -33,6 +33,10 @@ export type PendingInvitation = Team['invitations'][number];
 export type Seats = Team['seats'];
 export type Invitation = Json<'/api/account/invitations', 'post', 201>;
 export type AcceptedInvitation = Json<'/api/invitations/{token}/accept', 'post', 200>;
+/** The signed-in user, with whether their email address is confirmed. */
+export type UserProfile = Json<'/api/me', 'get', 200>;
+export type VerifiedEmail = Json<'/api/auth/verify-email', 'post', 200>;
+export type VerificationResent = Json<'/api/auth/verify-email/resend', 'post', 202>;
 
 // A name above that stops matching schema.d.ts (a path or status code
 // renamed) would silently become `never`; this fails to compile instead.
@@ -52,5 +56,8 @@ export type SchemaNamesResolve = AllTrue<
     Defined<Team>,
     Defined<Invitation>,
     Defined<AcceptedInvitation>,
+    Defined<UserProfile>,
+    Defined<VerifiedEmail>,
+    Defined<VerificationResent>,
   ]
 >;

@@ -2,7 +2,8 @@ import { render, screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { expect, test } from 'vitest';
 import type { Plan, Team as TeamView } from '../api/types';
-import { signIn } from '../session';
+import { currentSession, signIn } from '../session';
+import { accessibilityViolations } from '../test/axe';
 import type { PlanTarget } from '../subscription';
 import { fakeApi, plans } from '../test/fakeApi';
 import { Team } from './Team';
@@ -26,11 +27,15 @@ const team: TeamView = {
   seats: { used: 3, limit: 10 },
 };
 
-function signInAs(who: { user_id: string; email: string; name: string }, role: 'owner' | 'admin' | 'member') {
+function signInAs(
+  who: { user_id: string; email: string; name: string },
+  role: 'owner' | 'admin' | 'member',
+  emailVerified = true,
+) {
   signIn({
     access_token: 'token-1',
     expires_in: 3600,
-    user: { id: who.user_id, email: who.email, name: who.name },
+    user: { id: who.user_id, email: who.email, name: who.name, email_verified: emailVerified },
     account: { id: 'acct-1', name: 'Analytical Engines', role, plan_id: 'pro' },
   });
 }
@@ -212,4 +217,57 @@ test('a member sees the team but no controls to change it', async () => {
   expect(screen.getAllByRole('button').map((b) => b.textContent)).toEqual(['Leave']);
   expect(within(rows[1]!).getByRole('rowheader').textContent).toBe('Grace Hopper (you)');
   expect(calls.map((c) => `${c.method} ${c.path}`)).toEqual(['GET /api/account/members']);
+});
+
+test('with an unconfirmed email the invitation form says inviting needs it first', async () => {
+  fakeApi({ 'GET /api/account/members': { body: team } });
+  signInAs(ada, 'owner', false);
+  const { container } = render(<Team role="owner" plans={catalog} />);
+
+  const form = await screen.findByRole('form', { name: 'Invite someone' });
+  const why = 'Inviting someone needs a confirmed email address. Open the link we sent to ada@example.com first.';
+  expect(within(form).getByText(/Inviting someone needs/).textContent).toBe(why);
+  expect(form.getAttribute('aria-describedby')).toBe(within(form).getByText(/Inviting someone needs/).id);
+  expect(await accessibilityViolations(container)).toEqual([]);
+});
+
+test('a confirmed email needs no word on it', async () => {
+  fakeApi({ 'GET /api/account/members': { body: team } });
+  signInAs(ada, 'owner');
+  render(<Team role="owner" plans={catalog} />);
+  const form = await screen.findByRole('form', { name: 'Invite someone' });
+  expect(within(form).queryByText(/confirmed email/)).toBeNull();
+  expect(form.getAttribute('aria-describedby')).toBeNull();
+});
+
+test('refused for an unconfirmed email, the form says so and the session learns it', async () => {
+  const calls = fakeApi({
+    'GET /api/account/members': { body: team },
+    'POST /api/account/invitations': {
+      status: 403,
+      body: {
+        error: {
+          code: 'email_not_verified',
+          message: 'verify your email address first: follow the link we emailed you, or ask for a new one',
+        },
+      },
+    },
+  });
+  // Signed in before the service said otherwise.
+  signInAs(ada, 'owner');
+  const user = userEvent.setup();
+  const { container } = render(<Team role="owner" plans={catalog} />);
+
+  await user.type(await screen.findByLabelText('Email address'), 'alan@example.com');
+  await user.click(screen.getByRole('button', { name: 'Send invitation' }));
+
+  const alert = await screen.findByRole('alert');
+  expect(alert.textContent).toBe(
+    'Confirm your email address before inviting anyone.' +
+      'verify your email address first: follow the link we emailed you, or ask for a new one',
+  );
+  expect(currentSession()?.emailVerified).toBe(false);
+  expect(calls.filter((c) => c.method === 'POST')).toHaveLength(1);
+  expect(screen.getAllByTestId('invitation')).toHaveLength(1);
+  expect(await accessibilityViolations(container)).toEqual([]);
 });

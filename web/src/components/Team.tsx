@@ -3,7 +3,7 @@ import { api, ApiError, call, send } from '../api/client';
 import type { Member, MeterReading, PendingInvitation, Plan, Role, Seats } from '../api/types';
 import { mayManage, ROLE_TEXT } from '../accounts';
 import { formatDate } from '../format';
-import { useSession } from '../session';
+import { markEmailUnverified, useSession } from '../session';
 import type { PlanTarget } from '../subscription';
 import { useLoad } from '../useLoad';
 import { ErrorMessage } from './ErrorMessage';
@@ -248,6 +248,7 @@ export function Team({
           )}
           {manage && (
             <Invite
+              unverifiedEmail={session?.emailVerified === false ? session.email : null}
               plans={plans}
               onUpgrade={onUpgrade}
               onInvited={(email) => {
@@ -264,11 +265,16 @@ export function Team({
   );
 }
 
+const NEEDS_VERIFIED_ID = 'invite-needs-verified';
+
 function Invite({
+  unverifiedEmail,
   plans,
   onUpgrade,
   onInvited,
 }: {
+  /** The caller's address while it is not confirmed: inviting needs it. */
+  unverifiedEmail: string | null;
   plans: Plan[];
   onUpgrade?: (t: PlanTarget) => void;
   onInvited: (email: string) => void;
@@ -276,6 +282,7 @@ function Invite({
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const refused = error instanceof ApiError && error.code === 'quota_exceeded' ? error : null;
+  const unconfirmed = error instanceof ApiError && error.code === 'email_not_verified';
 
   async function submit(e: FormEvent<HTMLFormElement>) {
     e.preventDefault();
@@ -293,14 +300,27 @@ function Invite({
       onInvited(invitation.email);
     } catch (err) {
       setError(err);
+      // The session thought otherwise: the notice asks to confirm from now on.
+      if (err instanceof ApiError && err.code === 'email_not_verified') markEmailUnverified();
     } finally {
       setBusy(false);
     }
   }
 
   return (
-    <form className="invite" onSubmit={submit} noValidate aria-labelledby="invite-heading">
+    <form
+      className="invite"
+      onSubmit={submit}
+      noValidate
+      aria-labelledby="invite-heading"
+      aria-describedby={unverifiedEmail && !unconfirmed ? NEEDS_VERIFIED_ID : undefined}
+    >
       <h3 id="invite-heading">Invite someone</h3>
+      {unverifiedEmail && !unconfirmed && (
+        <p className="warning-text" id={NEEDS_VERIFIED_ID}>
+          Inviting someone needs a confirmed email address. Open the link we sent to {unverifiedEmail} first.
+        </p>
+      )}
       <Field label="Email address" name="email" type="email" autoComplete="off" required error={error} />
       <div className="field">
         <label htmlFor="field-role">Role</label>
@@ -314,6 +334,11 @@ function Invite({
       </div>
       {refused ? (
         <QuotaPrompt refused={refused} plans={plans} onUpgrade={onUpgrade} />
+      ) : unconfirmed ? (
+        <div className="error" role="alert" id={FORM_ERROR_ID}>
+          <p>Confirm your email address before inviting anyone.</p>
+          <p>{error.message}</p>
+        </div>
       ) : (
         <ErrorMessage error={error} id={FORM_ERROR_ID} />
       )}

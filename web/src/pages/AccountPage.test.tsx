@@ -1,6 +1,6 @@
 import { render, screen, within } from '@testing-library/react';
 import { expect, test, vi } from 'vitest';
-import type { AccountSummary, Plan, Subscription } from '../api/types';
+import type { AccountSummary, Plan, Subscription, UserProfile } from '../api/types';
 import { currentSession, signIn } from '../session';
 import { fakeApi, plans } from '../test/fakeApi';
 import { AccountPage } from './AccountPage';
@@ -26,8 +26,17 @@ const proMonthly: Subscription = {
 const engines: AccountSummary = { id: 'acct-ada', name: 'Analytical Engines', role: 'member', plan_id: 'pro' };
 const own: AccountSummary = { id: 'acct-grace', name: 'Grace Hopper', role: 'owner', plan_id: 'free' };
 
-function routes(accounts: AccountSummary[]) {
+const graceProfile: UserProfile = {
+  id: 'u-grace',
+  email: 'grace@example.com',
+  name: 'Grace Hopper',
+  email_verified: true,
+  created_at: '2026-11-20T15:30:00Z',
+};
+
+function routes(accounts: AccountSummary[], me: UserProfile = graceProfile) {
   return {
+    'GET /api/me': { body: me },
     'GET /api/accounts': { body: { accounts } },
     'GET /api/plans': { body: plans },
     'GET /api/billing/subscription': { body: proMonthly },
@@ -105,4 +114,21 @@ test('removed from the sessionâ€™s account, the page says so and shows the userâ
   expect(currentSession()?.account?.id).toBe('acct-grace');
   expect(screen.getByTestId('account-role').textContent).toBe('Owner');
   expect(seen.filter((s) => s.startsWith('/api/billing/subscription'))).toEqual(['/api/billing/subscription acct-grace']);
+});
+
+test('the profile is asked again: an email confirmed elsewhere drops the notice, an unconfirmed one shows it', async () => {
+  fakeApi(routes([own], { ...graceProfile, email_verified: false }));
+  signInAsGrace(own);
+  const { unmount } = render(<AccountPage />);
+  const notice = await screen.findByRole('region', { name: 'Confirm your email address' });
+  expect(notice.textContent).toContain('We sent a link to grace@example.com.');
+  expect(currentSession()?.emailVerified).toBe(false);
+  unmount();
+
+  // Confirmed in another tab since: the next visit asks again.
+  fakeApi(routes([own]));
+  render(<AccountPage />);
+  await screen.findByRole('region', { name: 'Current plan' });
+  await vi.waitFor(() => expect(currentSession()?.emailVerified).toBe(true));
+  expect(screen.queryByRole('region', { name: 'Confirm your email address' })).toBeNull();
 });

@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'react';
 import { chooseAccount, mayManage, ROLE_TEXT } from '../accounts';
 import { api, ApiError, call } from '../api/client';
 import type { AccountSummary, Invoice, Plan, Subscription } from '../api/types';
+import { EmailNotice } from '../components/EmailNotice';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { InvoiceTable } from '../components/InvoiceTable';
 import { PlanChange } from '../components/PlanChange';
@@ -9,6 +10,7 @@ import { QuotaPrompt } from '../components/QuotaPrompt';
 import { Team } from '../components/Team';
 import { UsageBar } from '../components/UsageBar';
 import { formatDate, formatMoney } from '../format';
+import { useFreshProfile } from '../profile';
 import { navigate, useLocation } from '../router';
 import { currentSession, forgetAccount, switchAccount, useSession, type SessionAccount } from '../session';
 import {
@@ -79,6 +81,9 @@ function ChosenAccount({
   const [lost, setLost] = useState<SessionAccount | null>(null);
   const [error, setError] = useState<unknown>(null);
   const unchosen = !account;
+  // The email may have been confirmed since sign-in (the link opened in
+  // another tab): the notice and the Team section go by the fresh answer.
+  useFreshProfile();
 
   // Again whenever the session loses its account (a call answered that the
   // user is no longer a member).
@@ -106,6 +111,7 @@ function ChosenAccount({
     <>
       <h1>Your subscription</h1>
       <p className="lead">Signed in as {session?.email}</p>
+      <EmailNotice />
       {lost && (
         <p className="warning-text" role="status">
           You are no longer a member of {lost.name}. Showing {account?.name ?? 'your own account'} instead.

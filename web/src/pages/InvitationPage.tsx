@@ -1,21 +1,14 @@
 import { useState } from 'react';
 import { api, ApiError, call } from '../api/client';
 import { ErrorMessage } from '../components/ErrorMessage';
-import { Link, navigate, useLocation, withNext } from '../router';
+import { Link, linkToken, navigate, useLocation, withNext } from '../router';
 import { switchAccount, useSession } from '../session';
 
 export const INVITATION_PREFIX = '/invitations/';
 
 /** The token of an invitation link, `/invitations/<token>`. */
 export function invitationToken(path: string): string | null {
-  if (!path.startsWith(INVITATION_PREFIX)) return null;
-  const raw = path.slice(INVITATION_PREFIX.length);
-  if (!raw || raw.includes('/')) return null;
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return null;
-  }
+  return linkToken(INVITATION_PREFIX, path);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { expect, test } from 'vitest';
+import type { Registered } from '../api/types';
 import { currentSession } from '../session';
 import { fakeApi, plans } from '../test/fakeApi';
 import { RegisterPage } from './RegisterPage';
@@ -33,12 +34,21 @@ test('the API’s message for a field is shown, and that field is marked invalid
   expect(screen.getByLabelText('Email').getAttribute('aria-invalid')).toBeNull();
 });
 
-test('a Free registration signs in and opens the account page', async () => {
+// Typed against the schema, so the fixture cannot drift from the API.
+const registered: Registered = {
+  access_token: 'token-1',
+  token_type: 'bearer',
+  expires_in: 3600,
+  account: { id: 'acct-1', name: 'Ada', role: 'owner', plan_id: 'free' },
+  user: { id: 'u1', email: 'ada@example.com', name: 'Ada', email_verified: false, created_at: '2026-11-24T00:00:00Z' },
+};
+
+test('a Free registration signs in, with the email not confirmed yet, and opens the account page', async () => {
   const calls = fakeApi({
     'GET /api/plans': { body: plans },
     'POST /api/auth/register/with-plan': {
       status: 201,
-      body: { access_token: 'token-1', token_type: 'bearer', expires_in: 3600, user: { id: 'u1', email: 'ada@example.com', name: 'Ada', created_at: '2026-11-24T00:00:00Z', subscription: {} } },
+      body: registered,
     },
   });
   const user = userEvent.setup();
@@ -56,5 +66,6 @@ test('a Free registration signs in and opens the account page', async () => {
     billing_interval: 'monthly',
   });
   expect(currentSession()?.token).toBe('token-1');
+  expect(currentSession()?.emailVerified).toBe(false);
   expect(location.pathname).toBe('/account');
 });
