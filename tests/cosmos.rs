@@ -221,11 +221,11 @@ async fn a_paid_subscription_runs_on_cosmos_and_its_emails_come_from_the_account
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
-        body["Logs"][0], "emails: sent 2, skipped 0, retrying 0, failed 0",
-        "the account's own documents are passed over; confirmation and receipt are sent"
+        body["Logs"][0], "emails: sent 3, skipped 0, retrying 0, failed 0",
+        "the account's own documents are passed over; the verification link, confirmation and receipt are sent"
     );
     let sent = std::fs::read_dir(app.mail_dir()).unwrap().count();
-    assert_eq!(sent, 2, "two .eml files written");
+    assert_eq!(sent, 3, "three .eml files written");
     for m in app.store.outbox_for_account(account.id).await.unwrap() {
         assert_eq!(
             app.store.outbox_status(account.id, &m.id).await.unwrap(),
@@ -567,7 +567,8 @@ async fn throttling_storms_and_unavailability_lose_nothing_and_double_nothing() 
     let account = account_of(app.store.as_ref(), "storm-pro@example.com").await;
     assert_eq!(account.subscription.plan_id.as_str(), "pro");
     let kinds = app.store.outbox_for_account(account.id).await.unwrap();
-    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    // The verification link of the registration, the confirmation and the receipt.
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
 
     for f in &faults {
         assert_eq!(
