@@ -54,6 +54,32 @@ enum Command {
     /// only read. Idempotent: a second run copies only what is missing. Prints
     /// what it copied and skipped; exits 1 if a document could not be copied.
     Migrate(MigrateArgs),
+    /// Users and their accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Bring users of the identity provider, with their accounts, into
+    /// billing from a JSON Lines file (README, "Importing users").
+    ///
+    /// Idempotent: what exists is left as it is, and a second run changes
+    /// nothing. A bad line is refused (its number and why; never its
+    /// data) and the others still import. Exits 1 if any line was refused.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The file: one JSON object per line.
+    file: PathBuf,
+    /// Read the store and report what the import would do, writing nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -112,6 +138,7 @@ fn main() -> ExitCode {
         Some(Command::Stripe(StripeCommand::SyncCatalog)) => sync_catalog(),
         Some(Command::Cosmos(CosmosCommand::Init)) => cosmos_init(),
         Some(Command::Migrate(args)) => migrate(args),
+        Some(Command::Accounts(AccountsCommand::Import(args))) => import_accounts(args),
     }
 }
 
@@ -304,6 +331,47 @@ fn migrate(args: MigrateArgs) -> ExitCode {
             eprintln!("the migration can be run again: it copies only what is missing");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Imports `args.file` into the configured store (README, "Importing users").
+fn import_accounts(args: ImportArgs) -> ExitCode {
+    let runtime = runtime();
+    let config = match runtime.block_on(secrets::config_from_env()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(78);
+        }
+    };
+    let imported = runtime.block_on(server::import_accounts(&config, &args.file, args.dry_run));
+    let report = match imported {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("{}: {e}", args.file.display());
+            eprintln!("the import can be run again: what it imported is left as it is");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("a report serializes")
+        );
+    } else {
+        for line in report.lines() {
+            println!("{line}");
+        }
+    }
+    if report.lines_refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} line(s) were refused (listed with their reasons); the others were {}: fix them and run again",
+            report.lines_refused,
+            if args.dry_run { "checked" } else { "imported" }
+        );
+        ExitCode::FAILURE
     }
 }
 

@@ -28,6 +28,7 @@ fn help_lists_every_command() {
         "stripe",
         "cosmos",
         "migrate",
+        "accounts",
     ] {
         assert!(
             help.lines()
@@ -62,6 +63,7 @@ fn a_wrong_command_or_argument_gets_a_usage_line_and_exit_2() {
         &["cosmos", "drop"],
         &["functions"],
         &["migrate"],
+        &["accounts", "import"],
         &["serve", "--no-such-flag"],
     ] {
         let out = handler(args);

@@ -5,6 +5,7 @@ mod accounts;
 mod email;
 pub mod email_templates;
 mod error;
+pub mod import;
 mod link_tokens;
 mod members;
 mod reconcile;

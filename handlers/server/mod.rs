@@ -9,6 +9,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::app::email_templates::Links;
+use crate::app::import::{AccountImport, ImportReport};
 use crate::app::{Billing, BillingSettings, Parts};
 use crate::auth::password::{self, Passwords};
 use crate::auth::throttle::Throttle;
@@ -96,6 +97,41 @@ impl Adapters {
             clock: Arc::new(SystemClock),
         })
     }
+}
+
+/// `handler accounts import`: the file (streamed, opened anew for each
+/// pass) into the configured store, as `handler serve` would open it. A dry
+/// run on an embedded store whose file does not exist yet reads an empty
+/// private one, so it creates nothing.
+pub async fn import_accounts(
+    config: &Config,
+    file: &std::path::Path,
+    dry_run: bool,
+) -> Result<ImportReport, Box<dyn std::error::Error + Send + Sync>> {
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Cosmos(settings) => Arc::new(open_cosmos(settings).await?),
+        StoreConfig::Sqlite => {
+            let path = config.data_dir.join("billing.sqlite3");
+            if dry_run && !path.exists() {
+                Arc::new(SqliteStore::in_memory()?)
+            } else {
+                std::fs::create_dir_all(&config.data_dir)?;
+                Arc::new(SqliteStore::open(&path)?)
+            }
+        }
+    };
+    let import = AccountImport {
+        store,
+        catalog: catalog(config),
+        clock: Arc::new(SystemClock),
+    };
+    let file = file.to_owned();
+    let open = move || -> std::io::Result<Box<dyn std::io::BufRead + Send>> {
+        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
+            &file,
+        )?)))
+    };
+    Ok(import.run(&open, dry_run).await?)
 }
 
 /// How long start-up waits for Cosmos DB before giving up.

@@ -66,6 +66,8 @@ macro_rules! store_contract_tests {
             case!(ownership_moves_in_one_step);
             case!(an_account_over_its_seats_takes_no_one_in);
             case!(a_removed_or_demoted_admin_s_invitations_go_with_them);
+            case!(imported_members_join_once_and_hold_seats);
+            case!(accounts_are_made_for_existing_users_once);
         }
     };
 }
@@ -1201,4 +1203,132 @@ pub async fn a_removed_or_demoted_admin_s_invitations_go_with_them(s: Arc<dyn St
         .await
         .unwrap();
     assert_eq!(back, AcceptOutcome::Gone);
+}
+
+/// A user of the identity provider, as an import makes them.
+fn outside_user(subject: &str) -> User {
+    User::of_identity(
+        ExternalIdentity {
+            issuer: "https://id.example".into(),
+            subject: subject.into(),
+        },
+        Email::parse(&format!("{subject}@corp.io")).unwrap(),
+        true,
+        PersonName::parse("Imported").unwrap(),
+        time(NOON),
+    )
+}
+
+pub async fn imported_members_join_once_and_hold_seats(s: Arc<dyn Store>) {
+    let now = time(NOON);
+    let (boss, account, _) = register(&s, "boss@import.io").await;
+    let member = outside_user("m1");
+    // A user who belongs to no account yet; made once.
+    assert!(s.add_user(&member).await.unwrap());
+    assert!(!s.add_user(&member).await.unwrap());
+    assert_eq!(
+        s.user_by_id(member.id).await.unwrap().unwrap().value,
+        member
+    );
+    assert!(s.memberships_of(member.id).await.unwrap().is_empty());
+
+    let joins = Membership {
+        account_id: account.id,
+        user_id: member.id,
+        role: Role::Admin,
+        joined_at: now,
+    };
+    assert!(s.add_member(&joins).await.unwrap());
+    // Once: a second add leaves them as they are.
+    let demoted = Membership {
+        role: Role::Member,
+        ..joins.clone()
+    };
+    assert!(!s.add_member(&demoted).await.unwrap());
+    assert_eq!(
+        s.membership(account.id, member.id).await.unwrap(),
+        Some(joins.clone())
+    );
+    assert_eq!(
+        s.memberships_of(member.id).await.unwrap(),
+        std::slice::from_ref(&joins)
+    );
+    // Whatever the plan's seats: and the seats count them, so an
+    // invitation against two seats finds none free.
+    let other = outside_user("m2");
+    s.add_user(&other).await.unwrap();
+    let third = Membership {
+        user_id: other.id,
+        role: Role::Member,
+        ..joins.clone()
+    };
+    assert!(s.add_member(&third).await.unwrap());
+    assert_eq!(s.seats(account.id, now).await.unwrap().members, 3);
+    let inv = invitation(&account, &boss, "more@import.io", now);
+    assert_eq!(
+        s.invite(&inv, Some(3), now, &[]).await.unwrap(),
+        InvitationOutcome::SeatsFull(Seats {
+            members: 3,
+            pending_invitations: 0
+        })
+    );
+    // No account, no member; an owner comes with the account only.
+    let nowhere = Membership {
+        account_id: AccountId(uuid::Uuid::new_v4()),
+        ..joins.clone()
+    };
+    assert!(matches!(
+        s.add_member(&nowhere).await,
+        Err(StoreError::NotFound)
+    ));
+    let owner = Membership {
+        role: Role::Owner,
+        user_id: other.id,
+        ..joins
+    };
+    assert!(s.add_member(&owner).await.is_err());
+    assert_eq!(
+        s.membership(account.id, boss.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Owner
+    );
+}
+
+pub async fn accounts_are_made_for_existing_users_once(s: Arc<dyn Store>) {
+    let ceo = outside_user("ceo");
+    s.add_user(&ceo).await.unwrap();
+    let mut account = account_of(&ceo);
+    account.id = AccountId::of_import_key("org-1");
+    account.subscription = Subscription::imported(PlanId::Pro, "cus_org1".into(), time(NOON));
+    let owns = owner(&ceo, &account);
+    assert!(s.create_account(&account, &owns).await.unwrap());
+    assert!(!s.create_account(&account, &owns).await.unwrap());
+    let found = s.account_by_id(account.id).await.unwrap().unwrap().value;
+    assert_eq!(found, account);
+    assert_eq!(
+        s.account_by_stripe_customer("cus_org1")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .id,
+        account.id
+    );
+    assert_eq!(s.memberships_of(ceo.id).await.unwrap(), [owns]);
+
+    // A Stripe customer is one account's: the second account is not made.
+    let cfo = outside_user("cfo");
+    s.add_user(&cfo).await.unwrap();
+    let mut second = account_of(&cfo);
+    second.subscription = account.subscription.clone();
+    let clash = s.create_account(&second, &owner(&cfo, &second)).await;
+    assert!(
+        matches!(clash, Err(StoreError::Conflict(Uniqueness::StripeCustomer))),
+        "{clash:?}"
+    );
+    assert!(s.account_by_id(second.id).await.unwrap().is_none());
+    assert!(s.memberships_of(cfo.id).await.unwrap().is_empty());
 }

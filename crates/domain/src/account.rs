@@ -30,6 +30,18 @@ impl AccountId {
     pub fn own_account_of(user: UserId) -> Self {
         AccountId(user.0)
     }
+
+    /// The account an import file names by `key` (a stable key of the
+    /// organization, e.g. its id in KRAFTD): a name-based UUID, so every
+    /// line and every run naming the key lands on one account.
+    pub fn of_import_key(key: &str) -> Self {
+        // A namespace of our own (a fixed v4 UUID), apart from users' ids.
+        const NAMESPACE: Uuid = Uuid::from_u128(0x3e91_52c4_7a0d_4f86_b1e2_9c5d_04a7_6f18);
+        // Length-prefixed, as `UserId::of_identity`, should the name ever
+        // gain a second part.
+        let name = format!("{}:{key}", key.len());
+        AccountId(Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +238,23 @@ mod tests {
         assert!(Role::Owner.may(Action::TransferOwnership));
         assert!(!assignable(Role::Owner));
         assert!(assignable(Role::Admin) && assignable(Role::Member));
+    }
+
+    #[test]
+    fn an_import_key_names_one_account_of_its_own() {
+        let acme = AccountId::of_import_key("org_acme");
+        assert_eq!(acme, AccountId::of_import_key("org_acme"));
+        assert_ne!(acme, AccountId::of_import_key("org_acme2"));
+        assert_ne!(acme, AccountId::of_import_key("Org_acme"));
+        // Another namespace than users' ids (and so their own accounts).
+        let ada = crate::user::ExternalIdentity {
+            issuer: "https://id.kraftd.io".into(),
+            subject: "org_acme".into(),
+        };
+        assert_ne!(
+            AccountId::own_account_of(UserId::of_identity(&ada)),
+            AccountId::of_import_key("org_acme")
+        );
     }
 
     #[test]

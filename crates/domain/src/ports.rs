@@ -99,6 +99,10 @@ pub trait UserStore: Send + Sync {
         owner: &Membership,
         messages: &[OutboxMessage],
     ) -> Result<Etag, StoreError>;
+    /// Creates a user who belongs to no account yet (an imported member of
+    /// an organization's account), insert-if-absent: `false`, and nothing
+    /// written, if the id exists. `Conflict(Uniqueness::Email)` as `register`.
+    async fn add_user(&self, user: &User) -> Result<bool, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError>;
     /// The user who signs in with this email and a password. Users of the
     /// identity provider are never found by email.
@@ -123,6 +127,15 @@ pub trait AccountStore: Send + Sync {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<AccountId>, StoreError>;
+    /// Creates an account with its owner (an existing user), all or
+    /// nothing, insert-if-absent: `false`, and nothing written, if the
+    /// account id exists. `Conflict(Uniqueness::StripeCustomer)` if another
+    /// account holds its Stripe customer.
+    async fn create_account(
+        &self,
+        account: &Account,
+        owner: &Membership,
+    ) -> Result<bool, StoreError>;
     /// Replaces the account only if it is still at `if_match`; else `VersionConflict`.
     async fn replace_account(&self, account: &Account, if_match: &Etag)
         -> Result<Etag, StoreError>;
@@ -171,6 +184,13 @@ pub trait MemberStore: Send + Sync {
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
     ) -> Result<AcceptOutcome, StoreError>;
+    /// Makes a user a member of an existing account with the membership's
+    /// role, whatever its seats (an import of existing customers): `true`
+    /// if added, `false` if they already are a member (left as they are).
+    /// It counts as a seat change, so a concurrent `invite` or
+    /// `accept_invitation` sees it. `NotFound` if the account does not
+    /// exist; an owner is made with the account only (`Corrupt`).
+    async fn add_member(&self, membership: &Membership) -> Result<bool, StoreError>;
     /// Deletes a pending invitation; `false` if there was none.
     async fn withdraw_invitation(
         &self,

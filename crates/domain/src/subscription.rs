@@ -135,6 +135,20 @@ impl Subscription {
         }
     }
 
+    /// A paid plan an existing customer holds at Stripe, as an import file
+    /// states it: the plan and the customer are recorded and granted, with
+    /// no subscription id. Stripe stays the truth: the first event about
+    /// the customer (any subscription or invoice webhook, at the latest the
+    /// next renewal) re-reads their subscription and replaces this.
+    pub fn imported(plan_id: PlanId, customer_id: String, now: DateTime<Utc>) -> Self {
+        Self {
+            plan_id,
+            stripe_customer_id: Some(customer_id),
+            auto_renew: plan_id.is_paid(),
+            ..Self::free(now)
+        }
+    }
+
     /// A paid plan chosen but not yet paid for: grants nothing until Stripe
     /// says the checkout completed.
     pub fn awaiting_payment(plan_id: PlanId, interval: BillingInterval) -> Self {

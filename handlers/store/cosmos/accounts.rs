@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use super::docs::{self, AccountDoc};
 use super::users::Claim;
 use super::CosmosStore;
-use crate::domain::account::{Account, AccountId};
-use crate::domain::ports::{AccountStore, Etag, StoreError, Versioned};
+use crate::domain::account::{Account, AccountId, Membership, Role};
+use crate::domain::ports::{AccountStore, Etag, StoreError, Uniqueness, Versioned};
 
 impl CosmosStore {
     pub(super) async fn account_doc(
@@ -86,6 +86,34 @@ impl AccountStore for CosmosStore {
             .take(limit)
             .map(|r| docs::parse_account_id(&r.account_id))
             .collect()
+    }
+
+    async fn create_account(
+        &self,
+        account: &Account,
+        owner: &Membership,
+    ) -> Result<bool, StoreError> {
+        if owner.account_id != account.id || owner.role != Role::Owner {
+            return Err(StoreError::corrupt(
+                "the owner's membership is of another account",
+            ));
+        }
+        if self.account_doc(account.id).await?.is_some() {
+            return Ok(false);
+        }
+        // The documents first, then the claims that point at them, as at
+        // registration.
+        match self.write_account(account, owner, &[]).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict(Uniqueness::Id)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = self.claim_account_facts(account).await {
+            self.drop_unfinished_account(account.id, owner.user_id)
+                .await;
+            return Err(e);
+        }
+        Ok(true)
     }
 
     async fn replace_account(

@@ -390,6 +390,38 @@ impl MemberStore for CosmosStore {
         Err(contended("accept"))
     }
 
+    async fn add_member(&self, membership: &Membership) -> Result<bool, StoreError> {
+        if !assignable(membership.role) {
+            return Err(StoreError::corrupt("an owner is made with the account"));
+        }
+        let account = membership.account_id;
+        for round in 0..MAX_ROUNDS {
+            if self
+                .member_doc(account, membership.user_id)
+                .await?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            let seats = self.seats_doc(account).await?;
+            if seats.is_none() && self.account_doc(account).await?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            // A seat change like any other: a concurrent invite, whose
+            // batch is conditional on the lock's etag, sees it.
+            let batch = lock_seats(TransactionalBatch::new(docs::pk(account)), account, seats)?
+                .create_item(MemberDoc::new(membership))
+                .map_err(StoreError::corrupt)?;
+            match self.batch(&self.accounts, batch).await? {
+                Ok(_) => return Ok(true),
+                // The lock moved, or they joined in between: look again.
+                Err(404 | 409 | 412) => pause(round).await,
+                Err(s) => return Err(StoreError::unavailable(format!("batch refused: {s}"))),
+            }
+        }
+        Err(contended("add member"))
+    }
+
     async fn withdraw_invitation(
         &self,
         account: AccountId,

@@ -135,14 +135,7 @@ impl CosmosStore {
     /// left behind is unreachable (its claims are stale without it).
     async fn unregister(&self, user: UserId, account: Option<AccountId>) {
         if let Some(account) = account {
-            let pk = docs::pk(account);
-            let batch = TransactionalBatch::new(pk.clone())
-                .delete_item(docs::SEATS_ID, None)
-                .delete_item(docs::member_id(user), None)
-                .delete_item(pk.clone(), None);
-            if let Err(e) = self.batch(&self.accounts, batch).await {
-                tracing::warn!(%account, error = %e, "an unfinished registration's account was left behind");
-            }
+            self.drop_unfinished_account(account, user).await;
         }
         let pk = docs::user_pk(user);
         let _ = self
@@ -150,9 +143,22 @@ impl CosmosStore {
             .await;
     }
 
+    /// Undoes an account whose creation could not finish (its claims could
+    /// not be made). Best effort, as `unregister`.
+    pub(super) async fn drop_unfinished_account(&self, account: AccountId, owner: UserId) {
+        let pk = docs::pk(account);
+        let batch = TransactionalBatch::new(pk.clone())
+            .delete_item(docs::SEATS_ID, None)
+            .delete_item(docs::member_id(owner), None)
+            .delete_item(pk.clone(), None);
+        if let Err(e) = self.batch(&self.accounts, batch).await {
+            tracing::warn!(%account, error = %e, "an unfinished account was left behind");
+        }
+    }
+
     /// Writes the account's document, its owner's membership, its seat
     /// lock and its first messages in one batch; the account's etag.
-    async fn create_account(
+    pub(super) async fn write_account(
         &self,
         account: &Account,
         owner: &Membership,
@@ -237,7 +243,7 @@ impl UserStore for CosmosStore {
                 return Err(e);
             }
         }
-        let etag = match self.create_account(account, owner, messages).await {
+        let etag = match self.write_account(account, owner, messages).await {
             Ok(etag) => etag,
             Err(e) => {
                 self.unregister(user.id, None).await;
@@ -249,6 +255,26 @@ impl UserStore for CosmosStore {
             return Err(e);
         }
         Ok(etag)
+    }
+
+    async fn add_user(&self, user: &User) -> Result<bool, StoreError> {
+        let doc = UserDoc::new(user);
+        let pk = docs::user_pk(user.id);
+        let created = self
+            .call(|| self.users.create_item(pk.clone(), &pk, &doc, None))
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.status().is_conflict() => return Ok(false),
+            Err(e) => return Err(unavailable(e)),
+        }
+        if user.signs_in_with_password() {
+            if let Err(e) = self.claim(Claim::Email(&user.email), &pk).await {
+                self.unregister(user.id, None).await;
+                return Err(e);
+            }
+        }
+        Ok(true)
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError> {

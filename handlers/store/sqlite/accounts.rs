@@ -9,8 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::schema::{conflict, insert_account, insert_membership, insert_user};
 use super::{from_json, insert_outbox, ms, returning, to_json, unavailable, SqliteStore};
 use crate::domain::account::{
-    AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId, InvitationOutcome,
-    Membership, Role, Seats,
+    assignable, AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId,
+    InvitationOutcome, Membership, Role, Seats,
 };
 use crate::domain::plan::Limit;
 use crate::domain::ports::{
@@ -37,6 +37,15 @@ fn versioned<T: serde::de::DeserializeOwned>(
         })
     })
     .transpose()
+}
+
+fn exists(c: &Connection, sql: &'static str, key: &str) -> Result<bool, StoreError> {
+    c.prepare_cached(sql)
+        .map_err(unavailable)?
+        .query_row([key], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(unavailable)
 }
 
 fn uuid(s: &str) -> Result<uuid::Uuid, StoreError> {
@@ -220,6 +229,24 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn add_user(&self, user: &User) -> Result<bool, StoreError> {
+        let user = user.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            if exists(
+                &tx,
+                "SELECT 1 FROM users WHERE id = ?1",
+                &user.id.to_string(),
+            )? {
+                return Ok(false);
+            }
+            insert_user(&tx, &user)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn user_by_id(&self, id: UserId) -> Result<Option<Versioned<User>>, StoreError> {
         self.with_conn(move |c| {
             versioned(
@@ -311,6 +338,31 @@ impl AccountStore for SqliteStore {
                 })
                 .map_err(unavailable)?;
             ids.iter().map(|id| Ok(AccountId(uuid(id)?))).collect()
+        })
+        .await
+    }
+
+    async fn create_account(
+        &self,
+        account: &Account,
+        owner: &Membership,
+    ) -> Result<bool, StoreError> {
+        if owner.account_id != account.id || owner.role != Role::Owner {
+            return Err(StoreError::corrupt(
+                "the owner's membership is of another account",
+            ));
+        }
+        let (account, owner) = (account.clone(), owner.clone());
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let id = account.id.to_string();
+            if exists(&tx, "SELECT 1 FROM accounts WHERE id = ?1", &id)? {
+                return Ok(false);
+            }
+            insert_account(&tx, &account)?;
+            insert_membership(&tx, &owner)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
         })
         .await
     }
@@ -477,6 +529,27 @@ impl MemberStore for SqliteStore {
             .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
             Ok(outcome)
+        })
+        .await
+    }
+
+    async fn add_member(&self, membership: &Membership) -> Result<bool, StoreError> {
+        if !assignable(membership.role) {
+            return Err(StoreError::corrupt("an owner is made with the account"));
+        }
+        let m = membership.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            let account = m.account_id.to_string();
+            if !exists(&tx, "SELECT 1 FROM accounts WHERE id = ?1", &account)? {
+                return Err(StoreError::NotFound);
+            }
+            if member_of(&tx, m.account_id, m.user_id)?.is_some() {
+                return Ok(false);
+            }
+            insert_membership(&tx, &m)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(true)
         })
         .await
     }
