@@ -477,7 +477,7 @@ async fn the_first_token_provisions_a_user_with_their_own_free_account_and_later
     assert_eq!(ids.len(), 1, "{ids:?}");
 
     // A later token (another key, other claims) is the same user: the
-    // pair (issuer, subject) decides, and the stored profile stands.
+    // pair (issuer, subject) decides; the profile follows the provider.
     app.clock.set(app.clock_now() + Duration::minutes(5));
     let mut later = idp.claims("00u-ada", app.clock_now());
     later["email"] = json!("ada@elsewhere.example");
@@ -488,7 +488,9 @@ async fn the_first_token_provisions_a_user_with_their_own_free_account_and_later
         .await
         .unwrap();
     assert_eq!(again["id"], ids[0]);
-    assert_eq!(again["email"], "ada@corp.example");
+    assert_eq!(again["email"], "ada@elsewhere.example");
+    assert_eq!(again["email_verified"], false);
+    assert_eq!(again["name"], "Ada Lovelace");
 
     // Their own account, on Free, acted on by default and metered.
     let sub: Value = app

@@ -92,7 +92,15 @@ async fn only_the_newest_unexpired_link_works_and_made_up_ones_never_do() {
     let token = app.free_user("late@verify.io").await;
     let first = app.verification_token("late@verify.io").await;
 
-    // A new link replaces the first.
+    // Asking again at once mails nothing: one link per five minutes.
+    let r = app
+        .post_as(&token, "/api/auth/verify-email/resend", json!({}))
+        .await;
+    assert_eq!(r.headers()["retry-after"], "300");
+    error_of(r, 429, "rate_limited").await;
+
+    // Five minutes on, a new link replaces the first.
+    app.clock.set(app.clock.now() + Duration::minutes(5));
     let r = app
         .post_as(&token, "/api/auth/verify-email/resend", json!({}))
         .await;
@@ -114,6 +122,15 @@ async fn only_the_newest_unexpired_link_works_and_made_up_ones_never_do() {
     // 48 hours on, the link is no longer good (half-open: at the instant
     // it expires, it is gone).
     let sent_at = app.clock.now();
+    let second_expires = sent_at + Duration::hours(48);
+    assert_eq!(
+        app.user_by_email("late@verify.io")
+            .await
+            .verification
+            .unwrap()
+            .expires_at,
+        second_expires
+    );
     app.clock.set(sent_at + Duration::hours(48));
     error_of(verify(&app, &second).await, 404, "verification_not_found").await;
     app.clock

@@ -180,12 +180,12 @@ impl Billing {
         claims: ExternalClaims,
     ) -> Result<Versioned<User>, AppError> {
         let identity = ExternalIdentity {
-            issuer: claims.issuer,
-            subject: claims.subject,
+            issuer: claims.issuer.clone(),
+            subject: claims.subject.clone(),
         };
         let id = UserId::of_identity(&identity);
         if let Some(user) = self.store.user_by_id(id).await? {
-            return Ok(user);
+            return Ok(self.refreshed(user, &claims).await);
         }
         let unusable = |what: &str| {
             AppError::Unauthenticated(format!(
@@ -219,5 +219,45 @@ impl Billing {
                 "a provisioned user is not readable yet",
             ))
         })
+    }
+
+    /// The stored user with what their provider's token says now: email,
+    /// name and whether the email is verified follow the provider (the
+    /// user is found by (issuer, subject), so this moves no one). Best
+    /// effort: a lost race leaves the change to the next request.
+    async fn refreshed(&self, user: Versioned<User>, claims: &ExternalClaims) -> Versioned<User> {
+        let mut now = user.value.clone();
+        if let Some(email) = claims.email.as_deref().and_then(|e| Email::parse(e).ok()) {
+            if email != now.email {
+                now.email = email;
+                now.email_verified = claims.email_verified;
+            }
+        }
+        // Proven here once (an accepted invitation), an address stays proven.
+        now.email_verified |= claims.email_verified;
+        if let Some(name) = claims
+            .name
+            .as_deref()
+            .and_then(|n| PersonName::parse(n).ok())
+        {
+            now.name = name;
+        }
+        if now == user.value {
+            return user;
+        }
+        let next = Versioned {
+            value: now,
+            etag: user.etag.clone(),
+        };
+        match self.store.replace_user(&next).await {
+            Ok(etag) => Versioned {
+                value: next.value,
+                etag,
+            },
+            Err(e) => {
+                tracing::warn!(user_id = %user.value.id, error = %e, "the provider's newer profile could not be stored yet");
+                user
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::auth::throttle::Purpose;
+use crate::auth::throttle::{Limited, Purpose};
 use crate::domain::account::AccountId;
 use crate::domain::ports::{StoreError, Versioned};
 use crate::domain::records::{EmailKind, OutboxMessage};
@@ -108,6 +108,19 @@ impl Billing {
                 .id_key(Purpose::Verification, user.value.id.0.as_bytes()),
         )?;
         let now = self.clock.now();
+        if let Some(wait) = user
+            .value
+            .verification
+            .as_ref()
+            .map(|v| v.next_link_at() - now)
+            .filter(|wait| *wait > chrono::Duration::zero())
+        {
+            let ms = wait.num_milliseconds().max(1) as u64;
+            return Err(Limited {
+                retry_after_seconds: ms.div_ceil(1000),
+            }
+            .into());
+        }
         let (pending, message) = self.verification_link(&user.value, now);
         let mut updated = user.value.clone();
         updated.verification = Some(pending);

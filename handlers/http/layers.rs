@@ -41,14 +41,16 @@ pub fn trace() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, fn(&Reque
 /// The path as logs may show it: an invitation's token is a credential
 /// (whoever holds it may join the account), so its segment is replaced.
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    const SECRET_AFTER: &str = "/api/invitations/";
-    match path.strip_prefix(SECRET_AFTER) {
-        Some(rest) => {
+    // Paths whose next segment is a link's token: the API's acceptance,
+    // and the web app's pages the emailed links open.
+    const SECRET_AFTER: [&str; 3] = ["/api/invitations/", "/invitations/", "/verify-email/"];
+    for prefix in SECRET_AFTER {
+        if let Some(rest) = path.strip_prefix(prefix) {
             let tail = rest.find('/').map_or("", |i| &rest[i..]);
-            format!("{SECRET_AFTER}{{token}}{tail}").into()
+            return format!("{prefix}{{token}}{tail}").into();
         }
-        None => path.into(),
     }
+    path.into()
 }
 
 pub fn cors(origins: &[String]) -> CorsLayer {
@@ -164,5 +166,26 @@ pub async fn throttle_sign_in(State(state): State<AppState>, req: Request, next:
     match state.billing.admit_client(address) {
         Ok(()) => next.run(req).await,
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn link_tokens_never_reach_the_log() {
+        for (path, logged) in [
+            (
+                "/api/invitations/abc-def/accept",
+                "/api/invitations/{token}/accept",
+            ),
+            ("/invitations/abc-def", "/invitations/{token}"),
+            ("/verify-email/abc-def", "/verify-email/{token}"),
+            ("/api/auth/verify-email", "/api/auth/verify-email"),
+            ("/api/usage", "/api/usage"),
+        ] {
+            assert_eq!(loggable_path(path), logged);
+        }
     }
 }

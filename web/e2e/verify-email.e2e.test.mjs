@@ -1,6 +1,6 @@
 // Email verification against the real service: a new user is asked to
 // confirm their address, opens the emailed link and is confirmed; the same
-// link again says it is no longer valid; a new link replaces the old one.
+// link again says it is no longer valid; a new link waits five minutes.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
@@ -70,7 +70,9 @@ test('a new user confirms their email from the emailed link; the link works once
   });
 });
 
-test('a new link replaces the old one', async (t) => {
+// That a new link replaces the old one is the service's test
+// (tests/verification.rs, which can move the clock five minutes on).
+test('asking for a new link right after one was sent is refused, saying when to ask again', async (t) => {
   const page = await newPage(t);
   await withFailureScreenshot(page, t.name, async () => {
     const email = newEmail('grace');
@@ -78,21 +80,10 @@ test('a new link replaces the old one', async (t) => {
     const first = await waitForLinkPath(rig.service.mailDir, email, '/verify-email/');
 
     await notice.getByRole('button', { name: 'Send a new link' }).click();
-    await notice
-      .getByRole('status')
-      .getByText(`A new link is on its way to ${email}. Links sent before it no longer work.`)
-      .waitFor();
-    const second = await waitForLinkPath(rig.service.mailDir, email, '/verify-email/', [first]);
+    await notice.getByRole('alert').getByText(/retry in \d+ s/).waitFor();
 
+    // The link already sent still works.
     await page.goto(`${rig.service.base}${first}`);
-    await page.getByRole('alert').getByText(GONE).waitFor();
-    await page.getByRole('link', { name: 'Go to your account' }).click();
-    await notice.waitFor();
-
-    await page.goto(`${rig.service.base}${second}`);
     await page.getByRole('heading', { name: 'Email address confirmed' }).waitFor();
-    await page.getByRole('link', { name: 'Go to your account' }).click();
-    await page.getByRole('region', { name: 'Current plan' }).waitFor();
-    await notice.waitFor({ state: 'detached' });
   });
 });

@@ -108,8 +108,9 @@ pub trait UserStore: Send + Sync {
     /// identity provider are never found by email.
     async fn user_by_email(&self, email: &Email) -> Result<Option<Versioned<User>>, StoreError>;
     /// Replaces the user if unchanged since read (`VersionConflict` if not).
-    /// The email, identity and password stay as they are: only the
-    /// verification state and the name change here.
+    /// The identity and password never change here, nor the email of a
+    /// user who signs in with it; an outside identity's email follows what
+    /// their provider says.
     async fn replace_user(&self, user: &Versioned<User>) -> Result<Etag, StoreError>;
 }
 

@@ -148,11 +148,20 @@ pub struct EmailVerification {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How long after one link another may be sent: asking cannot flood a
+/// mailbox, whoever asks.
+pub const EMAIL_VERIFICATION_RESEND_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
 impl EmailVerification {
     /// Whether the link is still good at `now` (half-open: good before
     /// `expires_at`).
     pub fn pending_at(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
+    }
+
+    /// When another link may be sent instead of this one.
+    pub fn next_link_at(&self) -> DateTime<Utc> {
+        self.expires_at - EMAIL_VERIFICATION_VALIDITY + EMAIL_VERIFICATION_RESEND_AFTER
     }
 }
 

@@ -212,9 +212,13 @@ impl UserStore for CosmosStore {
                 "the owner's membership is of another user or account",
             ));
         }
-        // Each document first, then the claims that point at it: a crash
-        // in between leaves an unreachable document, never an email that
-        // nobody can register.
+        // The account first, then the user, then the claims that point at
+        // them. The user document is the commit point: a crash before it
+        // leaves an account no one reaches (for an outside identity, whose
+        // account id follows from the user's, the next first request finds
+        // it and finishes), never a user without their account; a crash
+        // after it, never an email that nobody can register.
+        let etag = self.write_account(account, owner, messages).await?;
         let doc = UserDoc::new(user);
         let pk = docs::user_pk(user.id);
         let created = self
@@ -230,26 +234,24 @@ impl UserStore for CosmosStore {
                     .await?
                     .is_some_and(|(d, _)| d.user == *user);
                 if !mine {
+                    // The account is this user id's own (an outside
+                    // identity's): it stays, the other request's.
                     return Err(StoreError::Conflict(Uniqueness::Id));
                 }
             }
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => {
+                self.unregister(user.id, Some(account.id)).await;
+                return Err(unavailable(e));
+            }
         }
         // Only a password user signs in by email; an outside identity's
         // email claims nothing.
         if user.signs_in_with_password() {
             if let Err(e) = self.claim(Claim::Email(&user.email), &pk).await {
-                self.unregister(user.id, None).await;
+                self.unregister(user.id, Some(account.id)).await;
                 return Err(e);
             }
         }
-        let etag = match self.write_account(account, owner, messages).await {
-            Ok(etag) => etag,
-            Err(e) => {
-                self.unregister(user.id, None).await;
-                return Err(e);
-            }
-        };
         if let Err(e) = self.claim_account_facts(account).await {
             self.unregister(user.id, Some(account.id)).await;
             return Err(e);

@@ -273,16 +273,22 @@ impl UserStore for SqliteStore {
     async fn replace_user(&self, user: &Versioned<User>) -> Result<Etag, StoreError> {
         let user = user.clone();
         self.with_conn(move |c| {
-            let version: i64 = user.etag.0.parse().map_err(|_| StoreError::VersionConflict)?;
+            let version: i64 = user
+                .etag
+                .0
+                .parse()
+                .map_err(|_| StoreError::VersionConflict)?;
             let changed = c
                 .prepare_cached(
-                    "UPDATE users SET doc = ?3, version = version + 1 WHERE id = ?1 AND version = ?2",
+                    "UPDATE users SET doc = ?3, email = ?4, version = version + 1
+                     WHERE id = ?1 AND version = ?2",
                 )
                 .map_err(unavailable)?
                 .execute(params![
                     user.value.id.to_string(),
                     version,
-                    to_json(&user.value)?
+                    to_json(&user.value)?,
+                    user.value.email.as_str()
                 ])
                 .map_err(unavailable)?;
             if changed == 0 {
