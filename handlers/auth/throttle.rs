@@ -219,8 +219,14 @@ struct FailureRecords {
     wide: HashMap<AccountKey, Failures>,
 }
 
+/// How many times the per-address budget an IPv6 /48 has, all its /64s
+/// together: a site commonly gets a /48, so one holder of many /64s does
+/// not get a fresh budget with each.
+pub const PER_48: u32 = 16;
+
 pub struct Throttle {
     by_address: Keyed<IpAddr>,
+    by_block: Keyed<IpAddr>,
     by_account: Keyed<AccountKey>,
     failures: Mutex<FailureRecords>,
     backoff: Backoff,
@@ -237,6 +243,20 @@ impl Throttle {
         let max_keys = settings.max_keys.max(1);
         Self {
             by_address: Keyed::new(settings.per_address, max_keys, &governed),
+            by_block: Keyed::new(
+                Rate {
+                    per_minute: settings
+                        .per_address
+                        .per_minute
+                        .saturating_mul(NonZeroU32::new(PER_48).expect("PER_48 is not 0")),
+                    burst: settings
+                        .per_address
+                        .burst
+                        .saturating_mul(NonZeroU32::new(PER_48).expect("PER_48 is not 0")),
+                },
+                max_keys,
+                &governed,
+            ),
             by_account: Keyed::new(settings.per_account, max_keys, &governed),
             failures: Mutex::default(),
             backoff: settings.backoff,
@@ -278,9 +298,18 @@ impl Throttle {
     }
 
     /// One sign-in request from a client address. IPv6 addresses count by
-    /// their /64, the block one subscriber gets.
+    /// their /64, the block one subscriber gets, and by their /48 too, at
+    /// `PER_48` times the budget.
     pub fn admit_address(&self, address: IpAddr) -> Result<(), Limited> {
-        self.by_address.check(&address_key(address))
+        self.by_address.check(&address_key(address))?;
+        match address.to_canonical() {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                let block = Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+                self.by_block.check(&IpAddr::V6(block))
+            }
+            IpAddr::V4(_) => Ok(()),
+        }
     }
 
     /// One attempt on an account.
@@ -352,6 +381,7 @@ impl Throttle {
     /// Forgets what no longer limits anyone and returns the memory.
     pub fn sweep(&self) {
         self.by_address.sweep();
+        self.by_block.sweep();
         self.by_account.sweep();
         let now = self.clock.now();
         let mut failures = self.failures.lock().expect("throttle lock");
@@ -476,6 +506,21 @@ mod tests {
         t.admit_address("::ffff:198.51.100.1".parse().unwrap())
             .unwrap();
         assert!(t.admit_address("198.51.100.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn the_64s_of_one_48_share_a_larger_budget() {
+        let (t, _) = throttle(1000);
+        // Burst 2 per /64, 32 per /48.
+        for n in 0..16u16 {
+            let a = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, n, 0, 0, 0, 1));
+            t.admit_address(a).unwrap();
+            t.admit_address(a).unwrap();
+        }
+        let same_48 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 7, 99, 0, 0, 0, 1));
+        assert!(t.admit_address(same_48).is_err());
+        let other_48 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 8, 99, 0, 0, 0, 1));
+        assert_eq!(t.admit_address(other_48), Ok(()));
     }
 
     #[test]
