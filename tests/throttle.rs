@@ -127,13 +127,10 @@ async fn locally_the_front_end_headers_are_ignored() {
     let a = client_from("127.0.0.4");
     for n in 0..3 {
         let ip = format!("203.0.113.{n}");
-        let headers = [
-            ("x-client-ip", ip.as_str()),
-            ("x-forwarded-for", ip.as_str()),
-        ];
+        let headers = [("client-ip", ip.as_str()), ("x-forwarded-for", ip.as_str())];
         assert_eq!(login_with(&app, &a, &headers, n).await.status(), 401);
     }
-    let headers = [("x-client-ip", "203.0.113.99")];
+    let headers = [("client-ip", "203.0.113.99")];
     limited(login_with(&app, &a, &headers, 9).await).await;
 }
 
@@ -141,17 +138,25 @@ async fn locally_the_front_end_headers_are_ignored() {
 async fn under_the_host_the_client_is_the_front_ends_header() {
     let app = TestApp::spawn_with(&vars(&[THREE_PER_ADDRESS, UNDER_HOST])).await;
     let host = &app.client; // every request from 127.0.0.1, as from the host
-    let one = [("x-client-ip", "203.0.113.1")];
+                            // CLIENT-IP carries a port, and comes before X-Forwarded-For.
+    let one = [
+        ("client-ip", "203.0.113.1:50123"),
+        ("x-forwarded-for", "192.0.2.99:1"),
+    ];
     for n in 0..3 {
         assert_eq!(login_with(&app, host, &one, n).await.status(), 401);
     }
     limited(login_with(&app, host, &one, 3).await).await;
     // Another client behind the same host is not affected.
-    let two = [("x-client-ip", "203.0.113.2")];
+    let two = [("client-ip", "203.0.113.2:50123")];
     assert_eq!(login_with(&app, host, &two, 4).await.status(), 401);
-    // CLIENT-IP carries a port; IPv6 in brackets.
-    let three = [("client-ip", "203.0.113.1:50123")];
+    // X-Client-IP is never read: a client could choose it.
+    let three = [
+        ("x-client-ip", "198.51.100.1"),
+        ("client-ip", "203.0.113.1:4000"),
+    ];
     limited(login_with(&app, host, &three, 5).await).await;
+    // IPv6 in brackets.
     let four = [("x-forwarded-for", "[2001:db8::1]:443")];
     assert_eq!(login_with(&app, host, &four, 6).await.status(), 401);
 }
@@ -287,12 +292,71 @@ async fn registration_is_limited_per_email() {
     assert!(!app.login("grace@example.com").await.is_empty());
 }
 
+/// Logins for one email as often as the back-off tests need.
+const ROOMY_ACCOUNT: &[(&str, &str)] = &[
+    ("SIGN_IN_PER_ACCOUNT_PER_MINUTE", "6000"),
+    ("SIGN_IN_PER_ACCOUNT_BURST", "100"),
+];
+
+async fn login_from(
+    app: &TestApp,
+    client: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let body = json!({"email": email, "password": password});
+    client
+        .post(app.url(LOGIN))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn invitation_acceptance_is_limited_per_invited_account() {
+async fn a_guesser_backs_off_while_the_owner_signs_in_from_elsewhere() {
+    let app = TestApp::spawn_with(ROOMY_ACCOUNT).await;
+    app.free_user("victim@example.com").await;
+    let (guesser, owner) = (client_from("127.0.0.7"), client_from("127.0.0.8"));
+    for _ in 0..5 {
+        let r = login_from(&app, &guesser, "victim@example.com", "guess number 1").await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = login_from(&app, &guesser, "victim@example.com", PASSWORD).await;
+    limited(r).await;
+    let r = login_from(&app, &owner, "victim@example.com", PASSWORD).await;
+    assert_eq!(r.status(), 200, "the owner is not locked out");
+}
+
+#[tokio::test]
+async fn failures_from_many_addresses_back_off_every_address_alike_for_unknown_emails() {
+    let app = TestApp::spawn_with(ROOMY_ACCOUNT).await;
+    app.free_user("victim@example.com").await;
+    // Ten times the per-address free failures, from fifty addresses.
+    for email in ["victim@example.com", "nobody@example.com"] {
+        for n in 0..50 {
+            let client = client_from(&format!("127.0.1.{}", n + 1));
+            let r = login_from(&app, &client, email, "guess number 1").await;
+            assert_eq!(r.status(), 401, "{email}: failure {n} is free");
+        }
+    }
+    let owner = client_from("127.0.2.1");
+    let known = refusal(login_from(&app, &owner, "victim@example.com", PASSWORD).await).await;
+    let unknown = refusal(login_from(&app, &owner, "nobody@example.com", PASSWORD).await).await;
+    assert_eq!(known, unknown);
+    assert_eq!((known.0, known.2), (429, 1));
+    advance(&app, Duration::seconds(1));
+    let r = login_from(&app, &owner, "victim@example.com", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn invitation_acceptance_is_limited_per_accepting_user() {
     let app = TestApp::spawn_with(TWO_PER_ACCOUNT).await;
     app.free_user("owner@example.com").await;
     app.free_user("other@example.com").await;
     let guesser = app.free_user("guesser@example.com").await;
+    let bystander = app.free_user("bystander@example.com").await;
     let target = app.account("owner@example.com").await.id.0.simple();
     let other = app.account("other@example.com").await.id.0.simple();
     let guess = |account: &dyn std::fmt::Display, n: usize| {
@@ -302,10 +366,11 @@ async fn invitation_acceptance_is_limited_per_invited_account() {
         let r = app.post_as(&guesser, &guess(&target, n), json!({})).await;
         error_of(r, 404, "invitation_not_found").await;
     }
-    let r = app.post_as(&guesser, &guess(&target, 2), json!({})).await;
+    let r = app.post_as(&guesser, &guess(&other, 2), json!({})).await;
     let (wait, _) = limited(r).await;
-    assert_eq!(wait, 30);
-    let r = app.post_as(&guesser, &guess(&other, 3), json!({})).await;
+    assert_eq!(wait, 30, "the guesser's budget, whichever account");
+    // Junk tokens for an account do not block anyone else's acceptance.
+    let r = app.post_as(&bystander, &guess(&target, 3), json!({})).await;
     error_of(r, 404, "invitation_not_found").await;
     advance(&app, Duration::seconds(30));
     let r = app.post_as(&guesser, &guess(&target, 4), json!({})).await;

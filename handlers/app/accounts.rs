@@ -1,3 +1,4 @@
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::auth::token::{ExternalClaims, Subject};
@@ -120,12 +121,18 @@ impl Billing {
         )))
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Result<Session, AppError> {
+    /// Signs in with a password; `client` is the address the request
+    /// comes from, which keys the back-off after failed attempts.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Session, AppError> {
         // Per email, known or not alike, before the store and the hash: its
-        // rate, then the back-off its failed logins impose.
-        let key = self
-            .throttle
-            .email_key(crate::auth::throttle::Purpose::Login, email);
+        // rate, then the back-off its failed logins impose, from this
+        // address and from everywhere.
+        let key = self.throttle.login_keys(email, client);
         self.throttle.admit_login(&key)?;
         // An unparsable email is just an unknown one: same answer, same work.
         let found = match Email::parse(email) {

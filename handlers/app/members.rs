@@ -316,10 +316,12 @@ impl Billing {
         token: &str,
     ) -> Result<AccountSummary, AppError> {
         let account_id = token_account(token).ok_or(AppError::InvitationNotFound)?;
-        // Per invited account: its tokens cannot be guessed at speed.
+        // Per accepting user, not per invited account: account ids are
+        // not secret, so a stranger could spend an account's budget. The
+        // per-address limit is the route's.
         let key = self.throttle.id_key(
             crate::auth::throttle::Purpose::Acceptance,
-            account_id.0.as_bytes(),
+            user.id.0.as_bytes(),
         );
         self.throttle.admit_account(&key)?;
         let Some(account) = self.store.account_by_id(account_id).await? else {

@@ -94,6 +94,9 @@ struct KeySet {
     fetched_at: Option<DateTime<Utc>>,
     /// The last fetch begun, whatever came of it.
     attempted_at: Option<DateTime<Utc>>,
+    /// Fetches begun so far: a caller that saw this before waiting for the
+    /// fetch lock knows whether one ran while it waited.
+    generation: u64,
 }
 
 enum Decision {
@@ -108,11 +111,11 @@ impl KeySet {
         if key.is_some() && !stale {
             return Decision::Use(key);
         }
-        // A clock set back (tests) does not hold fetches off until it
-        // catches up; the fetch it allows resets the interval.
+        // Timestamps never move back: a clock set back holds the next
+        // fetch off until it is past the last attempt's interval again.
         let may_fetch = self
             .attempted_at
-            .is_none_or(|t| now < t || now - t >= MIN_FETCH_INTERVAL);
+            .is_none_or(|t| now - t >= MIN_FETCH_INTERVAL);
         if may_fetch {
             Decision::Fetch
         } else {
@@ -139,6 +142,13 @@ impl Issuer {
     fn key(&self, kid: &str) -> Option<Key> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         keys.keys.get(kid).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
     }
 }
 
@@ -269,16 +279,21 @@ impl Issuers {
         let Some(http) = self.http.clone() else {
             return Err(TokenError::UnknownKey);
         };
+        let seen = issuer.generation();
         let held = issuer.fetching.clone().lock_owned().await;
-        // Another request may have fetched while this one waited.
+        // Another request may have fetched while this one waited: that
+        // fetch is as fresh as this one would be, whatever `now` says.
+        if issuer.generation() != seen {
+            return known(issuer.key(kid));
+        }
         if let Decision::Use(found) = issuer.decide(kid, now) {
             return known(found);
         }
-        issuer
-            .keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .attempted_at = Some(now);
+        {
+            let mut set = issuer.keys.write().unwrap_or_else(|e| e.into_inner());
+            set.attempted_at = set.attempted_at.max(Some(now));
+            set.generation += 1;
+        }
         // On a task of its own: a caller that goes away mid-fetch does not
         // waste the fetch the others are waiting for.
         let fetch = tokio::spawn({
@@ -289,7 +304,7 @@ impl Issuers {
                     Ok(keys) => {
                         let mut set = issuer.keys.write().unwrap_or_else(|e| e.into_inner());
                         set.keys = keys;
-                        set.fetched_at = Some(now);
+                        set.fetched_at = set.fetched_at.max(Some(now));
                     }
                     Err(e) => tracing::warn!(
                         issuer = %issuer.trusted.issuer,
@@ -480,6 +495,21 @@ fn usable(jwk: &Jwk) -> Option<(String, Key)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_set_back_does_not_allow_another_fetch() {
+        let t = DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let set = KeySet {
+            attempted_at: Some(t),
+            ..KeySet::default()
+        };
+        let fetches = |now| matches!(set.decide("kid", now), Decision::Fetch);
+        assert!(!fetches(t - Duration::hours(1)));
+        assert!(!fetches(t + Duration::seconds(59)));
+        assert!(fetches(t + MIN_FETCH_INTERVAL));
+    }
 
     #[test]
     fn key_urls_are_https_or_loopback_http() {

@@ -12,6 +12,7 @@ use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::user::User;
 
 use super::billing::Checkout;
+use super::client_address::ClientAddress;
 use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
 use super::metering::CurrentUser;
@@ -187,9 +188,13 @@ pub async fn register(
 )]
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddress,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let session = state.billing.login(&body.email, &body.password).await?;
+    let session = state
+        .billing
+        .login(&body.email, &body.password, client.0)
+        .await?;
     tracing::info!(user_id = %session.user.id, "user signed in");
     Ok(Json(session.into()))
 }

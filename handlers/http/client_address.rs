@@ -4,12 +4,14 @@
 //! Under the Functions host the handler's TCP peer is the host itself, on
 //! 127.0.0.1, for every request: the client is only in the headers. In
 //! Azure the request reaches the host through the App Service front end,
-//! which sets `X-Client-IP` (an IP) and `CLIENT-IP` (`ip:port`) to the TCP
-//! peer it saw, overwriting whatever the client sent, and appends that peer
+//! which sets `CLIENT-IP` (`ip:port`) to the TCP peer it saw, overwriting
+//! whatever the client sent (documented), and appends that peer
 //! (`ip:port`) to `X-Forwarded-For`; the host forwards every header as it
-//! is. So, under the host, in this order: `X-Client-IP`, else `CLIENT-IP`,
-//! else the last entry of `X-Forwarded-For`, its port stripped. Earlier
-//! `X-Forwarded-For` entries are whatever the client sent: never read.
+//! is. So, under the host, in this order: `CLIENT-IP`, else the last entry
+//! of `X-Forwarded-For`, its port stripped. `X-Client-IP` is not
+//! documented as overwritten on every plan, so a client could choose it:
+//! never read. Earlier `X-Forwarded-For` entries are whatever the client
+//! sent: never read either.
 //! Behind another proxy in front (Front Door, a gateway) these name that
 //! proxy, and everyone behind it shares one budget.
 //!
@@ -22,7 +24,27 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Once;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
+
+/// The client address the sign-in throttle found for a request, in its
+/// extensions for the handlers after it (the login back-off keys by it).
+/// A handler reached without the throttle sees `0.0.0.0`: one shared key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientAddress>()
+            .copied()
+            .unwrap_or(ClientAddress(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+    }
+}
 
 /// Which of a request's facts name its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +55,6 @@ pub enum ClientAddresses {
     PeerOnly,
 }
 
-pub const X_CLIENT_IP: &str = "x-client-ip";
 pub const CLIENT_IP: &str = "client-ip";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -65,9 +86,7 @@ fn from_front_end(headers: &HeaderMap) -> Option<IpAddr> {
         let last = headers.get_all(X_FORWARDED_FOR).iter().next_back()?;
         ip_of(last.to_str().ok()?.rsplit(',').next()?)
     };
-    let (found, from) = if let Some(ip) = header(X_CLIENT_IP) {
-        (Some(ip), X_CLIENT_IP)
-    } else if let Some(ip) = header(CLIENT_IP) {
+    let (found, from) = if let Some(ip) = header(CLIENT_IP) {
         (Some(ip), CLIENT_IP)
     } else if let Some(ip) = forwarded() {
         (Some(ip), X_FORWARDED_FOR)
@@ -135,13 +154,20 @@ mod tests {
     #[test]
     fn under_the_host_the_front_ends_headers_in_order() {
         let all = [
-            (X_CLIENT_IP, "203.0.113.1"),
             (CLIENT_IP, "203.0.113.2:4000"),
             (X_FORWARDED_FOR, "203.0.113.3:5000"),
         ];
-        assert_eq!(under_host(&all), "203.0.113.1");
-        assert_eq!(under_host(&all[1..]), "203.0.113.2");
-        assert_eq!(under_host(&all[2..]), "203.0.113.3");
+        assert_eq!(under_host(&all), "203.0.113.2");
+        assert_eq!(under_host(&all[1..]), "203.0.113.3");
+        let chosen = [
+            ("x-client-ip", "198.51.100.66"),
+            (X_FORWARDED_FOR, "203.0.113.3:5000"),
+        ];
+        assert_eq!(
+            under_host(&chosen),
+            "203.0.113.3",
+            "X-Client-IP is never read"
+        );
         assert_eq!(under_host(&[]), "127.0.0.1", "no header: the peer");
     }
 
@@ -162,11 +188,11 @@ mod tests {
     #[test]
     fn garbage_falls_back_to_the_next_source_then_the_peer() {
         assert_eq!(
-            under_host(&[(X_CLIENT_IP, "not an ip"), (CLIENT_IP, "192.0.2.8:1")]),
+            under_host(&[(CLIENT_IP, "not an ip"), (X_FORWARDED_FOR, "192.0.2.8:1")]),
             "192.0.2.8"
         );
         assert_eq!(
-            under_host(&[(X_CLIENT_IP, "nope"), (X_FORWARDED_FOR, "1.2.3.4, garbage")]),
+            under_host(&[(CLIENT_IP, "nope"), (X_FORWARDED_FOR, "1.2.3.4, garbage")]),
             "127.0.0.1"
         );
         let none = client_address(ClientAddresses::FromFrontEnd, &HeaderMap::new(), None);
@@ -175,10 +201,7 @@ mod tests {
 
     #[test]
     fn locally_headers_are_ignored() {
-        let h = headers(&[
-            (X_CLIENT_IP, "203.0.113.1"),
-            (X_FORWARDED_FOR, "203.0.113.3"),
-        ]);
+        let h = headers(&[(CLIENT_IP, "203.0.113.1"), (X_FORWARDED_FOR, "203.0.113.3")]);
         let peer: SocketAddr = "[::ffff:192.0.2.1]:4000".parse().unwrap();
         assert_eq!(
             client_address(ClientAddresses::PeerOnly, &h, Some(peer)).to_string(),

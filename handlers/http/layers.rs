@@ -8,7 +8,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::client_address::client_address;
+use super::client_address::{client_address, ClientAddress};
 use super::error::{ApiError, UpgradeHint};
 use super::AppState;
 
@@ -164,7 +164,12 @@ pub async fn throttle_sign_in(State(state): State<AppState>, req: Request, next:
         .map(|c| c.0);
     let address = client_address(state.client_addresses, req.headers(), peer);
     match state.billing.admit_client(address) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            // The use-case's throttles key by it too (the login back-off).
+            let mut req = req;
+            req.extensions_mut().insert(ClientAddress(address));
+            next.run(req).await
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
