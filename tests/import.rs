@@ -332,7 +332,8 @@ async fn an_imported_user_signs_in_with_the_identity_provider_and_lands_on_their
     let app = TestApp::spawn_on(store.clone(), &[("AUTH_ISSUERS", &issuer)]).await;
     for (subject, role) in [("member-7", "member"), ("owner-7", "owner")] {
         // The token carries other details than the file: the user is found
-        // by (issuer, subject) alone, as imported.
+        // by (issuer, subject) alone, as imported, and their profile then
+        // follows the provider.
         let mut claims = idp.claims(subject, app.clock_now());
         claims["email"] = json!("changed@elsewhere.example");
         let token = idp.token(RSA, &claims);
@@ -342,7 +343,7 @@ async fn an_imported_user_signs_in_with_the_identity_provider_and_lands_on_their
             subject: subject.into(),
         });
         assert_eq!(me["id"], json!(imported.to_string()), "{subject}: {me}");
-        assert_eq!(me["email"], format!("{subject}@corp.example"));
+        assert_eq!(me["email"], "changed@elsewhere.example");
         let accounts: Value = app
             .get_as(&token, "/api/accounts")
             .await
