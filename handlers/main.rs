@@ -227,47 +227,54 @@ fn sync_catalog() -> ExitCode {
     }
 }
 
+/// The Cosmos DB settings of the configuration, for a command that needs
+/// them `purpose` (words that finish "… is required").
+fn cosmos_settings(
+    runtime: &tokio::runtime::Runtime,
+    purpose: &str,
+) -> Result<cosmos::client::CosmosSettings, String> {
+    let config = runtime
+        .block_on(secrets::config_from_env())
+        .map_err(|e| e.to_string())?;
+    match config.store {
+        StoreConfig::Cosmos(settings) => Ok(settings),
+        StoreConfig::Sqlite => Err(format!(
+            "configuration error: COSMOS__accountEndpoint: is required {purpose}"
+        )),
+    }
+}
+
 /// Creates what `STORE=cosmos` needs, for emulators and first deployments
 /// (Bicep does the same in Azure), then prints each container as it stands.
 fn cosmos_init() -> ExitCode {
     let runtime = runtime();
-    let result = runtime
-        .block_on(secrets::config_from_env())
-        .map_err(|e| e.to_string())
-        .and_then(|config| match config.store {
-            StoreConfig::Cosmos(settings) => Ok(settings),
-            StoreConfig::Sqlite => Err(
-                "configuration error: COSMOS__accountEndpoint: is required to initialise Cosmos DB"
-                    .into(),
-            ),
+    let result = cosmos_settings(&runtime, "to initialise Cosmos DB").and_then(|settings| {
+        runtime.block_on(async {
+            let client = cosmos::client::connect(&settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            let created = cosmos::init(&client, &settings.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut lines: Vec<String> = created
+                .into_iter()
+                .map(|c| format!("created {c}"))
+                .collect();
+            for spec in cosmos::layout::CONTAINERS {
+                let (paths, ttl) = cosmos::describe(&client, &settings.database, spec.name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ttl = ttl.map_or("off".to_owned(), |t| t.to_string());
+                lines.push(format!(
+                    "{}/{}: partition key {}, default TTL {ttl}",
+                    settings.database,
+                    spec.name,
+                    paths.join(",")
+                ));
+            }
+            Ok::<_, String>(lines)
         })
-        .and_then(|settings| {
-            runtime.block_on(async {
-                let client = cosmos::client::connect(&settings)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let created = cosmos::init(&client, &settings.database)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut lines: Vec<String> = created
-                    .into_iter()
-                    .map(|c| format!("created {c}"))
-                    .collect();
-                for spec in cosmos::layout::CONTAINERS {
-                    let (paths, ttl) = cosmos::describe(&client, &settings.database, spec.name)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let ttl = ttl.map_or("off".to_owned(), |t| t.to_string());
-                    lines.push(format!(
-                        "{}/{}: partition key {}, default TTL {ttl}",
-                        settings.database,
-                        spec.name,
-                        paths.join(",")
-                    ));
-                }
-                Ok::<_, String>(lines)
-            })
-        });
+    });
     match result {
         Ok(lines) => {
             for line in lines {
@@ -286,31 +293,25 @@ fn cosmos_init() -> ExitCode {
 /// database of the one-user era").
 fn migrate(args: MigrateArgs) -> ExitCode {
     let runtime = runtime();
-    let result = runtime
-        .block_on(secrets::config_from_env())
-        .map_err(|e| e.to_string())
-        .and_then(|config| match config.store {
-            StoreConfig::Cosmos(settings) => Ok(settings),
-            StoreConfig::Sqlite => Err(
-                "configuration error: COSMOS__accountEndpoint: is required to migrate a Cosmos DB database (the embedded SQLite store migrates itself)"
-                    .into(),
-            ),
-        })
-        .and_then(|settings| {
-            runtime.block_on(async {
-                let client = cosmos::client::connect(&settings)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                cosmos::migrate::migrate(
-                    &client,
-                    &args.from_database,
-                    &settings.database,
-                    chrono::Utc::now(),
-                )
+    let result = cosmos_settings(
+        &runtime,
+        "to migrate a Cosmos DB database (the embedded SQLite store migrates itself)",
+    )
+    .and_then(|settings| {
+        runtime.block_on(async {
+            let client = cosmos::client::connect(&settings)
                 .await
-                .map_err(|e| e.to_string())
-            })
-        });
+                .map_err(|e| e.to_string())?;
+            cosmos::migrate::migrate(
+                &client,
+                &args.from_database,
+                &settings.database,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
+    });
     match result {
         Ok(report) => {
             for line in report.lines() {

@@ -337,19 +337,14 @@ async fn an_imported_user_signs_in_with_the_identity_provider_and_lands_on_their
         let mut claims = idp.claims(subject, app.clock_now());
         claims["email"] = json!("changed@elsewhere.example");
         let token = idp.token(RSA, &claims);
-        let me: Value = app.get_as(&token, "/api/me").await.json().await.unwrap();
+        let me: Value = app.get_json(&token, "/api/me").await;
         let imported = UserId::of_identity(&ExternalIdentity {
             issuer: issuer.clone(),
             subject: subject.into(),
         });
         assert_eq!(me["id"], json!(imported.to_string()), "{subject}: {me}");
         assert_eq!(me["email"], "changed@elsewhere.example");
-        let accounts: Value = app
-            .get_as(&token, "/api/accounts")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let accounts: Value = app.get_json(&token, "/api/accounts").await;
         let list = accounts["accounts"].as_array().unwrap();
         assert_eq!(list.len(), 1, "{subject}: {accounts}");
         assert_eq!(
@@ -358,12 +353,7 @@ async fn an_imported_user_signs_in_with_the_identity_provider_and_lands_on_their
         );
         assert_eq!(list[0]["role"], role);
         // The account a request names no account for: the organization's.
-        let sub: Value = app
-            .get_as(&token, "/api/billing/subscription")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let sub: Value = app.get_json(&token, "/api/billing/subscription").await;
         assert_eq!(sub["effective_plan"], "enterprise", "{subject}: {sub}");
     }
     // Signing in provisioned no one else.

@@ -415,12 +415,7 @@ async fn an_email_in_sub_does_not_reach_the_local_user_with_that_email() {
     let app = TestApp::spawn_with(&[("AUTH_ISSUERS", &idp.issuer())]).await;
     // Someone registers the CEO's address here first...
     let squatter = app.free_user("ceo@corp.example").await;
-    let squatter_account: Value = app
-        .get_as(&squatter, "/api/accounts")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let squatter_account: Value = app.get_json(&squatter, "/api/accounts").await;
 
     // ...and the CEO's own token, whose sub is that address, arrives.
     let mut claims = idp.claims("ceo@corp.example", app.clock_now());
@@ -428,18 +423,13 @@ async fn an_email_in_sub_does_not_reach_the_local_user_with_that_email() {
     claims["email_verified"] = json!(true);
     for kid in [RSA, EC] {
         let token = idp.token(kid, &claims);
-        let me: Value = app.get_as(&token, "/api/me").await.json().await.unwrap();
-        let squatter_me: Value = app.get_as(&squatter, "/api/me").await.json().await.unwrap();
+        let me: Value = app.get_json(&token, "/api/me").await;
+        let squatter_me: Value = app.get_json(&squatter, "/api/me").await;
         assert_ne!(
             me["id"], squatter_me["id"],
             "{kid}: the token reached the squatter"
         );
-        let accounts: Value = app
-            .get_as(&token, "/api/accounts")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let accounts: Value = app.get_json(&token, "/api/accounts").await;
         assert_ne!(accounts, squatter_account);
         assert_eq!(accounts["accounts"].as_array().unwrap().len(), 1);
         assert_ne!(
@@ -481,31 +471,16 @@ async fn the_first_token_provisions_a_user_with_their_own_free_account_and_later
     app.clock.set(app.clock_now() + Duration::minutes(5));
     let mut later = idp.claims("00u-ada", app.clock_now());
     later["email"] = json!("ada@elsewhere.example");
-    let again: Value = app
-        .get_as(&idp.token(EC, &later), "/api/me")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.get_json(&idp.token(EC, &later), "/api/me").await;
     assert_eq!(again["id"], ids[0]);
     assert_eq!(again["email"], "ada@elsewhere.example");
     assert_eq!(again["email_verified"], false);
     assert_eq!(again["name"], "Ada Lovelace");
 
     // Their own account, on Free, acted on by default and metered.
-    let sub: Value = app
-        .get_as(&token, "/api/billing/subscription")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sub: Value = app.get_json(&token, "/api/billing/subscription").await;
     assert_eq!(sub["effective_plan"], "free");
-    let accounts: Value = app
-        .get_as(&token, "/api/accounts")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let accounts: Value = app.get_json(&token, "/api/accounts").await;
     assert_eq!(accounts["accounts"].as_array().unwrap().len(), 1);
     assert_eq!(accounts["accounts"][0]["role"], "owner");
 
@@ -532,12 +507,7 @@ async fn the_first_token_provisions_a_user_with_their_own_free_account_and_later
     let mut unverified = idp.claims("00u-bob", app.clock_now());
     unverified["email"] = json!("bob@corp.example");
     unverified["email_verified"] = json!("false");
-    let me: Value = app
-        .get_as(&idp.token(RSA, &unverified), "/api/me")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get_json(&idp.token(RSA, &unverified), "/api/me").await;
     assert_eq!(me["email_verified"], false);
     assert_eq!(me["name"], "bob");
 }

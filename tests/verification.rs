@@ -12,9 +12,7 @@ use serde_json::{json, Value};
 use support::{error_of, TestApp};
 
 async fn me(app: &TestApp, token: &str) -> Value {
-    let r = app.get_as(token, "/api/me").await;
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    app.get_json(token, "/api/me").await
 }
 
 /// The token of the newest invitation `owner_email`'s account sent.

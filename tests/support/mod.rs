@@ -200,6 +200,13 @@ impl TestApp {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// A signed-in GET that must succeed: its JSON body.
+    pub async fn get_json(&self, token: &str, path: &str) -> Value {
+        let r = self.get_as(token, path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
     pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
