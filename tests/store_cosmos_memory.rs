@@ -11,3 +11,23 @@ async fn cosmos_store() -> Arc<dyn Store> {
 }
 
 store_contract_tests!(cosmos_store);
+
+/// Each call opens a new store (no state of the last one) on one account.
+async fn cosmos_opener() -> support::quota_contract::Opener {
+    let (_, client) = support::cosmos_memory::store_with(Vec::new()).await;
+    Box::new(move || {
+        let client = client.clone();
+        Box::pin(async move {
+            Arc::new(
+                kraftd_billing::store::cosmos::CosmosStore::open(
+                    &client,
+                    support::cosmos_memory::DATABASE,
+                )
+                .await
+                .unwrap(),
+            ) as Arc<dyn Store>
+        })
+    })
+}
+
+quota_contract_tests!(cosmos_store, cosmos_opener);

@@ -23,6 +23,26 @@ async fn cosmos_server_store() -> Arc<dyn Store> {
 
 store_contract_tests!(cosmos_server_store);
 
+/// Each call connects anew (a new client, as a restarted process) to one database.
+async fn cosmos_server_opener() -> support::quota_contract::Opener {
+    let settings = support::cosmos_server::settings(&format!("quota-{}", uuid::Uuid::new_v4()));
+    let client = cosmos::client::connect(&settings).await.unwrap();
+    cosmos::init(&client, &settings.database).await.unwrap();
+    Box::new(move || {
+        let settings = settings.clone();
+        Box::pin(async move {
+            let client = cosmos::client::connect(&settings).await.unwrap();
+            Arc::new(
+                CosmosStore::open(&client, &settings.database)
+                    .await
+                    .unwrap(),
+            ) as Arc<dyn Store>
+        })
+    })
+}
+
+quota_contract_tests!(cosmos_server_store, cosmos_server_opener);
+
 mod handler_binary {
     //! The `handler` binary on `STORE=cosmos`, as an engineer runs it
     //! against an emulator: `handler cosmos init`, then `handler serve`.

@@ -17,6 +17,17 @@ async fn sqlite_store() -> Arc<dyn Store> {
 
 store_contract_tests!(sqlite_store);
 
+/// Each call opens the same file anew, as a restarted `handler serve` does.
+async fn sqlite_opener() -> support::quota_contract::Opener {
+    let path = tempfile::tempdir().unwrap().keep().join("billing.sqlite3");
+    Box::new(move || {
+        let path = path.clone();
+        Box::pin(async move { Arc::new(SqliteStore::open(&path).unwrap()) as Arc<dyn Store> })
+    })
+}
+
+quota_contract_tests!(sqlite_store, sqlite_opener);
+
 #[tokio::test]
 async fn reopening_the_file_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@
 pub mod cosmos_memory;
 pub mod cosmos_server;
 pub mod jwks;
+pub mod quota_contract;
 pub mod store_contract;
 
 use std::collections::HashMap;

@@ -11,6 +11,7 @@ pub mod money;
 pub mod outbox;
 pub mod plan;
 pub mod ports;
+pub mod quota;
 pub mod records;
 pub mod secret;
 pub mod subscription;

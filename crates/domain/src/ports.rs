@@ -12,6 +12,10 @@ use crate::account::{
 use crate::money::Money;
 pub use crate::outbox::{OutboxState, SendResult};
 use crate::plan::{BillingInterval, Limit, PlanId};
+use crate::quota::{
+    CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
+    Reservation, ReserveOutcome, ReserveRequest, UsageOperation,
+};
 use crate::records::{Invoice, OutboxMessage, Payment};
 use crate::subscription::RemoteSubscription;
 use crate::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
@@ -234,6 +238,39 @@ pub trait UsageStore: Send + Sync {
     /// Current totals for the given keys (0 where nothing was recorded), in order.
     async fn usage(&self, account_id: AccountId, keys: &[UsageKey])
         -> Result<Vec<u64>, StoreError>;
+    /// Records a named increase once: checks `used + held + amount` against
+    /// the limit and, if it fits, adds it and records the operation in one
+    /// atomic step. The same id again answers `Replayed` (same fingerprint)
+    /// or `KeyReused`, and counts nothing.
+    async fn record_operation(&self, op: &UsageOperation) -> Result<OperationOutcome, StoreError>;
+    /// Holds quota for a reservation if `used + held + quantity` fits the
+    /// limit, in one atomic step with writing the reservation; idempotent by
+    /// the reservation's id as `record_operation` is.
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome, StoreError>;
+    /// The account's reservation by id.
+    async fn reservation(
+        &self,
+        account_id: AccountId,
+        id: OperationId,
+    ) -> Result<Option<Reservation>, StoreError>;
+    /// Ends a reservation as `Reservation::close` decides, recording what a
+    /// commit uses in the same atomic step.
+    async fn close_reservation(
+        &self,
+        account_id: AccountId,
+        id: OperationId,
+        closing: Closing,
+        now: DateTime<Utc>,
+    ) -> Result<CloseOutcome, StoreError>;
+    /// Sets a gauge to an observed level unless a newer observation stands.
+    async fn set_gauge(&self, obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError>;
+    /// Used and live-held quota for the given keys at `now`, in order.
+    async fn levels(
+        &self,
+        account_id: AccountId,
+        keys: &[UsageKey],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Level>, StoreError>;
 }
 
 #[async_trait]

@@ -106,7 +106,7 @@ impl Metric {
 }
 
 /// A half-open UTC interval `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Window {
     pub start: DateTime<Utc>,

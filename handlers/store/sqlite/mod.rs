@@ -5,6 +5,7 @@
 //! uniqueness need lifted into columns.
 
 mod accounts;
+mod quota;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,10 @@ use crate::domain::outbox::OutboxState;
 use crate::domain::ports::{
     Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, StoreError, Uniqueness, UsageStore,
     WebhookLog,
+};
+use crate::domain::quota::{
+    CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
+    Reservation, ReserveOutcome, ReserveRequest, UsageOperation,
 };
 use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
 use crate::domain::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
@@ -148,6 +153,11 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::corrupt(format!("time {ms} is out of range")))
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -487,6 +497,53 @@ impl UsageStore for SqliteStore {
         })
         .await
     }
+
+    async fn record_operation(&self, op: &UsageOperation) -> Result<OperationOutcome, StoreError> {
+        let op = op.clone();
+        self.with_conn(move |c| quota::record_operation(c, &op))
+            .await
+    }
+
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {
+        let req = req.clone();
+        self.with_conn(move |c| quota::reserve(c, &req)).await
+    }
+
+    async fn reservation(
+        &self,
+        account_id: AccountId,
+        id: OperationId,
+    ) -> Result<Option<Reservation>, StoreError> {
+        self.with_conn(move |c| quota::reservation(c, account_id, id))
+            .await
+    }
+
+    async fn close_reservation(
+        &self,
+        account_id: AccountId,
+        id: OperationId,
+        closing: Closing,
+        now: DateTime<Utc>,
+    ) -> Result<CloseOutcome, StoreError> {
+        self.with_conn(move |c| quota::close_reservation(c, account_id, id, closing, now))
+            .await
+    }
+
+    async fn set_gauge(&self, obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError> {
+        let obs = *obs;
+        self.with_conn(move |c| quota::set_gauge(c, &obs)).await
+    }
+
+    async fn levels(
+        &self,
+        account_id: AccountId,
+        keys: &[UsageKey],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Level>, StoreError> {
+        let keys = keys.to_vec();
+        self.with_conn(move |c| quota::levels(c, account_id, &keys, now))
+            .await
+    }
 }
 
 fn docs_for_account<T: DeserializeOwned>(
@@ -781,6 +838,7 @@ impl Retention for SqliteStore {
                 "invoices",
                 "invitations",
                 "usage_records",
+                "usage_operations",
                 "processed_webhook_events",
             ] {
                 purged += tx

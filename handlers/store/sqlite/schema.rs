@@ -10,7 +10,7 @@ use crate::domain::ports::{StoreError, Uniqueness};
 use crate::domain::subscription::Subscription;
 use crate::domain::user::{Email, PersonName, User, UserId};
 
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -58,9 +58,33 @@ CREATE TABLE IF NOT EXISTS usage_records (
     quantity     INTEGER NOT NULL CHECK (quantity >= 0),
     expires_at   INTEGER,
     updated_at   INTEGER NOT NULL,
+    -- Gauges: when the level stored was observed; only a newer one replaces it.
+    observed_at  INTEGER,
     PRIMARY KEY (account_id, metric, window_start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS usage_by_day ON usage_records (metric, window_start, account_id);
+-- Every named usage write (an Idempotency-Key, a batch event id) and every
+-- reservation, kept until expires_at so a retry finds it.
+CREATE TABLE IF NOT EXISTS usage_operations (
+    account_id   TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    metric       TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    quantity     INTEGER NOT NULL,
+    -- A usage write: the total its admission reported.
+    total        INTEGER,
+    -- A reservation: 'held' while it holds quota (until hold_until), else NULL.
+    state        TEXT,
+    hold_until   INTEGER,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    doc          TEXT,
+    PRIMARY KEY (account_id, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS usage_holds ON usage_operations (account_id, metric, window_start, hold_until)
+    WHERE state = 'held';
 CREATE TABLE IF NOT EXISTS payments (
     id         TEXT PRIMARY KEY,
     account_id TEXT NOT NULL,
@@ -157,6 +181,11 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              DROP TABLE users_v6;",
         )
         .map_err(unavailable)?;
+    }
+    if (1..8).contains(&version) {
+        // v8: gauges remember when their level was observed.
+        tx.execute_batch("ALTER TABLE usage_records ADD COLUMN observed_at INTEGER;")
+            .map_err(unavailable)?;
     }
     tx.execute_batch(TABLES).map_err(unavailable)?;
     tx.pragma_update(None, "user_version", VERSION)

@@ -1,0 +1,450 @@
+//! Exactly-once usage writes, reservations and gauges: the behaviour every
+//! store must have. A backend's test file runs it with
+//! `quota_contract_tests!(make_store, opener)`: `make_store().await` returns
+//! a fresh, empty store; `opener().await` returns an `Opener` whose every
+//! call opens a new store instance (a new process, as far as the store can
+//! tell) over one and the same database.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::future::BoxFuture;
+use kraftd_billing::domain::account::AccountId;
+use kraftd_billing::domain::plan::Limit;
+use kraftd_billing::domain::ports::Store;
+use kraftd_billing::domain::quota::{
+    CloseOutcome, CloseRefusal, Closing, Fingerprint, GaugeObservation, GaugeOutcome, Level,
+    OperationId, OperationKind, OperationOutcome, Reservation, ReservationState, ReserveOutcome,
+    ReserveRequest, UsageOperation,
+};
+use kraftd_billing::domain::usage::{Metric, UsageKey, UsageOutcome};
+
+use super::time;
+
+/// Opens a new store over the same database each time it is called.
+pub type Opener = Box<dyn Fn() -> BoxFuture<'static, Arc<dyn Store>> + Send + Sync>;
+
+#[macro_export]
+macro_rules! quota_contract_tests {
+    ($make:ident, $opener:ident) => {
+        mod quota_contract {
+            use $crate::support::quota_contract as q;
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        q::$name(super::$make().await).await
+                    }
+                };
+            }
+            case!(a_named_usage_write_counts_once_and_a_reused_key_is_refused);
+            case!(a_refused_write_records_nothing_and_may_be_retried);
+            case!(operation_keys_are_per_account);
+            case!(concurrent_reservations_hold_exactly_the_limit);
+            case!(held_quota_counts_against_every_write);
+            case!(a_commit_records_at_most_the_hold_and_replays);
+            case!(an_expired_reservation_frees_its_quota_by_itself);
+            case!(a_replayed_reservation_holds_once);
+            case!(gauges_take_the_newest_observation);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reservations_outlive_the_process_that_made_them() {
+                q::reservations_outlive_the_process_that_made_them(super::$opener().await).await
+            }
+        }
+    };
+}
+
+const NOON: &str = "2026-05-10T12:00:00Z";
+
+fn account() -> AccountId {
+    AccountId(uuid::Uuid::new_v4())
+}
+
+fn op(
+    account: AccountId,
+    key: &str,
+    metric: Metric,
+    amount: i64,
+    limit: Limit,
+    at: &str,
+) -> UsageOperation {
+    let at = time(at);
+    UsageOperation {
+        id: OperationId::of_key(account, OperationKind::Usage, key),
+        fingerprint: Fingerprint(format!("{}:{amount}", metric.as_str())),
+        account_id: account,
+        key: UsageKey::current(metric, at),
+        amount,
+        limit,
+        at,
+    }
+}
+
+fn reservation(
+    account: AccountId,
+    key: &str,
+    quantity: i64,
+    at: DateTime<Utc>,
+    ttl: Duration,
+) -> Reservation {
+    let usage_key = UsageKey::current(Metric::Documents, at);
+    Reservation {
+        id: OperationId::of_key(account, OperationKind::Reservation, key),
+        fingerprint: Fingerprint(format!("documents:{quantity}")),
+        account_id: account,
+        metric: usage_key.metric,
+        window: usage_key.window,
+        quantity,
+        created_at: at,
+        expires_at: at + ttl,
+        state: ReservationState::Held,
+    }
+}
+
+fn hold(r: Reservation, limit: u64) -> ReserveRequest {
+    let at = r.created_at;
+    ReserveRequest {
+        reservation: r,
+        limit: Some(limit),
+        at,
+    }
+}
+
+async fn level(s: &Arc<dyn Store>, account: AccountId, at: DateTime<Utc>) -> Level {
+    s.levels(account, &[UsageKey::current(Metric::Documents, at)], at)
+        .await
+        .unwrap()[0]
+}
+
+pub async fn a_named_usage_write_counts_once_and_a_reused_key_is_refused(s: Arc<dyn Store>) {
+    let a = account();
+    let first = op(a, "k1", Metric::Documents, 3, Some(5), NOON);
+    assert_eq!(
+        s.record_operation(&first).await.unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 3 })
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            s.record_operation(&first).await.unwrap(),
+            OperationOutcome::Replayed { total: 3 },
+            "the same request again is the same answer"
+        );
+    }
+    let mut other = first.clone();
+    other.fingerprint = Fingerprint("documents:2".into());
+    other.amount = 2;
+    assert_eq!(
+        s.record_operation(&other).await.unwrap(),
+        OperationOutcome::KeyReused
+    );
+    assert_eq!(level(&s, a, time(NOON)).await, Level { used: 3, held: 0 });
+    // A different key counts.
+    assert_eq!(
+        s.record_operation(&op(a, "k2", Metric::Documents, 2, Some(5), NOON))
+            .await
+            .unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 5 })
+    );
+}
+
+pub async fn a_refused_write_records_nothing_and_may_be_retried(s: Arc<dyn Store>) {
+    let a = account();
+    s.record_operation(&op(a, "fill", Metric::Documents, 4, Some(5), NOON))
+        .await
+        .unwrap();
+    let big = op(a, "big", Metric::Documents, 2, Some(5), NOON);
+    assert_eq!(
+        s.record_operation(&big).await.unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Denied { total: 4 })
+    );
+    // After an upgrade (a higher limit), the same key is decided afresh.
+    let mut upgraded = big.clone();
+    upgraded.limit = Some(10);
+    assert_eq!(
+        s.record_operation(&upgraded).await.unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 6 })
+    );
+}
+
+pub async fn operation_keys_are_per_account(s: Arc<dyn Store>) {
+    let (a, b) = (account(), account());
+    for who in [a, b] {
+        assert_eq!(
+            s.record_operation(&op(who, "same-key", Metric::ApiCalls, 1, None, NOON))
+                .await
+                .unwrap(),
+            OperationOutcome::Decided(UsageOutcome::Admitted { total: 1 })
+        );
+    }
+}
+
+async fn reserve_many(
+    s: &Arc<dyn Store>,
+    a: AccountId,
+    prefix: &str,
+    n: usize,
+    limit: u64,
+) -> Vec<Reservation> {
+    let at = time(NOON);
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let s = s.clone();
+            let r = reservation(a, &format!("{prefix}-{i}"), 1, at, Duration::minutes(15));
+            tokio::spawn(async move {
+                match s.reserve(&hold(r.clone(), limit)).await.unwrap() {
+                    ReserveOutcome::Held { .. } => Some(r),
+                    ReserveOutcome::Denied { .. } => None,
+                    other => panic!("a fresh key answered {other:?}"),
+                }
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for t in tasks {
+        held.extend(t.await.unwrap());
+    }
+    held
+}
+
+pub async fn concurrent_reservations_hold_exactly_the_limit(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let held = reserve_many(&s, a, "burst", 200, 50).await;
+    assert_eq!(held.len(), 50, "200 racing reservations of 1 against 50");
+    assert_eq!(level(&s, a, at).await, Level { used: 0, held: 50 });
+    for r in &held[..10] {
+        assert!(matches!(
+            s.close_reservation(a, r.id, Closing::Release, at)
+                .await
+                .unwrap(),
+            CloseOutcome::Closed(_)
+        ));
+    }
+    let more = reserve_many(&s, a, "after-release", 100, 50).await;
+    assert_eq!(more.len(), 10, "releasing 10 lets exactly 10 more in");
+    assert_eq!(level(&s, a, at).await, Level { used: 0, held: 50 });
+}
+
+pub async fn held_quota_counts_against_every_write(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let r = reservation(a, "doc", 3, at, Duration::minutes(15));
+    assert_eq!(
+        s.reserve(&hold(r.clone(), 5)).await.unwrap(),
+        ReserveOutcome::Held { used: 0, held: 3 }
+    );
+    assert_eq!(
+        s.record_operation(&op(a, "w", Metric::Documents, 3, Some(5), NOON))
+            .await
+            .unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Denied { total: 3 })
+    );
+    assert_eq!(
+        s.reserve(&hold(
+            reservation(a, "doc2", 3, at, Duration::minutes(15)),
+            5
+        ))
+        .await
+        .unwrap(),
+        ReserveOutcome::Denied { used: 0, held: 3 }
+    );
+    s.close_reservation(a, r.id, Closing::Commit(1), at)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.record_operation(&op(a, "w", Metric::Documents, 3, Some(5), NOON))
+            .await
+            .unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 4 }),
+        "the two units the commit did not use went back"
+    );
+}
+
+pub async fn a_commit_records_at_most_the_hold_and_replays(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let r = reservation(a, "doc", 3, at, Duration::minutes(15));
+    s.reserve(&hold(r.clone(), 10)).await.unwrap();
+    assert_eq!(
+        s.close_reservation(a, r.id, Closing::Commit(4), at)
+            .await
+            .unwrap(),
+        CloseOutcome::Refused(CloseRefusal::BeyondHold { held: 3 })
+    );
+    let CloseOutcome::Closed(done) = s
+        .close_reservation(a, r.id, Closing::Commit(2), at)
+        .await
+        .unwrap()
+    else {
+        panic!("a live hold commits");
+    };
+    assert_eq!(done.state, ReservationState::Committed { quantity: 2 });
+    assert_eq!(
+        s.close_reservation(a, r.id, Closing::Commit(2), at)
+            .await
+            .unwrap(),
+        CloseOutcome::Closed(done.clone()),
+        "a retried commit is the same answer and records nothing"
+    );
+    assert!(matches!(
+        s.close_reservation(a, r.id, Closing::Release, at)
+            .await
+            .unwrap(),
+        CloseOutcome::Refused(CloseRefusal::AlreadyClosed(_))
+    ));
+    assert_eq!(level(&s, a, at).await, Level { used: 2, held: 0 });
+    assert_eq!(s.reservation(a, r.id).await.unwrap(), Some(done));
+    assert_eq!(
+        s.close_reservation(account(), r.id, Closing::Release, at)
+            .await
+            .unwrap(),
+        CloseOutcome::NotFound,
+        "another account's reservation is not found"
+    );
+}
+
+pub async fn an_expired_reservation_frees_its_quota_by_itself(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let r = reservation(a, "slow", 5, at, Duration::minutes(1));
+    s.reserve(&hold(r.clone(), 5)).await.unwrap();
+    let before = at + Duration::seconds(59);
+    let mut late = reservation(a, "next", 5, before, Duration::minutes(15));
+    assert!(matches!(
+        s.reserve(&hold(late.clone(), 5)).await.unwrap(),
+        ReserveOutcome::Denied { held: 5, .. }
+    ));
+    let expiry = at + Duration::minutes(1);
+    late.created_at = expiry;
+    late.expires_at = expiry + Duration::minutes(15);
+    late.id = OperationId::of_key(a, OperationKind::Reservation, "next-2");
+    assert_eq!(
+        s.reserve(&hold(late, 5)).await.unwrap(),
+        ReserveOutcome::Held { used: 0, held: 5 },
+        "at its expiry the hold is gone"
+    );
+    assert_eq!(
+        s.close_reservation(a, r.id, Closing::Commit(5), expiry)
+            .await
+            .unwrap(),
+        CloseOutcome::Refused(CloseRefusal::Expired)
+    );
+}
+
+pub async fn a_replayed_reservation_holds_once(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let r = reservation(a, "doc", 2, at, Duration::minutes(15));
+    assert_eq!(
+        s.reserve(&hold(r.clone(), 5)).await.unwrap(),
+        ReserveOutcome::Held { used: 0, held: 2 }
+    );
+    assert_eq!(
+        s.reserve(&hold(r.clone(), 5)).await.unwrap(),
+        ReserveOutcome::Replayed(r.clone())
+    );
+    let mut other = r.clone();
+    other.quantity = 3;
+    other.fingerprint = Fingerprint("documents:3".into());
+    assert_eq!(
+        s.reserve(&hold(other, 5)).await.unwrap(),
+        ReserveOutcome::KeyReused
+    );
+    assert_eq!(level(&s, a, at).await, Level { used: 0, held: 2 });
+}
+
+pub async fn gauges_take_the_newest_observation(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let key = UsageKey::current(Metric::StorageMb, at);
+    let observe = |value: i64, secs: i64| GaugeObservation {
+        account_id: a,
+        key,
+        value,
+        observed_at: at + Duration::seconds(secs),
+        at,
+    };
+    assert_eq!(
+        s.set_gauge(&observe(10, 2)).await.unwrap(),
+        GaugeOutcome::Set
+    );
+    assert_eq!(
+        s.set_gauge(&observe(20, 1)).await.unwrap(),
+        GaugeOutcome::Stale {
+            value: 10,
+            observed_at: at + Duration::seconds(2)
+        },
+        "an older observation never overwrites a newer one"
+    );
+    assert_eq!(
+        s.set_gauge(&observe(30, 2)).await.unwrap(),
+        GaugeOutcome::Stale {
+            value: 10,
+            observed_at: at + Duration::seconds(2)
+        }
+    );
+    assert_eq!(
+        s.set_gauge(&observe(0, 3)).await.unwrap(),
+        GaugeOutcome::Set
+    );
+    assert_eq!(
+        s.set_gauge(&observe(700, 4)).await.unwrap(),
+        GaugeOutcome::Set
+    );
+    assert_eq!(
+        s.levels(a, &[key], at).await.unwrap(),
+        vec![Level { used: 700, held: 0 }],
+        "a level past the limit is kept as observed"
+    );
+    // A reservation that would grow a gauge past its limit is refused.
+    let mut grow = reservation(a, "upload", 1, at, Duration::minutes(15));
+    grow.metric = Metric::StorageMb;
+    grow.window = None;
+    assert_eq!(
+        s.reserve(&hold(grow, 500)).await.unwrap(),
+        ReserveOutcome::Denied { used: 700, held: 0 }
+    );
+}
+
+pub async fn reservations_outlive_the_process_that_made_them(open: Opener) {
+    let a = account();
+    let at = time(NOON);
+    let r = reservation(a, "crash", 4, at, Duration::minutes(15));
+    {
+        let first = open().await;
+        first.reserve(&hold(r.clone(), 5)).await.unwrap();
+        // The process dies here, between reserve and commit.
+    }
+    let second = open().await;
+    assert_eq!(
+        level(&second, a, at).await,
+        Level { used: 0, held: 4 },
+        "the hold survives its process"
+    );
+    assert!(matches!(
+        second
+            .reserve(&hold(
+                reservation(a, "other", 2, at, Duration::minutes(15)),
+                5
+            ))
+            .await
+            .unwrap(),
+        ReserveOutcome::Denied { .. }
+    ));
+    assert_eq!(
+        second.reserve(&hold(r.clone(), 5)).await.unwrap(),
+        ReserveOutcome::Replayed(r.clone()),
+        "the retried reserve finds the hold the dead process made"
+    );
+    assert!(matches!(
+        second
+            .close_reservation(a, r.id, Closing::Commit(4), at)
+            .await
+            .unwrap(),
+        CloseOutcome::Closed(_)
+    ));
+    drop(second);
+    let third = open().await;
+    assert_eq!(level(&third, a, at).await, Level { used: 4, held: 0 });
+}
