@@ -17,6 +17,8 @@ use kraftd_billing::functions as manifest;
 use kraftd_billing::http::openapi;
 use kraftd_billing::payments::stripe::StripePayments;
 use kraftd_billing::store::cosmos;
+use kraftd_billing::app::service_keys;
+use kraftd_billing::domain::service::Scope;
 use kraftd_billing::{secrets, server};
 
 /// KRAFTD billing: plans, accounts, usage quotas and payments, served as
@@ -57,6 +59,36 @@ enum Command {
     /// Users and their accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Credentials of KRAFTD's own services (README, "Service keys").
+    ///
+    /// Work on the configured store whether or not the service runs.
+    #[command(subcommand)]
+    ServiceKeys(ServiceKeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ServiceKeysCommand {
+    /// Issue a key. Prints it once, alone on the last line of standard
+    /// output; only its SHA-256 is stored.
+    Create {
+        /// Which service holds it, e.g. document-service.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: usage:write, entitlements:read, admin.
+        #[arg(long)]
+        scopes: String,
+    },
+    /// Every key: id, name, scopes, when made and revoked. Never the key.
+    List {
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id: the next request with it is refused.
+    Revoke {
+        /// The id `create` and `list` show.
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +171,7 @@ fn main() -> ExitCode {
         Some(Command::Cosmos(CosmosCommand::Init)) => cosmos_init(),
         Some(Command::Migrate(args)) => migrate(args),
         Some(Command::Accounts(AccountsCommand::Import(args))) => import_accounts(args),
+        Some(Command::ServiceKeys(command)) => service_keys(command),
     }
 }
 
@@ -333,6 +366,89 @@ fn migrate(args: MigrateArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `handler service-keys …` on the configured store.
+fn service_keys(command: ServiceKeysCommand) -> ExitCode {
+    let runtime = runtime();
+    let config = match runtime.block_on(secrets::config_from_env()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(78);
+        }
+    };
+    let result = runtime.block_on(async {
+        let store = server::service_key_store(&config).await?;
+        let now = chrono::Utc::now();
+        match command {
+            ServiceKeysCommand::Create { name, scopes } => {
+                let scopes = service_keys::parse_scopes(&scopes)?;
+                let issued = service_keys::issue(store.as_ref(), &name, scopes, now).await?;
+                println!(
+                    "Service key {} for {} ({}). Keep it now: it is not shown again.",
+                    issued.key.id,
+                    issued.key.name,
+                    scope_list(&issued.key.scopes)
+                );
+                println!("{}", issued.secret);
+            }
+            ServiceKeysCommand::List { json } => {
+                let keys = store.service_keys().await?;
+                if json {
+                    let rows: Vec<_> = keys
+                        .iter()
+                        .map(|k| {
+                            serde_json::json!({
+                                "id": k.id,
+                                "name": k.name,
+                                "scopes": k.scopes,
+                                "created_at": k.created_at,
+                                "revoked_at": k.revoked_at,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(rows));
+                } else {
+                    for k in keys {
+                        let state = match k.revoked_at {
+                            Some(at) => format!("revoked {}", at.to_rfc3339()),
+                            None => "active".into(),
+                        };
+                        println!(
+                            "{}  {}  {}  created {}  {state}",
+                            k.id,
+                            k.name,
+                            scope_list(&k.scopes),
+                            k.created_at.to_rfc3339()
+                        );
+                    }
+                }
+            }
+            ServiceKeysCommand::Revoke { id } => {
+                if !store.revoke_service_key(id, now).await? {
+                    return Err(format!("there is no service key {id}").into());
+                }
+                println!("Revoked service key {id}.");
+            }
+        }
+        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn scope_list(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Imports `args.file` into the configured store (README, "Importing users").

@@ -160,7 +160,11 @@ async fn logs_carry_the_invocation_id_and_never_a_password_token_or_key() {
     let broken = server::app(
         &config,
         // A directory where the database file should be.
-        adapters(Arc::new(SqliteStore::open_in_background(broken_dir.path()))),
+        adapters(Arc::new({
+            let occupied = broken_dir.path().join("occupied");
+            std::fs::create_dir(&occupied).unwrap();
+            SqliteStore::open_in_background(&occupied).unwrap()
+        })),
     )
     .unwrap();
     let reg =

@@ -52,14 +52,16 @@ async fn reopening_the_file_keeps_the_data() {
 async fn a_store_opened_in_the_background_works_and_reports_a_bad_file_as_unavailable() {
     use kraftd_billing::domain::ports::{StoreError, UserStore};
     let dir = tempfile::tempdir().unwrap();
-    let good: Arc<dyn Store> = Arc::new(SqliteStore::open_in_background(
-        &dir.path().join("billing.sqlite3"),
-    ));
+    let good: Arc<dyn Store> = Arc::new(
+        SqliteStore::open_in_background(&dir.path().join("billing.sqlite3")).unwrap(),
+    );
     let (u, _, _) = support::store_contract::register(&good, "late@mail.io").await;
     assert!(good.user_by_id(u.id).await.unwrap().is_some());
 
     // A directory where the database file should be: every call says why.
-    let bad = SqliteStore::open_in_background(dir.path());
+    let occupied = dir.path().join("occupied");
+    std::fs::create_dir(&occupied).unwrap();
+    let bad = SqliteStore::open_in_background(&occupied).unwrap();
     let err = bad.user_by_id(u.id).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }

@@ -62,6 +62,14 @@ pub enum AppError {
         seats: u64,
         limit: u64,
     },
+    #[error("this Idempotency-Key was used for another request: use a new key for a new request")]
+    IdempotencyKeyReused,
+    #[error("no such reservation in this account")]
+    ReservationNotFound,
+    #[error("this reservation is {0}: its quota is no longer held")]
+    ReservationClosed(&'static str),
+    #[error("this credential does not carry the {0} scope")]
+    MissingScope(&'static str),
     #[error("{0}")]
     Store(#[source] StoreError),
     /// Every password hasher stayed busy: a moment later may succeed.

@@ -8,8 +8,10 @@ mod error;
 pub mod import;
 mod link_tokens;
 mod members;
+mod quota;
 mod reconcile;
 mod rollup;
+pub mod service_keys;
 mod subscriptions;
 mod throttle;
 mod usage;
@@ -27,6 +29,10 @@ pub use members::{AccountSummary, Acting, Member, Team};
 pub use reconcile::ReconcileReport;
 pub use rollup::RollupReport;
 pub use subscriptions::{InvoicePage, PlanChangeQuote, Upgrade};
+pub use quota::{
+    EntitlementsView, EventResult, Held, IdempotencyKey, Recorded, ReserveInput, UsageEvent,
+    MAX_BATCH_EVENTS,
+};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
 

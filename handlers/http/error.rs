@@ -168,6 +168,15 @@ pub enum ErrorCode {
     PaymentsUnavailable,
     /// 503
     TemporarilyUnavailable,
+    /// 422: the Idempotency-Key was used for another request
+    IdempotencyKeyReused,
+    /// 404: no such reservation in this account
+    ReservationNotFound,
+    /// 409: the reservation was committed, released or expired
+    ReservationClosed,
+    /// 403: the credential lacks the scope the route needs (a user token
+    /// on a service route)
+    MissingScope,
     /// 429: too many sign-in attempts from this address or for this
     /// account, or failed logins backing off; retry after `Retry-After`
     RateLimited,
@@ -352,6 +361,12 @@ fn app_parts(e: &AppError) -> Parts {
                 ..ErrorDetail::of(C::TooManyMembers)
             },
         ),
+        AppError::IdempotencyKeyReused => {
+            Parts::code(S::UNPROCESSABLE_ENTITY, C::IdempotencyKeyReused)
+        }
+        AppError::ReservationNotFound => Parts::code(S::NOT_FOUND, C::ReservationNotFound),
+        AppError::ReservationClosed(_) => Parts::code(S::CONFLICT, C::ReservationClosed),
+        AppError::MissingScope(_) => Parts::code(S::FORBIDDEN, C::MissingScope),
         AppError::Busy(_) => {
             let mut p = Parts::code(S::SERVICE_UNAVAILABLE, C::TemporarilyUnavailable);
             p.retry_after = Some(1);

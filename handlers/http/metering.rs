@@ -1,18 +1,18 @@
-//! Authentication, the account a request acts on, and API-call metering:
-//! the token is verified; for account routes the `X-Account-Id` account (or
-//! the caller's own) is resolved against the caller's memberships, one API
-//! call is checked and recorded on it atomically, and only then does the
-//! handler run.
+//! Authentication and the account a request acts on: the token is
+//! verified; for account routes the `X-Account-Id` account (or the
+//! caller's own) is resolved against the caller's memberships; for service
+//! routes the service key's scopes are checked. Nothing here counts API
+//! calls: KRAFTD's services report them, and billing routes never spend them.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-
-use crate::app::{Acting, AppError, MeterReading};
+use crate::app::service_keys::SERVICE_KEY_PREFIX;
+use crate::app::{Acting, AppError};
 use crate::domain::ports::Versioned;
+use crate::domain::service::{Scope, ServicePrincipal};
 use crate::domain::user::User;
 
 use super::error::ApiError;
@@ -98,47 +98,57 @@ pub async fn require_member(
         Ok(acting) => acting,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let now = state.billing.now();
-    let (mut response, limits) = match state.billing.meter_api_call(&acting.account.value).await {
-        Ok(reading) => {
-            req.extensions_mut().insert(CurrentMember(acting));
-            (next.run(req).await, granted(&reading, now))
-        }
-        Err(AppError::QuotaExceeded(d)) => {
-            let limits = RateLimit {
-                limit: d.limit,
-                remaining: 0,
-                reset: d.seconds_to_reset.unwrap_or(0),
-            };
-            (
-                ApiError::from(AppError::QuotaExceeded(d)).into_response(),
-                Some(limits),
-            )
-        }
-        Err(e) => (ApiError::from(e).into_response(), None),
-    };
-    if let Some(l) = limits {
-        let headers = response.headers_mut();
-        headers.insert("ratelimit-limit", HeaderValue::from(l.limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(l.remaining));
-        headers.insert("ratelimit-reset", HeaderValue::from(l.reset));
+    req.extensions_mut().insert(CurrentMember(acting));
+    next.run(req).await
+}
+
+/// Who calls a service route: a service credential, or (on routes that
+/// allow it) a signed-in user, whose membership of the path's account the
+/// handler checks.
+#[derive(Clone)]
+pub enum Caller {
+    Service(ServicePrincipal),
+    User(Versioned<User>),
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or(ApiError::MissingToken)
     }
-    response
 }
 
-/// The IETF RateLimit header values for the daily API-call limit, sent on
-/// every metered answer, refused ones included.
-struct RateLimit {
-    limit: u64,
-    remaining: u64,
-    reset: u64,
-}
-
-/// Unlimited plans get no RateLimit headers: there is no limit to state.
-fn granted(r: &MeterReading, now: DateTime<Utc>) -> Option<RateLimit> {
-    Some(RateLimit {
-        limit: r.limit?,
-        remaining: r.remaining()?,
-        reset: r.seconds_to_reset(now)?,
-    })
+/// For routes KRAFTD's services call: a service key carrying `scope`; a
+/// user token only where `members_read` (a member reads their account),
+/// else 403 even when valid.
+pub async fn require_service(
+    state: AppState,
+    scope: Scope,
+    members_read: bool,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = bearer(req.headers()) else {
+        return ApiError::MissingToken.into_response();
+    };
+    let caller = if token.starts_with(SERVICE_KEY_PREFIX) {
+        match state.billing.authenticate_service(token).await {
+            Ok(p) if p.may(scope) => Caller::Service(p),
+            Ok(_) => return ApiError::from(AppError::MissingScope(scope.as_str())).into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    } else {
+        match state.billing.authenticate(token).await {
+            Ok(user) if members_read => Caller::User(user),
+            Ok(_) => return ApiError::from(AppError::MissingScope(scope.as_str())).into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }

@@ -12,6 +12,7 @@ pub mod metering;
 pub mod openapi;
 pub mod plans;
 pub mod routes;
+pub mod service;
 pub mod team;
 pub mod triggers;
 pub mod usage;
@@ -19,8 +20,8 @@ pub mod web_app;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::routing::MethodFilter;
 use axum::Router;
 
@@ -80,6 +81,15 @@ fn build(state: AppState, cors_origins: &[String], web: Option<WebApp>) -> Route
             }
             Access::Member => {
                 route.route_layer(from_fn_with_state(state.clone(), metering::require_member))
+            }
+            Access::Service(scope) | Access::ServiceOrMember(scope) => {
+                let members_read = matches!(f.access, Access::ServiceOrMember(_));
+                route.route_layer(from_fn_with_state(
+                    state.clone(),
+                    move |State(state): State<AppState>, req: Request, next: Next| {
+                        metering::require_service(state, scope, members_read, req, next)
+                    },
+                ))
             }
         };
         // Added last, so it runs first: before the token is checked.

@@ -36,6 +36,7 @@ use utoipa::{IntoResponses, ToSchema};
 
 use super::error::ErrorResponse;
 use super::routes::{Access, Throttle, HTTP_FUNCTIONS};
+use crate::domain::service::Scope;
 
 /// The committed copy, at the repository root.
 pub const FILE: &str = "openapi.json";
@@ -130,22 +131,35 @@ fn retry_after() -> utoipa::openapi::Header {
     integer_header("Seconds to wait before trying again")
 }
 
-/// The IETF RateLimit headers of the daily API-call limit (`metering`).
-fn rate_limit_headers() -> [(&'static str, utoipa::openapi::Header); 3] {
+/// The RateLimit headers of the metric an answer is about (`http::service`):
+/// the IETF draft's pair, and the older three fields while clients move.
+fn rate_limit_headers() -> [(&'static str, utoipa::openapi::Header); 5] {
     [
         (
-            "RateLimit-Limit",
-            integer_header(
-                "API calls a UTC day allows on the caller's plan; absent on unlimited plans",
+            "RateLimit-Policy",
+            string_header(
+                "The limit of the metric asked about, as the IETF draft writes it: \
+                 `\"documents\";q=50;w=2678400` (quota, window seconds); absent when unlimited",
             ),
         ),
         (
+            "RateLimit",
+            string_header(
+                "What is left of it: `\"documents\";r=12;t=86400` (remaining, seconds to \
+                 the reset); absent when unlimited",
+            ),
+        ),
+        (
+            "RateLimit-Limit",
+            integer_header("The metric's limit; absent when unlimited"),
+        ),
+        (
             "RateLimit-Remaining",
-            integer_header("API calls left today (UTC); absent on unlimited plans"),
+            integer_header("What is left of it; absent when unlimited"),
         ),
         (
             "RateLimit-Reset",
-            integer_header("Seconds until the next UTC midnight; absent on unlimited plans"),
+            integer_header("Seconds until its window resets; absent for gauges and when unlimited"),
         ),
     ]
 }
@@ -183,8 +197,8 @@ fn signed_in(op: &mut Operation) {
     );
 }
 
-/// A route that acts on an account and is metered on it.
-fn metered_member(op: &mut Operation) {
+/// A route that acts on an account the caller is a member of.
+fn acting_member(op: &mut Operation) {
     let account = ParameterBuilder::new()
         .name("X-Account-Id")
         .parameter_in(ParameterIn::Header)
@@ -207,17 +221,32 @@ fn metered_member(op: &mut Operation) {
              (other codes where the operation says so)",
         ),
     );
+}
+
+/// A route KRAFTD's services call on the account the path names.
+fn service(op: &mut Operation, scope: Scope, writes: bool) {
     answer(
         op,
-        "429",
-        error_response("`quota_exceeded`: the plan's daily API calls are used up"),
+        "403",
+        error_response(&format!(
+            "`missing_scope`: the credential does not carry `{}` (a user token on a route \
+             only services may call); other codes where the operation says so",
+            scope.as_str()
+        )),
     );
-    let limited = responses(op).get_mut("429").expect("just added");
-    add_header(limited, "Retry-After", retry_after());
-    for (status, response) in responses(op) {
-        if status != "401" {
-            for (name, header) in rate_limit_headers() {
-                add_header(response, name, header);
+    answer(
+        op,
+        "404",
+        error_response(
+            "`account_not_found`: no such account (other codes where the operation says so)",
+        ),
+    );
+    if writes {
+        for (status, response) in responses(op) {
+            if status != "401" && status != "default" {
+                for (name, header) in rate_limit_headers() {
+                    add_header(response, name, header);
+                }
             }
         }
     }
@@ -284,13 +313,19 @@ pub fn document() -> OpenApi {
         if f.access.signed_in() {
             signed_in(&mut d.operation);
         }
-        if f.access == Access::Member {
-            metered_member(&mut d.operation);
+        match f.access {
+            Access::Member => acting_member(&mut d.operation),
+            Access::Service(scope) => service(&mut d.operation, scope, true),
+            Access::ServiceOrMember(scope) => service(&mut d.operation, scope, false),
+            Access::Public | Access::User => {}
         }
         if f.throttle == Throttle::SignIn {
             throttled(&mut d.operation);
         }
-        error_headers(&mut d.operation, f.access == Access::Member);
+        error_headers(
+            &mut d.operation,
+            matches!(f.access, Access::Service(Scope::UsageWrite)),
+        );
         paths.add_path_operation(&d.path, d.methods, d.operation);
         schemas.extend(d.schemas);
     }
@@ -300,11 +335,12 @@ pub fn document() -> OpenApi {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("JWT")
                 .description(Some(
-                    "A token from `POST /api/auth/login` or registration (HS256), or one of a \
-                     trusted OpenID Connect issuer (RS256 or ES256, checked with the issuer's \
-                     published keys). Each signed-in request counts one API call.",
+                    "A user's token from `POST /api/auth/login` or registration (HS256), or one \
+                     of a trusted OpenID Connect issuer (RS256 or ES256, checked with the \
+                     issuer's published keys); or, on the `/api/accounts/{account_id}/…` \
+                     service routes, a service key (`kbsk_…`, from `handler service-keys \
+                     create`) carrying the route's scope. Billing routes count no API calls.",
                 ))
                 .build(),
         ),

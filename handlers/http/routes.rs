@@ -6,7 +6,10 @@
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use super::openapi::{doc, OperationDoc};
-use super::{accounts, billing, health, openapi, plans, team, triggers, usage, AppState};
+use super::{
+    accounts, billing, health, openapi, plans, service, team, triggers, usage, AppState,
+};
+use crate::domain::service::Scope;
 use crate::store::cosmos::layout;
 
 /// host.json's `extensions.http.routePrefix`.
@@ -16,6 +19,7 @@ pub const ROUTE_PREFIX: &str = "api";
 pub enum HttpMethod {
     Get,
     Post,
+    Put,
     Patch,
     Delete,
 }
@@ -25,6 +29,7 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => "get",
             HttpMethod::Post => "post",
+            HttpMethod::Put => "put",
             HttpMethod::Patch => "patch",
             HttpMethod::Delete => "delete",
         }
@@ -34,6 +39,7 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => MethodFilter::GET,
             HttpMethod::Post => MethodFilter::POST,
+            HttpMethod::Put => MethodFilter::PUT,
             HttpMethod::Patch => MethodFilter::PATCH,
             HttpMethod::Delete => MethodFilter::DELETE,
         }
@@ -64,9 +70,15 @@ pub enum Access {
     /// accepting an invitation). Not metered: there is no account to meter.
     User,
     /// A signed-in member of the account the request acts on (`X-Account-Id`,
-    /// else their own); the request is metered as one API call on it. What
-    /// the member's role allows is the use-case's check.
+    /// else their own). What the member's role allows is the use-case's
+    /// check. Not metered: billing never spends the account's API calls.
     Member,
+    /// KRAFTD's services, acting on the account the path names: a service
+    /// credential carrying the scope. A user token is refused with 403.
+    Service(Scope),
+    /// As `Service`, and also a signed-in member of the path's account
+    /// (reading their own account's entitlements).
+    ServiceOrMember(Scope),
 }
 
 impl Access {
@@ -108,7 +120,7 @@ impl HttpFunction {
 
 use Access::{Member, Public, User};
 use AuthLevel::Anonymous;
-use HttpMethod::{Delete, Get, Patch, Post};
+use HttpMethod::{Delete, Get, Patch, Post, Put};
 
 pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
     HttpFunction {
@@ -262,16 +274,6 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         doc: doc::<billing::__path_stripe_webhook>,
     },
     HttpFunction {
-        name: "ConsumeUsage",
-        methods: &[Post],
-        route: "usage/consume",
-        auth_level: Anonymous,
-        access: Member,
-        throttle: Throttle::None,
-        mount: |m| on(m, usage::consume),
-        doc: doc::<usage::__path_consume>,
-    },
-    HttpFunction {
         name: "GetUsage",
         methods: &[Get],
         route: "usage",
@@ -290,6 +292,76 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         throttle: Throttle::None,
         mount: |m| on(m, usage::entitlements),
         doc: doc::<usage::__path_entitlements>,
+    },
+    HttpFunction {
+        name: "ReportUsage",
+        methods: &[Post],
+        route: "accounts/{account_id}/usage",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::UsageWrite),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::report_usage),
+        doc: doc::<service::__path_report_usage>,
+    },
+    HttpFunction {
+        name: "ReportUsageBatch",
+        methods: &[Post],
+        route: "accounts/{account_id}/usage/batch",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::UsageWrite),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::report_batch),
+        doc: doc::<service::__path_report_batch>,
+    },
+    HttpFunction {
+        name: "CreateReservation",
+        methods: &[Post],
+        route: "accounts/{account_id}/reservations",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::UsageWrite),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::reserve),
+        doc: doc::<service::__path_reserve>,
+    },
+    HttpFunction {
+        name: "CommitReservation",
+        methods: &[Post],
+        route: "accounts/{account_id}/reservations/{reservation_id}/commit",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::UsageWrite),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::commit),
+        doc: doc::<service::__path_commit>,
+    },
+    HttpFunction {
+        name: "ReleaseReservation",
+        methods: &[Delete],
+        route: "accounts/{account_id}/reservations/{reservation_id}",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::UsageWrite),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::release),
+        doc: doc::<service::__path_release>,
+    },
+    HttpFunction {
+        name: "SetGauge",
+        methods: &[Put],
+        route: "accounts/{account_id}/gauges/{metric}",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::UsageWrite),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::set_gauge),
+        doc: doc::<service::__path_set_gauge>,
+    },
+    HttpFunction {
+        name: "GetAccountEntitlements",
+        methods: &[Get],
+        route: "accounts/{account_id}/entitlements",
+        auth_level: Anonymous,
+        access: Access::ServiceOrMember(Scope::EntitlementsRead),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::entitlements),
+        doc: doc::<service::__path_entitlements>,
     },
     HttpFunction {
         name: "ListAccounts",

@@ -6,14 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::{ConsumeInput, MeterReading};
+use crate::app::MeterReading;
 use crate::domain::plan::{Limits, PlanId};
 use crate::domain::usage::{Metric, Window};
 
-use super::error::{ApiError, ErrorResponse};
-use super::json::ApiJson;
+use super::error::ApiError;
 use super::metering::CurrentMember;
-use super::openapi::JsonBodyErrors;
 use super::AppState;
 
 /// Where one metric stands against the plan's limit.
@@ -24,6 +22,8 @@ pub struct UsageReading {
     #[schema(value_type = String, example = "documents_per_month")]
     limit_name: &'static str,
     used: u64,
+    /// Held by live reservations: counts against the limit too.
+    held: u64,
     /// `null`: unlimited.
     #[schema(required = true)]
     limit: Option<u64>,
@@ -44,36 +44,13 @@ impl From<&MeterReading> for UsageReading {
             metric: r.metric,
             limit_name: r.metric.limit_name(),
             used: r.used,
+            held: r.held,
             limit: r.limit,
             remaining: r.remaining(),
             window: r.window,
             resets_at: r.window.map(|w| w.end),
         }
     }
-}
-
-/// Record usage against the plan's limits
-///
-/// Called by KRAFTD's document service. Checked and recorded atomically:
-/// concurrent calls never admit more than the limit.
-#[utoipa::path(
-    post,
-    path = "/api/usage/consume",
-    tag = "usage",
-    request_body = ConsumeInput,
-    responses(
-        (status = 200, description = "Recorded; where the metric stands now", body = UsageReading),
-        (status = 403, description = "`quota_exceeded` (a monthly or gauge limit) or `not_in_plan` (a feature or export format)", body = ErrorResponse),
-        JsonBodyErrors,
-    )
-)]
-pub async fn consume(
-    State(state): State<AppState>,
-    CurrentMember(acting): CurrentMember,
-    ApiJson(input): ApiJson<ConsumeInput>,
-) -> Result<Json<UsageReading>, ApiError> {
-    let reading = state.billing.consume(&acting, input).await?;
-    Ok(Json(UsageReading::from(&reading)))
 }
 
 /// Usage of every metric in its current window.

@@ -18,7 +18,9 @@ use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
 use crate::domain::clock::Clock;
 use crate::domain::plan::Catalog;
-use crate::domain::ports::{Mailer, Payments, Store, StoreError, WebhookVerifier};
+use crate::domain::ports::{
+    Mailer, Payments, ServiceKeyStore, Store, StoreError, WebhookVerifier,
+};
 use crate::domain::secret::ExposeSecret;
 use crate::http::client_address::ClientAddresses;
 use crate::http::web_app::WebApp;
@@ -28,6 +30,7 @@ use crate::payments::stripe::{StripePayments, StripeSettings};
 use crate::payments::webhook::StripeWebhookVerifier;
 use crate::payments::PaymentsNotConfigured;
 use crate::store::cosmos::{self, client::CosmosSettings, CosmosStore};
+use crate::store::sqlite::ServiceKeyFile;
 use crate::store::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +76,11 @@ impl Adapters {
             dir: config.data_dir.display().to_string(),
             source: StoreError::unavailable(e.to_string()),
         })?;
-        let store = SqliteStore::open_in_background(&config.data_dir.join("billing.sqlite3"));
+        let path = config.data_dir.join("billing.sqlite3");
+        let store = SqliteStore::open_in_background(&path).map_err(|source| StartError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
         Self::on_store(config, Arc::new(store))
     }
 
@@ -97,6 +104,23 @@ impl Adapters {
             clock: Arc::new(SystemClock),
         })
     }
+}
+
+/// `handler service-keys`: the configured store's service keys, opened
+/// alone. On the embedded store that is a small file of its own, so it
+/// works whether or not `handler serve` holds the database.
+pub async fn service_key_store(
+    config: &Config,
+) -> Result<Arc<dyn ServiceKeyStore>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(match &config.store {
+        StoreConfig::Cosmos(settings) => Arc::new(open_cosmos(settings).await?),
+        StoreConfig::Sqlite => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            Arc::new(ServiceKeyFile::open(
+                &config.data_dir.join("billing.sqlite3"),
+            )?)
+        }
+    })
 }
 
 /// `handler accounts import`: the file (streamed, opened anew for each

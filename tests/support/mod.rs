@@ -40,6 +40,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The Stripe double, for apps started with `spawn_with_stripe`.
     pub sim: Option<StripeSim>,
+    /// A service key with every scope, as KRAFTD's services hold one.
+    pub service_key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -143,6 +145,15 @@ impl TestApp {
         if let Some(sim) = &sim {
             sim.set_webhook_url(Some(format!("http://{addr}/api/webhooks/stripe")));
         }
+        let service_key = kraftd_billing::app::service_keys::issue(
+            store.as_ref(),
+            "test-harness",
+            kraftd_billing::domain::service::Scope::ALL.to_vec(),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .secret;
         Self {
             base: format!("http://{addr}"),
             addr,
@@ -150,6 +161,7 @@ impl TestApp {
             store,
             clock,
             sim,
+            service_key,
             _dir: dir,
         }
     }
@@ -217,14 +229,43 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The account a user's token acts on by default: the one they own.
+    pub async fn own_account_id(&self, token: &str) -> String {
+        let list = self.get_json(token, "/api/accounts").await;
+        list["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["role"] == "owner")
+            .expect("the user owns an account")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// KRAFTD's document service reporting usage on the account `token`'s
+    /// user owns, under a new Idempotency-Key.
     pub async fn consume(&self, token: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/usage/consume"))
-            .bearer_auth(token)
+        let account = self.own_account_id(token).await;
+        self.report(&account, &uuid::Uuid::new_v4().to_string(), body)
+            .await
+    }
+
+    /// `POST /api/accounts/<account>/usage` with the service key.
+    pub async fn report(&self, account: &str, key: &str, body: Value) -> reqwest::Response {
+        self.service(reqwest::Method::POST, &format!("/api/accounts/{account}/usage"))
+            .header("Idempotency-Key", key)
             .json(&body)
             .send()
             .await
             .unwrap()
+    }
+
+    /// A request to a service route with the harness's service key.
+    pub fn service(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.service_key)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod ports;
 pub mod quota;
 pub mod records;
 pub mod secret;
+pub mod service;
 pub mod subscription;
 pub mod throttle;
 pub mod usage;

@@ -17,6 +17,7 @@ use crate::quota::{
     Reservation, ReserveOutcome, ReserveRequest, UsageOperation,
 };
 use crate::records::{Invoice, OutboxMessage, Payment};
+use crate::service::ServiceKey;
 use crate::subscription::RemoteSubscription;
 use crate::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
 use crate::user::{Email, User, UserId};
@@ -273,6 +274,20 @@ pub trait UsageStore: Send + Sync {
     ) -> Result<Vec<Level>, StoreError>;
 }
 
+/// Service keys. Kept apart from the rest of the store on SQLite, so
+/// `handler service-keys` works while the service runs.
+#[async_trait]
+pub trait ServiceKeyStore: Send + Sync {
+    async fn add_service_key(&self, key: &ServiceKey) -> Result<(), StoreError>;
+    async fn service_key(&self, id: uuid::Uuid) -> Result<Option<ServiceKey>, StoreError>;
+    /// Every key, revoked ones included, oldest first.
+    async fn service_keys(&self) -> Result<Vec<ServiceKey>, StoreError>;
+    /// Marks the key revoked; `false` if there is no such key. Revoking a
+    /// revoked key keeps its first revocation time.
+    async fn revoke_service_key(&self, id: uuid::Uuid, at: DateTime<Utc>)
+        -> Result<bool, StoreError>;
+}
+
 #[async_trait]
 pub trait LedgerStore: Send + Sync {
     /// Idempotent by payment id: recording a payment twice keeps one.
@@ -387,6 +402,7 @@ pub trait Store:
     + AccountStore
     + MemberStore
     + UsageStore
+    + ServiceKeyStore
     + LedgerStore
     + WebhookLog
     + Outbox
@@ -399,6 +415,7 @@ impl<T> Store for T where
         + AccountStore
         + MemberStore
         + UsageStore
+        + ServiceKeyStore
         + LedgerStore
         + WebhookLog
         + Outbox

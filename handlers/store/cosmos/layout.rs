@@ -59,6 +59,10 @@ pub const ACCOUNTS: ContainerSpec = ContainerSpec {
     default_ttl: DefaultTtl::PerItem,
 };
 
+/// The partition of `ACCOUNTS` that holds the service keys (no account
+/// has this id: accounts' ids are UUIDs).
+pub const SERVICE_KEYS_PARTITION: &str = "service-keys";
+
 /// Claims on facts that must be unique across partitions (one user per
 /// email, one account per Stripe customer, one account per invoice),
 /// created insert-if-absent, and the rollup cursor.

@@ -21,6 +21,7 @@ mod meter;
 pub mod migrate;
 mod outbox;
 mod rollups;
+mod service_keys;
 mod usage;
 mod users;
 

@@ -7,6 +7,9 @@
 mod accounts;
 mod quota;
 mod schema;
+mod service_keys;
+
+pub use service_keys::ServiceKeyFile;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,9 +22,10 @@ use serde::de::DeserializeOwned;
 use crate::domain::account::{Account, AccountId};
 use crate::domain::outbox::OutboxState;
 use crate::domain::ports::{
-    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, StoreError, Uniqueness, UsageStore,
-    WebhookLog,
+    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, ServiceKeyStore, StoreError,
+    Uniqueness, UsageStore, WebhookLog,
 };
+use crate::domain::service::ServiceKey;
 use crate::domain::quota::{
     CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
     Reservation, ReserveOutcome, ReserveRequest, UsageOperation,
@@ -38,6 +42,7 @@ const GAUGE_WINDOW: i64 = 0;
 pub struct SqliteStore {
     conn: Arc<OnceLock<Result<Mutex<Connection>, String>>>,
     path: Option<PathBuf>,
+    keys: Arc<ServiceKeyFile>,
 }
 
 impl SqliteStore {
@@ -45,7 +50,8 @@ impl SqliteStore {
     /// to date, failing now if it cannot.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_file(path)?;
-        Ok(Self::ready(conn, Some(path.to_owned())))
+        let keys = ServiceKeyFile::open(path)?;
+        Ok(Self::ready(conn, Some(path.to_owned()), keys))
     }
 
     /// Returns at once and opens the file on a blocking thread, so start-up
@@ -53,26 +59,29 @@ impl SqliteStore {
     /// instead (usually for nothing, the open having finished meanwhile).
     /// Needs a tokio runtime. An open that fails makes every call
     /// `Unavailable` with the reason.
-    pub fn open_in_background(path: &Path) -> Self {
+    pub fn open_in_background(path: &Path) -> Result<Self, StoreError> {
         let store = Self {
             conn: Arc::new(OnceLock::new()),
             path: Some(path.to_owned()),
+            // A small file of its own: opened now.
+            keys: Arc::new(ServiceKeyFile::open(path)?),
         };
         let warm = store.clone();
         tokio::task::spawn_blocking(move || warm.connection().map(drop));
-        store
+        Ok(store)
     }
 
     /// A private database that lives as long as the store (tests, benchmarks).
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = init(Connection::open_in_memory().map_err(unavailable)?)?;
-        Ok(Self::ready(conn, None))
+        Ok(Self::ready(conn, None, ServiceKeyFile::in_memory()?))
     }
 
-    fn ready(conn: Connection, path: Option<PathBuf>) -> Self {
+    fn ready(conn: Connection, path: Option<PathBuf>, keys: ServiceKeyFile) -> Self {
         Self {
             conn: Arc::new(OnceLock::from(Ok(Mutex::new(conn)))),
             path,
+            keys: Arc::new(keys),
         }
     }
 
@@ -824,6 +833,29 @@ impl Rollups for SqliteStore {
             .transpose()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl ServiceKeyStore for SqliteStore {
+    async fn add_service_key(&self, key: &ServiceKey) -> Result<(), StoreError> {
+        self.keys.add_service_key(key).await
+    }
+
+    async fn service_key(&self, id: uuid::Uuid) -> Result<Option<ServiceKey>, StoreError> {
+        self.keys.service_key(id).await
+    }
+
+    async fn service_keys(&self) -> Result<Vec<ServiceKey>, StoreError> {
+        self.keys.service_keys().await
+    }
+
+    async fn revoke_service_key(
+        &self,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.keys.revoke_service_key(id, at).await
     }
 }
 
