@@ -2,12 +2,13 @@
 //! account's partition of `usage_records`.
 //!
 //! Named operations (`record_operation`, `reserve`, `close_reservation`)
-//! and gauges read the counter and write it back If-Match its etag (or
-//! create it), in ONE transactional batch with the operation's record, so
-//! the record and its effect land together or not at all: a retry, a lost
-//! answer or a crash finds the record and counts nothing. A batch that
-//! lost a race (412 on the counter, 409 on a create) re-reads and decides
-//! again. The counter carries its live reservations' holds, so the limit
+//! and gauges read the counter (and the operation's record, in parallel)
+//! and write it back If-Match its etag (or create it), in ONE
+//! transactional batch with the operation's record, so the record and its
+//! effect land together or not at all: a retry, a lost answer or a crash
+//! finds the record and counts nothing. A batch that lost a race (412 on
+//! the counter, 409 on a create) re-reads and decides again. No patch, no
+//! compensation: a write counts only with its record. The counter carries its live reservations' holds, so the limit
 //! check (`quota::fits` of used + held) sees one document.
 //!
 //! `increment_usage` (the unnamed path, the API-call meter) is
@@ -290,7 +291,10 @@ impl CosmosStore {
     }
 
     /// Adds the counter's write to `batch`; a counter written for the first
-    /// time is put in the rollup's day index first.
+    /// time is put in the rollup's day index first. Batches start with it:
+    /// it is the write that loses races, so a lost race fails on the first
+    /// operation (Cosmos DB rolls a batch back whole anyway; the contract's
+    /// REST server does not, and stops at the first failure).
     async fn with_counter(
         &self,
         batch: TransactionalBatch,
@@ -432,8 +436,8 @@ impl UsageStore for CosmosStore {
     }
 
     async fn record_operation(&self, op: &UsageOperation) -> Result<OperationOutcome, StoreError> {
-        // Which answer a record found in the way gives: ours (an attempt
-        // whose answer was lost) is what that attempt decided.
+        // A record found in the way is answered as a replay, unless it is
+        // ours (an attempt whose answer was lost): then as it was decided.
         let writer = uuid::Uuid::new_v4().to_string();
         let replay = |rec: &OperationDoc| match (
             same_request(rec, OperationKind::Usage, &op.fingerprint),
@@ -451,15 +455,18 @@ impl UsageStore for CosmosStore {
         };
         let pk = docs::pk(op.account_id);
         for round in 0..MAX_ROUNDS {
-            let counter = self.counter(op.account_id, &op.key, op.at).await?;
+            let (counter, recorded) = futures::future::try_join(
+                self.counter(op.account_id, &op.key, op.at),
+                self.operation(op.account_id, op.id),
+            )
+            .await?;
+            if let Some((rec, _)) = recorded {
+                return Ok(replay(&rec));
+            }
             let holds = counter.live_holds(op.at)?;
             let used = counter.doc.quantity;
             let held = held_at(&holds, op.at);
             if !fits(used, held, op.amount, op.limit) {
-                // Asked before? Only then is the answer not a denial.
-                if let Some((rec, _)) = self.operation(op.account_id, op.id).await? {
-                    return Ok(replay(&rec));
-                }
                 return Ok(OperationOutcome::Decided(UsageOutcome::Denied {
                     total: used.saturating_add(held).max(0) as u64,
                 }));
@@ -468,27 +475,25 @@ impl UsageStore for CosmosStore {
             let total = used + op.amount;
             let mut counter = counter.with_holds(&holds, op.at);
             counter.doc.quantity = total;
-            // The record first: if it exists, the batch fails on it (409).
-            let batch = TransactionalBatch::new(pk.clone())
+            let batch = self
+                .with_counter(
+                    TransactionalBatch::new(pk.clone()),
+                    op.account_id,
+                    counter,
+                    op.at,
+                )
+                .await?
                 .create_item(usage_record(op, total, &writer))
                 .map_err(StoreError::corrupt)?;
-            let batch = self
-                .with_counter(batch, op.account_id, counter, op.at)
-                .await?;
             match self.batch(&self.usage, batch).await? {
                 Ok(_) => {
                     return Ok(OperationOutcome::Decided(UsageOutcome::Admitted {
                         total: total as u64,
                     }))
                 }
-                Err(409) => {
-                    if let Some((rec, _)) = self.operation(op.account_id, op.id).await? {
-                        return Ok(replay(&rec));
-                    }
-                    // The counter was created by someone else in between.
-                    pause(round).await;
-                }
-                Err(412 | 404) => pause(round).await,
+                // The counter moved, or the record was written in between
+                // (by a twin request, or by this one if its answer was lost).
+                Err(404 | 409 | 412) => pause(round).await,
                 Err(s) => return Err(refused(s)),
             }
         }
@@ -500,49 +505,53 @@ impl UsageStore for CosmosStore {
         let key = r.key();
         let writer = uuid::Uuid::new_v4().to_string();
         let pk = docs::pk(r.account_id);
+        // What a successful write answers.
+        let held_now = |used: i64, held: i64| ReserveOutcome::Held {
+            used: used.max(0) as u64,
+            held: held.max(0) as u64,
+        };
         for round in 0..MAX_ROUNDS {
-            let counter = self.counter(r.account_id, &key, req.at).await?;
+            let (counter, recorded) = futures::future::try_join(
+                self.counter(r.account_id, &key, req.at),
+                self.operation(r.account_id, r.id),
+            )
+            .await?;
             let mut holds = counter.live_holds(req.at)?;
             let used = counter.doc.quantity;
             let held = held_at(&holds, req.at);
-            let level = |held: i64| (used.max(0) as u64, held.max(0) as u64);
-            let replay = |rec: &OperationDoc| match &rec.reservation {
-                Some(_) if rec.writer == writer => {
-                    let (used, held) = level(held + r.quantity);
-                    ReserveOutcome::Held { used, held }
-                }
-                Some(stored) if same_request(rec, OperationKind::Reservation, &r.fingerprint) => {
-                    ReserveOutcome::Replayed(stored.clone())
-                }
-                _ => ReserveOutcome::KeyReused,
-            };
+            if let Some((rec, _)) = recorded {
+                return Ok(match rec.reservation {
+                    // Ours, whose answer was lost: the counter holds it now.
+                    Some(_) if rec.writer == writer => held_now(used, held),
+                    Some(stored)
+                        if same_request(&rec, OperationKind::Reservation, &r.fingerprint) =>
+                    {
+                        ReserveOutcome::Replayed(stored)
+                    }
+                    _ => ReserveOutcome::KeyReused,
+                });
+            }
             if holds.len() >= MAX_LIVE_HOLDS || !fits(used, held, r.quantity, req.limit) {
-                if let Some((rec, _)) = self.operation(r.account_id, r.id).await? {
-                    return Ok(replay(&rec));
-                }
-                let (used, held) = level(held);
-                return Ok(ReserveOutcome::Denied { used, held });
+                return Ok(ReserveOutcome::Denied {
+                    used: used.max(0) as u64,
+                    held: held.max(0) as u64,
+                });
             }
             holds.push(r.hold());
             let counter = counter.with_holds(&holds, req.at);
-            let batch = TransactionalBatch::new(pk.clone())
+            let batch = self
+                .with_counter(
+                    TransactionalBatch::new(pk.clone()),
+                    r.account_id,
+                    counter,
+                    req.at,
+                )
+                .await?
                 .create_item(reservation_record(r, &writer, req.at))
                 .map_err(StoreError::corrupt)?;
-            let batch = self
-                .with_counter(batch, r.account_id, counter, req.at)
-                .await?;
             match self.batch(&self.usage, batch).await? {
-                Ok(_) => {
-                    let (used, held) = level(held + r.quantity);
-                    return Ok(ReserveOutcome::Held { used, held });
-                }
-                Err(409) => {
-                    if let Some((rec, _)) = self.operation(r.account_id, r.id).await? {
-                        return Ok(replay(&rec));
-                    }
-                    pause(round).await;
-                }
-                Err(412 | 404) => pause(round).await,
+                Ok(_) => return Ok(held_now(used, held + r.quantity)),
+                Err(404 | 409 | 412) => pause(round).await,
                 Err(s) => return Err(refused(s)),
             }
         }
@@ -601,10 +610,11 @@ impl UsageStore for CosmosStore {
             r.state = state;
             rec.reservation = Some(r.clone());
             rec.ttl = docs::ttl_between(now, r.keep_until());
-            let batch = TransactionalBatch::new(pk.clone())
+            let batch = self
+                .with_counter(TransactionalBatch::new(pk.clone()), account_id, counter, now)
+                .await?
                 .replace_item(rec.id.clone(), &rec, if_match(&rec_etag))
                 .map_err(StoreError::corrupt)?;
-            let batch = self.with_counter(batch, account_id, counter, now).await?;
             match self.batch(&self.usage, batch).await? {
                 Ok(_) => return Ok(CloseOutcome::Closed(r)),
                 // Closed by someone else, or the counter moved: look again.
