@@ -9,7 +9,6 @@
 //! and a transfer to the same member never both land. Withdrawing an
 //! invitation only frees a seat and takes no lock.
 
-
 use async_trait::async_trait;
 use azure_data_cosmos::options::{
     BatchDeleteOptions, BatchReplaceOptions, ItemWriteOptions, Precondition,

@@ -583,7 +583,10 @@ impl UsageStore for CosmosStore {
             let Some((mut rec, rec_etag)) = self.operation(account_id, id).await? else {
                 return Ok(CloseOutcome::NotFound);
             };
-            let Some(mut r) = rec.reservation.take().filter(|_| rec.kind == docs::RESERVATION)
+            let Some(mut r) = rec
+                .reservation
+                .take()
+                .filter(|_| rec.kind == docs::RESERVATION)
             else {
                 return Ok(CloseOutcome::NotFound);
             };
@@ -597,21 +600,22 @@ impl UsageStore for CosmosStore {
             let mut holds = counter.live_holds(now)?;
             holds.retain(|h| h.id != r.id);
             let mut counter = counter.with_holds(&holds, now);
-            counter.doc.quantity = counter
-                .doc
-                .quantity
-                .checked_add(records)
-                .ok_or_else(|| {
-                    StoreError::corrupt(format!(
-                        "{} would pass the largest count",
-                        key.metric.as_str()
-                    ))
-                })?;
+            counter.doc.quantity = counter.doc.quantity.checked_add(records).ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "{} would pass the largest count",
+                    key.metric.as_str()
+                ))
+            })?;
             r.state = state;
             rec.reservation = Some(r.clone());
             rec.ttl = docs::ttl_between(now, r.keep_until());
             let batch = self
-                .with_counter(TransactionalBatch::new(pk.clone()), account_id, counter, now)
+                .with_counter(
+                    TransactionalBatch::new(pk.clone()),
+                    account_id,
+                    counter,
+                    now,
+                )
                 .await?
                 .replace_item(rec.id.clone(), &rec, if_match(&rec_etag))
                 .map_err(StoreError::corrupt)?;
