@@ -21,7 +21,9 @@ use kraftd_billing::domain::account::{
     Role, INVITATION_VALIDITY,
 };
 use kraftd_billing::domain::money::Money;
-use kraftd_billing::domain::ports::{LedgerStore, MemberStore, Store, UsageStore, WebhookLog};
+use kraftd_billing::domain::ports::{
+    LedgerStore, MemberStore, Retention, Rollups, Store, UsageStore, WebhookLog,
+};
 use kraftd_billing::domain::quota::{
     CloseOutcome, Closing, Fingerprint, Level, OperationId, OperationKind, OperationOutcome,
     Reservation, ReservationState, ReserveOutcome, ReserveRequest, UsageOperation,
@@ -32,7 +34,7 @@ use kraftd_billing::domain::records::{
 };
 use kraftd_billing::domain::subscription::Subscription;
 use kraftd_billing::domain::usage::{
-    Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS,
+    Metric, Period, UsageIncrement, UsageKey, UsageOutcome, Window, USAGE_RETENTION_DAYS,
 };
 use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
 use kraftd_billing::store::cosmos::{self, layout};
@@ -746,4 +748,87 @@ async fn named_writes_cost_one_batch_after_parallel_point_reads() {
     assert_eq!(replay.round_trips, 2);
     assert_eq!(reserve.round_trips, 3);
     assert_eq!(close.round_trips, 3);
+}
+
+/// The rollup and the retention sweep share `usage_records` with the
+/// operations' records and reservations: the rollup counts counters only
+/// (and finds an account whose first API call was a named operation), and
+/// the sweep keeps a record until its keep-until, as its `ttl` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operation_records_and_reservations_stay_out_of_the_rollup_and_expire_with_their_ttl() {
+    let (store, client) = cosmos_memory::store_with(Vec::new()).await;
+    let account = AccountId(uuid::Uuid::new_v4());
+    let now = Utc::now();
+    let mut call = documents_op(account, "call-1", 2, 100);
+    call.key = UsageKey::current(Metric::ApiCalls, now);
+    call.fingerprint = Fingerprint("api_calls:2".into());
+    store.record_operation(&call).await.unwrap();
+    let upload = documents_op(account, "upload-1", 3, 100);
+    store.record_operation(&upload).await.unwrap();
+    let key = UsageKey::current(Metric::Documents, now);
+    let r = Reservation {
+        id: OperationId::of_key(account, OperationKind::Reservation, "doc"),
+        fingerprint: Fingerprint("documents:4".into()),
+        account_id: account,
+        metric: key.metric,
+        window: key.window,
+        quantity: 4,
+        created_at: now,
+        expires_at: now + chrono::Duration::minutes(15),
+        state: ReservationState::Held,
+    };
+    store
+        .reserve(&ReserveRequest {
+            reservation: r.clone(),
+            limit: Some(100),
+            at: now,
+        })
+        .await
+        .unwrap();
+    store
+        .close_reservation(account, r.id, Closing::Commit(1), now)
+        .await
+        .unwrap();
+
+    let record = raw(
+        &client,
+        layout::USAGE_RECORDS.name,
+        &account.to_string(),
+        &format!("op:{}", upload.id),
+    )
+    .await;
+    assert_eq!(record["type"], "operation");
+    assert_eq!(record["ttl"], 48 * 3600);
+
+    let day = Window::containing(Period::Day, now);
+    let month = Window::containing(Period::Month, now);
+    let summaries = store.roll_up_day(day, month, None, 10).await.unwrap();
+    assert_eq!(
+        summaries.len(),
+        1,
+        "the named API call put the day in the index"
+    );
+    assert_eq!(
+        (summaries[0].api_calls, summaries[0].documents),
+        (2, 4),
+        "counters only: 3 recorded and 1 committed"
+    );
+
+    store.purge_expired(now).await.unwrap();
+    assert_eq!(
+        store.record_operation(&upload).await.unwrap(),
+        OperationOutcome::Replayed { total: 3 },
+        "within retention the record stands"
+    );
+    assert!(store.reservation(account, r.id).await.unwrap().is_some());
+    store
+        .purge_expired(now + chrono::Duration::hours(49))
+        .await
+        .unwrap();
+    assert_eq!(store.reservation(account, r.id).await.unwrap(), None);
+    assert_eq!(
+        store.levels(account, &[key], now).await.unwrap(),
+        vec![Level { used: 4, held: 0 }],
+        "the counter outlives the records"
+    );
 }
