@@ -1,6 +1,7 @@
 //! The documents as stored. Each carries `type`, so containers that hold
 //! more than one kind (an account's document, memberships, invitations,
-//! seats and outbox; counters, the day index and summaries) stay queryable,
+//! seats and outbox; counters, operation records, reservations, the day
+//! index and summaries) stay queryable,
 //! and its partition key value in `user_id` (users) or `account_id`
 //! (everything else). Queries scoped to a partition also filter on it:
 //! free on Cosmos DB, and it keeps them scoped on a backend that ignores

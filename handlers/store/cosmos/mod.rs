@@ -1,8 +1,9 @@
 //! The Cosmos DB (NoSQL API) store, used in Azure.
 //!
 //! Every hot path is a point operation in one partition: a metered request
-//! is one server-side increment (`usage`), a user, account or membership
-//! read is one point read. Everything about one account (its document,
+//! is one server-side increment (`usage`), a named usage operation or
+//! reservation is two parallel point reads and one batch in the account's
+//! partition, a user, account or membership read is one point read. Everything about one account (its document,
 //! members, invitations, seat lock and outbox) shares its partition of
 //! `accounts`, so each change to it is one transactional batch. Facts that
 //! must be unique across partitions (an email, a Stripe customer, an
