@@ -21,14 +21,20 @@ use kraftd_billing::domain::account::{
     Role, INVITATION_VALIDITY,
 };
 use kraftd_billing::domain::money::Money;
-use kraftd_billing::domain::ports::{LedgerStore, MemberStore, Store, UsageStore, WebhookLog};
+use kraftd_billing::domain::ports::{
+    LedgerStore, MemberStore, Retention, Rollups, Store, UsageStore, WebhookLog,
+};
+use kraftd_billing::domain::quota::{
+    CloseOutcome, Closing, Fingerprint, Level, OperationId, OperationKind, OperationOutcome,
+    Reservation, ReservationState, ReserveOutcome, ReserveRequest, UsageOperation,
+};
 use kraftd_billing::domain::records::{EmailKind, OutboxMessage};
 use kraftd_billing::domain::records::{
     Payment, PAYMENT_RETENTION_DAYS, WEBHOOK_EVENT_RETENTION_DAYS,
 };
 use kraftd_billing::domain::subscription::Subscription;
 use kraftd_billing::domain::usage::{
-    Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS,
+    Metric, Period, UsageIncrement, UsageKey, UsageOutcome, Window, USAGE_RETENTION_DAYS,
 };
 use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
 use kraftd_billing::store::cosmos::{self, layout};
@@ -615,5 +621,214 @@ async fn a_write_whose_answer_was_lost_is_repeated_safely_and_an_increment_never
         store.usage(account.id, &[key]).await.unwrap(),
         vec![2],
         "it landed once: counted once, never twice"
+    );
+}
+
+fn documents_op(account: AccountId, key: &str, amount: i64, limit: u64) -> UsageOperation {
+    let now = Utc::now();
+    UsageOperation {
+        id: OperationId::of_key(account, OperationKind::Usage, key),
+        fingerprint: Fingerprint(format!("documents:{amount}")),
+        account_id: account,
+        key: UsageKey::current(Metric::Documents, now),
+        amount,
+        limit: Some(limit),
+        at: now,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_operation_whose_batch_answer_was_lost_counts_once() {
+    use FaultInjectionErrorType::ResponseTimeoutAfterService as AppliedThenLost;
+    // The service applies the batch (counter and record), but its answer never arrives.
+    let lost = fault(
+        "batch-lost",
+        FaultOperationType::BatchItem,
+        AppliedThenLost,
+        1,
+    );
+    let (store, client) = cosmos_memory::store_with(vec![lost.clone()]).await;
+    let account = AccountId(uuid::Uuid::new_v4());
+    let op = documents_op(account, "upload-1", 3, 5);
+    assert_eq!(
+        store.record_operation(&op).await.unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 3 }),
+        "the store repeats the batch, finds its own record and answers as it decided"
+    );
+    assert_eq!(lost.hit_count(), 1, "the answer was lost once");
+    assert_eq!(
+        store.record_operation(&op).await.unwrap(),
+        OperationOutcome::Replayed { total: 3 },
+        "the caller's retry of the same operation counts nothing"
+    );
+    let key = op.key;
+    assert_eq!(
+        store.levels(account, &[key], op.at).await.unwrap(),
+        vec![Level { used: 3, held: 0 }],
+        "counted once"
+    );
+    let counter = raw(
+        &client,
+        layout::USAGE_RECORDS.name,
+        &account.to_string(),
+        &format!("documents:{}", key.window.unwrap().start.timestamp_millis()),
+    )
+    .await;
+    assert_eq!(counter["quantity"], 3);
+}
+
+/// What each named write costs on the emulator (its cost model's RUs): the
+/// numbers in the Cosmos notes come from here (`--nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_writes_cost_one_batch_after_parallel_point_reads() {
+    let (store, _) = cosmos_memory::store_with(Vec::new()).await;
+    let account = AccountId(uuid::Uuid::new_v4());
+    let cost = |before: cosmos::MeterReading| store.meter().reading() - before;
+
+    let before = store.meter().reading();
+    store
+        .record_operation(&documents_op(account, "first", 1, 50))
+        .await
+        .unwrap();
+    let first = cost(before);
+    let before = store.meter().reading();
+    store
+        .record_operation(&documents_op(account, "second", 1, 50))
+        .await
+        .unwrap();
+    let record = cost(before);
+
+    let now = Utc::now();
+    let key = UsageKey::current(Metric::Documents, now);
+    let r = Reservation {
+        id: OperationId::of_key(account, OperationKind::Reservation, "doc"),
+        fingerprint: Fingerprint("documents:2".into()),
+        account_id: account,
+        metric: key.metric,
+        window: key.window,
+        quantity: 2,
+        created_at: now,
+        expires_at: now + chrono::Duration::minutes(15),
+        state: ReservationState::Held,
+    };
+    let before = store.meter().reading();
+    let held = store
+        .reserve(&ReserveRequest {
+            reservation: r.clone(),
+            limit: Some(50),
+            at: now,
+        })
+        .await
+        .unwrap();
+    let reserve = cost(before);
+    assert_eq!(held, ReserveOutcome::Held { used: 2, held: 2 });
+    let before = store.meter().reading();
+    let closed = store
+        .close_reservation(account, r.id, Closing::Commit(1), now)
+        .await
+        .unwrap();
+    let close = cost(before);
+    assert!(matches!(closed, CloseOutcome::Closed(_)));
+    let before = store.meter().reading();
+    store
+        .record_operation(&documents_op(account, "second", 1, 50))
+        .await
+        .unwrap();
+    let replay = cost(before);
+
+    eprintln!("record_operation (new counter): {first:?}");
+    eprintln!("record_operation: {record:?}");
+    eprintln!("record_operation replayed: {replay:?}");
+    eprintln!("reserve: {reserve:?}");
+    eprintln!("close_reservation: {close:?}");
+    // Requests: two point reads in parallel (one round trip of latency),
+    // then one batch; a close reads the reservation, then its counter.
+    assert_eq!(first.round_trips, 3);
+    assert_eq!(record.round_trips, 3);
+    assert_eq!(replay.round_trips, 2);
+    assert_eq!(reserve.round_trips, 3);
+    assert_eq!(close.round_trips, 3);
+}
+
+/// The rollup and the retention sweep share `usage_records` with the
+/// operations' records and reservations: the rollup counts counters only
+/// (and finds an account whose first API call was a named operation), and
+/// the sweep keeps a record until its keep-until, as its `ttl` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operation_records_and_reservations_stay_out_of_the_rollup_and_expire_with_their_ttl() {
+    let (store, client) = cosmos_memory::store_with(Vec::new()).await;
+    let account = AccountId(uuid::Uuid::new_v4());
+    let now = Utc::now();
+    let mut call = documents_op(account, "call-1", 2, 100);
+    call.key = UsageKey::current(Metric::ApiCalls, now);
+    call.fingerprint = Fingerprint("api_calls:2".into());
+    store.record_operation(&call).await.unwrap();
+    let upload = documents_op(account, "upload-1", 3, 100);
+    store.record_operation(&upload).await.unwrap();
+    let key = UsageKey::current(Metric::Documents, now);
+    let r = Reservation {
+        id: OperationId::of_key(account, OperationKind::Reservation, "doc"),
+        fingerprint: Fingerprint("documents:4".into()),
+        account_id: account,
+        metric: key.metric,
+        window: key.window,
+        quantity: 4,
+        created_at: now,
+        expires_at: now + chrono::Duration::minutes(15),
+        state: ReservationState::Held,
+    };
+    store
+        .reserve(&ReserveRequest {
+            reservation: r.clone(),
+            limit: Some(100),
+            at: now,
+        })
+        .await
+        .unwrap();
+    store
+        .close_reservation(account, r.id, Closing::Commit(1), now)
+        .await
+        .unwrap();
+
+    let record = raw(
+        &client,
+        layout::USAGE_RECORDS.name,
+        &account.to_string(),
+        &format!("op:{}", upload.id),
+    )
+    .await;
+    assert_eq!(record["type"], "operation");
+    assert_eq!(record["ttl"], 48 * 3600);
+
+    let day = Window::containing(Period::Day, now);
+    let month = Window::containing(Period::Month, now);
+    let summaries = store.roll_up_day(day, month, None, 10).await.unwrap();
+    assert_eq!(
+        summaries.len(),
+        1,
+        "the named API call put the day in the index"
+    );
+    assert_eq!(
+        (summaries[0].api_calls, summaries[0].documents),
+        (2, 4),
+        "counters only: 3 recorded and 1 committed"
+    );
+
+    store.purge_expired(now).await.unwrap();
+    assert_eq!(
+        store.record_operation(&upload).await.unwrap(),
+        OperationOutcome::Replayed { total: 3 },
+        "within retention the record stands"
+    );
+    assert!(store.reservation(account, r.id).await.unwrap().is_some());
+    store
+        .purge_expired(now + chrono::Duration::hours(49))
+        .await
+        .unwrap();
+    assert_eq!(store.reservation(account, r.id).await.unwrap(), None);
+    assert_eq!(
+        store.levels(account, &[key], now).await.unwrap(),
+        vec![Level { used: 4, held: 0 }],
+        "the counter outlives the records"
     );
 }

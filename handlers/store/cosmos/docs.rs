@@ -1,6 +1,7 @@
 //! The documents as stored. Each carries `type`, so containers that hold
 //! more than one kind (an account's document, memberships, invitations,
-//! seats and outbox; counters, the day index and summaries) stay queryable,
+//! seats and outbox; counters, operation records, reservations, the day
+//! index and summaries) stay queryable,
 //! and its partition key value in `user_id` (users) or `account_id`
 //! (everything else). Queries scoped to a partition also filter on it:
 //! free on Cosmos DB, and it keeps them scoped on a backend that ignores
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::account::{Account, AccountId, Invitation, Membership, Role};
 use crate::domain::outbox::OutboxState;
 use crate::domain::ports::StoreError;
+use crate::domain::quota::{Hold, OperationId, Reservation};
 use crate::domain::records::{Invoice, OutboxMessage, Payment};
 use crate::domain::user::{User, UserId};
 
@@ -24,6 +26,10 @@ pub const OUTBOX: &str = "outbox";
 pub const USAGE: &str = "usage";
 pub const ACTIVE: &str = "active";
 pub const SUMMARY: &str = "summary";
+/// A named usage operation's record, in the account's partition of `usage_records`.
+pub const OPERATION: &str = "operation";
+/// A reservation, in the account's partition of `usage_records`.
+pub const RESERVATION: &str = "reservation";
 
 /// Milliseconds since the epoch: what queries compare and sort on.
 pub fn ms(t: DateTime<Utc>) -> i64 {
@@ -265,6 +271,78 @@ pub struct CounterDoc {
     pub quantity: i64,
     pub expires_at: Option<i64>,
     /// -1: never expires (gauges are a current level).
+    pub ttl: i64,
+    /// The live reservations' holds on this counter (expired ones are
+    /// pruned by the next write).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<HoldDoc>,
+    /// Gauges: when the level stored was observed (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<i64>,
+}
+
+/// A reservation's hold as its counter carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoldDoc {
+    pub id: String,
+    pub quantity: i64,
+    /// ms
+    pub expires_at: i64,
+}
+
+impl HoldDoc {
+    pub fn new(h: &Hold) -> Self {
+        Self {
+            id: h.id.to_string(),
+            quantity: h.quantity,
+            expires_at: ms(h.expires_at),
+        }
+    }
+
+    pub fn hold(&self) -> Result<Hold, StoreError> {
+        Ok(Hold {
+            id: OperationId(
+                uuid::Uuid::parse_str(&self.id)
+                    .map_err(|e| StoreError::corrupt(format!("hold {}: {e}", self.id)))?,
+            ),
+            quantity: self.quantity,
+            expires_at: from_ms(self.expires_at)?,
+        })
+    }
+}
+
+pub fn from_ms(t: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(t)
+        .ok_or_else(|| StoreError::corrupt(format!("{t} ms is no time")))
+}
+
+/// An operation's id within its account's partition: usage operations and
+/// reservations share one namespace, as on SQLite, and `type` tells them apart.
+pub fn operation_id(id: OperationId) -> String {
+    format!("op:{id}")
+}
+
+/// A named operation's record (`type` `operation`: a usage write, with the
+/// total it reported) or a reservation (`type` `reservation`, the domain's
+/// `Reservation` as it stands), written in the same batch as its counter.
+/// `expires_at` (ms) is the record's keep-until, which `ttl` enforces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationDoc {
+    pub id: String,
+    pub account_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `OperationKind::as_str`.
+    pub operation: String,
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<Reservation>,
+    /// A random id of the attempt that wrote it: an attempt whose answer
+    /// was lost finds its own write and answers as the write did.
+    pub writer: String,
+    pub expires_at: i64,
     pub ttl: i64,
 }
 

@@ -84,9 +84,11 @@ pub const INVOICES: ContainerSpec = ContainerSpec {
     default_ttl: DefaultTtl::Seconds(PAYMENT_RETENTION_DAYS * DAY),
 };
 
-/// Usage counters of each account, the per-day index of active accounts
-/// the rollup reads (partition `day:<date>`), and monthly summaries (which
-/// carry their own longer `ttl`).
+/// Usage counters of each account (with their reservations' holds), the
+/// records of its named usage operations and its reservations (`op:<id>`,
+/// each with the `ttl` of its keep-until), the per-day index of active
+/// accounts the rollup reads (partition `day:<date>`), and monthly
+/// summaries (which carry their own longer `ttl`).
 pub const USAGE_RECORDS: ContainerSpec = ContainerSpec {
     name: "usage_records",
     partition_key: "/account_id",

@@ -9,8 +9,6 @@
 //! and a transfer to the same member never both land. Withdrawing an
 //! invitation only frees a seat and takes no lock.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use azure_data_cosmos::options::{
     BatchDeleteOptions, BatchReplaceOptions, ItemWriteOptions, Precondition,
@@ -21,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use super::docs::{self, InvitationDoc, MemberDoc, SeatsDoc};
 use super::outbox::enqueue_in;
-use super::{unavailable, CosmosStore};
+use super::{contended, pause, unavailable, CosmosStore, MAX_ROUNDS};
 use crate::domain::account::{
     assignable, AcceptOutcome, AccountId, Action, Invitation, InvitationId, InvitationOutcome,
     Membership, Role, Seats,
@@ -30,20 +28,6 @@ use crate::domain::plan::Limit;
 use crate::domain::ports::{Etag, MemberStore, StoreError, UserStore};
 use crate::domain::records::OutboxMessage;
 use crate::domain::user::UserId;
-
-/// How often a write that lost a race re-reads and tries again before the
-/// store reports itself unavailable.
-const MAX_ROUNDS: u32 = 64;
-
-/// A short, jittered pause after a lost race, so racers spread out.
-async fn pause(round: u32) {
-    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
-    tokio::time::sleep(Duration::from_millis(u64::from(round.min(8)) + jitter)).await;
-}
-
-fn contended(what: &str) -> StoreError {
-    StoreError::unavailable(format!("{what}: the account keeps changing"))
-}
 
 /// Whether two token hashes are equal, in time that does not depend on
 /// where they differ.

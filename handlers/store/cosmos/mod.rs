@@ -1,8 +1,9 @@
 //! The Cosmos DB (NoSQL API) store, used in Azure.
 //!
 //! Every hot path is a point operation in one partition: a metered request
-//! is one server-side increment (`usage`), a user, account or membership
-//! read is one point read. Everything about one account (its document,
+//! is one server-side increment (`usage`), a named usage operation or
+//! reservation is two parallel point reads and one batch in the account's
+//! partition, a user, account or membership read is one point read. Everything about one account (its document,
 //! members, invitations, seat lock and outbox) shares its partition of
 //! `accounts`, so each change to it is one transactional batch. Facts that
 //! must be unique across partitions (an email, a Stripe customer, an
@@ -272,6 +273,21 @@ impl CosmosStore {
 }
 
 const MAX_ATTEMPTS: u32 = 6;
+
+/// How often a write that lost a race (a 412 on an If-Match, a 409 on a
+/// create) re-reads and tries again before the store reports itself
+/// unavailable.
+const MAX_ROUNDS: u32 = 64;
+
+/// A short, jittered pause after a lost race, so racers spread out.
+async fn pause(round: u32) {
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
+    tokio::time::sleep(Duration::from_millis(u64::from(round.min(8)) + jitter)).await;
+}
+
+fn contended(what: &str) -> StoreError {
+    StoreError::unavailable(format!("{what}: the account keeps changing"))
+}
 
 /// 429 (throttled) and 449 (retry with) are refused before anything is
 /// written; a 503 from the gateway means the write was not accepted either.

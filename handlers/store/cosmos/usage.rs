@@ -1,30 +1,49 @@
-//! Usage counters. The quota check is increment-then-check: one server-side
-//! patch adds the amount and returns the new total; a total past the limit
-//! is undone by a compensating decrement and the request denied.
+//! Usage counters, named operations, reservations and gauges, all in the
+//! account's partition of `usage_records`.
 //!
-//! Why not read + If-Match patch: under contention (a burst of requests
-//! from one account, the case quotas exist for) every writer but one gets a
-//! 412 and must retry, so the common case stops being one round trip and
-//! the worst case has no bound. The increment always lands first time.
-//! Its cost: between an over-limit increment and its compensation, others
-//! see a total that is too high and may be denied although they would
-//! have fit. It can only deny, never admit: a total is admitted only if it
-//! is within the limit including everyone else's increments, so the limit
-//! is never passed. Decrements (gauges) use read + If-Match, because a
-//! compensated decrement could briefly lower the total and let others in.
+//! Named operations (`record_operation`, `reserve`, `close_reservation`)
+//! and gauges read the counter (and the operation's record, in parallel)
+//! and write it back If-Match its etag (or create it), in ONE
+//! transactional batch with the operation's record, so the record and its
+//! effect land together or not at all: a retry, a lost answer or a crash
+//! finds the record and counts nothing. A batch that lost a race (412 on
+//! the counter, 409 on a create) re-reads and decides again. No patch, no
+//! compensation: a write counts only with its record. The counter carries its live reservations' holds, so the limit
+//! check (`quota::fits` of used + held) sees one document.
+//!
+//! `increment_usage` (the unnamed path, the API-call meter) is
+//! increment-then-check: one server-side patch adds the amount and returns
+//! the new total; a total past the limit is undone by a compensating
+//! decrement and the request denied.
+//!
+//! Why not read + If-Match patch there: under contention (a burst of
+//! requests from one account, the case quotas exist for) every writer but
+//! one gets a 412 and must retry, so the common case stops being one round
+//! trip and the worst case has no bound. The increment always lands first
+//! time. Its cost: between an over-limit increment and its compensation,
+//! others see a total that is too high and may be denied although they
+//! would have fit. It can only deny, never admit: a total is admitted only
+//! if it is within the limit including everyone else's increments and the
+//! holds on the patched document, so the limit is never passed. Decrements
+//! (gauges) use read + If-Match, because a compensated decrement could
+//! briefly lower the total and let others in.
 
 use async_trait::async_trait;
 use azure_data_cosmos::models::{PatchInstructions, PatchOperation};
-use azure_data_cosmos::options::{ItemWriteOptions, PatchItemOptions, PatchStrategy, Precondition};
+use azure_data_cosmos::options::{
+    BatchReplaceOptions, ItemWriteOptions, PatchItemOptions, PatchStrategy, Precondition,
+};
+use azure_data_cosmos::TransactionalBatch;
 use chrono::{DateTime, Utc};
 
-use super::docs::{self, ActiveDoc, CounterDoc};
-use super::{unavailable, with_content, CosmosStore};
+use super::docs::{self, ActiveDoc, CounterDoc, HoldDoc, OperationDoc};
+use super::{contended, pause, unavailable, with_content, CosmosStore, MAX_ROUNDS};
 use crate::domain::account::AccountId;
-use crate::domain::ports::{StoreError, UsageStore};
+use crate::domain::ports::{Etag, StoreError, UsageStore};
 use crate::domain::quota::{
-    CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
-    Reservation, ReserveOutcome, ReserveRequest, UsageOperation,
+    fits, held_at, CloseDecision, CloseOutcome, Closing, Fingerprint, GaugeObservation,
+    GaugeOutcome, Hold, Level, OperationId, OperationKind, OperationOutcome, Reservation,
+    ReserveOutcome, ReserveRequest, UsageOperation, MAX_LIVE_HOLDS,
 };
 use crate::domain::usage::{Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS};
 
@@ -36,27 +55,136 @@ pub(super) fn counter_id(key: &UsageKey) -> String {
     }
 }
 
-fn new_counter(inc: &UsageIncrement, quantity: i64) -> CounterDoc {
-    let key = inc.key;
+fn new_counter(account: AccountId, key: &UsageKey, quantity: i64, at: DateTime<Utc>) -> CounterDoc {
     CounterDoc {
-        id: counter_id(&key),
-        account_id: docs::pk(inc.account_id),
+        id: counter_id(key),
+        account_id: docs::pk(account),
         kind: docs::USAGE.into(),
         metric: key.metric.as_str().into(),
         window_start: key.window.map(|w| docs::ms(w.start)),
         window_end: key.window.map(|w| docs::ms(w.end)),
         quantity,
         expires_at: key.expires_at().map(docs::ms),
-        ttl: key
-            .expires_at()
-            .map_or(-1, |e| docs::ttl_between(inc.at, e)),
+        ttl: counter_ttl(key, at),
+        holds: Vec::new(),
+        observed_at: None,
     }
 }
 
+/// Cosmos counts `ttl` from an item's last write: each write sets it anew.
+fn counter_ttl(key: &UsageKey, at: DateTime<Utc>) -> i64 {
+    key.expires_at().map_or(-1, |e| docs::ttl_between(at, e))
+}
+
+/// A counter as read for a conditional write: the document (a new, empty
+/// one if there was none) and its etag (`None`: create it).
+struct Counter {
+    key: UsageKey,
+    doc: CounterDoc,
+    etag: Option<Etag>,
+}
+
+impl Counter {
+    /// The holds still live at `now`, as the domain sees them.
+    fn live_holds(&self, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
+        live(&self.doc, now)
+    }
+
+    /// The document to write at `at`: with these holds (the expired ones
+    /// pruned) and its `ttl` counted from now.
+    fn with_holds(mut self, holds: &[Hold], at: DateTime<Utc>) -> Self {
+        self.doc.holds = holds.iter().map(HoldDoc::new).collect();
+        self.doc.ttl = counter_ttl(&self.key, at);
+        self
+    }
+}
+
+fn live(doc: &CounterDoc, now: DateTime<Utc>) -> Result<Vec<Hold>, StoreError> {
+    let mut out = Vec::with_capacity(doc.holds.len());
+    for h in &doc.holds {
+        let hold = h.hold()?;
+        if hold.live_at(now) {
+            out.push(hold);
+        }
+    }
+    Ok(out)
+}
+
+fn level_of(doc: Option<&CounterDoc>, now: DateTime<Utc>) -> Result<Level, StoreError> {
+    let Some(doc) = doc else {
+        return Ok(Level::default());
+    };
+    Ok(Level {
+        used: doc.quantity.max(0) as u64,
+        held: held_at(&live(doc, now)?, now).max(0) as u64,
+    })
+}
+
+/// The record of a usage operation.
+fn usage_record(op: &UsageOperation, total: i64, writer: &str) -> OperationDoc {
+    OperationDoc {
+        id: docs::operation_id(op.id),
+        account_id: docs::pk(op.account_id),
+        kind: docs::OPERATION.into(),
+        operation: OperationKind::Usage.as_str().into(),
+        fingerprint: op.fingerprint.0.clone(),
+        total: Some(total),
+        reservation: None,
+        writer: writer.into(),
+        expires_at: docs::ms(op.keep_until()),
+        ttl: docs::ttl_between(op.at, op.keep_until()),
+    }
+}
+
+/// The document of a reservation, as written at `at`.
+fn reservation_record(r: &Reservation, writer: &str, at: DateTime<Utc>) -> OperationDoc {
+    OperationDoc {
+        id: docs::operation_id(r.id),
+        account_id: docs::pk(r.account_id),
+        kind: docs::RESERVATION.into(),
+        operation: OperationKind::Reservation.as_str().into(),
+        fingerprint: r.fingerprint.0.clone(),
+        total: None,
+        reservation: Some(r.clone()),
+        writer: writer.into(),
+        expires_at: docs::ms(r.keep_until()),
+        ttl: docs::ttl_between(at, r.keep_until()),
+    }
+}
+
+fn same_request(rec: &OperationDoc, kind: OperationKind, fingerprint: &Fingerprint) -> bool {
+    rec.operation == kind.as_str() && rec.fingerprint == fingerprint.0
+}
+
+fn if_match(etag: &Etag) -> Option<BatchReplaceOptions> {
+    Some(BatchReplaceOptions::default().with_precondition(Precondition::if_match(etag.0.clone())))
+}
+
+/// The counter's write in a batch: replace If-Match what was read, or
+/// create it if there was none; either fails if someone wrote it first.
+fn write_counter(
+    batch: TransactionalBatch,
+    counter: Counter,
+) -> Result<TransactionalBatch, StoreError> {
+    match &counter.etag {
+        Some(etag) => batch.replace_item(counter.doc.id.clone(), &counter.doc, if_match(etag)),
+        None => batch.create_item(&counter.doc),
+    }
+    .map_err(StoreError::corrupt)
+}
+
+fn refused(status: u16) -> StoreError {
+    StoreError::unavailable(format!("batch refused: {status}"))
+}
+
 impl CosmosStore {
-    /// Adds `amount` server-side and returns the new total, or `None` if the
-    /// counter does not exist yet.
-    async fn add(&self, inc: &UsageIncrement, amount: i64) -> Result<Option<i64>, StoreError> {
+    /// Adds `amount` server-side and returns the counter as it now stands,
+    /// or `None` if it does not exist yet.
+    async fn add(
+        &self,
+        inc: &UsageIncrement,
+        amount: i64,
+    ) -> Result<Option<CounterDoc>, StoreError> {
         let pk = docs::pk(inc.account_id);
         let id = counter_id(&inc.key);
         // ServerSide: the SDK's default would turn an increment into a
@@ -75,42 +203,50 @@ impl CosmosStore {
             })
             .await;
         match patched {
-            Ok(r) => {
-                let doc: CounterDoc = r.into_model().map_err(StoreError::corrupt)?;
-                Ok(Some(doc.quantity))
-            }
+            Ok(r) => Ok(Some(r.into_model().map_err(StoreError::corrupt)?)),
             Err(e) if e.status().is_not_found() => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    /// First use of a counter: record the day in the rollup's index (first,
-    /// so a crash leaves an index entry with no usage, which rolls up as
-    /// zeros, never usage the rollup cannot find), then create the counter.
-    async fn create_counter(&self, inc: &UsageIncrement) -> Result<bool, StoreError> {
-        if let (Metric::ApiCalls, Some(w)) = (inc.key.metric, inc.key.window) {
-            let day = w.start.date_naive();
-            let expires = w.end + chrono::Duration::days(USAGE_RETENTION_DAYS);
-            let active = ActiveDoc {
-                id: docs::pk(inc.account_id),
-                account_id: docs::day_partition(day),
-                kind: docs::ACTIVE.into(),
-                expires_at: docs::ms(expires),
-                ttl: docs::ttl_between(inc.at, expires),
-            };
-            let created = self
-                .call(|| {
-                    self.usage
-                        .create_item(active.account_id.clone(), &active.id, &active, None)
-                })
-                .await;
-            match created {
-                Ok(_) => {}
-                Err(e) if e.status().is_conflict() => {}
-                Err(e) => return Err(unavailable(e)),
-            }
+    /// Records the day in the rollup's index before an API-call counter is
+    /// first written (first, so a crash leaves an index entry with no
+    /// usage, which rolls up as zeros, never usage the rollup cannot find).
+    async fn index_day(
+        &self,
+        account: AccountId,
+        key: &UsageKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (Metric::ApiCalls, Some(w)) = (key.metric, key.window) else {
+            return Ok(());
+        };
+        let day = w.start.date_naive();
+        let expires = w.end + chrono::Duration::days(USAGE_RETENTION_DAYS);
+        let active = ActiveDoc {
+            id: docs::pk(account),
+            account_id: docs::day_partition(day),
+            kind: docs::ACTIVE.into(),
+            expires_at: docs::ms(expires),
+            ttl: docs::ttl_between(at, expires),
+        };
+        let created = self
+            .call(|| {
+                self.usage
+                    .create_item(active.account_id.clone(), &active.id, &active, None)
+            })
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.status().is_conflict() => Ok(()),
+            Err(e) => Err(unavailable(e)),
         }
-        let doc = new_counter(inc, inc.amount);
+    }
+
+    /// First use of a counter: the day index, then the counter.
+    async fn create_counter(&self, inc: &UsageIncrement) -> Result<bool, StoreError> {
+        self.index_day(inc.account_id, &inc.key, inc.at).await?;
+        let doc = new_counter(inc.account_id, &inc.key, inc.amount, inc.at);
         let created = self
             .call(|| {
                 self.usage
@@ -128,8 +264,56 @@ impl CosmosStore {
         &self,
         account: AccountId,
         key: &UsageKey,
-    ) -> Result<Option<(CounterDoc, crate::domain::ports::Etag)>, StoreError> {
+    ) -> Result<Option<(CounterDoc, Etag)>, StoreError> {
         self.read_doc(&self.usage, &docs::pk(account), &counter_id(key))
+            .await
+    }
+
+    /// The counter for a conditional write at `at` (a new one if absent).
+    async fn counter(
+        &self,
+        account: AccountId,
+        key: &UsageKey,
+        at: DateTime<Utc>,
+    ) -> Result<Counter, StoreError> {
+        Ok(match self.read_counter(account, key).await? {
+            Some((doc, etag)) => Counter {
+                key: *key,
+                doc,
+                etag: Some(etag),
+            },
+            None => Counter {
+                key: *key,
+                doc: new_counter(account, key, 0, at),
+                etag: None,
+            },
+        })
+    }
+
+    /// Adds the counter's write to `batch`; a counter written for the first
+    /// time is put in the rollup's day index first. Batches start with it:
+    /// it is the write that loses races, so a lost race fails on the first
+    /// operation (Cosmos DB rolls a batch back whole anyway; the contract's
+    /// REST server does not, and stops at the first failure).
+    async fn with_counter(
+        &self,
+        batch: TransactionalBatch,
+        account: AccountId,
+        counter: Counter,
+        at: DateTime<Utc>,
+    ) -> Result<TransactionalBatch, StoreError> {
+        if counter.etag.is_none() {
+            self.index_day(account, &counter.key, at).await?;
+        }
+        write_counter(batch, counter)
+    }
+
+    async fn operation(
+        &self,
+        account: AccountId,
+        id: OperationId,
+    ) -> Result<Option<(OperationDoc, Etag)>, StoreError> {
+        self.read_doc(&self.usage, &docs::pk(account), &docs::operation_id(id))
             .await
     }
 
@@ -187,6 +371,24 @@ impl CosmosStore {
         }
         tracing::error!(account_id = %inc.account_id, metric = inc.key.metric.as_str(), amount = inc.amount, at = %at, "quota compensation gave up; the counter overstates usage by this amount");
     }
+
+    /// Whether the patched counter admits the increment: the total before
+    /// it, the live holds and the amount within the limit.
+    async fn admits(&self, inc: &UsageIncrement, doc: &CounterDoc) -> Result<bool, StoreError> {
+        match live(doc, inc.at) {
+            Ok(holds) => Ok(fits(
+                doc.quantity.saturating_sub(inc.amount),
+                held_at(&holds, inc.at),
+                inc.amount,
+                inc.limit,
+            )),
+            Err(e) => {
+                // Undecidable: take it back rather than admit blindly.
+                self.compensate(inc, inc.at).await;
+                Err(e)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -201,8 +403,9 @@ impl UsageStore for CosmosStore {
             });
         }
         loop {
-            if let Some(total) = self.add(inc, inc.amount).await? {
-                return Ok(if inc.admits(total) {
+            if let Some(doc) = self.add(inc, inc.amount).await? {
+                let total = doc.quantity;
+                return Ok(if self.admits(inc, &doc).await? {
                     UsageOutcome::Admitted {
                         total: total as u64,
                     }
@@ -213,7 +416,7 @@ impl UsageStore for CosmosStore {
                     }
                 });
             }
-            // No counter yet. `amount <= limit` was checked above.
+            // No counter yet (so no holds). `amount <= limit` was checked above.
             if self.create_counter(inc).await? {
                 return Ok(UsageOutcome::Admitted {
                     total: inc.amount as u64,
@@ -232,42 +435,245 @@ impl UsageStore for CosmosStore {
         futures::future::try_join_all(keys.iter().map(|key| self.total(account_id, key))).await
     }
 
-    async fn record_operation(&self, _op: &UsageOperation) -> Result<OperationOutcome, StoreError> {
-        unimplemented!("cosmos ledger in progress")
+    async fn record_operation(&self, op: &UsageOperation) -> Result<OperationOutcome, StoreError> {
+        // A record found in the way is answered as a replay, unless it is
+        // ours (an attempt whose answer was lost): then as it was decided.
+        let writer = uuid::Uuid::new_v4().to_string();
+        let replay = |rec: &OperationDoc| match (
+            same_request(rec, OperationKind::Usage, &op.fingerprint),
+            rec.total,
+        ) {
+            (true, Some(total)) if rec.writer == writer => {
+                OperationOutcome::Decided(UsageOutcome::Admitted {
+                    total: total.max(0) as u64,
+                })
+            }
+            (true, Some(total)) => OperationOutcome::Replayed {
+                total: total.max(0) as u64,
+            },
+            _ => OperationOutcome::KeyReused,
+        };
+        let pk = docs::pk(op.account_id);
+        for round in 0..MAX_ROUNDS {
+            let (counter, recorded) = futures::future::try_join(
+                self.counter(op.account_id, &op.key, op.at),
+                self.operation(op.account_id, op.id),
+            )
+            .await?;
+            if let Some((rec, _)) = recorded {
+                return Ok(replay(&rec));
+            }
+            let holds = counter.live_holds(op.at)?;
+            let used = counter.doc.quantity;
+            let held = held_at(&holds, op.at);
+            if !fits(used, held, op.amount, op.limit) {
+                return Ok(OperationOutcome::Decided(UsageOutcome::Denied {
+                    total: used.saturating_add(held).max(0) as u64,
+                }));
+            }
+            // `fits` checked the sum.
+            let total = used + op.amount;
+            let mut counter = counter.with_holds(&holds, op.at);
+            counter.doc.quantity = total;
+            let batch = self
+                .with_counter(
+                    TransactionalBatch::new(pk.clone()),
+                    op.account_id,
+                    counter,
+                    op.at,
+                )
+                .await?
+                .create_item(usage_record(op, total, &writer))
+                .map_err(StoreError::corrupt)?;
+            match self.batch(&self.usage, batch).await? {
+                Ok(_) => {
+                    return Ok(OperationOutcome::Decided(UsageOutcome::Admitted {
+                        total: total as u64,
+                    }))
+                }
+                // The counter moved, or the record was written in between
+                // (by a twin request, or by this one if its answer was lost).
+                Err(404 | 409 | 412) => pause(round).await,
+                Err(s) => return Err(refused(s)),
+            }
+        }
+        Err(contended("record_operation"))
     }
 
-    async fn reserve(&self, _req: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {
-        unimplemented!("cosmos ledger in progress")
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {
+        let r = &req.reservation;
+        let key = r.key();
+        let writer = uuid::Uuid::new_v4().to_string();
+        let pk = docs::pk(r.account_id);
+        // What a successful write answers.
+        let held_now = |used: i64, held: i64| ReserveOutcome::Held {
+            used: used.max(0) as u64,
+            held: held.max(0) as u64,
+        };
+        for round in 0..MAX_ROUNDS {
+            let (counter, recorded) = futures::future::try_join(
+                self.counter(r.account_id, &key, req.at),
+                self.operation(r.account_id, r.id),
+            )
+            .await?;
+            let mut holds = counter.live_holds(req.at)?;
+            let used = counter.doc.quantity;
+            let held = held_at(&holds, req.at);
+            if let Some((rec, _)) = recorded {
+                return Ok(match rec.reservation {
+                    // Ours, whose answer was lost: the counter holds it now.
+                    Some(_) if rec.writer == writer => held_now(used, held),
+                    Some(stored)
+                        if same_request(&rec, OperationKind::Reservation, &r.fingerprint) =>
+                    {
+                        ReserveOutcome::Replayed(stored)
+                    }
+                    _ => ReserveOutcome::KeyReused,
+                });
+            }
+            if holds.len() >= MAX_LIVE_HOLDS || !fits(used, held, r.quantity, req.limit) {
+                return Ok(ReserveOutcome::Denied {
+                    used: used.max(0) as u64,
+                    held: held.max(0) as u64,
+                });
+            }
+            holds.push(r.hold());
+            let counter = counter.with_holds(&holds, req.at);
+            let batch = self
+                .with_counter(
+                    TransactionalBatch::new(pk.clone()),
+                    r.account_id,
+                    counter,
+                    req.at,
+                )
+                .await?
+                .create_item(reservation_record(r, &writer, req.at))
+                .map_err(StoreError::corrupt)?;
+            match self.batch(&self.usage, batch).await? {
+                Ok(_) => return Ok(held_now(used, held + r.quantity)),
+                Err(404 | 409 | 412) => pause(round).await,
+                Err(s) => return Err(refused(s)),
+            }
+        }
+        Err(contended("reserve"))
     }
 
     async fn reservation(
         &self,
-        _account_id: AccountId,
-        _id: OperationId,
+        account_id: AccountId,
+        id: OperationId,
     ) -> Result<Option<Reservation>, StoreError> {
-        unimplemented!("cosmos ledger in progress")
+        Ok(self
+            .operation(account_id, id)
+            .await?
+            .filter(|(rec, _)| rec.kind == docs::RESERVATION)
+            .and_then(|(rec, _)| rec.reservation))
     }
 
     async fn close_reservation(
         &self,
-        _account_id: AccountId,
-        _id: OperationId,
-        _closing: Closing,
-        _now: DateTime<Utc>,
+        account_id: AccountId,
+        id: OperationId,
+        closing: Closing,
+        now: DateTime<Utc>,
     ) -> Result<CloseOutcome, StoreError> {
-        unimplemented!("cosmos ledger in progress")
+        let pk = docs::pk(account_id);
+        for round in 0..MAX_ROUNDS {
+            // Another account's reservation is in another partition: not found.
+            let Some((mut rec, rec_etag)) = self.operation(account_id, id).await? else {
+                return Ok(CloseOutcome::NotFound);
+            };
+            let Some(mut r) = rec
+                .reservation
+                .take()
+                .filter(|_| rec.kind == docs::RESERVATION)
+            else {
+                return Ok(CloseOutcome::NotFound);
+            };
+            let (state, records) = match r.close(closing, now) {
+                Err(refusal) => return Ok(CloseOutcome::Refused(refusal)),
+                Ok(CloseDecision::Replay) => return Ok(CloseOutcome::Closed(r)),
+                Ok(CloseDecision::Apply { state, records }) => (state, records),
+            };
+            let key = r.key();
+            let counter = self.counter(account_id, &key, now).await?;
+            let mut holds = counter.live_holds(now)?;
+            holds.retain(|h| h.id != r.id);
+            let mut counter = counter.with_holds(&holds, now);
+            counter.doc.quantity = counter.doc.quantity.checked_add(records).ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "{} would pass the largest count",
+                    key.metric.as_str()
+                ))
+            })?;
+            r.state = state;
+            rec.reservation = Some(r.clone());
+            rec.ttl = docs::ttl_between(now, r.keep_until());
+            let batch = self
+                .with_counter(
+                    TransactionalBatch::new(pk.clone()),
+                    account_id,
+                    counter,
+                    now,
+                )
+                .await?
+                .replace_item(rec.id.clone(), &rec, if_match(&rec_etag))
+                .map_err(StoreError::corrupt)?;
+            match self.batch(&self.usage, batch).await? {
+                Ok(_) => return Ok(CloseOutcome::Closed(r)),
+                // Closed by someone else, or the counter moved: look again.
+                Err(404 | 409 | 412) => pause(round).await,
+                Err(s) => return Err(refused(s)),
+            }
+        }
+        Err(contended("close_reservation"))
     }
 
-    async fn set_gauge(&self, _obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError> {
-        unimplemented!("cosmos ledger in progress")
+    async fn set_gauge(&self, obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError> {
+        let pk = docs::pk(obs.account_id);
+        for round in 0..MAX_ROUNDS {
+            let counter = self.counter(obs.account_id, &obs.key, obs.at).await?;
+            if counter.etag.is_some() {
+                let stored = counter.doc.observed_at.map(docs::from_ms).transpose()?;
+                if let (false, Some(observed_at)) = (obs.replaces(stored), stored) {
+                    return Ok(GaugeOutcome::Stale {
+                        value: counter.doc.quantity.max(0) as u64,
+                        observed_at,
+                    });
+                }
+            }
+            let holds = counter.live_holds(obs.at)?;
+            let mut counter = counter.with_holds(&holds, obs.at);
+            counter.doc.quantity = obs.value;
+            counter.doc.observed_at = Some(docs::ms(obs.observed_at));
+            let batch = self
+                .with_counter(
+                    TransactionalBatch::new(pk.clone()),
+                    obs.account_id,
+                    counter,
+                    obs.at,
+                )
+                .await?;
+            match self.batch(&self.usage, batch).await? {
+                Ok(_) => return Ok(GaugeOutcome::Set),
+                Err(404 | 409 | 412) => pause(round).await,
+                Err(s) => return Err(refused(s)),
+            }
+        }
+        Err(contended("set_gauge"))
     }
 
     async fn levels(
         &self,
-        _account_id: AccountId,
-        _keys: &[UsageKey],
-        _now: DateTime<Utc>,
+        account_id: AccountId,
+        keys: &[UsageKey],
+        now: DateTime<Utc>,
     ) -> Result<Vec<Level>, StoreError> {
-        unimplemented!("cosmos ledger in progress")
+        // Point reads in parallel, as `usage` does.
+        futures::future::try_join_all(keys.iter().map(|key| async move {
+            let found = self.read_counter(account_id, key).await?;
+            level_of(found.as_ref().map(|(d, _)| d), now)
+        }))
+        .await
     }
 }
