@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kraftd_billing::app::service_keys;
 use kraftd_billing::config::StoreConfig;
+use kraftd_billing::domain::service::Scope;
 use kraftd_billing::functions as manifest;
 use kraftd_billing::http::openapi;
 use kraftd_billing::payments::stripe::StripePayments;
 use kraftd_billing::store::cosmos;
-use kraftd_billing::app::service_keys;
-use kraftd_billing::domain::service::Scope;
 use kraftd_billing::{secrets, server};
 
 /// KRAFTD billing: plans, accounts, usage quotas and payments, served as

@@ -52,9 +52,8 @@ async fn reopening_the_file_keeps_the_data() {
 async fn a_store_opened_in_the_background_works_and_reports_a_bad_file_as_unavailable() {
     use kraftd_billing::domain::ports::{StoreError, UserStore};
     let dir = tempfile::tempdir().unwrap();
-    let good: Arc<dyn Store> = Arc::new(
-        SqliteStore::open_in_background(&dir.path().join("billing.sqlite3")).unwrap(),
-    );
+    let good: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_in_background(&dir.path().join("billing.sqlite3")).unwrap());
     let (u, _, _) = support::store_contract::register(&good, "late@mail.io").await;
     assert!(good.user_by_id(u.id).await.unwrap().is_some());
 

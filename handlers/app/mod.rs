@@ -26,13 +26,13 @@ pub use accounts::{RegisterInput, Registered, Session};
 pub use email::DeliveryReport;
 pub use error::AppError;
 pub use members::{AccountSummary, Acting, Member, Team};
-pub use reconcile::ReconcileReport;
-pub use rollup::RollupReport;
-pub use subscriptions::{InvoicePage, PlanChangeQuote, Upgrade};
 pub use quota::{
     EntitlementsView, EventResult, Held, IdempotencyKey, Recorded, ReserveInput, UsageEvent,
     MAX_BATCH_EVENTS,
 };
+pub use reconcile::ReconcileReport;
+pub use rollup::RollupReport;
+pub use subscriptions::{InvoicePage, PlanChangeQuote, Upgrade};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
 

@@ -11,13 +11,12 @@ use utoipa::ToSchema;
 use crate::domain::account::{Account, AccountId};
 use crate::domain::ports::Versioned;
 use crate::domain::quota::{
-    CloseOutcome, CloseRefusal, Closing, Fingerprint, GaugeObservation, GaugeOutcome,
-    OperationId, OperationKind, OperationOutcome, Reservation, ReservationState, ReserveOutcome,
-    ReserveRequest, UsageOperation, DEFAULT_RESERVATION_TTL, MAX_RESERVATION_TTL,
+    CloseOutcome, CloseRefusal, Closing, Fingerprint, GaugeObservation, GaugeOutcome, OperationId,
+    OperationKind, OperationOutcome, Reservation, ReservationState, ReserveOutcome, ReserveRequest,
+    UsageOperation, DEFAULT_RESERVATION_TTL, MAX_RESERVATION_TTL,
 };
 use crate::domain::usage::{
-    check_gate, ConsumeGate, Metric, MetricKind, QuotaDenial, UsageKey, UsageOutcome,
-    MAX_QUANTITY,
+    check_gate, ConsumeGate, Metric, MetricKind, QuotaDenial, UsageKey, UsageOutcome, MAX_QUANTITY,
 };
 
 use super::usage::{ConsumeInput, MeterReading};
@@ -158,7 +157,14 @@ impl Billing {
             .ok_or(AppError::AccountNotFound)
     }
 
-    fn denial(&self, account: &Account, metric: Metric, window: Option<crate::domain::usage::Window>, used: u64, requested: i64) -> AppError {
+    fn denial(
+        &self,
+        account: &Account,
+        metric: Metric,
+        window: Option<crate::domain::usage::Window>,
+        used: u64,
+        requested: i64,
+    ) -> AppError {
         let now = self.clock.now();
         let plan = self.effective_plan(account);
         AppError::QuotaExceeded(QuotaDenial {
@@ -238,7 +244,13 @@ impl Billing {
             OperationOutcome::Replayed { total } => (total, true),
             OperationOutcome::KeyReused => return Err(AppError::IdempotencyKeyReused),
             OperationOutcome::Decided(UsageOutcome::Denied { total }) => {
-                return Err(self.denial(account, input.metric, usage_key.window, total, input.quantity))
+                return Err(self.denial(
+                    account,
+                    input.metric,
+                    usage_key.window,
+                    total,
+                    input.quantity,
+                ))
             }
         };
         Ok(Recorded {
@@ -344,12 +356,13 @@ impl Billing {
             None => {
                 let quantity = match commit {
                     Some(q) => q,
-                    None => self
-                        .store
-                        .reservation(account.id, id)
-                        .await?
-                        .ok_or(AppError::ReservationNotFound)?
-                        .quantity,
+                    None => {
+                        self.store
+                            .reservation(account.id, id)
+                            .await?
+                            .ok_or(AppError::ReservationNotFound)?
+                            .quantity
+                    }
                 };
                 Closing::Commit(quantity)
             }
@@ -365,7 +378,9 @@ impl Billing {
                 "quantity",
                 format!("must be from 0 to the {held} held"),
             )),
-            CloseOutcome::Refused(CloseRefusal::Expired) => Err(AppError::ReservationClosed("expired")),
+            CloseOutcome::Refused(CloseRefusal::Expired) => {
+                Err(AppError::ReservationClosed("expired"))
+            }
             CloseOutcome::Refused(CloseRefusal::AlreadyClosed(status)) => {
                 Err(AppError::ReservationClosed(status.as_str()))
             }
@@ -437,21 +452,21 @@ impl Billing {
         let plan = self.effective_plan(account);
         let mut results = Vec::with_capacity(events.len());
         for e in events {
-            let checked = IdempotencyKey::parse("id", &e.id)
-                .and_then(|k| {
-                    counted(e.metric)?;
-                    if e.metric.kind() == MetricKind::Gauge {
-                        return Err(AppError::invalid("metric", "must be a counter"));
-                    }
-                    check_quantity(e.quantity)?;
-                    if e.occurred_at > now + Duration::minutes(5) || e.occurred_at < now - MAX_EVENT_AGE {
-                        return Err(AppError::invalid(
-                            "occurred_at",
-                            "must be within the last 24 hours",
-                        ));
-                    }
-                    Ok(k)
-                });
+            let checked = IdempotencyKey::parse("id", &e.id).and_then(|k| {
+                counted(e.metric)?;
+                if e.metric.kind() == MetricKind::Gauge {
+                    return Err(AppError::invalid("metric", "must be a counter"));
+                }
+                check_quantity(e.quantity)?;
+                if e.occurred_at > now + Duration::minutes(5) || e.occurred_at < now - MAX_EVENT_AGE
+                {
+                    return Err(AppError::invalid(
+                        "occurred_at",
+                        "must be within the last 24 hours",
+                    ));
+                }
+                Ok(k)
+            });
             let key = match checked {
                 Ok(k) => k,
                 Err(e) => {
@@ -475,10 +490,12 @@ impl Billing {
                 at: now,
             };
             results.push(match self.store.record_operation(&op).await? {
-                OperationOutcome::Decided(UsageOutcome::Admitted { total }) => EventResult::Recorded {
-                    total,
-                    over_limit: limit.is_some_and(|l| total > l),
-                },
+                OperationOutcome::Decided(UsageOutcome::Admitted { total }) => {
+                    EventResult::Recorded {
+                        total,
+                        over_limit: limit.is_some_and(|l| total > l),
+                    }
+                }
                 OperationOutcome::Replayed { .. } | OperationOutcome::KeyReused => {
                     EventResult::Duplicate
                 }
@@ -533,8 +550,14 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_requests_apart() {
-        assert_eq!(fingerprint(&["documents", "1"]), fingerprint(&["documents", "1"]));
-        assert_ne!(fingerprint(&["documents", "1"]), fingerprint(&["documents", "2"]));
+        assert_eq!(
+            fingerprint(&["documents", "1"]),
+            fingerprint(&["documents", "1"])
+        );
+        assert_ne!(
+            fingerprint(&["documents", "1"]),
+            fingerprint(&["documents", "2"])
+        );
         assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
     }
 }

@@ -4,16 +4,16 @@
 //! routes the service key's scopes are checked. Nothing here counts API
 //! calls: KRAFTD's services report them, and billing routes never spend them.
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use crate::app::service_keys::SERVICE_KEY_PREFIX;
 use crate::app::{Acting, AppError};
 use crate::domain::ports::Versioned;
 use crate::domain::service::{Scope, ServicePrincipal};
 use crate::domain::user::User;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;

@@ -6,9 +6,7 @@
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use super::openapi::{doc, OperationDoc};
-use super::{
-    accounts, billing, health, openapi, plans, service, team, triggers, usage, AppState,
-};
+use super::{accounts, billing, health, openapi, plans, service, team, triggers, usage, AppState};
 use crate::domain::service::Scope;
 use crate::store::cosmos::layout;
 

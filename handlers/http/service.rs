@@ -297,8 +297,7 @@ pub async fn reserve(
     let account = account(&state, caller, &account_id).await?;
     let now = state.billing.now();
     let held = state.billing.reserve(&account, &key, input).await?;
-    let mut response =
-        (StatusCode::CREATED, Json(view(&held.reservation, now))).into_response();
+    let mut response = (StatusCode::CREATED, Json(view(&held.reservation, now))).into_response();
     replayed(&mut response, held.replayed);
     Ok(response)
 }
@@ -509,7 +508,10 @@ pub async fn entitlements(
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             json,
         )
             .into_response()

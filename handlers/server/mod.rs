@@ -18,9 +18,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
 use crate::domain::clock::Clock;
 use crate::domain::plan::Catalog;
-use crate::domain::ports::{
-    Mailer, Payments, ServiceKeyStore, Store, StoreError, WebhookVerifier,
-};
+use crate::domain::ports::{Mailer, Payments, ServiceKeyStore, Store, StoreError, WebhookVerifier};
 use crate::domain::secret::ExposeSecret;
 use crate::http::client_address::ClientAddresses;
 use crate::http::web_app::WebApp;

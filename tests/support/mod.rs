@@ -253,12 +253,15 @@ impl TestApp {
 
     /// `POST /api/accounts/<account>/usage` with the service key.
     pub async fn report(&self, account: &str, key: &str, body: Value) -> reqwest::Response {
-        self.service(reqwest::Method::POST, &format!("/api/accounts/{account}/usage"))
-            .header("Idempotency-Key", key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        self.service(
+            reqwest::Method::POST,
+            &format!("/api/accounts/{account}/usage"),
+        )
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
     }
 
     /// A request to a service route with the harness's service key.

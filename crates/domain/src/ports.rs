@@ -284,8 +284,11 @@ pub trait ServiceKeyStore: Send + Sync {
     async fn service_keys(&self) -> Result<Vec<ServiceKey>, StoreError>;
     /// Marks the key revoked; `false` if there is no such key. Revoking a
     /// revoked key keeps its first revocation time.
-    async fn revoke_service_key(&self, id: uuid::Uuid, at: DateTime<Utc>)
-        -> Result<bool, StoreError>;
+    async fn revoke_service_key(
+        &self,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]

@@ -32,9 +32,9 @@ impl Scope {
     /// A scope by its name, or by the name of the Entra ID app role that
     /// grants it (app role values cannot hold `:`): `Usage.Write`.
     pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|scope| {
-            scope.as_str() == s || scope.app_role() == s
-        })
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s || scope.app_role() == s)
     }
 
     pub fn app_role(self) -> &'static str {
@@ -80,7 +80,10 @@ mod tests {
     fn scopes_parse_by_name_and_by_app_role() {
         assert_eq!(Scope::parse("usage:write"), Some(Scope::UsageWrite));
         assert_eq!(Scope::parse("Usage.Write"), Some(Scope::UsageWrite));
-        assert_eq!(Scope::parse("Entitlements.Read"), Some(Scope::EntitlementsRead));
+        assert_eq!(
+            Scope::parse("Entitlements.Read"),
+            Some(Scope::EntitlementsRead)
+        );
         assert_eq!(Scope::parse("usage:read"), None);
         for s in Scope::ALL {
             assert_eq!(Scope::parse(s.as_str()), Some(s));

@@ -25,12 +25,12 @@ use crate::domain::ports::{
     Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, ServiceKeyStore, StoreError,
     Uniqueness, UsageStore, WebhookLog,
 };
-use crate::domain::service::ServiceKey;
 use crate::domain::quota::{
     CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
     Reservation, ReserveOutcome, ReserveRequest, UsageOperation,
 };
 use crate::domain::records::{Invoice, OutboxMessage, Payment, WEBHOOK_EVENT_RETENTION_DAYS};
+use crate::domain::service::ServiceKey;
 use crate::domain::usage::{MonthlySummary, UsageIncrement, UsageKey, UsageOutcome, Window};
 
 /// Gauges have no window; their single row sits at this window start.
@@ -439,39 +439,14 @@ impl UsageStore for SqliteStore {
         self.with_conn(move |c| {
             let account = inc.account_id.to_string();
             let key = inc.key;
-            let limit = inc.signed_limit();
             let denied = |c: &Connection| Ok(UsageOutcome::Denied { total: read_usage(c, &account, &key)? });
             if inc.exceeds_limit_alone() {
                 return denied(c);
             }
-            // One statement decides and records: the WHERE clause is the
-            // limit check, so no interleaving can admit past the limit.
+            // Reads and writes in one transaction on the one connection:
+            // nothing interleaves, and live holds count as quota.
             let total: Option<i64> = if inc.amount >= 0 {
-                c.prepare_cached(
-                    "INSERT INTO usage_records (account_id, metric, window_start, window_end, quantity, expires_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (account_id, metric, window_start) DO UPDATE
-                        SET quantity = quantity + excluded.quantity, updated_at = excluded.updated_at
-                        WHERE usage_records.quantity <= 9223372036854775807 - excluded.quantity
-                          AND (?8 IS NULL OR usage_records.quantity + excluded.quantity <= ?8)
-                     RETURNING quantity",
-                )
-                .and_then(|mut stmt| {
-                    returning(
-                        &mut stmt,
-                        params![
-                            account,
-                            key.metric.as_str(),
-                            window_start(&key),
-                            key.window.map(|w| ms(w.end)),
-                            inc.amount,
-                            key.expires_at().map(ms),
-                            ms(inc.at),
-                            limit
-                        ],
-                    )
-                })
-                .map_err(unavailable)?
+                quota::increment(c, &inc)?
             } else {
                 c.prepare_cached(
                     "UPDATE usage_records SET quantity = quantity + ?4, updated_at = ?5

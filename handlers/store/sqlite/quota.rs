@@ -14,7 +14,7 @@ use crate::domain::quota::{
     OperationId, OperationKind, OperationOutcome, Reservation, ReservationState, ReserveOutcome,
     ReserveRequest, UsageOperation, MAX_LIVE_HOLDS,
 };
-use crate::domain::usage::{UsageKey, UsageOutcome};
+use crate::domain::usage::{UsageIncrement, UsageKey, UsageOutcome};
 
 const HELD: &str = "held";
 
@@ -102,6 +102,25 @@ fn add(
     })
     .map_err(unavailable)?
     .ok_or_else(|| StoreError::corrupt(format!("{} would pass the largest count", key.metric.as_str())))
+}
+
+/// An unnamed increase (the counters' fixtures and benchmarks): admitted
+/// if used + held + amount fits, as a named one is. The new total, or
+/// `None` if refused.
+pub(super) fn increment(
+    c: &mut Connection,
+    inc: &UsageIncrement,
+) -> Result<Option<i64>, StoreError> {
+    let account = inc.account_id.to_string();
+    let tx = c.transaction().map_err(unavailable)?;
+    let used = read_usage(&tx, &account, &inc.key)? as i64;
+    let (held, _) = held(&tx, &account, &inc.key, inc.at)?;
+    if !fits(used, held, inc.amount, inc.limit) {
+        return Ok(None);
+    }
+    let total = add(&tx, &account, &inc.key, inc.amount, inc.at)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(Some(total))
 }
 
 pub(super) fn record_operation(

@@ -53,7 +53,10 @@ impl ServiceKeyFile {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = self
             .conn
             .lock()
@@ -106,7 +109,11 @@ impl ServiceKeyStore for ServiceKeyFile {
         })
     }
 
-    async fn revoke_service_key(&self, id: uuid::Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn revoke_service_key(
+        &self,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         self.with(|c| {
             let Some(mut key) = Self::read(c, id)? else {
                 return Ok(false);
