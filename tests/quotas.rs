@@ -112,17 +112,28 @@ async fn hundreds_of_concurrent_consumes_never_admit_more_than_the_limit() {
     assert_eq!((ok, refused), (25, 275));
     let usage: Value = app.get_as(&token, "/api/usage").await.json().await.unwrap();
     assert_eq!(usage["usage"]["documents"]["used"], 25);
-    assert_eq!(usage["usage"]["api_calls"]["used"], 301);
+    assert_eq!(
+        usage["usage"]["api_calls"]["used"], 0,
+        "reports and reading usage count no API calls: KRAFTD's services report those"
+    );
+}
+
+fn api_calls(n: i64) -> Value {
+    json!({"metric": "api_calls", "quantity": n})
 }
 
 #[tokio::test]
-async fn every_authenticated_request_counts_one_api_call_and_the_limit_is_exact_under_load() {
+async fn reported_api_calls_stop_at_the_daily_limit_exactly_under_load() {
     let app = Arc::new(TestApp::spawn_with(&[("FREE_PLAN_API_LIMIT", "30")]).await);
-    let token = Arc::new(app.free_user("calls@example.com").await);
+    let token = app.free_user("calls@example.com").await;
+    let account = Arc::new(app.own_account_id(&token).await);
     let calls: Vec<_> = (0..200)
-        .map(|_| {
-            let (app, token) = (app.clone(), token.clone());
-            tokio::spawn(async move { app.get_as(&token, "/api/entitlements").await })
+        .map(|i| {
+            let (app, account) = (app.clone(), account.clone());
+            tokio::spawn(async move {
+                app.report(&account, &format!("call-{i}"), api_calls(1))
+                    .await
+            })
         })
         .collect();
     let mut ok = 0;
@@ -130,8 +141,8 @@ async fn every_authenticated_request_counts_one_api_call_and_the_limit_is_exact_
     for c in calls {
         let r = c.await.unwrap();
         assert!(
-            r.headers().contains_key("ratelimit-limit"),
-            "metered answers carry RateLimit headers"
+            r.headers().contains_key("ratelimit-policy"),
+            "service answers carry RateLimit headers, refusals included"
         );
         match r.status().as_u16() {
             200 => ok += 1,
@@ -152,6 +163,11 @@ async fn every_authenticated_request_counts_one_api_call_and_the_limit_is_exact_
         retry.abs_diff(expected) <= 2,
         "Retry-After {retry} should be ~{expected}"
     );
+    assert_eq!(h["ratelimit-policy"], "\"api_calls\";q=30;w=86400");
+    assert_eq!(
+        h["ratelimit"].to_str().unwrap(),
+        format!("\"api_calls\";r=0;t={retry}")
+    );
     assert_eq!(h["ratelimit-limit"], "30");
     assert_eq!(h["ratelimit-remaining"], "0");
     assert_eq!(h["ratelimit-reset"].to_str().unwrap(), retry.to_string());
@@ -170,6 +186,9 @@ async fn every_authenticated_request_counts_one_api_call_and_the_limit_is_exact_
             Some("pro")
         )
     );
+    // The user's own reads are not API calls and are never refused.
+    assert_eq!(app.get_as(&token, "/api/usage").await.status(), 200);
+    assert_eq!(app.get_as(&token, "/api/entitlements").await.status(), 200);
 }
 
 #[tokio::test]
@@ -177,22 +196,34 @@ async fn windows_turn_at_utc_midnight_and_the_first_of_the_month() {
     let app =
         TestApp::spawn_with(&[("FREE_PLAN_API_LIMIT", "3"), ("FREE_PLAN_DOCS_LIMIT", "1")]).await;
     let token = app.free_user("boundary@example.com").await;
+    let account = app.own_account_id(&token).await;
     app.at("2026-03-31T23:59:59.999Z");
     assert_eq!(app.consume(&token, docs(1)).await.status(), 200);
     error_of(app.consume(&token, docs(1)).await, 403, "quota_exceeded").await;
-    // Two API calls used by the consumes above; the third is the last of the day.
-    let r = app.get_as(&token, "/api/usage").await;
-    assert_eq!(r.headers()["ratelimit-remaining"], "0");
-    assert_eq!(r.headers()["ratelimit-reset"], "1");
-    let r = app.get_as(&token, "/api/usage").await;
+    for i in 0..3 {
+        assert_eq!(
+            app.report(&account, &format!("late-{i}"), api_calls(1))
+                .await
+                .status(),
+            200
+        );
+    }
+    let r = app.report(&account, "late-3", api_calls(1)).await;
     assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["ratelimit-reset"], "1");
     error_of(r, 429, "quota_exceeded").await;
 
     app.at("2026-04-01T00:00:00Z");
-    let r = app.consume(&token, docs(1)).await;
-    assert_eq!(r.status(), 200, "a new day and a new month");
+    let r = app.report(&account, "late-3", api_calls(1)).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "a refusal recorded nothing: the same key counts on a new day"
+    );
     assert_eq!(r.headers()["ratelimit-remaining"], "2");
     assert_eq!(r.headers()["ratelimit-reset"], "86400");
+    let r = app.consume(&token, docs(1)).await;
+    assert_eq!(r.status(), 200, "a new day and a new month");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["used"], 1);
     assert_eq!(body["window"]["start"], "2026-04-01T00:00:00Z");
@@ -207,7 +238,8 @@ async fn unlimited_plans_never_block_but_still_count() {
         let r = app.consume(&token, docs(1_000_000)).await;
         assert_eq!(r.status(), 200);
         assert!(
-            !r.headers().contains_key("ratelimit-limit"),
+            !r.headers().contains_key("ratelimit-limit")
+                && !r.headers().contains_key("ratelimit-policy"),
             "no limit to state"
         );
     }
@@ -222,10 +254,7 @@ async fn unlimited_plans_never_block_but_still_count() {
     assert_eq!(usage["plan"], "enterprise");
     assert_eq!(usage["usage"]["documents"]["used"], 3_000_000);
     assert_eq!(usage["usage"]["documents"]["limit"], Value::Null);
-    assert_eq!(
-        usage["usage"]["api_calls"]["used"], 5,
-        "three consumes, one export, this report"
-    );
+    assert_eq!(usage["usage"]["api_calls"]["used"], 0, "none reported");
 }
 
 #[tokio::test]
@@ -319,37 +348,92 @@ async fn features_and_export_formats_follow_the_plan() {
 }
 
 #[tokio::test]
-async fn gauges_rise_to_the_limit_and_fall_but_never_below_zero() {
+async fn gauges_are_set_to_the_newest_observation_and_may_stand_over_the_limit() {
     let app = TestApp::spawn().await;
     let token = app.free_user("gauge@example.com").await;
-    let storage = |n: i64| json!({"metric": "storage_mb", "quantity": n});
-    assert_eq!(app.consume(&token, storage(5000)).await.status(), 200);
-    error_of(
-        app.consume(&token, storage(200)).await,
+    let account = app.own_account_id(&token).await;
+    let put = |value: i64, at: &str| {
+        app.service(
+            reqwest::Method::PUT,
+            &format!("/api/accounts/{account}/gauges/storage_mb"),
+        )
+        .json(&json!({"value": value, "observed_at": at}))
+        .send()
+    };
+    let r: Value = put(4000, "2026-05-10T12:00:02Z")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["applied"].as_bool(), r["used"].as_u64()),
+        (Some(true), Some(4000))
+    );
+    let r: Value = put(100, "2026-05-10T12:00:01Z")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r["applied"].as_bool(),
+            r["used"].as_u64(),
+            r["observed_at"].as_str()
+        ),
+        (Some(false), Some(4000), Some("2026-05-10T12:00:02Z")),
+        "an older observation is ignored"
+    );
+    // Observed over Free's 5,000 MB (a downgrade, say): shown as over.
+    let r: Value = put(6000, "2026-05-10T12:00:03Z")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["over_limit"].as_bool(), r["remaining"].as_u64()),
+        (Some(true), Some(0))
+    );
+    let ent: Value = app
+        .get_json(&token, &format!("/api/accounts/{account}/entitlements"))
+        .await;
+    assert_eq!(ent["over_limit"], true);
+    // Growing it through a reservation is refused while it is over.
+    let e = error_of(
+        app.service(
+            reqwest::Method::POST,
+            &format!("/api/accounts/{account}/reservations"),
+        )
+        .header("Idempotency-Key", "upload-1")
+        .json(&json!({"metric": "storage_mb", "quantity": 1}))
+        .send()
+        .await
+        .unwrap(),
         403,
         "quota_exceeded",
     )
     .await;
-    let r: Value = app
-        .consume(&token, storage(-1000))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["used"], 4000);
+    assert_eq!(e["usage"], 6000);
     let e = error_of(
-        app.consume(&token, storage(-5000)).await,
+        put(-1, "2026-05-10T12:00:04Z").await.unwrap(),
         422,
         "invalid_field",
     )
     .await;
-    assert_eq!(e["field"], "quantity");
-    // Seats are counted from members and invitations, never reported.
-    let seat = json!({"metric": "team_members", "quantity": 1});
-    let e = error_of(app.consume(&token, seat).await, 422, "invalid_field").await;
-    assert_eq!(e["field"], "metric");
+    assert_eq!(e["field"], "value");
+    // Gauges are set, never added; seats are counted, never reported.
+    for (body, field) in [
+        (json!({"metric": "storage_mb", "quantity": 5}), "metric"),
+        (json!({"metric": "team_members", "quantity": 1}), "metric"),
+    ] {
+        let e = error_of(app.consume(&token, body).await, 422, "invalid_field").await;
+        assert_eq!(e["field"], field);
+    }
     let usage: Value = app.get_as(&token, "/api/usage").await.json().await.unwrap();
     assert_eq!(usage["usage"]["team_members"]["used"], 1);
+    assert_eq!(usage["usage"]["storage_mb"]["used"], 6000);
 }
 
 #[tokio::test]
@@ -362,8 +446,8 @@ async fn one_users_usage_never_touches_another_users() {
     assert_eq!(app.consume(&bob, docs(2)).await.status(), 200);
     let a: Value = app.get_as(&alice, "/api/usage").await.json().await.unwrap();
     let b: Value = app.get_as(&bob, "/api/usage").await.json().await.unwrap();
-    assert_eq!(a["usage"]["api_calls"]["used"], 3);
-    assert_eq!(b["usage"]["api_calls"]["used"], 2);
+    assert_eq!(a["usage"]["documents"]["used"], 2);
+    assert_eq!(b["usage"]["documents"]["used"], 2);
     // Nothing in a body can name another user.
     let bob_id: Value = app
         .post(
@@ -394,7 +478,6 @@ async fn each_bad_consume_is_named() {
     let cases = [
         (json!({"metric": "documents", "quantity": 0}), "quantity"),
         (json!({"metric": "documents", "quantity": -3}), "quantity"),
-        (json!({"metric": "storage_mb", "quantity": 0}), "quantity"),
         (json!({"metric": "documents", "quantity": 1.5}), "quantity"),
         (json!({"metric": "documents", "quantity": "1"}), "quantity"),
         (json!({"metric": "pages", "quantity": 1}), "metric"),
@@ -433,7 +516,7 @@ async fn each_bad_consume_is_named() {
 async fn a_report_is_bounded_so_no_counter_can_overflow() {
     let app = TestApp::spawn().await;
     let token = app.free_user("huge@example.com").await;
-    for quantity in [i64::MAX, 1_000_001, -1_000_001, i64::MIN] {
+    for quantity in [i64::MAX, 1_000_001, -1_000_001, i64::MIN, 0] {
         let body = json!({"metric": "exports", "quantity": quantity, "format": "pdf"});
         let e = error_of(app.consume(&token, body).await, 422, "invalid_field").await;
         assert_eq!(e["field"], "quantity", "{quantity}");

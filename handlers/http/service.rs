@@ -19,7 +19,7 @@ use crate::app::{
 use crate::domain::account::{Account, Action};
 use crate::domain::plan::{Limits, PlanId};
 use crate::domain::quota::{Closing, GaugeOutcome, Reservation};
-use crate::domain::usage::Metric;
+use crate::domain::usage::{Metric, QuotaDenial};
 
 use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
@@ -57,33 +57,79 @@ fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
     Ok(IdempotencyKey::parse("Idempotency-Key", value)?)
 }
 
-/// The metric's limit in the IETF draft's fields and the older three.
-fn rate_limit(response: &mut Response, reading: &MeterReading, now: DateTime<Utc>) {
-    let (Some(limit), Some(remaining)) = (reading.limit, reading.remaining()) else {
-        return;
-    };
-    let name = reading.metric.as_str();
-    let window = reading.window.map(|w| (w.end - w.start).num_seconds());
-    let reset = reading.seconds_to_reset(now);
-    let headers = response.headers_mut();
-    let policy = match window {
-        Some(w) => format!("\"{name}\";q={limit};w={w}"),
-        None => format!("\"{name}\";q={limit}"),
-    };
-    let current = match reset {
-        Some(t) => format!("\"{name}\";r={remaining};t={t}"),
-        None => format!("\"{name}\";r={remaining}"),
-    };
-    for (header, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(header, v);
+/// Where a metric stands against its limit, for the RateLimit headers.
+struct Standing {
+    metric: Metric,
+    limit: u64,
+    remaining: u64,
+    window_seconds: Option<i64>,
+    reset: Option<u64>,
+}
+
+impl Standing {
+    fn of(reading: &MeterReading, now: DateTime<Utc>) -> Option<Self> {
+        Some(Self {
+            metric: reading.metric,
+            limit: reading.limit?,
+            remaining: reading.remaining()?,
+            window_seconds: reading.window.map(|w| (w.end - w.start).num_seconds()),
+            reset: reading.seconds_to_reset(now),
+        })
+    }
+
+    fn of_denial(d: &QuotaDenial) -> Self {
+        Self {
+            metric: d.metric,
+            limit: d.limit,
+            remaining: 0,
+            window_seconds: d.window.map(|w| (w.end - w.start).num_seconds()),
+            reset: d.seconds_to_reset,
         }
     }
-    headers.insert("ratelimit-limit", HeaderValue::from(limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
-    if let Some(t) = reset {
-        headers.insert("ratelimit-reset", HeaderValue::from(t));
+
+    /// The IETF draft's fields and the older three.
+    fn write(&self, response: &mut Response) {
+        let name = self.metric.as_str();
+        let (limit, remaining) = (self.limit, self.remaining);
+        let policy = match self.window_seconds {
+            Some(w) => format!("\"{name}\";q={limit};w={w}"),
+            None => format!("\"{name}\";q={limit}"),
+        };
+        let current = match self.reset {
+            Some(t) => format!("\"{name}\";r={remaining};t={t}"),
+            None => format!("\"{name}\";r={remaining}"),
+        };
+        let headers = response.headers_mut();
+        for (header, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(header, v);
+            }
+        }
+        headers.insert("ratelimit-limit", HeaderValue::from(limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+        if let Some(t) = self.reset {
+            headers.insert("ratelimit-reset", HeaderValue::from(t));
+        }
     }
+}
+
+fn rate_limit(response: &mut Response, reading: &MeterReading, now: DateTime<Utc>) {
+    if let Some(standing) = Standing::of(reading, now) {
+        standing.write(response);
+    }
+}
+
+/// An error's answer; a quota refusal states the limit it met.
+fn refusal(e: AppError) -> Response {
+    let standing = match &e {
+        AppError::QuotaExceeded(d) => Some(Standing::of_denial(d)),
+        _ => None,
+    };
+    let mut response = ApiError::from(e).into_response();
+    if let Some(s) = standing {
+        s.write(&mut response);
+    }
+    response
 }
 
 fn replayed(response: &mut Response, replayed: bool) {
@@ -129,7 +175,10 @@ pub async fn report_usage(
     let key = idempotency_key(&headers)?;
     let account = account(&state, caller, &account_id).await?;
     let now = state.billing.now();
-    let recorded = state.billing.report_usage(&account, &key, input).await?;
+    let recorded = match state.billing.report_usage(&account, &key, input).await {
+        Ok(r) => r,
+        Err(e) => return Ok(refusal(e)),
+    };
     let mut response = Json(UsageReading::from(&recorded.reading)).into_response();
     rate_limit(&mut response, &recorded.reading, now);
     replayed(&mut response, recorded.replayed);
@@ -296,7 +345,10 @@ pub async fn reserve(
     let key = idempotency_key(&headers)?;
     let account = account(&state, caller, &account_id).await?;
     let now = state.billing.now();
-    let held = state.billing.reserve(&account, &key, input).await?;
+    let held = match state.billing.reserve(&account, &key, input).await {
+        Ok(h) => h,
+        Err(e) => return Ok(refusal(e)),
+    };
     let mut response = (StatusCode::CREATED, Json(view(&held.reservation, now))).into_response();
     replayed(&mut response, held.replayed);
     Ok(response)
