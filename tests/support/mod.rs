@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kraftd_billing::app::Billing;
 use kraftd_billing::config::Config;
 use kraftd_billing::domain::clock::ManualClock;
 use kraftd_billing::domain::ports::{Payments, Store};
@@ -37,6 +38,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
+    /// The use-cases the router serves, for what no route reaches (yet).
+    pub billing: Arc<Billing>,
     /// The Stripe double, for apps started with `spawn_with_stripe`.
     pub sim: Option<StripeSim>,
     _dir: tempfile::TempDir,
@@ -121,7 +124,7 @@ impl TestApp {
         } else {
             (Arc::new(PaymentsNotConfigured), None)
         };
-        let router = server::app(
+        let state = server::state(
             &config,
             Adapters {
                 store: store.clone(),
@@ -134,6 +137,8 @@ impl TestApp {
             },
         )
         .unwrap();
+        let billing = state.billing.clone();
+        let router = kraftd_billing::http::router(state, &config.cors_origins);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // With each connection's peer, as `handler serve` does.
@@ -148,6 +153,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             clock,
+            billing,
             sim,
             _dir: dir,
         }
@@ -296,7 +302,7 @@ impl TestApp {
         self.emails(account_id, None)
             .await
             .into_iter()
-            .map(|m| m.kind)
+            .filter_map(|m| m.kind.email())
             .collect()
     }
 
@@ -308,7 +314,7 @@ impl TestApp {
     ) -> Vec<OutboxMessage> {
         let all = self.store.outbox_for_account(account_id).await.unwrap();
         all.into_iter()
-            .filter(|m| kind.is_none_or(|k| m.kind == k))
+            .filter(|m| m.kind.email().is_some_and(|e| kind.is_none_or(|k| e == k)))
             .collect()
     }
 
