@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -113,24 +114,40 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, i64), String> {
     Ok((id, timestamp))
 }
 
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let mut inbox = r.0.lock().unwrap();
-    let (id, timestamp) = match verify(&headers, &body) {
-        Ok(v) => v,
-        Err(e) => {
-            inbox.forged.push(e);
-            return StatusCode::UNAUTHORIZED;
-        }
+/// Answers with the next planned status: a 307 points back here (a
+/// sender that follows it would be seen again), and `HANG` never answers.
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    let status = {
+        let mut inbox = r.0.lock().unwrap();
+        let (id, timestamp) = match verify(&headers, &body) {
+            Ok(v) => v,
+            Err(e) => {
+                inbox.forged.push(e);
+                return StatusCode::UNAUTHORIZED.into_response();
+            }
+        };
+        let status = inbox.answers.pop_front().unwrap_or(200);
+        inbox.deliveries.push(Delivery {
+            id,
+            timestamp,
+            body: serde_json::from_slice(&body).expect("the body is JSON"),
+            status,
+        });
+        status
     };
-    let status = inbox.answers.pop_front().unwrap_or(200);
-    inbox.deliveries.push(Delivery {
-        id,
-        timestamp,
-        body: serde_json::from_slice(&body).expect("the body is JSON"),
-        status,
-    });
-    StatusCode::from_u16(status).unwrap()
+    match status {
+        HANG => std::future::pending().await,
+        307 => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, "/kraftd/events")],
+        )
+            .into_response(),
+        s => StatusCode::from_u16(s).unwrap().into_response(),
+    }
 }
+
+/// A planned answer: none at all.
+const HANG: u16 = 0;
 
 /// A receiver on loopback and an app that sends it events.
 async fn app_and_receiver() -> (TestApp, Receiver) {
@@ -175,6 +192,27 @@ async fn outbox_events(app: &TestApp, account: AccountId) -> Vec<(String, EventK
             Some((m.webhook_id(), kind))
         })
         .collect()
+}
+
+/// The tries the outbox counted for the event sent as `webhook_id`.
+async fn attempts_of(app: &TestApp, webhook_id: &str) -> u32 {
+    let all = app.store.pending_outbox(
+        app.clock_now() + Duration::days(9),
+        Duration::minutes(5),
+        1000,
+    );
+    let message = all
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.webhook_id() == webhook_id)
+        .expect("the event is unfinished");
+    app.store
+        .outbox_status(message.account_id, &message.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .1
 }
 
 fn kinds(deliveries: &[Delivery]) -> Vec<&str> {
@@ -296,6 +334,39 @@ async fn a_failed_event_is_redelivered_with_its_id_before_the_accounts_next() {
             "member.added"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_redirect_an_error_or_no_answer_in_time_is_a_failed_try() {
+    let (app, receiver) = app_and_receiver().await;
+    app.free_user("flaky@events.io").await;
+    let account = app.account("flaky@events.io").await.id.to_string();
+    for (answer, expected) in [(307, 307), (410, 410), (HANG, HANG), (200, 200)] {
+        receiver.answer_next(&[answer]);
+        let started = std::time::Instant::now();
+        let log = sweep(&app).await;
+        let tries = receiver.of(&account);
+        assert_eq!(tries.last().unwrap().status, expected);
+        if expected == 200 {
+            assert!(log.contains("retrying 0"), "{log}");
+            break;
+        }
+        // One try: the redirect was not followed, the hang cut short.
+        assert!(log.contains("retrying 1, failed 0"), "{answer}: {log}");
+        if answer == HANG {
+            let waited = started.elapsed();
+            assert!(waited >= std::time::Duration::from_secs(5), "{waited:?}");
+            assert!(waited < std::time::Duration::from_secs(15), "{waited:?}");
+        }
+        // The same event each time, once its backoff is over.
+        assert!(tries.iter().all(|d| d.id == tries[0].id), "{tries:?}");
+        let attempts = attempts_of(&app, &tries[0].id).await;
+        assert_eq!(attempts as usize, tries.len());
+        let backoff = kraftd_billing::domain::outbox::RetryPolicy::EVENT.backoff(attempts);
+        app.clock.set(app.clock_now() + backoff);
+    }
+    let tries = receiver.of(&account);
+    assert_eq!(tries.len(), 4 + 2, "four tries of the first, then the rest");
 }
 
 #[tokio::test]
