@@ -97,6 +97,8 @@ pub const AZURE_REQUIRED_SETTINGS: &[&str] = &[
     "BILLING_PORTAL_RETURN_URL",
     "UPGRADE_URL",
     "EMAIL_FROM",
+    // Empty unless events go to KRAFTD (`EVENTS_WEBHOOK_URL`).
+    "EVENTS_WEBHOOK_URL",
     "LOG_FORMAT",
 ];
 
