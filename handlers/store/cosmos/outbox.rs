@@ -193,17 +193,27 @@ impl CosmosStore {
         &self,
         account: Option<AccountId>,
     ) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
-        let sql =
-            "SELECT * FROM c WHERE c.type = @t AND (c.status = @pending OR c.status = @sending)";
-        let query = Query::from(sql)
+        let unfinished = "c.type = @t AND (c.status = @pending OR c.status = @sending)";
+        let (sql, scope) = match account {
+            Some(a) => (
+                format!("SELECT * FROM c WHERE c.account_id = @a AND {unfinished}"),
+                FeedScope::partition(docs::pk(a)),
+            ),
+            None => (
+                format!("SELECT * FROM c WHERE {unfinished}"),
+                FeedScope::full_container(),
+            ),
+        };
+        let mut query = Query::from(sql)
             .with_parameter("@t", docs::OUTBOX)
             .and_then(|q| q.with_parameter("@pending", OutboxState::Pending.as_str()))
             .and_then(|q| q.with_parameter("@sending", OutboxState::Sending.as_str()))
             .map_err(StoreError::corrupt)?;
-        let scope = match account {
-            Some(a) => FeedScope::partition(docs::pk(a)),
-            None => FeedScope::full_container(),
-        };
+        if let Some(a) = account {
+            query = query
+                .with_parameter("@a", docs::pk(a))
+                .map_err(StoreError::corrupt)?;
+        }
         let mut found: Vec<OutboxDoc> = self.query(&self.accounts, query, scope).await?;
         found.sort_by(|a, b| (a.created_ms, &a.message.id).cmp(&(b.created_ms, &b.message.id)));
         Ok(found
