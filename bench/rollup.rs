@@ -36,6 +36,7 @@ async fn seed(store: &SqliteStore, users: usize, day: chrono::DateTime<Utc>) -> 
             billing_email: user.email.clone(),
             created_at: day,
             subscription: Subscription::free(day),
+            last_event_at: None,
         };
         let owner = Membership {
             account_id: account.id,

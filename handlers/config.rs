@@ -68,6 +68,8 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("LOGIN_BACKOFF_AFTER_FAILURES", "5"),
     ("LOGIN_BACKOFF_MAX_SECONDS", "900"),
     ("SMTP_URL", ""),
+    ("EVENTS_WEBHOOK_URL", ""),
+    ("EVENTS_WEBHOOK_SECRET", ""),
     ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
     ("WEB_DIST", "web/dist"),
     ("LOG_FORMAT", "json"),
@@ -95,6 +97,8 @@ pub const AZURE_REQUIRED_SETTINGS: &[&str] = &[
     "BILLING_PORTAL_RETURN_URL",
     "UPGRADE_URL",
     "EMAIL_FROM",
+    // Empty unless events go to KRAFTD (`EVENTS_WEBHOOK_URL`).
+    "EVENTS_WEBHOOK_URL",
     "LOG_FORMAT",
 ];
 
@@ -138,6 +142,14 @@ pub enum StoreConfig {
     Cosmos(CosmosSettings),
 }
 
+/// KRAFTD's webhook endpoint for events. Absent: no event is recorded.
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    pub url: String,
+    /// `whsec_` and the base64 of the signing key (Standard Webhooks).
+    pub secret: Secret,
+}
+
 /// Stripe access. Absent locally means "run the offline simulator".
 #[derive(Clone, Debug)]
 pub struct StripeConfig {
@@ -174,6 +186,9 @@ pub struct Config {
     /// Unset locally: emails are written as .eml files under the data directory.
     pub smtp_url: Option<Secret>,
     pub email_from: String,
+    /// Where events for KRAFTD go, signed; `None` when `EVENTS_WEBHOOK_URL`
+    /// is unset, and then no event is recorded at all.
+    pub events: Option<EventsConfig>,
     /// The built web app (`npm --prefix web run build`), served at `/` by
     /// `handler serve` when present. Never under the host.
     pub web_dist: PathBuf,
@@ -499,6 +514,24 @@ impl Config {
             ));
         }
 
+        // A secret without a URL is left unused: no events are recorded.
+        let events_secret = get("EVENTS_WEBHOOK_SECRET").map(Secret::from);
+        let events = match get("EVENTS_WEBHOOK_URL") {
+            None => None,
+            Some(url) => {
+                let url = url_setting("EVENTS_WEBHOOK_URL", url)?;
+                let secret = events_secret.ok_or_else(|| {
+                    bad(
+                        "EVENTS_WEBHOOK_SECRET",
+                        "is required with EVENTS_WEBHOOK_URL (a whsec_ secret)",
+                    )
+                })?;
+                crate::events::signing_key(&secret)
+                    .map_err(|e| bad("EVENTS_WEBHOOK_SECRET", e.to_string()))?;
+                Some(EventsConfig { url, secret })
+            }
+        };
+
         let web_dist = PathBuf::from(get("WEB_DIST").unwrap_or_else(|| "web/dist".into()));
 
         let config = Self {
@@ -523,6 +556,7 @@ impl Config {
             throttle,
             smtp_url,
             email_from,
+            events,
             web_dist,
         };
         Ok(config)

@@ -2,13 +2,14 @@
 //! Azure Functions through one custom-handler binary.
 //!
 //! Dependencies point one way: `http` and `functions` → `app` (use-cases)
-//! → `domain` (pure rules and the ports); `store`, `payments` and `auth`
-//! are adapters the domain's traits describe.
+//! → `domain` (pure rules and the ports); `store`, `payments`, `auth`,
+//! `mail` and `events` are adapters the domain's traits describe.
 
 pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod functions;
 pub mod http;
 pub mod identity;

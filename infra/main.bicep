@@ -51,6 +51,9 @@ param billingPortalReturnUrl string = 'https://kraftd.io/dashboard'
 param upgradeUrl string = 'https://kraftd.io/pricing'
 param emailFrom string = 'KRAFTD Billing <billing@kraftd.io>'
 
+@description('KRAFTD\'s endpoint for billing events (signed webhooks); empty: no events. Its secret is events-webhook-secret in the vault.')
+param eventsWebhookUrl string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -153,6 +156,7 @@ module app 'modules/function.bicep' = {
     billingPortalReturnUrl: billingPortalReturnUrl
     upgradeUrl: upgradeUrl
     emailFrom: emailFrom
+    eventsWebhookUrl: eventsWebhookUrl
   }
 }
 

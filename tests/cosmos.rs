@@ -116,6 +116,7 @@ async fn registered(store: &dyn Store, email: &str) -> (User, Account) {
         billing_email: user.email.clone(),
         created_at: now,
         subscription: Subscription::free(now),
+        last_event_at: None,
     };
     let owner = Membership {
         account_id: account.id,
@@ -150,8 +151,9 @@ fn note(account: AccountId, id: &str, kind: EmailKind) -> OutboxMessage {
         id: id.into(),
         account_id: account,
         to: None,
-        kind,
+        kind: kind.into(),
         data: Default::default(),
+        body: None,
         created_at: Utc::now(),
     }
 }

@@ -430,6 +430,7 @@ fn registration(email: &str, now: DateTime<Utc>) -> (User, Account, Membership) 
         billing_email: user.email.clone(),
         created_at: now,
         subscription: Subscription::free(now),
+        last_event_at: None,
     };
     let owner = Membership {
         account_id: account.id,

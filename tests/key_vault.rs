@@ -224,3 +224,27 @@ fn each_vault_secret_stands_for_a_setting() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_events_secret_comes_from_the_vault_when_it_holds_one() {
+    const EVENTS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    // The vault need not hold it: events are optional.
+    let vault = KeyVaultStandIn::start(ALL).await;
+    let config = start_up(&vault.secrets()).await.unwrap();
+    assert!(config.events.is_none());
+
+    let mut held = ALL.to_vec();
+    held.push(("events-webhook-secret", EVENTS_SECRET));
+    let vault = KeyVaultStandIn::start(&held).await;
+    let env = |name: &str| match name {
+        "EVENTS_WEBHOOK_URL" => Some("https://kraftd.io/hooks/billing".to_owned()),
+        "EVENTS_WEBHOOK_SECRET" => Some("whsec_from_the_environment".to_owned()),
+        _ => host_env(name),
+    };
+    let config = config_with_vault(env, &vault.secrets(), FETCH_TIMEOUT)
+        .await
+        .unwrap();
+    let events = config.events.expect("events are on");
+    assert_eq!(events.url, "https://kraftd.io/hooks/billing");
+    assert_eq!(events.secret.expose_secret(), EVENTS_SECRET);
+}

@@ -38,6 +38,7 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
             current_period_end: Some(Utc::now() + Duration::days(30)),
             ..Subscription::free(Utc::now())
         },
+        last_event_at: None,
     };
     let owner = Membership {
         account_id: account.id,

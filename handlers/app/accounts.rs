@@ -95,10 +95,12 @@ impl Billing {
         // same write; paying does not wait for it.
         let (pending, verify) = self.verification_link(&user, now);
         user.verification = Some(pending);
-        let (account, owner) = own_account(&user, subscription);
+        let (mut account, owner) = own_account(&user, subscription);
+        let mut messages = vec![verify];
+        messages.extend(self.account_created_events(&mut account, &owner, now));
         let etag = self
             .store
-            .register(&user, &account, &owner, &[verify])
+            .register(&user, &account, &owner, &messages)
             .await
             .map_err(|e| match e {
                 // Two registrations raced past the lookup above.
@@ -212,8 +214,9 @@ impl Billing {
             .ok_or_else(|| unusable("name"))?;
         let now = self.clock.now();
         let user = User::of_identity(identity, email, claims.email_verified, name, now);
-        let (account, owner) = own_account(&user, Subscription::free(now));
-        match self.store.register(&user, &account, &owner, &[]).await {
+        let (mut account, owner) = own_account(&user, Subscription::free(now));
+        let events = self.account_created_events(&mut account, &owner, now);
+        match self.store.register(&user, &account, &owner, &events).await {
             Ok(_) => {
                 tracing::info!(user_id = %user.id, "user provisioned from the identity provider")
             }

@@ -1,16 +1,21 @@
-//! Delivering the outbox. Delivery is at least once (the change feed can
+//! Delivering the outbox: emails through the mailer, events for KRAFTD
+//! through the event sender (`events.rs`). Delivery is at least once (the change feed can
 //! hand over a message twice), so each message is claimed before it is sent:
 //! a second delivery finds it claimed or sent and does nothing. A sender that
 //! dies between sending and marking leaves a claim that expires after
 //! `LEASE`; the message is then sent again, with the same Message-ID. A
 //! failed send waits its backoff (minutes, growing) before the next try;
 //! the `SweepOutbox` timer takes up lapsed claims and due retries, which the
-//! change feed, firing only on writes, would never bring back.
+//! change feed, firing only on writes, would never bring back. An event is
+//! claimed only in its turn (`outbox::due`), and one sent hands over to
+//! the next of its account at once.
 
 use chrono::Duration;
 
+use crate::domain::account::AccountId;
+use crate::domain::outbox::RetryPolicy;
 use crate::domain::ports::SendResult;
-use crate::domain::records::OutboxMessage;
+use crate::domain::records::{EmailKind, MessageKind, OutboxMessage};
 
 use super::email_templates::render;
 use super::{AppError, Billing};
@@ -59,6 +64,33 @@ impl Billing {
         candidate: &OutboxMessage,
         report: &mut DeliveryReport,
     ) -> Result<(), AppError> {
+        let mut next = Some(candidate.clone());
+        while let Some(candidate) = next.take() {
+            let sent = self.try_one(&candidate, report).await?;
+            if sent && candidate.kind.in_order() {
+                // Its account's next event was held for it: send it now,
+                // not at the next sweep.
+                next = self.next_event(candidate.account_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The account's next event that may be sent now, if any.
+    async fn next_event(&self, account: AccountId) -> Result<Option<OutboxMessage>, AppError> {
+        let due = self
+            .store
+            .due_outbox_for_account(account, self.clock.now(), LEASE)
+            .await?;
+        Ok(due.into_iter().find(|m| m.kind.in_order()))
+    }
+
+    /// Claims and sends one message; `true` when it was sent now.
+    async fn try_one(
+        &self,
+        candidate: &OutboxMessage,
+        report: &mut DeliveryReport,
+    ) -> Result<bool, AppError> {
         let now = self.clock.now();
         let Some(message) = self
             .store
@@ -66,20 +98,18 @@ impl Billing {
             .await?
         else {
             report.skipped += 1;
-            return Ok(());
+            return Ok(false);
         };
-        let Some(account) = self.store.account_by_id(message.account_id).await? else {
-            let gone = SendResult::GaveUp {
-                error: "the account no longer exists".into(),
-            };
-            self.store
-                .finish_outbox(message.account_id, &message.id, &gone, now)
-                .await?;
+        let sent = match message.kind {
+            MessageKind::Email(kind) => self.send_email(&message, kind).await?,
+            MessageKind::Event(_) => self.send_event(&message).await?,
+        };
+        let Some(outcome) = sent else {
+            // Nowhere to send it: finished as failed.
             report.failed += 1;
-            return Ok(());
+            return Ok(false);
         };
-        let email = render(&message, &account.value, &self.settings.links);
-        match self.mailer.send(&email).await {
+        match outcome {
             Ok(()) => {
                 self.store
                     .finish_outbox(
@@ -90,6 +120,7 @@ impl Billing {
                     )
                     .await?;
                 report.sent += 1;
+                Ok(true)
             }
             Err(e) => {
                 let attempts = self
@@ -98,23 +129,47 @@ impl Billing {
                     .await?
                     .map_or(0, |(_, n)| n);
                 let now = self.clock.now();
-                let result = SendResult::failed(e.to_string(), attempts, now);
+                let policy = RetryPolicy::of(message.kind);
+                let result = SendResult::failed_under(policy, e.clone(), attempts, now);
+                let kind = message.kind;
                 match result.retry_at() {
                     Some(retry_at) => {
-                        tracing::warn!(message_id = %message.id, attempts, error = %e, %retry_at, "email failed; will retry");
+                        tracing::warn!(message_id = %message.id, ?kind, attempts, error = %e, %retry_at, "delivery failed; will retry");
                         report.retrying += 1;
                     }
                     None => {
-                        tracing::error!(message_id = %message.id, attempts, error = %e, "email failed for good");
+                        tracing::error!(message_id = %message.id, ?kind, attempts, error = %e, "delivery failed for good");
                         report.failed += 1;
                     }
                 }
                 self.store
                     .finish_outbox(message.account_id, &message.id, &result, now)
                     .await?;
+                Ok(false)
             }
         }
-        Ok(())
+    }
+
+    /// Sends a claimed email: `None` when there is nothing to send it to
+    /// any more (the account is gone; the message is finished as failed).
+    async fn send_email(
+        &self,
+        message: &OutboxMessage,
+        kind: EmailKind,
+    ) -> Result<Option<Result<(), String>>, AppError> {
+        let Some(account) = self.store.account_by_id(message.account_id).await? else {
+            let gone = SendResult::GaveUp {
+                error: "the account no longer exists".into(),
+            };
+            self.store
+                .finish_outbox(message.account_id, &message.id, &gone, self.clock.now())
+                .await?;
+            return Ok(None);
+        };
+        let email = render(message, kind, &account.value, &self.settings.links);
+        Ok(Some(
+            self.mailer.send(&email).await.map_err(|e| e.to_string()),
+        ))
     }
 
     /// Sends what is due and not sent: messages whose sender died with the

@@ -221,9 +221,14 @@ fn words(
 }
 
 /// A message names its recipient (an invitee, a member); without one it
-/// goes to the account's billing email.
-pub fn render(message: &OutboxMessage, account: &Account, links: &Links) -> EmailMessage {
-    let (subject, paragraphs, (action, url)) = words(message.kind, &message.data, links);
+/// goes to the account's billing email. `kind` is the message's, an email's.
+pub fn render(
+    message: &OutboxMessage,
+    kind: EmailKind,
+    account: &Account,
+    links: &Links,
+) -> EmailMessage {
+    let (subject, paragraphs, (action, url)) = words(kind, &message.data, links);
     let (to, name) = match &message.to {
         Some(to) => (to.clone(), message.data.get("recipient_name").cloned()),
         None => (account.billing_email.clone(), Some(account.name.clone())),
@@ -277,6 +282,7 @@ mod tests {
             billing_email: Email::parse("billing@acme.io").unwrap(),
             created_at: at,
             subscription: Subscription::free(at),
+            last_event_at: None,
         }
     }
 
@@ -285,11 +291,12 @@ mod tests {
             id: "m1".into(),
             account_id: AccountId(uuid::Uuid::nil()),
             to: to.map(|t| Email::parse(t).unwrap()),
-            kind,
+            kind: kind.into(),
             data: data
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            body: None,
             created_at: chrono::DateTime::UNIX_EPOCH,
         }
     }
@@ -307,7 +314,7 @@ mod tests {
                 ("expires_at", "2026-12-13T10:00:00+00:00"),
             ],
         );
-        let email = render(&m, &account(), &links());
+        let email = render(&m, m.kind.email().unwrap(), &account(), &links());
         assert_eq!(email.to.as_str(), "new@hire.io");
         assert_eq!(email.subject, "Ada invited you to Acme & Co on KRAFTD");
         assert!(email.text.starts_with("Hello,"));
@@ -322,7 +329,12 @@ mod tests {
     #[test]
     fn billing_emails_go_to_the_account_and_member_emails_to_the_member() {
         let receipt = message(EmailKind::PaymentReceipt, None, &[("amount", "99.00")]);
-        let email = render(&receipt, &account(), &links());
+        let email = render(
+            &receipt,
+            receipt.kind.email().unwrap(),
+            &account(),
+            &links(),
+        );
         assert_eq!(email.to.as_str(), "billing@acme.io");
         assert!(email.text.starts_with("Hello Acme & Co,"));
         let removed = message(
@@ -330,7 +342,12 @@ mod tests {
             Some("gone@acme.io"),
             &[("account", "Acme & Co"), ("recipient_name", "Bob")],
         );
-        let email = render(&removed, &account(), &links());
+        let email = render(
+            &removed,
+            removed.kind.email().unwrap(),
+            &account(),
+            &links(),
+        );
         assert_eq!(email.to.as_str(), "gone@acme.io");
         assert!(email.text.starts_with("Hello Bob,"));
         assert_eq!(email.subject, "You were removed from Acme & Co on KRAFTD");

@@ -591,6 +591,7 @@ impl Run<'_> {
                     billing_email: user.email.clone(),
                     created_at: self.now,
                     subscription: self.subscription(*plan, customer),
+                    last_event_at: None,
                 };
                 let owner = Membership {
                     account_id: account.id,

@@ -11,7 +11,7 @@ use crate::domain::account::{
 };
 use crate::domain::plan::Plan;
 use crate::domain::ports::Versioned;
-use crate::domain::records::{EmailKind, OutboxMessage};
+use crate::domain::records::{EmailKind, EventKind, OutboxMessage};
 use crate::domain::usage::{Metric, QuotaDenial};
 use crate::domain::user::{Email, User, UserId};
 
@@ -212,7 +212,7 @@ impl Billing {
             id: format!("{}:invitation:{}", account.id, invitation.id),
             account_id: account.id,
             to: Some(email.clone()),
-            kind: EmailKind::Invitation,
+            kind: EmailKind::Invitation.into(),
             data: BTreeMap::from([
                 ("account".to_owned(), account.name.clone()),
                 ("inviter".to_owned(), acting.user.name.as_str().to_owned()),
@@ -223,6 +223,7 @@ impl Billing {
                 ),
                 ("expires_at".to_owned(), invitation.expires_at.to_rfc3339()),
             ]),
+            body: None,
             created_at: now,
         };
         match self
@@ -273,7 +274,7 @@ impl Billing {
                 ),
                 account_id: account.id,
                 to: Some(u.value.email),
-                kind: EmailKind::SeatLimitReached,
+                kind: EmailKind::SeatLimitReached.into(),
                 data: BTreeMap::from([
                     ("account".to_owned(), account.name.clone()),
                     (
@@ -286,6 +287,7 @@ impl Billing {
                         u.value.name.as_str().to_owned(),
                     ),
                 ]),
+                body: None,
                 created_at: now,
             });
         }
@@ -332,13 +334,31 @@ impl Billing {
             id: format!("{account_id}:member_added:{}", user.id),
             account_id,
             to: Some(user.email.clone()),
-            kind: EmailKind::MemberAdded,
+            kind: EmailKind::MemberAdded.into(),
             data: BTreeMap::from([
                 ("account".to_owned(), account.value.name.clone()),
                 ("recipient_name".to_owned(), user.name.as_str().to_owned()),
             ]),
+            body: None,
             created_at: now,
         };
+        let mut messages = vec![added];
+        if self.events_enabled() {
+            // The role the member joins with is the invitation's, which
+            // never changes; a withdrawn one finds nothing, and the accept
+            // below writes nothing either.
+            let pending = self.store.invitations(account_id, now).await?;
+            if let Some(invitation) = pending.iter().find(|i| i.token_hash == token_hash(token)) {
+                messages.extend(self.member_event(
+                    EventKind::MemberAdded,
+                    account_id,
+                    user.id,
+                    invitation.role,
+                    &format!("joined:{}:{}", user.id, now.timestamp_millis()),
+                    now,
+                ));
+            }
+        }
         let plan = self.effective_plan(&account.value);
         let limit = plan.limits.team_members;
         let outcome = self
@@ -349,7 +369,7 @@ impl Billing {
                 user.id,
                 limit,
                 now,
-                &[added],
+                &messages,
             )
             .await?;
         let membership = match outcome {
@@ -398,7 +418,7 @@ impl Billing {
                 ),
                 account_id: account.id,
                 to: Some(u.value.email),
-                kind: EmailKind::MemberRemoved,
+                kind: EmailKind::MemberRemoved.into(),
                 data: BTreeMap::from([
                     ("account".to_owned(), account.name.clone()),
                     (
@@ -406,9 +426,18 @@ impl Billing {
                         u.value.name.as_str().to_owned(),
                     ),
                 ]),
+                body: None,
                 created_at: now,
             });
         }
+        messages.extend(self.member_event(
+            EventKind::MemberRemoved,
+            account.id,
+            target,
+            membership.role,
+            &format!("left:{target}:{}", membership.joined_at.timestamp_millis()),
+            now,
+        ));
         if self
             .store
             .remove_member(account.id, target, &messages)

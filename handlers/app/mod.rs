@@ -5,6 +5,7 @@ mod accounts;
 mod email;
 pub mod email_templates;
 mod error;
+mod events;
 pub mod import;
 mod link_tokens;
 mod members;
@@ -25,6 +26,7 @@ use chrono::{DateTime, Duration, Utc};
 pub use accounts::{RegisterInput, Registered, Session};
 pub use email::DeliveryReport;
 pub use error::AppError;
+pub use events::MAX_EVENT_BODY_BYTES;
 pub use members::{AccountSummary, Acting, Member, Team};
 pub use quota::{
     EntitlementsView, EventResult, Held, IdempotencyKey, Recorded, ReserveInput, UsageEvent,
@@ -42,7 +44,7 @@ use crate::auth::token::Tokens;
 use crate::domain::account::Account;
 use crate::domain::clock::Clock;
 use crate::domain::plan::{Catalog, Plan};
-use crate::domain::ports::{Mailer, Payments, Store, WebhookVerifier};
+use crate::domain::ports::{EventSender, Mailer, Payments, Store, WebhookVerifier};
 
 /// Operator choices the use-cases follow.
 #[derive(Debug, Clone)]
@@ -61,6 +63,8 @@ pub struct Billing {
     payments: Arc<dyn Payments>,
     webhooks: Arc<dyn WebhookVerifier>,
     mailer: Arc<dyn Mailer>,
+    /// KRAFTD's event endpoint; `None`: events are not recorded.
+    events: Option<Arc<dyn EventSender>>,
     tokens: Tokens,
     passwords: Passwords,
     throttle: Throttle,
@@ -75,6 +79,8 @@ pub struct Parts {
     pub payments: Arc<dyn Payments>,
     pub webhooks: Arc<dyn WebhookVerifier>,
     pub mailer: Arc<dyn Mailer>,
+    /// KRAFTD's event endpoint (`EVENTS_WEBHOOK_URL`); `None`: no events.
+    pub events: Option<Arc<dyn EventSender>>,
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub throttle: Throttle,
@@ -90,6 +96,7 @@ impl Billing {
             payments: p.payments,
             webhooks: p.webhooks,
             mailer: p.mailer,
+            events: p.events,
             tokens: p.tokens,
             passwords: p.passwords,
             throttle: p.throttle,

@@ -92,7 +92,7 @@ impl Billing {
                 ),
                 account_id: account.value.id,
                 to: None,
-                kind: EmailKind::QuotaWarning,
+                kind: EmailKind::QuotaWarning.into(),
                 data: BTreeMap::from([
                     ("plan".to_owned(), plan.name.to_owned()),
                     ("limit_name".to_owned(), metric.limit_name().to_owned()),
@@ -103,6 +103,7 @@ impl Billing {
                         limit.map(|l| l.to_string()).unwrap_or_default(),
                     ),
                 ]),
+                body: None,
                 created_at: self.clock.now(),
             })
             .collect();

@@ -183,7 +183,18 @@ impl Billing {
             if next == current.value {
                 return Ok(current);
             }
-            match self.store.replace_account(&next, &current.etag).await {
+            // A change KRAFTD hears of (a scheduled downgrade) goes with
+            // its events; bookkeeping alone is a plain write.
+            let events =
+                self.account_events(&current.value, &current.etag, &mut next, self.clock.now());
+            let written = if events.is_empty() {
+                self.store.replace_account(&next, &current.etag).await
+            } else {
+                self.store
+                    .replace_account_and_enqueue(&next, &current.etag, &events)
+                    .await
+            };
+            match written {
                 Ok(etag) => return Ok(Versioned { value: next, etag }),
                 Err(StoreError::VersionConflict) => continue,
                 Err(e) => return Err(e.into()),
@@ -193,7 +204,7 @@ impl Billing {
     }
 
     /// Writes Stripe's view of a subscription to its account, with the emails
-    /// the change deserves, in one conditional write. The account is read
+    /// the change deserves and its events for KRAFTD, in one conditional write. The account is read
     /// before Stripe is, every attempt: a write based on older Stripe state
     /// than another writer's loses the race and is redone with fresh state.
     pub(super) async fn sync_subscription(
@@ -227,7 +238,8 @@ impl Billing {
             }
             let mut account = current.value.clone();
             account.subscription = next;
-            let messages = self.emails_for(&account, &transitions, cause, now);
+            let mut messages = self.emails_for(&account, &transitions, cause, now);
+            messages.extend(self.account_events(&current.value, &current.etag, &mut account, now));
             match self
                 .store
                 .replace_account_and_enqueue(&account, &current.etag, &messages)
@@ -311,8 +323,9 @@ impl Billing {
                     ),
                     account_id: account.id,
                     to: None,
-                    kind,
+                    kind: kind.into(),
                     data,
+                    body: None,
                     created_at: now,
                 })
             })

@@ -35,7 +35,7 @@ impl Billing {
             id: format!("{account_id}:verify_email:{}", &pending.token_hash[..32]),
             account_id,
             to: Some(user.email.clone()),
-            kind: EmailKind::VerifyEmail,
+            kind: EmailKind::VerifyEmail.into(),
             data: BTreeMap::from([
                 ("recipient_name".to_owned(), user.name.as_str().to_owned()),
                 (
@@ -44,6 +44,7 @@ impl Billing {
                 ),
                 ("expires_at".to_owned(), pending.expires_at.to_rfc3339()),
             ]),
+            body: None,
             created_at: now,
         };
         (pending, message)

@@ -180,8 +180,9 @@ impl Billing {
             id: format!("{}:{event_id}:trial_ending", account.id),
             account_id: account.id,
             to: None,
-            kind: EmailKind::TrialEnding,
+            kind: EmailKind::TrialEnding.into(),
             data,
+            body: None,
             created_at: self.clock.now(),
         }
     }
@@ -252,8 +253,9 @@ impl Billing {
             id: format!("{}:{}:{tag}", account.id, remote.id),
             account_id: account.id,
             to: None,
-            kind,
+            kind: kind.into(),
             data: data.clone(),
+            body: None,
             created_at: now,
         };
         if remote.status == "paid" {

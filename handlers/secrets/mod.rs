@@ -2,7 +2,8 @@
 //! environment (which is also where Azure's Key Vault references land as
 //! app settings). With it, the secrets in [`VAULT_SECRETS`] are read from
 //! that vault once, at start-up, concurrently and within [`FETCH_TIMEOUT`],
-//! and win over the environment. A missing secret or an unreachable vault
+//! and win over the environment, as do those of [`OPTIONAL_VAULT_SECRETS`]
+//! the vault holds. A missing secret or an unreachable vault
 //! stops start-up with one line naming the secret and the vault, never a
 //! value.
 
@@ -25,6 +26,13 @@ pub const VAULT_SECRETS: &[(&str, &str)] = &[
     ("JWT_SECRET", "jwt-secret"),
     // The SMTP password lives inside the URL.
     ("SMTP_URL", "smtp-url"),
+];
+
+/// Secrets of optional features: read from the vault when it holds them;
+/// absent, their setting stays as the environment has it (usually unset).
+pub const OPTIONAL_VAULT_SECRETS: &[(&str, &str)] = &[
+    // Signs the events sent to KRAFTD (EVENTS_WEBHOOK_URL).
+    ("EVENTS_WEBHOOK_SECRET", "events-webhook-secret"),
 ];
 
 /// The whole vault read, token included, must finish within this: start-up
@@ -66,30 +74,36 @@ pub async fn config_with_vault<V: Secrets + fmt::Display>(
     Config::from_lookup(|name| values.get(name).cloned().or_else(|| get(name)))
 }
 
-/// Every secret in [`VAULT_SECRETS`], by setting name.
+/// Every secret in [`VAULT_SECRETS`], and those of
+/// [`OPTIONAL_VAULT_SECRETS`] the vault holds, by setting name.
 async fn read_all<V: Secrets + fmt::Display>(
     vault: &V,
     timeout: Duration,
 ) -> Result<HashMap<&'static str, String>, ConfigError> {
-    let reads = VAULT_SECRETS.iter().map(|&(setting, name)| async move {
-        match vault.secret(name).await {
-            Ok(Some(value)) if !value.trim().is_empty() => Ok((setting, value)),
-            Ok(Some(_)) => Err(ConfigError {
-                setting,
-                problem: format!("secret {name} in {vault} is empty"),
-            }),
-            Ok(None) => Err(ConfigError {
-                setting,
-                problem: format!("secret {name} is not in {vault}"),
-            }),
-            Err(e) => Err(ConfigError {
-                setting: "KEY_VAULT_URL",
-                problem: format!("cannot read secret {name} from {vault}: {}", e.reason),
-            }),
-        }
-    });
+    let required = VAULT_SECRETS.iter().map(|&(s, n)| (s, n, true));
+    let optional = OPTIONAL_VAULT_SECRETS.iter().map(|&(s, n)| (s, n, false));
+    let reads = required
+        .chain(optional)
+        .map(|(setting, name, required)| async move {
+            match vault.secret(name).await {
+                Ok(Some(value)) if !value.trim().is_empty() => Ok(Some((setting, value))),
+                Ok(Some(_)) => Err(ConfigError {
+                    setting,
+                    problem: format!("secret {name} in {vault} is empty"),
+                }),
+                Ok(None) if !required => Ok(None),
+                Ok(None) => Err(ConfigError {
+                    setting,
+                    problem: format!("secret {name} is not in {vault}"),
+                }),
+                Err(e) => Err(ConfigError {
+                    setting: "KEY_VAULT_URL",
+                    problem: format!("cannot read secret {name} from {vault}: {}", e.reason),
+                }),
+            }
+        });
     match tokio::time::timeout(timeout, futures::future::try_join_all(reads)).await {
-        Ok(values) => Ok(values?.into_iter().collect()),
+        Ok(values) => Ok(values?.into_iter().flatten().collect()),
         Err(_) => Err(ConfigError {
             setting: "KEY_VAULT_URL",
             problem: format!("{vault} did not answer within {} s", timeout.as_secs_f32()),

@@ -18,8 +18,11 @@ use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
 use crate::domain::clock::Clock;
 use crate::domain::plan::Catalog;
-use crate::domain::ports::{Mailer, Payments, ServiceKeyStore, Store, StoreError, WebhookVerifier};
+use crate::domain::ports::{
+    EventSender, Mailer, Payments, ServiceKeyStore, Store, StoreError, WebhookVerifier,
+};
 use crate::domain::secret::ExposeSecret;
+use crate::events::WebhookSender;
 use crate::http::client_address::ClientAddresses;
 use crate::http::web_app::WebApp;
 use crate::http::{self, AppState};
@@ -197,6 +200,7 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
         payments: adapters.payments,
         webhooks: adapters.webhooks,
         mailer: adapters.mailer,
+        events: event_sender(config)?,
         tokens,
         passwords: Passwords::new(config.password_hashes_at_once, password::MAX_WAIT),
         throttle: Throttle::new(&config.throttle, adapters.clock.clone()),
@@ -248,6 +252,18 @@ pub fn mailer(config: &Config) -> Result<Arc<dyn Mailer>, StartError> {
             )
         }
     })
+}
+
+/// KRAFTD's signed webhook endpoint when `EVENTS_WEBHOOK_URL` is set.
+pub fn event_sender(config: &Config) -> Result<Option<Arc<dyn EventSender>>, StartError> {
+    let Some(events) = &config.events else {
+        return Ok(None);
+    };
+    let sender = WebhookSender::new(&events.url, &events.secret).map_err(|e| ConfigError {
+        setting: "EVENTS_WEBHOOK_SECRET",
+        problem: e.to_string(),
+    })?;
+    Ok(Some(Arc::new(sender)))
 }
 
 /// The plan catalog with the operator's limit overrides.

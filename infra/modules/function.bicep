@@ -37,6 +37,8 @@ param checkoutCancelUrl string
 param billingPortalReturnUrl string
 param upgradeUrl string
 param emailFrom string
+@description('Where billing events go; empty: none are recorded.')
+param eventsWebhookUrl string
 
 var flex = plan == 'FlexConsumption'
 
@@ -61,6 +63,8 @@ var handlerSettings = {
   BILLING_PORTAL_RETURN_URL: billingPortalReturnUrl
   UPGRADE_URL: upgradeUrl
   EMAIL_FROM: emailFrom
+  // Empty: no events. Their signing secret the handler reads from the vault.
+  EVENTS_WEBHOOK_URL: eventsWebhookUrl
   LOG_FORMAT: 'json'
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kraftd_billing::app::Billing;
 use kraftd_billing::config::Config;
 use kraftd_billing::domain::clock::ManualClock;
 use kraftd_billing::domain::ports::{Payments, Store};
@@ -38,6 +39,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
+    /// The use-cases the router serves, for what no route reaches (yet).
+    pub billing: Arc<Billing>,
     /// The Stripe double, for apps started with `spawn_with_stripe`.
     pub sim: Option<StripeSim>,
     /// A service key with every scope, as KRAFTD's services hold one.
@@ -124,7 +127,7 @@ impl TestApp {
         } else {
             (Arc::new(PaymentsNotConfigured), None)
         };
-        let router = server::app(
+        let state = server::state(
             &config,
             Adapters {
                 store: store.clone(),
@@ -137,6 +140,8 @@ impl TestApp {
             },
         )
         .unwrap();
+        let billing = state.billing.clone();
+        let router = kraftd_billing::http::router(state, &config.cors_origins);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // With each connection's peer, as `handler serve` does.
@@ -160,6 +165,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             clock,
+            billing,
             sim,
             service_key,
             _dir: dir,
@@ -341,7 +347,7 @@ impl TestApp {
         self.emails(account_id, None)
             .await
             .into_iter()
-            .map(|m| m.kind)
+            .filter_map(|m| m.kind.email())
             .collect()
     }
 
@@ -353,7 +359,7 @@ impl TestApp {
     ) -> Vec<OutboxMessage> {
         let all = self.store.outbox_for_account(account_id).await.unwrap();
         all.into_iter()
-            .filter(|m| kind.is_none_or(|k| m.kind == k))
+            .filter(|m| m.kind.email().is_some_and(|e| kind.is_none_or(|k| e == k)))
             .collect()
     }
 

@@ -15,7 +15,7 @@ use kraftd_billing::domain::account::{
 };
 use kraftd_billing::domain::plan::PlanId;
 use kraftd_billing::domain::records::{
-    EmailKind, Invoice, OutboxMessage, Payment, PAYMENT_RETENTION_DAYS,
+    EmailKind, EventKind, Invoice, OutboxMessage, Payment, PAYMENT_RETENTION_DAYS,
 };
 use kraftd_billing::domain::subscription::Subscription;
 use kraftd_billing::domain::subscription::SubscriptionStatus;
@@ -58,6 +58,7 @@ macro_rules! store_contract_tests {
             case!(retention_purges_only_what_expired);
             case!(outbox_writes_are_atomic_with_the_account_and_idempotent);
             case!(outbox_claims_are_exclusive_until_the_lease_ends);
+            case!(an_accounts_events_are_claimed_in_order_and_others_are_not_held);
             case!(stale_subscriptions_are_listed_most_overdue_first);
             case!(rollups_recompute_pages_of_accounts_of_one_day);
             case!(invitations_hold_seats_and_are_accepted_once);
@@ -90,6 +91,7 @@ pub fn account_of(user: &User) -> Account {
         billing_email: user.email.clone(),
         created_at: user.created_at,
         subscription: Subscription::free(Utc::now()),
+        last_event_at: None,
     }
 }
 
@@ -200,8 +202,9 @@ pub async fn outside_identities_hold_no_email_and_users_change_by_version(s: Arc
         id: format!("{}:welcome", a.id),
         account_id: a.id,
         to: Some(outside.email.clone()),
-        kind: EmailKind::VerifyEmail,
+        kind: EmailKind::VerifyEmail.into(),
         data: BTreeMap::new(),
+        body: None,
         created_at: time(NOON),
     };
     s.register(
@@ -601,8 +604,9 @@ fn message(account: AccountId, id: &str) -> OutboxMessage {
         id: id.into(),
         account_id: account,
         to: None,
-        kind: EmailKind::SubscriptionConfirmed,
+        kind: EmailKind::SubscriptionConfirmed.into(),
         data: BTreeMap::from([("plan".to_owned(), "Professional".to_owned())]),
+        body: None,
         created_at: time(NOON),
     }
 }
@@ -764,6 +768,116 @@ pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>)
     assert_eq!(pending, ["c2"]);
 }
 
+fn event(account: AccountId, id: &str, second: i64) -> OutboxMessage {
+    OutboxMessage {
+        id: id.into(),
+        account_id: account,
+        to: None,
+        kind: EventKind::MemberAdded.into(),
+        data: BTreeMap::new(),
+        body: Some(format!(
+            r#"{{"type":"member.added","data":{{"n":"{id}"}}}}"#
+        )),
+        created_at: time(NOON) + Duration::seconds(second),
+    }
+}
+
+pub async fn an_accounts_events_are_claimed_in_order_and_others_are_not_held(s: Arc<dyn Store>) {
+    let (a, b) = (
+        AccountId(uuid::Uuid::new_v4()),
+        AccountId(uuid::Uuid::new_v4()),
+    );
+    let lease = Duration::minutes(5);
+    let now = time(NOON) + Duration::minutes(1);
+    let mut mail = message(a, "a-mail");
+    mail.created_at = time(NOON) + Duration::seconds(3);
+    let written = [
+        event(a, "a-e1", 0),
+        event(a, "a-e2", 1),
+        event(b, "b-e1", 2),
+        mail,
+    ];
+    s.enqueue(&written).await.unwrap();
+    // Events read back whole: kind and body.
+    let stored = s.outbox_for_account(a).await.unwrap();
+    assert_eq!(
+        stored,
+        [&written[0], &written[1], &written[3]].map(Clone::clone)
+    );
+
+    let ids = |m: Vec<OutboxMessage>| m.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let pending = |at| {
+        let s = s.clone();
+        async move { ids(s.pending_outbox(at, lease, 10).await.unwrap()) }
+    };
+    // The second event of `a` waits for the first; `b` and the email do not.
+    assert_eq!(pending(now).await, ["a-e1", "b-e1", "a-mail"]);
+    assert_eq!(
+        ids(s.due_outbox_for_account(a, now, lease).await.unwrap()),
+        ["a-e1", "a-mail"]
+    );
+    assert!(s
+        .claim_outbox(a, "a-e2", now, lease)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .claim_outbox(b, "b-e1", now, lease)
+        .await
+        .unwrap()
+        .is_some());
+
+    // Being sent, the first still holds the second.
+    assert!(s
+        .claim_outbox(a, "a-e1", now, lease)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .claim_outbox(a, "a-e2", now, lease)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        ids(s.due_outbox_for_account(a, now, lease).await.unwrap()),
+        ["a-mail"]
+    );
+
+    // Failed and waiting for its retry, too.
+    let retry_at = now + Duration::minutes(1);
+    let retry = SendResult::Retry {
+        error: "500".into(),
+        retry_at,
+    };
+    s.finish_outbox(a, "a-e1", &retry, now).await.unwrap();
+    assert!(s
+        .claim_outbox(a, "a-e2", retry_at, lease)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(pending(retry_at).await, ["a-e1", "a-mail"]);
+
+    // Sent, it lets the second go.
+    assert!(s
+        .claim_outbox(a, "a-e1", retry_at, lease)
+        .await
+        .unwrap()
+        .is_some());
+    s.finish_outbox(a, "a-e1", &SendResult::Sent, retry_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(s.due_outbox_for_account(a, retry_at, lease).await.unwrap()),
+        ["a-e2", "a-mail"]
+    );
+    let second = s.claim_outbox(a, "a-e2", retry_at, lease).await.unwrap();
+    assert_eq!(second.as_ref(), Some(&written[1]));
+    assert_eq!(
+        s.outbox_status(a, "a-e1").await.unwrap(),
+        Some((OutboxState::Sent, 2))
+    );
+}
+
 pub async fn stale_subscriptions_are_listed_most_overdue_first(s: Arc<dyn Store>) {
     let now = time(NOON);
     let mut overdue = account_of(&user("overdue@mail.io"));
@@ -892,8 +1006,9 @@ fn invitation_email(account: &Account, inv: &Invitation) -> OutboxMessage {
         id: format!("{}:invitation:{}", account.id, inv.id),
         account_id: account.id,
         to: Some(inv.email.clone()),
-        kind: EmailKind::Invitation,
+        kind: EmailKind::Invitation.into(),
         data: BTreeMap::new(),
+        body: None,
         created_at: inv.created_at,
     }
 }
@@ -1065,8 +1180,9 @@ pub async fn members_are_removed_and_roles_change_but_never_the_owner_s(s: Arc<d
         id: "bye".into(),
         account_id: account.id,
         to: Some(worker.email.clone()),
-        kind: EmailKind::MemberRemoved,
+        kind: EmailKind::MemberRemoved.into(),
         data: BTreeMap::new(),
+        body: None,
         created_at: now,
     };
     assert!(s

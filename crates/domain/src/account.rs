@@ -52,6 +52,11 @@ pub struct Account {
     pub billing_email: Email,
     pub created_at: DateTime<Utc>,
     pub subscription: Subscription,
+    /// When the last event written with the account is stamped: the next
+    /// write's events come after it (`outbox::stamp_after`), so the
+    /// account's events keep the order of its writes whatever the clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
 }
 
 /// The account made with a user (at registration, or for a user of the
@@ -63,6 +68,7 @@ pub fn own_account(user: &User, subscription: Subscription) -> (Account, Members
         billing_email: user.email.clone(),
         created_at: user.created_at,
         subscription,
+        last_event_at: None,
     };
     let owner = Membership {
         account_id: account.id,

@@ -10,7 +10,7 @@ use crate::account::{
     Role, Seats,
 };
 use crate::money::Money;
-pub use crate::outbox::{OutboxState, SendResult};
+pub use crate::outbox::{OutboxState, SendResult, Standing};
 use crate::plan::{BillingInterval, Limit, PlanId};
 use crate::quota::{
     CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
@@ -338,8 +338,10 @@ pub trait Outbox: Send + Sync {
         account_id: AccountId,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Takes a message for sending: `Some` only if it is pending, or its
-    /// previous sender's claim is older than `lease` (it crashed). Counts
-    /// the attempt. Two deliveries of one message never both get it.
+    /// previous sender's claim is older than `lease` (it crashed), and, for
+    /// an event, no earlier event of its account is unfinished
+    /// (`outbox::due`). Counts the attempt. Two deliveries of one message
+    /// never both get it.
     async fn claim_outbox(
         &self,
         account_id: AccountId,
@@ -356,12 +358,21 @@ pub trait Outbox: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Messages waiting to be sent (pending, or claimed longer than `lease`
-    /// ago), oldest first.
+    /// ago) that may be claimed now (`outbox::due`: an account's event waits
+    /// for its earlier events), oldest first.
     async fn pending_outbox(
         &self,
         now: DateTime<Utc>,
         lease: chrono::Duration,
         limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// One account's messages that may be claimed now (`outbox::due`),
+    /// oldest first: what follows an event just sent.
+    async fn due_outbox_for_account(
+        &self,
+        account_id: AccountId,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     /// Where a message stands, and its attempts.
     async fn outbox_status(
@@ -664,6 +675,24 @@ pub struct MailError(pub String);
 #[async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, message: &EmailMessage) -> Result<(), MailError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event delivery failed: {0}")]
+pub struct EventError(pub String);
+
+/// KRAFTD's one webhook endpoint for events (`EVENTS_WEBHOOK_URL`).
+#[async_trait]
+pub trait EventSender: Send + Sync {
+    /// POSTs one event's JSON `body`, signed in the Standard Webhooks
+    /// format with `webhook_id` and `timestamp` (the try's). `Ok` only for a
+    /// 2xx answer within the per-try timeout; a redirect is not followed.
+    async fn send(
+        &self,
+        webhook_id: &str,
+        timestamp: DateTime<Utc>,
+        body: &str,
+    ) -> Result<(), EventError>;
 }
 
 #[derive(Debug, thiserror::Error)]

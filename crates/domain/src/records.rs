@@ -76,17 +76,131 @@ pub enum EmailKind {
     VerifyEmail,
 }
 
+/// The events sent to KRAFTD's webhook endpoint (Standard Webhooks), by
+/// their `type`. Like the emails, each is written to the outbox in the same
+/// atomic write as the change it reports; unlike them, an account's events
+/// are delivered in order (`outbox::due`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "subscription.updated")]
+    SubscriptionUpdated,
+    #[serde(rename = "entitlements.updated")]
+    EntitlementsUpdated,
+    #[serde(rename = "member.added")]
+    MemberAdded,
+    #[serde(rename = "member.removed")]
+    MemberRemoved,
+    #[serde(rename = "usage.threshold_reached")]
+    UsageThresholdReached,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::SubscriptionUpdated,
+        EventKind::EntitlementsUpdated,
+        EventKind::MemberAdded,
+        EventKind::MemberRemoved,
+        EventKind::UsageThresholdReached,
+    ];
+
+    /// The event's `type`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SubscriptionUpdated => "subscription.updated",
+            EventKind::EntitlementsUpdated => "entitlements.updated",
+            EventKind::MemberAdded => "member.added",
+            EventKind::MemberRemoved => "member.removed",
+            EventKind::UsageThresholdReached => "usage.threshold_reached",
+        }
+    }
+}
+
+/// What an outbox message is: an email, or an event for KRAFTD. Stored as
+/// the bare name (`"payment_receipt"`, `"member.added"`), so messages
+/// written before events existed read back unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageKind {
+    Email(EmailKind),
+    Event(EventKind),
+}
+
+impl MessageKind {
+    pub fn email(self) -> Option<EmailKind> {
+        match self {
+            MessageKind::Email(k) => Some(k),
+            MessageKind::Event(_) => None,
+        }
+    }
+
+    pub fn event(self) -> Option<EventKind> {
+        match self {
+            MessageKind::Event(k) => Some(k),
+            MessageKind::Email(_) => None,
+        }
+    }
+
+    /// Whether an account's messages of this kind are delivered in order.
+    pub fn in_order(self) -> bool {
+        matches!(self, MessageKind::Event(_))
+    }
+}
+
+impl From<EmailKind> for MessageKind {
+    fn from(k: EmailKind) -> Self {
+        MessageKind::Email(k)
+    }
+}
+
+impl From<EventKind> for MessageKind {
+    fn from(k: EventKind) -> Self {
+        MessageKind::Event(k)
+    }
+}
+
+impl PartialEq<EmailKind> for MessageKind {
+    fn eq(&self, other: &EmailKind) -> bool {
+        *self == MessageKind::Email(*other)
+    }
+}
+
+impl PartialEq<EventKind> for MessageKind {
+    fn eq(&self, other: &EventKind) -> bool {
+        *self == MessageKind::Event(*other)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxMessage {
     /// Deterministic (what caused it + the kind), so a cause processed twice
     /// enqueues one message.
     pub id: String,
     pub account_id: AccountId,
-    /// Who it goes to; the account's billing email when `None`.
+    /// Who it goes to; the account's billing email when `None`. Events go
+    /// to the one configured endpoint.
     #[serde(default)]
     pub to: Option<Email>,
-    pub kind: EmailKind,
-    /// What the template needs: plan, amounts, dates, links.
+    pub kind: MessageKind,
+    /// What an email's template needs: plan, amounts, dates, links.
+    #[serde(default)]
     pub data: std::collections::BTreeMap<String, String>,
+    /// An event's JSON body, exactly as it is sent and signed: fixed when
+    /// the event is enqueued, so every try sends the same bytes. `None` for
+    /// emails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     pub created_at: DateTime<Utc>,
 }
+
+impl OutboxMessage {
+    /// The `webhook-id` of an event: the same on every try, and a plain
+    /// token whatever characters the outbox id holds.
+    pub fn webhook_id(&self) -> String {
+        let id = uuid::Uuid::new_v5(&WEBHOOK_ID_NAMESPACE, self.id.as_bytes());
+        format!("msg_{}", id.simple())
+    }
+}
+
+/// The namespace of `OutboxMessage::webhook_id`'s name-based UUIDs.
+const WEBHOOK_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b72_6166_7464_2d65_7665_6e74_732d_6964);

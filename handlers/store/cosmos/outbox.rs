@@ -13,8 +13,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::docs::{self, AccountDoc, OutboxDoc};
 use super::{unavailable, CosmosStore};
 use crate::domain::account::{Account, AccountId};
-use crate::domain::outbox::OutboxState;
-use crate::domain::ports::{Etag, Outbox, SendResult, StoreError};
+use crate::domain::outbox::{self, OutboxState};
+use crate::domain::ports::{Etag, Outbox, SendResult, Standing, StoreError};
 use crate::domain::records::OutboxMessage;
 
 impl CosmosStore {
@@ -177,10 +177,50 @@ pub(super) fn enqueue_in(
     Ok(batch)
 }
 
-fn claimable(doc: &OutboxDoc, now: DateTime<Utc>, lease: Duration) -> bool {
-    let claimed_at = doc.claimed_at.and_then(DateTime::from_timestamp_millis);
-    let not_before = doc.not_before.and_then(DateTime::from_timestamp_millis);
-    doc.status.claimable(claimed_at, not_before, now, lease)
+/// A document's state as the domain's claim rule reads it.
+fn standing(doc: &OutboxDoc) -> Standing {
+    Standing {
+        state: doc.status,
+        claimed_at: doc.claimed_at.and_then(DateTime::from_timestamp_millis),
+        not_before: doc.not_before.and_then(DateTime::from_timestamp_millis),
+    }
+}
+
+impl CosmosStore {
+    /// Every unfinished message (of one account, or all), in delivery
+    /// order: what `outbox::due` chooses from.
+    async fn unfinished(
+        &self,
+        account: Option<AccountId>,
+    ) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
+        let unfinished = "c.type = @t AND (c.status = @pending OR c.status = @sending)";
+        let (sql, scope) = match account {
+            Some(a) => (
+                format!("SELECT * FROM c WHERE c.account_id = @a AND {unfinished}"),
+                FeedScope::partition(docs::pk(a)),
+            ),
+            None => (
+                format!("SELECT * FROM c WHERE {unfinished}"),
+                FeedScope::full_container(),
+            ),
+        };
+        let mut query = Query::from(sql)
+            .with_parameter("@t", docs::OUTBOX)
+            .and_then(|q| q.with_parameter("@pending", OutboxState::Pending.as_str()))
+            .and_then(|q| q.with_parameter("@sending", OutboxState::Sending.as_str()))
+            .map_err(StoreError::corrupt)?;
+        if let Some(a) = account {
+            query = query
+                .with_parameter("@a", docs::pk(a))
+                .map_err(StoreError::corrupt)?;
+        }
+        let mut found: Vec<OutboxDoc> = self.query(&self.accounts, query, scope).await?;
+        found.sort_by(|a, b| (a.created_ms, &a.message.id).cmp(&(b.created_ms, &b.message.id)));
+        Ok(found
+            .into_iter()
+            .map(|d| (standing(&d), d.message))
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -242,7 +282,16 @@ impl Outbox for CosmosStore {
             let Some((mut doc, etag)) = self.outbox_doc(account_id, id).await? else {
                 return Ok(None);
             };
-            if !claimable(&doc, now, lease) {
+            if !standing(&doc).claimable(now, lease) {
+                return Ok(None);
+            }
+            // An event waits for its account's earlier events (the sweep's
+            // rule); finished is final, so what this read saw finished stays so.
+            if doc.message.kind.in_order()
+                && !outbox::due(self.unfinished(Some(account_id)).await?, now, lease)
+                    .iter()
+                    .any(|m| m.id == id)
+            {
                 return Ok(None);
             }
             doc.status = OutboxState::Sending;
@@ -290,22 +339,25 @@ impl Outbox for CosmosStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
-        // The retry poller's query; the change feed delivers new messages.
-        let query = Query::from(
-            "SELECT * FROM c WHERE c.type = @t AND (c.status = @pending OR (c.status = @sending AND c.claimed_at <= @expired))",
-        )
-        .with_parameter("@t", docs::OUTBOX)
-        .and_then(|q| q.with_parameter("@pending", OutboxState::Pending.as_str()))
-        .and_then(|q| q.with_parameter("@sending", OutboxState::Sending.as_str()))
-        .and_then(|q| q.with_parameter("@expired", docs::ms(OutboxState::lease_cutoff(now, lease))))
-        .map_err(StoreError::corrupt)?;
-        let mut found: Vec<OutboxDoc> = self
-            .query(&self.accounts, query, FeedScope::full_container())
-            .await?;
-        // Whether a retry is due is the domain's rule, applied here.
-        found.retain(|d| claimable(d, now, lease));
-        found.sort_by(|a, b| (a.created_ms, &a.message.id).cmp(&(b.created_ms, &b.message.id)));
-        Ok(found.into_iter().take(limit).map(|d| d.message).collect())
+        // The sweep's query; the change feed delivers new messages. Which
+        // are due (a retry's time has come, an event's turn) is the
+        // domain's rule, applied here.
+        let mut due = outbox::due(self.unfinished(None).await?, now, lease);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn due_outbox_for_account(
+        &self,
+        account_id: AccountId,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        Ok(outbox::due(
+            self.unfinished(Some(account_id)).await?,
+            now,
+            lease,
+        ))
     }
 
     async fn outbox_status(

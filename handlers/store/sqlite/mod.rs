@@ -20,10 +20,10 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use crate::domain::account::{Account, AccountId};
-use crate::domain::outbox::OutboxState;
+use crate::domain::outbox::{self, OutboxState};
 use crate::domain::ports::{
-    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, ServiceKeyStore, StoreError,
-    Uniqueness, UsageStore, WebhookLog,
+    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, ServiceKeyStore, Standing,
+    StoreError, Uniqueness, UsageStore, WebhookLog,
 };
 use crate::domain::quota::{
     CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
@@ -254,20 +254,32 @@ impl Outbox for SqliteStore {
             // One connection behind a lock: the read and the write below
             // cannot interleave with another claim.
             let account = account_id.to_string();
-            type Row = (String, Option<i64>, Option<i64>);
+            type Row = (String, Option<i64>, Option<i64>, String);
             let found: Option<Row> = c
                 .prepare_cached(
-                    "SELECT status, claimed_at, not_before FROM outbox WHERE id = ?1 AND account_id = ?2",
+                    "SELECT status, claimed_at, not_before, doc FROM outbox WHERE id = ?1 AND account_id = ?2",
                 )
                 .and_then(|mut stmt| {
-                    stmt.query_row(params![id, account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()
+                    stmt.query_row(params![id, account], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
                 })
                 .map_err(unavailable)?;
-            let Some((status, claimed_at, not_before)) = found else {
+            let Some((status, claimed_at, not_before, doc)) = found else {
                 return Ok(None);
             };
-            if !claimable(&status, claimed_at, not_before, now, lease)? {
+            let message: OutboxMessage = from_json(&doc)?;
+            if !standing(&status, claimed_at, not_before)?.claimable(now, lease) {
+                return Ok(None);
+            }
+            // An event waits for its account's earlier events: the same
+            // rule as the sweep's, over the account's unfinished messages.
+            if message.kind.in_order()
+                && !outbox::due(unfinished(c, Some(&account))?, now, lease)
+                    .iter()
+                    .any(|m| m.id == id)
+            {
                 return Ok(None);
             }
             let doc: Option<String> = c
@@ -344,35 +356,22 @@ impl Outbox for SqliteStore {
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         self.with_conn(move |c| {
             // Which of the unfinished messages are due is the domain's rule.
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT status, claimed_at, not_before, doc FROM outbox
-                     WHERE status IN (?1, ?2) ORDER BY created_at, id",
-                )
-                .map_err(unavailable)?;
-            let pending = OutboxState::Pending.as_str();
-            let sending = OutboxState::Sending.as_str();
-            let rows = stmt
-                .query_map(params![pending, sending], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                })
-                .map_err(unavailable)?;
-            let mut due = Vec::new();
-            for row in rows {
-                let (status, claimed_at, not_before, doc) = row.map_err(unavailable)?;
-                if due.len() == limit {
-                    break;
-                }
-                if claimable(&status, claimed_at, not_before, now, lease)? {
-                    due.push(from_json(&doc)?);
-                }
-            }
+            let mut due = outbox::due(unfinished(c, None)?, now, lease);
+            due.truncate(limit);
             Ok(due)
+        })
+        .await
+    }
+
+    async fn due_outbox_for_account(
+        &self,
+        account_id: AccountId,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.with_conn(move |c| {
+            let account = account_id.to_string();
+            Ok(outbox::due(unfinished(c, Some(&account))?, now, lease))
         })
         .await
     }
@@ -400,16 +399,56 @@ impl Outbox for SqliteStore {
     }
 }
 
-/// The domain's claim rule over a row's stored columns.
-fn claimable(
+/// A row's stored columns as the domain's claim rule reads them.
+fn standing(
     status: &str,
     claimed_at: Option<i64>,
     not_before: Option<i64>,
-    now: DateTime<Utc>,
-    lease: chrono::Duration,
-) -> Result<bool, StoreError> {
+) -> Result<Standing, StoreError> {
     let at = |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis);
-    Ok(outbox_state(status)?.claimable(at(claimed_at), at(not_before), now, lease))
+    Ok(Standing {
+        state: outbox_state(status)?,
+        claimed_at: at(claimed_at),
+        not_before: at(not_before),
+    })
+}
+
+/// Every unfinished message (of one account, or all), in delivery order:
+/// what `outbox::due` chooses from.
+fn unfinished(
+    c: &Connection,
+    account: Option<&str>,
+) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
+    // Two statements, so one account's read uses `outbox_by_account`.
+    let mut stmt = c
+        .prepare_cached(match account {
+            Some(_) => {
+                "SELECT status, claimed_at, not_before, doc FROM outbox
+                 WHERE account_id = ?3 AND status IN (?1, ?2) ORDER BY created_at, id"
+            }
+            None => {
+                "SELECT status, claimed_at, not_before, doc FROM outbox
+                 WHERE status IN (?1, ?2) AND ?3 IS NULL ORDER BY created_at, id"
+            }
+        })
+        .map_err(unavailable)?;
+    let pending = OutboxState::Pending.as_str();
+    let sending = OutboxState::Sending.as_str();
+    let rows = stmt
+        .query_map(params![pending, sending, account], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    rows.map(|row| {
+        let (status, claimed_at, not_before, doc) = row.map_err(unavailable)?;
+        Ok((standing(&status, claimed_at, not_before)?, from_json(&doc)?))
+    })
+    .collect()
 }
 
 fn outbox_state(status: &str) -> Result<OutboxState, StoreError> {
