@@ -1,6 +1,7 @@
 // A customer's way through the web app, in Chromium, against the real
-// service and its offline Stripe simulator: sign up on Free, hit a quota,
-// upgrade through checkout, see the invoice, change billing, cancel, resume.
+// service and its offline Stripe simulator: sign up on Free, reach a quota
+// (reported by KRAFTD's services with a service key), upgrade through
+// checkout, see the invoice, change billing, cancel, resume.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -67,27 +68,44 @@ describe('a customer on the offline simulator', () => {
     });
   });
 
-  test('hits the documents quota and is offered the upgrade, in the API\'s words', async (t) => {
+  test('reaches the documents quota through the service\'s reports and is offered the upgrade', async (t) => {
     await withFailureScreenshot(page, t.name, async () => {
+      // KRAFTD's document service reports usage with its own key, never the browser.
+      const key = await rig.service.createServiceKey();
+      const account = await rig.service.accountIdOf(email, PASSWORD);
+      const report = (quantity) => rig.service.reportUsage(key, account, { metric: 'documents', quantity });
       const documents = page.locator('.usage[data-metric="documents"]');
       await documents.getByText(`0 of ${FREE_DOCS_LIMIT} documents`).waitFor();
-      const process = page.getByRole('button', { name: 'Process a document' });
-      // 80% of the limit: the warning state.
+      // 80% of the limit: the warning state. The page shows each report on its next load.
       for (let used = 1; used <= FREE_DOCS_LIMIT * 0.8; used++) {
-        await process.click();
+        const answer = await report(1);
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.equal(answer.body.used, used);
+        await page.reload();
         await documents.getByText(`${used} of ${FREE_DOCS_LIMIT} documents`).waitFor();
       }
       assert.equal(await documents.getAttribute('data-level'), 'warning');
       await documents.getByText('Nearly at the limit').waitFor();
-      await process.click();
+      assert.equal(await page.locator('.quota').count(), 0);
+      assert.equal((await report(1)).status, 200);
+      await page.reload();
       await documents.getByText(`${FREE_DOCS_LIMIT} of ${FREE_DOCS_LIMIT} documents`).waitFor();
       assert.equal(await documents.getAttribute('data-level'), 'full');
       await documents.getByText('Limit reached').waitFor();
 
-      // One more is refused by the API; its message and the upgrade show.
-      await process.click();
+      // One more is refused by the API, in its words, with the upgrade; the page offers that upgrade.
+      const refused = await report(1);
+      assert.equal(refused.status, 403);
+      assert.equal(refused.body.error.code, 'quota_exceeded');
+      assert.equal(refused.body.error.message, 'the documents_per_month limit of the free plan is reached');
+      assert.equal(refused.body.error.upgrade_to, 'pro');
+      assert.match(refused.headers.get('x-upgrade-url') ?? '', /plan=pro/);
+      await page.reload();
+      await documents.getByText(`${FREE_DOCS_LIMIT} of ${FREE_DOCS_LIMIT} documents`).waitFor();
       const prompt = page.locator('.quota');
-      await prompt.getByText('the documents_per_month limit of the free plan is reached').waitFor();
+      await prompt.getByText(
+        new RegExp(`^Documents this month: the Free plan's limit of ${FREE_DOCS_LIMIT} is reached, and KRAFTD refuses more until `),
+      ).waitFor();
       await screenshot(page, 'quota');
       await prompt.getByRole('button', { name: 'Upgrade to Professional' }).click();
     });

@@ -2,7 +2,8 @@
 // `handler serve` (built beforehand by cargo) on a free loopback port with a
 // fresh data directory and the offline Stripe simulator, serving the built
 // web app (`npm run build`); Debian's Chromium driven by playwright-core.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -51,18 +52,16 @@ export async function startService() {
   const log = createWriteStream(join(FAILURES, 'handler.log'));
   // Only what the service needs: no Stripe key (so the simulator), no SMTP
   // (emails become files), return URLs left to their local defaults.
-  const child = spawn(bin, ['serve'], {
-    env: {
-      PATH: process.env.PATH,
-      PORT: String(port),
-      DATA_DIR: dataDir,
-      WEB_DIST: dist,
-      FREE_PLAN_DOCS_LIMIT: String(FREE_DOCS_LIMIT),
-      LOG_FORMAT: 'text',
-      RUST_LOG: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const env = {
+    PATH: process.env.PATH,
+    PORT: String(port),
+    DATA_DIR: dataDir,
+    WEB_DIST: dist,
+    FREE_PLAN_DOCS_LIMIT: String(FREE_DOCS_LIMIT),
+    LOG_FORMAT: 'text',
+    RUST_LOG: 'info',
+  };
+  const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   const exited = new Promise((ok) => child.on('exit', (code, signal) => ok({ code, signal })));
@@ -85,6 +84,50 @@ export async function startService() {
     base,
     /** Where the service writes each email as an `.eml` file (no SMTP_URL). */
     mailDir: join(dataDir, 'mail'),
+    /**
+     * A service key, issued as an operator does: `handler service-keys
+     * create` on the served handler's store (same binary, data directory and
+     * settings). Returns the key, which it prints alone on its last line.
+     */
+    async createServiceKey(name = 'e2e-document-service', scopes = 'usage:write,entitlements:read') {
+      const stdout = await new Promise((ok, fail) =>
+        execFile(bin, ['service-keys', 'create', '--name', name, '--scopes', scopes], { env }, (e, out, err) =>
+          e ? fail(new Error(`handler service-keys create failed: ${e.message}\n${err}`)) : ok(out),
+        ),
+      );
+      const key = stdout.trim().split('\n').at(-1)?.trim();
+      if (!key) throw new Error(`handler service-keys create printed no key: ${JSON.stringify(stdout)}`);
+      return key;
+    },
+    /**
+     * Reports usage the way KRAFTD's services do: `POST
+     * /api/accounts/{account}/usage` with a service key and a fresh
+     * Idempotency-Key. Returns `{status, body, headers}`, refusals included.
+     */
+    async reportUsage(key, accountId, report, idempotencyKey = randomUUID()) {
+      const response = await fetch(`${base}/api/accounts/${accountId}/usage`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'idempotency-key': idempotencyKey,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify(report),
+      });
+      return { status: response.status, body: await response.json(), headers: response.headers };
+    },
+    /** The id of the account a user acts on by default (the one they own),
+     * as the answer to their sign-in names it. */
+    async accountIdOf(email, password) {
+      const response = await fetch(`${base}/api/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email, password }),
+      });
+      const body = await response.json();
+      if (!response.ok || !body.account) throw new Error(`sign-in as ${email}: ${response.status} ${JSON.stringify(body)}`);
+      return body.account.id;
+    },
     async stop() {
       child.kill('SIGTERM');
       await exited;

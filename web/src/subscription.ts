@@ -23,6 +23,15 @@ export function changeTargets(sub: Subscription, plans: Plan[]): PlanTarget[] {
     .filter((t) => !(live && t.planId === sub.plan.id && t.interval === sub.billing_interval));
 }
 
+/** The tiers, lowest first, as the API orders them. */
+const TIERS: readonly PlanId[] = ['free', 'pro', 'enterprise'];
+
+/** The next tier up, the one the API names in its upgrade hints
+ * (`upgrade_to`); `undefined` at the top. */
+export function nextTier(plan: PlanId): PlanId | undefined {
+  return TIERS[TIERS.indexOf(plan) + 1];
+}
+
 export function planName(plans: Plan[], id: string): string {
   return plans.find((p) => p.id === id)?.name ?? id;
 }

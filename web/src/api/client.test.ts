@@ -3,31 +3,32 @@ import { api, ApiError, call } from './client';
 import { currentSession, signIn, switchAccount } from '../session';
 import { fakeApi } from '../test/fakeApi';
 
+// Every seat taken: the refusal carries the same fields as any quota refusal.
 const quota = {
   error: {
     code: 'quota_exceeded',
-    message: 'the documents_per_month limit of the free plan is reached',
+    message: 'the team_members limit of the free plan is reached',
     upgrade_to: 'pro',
-    limit: 'documents_per_month',
+    limit: 'team_members',
   },
 };
 
 test('an error answer becomes an ApiError with the API’s message, upgrade and link', async () => {
   fakeApi({
-    'POST /api/usage/consume': {
+    'POST /api/account/invitations': {
       status: 403,
       body: quota,
       headers: { 'x-upgrade-url': 'https://kraftd.io/pricing?plan=pro' },
     },
   });
-  const error = await call(api.POST('/api/usage/consume', { body: { metric: 'documents', quantity: 1 } })).catch(
-    (e: unknown) => e,
-  );
+  const error = await call(
+    api.POST('/api/account/invitations', { body: { email: 'grace@example.com', role: 'member' } }),
+  ).catch((e: unknown) => e);
   expect(error).toBeInstanceOf(ApiError);
   expect(error).toMatchObject({
     status: 403,
     code: 'quota_exceeded',
-    message: 'the documents_per_month limit of the free plan is reached',
+    message: 'the team_members limit of the free plan is reached',
     upgradeTo: 'pro',
     upgradeUrl: 'https://kraftd.io/pricing?plan=pro',
   });

@@ -127,6 +127,156 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/accounts/{account_id}/entitlements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What an account's plan grants and where it stands
+         * @description Cheap and cacheable: an `ETag` (send it back in `If-None-Match` for a
+         *     `304`) and a short `max-age`.
+         */
+        get: operations["GetAccountEntitlements"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts/{account_id}/gauges/{metric}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set a gauge to an observed level */
+        put: operations["SetGauge"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts/{account_id}/reservations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hold quota for work that may fail
+         * @description Holds `quantity` of the metric atomically: it counts against the limit
+         *     until committed, released or expired (`ttl_seconds`, 15 minutes by
+         *     default). Idempotent by `Idempotency-Key` as `POST …/usage` is.
+         */
+        post: operations["CreateReservation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts/{account_id}/reservations/{reservation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Release a reservation
+         * @description Gives the whole hold back. Releasing again answers the same.
+         */
+        delete: operations["ReleaseReservation"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts/{account_id}/reservations/{reservation_id}/commit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Commit what a reservation used
+         * @description Records `quantity` (all of the hold when absent) and releases the rest.
+         *     Committing again with the same quantity answers the same.
+         */
+        post: operations["CommitReservation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts/{account_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report usage once
+         * @description Records a counter's increase (`documents`, `api_calls`, `exports`)
+         *     against the plan's limits, atomically: concurrent reports never admit
+         *     more than the limit, and live reservations count against it. The same
+         *     `Idempotency-Key` (kept at least 24 hours) with the same body answers the
+         *     same, with `Idempotent-Replayed: true`, and counts nothing; with another
+         *     body it is `422 idempotency_key_reused`. A refusal records nothing, so a
+         *     retry is decided afresh.
+         */
+        post: operations["ReportUsage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts/{account_id}/usage/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report events after the fact
+         * @description For a gateway that counts API calls and reports them in batches: each
+         *     event is counted once by its `id` (kept at least 24 hours) in the window
+         *     of its `occurred_at`, whatever the limit (it happened); `over_limit`
+         *     says when the total passed it. One bad event is rejected alone.
+         */
+        post: operations["ReportUsageBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/login": {
         parameters: {
             query?: never;
@@ -456,27 +606,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/usage/consume": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Record usage against the plan's limits
-         * @description Called by KRAFTD's document service. Checked and recorded atomically:
-         *     concurrent calls never admit more than the limit.
-         */
-        post: operations["ConsumeUsage"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/webhooks/stripe": {
         parameters: {
             query?: never;
@@ -503,6 +632,20 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AccountEntitlements: {
+            /** Format: uuid */
+            account_id: string;
+            /** @description The plan's limits and features. */
+            limits: components["schemas"]["Limits"];
+            /** @description Some metric is past its limit. */
+            over_limit: boolean;
+            plan: components["schemas"]["PlanId"];
+            upgrade_to: null | components["schemas"]["PlanId"];
+            /** @description Keyed by metric. */
+            usage: {
+                [key: string]: components["schemas"]["UsageReading"];
+            };
+        };
         /** @description The accounts the caller belongs to. */
         AccountList: {
             accounts: components["schemas"]["AccountSummary"][];
@@ -518,6 +661,10 @@ export interface components {
             /** @description The plan the account subscribes to. */
             plan_id: components["schemas"]["PlanId"];
             role: components["schemas"]["Role"];
+        };
+        BatchOutcome: {
+            /** @description One per event, in order. */
+            results: components["schemas"]["EventOutcome"][];
         };
         /** @enum {string} */
         BillingInterval: "monthly" | "annual";
@@ -539,18 +686,22 @@ export interface components {
             message: string;
             session_id: string;
         };
-        /**
-         * @description What KRAFTD's document service reports: a counter's increase, or a
-         *     gauge's change (negative frees storage).
-         */
+        CommitInput: {
+            /**
+             * Format: int64
+             * @description What was used: 0 up to what was held (all of it when absent); the
+             *     rest is released.
+             */
+            quantity?: number | null;
+        };
+        /** @description What KRAFTD's services report: a counter's increase. */
         ConsumeRequest: {
             feature?: null | components["schemas"]["Feature"];
             format?: null | components["schemas"]["ExportFormat"];
             metric: components["schemas"]["Metric"];
             /**
              * Format: int64
-             * @description Positive for counters; a non-zero change for gauges. At most
-             *     1,000,000 either way in one report.
+             * @description From 1 to 1,000,000 in one report.
              */
             quantity: number;
         };
@@ -569,7 +720,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "rate_limited" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -626,10 +777,51 @@ export interface components {
         ErrorResponse: {
             error: components["schemas"]["ErrorDetail"];
         };
+        EventOutcome: {
+            error?: string | null;
+            id: string;
+            /** @description `recorded`: the total is past the plan's limit. */
+            over_limit?: boolean | null;
+            status: components["schemas"]["EventStatus"];
+            /**
+             * Format: int64
+             * @description `recorded`: the metric's total in the event's window.
+             */
+            total?: number | null;
+        };
+        /** @enum {string} */
+        EventStatus: "recorded" | "duplicate" | "rejected";
         /** @enum {string} */
         ExportFormat: "pdf" | "excel" | "json" | "csv" | "xml";
         /** @enum {string} */
         Feature: "ai_features";
+        GaugeInput: {
+            /**
+             * Format: date-time
+             * @description When it was observed: an observation older than the stored one
+             *     changes nothing.
+             */
+            observed_at: string;
+            /**
+             * Format: int64
+             * @description The level observed, e.g. megabytes stored.
+             */
+            value: number;
+        };
+        GaugeReading: components["schemas"]["UsageReading"] & {
+            /** @description Whether this observation is now the level (false: a newer one stands). */
+            applied: boolean;
+            /**
+             * Format: date-time
+             * @description When the level that stands was observed.
+             */
+            observed_at: string;
+            /**
+             * @description Past the plan's limit (after a downgrade, say): reservations that
+             *     would grow it are refused.
+             */
+            over_limit: boolean;
+        };
         Health: {
             /** @example ok */
             status: string;
@@ -804,6 +996,49 @@ export interface components {
          *     account waits, `incomplete`, until Stripe confirms the payment).
          */
         RegisterResponse: components["schemas"]["TokenResponse"] | components["schemas"]["Checkout"];
+        /** @description A reservation as the API shows it. */
+        ReservationView: {
+            /**
+             * Format: int64
+             * @description `committed`: what was recorded.
+             */
+            committed_quantity?: number | null;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When the hold ends by itself unless committed or released.
+             */
+            expires_at: string;
+            /**
+             * Format: uuid
+             * @description Commit or release it by this id.
+             */
+            id: string;
+            metric: components["schemas"]["Metric"];
+            /**
+             * Format: int64
+             * @description What is held.
+             */
+            quantity: number;
+            /**
+             * @description `held`, `committed`, `released` or `expired`.
+             * @example held
+             */
+            status: string;
+        };
+        /** @description Holds quota for work that may fail. */
+        ReserveInput: {
+            metric: components["schemas"]["Metric"];
+            /** Format: int64 */
+            quantity: number;
+            /**
+             * Format: int64
+             * @description How long the hold lasts unless committed or released: 1 second to
+             *     24 hours; 15 minutes if absent.
+             */
+            ttl_seconds?: number | null;
+        };
         /**
          * @description A member's role. Ordered by what it may do: an owner may do everything
          *     an admin may, an admin everything a member may.
@@ -901,8 +1136,30 @@ export interface components {
         TransferRequest: {
             user_id: string;
         };
+        UsageBatch: {
+            /** @description 1 to 1000 events. */
+            events: components["schemas"]["UsageEvent"][];
+        };
+        /** @description One thing that happened, reported after the fact. */
+        UsageEvent: {
+            /** @description Unique per event: a repeated id is counted once (for at least 24 hours). */
+            id: string;
+            metric: components["schemas"]["Metric"];
+            /**
+             * Format: date-time
+             * @description When it happened: within the last 24 hours, not in the future.
+             */
+            occurred_at: string;
+            /** Format: int64 */
+            quantity: number;
+        };
         /** @description Where one metric stands against the plan's limit. */
         UsageReading: {
+            /**
+             * Format: int64
+             * @description Held by live reservations: counts against the limit too.
+             */
+            held: number;
             /**
              * Format: int64
              * @description `null`: unlimited.
@@ -1000,12 +1257,6 @@ export interface operations {
             /** @description Invited; the email is on its way */
             201: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1015,12 +1266,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1041,12 +1286,6 @@ export interface operations {
             /** @description `forbidden` (a member's role), `email_not_verified` (the sender has not verified their email yet), or `quota_exceeded` with `limit: team_members` and `upgrade_to` (every seat is taken) */
             403: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -1058,12 +1297,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1073,12 +1306,6 @@ export interface operations {
             /** @description `already_invited`: a member, or a pending invitation, has this email */
             409: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1088,12 +1315,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1103,12 +1324,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1118,31 +1333,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1152,12 +1342,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1186,12 +1370,6 @@ export interface operations {
             /** @description Withdrawn */
             204: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1210,12 +1388,6 @@ export interface operations {
             /** @description `forbidden` */
             403: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -1227,31 +1399,6 @@ export interface operations {
             /** @description `invitation_not_found` */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1261,12 +1408,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1292,12 +1433,6 @@ export interface operations {
             /** @description The team */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1318,31 +1453,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1352,12 +1462,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1386,12 +1490,6 @@ export interface operations {
             /** @description Removed */
             204: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1410,12 +1508,6 @@ export interface operations {
             /** @description `forbidden` */
             403: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -1427,12 +1519,6 @@ export interface operations {
             /** @description `member_not_found` */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1442,31 +1528,6 @@ export interface operations {
             /** @description `owner_cannot_be_removed`: transfer ownership first */
             409: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1476,12 +1537,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1514,12 +1569,6 @@ export interface operations {
             /** @description The member, with the new role */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1529,12 +1578,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1555,12 +1598,6 @@ export interface operations {
             /** @description `forbidden` */
             403: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -1572,12 +1609,6 @@ export interface operations {
             /** @description `member_not_found` */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1587,12 +1618,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1602,12 +1627,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1617,31 +1636,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1651,12 +1645,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1686,12 +1674,6 @@ export interface operations {
             /** @description The team after the transfer */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1701,12 +1683,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1727,12 +1703,6 @@ export interface operations {
             /** @description `forbidden`: not the owner */
             403: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -1744,12 +1714,6 @@ export interface operations {
             /** @description `member_not_found` */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1759,12 +1723,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1774,12 +1732,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1789,31 +1741,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1823,12 +1750,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -1862,6 +1783,1132 @@ export interface operations {
                 headers: {
                     /** @description `Bearer` */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    GetAccountEntitlements: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Plan, features and every metric's reading */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountEntitlements"];
+                };
+            };
+            /** @description Unchanged since the `If-None-Match` ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `entitlements:read` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    SetGauge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+                /** @description `storage_mb` */
+                metric: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GaugeInput"];
+            };
+        };
+        responses: {
+            /** @description The level that stands now */
+            200: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GaugeReading"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    CreateReservation: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Names this reservation: 1 to 255 printable ASCII characters */
+                "Idempotency-Key": string;
+            };
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReserveInput"];
+            };
+        };
+        responses: {
+            /** @description Held (or replayed) */
+            201: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReservationView"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the hold would pass a monthly or gauge limit; `missing_scope` */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the daily API calls are used up */
+            429: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ReleaseReservation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+                reservation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released */
+            200: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReservationView"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `reservation_closed`: committed or expired */
+            409: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    CommitReservation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+                reservation_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Optional: an empty body commits the whole hold */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CommitInput"];
+            };
+        };
+        responses: {
+            /** @description Committed */
+            200: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReservationView"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `reservation_closed`: released, expired, or committed with another quantity */
+            409: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ReportUsage: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Names this report: 1 to 255 printable ASCII characters */
+                "Idempotency-Key": string;
+            };
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsumeRequest"];
+            };
+        };
+        responses: {
+            /** @description Recorded (or replayed); where the metric stands now */
+            200: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReading"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded` (a monthly limit), `not_in_plan` (a feature or export format) or `missing_scope` */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the daily API calls are used up; `Retry-After` says when they reset */
+            429: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ReportUsageBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UsageBatch"];
+            };
+        };
+        responses: {
+            /** @description A result per event */
+            200: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchOutcome"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2224,12 +3271,6 @@ export interface operations {
             /** @description Cancels at period end; the plan holds until then */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2250,31 +3291,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2284,12 +3300,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -2315,12 +3325,6 @@ export interface operations {
             /** @description A portal session's URL */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2330,12 +3334,6 @@ export interface operations {
             /** @description `no_billing_account`: never subscribed to a paid plan */
             400: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2356,31 +3354,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2390,12 +3363,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -2426,12 +3393,6 @@ export interface operations {
             /** @description A page of invoices */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2452,12 +3413,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2467,31 +3422,6 @@ export interface operations {
             /** @description `invalid_field`: `limit`, `starting_after` (not one of yours) or `query` */
             422: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2501,12 +3431,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -2536,12 +3460,6 @@ export interface operations {
             /** @description The amount due now */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2551,12 +3469,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2577,12 +3489,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2592,12 +3498,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2607,12 +3507,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2622,31 +3516,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2656,12 +3525,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -2687,12 +3550,6 @@ export interface operations {
             /** @description Renews again */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2713,31 +3570,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2747,12 +3579,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -2778,12 +3604,6 @@ export interface operations {
             /** @description The subscription */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2804,31 +3624,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2838,12 +3633,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -2873,12 +3662,6 @@ export interface operations {
             /** @description The subscription changed, or a change is scheduled */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2888,12 +3671,6 @@ export interface operations {
             /** @description Pay at this checkout first */
             201: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2903,12 +3680,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2929,12 +3700,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2944,12 +3709,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2959,12 +3718,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2974,31 +3727,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3008,12 +3736,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -3039,12 +3761,6 @@ export interface operations {
             /** @description The plan in effect and its limits */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3065,31 +3781,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3099,12 +3790,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;
@@ -3348,12 +4033,6 @@ export interface operations {
             /** @description Every metric, with reset times */
             200: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3374,31 +4053,6 @@ export interface operations {
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3408,184 +4062,6 @@ export interface operations {
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-        };
-    };
-    ConsumeUsage: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
-                "X-Account-Id"?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ConsumeRequest"];
-            };
-        };
-        responses: {
-            /** @description Recorded; where the metric stands now */
-            200: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["UsageReading"];
-                };
-            };
-            /** @description `malformed_json`, with the line and column */
-            400: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
-            401: {
-                headers: {
-                    /** @description `Bearer` */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded` (a monthly or gauge limit) or `not_in_plan` (a feature or export format) */
-            403: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
-            404: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
-            413: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `unsupported_media_type`: the body must be `application/json` */
-            415: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `invalid_field`: the `field` that is missing or wrong */
-            422: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description `quota_exceeded`: the plan's daily API calls are used up */
-            429: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
-                    /** @description Seconds to wait before trying again */
-                    "Retry-After"?: number;
-                    /** @description The pricing page for the next tier up; absent at the top tier */
-                    "X-Upgrade-Url"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
-            default: {
-                headers: {
-                    /** @description API calls a UTC day allows on the caller's plan; absent on unlimited plans */
-                    "RateLimit-Limit"?: number;
-                    /** @description API calls left today (UTC); absent on unlimited plans */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until the next UTC midnight; absent on unlimited plans */
-                    "RateLimit-Reset"?: number;
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
                     [name: string]: unknown;

@@ -20,7 +20,9 @@ export type PlanChangePreview = Json<'/api/billing/preview-change', 'post', 200>
 export type InvoicePage = Json<'/api/billing/invoices', 'get', 200>;
 export type Invoice = InvoicePage['invoices'][number];
 export type UsageReport = Json<'/api/usage', 'get', 200>;
-export type MeterReading = Json<'/api/usage/consume', 'post', 200>;
+/** Where one metric stands against the plan's limit: used, held by live
+ * reservations (which count against the limit too), limit and reset. */
+export type MeterReading = UsageReport['usage'][string];
 export type Registered = Json<'/api/auth/register/with-plan', 'post', 201>;
 export type TokenResponse = Json<'/api/auth/login', 'post', 200>;
 export type AccountList = Json<'/api/accounts', 'get', 200>;

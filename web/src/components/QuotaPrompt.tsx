@@ -1,23 +1,23 @@
-import type { ApiError } from '../api/client';
 import type { Plan } from '../api/types';
 import { planName, type PlanTarget } from '../subscription';
 
-/** A limit the API refused to go past (403 `quota_exceeded`): its message,
- * and the upgrade that lifts it. Without `onUpgrade` (the caller may not
- * change the plan) it says who can. */
+/** A limit that is reached: what it is (the API's own words when it refused
+ * a request, 403 `quota_exceeded`), and the upgrade that lifts it. Without
+ * `onUpgrade` (the caller may not change the plan) it says who can. */
 export function QuotaPrompt({
-  refused,
+  message,
+  upgradeTo,
   plans,
   onUpgrade,
 }: {
-  refused: ApiError;
+  message: string;
+  upgradeTo?: string;
   plans: Plan[];
   onUpgrade?: (t: PlanTarget) => void;
 }) {
-  const upgradeTo = refused.upgradeTo;
   return (
     <div className="quota" role="alert">
-      <p>{refused.message}</p>
+      <p>{message}</p>
       {upgradeTo &&
         (onUpgrade ? (
           <button

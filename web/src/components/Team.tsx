@@ -27,6 +27,7 @@ export function seatsReading(seats: Seats): MeterReading {
     metric: 'team_members',
     limit_name: 'team_members',
     used: seats.used,
+    held: 0,
     limit: seats.limit,
     remaining: seats.limit === null ? null : Math.max(0, seats.limit - seats.used),
     window: null,
@@ -333,7 +334,7 @@ function Invite({
         </select>
       </div>
       {refused ? (
-        <QuotaPrompt refused={refused} plans={plans} onUpgrade={onUpgrade} />
+        <QuotaPrompt message={refused.message} upgradeTo={refused.upgradeTo} plans={plans} onUpgrade={onUpgrade} />
       ) : unconfirmed ? (
         <div className="error" role="alert" id={FORM_ERROR_ID}>
           <p>Confirm your email address before inviting anyone.</p>

@@ -3,11 +3,12 @@ import { describe, expect, test } from 'vitest';
 import type { MeterReading } from '../api/types';
 import { UsageBar, usageLevel } from './UsageBar';
 
-function reading(used: number, limit: number | null): MeterReading {
+function reading(used: number, limit: number | null, held = 0): MeterReading {
   return {
     metric: 'documents',
     limit_name: 'documents_per_month',
     used,
+    held,
     limit,
     remaining: limit === null ? null : Math.max(0, limit - used),
     window: { start: '2026-11-01T00:00:00Z', end: '2026-12-01T00:00:00Z' },
@@ -50,6 +51,22 @@ describe('UsageBar', () => {
     expect(container.firstElementChild?.getAttribute('data-level')).toBe('full');
     expect(screen.getByText(/Limit reached/)).toBeTruthy();
     expect(screen.getByText(/resets Dec 1, 2026/)).toBeTruthy();
+  });
+
+  test('counts what reservations hold against the limit, and says so', () => {
+    const { container } = render(<UsageBar reading={reading(38, 50, 2)} />);
+    expect(container.firstElementChild?.getAttribute('data-level')).toBe('warning');
+    const meter = screen.getByRole('meter');
+    expect(meter.getAttribute('aria-valuenow')).toBe('40');
+    expect(meter.getAttribute('aria-valuetext')).toBe(
+      '38 of 50 documents · 2 held for work in progress, nearly at the limit',
+    );
+  });
+
+  test('is full when what is used and held reaches the limit', () => {
+    const { container } = render(<UsageBar reading={reading(49, 50, 1)} />);
+    expect(container.firstElementChild?.getAttribute('data-level')).toBe('full');
+    expect(screen.getByText(/Limit reached/)).toBeTruthy();
   });
 
   test('shows an unlimited metric as a count, without a bar', () => {

@@ -24,6 +24,17 @@ const LEVEL_TEXT: Record<UsageLevel, string> = {
   full: 'Limit reached',
 };
 
+/** The metric's name as the usage display says it ("Documents this month"). */
+export function metricName(metric: MeterReading['metric']): string {
+  return LABELS[metric].name;
+}
+
+/** What counts against the limit: what was used and what live reservations
+ * hold (work in progress that KRAFTD's services reserved quota for). */
+export function taken(reading: MeterReading): number {
+  return reading.used + reading.held;
+}
+
 /** Usage against one limit, as a bar whose state is also said in words.
  * `label` names it where the metric's own name would not fit (the Team
  * section's "Seats"). */
@@ -33,6 +44,7 @@ export function UsageBar({ reading, label }: { reading: MeterReading; label?: st
   // "1 document", "0 of 1 member", "3 of 50 documents": the last number decides.
   const unit = (n: number) => (n === 1 ? one : many);
   const id = `usage-${label ? label.toLowerCase().replace(/[^a-z0-9]+/g, '-') : reading.metric}`;
+  const held = reading.held > 0 ? ` · ${formatCount(reading.held)} held for work in progress` : '';
   if (reading.limit === null) {
     return (
       <div className="usage" data-metric={reading.metric} data-level="unlimited">
@@ -40,15 +52,18 @@ export function UsageBar({ reading, label }: { reading: MeterReading; label?: st
           {name}
         </span>
         <span className="usage-text">
-          {formatCount(reading.used)} {unit(reading.used)} · unlimited
+          {formatCount(reading.used)} {unit(reading.used)}
+          {held} · unlimited
         </span>
       </div>
     );
   }
   const limit = reading.limit;
-  const level = usageLevel(reading.used, limit);
-  const percent = limit === 0 ? 100 : Math.min(100, Math.round((reading.used * 100) / limit));
-  const text = `${formatCount(reading.used)} of ${formatCount(limit)} ${unit(limit)}`;
+  // Held quota counts against the limit as used quota does.
+  const counted = taken(reading);
+  const level = usageLevel(counted, limit);
+  const percent = limit === 0 ? 100 : Math.min(100, Math.round((counted * 100) / limit));
+  const text = `${formatCount(reading.used)} of ${formatCount(limit)} ${unit(limit)}${held}`;
   return (
     <div className="usage" data-metric={reading.metric} data-level={level}>
       <span id={id} className="usage-name">
@@ -60,7 +75,7 @@ export function UsageBar({ reading, label }: { reading: MeterReading; label?: st
         aria-labelledby={id}
         aria-valuemin={0}
         aria-valuemax={limit}
-        aria-valuenow={Math.min(reading.used, limit)}
+        aria-valuenow={Math.min(counted, limit)}
         aria-valuetext={`${text}${level === 'ok' ? '' : `, ${LEVEL_TEXT[level].toLowerCase()}`}`}
       >
         <div className="fill" style={{ width: `${percent}%` }} />

@@ -132,3 +132,54 @@ test('the profile is asked again: an email confirmed elsewhere drops the notice,
   await vi.waitFor(() => expect(currentSession()?.emailVerified).toBe(true));
   expect(screen.queryByRole('region', { name: 'Confirm your email address' })).toBeNull();
 });
+
+const documents = (used: number, held: number, limit: number) => ({
+  metric: 'documents',
+  limit_name: 'documents_per_month',
+  used,
+  held,
+  limit,
+  remaining: Math.max(0, limit - used - held),
+  window: { start: '2026-11-01T00:00:00Z', end: '2026-12-01T00:00:00Z' },
+  resets_at: '2026-12-01T00:00:00Z',
+});
+
+test('a limit reached by the services’ reports shows as full, with the upgrade that lifts it', async () => {
+  fakeApi({
+    ...routes([own]),
+    'GET /api/usage': { body: { plan: 'free', usage: { documents: documents(49, 1, 50) } } },
+  });
+  signInAsGrace(own);
+  render(<AccountPage />);
+  const usage = await screen.findByRole('region', { name: 'Usage' });
+  const prompt = await within(usage).findByRole('alert');
+  expect(prompt.className).toBe('quota');
+  expect(within(prompt).getByText(
+    "Documents this month: the Free plan's limit of 50 is reached, and KRAFTD refuses more until Dec 1, 2026.",
+  )).toBeTruthy();
+  expect(within(prompt).getByRole('button', { name: 'Upgrade to Professional' })).toBeTruthy();
+  expect(within(usage).getByText(/49 of 50 documents · 1 held for work in progress/)).toBeTruthy();
+});
+
+test('below the limit there is no prompt; a member at it is told who can upgrade', async () => {
+  fakeApi({
+    ...routes([engines]),
+    'GET /api/usage': { body: { plan: 'pro', usage: { documents: documents(999, 0, 1000) } } },
+  });
+  signInAsGrace(engines);
+  const { unmount } = render(<AccountPage />);
+  let usage = await screen.findByRole('region', { name: 'Usage' });
+  await within(usage).findByText(/999 of 1,000 documents/);
+  expect(within(usage).queryByRole('alert')).toBeNull();
+  unmount();
+
+  fakeApi({
+    ...routes([engines]),
+    'GET /api/usage': { body: { plan: 'pro', usage: { documents: documents(1000, 0, 1000) } } },
+  });
+  render(<AccountPage />);
+  usage = await screen.findByRole('region', { name: 'Usage' });
+  const prompt = await within(usage).findByRole('alert');
+  expect(prompt.textContent).toContain('Ask an owner or admin of this account to upgrade to Enterprise.');
+  expect(within(prompt).queryByRole('button')).toBeNull();
+});

@@ -8,14 +8,15 @@ import { InvoiceTable } from '../components/InvoiceTable';
 import { PlanChange } from '../components/PlanChange';
 import { QuotaPrompt } from '../components/QuotaPrompt';
 import { Team } from '../components/Team';
-import { UsageBar } from '../components/UsageBar';
-import { formatDate, formatMoney } from '../format';
+import { metricName, taken, UsageBar } from '../components/UsageBar';
+import { formatCount, formatDate, formatMoney } from '../format';
 import { useFreshProfile } from '../profile';
 import { navigate, useLocation } from '../router';
 import { currentSession, forgetAccount, switchAccount, useSession, type SessionAccount } from '../session';
 import {
   changeTargets,
   isLiveSubscription,
+  nextTier,
   planName,
   STATUS_TEXT,
   type PlanTarget,
@@ -474,45 +475,31 @@ function ChangeOptions({
   );
 }
 
-/** Usage against the plan's limits, and the quota prompt when one is hit. */
+/** Usage against the plan's limits (KRAFTD's services report it), and the
+ * upgrade prompt when a limit is reached. */
 function Usage({ plans, onUpgrade }: { plans: Plan[]; onUpgrade?: (t: PlanTarget) => void }) {
   const usage = useLoad(() => call(api.GET('/api/usage')), []);
-  const [refused, setRefused] = useState<ApiError | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-
-  // Stands in for KRAFTD's document service, which records each processed
-  // document against the plan through the same endpoint.
-  async function processDocument() {
-    setBusy(true);
-    setError(null);
-    setRefused(null);
-    try {
-      await call(api.POST('/api/usage/consume', { body: { metric: 'documents', quantity: 1 } }));
-    } catch (e) {
-      if (e instanceof ApiError && e.upgradeTo) setRefused(e);
-      else setError(e);
-    } finally {
-      setBusy(false);
-      usage.reload();
-    }
-  }
+  const readings = METRIC_ORDER.flatMap((m) => usage.data?.usage[m] ?? []);
+  const reached = readings.filter((r) => r.limit !== null && taken(r) >= r.limit);
+  const plan = usage.data?.plan;
+  const name = plan ? planName(plans, plan) : '';
+  const message = reached
+    .map((r) => {
+      const resets = r.resets_at ? ` until ${formatDate(r.resets_at)}` : '';
+      return `${metricName(r.metric)}: the ${name} plan's limit of ${formatCount(r.limit ?? 0)} is reached, and KRAFTD refuses more${resets}.`;
+    })
+    .join(' ');
 
   return (
     <section className="card" aria-labelledby="usage-heading">
       <h2 id="usage-heading">Usage</h2>
-      <ErrorMessage error={usage.error ?? error} />
-      {refused && <QuotaPrompt refused={refused} plans={plans} onUpgrade={onUpgrade} />}
-      {usage.data &&
-        METRIC_ORDER.map((m) => {
-          const reading = usage.data?.usage[m];
-          return reading ? <UsageBar key={m} reading={reading} /> : null;
-        })}
-      <div className="actions">
-        <button type="button" onClick={processDocument} disabled={busy}>
-          Process a document
-        </button>
-      </div>
+      <ErrorMessage error={usage.error} />
+      {plan && reached.length > 0 && (
+        <QuotaPrompt message={message} upgradeTo={nextTier(plan)} plans={plans} onUpgrade={onUpgrade} />
+      )}
+      {readings.map((r) => (
+        <UsageBar key={r.metric} reading={r} />
+      ))}
     </section>
   );
 }
