@@ -39,6 +39,9 @@ pub enum AppError {
     Forbidden(Action),
     #[error("no such account among yours")]
     AccountNotFound,
+    /// A service credential named an account that does not exist.
+    #[error("no such account")]
+    NoSuchAccount,
     #[error("no such member in this account")]
     MemberNotFound,
     #[error("this invitation is used, withdrawn, expired or unknown")]

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::domain::account::{Account, AccountId};
+use crate::domain::plan::{ExportFormat, Feature};
 use crate::domain::ports::Versioned;
 use crate::domain::quota::{
     CloseOutcome, CloseRefusal, Closing, Fingerprint, GaugeObservation, GaugeOutcome, OperationId,
@@ -16,7 +17,8 @@ use crate::domain::quota::{
     UsageOperation, DEFAULT_RESERVATION_TTL, MAX_RESERVATION_TTL,
 };
 use crate::domain::usage::{
-    check_gate, ConsumeGate, Metric, MetricKind, QuotaDenial, UsageKey, UsageOutcome, MAX_QUANTITY,
+    check_gate, thresholds_crossed, ConsumeGate, Metric, MetricKind, QuotaDenial, UsageKey,
+    UsageOutcome, MAX_QUANTITY,
 };
 
 use super::usage::{ConsumeInput, MeterReading};
@@ -68,6 +70,12 @@ pub struct ReserveInput {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86_400)]
     pub ttl_seconds: Option<i64>,
+    /// The gated feature the work needs, checked against the plan.
+    #[serde(default)]
+    pub feature: Option<Feature>,
+    /// Required for `exports`: the format, checked against the plan.
+    #[serde(default)]
+    pub format: Option<ExportFormat>,
 }
 
 /// One thing that happened, reported after the fact.
@@ -97,10 +105,12 @@ pub struct Recorded {
     pub replayed: bool,
 }
 
-/// A reservation and where its metric stands.
+/// A reservation and where its metric stands (`None` on a replay: the
+/// level then is not the one the hold met).
 #[derive(Debug, Clone)]
 pub struct Held {
     pub reservation: Reservation,
+    pub reading: Option<MeterReading>,
     pub replayed: bool,
 }
 
@@ -148,13 +158,63 @@ fn counted(metric: Metric) -> Result<(), AppError> {
 }
 
 impl Billing {
+    /// The plan's yes/no rules for a use: its feature, its export format.
+    fn check_gate(
+        &self,
+        account: &Account,
+        metric: Metric,
+        feature: Option<Feature>,
+        format: Option<ExportFormat>,
+    ) -> Result<(), AppError> {
+        match (metric, format) {
+            (Metric::Exports, None) => {
+                return Err(AppError::invalid("format", "is required for exports"))
+            }
+            (m, Some(_)) if m != Metric::Exports => {
+                return Err(AppError::invalid(
+                    "format",
+                    "applies only to the exports metric",
+                ))
+            }
+            _ => {}
+        }
+        let plan = self.effective_plan(account);
+        check_gate(&plan.limits, ConsumeGate { feature, format }).map_err(|denial| {
+            AppError::NotInPlan {
+                denial,
+                plan: plan.id,
+                upgrade_to: plan.id.next_tier(),
+            }
+        })
+    }
+
+    /// Tells KRAFTD when a use crossed 80 % or 100 % of a windowed limit.
+    /// The use is recorded already, so a failure here is logged, not
+    /// returned: the daily rollup sends a lost event again.
+    async fn announce_thresholds(&self, account: &Account, key: UsageKey, before: u64, after: u64) {
+        let (Some(window), Some(limit)) = (
+            key.window,
+            key.metric.limit(&self.effective_plan(account).limits),
+        ) else {
+            return;
+        };
+        for percent in thresholds_crossed(before, after, Some(limit)) {
+            if let Err(e) = self
+                .usage_threshold_reached(account.id, key.metric, percent, window, after, limit)
+                .await
+            {
+                tracing::warn!(account_id = %account.id, metric = key.metric.as_str(), percent, error = %e, "usage threshold event not recorded; the rollup will send it");
+            }
+        }
+    }
+
     /// The account a service credential acts on, named by the path.
     pub async fn service_account(&self, id: &str) -> Result<Versioned<Account>, AppError> {
-        let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::AccountNotFound)?;
+        let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::NoSuchAccount)?;
         self.store
             .account_by_id(AccountId(id))
             .await?
-            .ok_or(AppError::AccountNotFound)
+            .ok_or(AppError::NoSuchAccount)
     }
 
     fn denial(
@@ -196,31 +256,7 @@ impl Billing {
             ));
         }
         check_quantity(input.quantity)?;
-        match (input.metric, input.format) {
-            (Metric::Exports, None) => {
-                return Err(AppError::invalid("format", "is required for exports"))
-            }
-            (m, Some(_)) if m != Metric::Exports => {
-                return Err(AppError::invalid(
-                    "format",
-                    "applies only to the exports metric",
-                ))
-            }
-            _ => {}
-        }
-        let plan = self.effective_plan(account);
-        check_gate(
-            &plan.limits,
-            ConsumeGate {
-                feature: input.feature,
-                format: input.format,
-            },
-        )
-        .map_err(|denial| AppError::NotInPlan {
-            denial,
-            plan: plan.id,
-            upgrade_to: plan.id.next_tier(),
-        })?;
+        self.check_gate(account, input.metric, input.feature, input.format)?;
         let now = self.clock.now();
         let usage_key = UsageKey::current(input.metric, now);
         let feature = input.feature.map(|f| format!("{f:?}")).unwrap_or_default();
@@ -236,11 +272,16 @@ impl Billing {
             account_id: account.id,
             key: usage_key,
             amount: input.quantity,
-            limit: input.metric.limit(&plan.limits),
+            limit: input.metric.limit(&self.effective_plan(account).limits),
             at: now,
         };
         let (used, replayed) = match self.store.record_operation(&op).await? {
-            OperationOutcome::Decided(UsageOutcome::Admitted { total }) => (total, false),
+            OperationOutcome::Decided(UsageOutcome::Admitted { total }) => {
+                let before = total.saturating_sub(input.quantity as u64);
+                self.announce_thresholds(account, usage_key, before, total)
+                    .await;
+                (total, false)
+            }
             OperationOutcome::Replayed { total } => (total, true),
             OperationOutcome::KeyReused => return Err(AppError::IdempotencyKeyReused),
             OperationOutcome::Decided(UsageOutcome::Denied { total }) => {
@@ -280,6 +321,7 @@ impl Billing {
     ) -> Result<Held, AppError> {
         counted(input.metric)?;
         check_quantity(input.quantity)?;
+        self.check_gate(account, input.metric, input.feature, input.format)?;
         let ttl = match input.ttl_seconds {
             None => DEFAULT_RESERVATION_TTL,
             Some(s) if (1..=MAX_RESERVATION_TTL.num_seconds()).contains(&s) => Duration::seconds(s),
@@ -300,6 +342,8 @@ impl Billing {
                 input.metric.as_str(),
                 &input.quantity.to_string(),
                 &ttl_part,
+                &input.feature.map(|f| format!("{f:?}")).unwrap_or_default(),
+                &input.format.map(|f| format!("{f:?}")).unwrap_or_default(),
             ]),
             account_id: account.id,
             metric: input.metric,
@@ -315,12 +359,14 @@ impl Billing {
             at: now,
         };
         match self.store.reserve(&request).await? {
-            ReserveOutcome::Held { .. } => Ok(Held {
+            ReserveOutcome::Held { used, held } => Ok(Held {
                 reservation,
+                reading: Some(self.reading(account, usage_key, used, held)),
                 replayed: false,
             }),
             ReserveOutcome::Replayed(reservation) => Ok(Held {
                 reservation,
+                reading: None,
                 replayed: true,
             }),
             ReserveOutcome::KeyReused => Err(AppError::IdempotencyKeyReused),
@@ -372,7 +418,17 @@ impl Billing {
             .close_reservation(account.id, id, closing, now)
             .await?
         {
-            CloseOutcome::Closed(r) => Ok(r),
+            CloseOutcome::Closed(r) => {
+                if let ReservationState::Committed { quantity } = r.state {
+                    if quantity > 0 {
+                        let level = self.store.levels(account.id, &[r.key()], now).await?[0];
+                        let before = level.used.saturating_sub(quantity as u64);
+                        self.announce_thresholds(account, r.key(), before, level.used)
+                            .await;
+                    }
+                }
+                Ok(r)
+            }
             CloseOutcome::NotFound => Err(AppError::ReservationNotFound),
             CloseOutcome::Refused(CloseRefusal::BeyondHold { held }) => Err(AppError::invalid(
                 "quantity",

@@ -108,6 +108,21 @@ impl Billing {
             })
             .collect();
         self.store.enqueue(&messages).await?;
+        // The events were sent when the usage crossed the thresholds; should
+        // one have been lost to a crash, this sends it (once: same event id).
+        if let Some(limit) = limit {
+            for percent in thresholds_reached(summary.documents, Some(limit)) {
+                self.usage_threshold_reached(
+                    account.value.id,
+                    metric,
+                    percent,
+                    summary.month,
+                    summary.documents,
+                    limit,
+                )
+                .await?;
+            }
+        }
         Ok(messages.len())
     }
 }

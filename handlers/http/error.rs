@@ -32,6 +32,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("missing bearer token (Authorization: Bearer <token>)")]
     MissingToken,
+    #[error("this endpoint answers only the Functions host")]
+    NotFromHost,
     #[error("no such endpoint")]
     NotFound,
     #[error("this endpoint does not accept that method")]
@@ -251,6 +253,7 @@ impl ApiError {
                 },
             ),
             ApiError::MissingToken => Parts::code(S::UNAUTHORIZED, C::Unauthenticated),
+            ApiError::NotFromHost => Parts::code(S::FORBIDDEN, C::Forbidden),
             ApiError::NotFound => Parts::code(S::NOT_FOUND, C::NotFound),
             ApiError::MethodNotAllowed => Parts::code(S::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
         }
@@ -338,7 +341,9 @@ fn app_parts(e: &AppError) -> Parts {
         AppError::Webhook(_) => Parts::code(S::BAD_REQUEST, C::InvalidWebhook),
         AppError::NoBillingAccount => Parts::code(S::BAD_REQUEST, C::NoBillingAccount),
         AppError::Forbidden(_) => Parts::code(S::FORBIDDEN, C::Forbidden),
-        AppError::AccountNotFound => Parts::code(S::NOT_FOUND, C::AccountNotFound),
+        AppError::AccountNotFound | AppError::NoSuchAccount => {
+            Parts::code(S::NOT_FOUND, C::AccountNotFound)
+        }
         AppError::MemberNotFound => Parts::code(S::NOT_FOUND, C::MemberNotFound),
         AppError::InvitationNotFound => Parts::code(S::NOT_FOUND, C::InvitationNotFound),
         AppError::AlreadyInvited(_) => Parts::new(

@@ -76,6 +76,8 @@ pub fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers([
             header::RETRY_AFTER,
             header::ETAG,
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
             HeaderName::from_static("ratelimit-limit"),
             HeaderName::from_static("ratelimit-remaining"),
             HeaderName::from_static("ratelimit-reset"),
@@ -157,6 +159,27 @@ pub async fn method_not_allowed_as_json(req: Request, next: Next) -> Response {
 
 /// The per-address limit of the routes the route table marks
 /// `Throttle::SignIn`; the per-account limits are their use-cases'.
+/// The timer and change-feed endpoints answer the Functions host alone,
+/// which POSTs JSON over loopback. Locally (`handler serve`) they share the
+/// listener with the web app, so a browser-style request (one with an
+/// `Origin`, or a form or text body that needs no CORS preflight) is
+/// refused before it can run a sweep or a rollup.
+pub async fn host_only(req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::ORIGIN) {
+        return ApiError::NotFromHost.into_response();
+    }
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return ApiError::UnsupportedMediaType.into_response();
+    }
+    next.run(req).await
+}
+
 pub async fn throttle_sign_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()

@@ -103,10 +103,12 @@ fn build(state: AppState, cors_origins: &[String], web: Option<WebApp>) -> Route
     }
     // Non-HTTP triggers: the host POSTs to /<FunctionName> over loopback.
     for f in TIMER_FUNCTIONS {
-        api = api.route(&format!("/{}", f.name), (f.mount)());
+        let route = (f.mount)().route_layer(from_fn(layers::host_only));
+        api = api.route(&format!("/{}", f.name), route);
     }
     for f in CHANGE_FEED_FUNCTIONS {
-        api = api.route(&format!("/{}", f.name), (f.mount)());
+        let route = (f.mount)().route_layer(from_fn(layers::host_only));
+        api = api.route(&format!("/{}", f.name), route);
     }
     let api = match web {
         Some(web) => api.fallback(move |req: Request| web.serve(req)),

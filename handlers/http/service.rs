@@ -350,6 +350,9 @@ pub async fn reserve(
         Err(e) => return Ok(refusal(e)),
     };
     let mut response = (StatusCode::CREATED, Json(view(&held.reservation, now))).into_response();
+    if let Some(reading) = &held.reading {
+        rate_limit(&mut response, reading, now);
+    }
     replayed(&mut response, held.replayed);
     Ok(response)
 }

@@ -317,9 +317,28 @@ pub fn thresholds_reached(used: u64, limit: Limit) -> Vec<u8> {
         .collect()
 }
 
+/// The thresholds a change from `before` to `after` crossed: reached now,
+/// not before.
+pub fn thresholds_crossed(before: u64, after: u64, limit: Limit) -> Vec<u8> {
+    let already = thresholds_reached(before, limit);
+    thresholds_reached(after, limit)
+        .into_iter()
+        .filter(|t| !already.contains(t))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_crosses_only_the_thresholds_it_reaches_anew() {
+        assert_eq!(thresholds_crossed(39, 40, Some(50)), vec![80]);
+        assert_eq!(thresholds_crossed(40, 41, Some(50)), Vec::<u8>::new());
+        assert_eq!(thresholds_crossed(10, 50, Some(50)), vec![80, 100]);
+        assert_eq!(thresholds_crossed(45, 60, Some(50)), vec![100]);
+        assert_eq!(thresholds_crossed(0, 60, None), Vec::<u8>::new());
+    }
 
     fn increment(amount: i64, limit: Limit) -> UsageIncrement {
         let at = Utc.with_ymd_and_hms(2026, 3, 5, 12, 0, 0).unwrap();
