@@ -219,7 +219,7 @@ async fn cors_allows_configured_origins_and_answers_preflight() {
     .await;
     let preflight = app
         .client
-        .request(reqwest::Method::OPTIONS, app.url("/api/usage/consume"))
+        .request(reqwest::Method::OPTIONS, app.url("/api/billing/upgrade"))
         .header("origin", "https://app.kraftd.io")
         .header("access-control-request-method", "POST")
         .header(

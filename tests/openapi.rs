@@ -246,7 +246,10 @@ fn strict_components(doc: &Value) -> Value {
 
 /// The headers the shared layers add, which the document must show where
 /// they are sent.
-const DOCUMENTED_HEADERS: [&str; 7] = [
+const DOCUMENTED_HEADERS: [&str; 10] = [
+    "ratelimit",
+    "ratelimit-policy",
+    "idempotent-replayed",
     "ratelimit-limit",
     "ratelimit-remaining",
     "ratelimit-reset",
@@ -255,6 +258,16 @@ const DOCUMENTED_HEADERS: [&str; 7] = [
     "www-authenticate",
     "etag",
 ];
+
+/// Whether a path is an instance of a documented route (`{name}` matches
+/// any one segment).
+fn same_route(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')))
+}
 
 struct Checker {
     doc: Value,
@@ -273,7 +286,11 @@ impl Checker {
     /// validates against its schema, and every layer header is documented.
     async fn check(&self, req: reqwest::RequestBuilder, path: &str) -> (u16, Value) {
         let r = req.send().await.unwrap();
-        assert_eq!(r.url().path(), path);
+        assert!(
+            same_route(path, r.url().path()),
+            "{} is not {path}",
+            r.url().path()
+        );
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let bytes = r.bytes().await.unwrap();
@@ -470,25 +487,134 @@ async fn real_answers_match_the_document() {
     let (status, _) = c.check(as_user(get(portal)), portal).await;
     assert_eq!(status, 400);
 
-    let consume = "/api/usage/consume";
+    // KRAFTD's services, on the user's account.
+    let accounts: Value = app.get_json(&token, "/api/accounts").await;
+    let account = accounts["accounts"][0]["id"].as_str().unwrap().to_owned();
+    let service = |method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, app.url(&path.replace("{account_id}", &account)))
+            .bearer_auth(&app.service_key)
+    };
+    let usage = "/api/accounts/{account_id}/usage";
+    let report = |key: &str, body: Value| {
+        service(reqwest::Method::POST, usage)
+            .header("Idempotency-Key", key)
+            .json(&body)
+    };
     let docs = |n: u64| json!({"metric": "documents", "quantity": n});
-    let (status, _) = c
-        .check(as_user(post(consume)).json(&docs(50)), consume)
-        .await;
+    let (status, _) = c.check(report("a", docs(45)), usage).await;
     assert_eq!(status, 200);
+    let (status, _) = c.check(report("a", docs(45)), usage).await;
+    assert_eq!(status, 200, "replayed");
+    let (status, refused) = c.check(report("a", docs(1)), usage).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    let xml = json!({"metric": "exports", "quantity": 1, "format": "xml"});
+    let (status, refused) = c.check(report("b", xml), usage).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("not_in_plan"))
+    );
     let (status, refused) = c
-        .check(as_user(post(consume)).json(&docs(1)), consume)
+        .check(
+            app.client
+                .post(app.url(&usage.replace("{account_id}", &account)))
+                .bearer_auth(&token)
+                .header("Idempotency-Key", "c")
+                .json(&docs(1)),
+            usage,
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("missing_scope"))
+    );
+    let reservations = "/api/accounts/{account_id}/reservations";
+    let (status, held) = c
+        .check(
+            service(reqwest::Method::POST, reservations)
+                .header("Idempotency-Key", "r1")
+                .json(&docs(3)),
+            reservations,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = held["id"].as_str().unwrap();
+    let (status, refused) = c
+        .check(
+            service(reqwest::Method::POST, reservations)
+                .header("Idempotency-Key", "r2")
+                .json(&docs(3)),
+            reservations,
+        )
         .await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
         (403, Some("quota_exceeded"))
     );
-    let ai = json!({"metric": "exports", "quantity": 1, "format": "xml"});
-    let (status, refused) = c.check(as_user(post(consume)).json(&ai), consume).await;
-    assert_eq!(
-        (status, refused["error"]["code"].as_str()),
-        (403, Some("not_in_plan"))
-    );
+    let commit = "/api/accounts/{account_id}/reservations/{reservation_id}/commit";
+    let commit_path = commit.replace("{reservation_id}", id);
+    let (status, _) = c
+        .check(
+            service(reqwest::Method::POST, &commit_path).json(&json!({"quantity": 2})),
+            commit,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let release = "/api/accounts/{account_id}/reservations/{reservation_id}";
+    let (status, _) = c
+        .check(
+            service(
+                reqwest::Method::DELETE,
+                &release.replace("{reservation_id}", id),
+            ),
+            release,
+        )
+        .await;
+    assert_eq!(status, 409);
+    let gauge = "/api/accounts/{account_id}/gauges/{metric}";
+    let (status, _) = c
+        .check(
+            service(
+                reqwest::Method::PUT,
+                &gauge.replace("{metric}", "storage_mb"),
+            )
+            .json(&json!({"value": 10, "observed_at": "2026-01-01T00:00:00Z"})),
+            gauge,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let batch = "/api/accounts/{account_id}/usage/batch";
+    let now = chrono::Utc::now();
+    let (status, _) = c
+        .check(
+            service(reqwest::Method::POST, batch).json(&json!({"events": [
+                {"id": "e1", "metric": "api_calls", "quantity": 1, "occurred_at": now}
+            ]})),
+            batch,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let entitlements = "/api/accounts/{account_id}/entitlements";
+    let (status, _) = c
+        .check(service(reqwest::Method::GET, entitlements), entitlements)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = c
+        .check(
+            app.client
+                .get(
+                    app.url(
+                        &entitlements.replace("{account_id}", &uuid::Uuid::new_v4().to_string()),
+                    ),
+                )
+                .bearer_auth(&app.service_key),
+            entitlements,
+        )
+        .await;
+    assert_eq!(status, 404);
 
     let webhook = "/api/webhooks/stripe";
     let (status, _) = c
@@ -518,13 +644,27 @@ async fn real_answers_match_the_document() {
 async fn the_daily_api_limit_answers_as_documented() {
     let app = TestApp::spawn_with(&[("FREE_PLAN_API_LIMIT", "1")]).await;
     let token = app.free_user("limited@example.com").await;
+    let account = app.own_account_id(&token).await;
     let c = Checker::new();
-    let usage = || app.client.get(app.url("/api/usage")).bearer_auth(&token);
-    assert_eq!(c.check(usage(), "/api/usage").await.0, 200);
-    let (status, body) = c.check(usage(), "/api/usage").await;
+    let usage = "/api/accounts/{account_id}/usage";
+    let call = |key: &str| {
+        app.client
+            .post(app.url(&usage.replace("{account_id}", &account)))
+            .bearer_auth(&app.service_key)
+            .header("Idempotency-Key", key)
+            .json(&json!({"metric": "api_calls", "quantity": 1}))
+    };
+    assert_eq!(c.check(call("1"), usage).await.0, 200);
+    let (status, body) = c.check(call("2"), usage).await;
     assert_eq!(
         (status, body["error"]["metric"].as_str()),
         (429, Some("api_calls"))
+    );
+    let reads = app.get_as(&token, "/api/usage").await;
+    assert_eq!(
+        reads.status(),
+        200,
+        "the user's own reads are never refused"
     );
 }
 

@@ -148,10 +148,49 @@ mod handler_binary {
             .await
             .unwrap();
         let token = r["access_token"].as_str().expect("registered").to_owned();
-        let consume = || {
+        let accounts: Value = client
+            .get(format!("{base}/accounts"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let account = accounts["accounts"][0]["id"].as_str().unwrap().to_owned();
+        // A service key made on the Cosmos DB store while the service runs.
+        let made = Command::new(HANDLER)
+            .args([
+                "service-keys",
+                "create",
+                "--name",
+                "documents",
+                "--scopes",
+                "usage:write",
+            ])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("DATA_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let key = String::from_utf8(made.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        let mut n = 0;
+        let mut consume = || {
+            n += 1;
             client
-                .post(format!("{base}/usage/consume"))
-                .bearer_auth(&token)
+                .post(format!("{base}/accounts/{account}/usage"))
+                .bearer_auth(&key)
+                .header("Idempotency-Key", format!("doc-{n}"))
                 .json(&json!({"metric": "documents", "quantity": 1}))
                 .send()
         };

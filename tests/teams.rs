@@ -146,21 +146,16 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
         )
         .await;
     error_of(r, 404, "invitation_not_found").await;
+    // KRAFTD's document service reports the member's work on the team's
+    // account; the quota is the team's: 3 of the 5 are gone for the owner too.
     let docs = json!({"metric": "documents", "quantity": 3});
-    let consume = |token: &str| {
-        app.send_as(
-            reqwest::Method::POST,
-            token,
-            "/api/usage/consume",
-            Some(account_id.as_str()),
-            Some(docs.clone()),
-        )
-    };
-    assert_eq!(consume(&member).await.status(), 200);
-    // The member used the team's quota: 3 of the 5 are gone for the owner too.
-    let r = app
-        .consume(&owner, json!({"metric": "documents", "quantity": 3}))
-        .await;
+    assert_eq!(
+        app.report(&account_id, "member-work", docs.clone())
+            .await
+            .status(),
+        200
+    );
+    let r = app.report(&account_id, "owner-work", docs).await;
     let e = error_of(r, 403, "quota_exceeded").await;
     assert_eq!((&e["usage"], &e["plan"]), (&json!(3), &json!("pro")));
     // Without the header the member acts on their own Free account.
@@ -250,7 +245,16 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
         )
         .await;
     assert_eq!(r.status(), 204);
-    let r = consume(&member).await;
+    // Removed: the team's account is no longer theirs to read.
+    let r = app
+        .send_as(
+            reqwest::Method::GET,
+            &member,
+            "/api/usage",
+            Some(&account_id),
+            None,
+        )
+        .await;
     error_of(r, 404, "account_not_found").await;
     let removed = app.emails(account.id, Some(EmailKind::MemberRemoved)).await;
     assert_eq!(removed[0].to.as_ref().unwrap().as_str(), "p1@team.io");

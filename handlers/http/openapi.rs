@@ -223,8 +223,14 @@ fn acting_member(op: &mut Operation) {
     );
 }
 
+/// The service routes whose answers state the limit of the metric they
+/// are about (`http::service`): admitted, and refused by the quota.
+const STATE_THEIR_LIMIT: [&str; 3] = ["ReportUsage", "CreateReservation", "SetGauge"];
+/// The service routes named by an `Idempotency-Key`.
+const TAKE_A_KEY: [&str; 2] = ["ReportUsage", "CreateReservation"];
+
 /// A route KRAFTD's services call on the account the path names.
-fn service(op: &mut Operation, scope: Scope, writes: bool) {
+fn service(op: &mut Operation, scope: Scope, states_limit: bool, takes_key: bool) {
     answer(
         op,
         "403",
@@ -241,9 +247,26 @@ fn service(op: &mut Operation, scope: Scope, writes: bool) {
             "`account_not_found`: no such account (other codes where the operation says so)",
         ),
     );
-    if writes {
+    if let Some(limited) = responses(op).get_mut("429") {
+        add_header(limited, "Retry-After", retry_after());
+    }
+    if takes_key {
         for (status, response) in responses(op) {
-            if status != "401" && status != "default" {
+            if ["200", "201"].contains(&status.as_str()) {
+                add_header(
+                    response,
+                    "Idempotent-Replayed",
+                    string_header(
+                        "`true` when this answer repeats the first answer to its \
+                         Idempotency-Key (nothing was counted again); absent otherwise",
+                    ),
+                );
+            }
+        }
+    }
+    if states_limit {
+        for (status, response) in responses(op) {
+            if ["200", "201", "403", "429"].contains(&status.as_str()) {
                 for (name, header) in rate_limit_headers() {
                     add_header(response, name, header);
                 }
@@ -315,8 +338,12 @@ pub fn document() -> OpenApi {
         }
         match f.access {
             Access::Member => acting_member(&mut d.operation),
-            Access::Service(scope) => service(&mut d.operation, scope, true),
-            Access::ServiceOrMember(scope) => service(&mut d.operation, scope, false),
+            Access::Service(scope) | Access::ServiceOrMember(scope) => service(
+                &mut d.operation,
+                scope,
+                STATE_THEIR_LIMIT.contains(&f.name),
+                TAKE_A_KEY.contains(&f.name),
+            ),
             Access::Public | Access::User => {}
         }
         if f.throttle == Throttle::SignIn {

@@ -40,7 +40,8 @@ impl CachedCatalog {
     }
 }
 
-fn matches(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
+/// Whether an `If-None-Match` list names `etag` (weak or strong) or `*`.
+pub(super) fn matches(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
     let Ok(list) = if_none_match.to_str() else {
         return false;
     };

@@ -31,8 +31,9 @@ use super::AppState;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on an answer that repeats the first answer to its Idempotency-Key.
 pub const REPLAYED: &str = "idempotent-replayed";
-/// How long a client may reuse an entitlements answer.
-const ENTITLEMENTS_MAX_AGE: u32 = 30;
+/// How long a client may reuse an entitlements answer: a short while, as
+/// usage moves under it.
+const ENTITLEMENTS_CACHE: &str = "private, max-age=30";
 
 /// The account the path names, for the caller: any account for a service
 /// credential (its scope was checked), only their own for a member.
@@ -525,10 +526,21 @@ pub struct AccountEntitlements {
     get,
     path = "/api/accounts/{account_id}/entitlements",
     tag = "service",
-    params(("account_id" = String, Path, format = Uuid)),
+    params(
+        ("account_id" = String, Path, format = Uuid),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+    ),
     responses(
-        (status = 200, description = "Plan, features and every metric's reading", body = AccountEntitlements),
-        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 200, description = "Plan, features and every metric's reading", body = AccountEntitlements,
+            headers(
+                ("ETag" = String, description = "This answer's version"),
+                ("Cache-Control" = String, description = "`private, max-age=30`"),
+            )),
+        (status = 304, description = "Unchanged since that ETag",
+            headers(
+                ("ETag" = String, description = "This answer's version"),
+                ("Cache-Control" = String, description = "`private, max-age=30`"),
+            )),
     )
 )]
 pub async fn entitlements(
@@ -552,13 +564,15 @@ pub async fn entitlements(
             .map(|r| (r.metric.as_str(), UsageReading::from(r)))
             .collect(),
     };
-    let json = serde_json::to_vec(&body).map_err(|e| AppError::invalid("body", e.to_string()))?;
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&json))[..32]);
-    let cache = format!("private, max-age={ENTITLEMENTS_MAX_AGE}");
+    let json = serde_json::to_vec(&body).expect("entitlements serialize");
+    let etag = HeaderValue::from_str(&format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(&json))[..32]
+    ))
+    .expect("hex is a valid header");
     let matches = headers
         .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| super::plans::matches(v, &etag));
     let mut response = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -572,11 +586,10 @@ pub async fn entitlements(
             .into_response()
     };
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&cache) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
+    h.insert(header::ETAG, etag);
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(ENTITLEMENTS_CACHE),
+    );
     Ok(response)
 }

@@ -279,6 +279,10 @@ pub struct CounterDoc {
     /// Gauges: when the level stored was observed (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<i64>,
+    /// The last UTC day (its start, ms) this counter's account was put in
+    /// the rollup's day index for: a write on another day indexes it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_day: Option<i64>,
 }
 
 /// A reservation's hold as its counter carries it.

@@ -46,7 +46,12 @@ impl ServiceKeyStore for CosmosStore {
             .await;
         match created {
             Ok(_) => Ok(()),
-            Err(e) if e.status().is_conflict() => Err(StoreError::Conflict(Uniqueness::Id)),
+            // Ours, if a retry of a create whose answer was lost; else a
+            // clash of random ids.
+            Err(e) if e.status().is_conflict() => match self.service_key(key.id).await? {
+                Some(stored) if stored == *key => Ok(()),
+                _ => Err(StoreError::Conflict(Uniqueness::Id)),
+            },
             Err(e) => Err(unavailable(e)),
         }
     }

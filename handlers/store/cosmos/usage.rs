@@ -45,7 +45,9 @@ use crate::domain::quota::{
     GaugeOutcome, Hold, Level, OperationId, OperationKind, OperationOutcome, Reservation,
     ReserveOutcome, ReserveRequest, UsageOperation, MAX_LIVE_HOLDS,
 };
-use crate::domain::usage::{Metric, UsageIncrement, UsageKey, UsageOutcome, USAGE_RETENTION_DAYS};
+use crate::domain::usage::{
+    Period, UsageIncrement, UsageKey, UsageOutcome, Window, USAGE_RETENTION_DAYS,
+};
 
 /// A counter's id within its account's partition: metric and window start.
 pub(super) fn counter_id(key: &UsageKey) -> String {
@@ -68,6 +70,7 @@ fn new_counter(account: AccountId, key: &UsageKey, quantity: i64, at: DateTime<U
         ttl: counter_ttl(key, at),
         holds: Vec::new(),
         observed_at: None,
+        indexed_day: None,
     }
 }
 
@@ -209,20 +212,22 @@ impl CosmosStore {
         }
     }
 
-    /// Records the day in the rollup's index before an API-call counter is
-    /// first written (first, so a crash leaves an index entry with no
-    /// usage, which rolls up as zeros, never usage the rollup cannot find).
+    /// Records the account in the rollup's index of the day of `at` before
+    /// a counter is written that day (first, so a crash leaves an index
+    /// entry with no usage, which rolls up as zeros, never usage the rollup
+    /// cannot find). Gauges are not rolled up. The day it indexed, if any.
     async fn index_day(
         &self,
         account: AccountId,
         key: &UsageKey,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (Metric::ApiCalls, Some(w)) = (key.metric, key.window) else {
-            return Ok(());
-        };
-        let day = w.start.date_naive();
-        let expires = w.end + chrono::Duration::days(USAGE_RETENTION_DAYS);
+    ) -> Result<Option<i64>, StoreError> {
+        if key.window.is_none() {
+            return Ok(None);
+        }
+        let today = Window::containing(Period::Day, at);
+        let day = today.start.date_naive();
+        let expires = today.end + chrono::Duration::days(USAGE_RETENTION_DAYS);
         let active = ActiveDoc {
             id: docs::pk(account),
             account_id: docs::day_partition(day),
@@ -237,16 +242,17 @@ impl CosmosStore {
             })
             .await;
         match created {
-            Ok(_) => Ok(()),
-            Err(e) if e.status().is_conflict() => Ok(()),
+            Ok(_) => Ok(Some(docs::ms(today.start))),
+            Err(e) if e.status().is_conflict() => Ok(Some(docs::ms(today.start))),
             Err(e) => Err(unavailable(e)),
         }
     }
 
     /// First use of a counter: the day index, then the counter.
     async fn create_counter(&self, inc: &UsageIncrement) -> Result<bool, StoreError> {
-        self.index_day(inc.account_id, &inc.key, inc.at).await?;
-        let doc = new_counter(inc.account_id, &inc.key, inc.amount, inc.at);
+        let indexed = self.index_day(inc.account_id, &inc.key, inc.at).await?;
+        let mut doc = new_counter(inc.account_id, &inc.key, inc.amount, inc.at);
+        doc.indexed_day = indexed;
         let created = self
             .call(|| {
                 self.usage
@@ -291,7 +297,8 @@ impl CosmosStore {
     }
 
     /// Adds the counter's write to `batch`; a counter written for the first
-    /// time is put in the rollup's day index first. Batches start with it:
+    /// time on a day is put in the rollup's day index first (once a day: the
+    /// counter remembers the day). Batches start with it:
     /// it is the write that loses races, so a lost race fails on the first
     /// operation (Cosmos DB rolls a batch back whole anyway; the contract's
     /// REST server does not, and stops at the first failure).
@@ -299,11 +306,12 @@ impl CosmosStore {
         &self,
         batch: TransactionalBatch,
         account: AccountId,
-        counter: Counter,
+        mut counter: Counter,
         at: DateTime<Utc>,
     ) -> Result<TransactionalBatch, StoreError> {
-        if counter.etag.is_none() {
-            self.index_day(account, &counter.key, at).await?;
+        let today = docs::ms(Window::containing(Period::Day, at).start);
+        if counter.key.window.is_some() && counter.doc.indexed_day != Some(today) {
+            counter.doc.indexed_day = self.index_day(account, &counter.key, at).await?;
         }
         write_counter(batch, counter)
     }

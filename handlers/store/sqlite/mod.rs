@@ -760,17 +760,30 @@ impl Rollups for SqliteStore {
     ) -> Result<Vec<MonthlySummary>, StoreError> {
         let after = after.map(|u| u.to_string()).unwrap_or_default();
         self.with_conn(move |c| {
-            // Every metered request records an API call, so the accounts with
-            // API calls that day are the accounts with any usage that day.
+            // The accounts whose counters of the day's month were last
+            // written that day. One written again later is rolled up on
+            // that later day, from the same counters, so each month's last
+            // state is rolled up.
             let accounts: Vec<String> = c
                 .prepare_cached(
-                    "SELECT account_id FROM usage_records
-                     WHERE metric = 'api_calls' AND window_start = ?1 AND account_id > ?2
-                     ORDER BY account_id LIMIT ?3",
+                    "SELECT DISTINCT account_id FROM usage_records
+                     WHERE updated_at >= ?1 AND updated_at < ?2
+                       AND window_start >= ?3 AND window_start < ?4 AND account_id > ?5
+                     ORDER BY account_id LIMIT ?6",
                 )
                 .and_then(|mut stmt| {
-                    stmt.query_map(params![ms(day.start), after, limit as i64], |r| r.get(0))?
-                        .collect()
+                    stmt.query_map(
+                        params![
+                            ms(day.start),
+                            ms(day.end),
+                            ms(month.start),
+                            ms(month.end),
+                            after,
+                            limit as i64
+                        ],
+                        |r| r.get(0),
+                    )?
+                    .collect()
                 })
                 .map_err(unavailable)?;
             let mut counters = c

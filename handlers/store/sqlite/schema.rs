@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS usage_records (
     PRIMARY KEY (account_id, metric, window_start)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS usage_by_day ON usage_records (metric, window_start, account_id);
+-- The rollup's question: whose counters were written on a day.
+CREATE INDEX IF NOT EXISTS usage_by_update ON usage_records (updated_at);
 -- Every named usage write (an Idempotency-Key, a batch event id) and every
 -- reservation, kept until expires_at so a retry finds it.
 CREATE TABLE IF NOT EXISTS usage_operations (
