@@ -15,6 +15,7 @@ use crate::auth::token::{TokenSettings, TrustedIssuer};
 use crate::domain::plan::LimitOverrides;
 use crate::domain::secret::ExposeSecret;
 use crate::domain::secret::Secret;
+use crate::domain::service::{is_service_name, ServiceApp};
 use crate::domain::throttle::Backoff;
 use crate::store::cosmos::client::CosmosSettings;
 
@@ -42,6 +43,9 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("JWT_TTL_SECONDS", "3600"),
     ("AUTH_ISSUERS", ""),
     ("AUTH_MAX_TOKEN_AGE_SECONDS", "86400"),
+    ("SERVICE_TOKEN_ISSUERS", ""),
+    ("SERVICE_TOKEN_AUDIENCE", ""),
+    ("SERVICE_APPS", ""),
     ("FREE_PLAN_DOCS_LIMIT", "50"),
     ("PRO_PLAN_DOCS_LIMIT", "1000"),
     ("FREE_PLAN_API_LIMIT", "1000"),
@@ -164,6 +168,9 @@ pub struct Config {
     pub store: StoreConfig,
     pub data_dir: PathBuf,
     pub tokens: TokenSettings,
+    /// `SERVICE_APPS`: the only applications whose app tokens are accepted,
+    /// by name; empty: any application of `SERVICE_TOKEN_ISSUERS`.
+    pub service_apps: Vec<ServiceApp>,
     pub limits: LimitOverrides,
     pub cors_origins: Vec<String>,
     pub upgrade_url: String,
@@ -283,12 +290,24 @@ impl Config {
             None => None,
         };
         let issuer = get("JWT_ISSUER").unwrap_or_else(|| "kraftd".into());
+        let audience = get("JWT_AUDIENCE").unwrap_or_else(|| "kraftd-billing".into());
+        let issuers = match get("AUTH_ISSUERS") {
+            Some(list) => trusted_issuers("AUTH_ISSUERS", &list, &issuer)?,
+            None => Vec::new(),
+        };
+        let service = service_tokens(
+            get("SERVICE_TOKEN_ISSUERS"),
+            get("SERVICE_TOKEN_AUDIENCE"),
+            get("SERVICE_APPS"),
+            &issuer,
+            &audience,
+            &issuers,
+        )?;
         let tokens = TokenSettings {
             hs256_secret: hs256_secret.unwrap_or_else(|| Secret::from(String::new())),
-            issuers: match get("AUTH_ISSUERS") {
-                Some(list) => trusted_issuers(&list, &issuer)?,
-                None => Vec::new(),
-            },
+            issuers,
+            service_issuers: service.issuers,
+            service_audiences: service.audiences,
             max_token_age_seconds: match get("AUTH_MAX_TOKEN_AGE_SECONDS") {
                 Some(v) => v
                     .parse::<u64>()
@@ -303,7 +322,7 @@ impl Config {
                 None => 86_400,
             },
             issuer,
-            audience: get("JWT_AUDIENCE").unwrap_or_else(|| "kraftd-billing".into()),
+            audience,
             ttl_seconds: match get("JWT_TTL_SECONDS") {
                 Some(v) => match v.parse::<u64>() {
                     Ok(n) if (60..=86_400).contains(&n) => n,
@@ -540,6 +559,7 @@ impl Config {
             store,
             data_dir,
             tokens,
+            service_apps: service.apps,
             limits,
             cors_origins,
             upgrade_url,
@@ -590,29 +610,31 @@ impl Config {
     }
 }
 
-/// `AUTH_ISSUERS`: comma-separated `ISSUER_URL` (keys from its discovery
-/// document) or `ISSUER_URL|JWKS_URL` entries.
-fn trusted_issuers(list: &str, own_issuer: &str) -> Result<Vec<TrustedIssuer>, ConfigError> {
+/// `AUTH_ISSUERS`, `SERVICE_TOKEN_ISSUERS`: comma-separated `ISSUER_URL`
+/// (keys from its discovery document) or `ISSUER_URL|JWKS_URL` entries.
+fn trusted_issuers(
+    setting: &'static str,
+    list: &str,
+    own_issuer: &str,
+) -> Result<Vec<TrustedIssuer>, ConfigError> {
     let mut issuers: Vec<TrustedIssuer> = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (issuer, jwks_url) = match entry.split_once('|') {
             Some((issuer, jwks)) => (issuer.trim(), Some(jwks.trim())),
             None => (entry, None),
         };
-        oidc::check_issuer(issuer)
-            .map_err(|p| bad("AUTH_ISSUERS", format!("issuer {issuer:?} {p}")))?;
+        oidc::check_issuer(issuer).map_err(|p| bad(setting, format!("issuer {issuer:?} {p}")))?;
         if let Some(url) = jwks_url {
-            oidc::check_url(url)
-                .map_err(|p| bad("AUTH_ISSUERS", format!("JWKS URL {url:?} {p}")))?;
+            oidc::check_url(url).map_err(|p| bad(setting, format!("JWKS URL {url:?} {p}")))?;
         }
         if issuer == own_issuer {
             return Err(bad(
-                "AUTH_ISSUERS",
+                setting,
                 format!("{issuer:?} is JWT_ISSUER, the issuer of this service's own tokens"),
             ));
         }
         if issuers.iter().any(|t| t.issuer == issuer) {
-            return Err(bad("AUTH_ISSUERS", format!("{issuer:?} is listed twice")));
+            return Err(bad(setting, format!("{issuer:?} is listed twice")));
         }
         issuers.push(TrustedIssuer {
             issuer: issuer.to_owned(),
@@ -620,6 +642,117 @@ fn trusted_issuers(list: &str, own_issuer: &str) -> Result<Vec<TrustedIssuer>, C
         });
     }
     Ok(issuers)
+}
+
+/// What `SERVICE_TOKEN_ISSUERS`, `SERVICE_TOKEN_AUDIENCE` and
+/// `SERVICE_APPS` say, checked together.
+struct ServiceTokens {
+    issuers: Vec<TrustedIssuer>,
+    audiences: Vec<String>,
+    apps: Vec<ServiceApp>,
+}
+
+/// KRAFTD's services' Entra ID app tokens: their issuers (as
+/// `AUTH_ISSUERS`; an issuer in both lists must name the same keys, since it
+/// has one key cache), this API's audience (the application ID URI and/or
+/// client id, comma-separated; never a user token's `JWT_AUDIENCE`) and the
+/// applications allowed (`name=client_id`, comma-separated). The audience is
+/// required with issuers; the other two are refused without them, so a
+/// half-made configuration does not pass for a working one.
+fn service_tokens(
+    issuers: Option<String>,
+    audience: Option<String>,
+    apps: Option<String>,
+    own_issuer: &str,
+    user_audience: &str,
+    user_issuers: &[TrustedIssuer],
+) -> Result<ServiceTokens, ConfigError> {
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let Some(issuers) = issuers else {
+        for (setting, value) in [
+            ("SERVICE_TOKEN_AUDIENCE", &audience),
+            ("SERVICE_APPS", &apps),
+        ] {
+            if value.is_some() {
+                return Err(bad(setting, "is set but SERVICE_TOKEN_ISSUERS is not"));
+            }
+        }
+        return Ok(ServiceTokens {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            apps: Vec::new(),
+        });
+    };
+    let issuers = trusted_issuers("SERVICE_TOKEN_ISSUERS", &issuers, own_issuer)?;
+    for t in &issuers {
+        if let Some(user) = user_issuers.iter().find(|u| u.issuer == t.issuer) {
+            if user.jwks_url != t.jwks_url {
+                return Err(bad(
+                    "SERVICE_TOKEN_ISSUERS",
+                    format!(
+                        "{:?} is in AUTH_ISSUERS with another JWKS URL: list it alike in both",
+                        t.issuer
+                    ),
+                ));
+            }
+        }
+    }
+    let audiences = audience.as_deref().map(list).unwrap_or_default();
+    if audiences.is_empty() {
+        return Err(bad(
+            "SERVICE_TOKEN_AUDIENCE",
+            "is required with SERVICE_TOKEN_ISSUERS: this API's application ID URI or client id",
+        ));
+    }
+    if audiences.iter().any(|a| a == user_audience) {
+        return Err(bad(
+            "SERVICE_TOKEN_AUDIENCE",
+            format!("{user_audience:?} is JWT_AUDIENCE, the audience of users' tokens"),
+        ));
+    }
+    let mut allowed: Vec<ServiceApp> = Vec::new();
+    for entry in apps.as_deref().map(list).unwrap_or_default() {
+        let (name, client_id) = entry
+            .split_once('=')
+            .map(|(n, id)| (n.trim(), id.trim()))
+            .filter(|(_, id)| !id.is_empty() && !id.contains(['=', ' ']))
+            .ok_or_else(|| {
+                bad(
+                    "SERVICE_APPS",
+                    format!("{entry:?} is not NAME=CLIENT_ID (document-service=<guid>)"),
+                )
+            })?;
+        if !is_service_name(name) {
+            return Err(bad(
+                "SERVICE_APPS",
+                format!("{name:?} is not a name of 1 to 64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if allowed
+            .iter()
+            .any(|a| a.name == name || a.client_id == client_id)
+        {
+            return Err(bad(
+                "SERVICE_APPS",
+                format!("{name}={client_id} repeats a name or client id"),
+            ));
+        }
+        allowed.push(ServiceApp {
+            name: name.to_owned(),
+            client_id: client_id.to_owned(),
+        });
+    }
+    Ok(ServiceTokens {
+        issuers,
+        audiences,
+        apps: allowed,
+    })
 }
 
 /// The address a browser on this machine reaches a server bound to `addr` at.
@@ -799,6 +932,12 @@ mod tests {
             ),
             ("AUTH_ISSUERS", "kraftd"),
             ("AUTH_MAX_TOKEN_AGE_SECONDS", "forever"),
+            (
+                "SERVICE_TOKEN_ISSUERS",
+                "http://login.microsoftonline.com/t/v2.0",
+            ),
+            ("SERVICE_TOKEN_AUDIENCE", "api://kraftd-billing"),
+            ("SERVICE_APPS", "document-service=abc"),
             ("STRIPE_SECRET_KEY", "pk_live_publishable"),
             ("CHECKOUT_SUCCESS_URL", "kraftd.io/done"),
             ("PAST_DUE_GRACE_DAYS", "many"),
@@ -850,5 +989,106 @@ mod tests {
         assert_eq!(e.setting, "AUTH_ISSUERS");
         let c = with(&[("AUTH_MAX_TOKEN_AGE_SECONDS", "600")]).unwrap();
         assert_eq!(c.tokens.max_token_age_seconds, 600);
+    }
+
+    #[test]
+    fn service_tokens_need_an_audience_apart_from_users_and_share_issuers_alike() {
+        let entra = "https://login.microsoftonline.com/tid/v2.0";
+        let c = with(&[
+            ("SERVICE_TOKEN_ISSUERS", entra),
+            (
+                "SERVICE_TOKEN_AUDIENCE",
+                "api://kraftd-billing, 11111111-2222-3333-4444-555555555555",
+            ),
+            (
+                "SERVICE_APPS",
+                "document-service=aaaa-1, export-service = bbbb-2",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.tokens.service_issuers,
+            [TrustedIssuer {
+                issuer: entra.into(),
+                jwks_url: None
+            }]
+        );
+        assert_eq!(
+            c.tokens.service_audiences,
+            [
+                "api://kraftd-billing",
+                "11111111-2222-3333-4444-555555555555"
+            ]
+        );
+        assert_eq!(
+            c.service_apps,
+            [
+                ServiceApp {
+                    name: "document-service".into(),
+                    client_id: "aaaa-1".into()
+                },
+                ServiceApp {
+                    name: "export-service".into(),
+                    client_id: "bbbb-2".into()
+                },
+            ]
+        );
+        // The same issuer for users and services: fine when listed alike.
+        assert!(with(&[
+            ("AUTH_ISSUERS", entra),
+            ("SERVICE_TOKEN_ISSUERS", entra),
+            ("SERVICE_TOKEN_AUDIENCE", "api://kraftd-billing"),
+        ])
+        .is_ok());
+        let c = with(&[]).unwrap();
+        assert!(c.tokens.service_issuers.is_empty() && c.service_apps.is_empty());
+
+        let keys = format!("{entra}|https://login.microsoftonline.com/tid/discovery/v2.0/keys");
+        for (vars, setting) in [
+            (
+                vec![("SERVICE_TOKEN_ISSUERS", entra)],
+                "SERVICE_TOKEN_AUDIENCE",
+            ),
+            (
+                vec![
+                    ("SERVICE_TOKEN_ISSUERS", entra),
+                    ("SERVICE_TOKEN_AUDIENCE", "kraftd-billing"),
+                ],
+                "SERVICE_TOKEN_AUDIENCE",
+            ),
+            (
+                vec![("SERVICE_TOKEN_AUDIENCE", "api://kraftd-billing")],
+                "SERVICE_TOKEN_AUDIENCE",
+            ),
+            (vec![("SERVICE_APPS", "doc=abc")], "SERVICE_APPS"),
+            (
+                vec![
+                    ("AUTH_ISSUERS", entra),
+                    ("SERVICE_TOKEN_ISSUERS", &keys),
+                    ("SERVICE_TOKEN_AUDIENCE", "api://kraftd-billing"),
+                ],
+                "SERVICE_TOKEN_ISSUERS",
+            ),
+            (
+                vec![
+                    ("SERVICE_TOKEN_ISSUERS", "kraftd"),
+                    ("SERVICE_TOKEN_AUDIENCE", "api://kraftd-billing"),
+                ],
+                "SERVICE_TOKEN_ISSUERS",
+            ),
+        ] {
+            let e = with(&vars).err().map(|e| e.setting);
+            assert_eq!(e, Some(setting), "{vars:?}");
+        }
+        for apps in ["doc", "doc=", "a b=x", "doc=x,doc=y", "a=x,b=x", "doc=x=y"] {
+            let e = with(&[
+                ("SERVICE_TOKEN_ISSUERS", entra),
+                ("SERVICE_TOKEN_AUDIENCE", "api://kraftd-billing"),
+                ("SERVICE_APPS", apps),
+            ])
+            .err()
+            .map(|e| e.setting);
+            assert_eq!(e, Some("SERVICE_APPS"), "{apps}");
+        }
     }
 }

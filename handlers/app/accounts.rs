@@ -172,10 +172,23 @@ impl Billing {
 
     /// The user a bearer token speaks for, as stored now.
     pub async fn authenticate(&self, token: &str) -> Result<Versioned<User>, AppError> {
-        let found = match self.tokens.verify(token, self.clock.now()).await? {
-            Subject::Local(id) => self.store.user_by_id(id).await?,
-            Subject::External(claims) => return self.user_of_identity(claims).await,
-        };
+        let subject = self.tokens.verify(token, self.clock.now()).await?;
+        self.user_of(subject).await
+    }
+
+    /// The user a verified token speaks for, as stored now. A token for the
+    /// service API (`SERVICE_TOKEN_AUDIENCE`) names no user, not even when
+    /// a person holds it.
+    pub(super) async fn user_of(&self, subject: Subject) -> Result<Versioned<User>, AppError> {
+        let found =
+            match subject {
+                Subject::Local(id) => self.store.user_by_id(id).await?,
+                Subject::External(claims) => return self.user_of_identity(claims).await,
+                Subject::Service(_) => return Err(AppError::Unauthenticated(
+                    "this token is for KRAFTD's services (SERVICE_TOKEN_AUDIENCE), not a user's"
+                        .into(),
+                )),
+            };
         found.ok_or_else(|| {
             AppError::Unauthenticated("the user this token names no longer exists".into())
         })

@@ -13,6 +13,7 @@ mod quota;
 mod reconcile;
 mod rollup;
 pub mod service_keys;
+mod service_tokens;
 mod subscriptions;
 mod throttle;
 mod usage;
@@ -34,6 +35,7 @@ pub use quota::{
 };
 pub use reconcile::ReconcileReport;
 pub use rollup::RollupReport;
+pub use service_tokens::Caller;
 pub use subscriptions::{InvoicePage, PlanChangeQuote, Upgrade};
 pub use usage::{ConsumeInput, MeterReading, UsageLine};
 pub use webhooks::{handled_event_types, WebhookOutcome};
@@ -45,6 +47,7 @@ use crate::domain::account::Account;
 use crate::domain::clock::Clock;
 use crate::domain::plan::{Catalog, Plan};
 use crate::domain::ports::{EventSender, Mailer, Payments, Store, WebhookVerifier};
+use crate::domain::service::ServiceApp;
 
 /// Operator choices the use-cases follow.
 #[derive(Debug, Clone)]
@@ -55,6 +58,10 @@ pub struct BillingSettings {
     pub portal_return_url: String,
     /// Where emails point the user.
     pub links: email_templates::Links,
+    /// The Entra ID applications whose app tokens are accepted
+    /// (`SERVICE_APPS`), with the names they go by; empty: any application
+    /// of a trusted service issuer.
+    pub service_apps: Vec<ServiceApp>,
 }
 
 pub struct Billing {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::ports::ServiceKeyStore;
-use crate::domain::service::{Scope, ServiceKey, ServicePrincipal};
+use crate::domain::service::{is_service_name, Scope, ServiceKey, ServicePrincipal};
 
 use super::link_tokens::{new_token, same_hash, token_hash, token_subject};
 use super::{AppError, Billing};
@@ -21,11 +21,7 @@ pub struct IssuedKey {
 
 /// The name a key is issued to: what the operator will recognise in `list`.
 fn check_name(name: &str) -> Result<(), AppError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
+    if is_service_name(name) {
         Ok(())
     } else {
         Err(AppError::invalid(

@@ -1,5 +1,9 @@
-//! Access tokens of outside OpenID Connect issuers (`AUTH_ISSUERS`):
-//! KRAFTD's identity provider and any other issuer the operator trusts.
+//! Access tokens of outside OpenID Connect issuers: users' tokens of
+//! KRAFTD's identity provider and any other issuer the operator trusts
+//! (`AUTH_ISSUERS`, audience `JWT_AUDIENCE`), and the Entra ID app tokens
+//! KRAFTD's services get with the client-credentials flow
+//! (`SERVICE_TOKEN_ISSUERS`, audience `SERVICE_TOKEN_AUDIENCE`). An issuer
+//! in both lists is one issuer here, with one key cache.
 //!
 //! A token's `iss`, read before its signature is checked, only picks one of
 //! the configured issuers: an unknown issuer is refused without a fetch.
@@ -59,6 +63,31 @@ pub struct ExternalClaims {
     pub email: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
+}
+
+/// What a valid token of a service issuer, addressed to this API
+/// (`SERVICE_TOKEN_AUDIENCE`), says about its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceClaims {
+    /// An app-only token (client credentials): the calling application's
+    /// client id (`azp`, v1 `appid`) and its app roles (`roles`), as sent.
+    App {
+        issuer: String,
+        client_id: String,
+        roles: Vec<String>,
+    },
+    /// A token on behalf of a person (`scp`, `idtyp` other than `app`, or a
+    /// `sub` that is not the caller's `oid`): never a service principal.
+    Delegated,
+}
+
+/// Which checks a token of a known issuer gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// A user's token: `aud` is `JWT_AUDIENCE`.
+    Users,
+    /// A service's token: `aud` is one of `SERVICE_TOKEN_AUDIENCE`.
+    Services,
 }
 
 /// Checks a URL the service fetches keys from: `https://`, or `http://` on
@@ -126,6 +155,11 @@ impl KeySet {
 
 struct Issuer {
     trusted: TrustedIssuer,
+    /// Listed in `AUTH_ISSUERS`: its tokens for `JWT_AUDIENCE` are users'.
+    users: bool,
+    /// Listed in `SERVICE_TOKEN_ISSUERS`: its app tokens for
+    /// `SERVICE_TOKEN_AUDIENCE` are services'.
+    services: bool,
     keys: RwLock<KeySet>,
     /// Held by the one fetch in flight.
     fetching: Arc<tokio::sync::Mutex<()>>,
@@ -156,6 +190,7 @@ impl Issuer {
 pub struct Issuers {
     by_iss: HashMap<String, Arc<Issuer>>,
     audience: String,
+    service_audiences: Vec<String>,
     max_age: Duration,
     /// Built only when there is an issuer to ask.
     http: Option<reqwest::Client>,
@@ -166,12 +201,17 @@ pub struct Issuers {
 pub struct ClientError(String);
 
 impl Issuers {
+    /// `users`' tokens are checked for `audience`, `services`' for one of
+    /// `service_audiences`; an issuer in both lists has one key cache (the
+    /// first list's JWKS URL, if both name one).
     pub fn new(
-        trusted: &[TrustedIssuer],
+        users: &[TrustedIssuer],
         audience: &str,
+        services: &[TrustedIssuer],
+        service_audiences: &[String],
         max_token_age_seconds: u64,
     ) -> Result<Self, ClientError> {
-        let http = if trusted.is_empty() {
+        let http = if users.is_empty() && services.is_empty() {
             None
         } else {
             crate::tls::install_crypto_provider();
@@ -183,27 +223,51 @@ impl Issuers {
                 .map_err(|e| ClientError(e.to_string()))?;
             Some(client)
         };
-        let by_iss = trusted
-            .iter()
-            .map(|t| {
-                let issuer = Issuer {
+        let mut by_iss: HashMap<String, Issuer> = HashMap::new();
+        for (list, is_service) in [(users, false), (services, true)] {
+            for t in list {
+                let issuer = by_iss.entry(t.issuer.clone()).or_insert_with(|| Issuer {
                     trusted: t.clone(),
+                    users: false,
+                    services: false,
                     keys: RwLock::default(),
                     fetching: Arc::default(),
-                };
-                (t.issuer.clone(), Arc::new(issuer))
-            })
-            .collect();
+                });
+                if is_service {
+                    issuer.services = true;
+                } else {
+                    issuer.users = true;
+                }
+            }
+        }
         Ok(Self {
-            by_iss,
+            by_iss: by_iss
+                .into_iter()
+                .map(|(iss, issuer)| (iss, Arc::new(issuer)))
+                .collect(),
             audience: audience.to_owned(),
+            service_audiences: service_audiences.to_vec(),
             max_age: Duration::seconds(i64::try_from(max_token_age_seconds).unwrap_or(i64::MAX)),
             http,
         })
     }
 
-    /// Verifies a token whose unverified `iss` is `iss` and whose header is
-    /// `header`, at the service's `now`.
+    /// Which checks a token gets, from its unverified `iss` and `aud`: a
+    /// service issuer's token addressed to this API (or any of its tokens,
+    /// if it is not a users' issuer too) is a service's; `None`: the issuer
+    /// is not trusted, and nothing is fetched.
+    pub fn audience_for(&self, iss: &str, aud: &[String]) -> Option<Audience> {
+        let issuer = self.by_iss.get(iss)?;
+        let for_services = aud.iter().any(|a| self.service_audiences.contains(a));
+        Some(if issuer.services && (for_services || !issuer.users) {
+            Audience::Services
+        } else {
+            Audience::Users
+        })
+    }
+
+    /// Verifies a user's token whose unverified `iss` is `iss` and whose
+    /// header is `header`, at the service's `now`.
     pub async fn verify(
         &self,
         token: &str,
@@ -211,8 +275,56 @@ impl Issuers {
         iss: &str,
         now: DateTime<Utc>,
     ) -> Result<ExternalClaims, TokenError> {
-        let issuer = self.by_iss.get(iss).ok_or(TokenError::UnknownIssuer)?;
+        let issuer = self
+            .by_iss
+            .get(iss)
+            .filter(|i| i.users)
+            .ok_or(TokenError::UnknownIssuer)?;
+        let audience = [self.audience.clone()];
+        let claims: OutsideClaims = self.decode(token, header, issuer, &audience, now).await?;
+        self.check_times(claims.exp, claims.nbf, claims.iat, now)?;
+        if claims.sub.trim().is_empty() {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims.into_external(&issuer.trusted.issuer))
+    }
+
+    /// Verifies a service's token (an Entra ID access token of the
+    /// client-credentials flow) as `verify` does a user's, for
+    /// `SERVICE_TOKEN_AUDIENCE`, and says whether it is app-only.
+    pub async fn verify_service(
+        &self,
+        token: &str,
+        header: &Header,
+        iss: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ServiceClaims, TokenError> {
+        let issuer = self
+            .by_iss
+            .get(iss)
+            .filter(|i| i.services)
+            .ok_or(TokenError::UnknownIssuer)?;
+        let claims: AppTokenClaims = self
+            .decode(token, header, issuer, &self.service_audiences, now)
+            .await?;
+        self.check_times(claims.exp, claims.nbf, claims.iat, now)?;
+        claims.into_service(&issuer.trusted.issuer)
+    }
+
+    /// `token`'s claims once its signature, algorithm, `iss` and `aud`
+    /// check out; the times are the caller's to check.
+    async fn decode<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        header: &Header,
+        issuer: &Arc<Issuer>,
+        audiences: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<C, TokenError> {
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(TokenError::Invalid);
+        }
+        if audiences.is_empty() {
             return Err(TokenError::Invalid);
         }
         let kid = header
@@ -226,36 +338,35 @@ impl Issuers {
         }
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[&issuer.trusted.issuer]);
-        validation.set_audience(&[&self.audience]);
+        validation.set_audience(audiences);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        // Times are checked below against the service clock.
+        // Times are checked by the caller against the service clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        let claims = decode::<OutsideClaims>(token, &key, &validation)
-            .map_err(|_| TokenError::Invalid)?
-            .claims;
+        decode::<C>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|_| TokenError::Invalid)
+    }
+
+    fn check_times(
+        &self,
+        exp: i64,
+        nbf: i64,
+        iat: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), TokenError> {
         let now = now.timestamp();
-        if claims.exp.saturating_add(LEEWAY_SECONDS) <= now {
+        if exp.saturating_add(LEEWAY_SECONDS) <= now {
             return Err(TokenError::Expired);
         }
-        if claims.nbf.saturating_sub(LEEWAY_SECONDS) > now
-            || claims.iat.saturating_sub(LEEWAY_SECONDS) > now
-        {
+        if nbf.saturating_sub(LEEWAY_SECONDS) > now || iat.saturating_sub(LEEWAY_SECONDS) > now {
             return Err(TokenError::NotYetValid);
         }
         let max_age = self.max_age.num_seconds();
-        if claims
-            .iat
-            .saturating_add(max_age)
-            .saturating_add(LEEWAY_SECONDS)
-            < now
-        {
+        if iat.saturating_add(max_age).saturating_add(LEEWAY_SECONDS) < now {
             return Err(TokenError::TooOld);
         }
-        if claims.sub.trim().is_empty() {
-            return Err(TokenError::Invalid);
-        }
-        Ok(claims.into_external(&issuer.trusted.issuer))
+        Ok(())
     }
 
     /// The key `kid` of `issuer`, fetching the issuer's keys if they are
@@ -336,6 +447,67 @@ struct OutsideClaims {
     given_name: Option<String>,
     #[serde(default)]
     family_name: Option<String>,
+}
+
+/// The claims of a service's token this service reads (Entra ID access
+/// tokens, v1 and v2).
+#[derive(Deserialize)]
+struct AppTokenClaims {
+    sub: String,
+    exp: i64,
+    nbf: i64,
+    iat: i64,
+    /// The caller's object id: for an app-only token, its service principal,
+    /// which is also the `sub`.
+    #[serde(default)]
+    oid: Option<String>,
+    /// `app` or `user`, when the API's registration adds this optional claim.
+    #[serde(default)]
+    idtyp: Option<String>,
+    /// Delegated permissions: present only in a token on behalf of a person.
+    #[serde(default)]
+    scp: Option<serde_json::Value>,
+    /// The calling application's client id (v2)…
+    #[serde(default)]
+    azp: Option<String>,
+    /// …and in v1 tokens.
+    #[serde(default)]
+    appid: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl AppTokenClaims {
+    /// App-only (client credentials), never on behalf of a person: no
+    /// `scp`; `idtyp`, when present, is `app`; and the subject is the
+    /// caller's own object id (`sub` == `oid`), which a person's token never
+    /// has (its `oid` is the person's, its `sub` pairwise). So a token holds
+    /// up without the optional `idtyp` claim, in v1 and v2 alike.
+    fn app_only(&self) -> bool {
+        self.scp.is_none()
+            && self.idtyp.as_deref().is_none_or(|t| t == "app")
+            && self
+                .oid
+                .as_deref()
+                .is_some_and(|oid| !oid.trim().is_empty() && oid == self.sub)
+    }
+
+    fn into_service(self, issuer: &str) -> Result<ServiceClaims, TokenError> {
+        if !self.app_only() {
+            return Ok(ServiceClaims::Delegated);
+        }
+        let present = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+        let client_id = match (present(self.azp), present(self.appid)) {
+            (Some(a), Some(b)) if a != b => return Err(TokenError::Invalid),
+            (Some(id), _) | (None, Some(id)) => id,
+            (None, None) => return Err(TokenError::Invalid),
+        };
+        Ok(ServiceClaims::App {
+            issuer: issuer.to_owned(),
+            client_id,
+            roles: self.roles,
+        })
+    }
 }
 
 /// Some providers send `email_verified` as the string "true".
@@ -568,6 +740,51 @@ mod tests {
             ]
         );
         assert!(parse_key_set(b"{\"keys\": 5}").is_err());
+    }
+
+    #[test]
+    fn only_app_only_tokens_name_an_application() {
+        let service = |v: serde_json::Value| {
+            serde_json::from_value::<AppTokenClaims>(v)
+                .unwrap()
+                .into_service("https://login.microsoftonline.com/t/v2.0")
+        };
+        let app = |client_id: &str| ServiceClaims::App {
+            issuer: "https://login.microsoftonline.com/t/v2.0".into(),
+            client_id: client_id.into(),
+            roles: vec!["Usage.Write".into()],
+        };
+        // v2 with the optional idtyp claim, v2 without it, v1 (appid).
+        let v2 = serde_json::json!({"sub": "sp", "oid": "sp", "exp": 2, "nbf": 1, "iat": 1,
+            "azp": "client", "idtyp": "app", "roles": ["Usage.Write"]});
+        assert_eq!(service(v2.clone()), Ok(app("client")));
+        let mut no_idtyp = v2.clone();
+        no_idtyp.as_object_mut().unwrap().remove("idtyp");
+        assert_eq!(service(no_idtyp), Ok(app("client")));
+        let v1 = serde_json::json!({"sub": "sp", "oid": "sp", "exp": 2, "nbf": 1, "iat": 1,
+            "appid": "client", "roles": ["Usage.Write"]});
+        assert_eq!(service(v1), Ok(app("client")));
+
+        // A person's: scp (even empty, even with roles), idtyp user, a
+        // sub that is not the oid, no oid.
+        for (claim, value) in [
+            ("scp", serde_json::json!("Usage.Write")),
+            ("scp", serde_json::json!("")),
+            ("idtyp", serde_json::json!("user")),
+            ("sub", serde_json::json!("pairwise-sub")),
+            ("oid", serde_json::Value::Null),
+        ] {
+            let mut v = v2.clone();
+            v[claim] = value;
+            assert_eq!(service(v), Ok(ServiceClaims::Delegated), "{claim}");
+        }
+        // App-only without a client id, or with two that disagree.
+        let mut v = v2.clone();
+        v.as_object_mut().unwrap().remove("azp");
+        assert_eq!(service(v), Err(TokenError::Invalid));
+        let mut v = v2.clone();
+        v["appid"] = "other".into();
+        assert_eq!(service(v), Err(TokenError::Invalid));
     }
 
     #[test]

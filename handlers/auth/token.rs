@@ -1,10 +1,12 @@
 //! Access tokens (JWT). The service issues its own as HS256 with the
 //! configured secret (`iss` = `JWT_ISSUER`, `sub` = a user id) and verifies
-//! them with that secret; tokens of the trusted outside issuers
-//! (`AUTH_ISSUERS`) are verified with their published keys (`oidc`). Which
-//! of the two a token is comes from its `iss`; any other issuer, and every
-//! other algorithm, `none` included, is refused. Times are checked against
-//! the service's own clock.
+//! them with that secret; tokens of the trusted outside issuers are
+//! verified with their published keys (`oidc`): users' (`AUTH_ISSUERS`,
+//! `JWT_AUDIENCE`) and KRAFTD's services' Entra ID app tokens
+//! (`SERVICE_TOKEN_ISSUERS`, `SERVICE_TOKEN_AUDIENCE`). Which checks a token
+//! gets comes from its unverified `iss` and `aud`; any other issuer, and
+//! every other algorithm, `none` included, is refused. Times are checked
+//! against the service's own clock.
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{
@@ -13,8 +15,8 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::oidc::Issuers;
-pub use super::oidc::{ExternalClaims, TrustedIssuer};
+use super::oidc::{Audience, Issuers};
+pub use super::oidc::{ExternalClaims, ServiceClaims, TrustedIssuer};
 use crate::domain::secret::{ExposeSecret, Secret};
 use crate::domain::user::{User, UserId};
 
@@ -34,6 +36,12 @@ pub struct TokenSettings {
     pub issuers: Vec<TrustedIssuer>,
     /// An outside token issued (`iat`) longer ago than this is refused.
     pub max_token_age_seconds: u64,
+    /// Issuers whose app tokens KRAFTD's services present
+    /// (`SERVICE_TOKEN_ISSUERS`); may overlap `issuers`.
+    pub service_issuers: Vec<TrustedIssuer>,
+    /// The `aud` of a service's token: this API's application ID URI or
+    /// client id (`SERVICE_TOKEN_AUDIENCE`), never `audience`.
+    pub service_audiences: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +61,10 @@ pub enum Subject {
     Local(UserId),
     /// A trusted outside issuer's token: its user is (issuer, subject).
     External(ExternalClaims),
+    /// A trusted service issuer's token for this API
+    /// (`SERVICE_TOKEN_AUDIENCE`): an application's, or a person's, which
+    /// is neither a service nor, here, a user.
+    Service(ServiceClaims),
 }
 
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
@@ -89,9 +101,19 @@ pub struct Tokens {
 #[error("{0}")]
 pub struct KeyError(String);
 
+/// What picks the checks a token gets, read before any is made.
 #[derive(Deserialize)]
-struct UnverifiedIssuer {
+struct Unverified {
     iss: String,
+    #[serde(default)]
+    aud: Option<OneOrMany>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Tokens {
@@ -104,8 +126,14 @@ impl Tokens {
         // clock every other rule uses.
         validation.validate_exp = false;
         let secret = s.hs256_secret.expose_secret().as_bytes();
-        let issuers = Issuers::new(&s.issuers, &s.audience, s.max_token_age_seconds)
-            .map_err(|e| KeyError(e.to_string()))?;
+        let issuers = Issuers::new(
+            &s.issuers,
+            &s.audience,
+            &s.service_issuers,
+            &s.service_audiences,
+            s.max_token_age_seconds,
+        )
+        .map_err(|e| KeyError(e.to_string()))?;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             hs256: (DecodingKey::from_secret(secret), validation),
@@ -140,18 +168,31 @@ impl Tokens {
             return Err(TokenError::Invalid);
         }
         let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
-        // Unverified: it only chooses which keys verify the token.
-        let iss = jsonwebtoken::dangerous::insecure_decode::<UnverifiedIssuer>(token)
+        // Unverified: they only choose which keys and checks verify it.
+        let Unverified { iss, aud } = jsonwebtoken::dangerous::insecure_decode::<Unverified>(token)
             .map_err(|_| TokenError::Invalid)?
-            .claims
-            .iss;
+            .claims;
         if iss == self.issuer {
             return self.verify_own(token, now).map(Subject::Local);
         }
-        self.issuers
-            .verify(token, &header, &iss, now)
-            .await
-            .map(Subject::External)
+        let aud = match aud {
+            None => Vec::new(),
+            Some(OneOrMany::One(a)) => vec![a],
+            Some(OneOrMany::Many(a)) => a,
+        };
+        match self.issuers.audience_for(&iss, &aud) {
+            None => Err(TokenError::UnknownIssuer),
+            Some(Audience::Users) => self
+                .issuers
+                .verify(token, &header, &iss, now)
+                .await
+                .map(Subject::External),
+            Some(Audience::Services) => self
+                .issuers
+                .verify_service(token, &header, &iss, now)
+                .await
+                .map(Subject::Service),
+        }
     }
 
     /// One of this service's own HS256 tokens: its `sub` must be a user id.

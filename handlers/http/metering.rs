@@ -1,13 +1,15 @@
 //! Authentication and the account a request acts on: the token is
 //! verified; for account routes the `X-Account-Id` account (or the
 //! caller's own) is resolved against the caller's memberships; for service
-//! routes the service key's scopes are checked. Nothing here counts API
-//! calls: KRAFTD's services report them, and billing routes never spend them.
+//! routes the credential (a service key, a service's Entra ID app token, or
+//! a member's token where members may read) and its scopes are checked.
+//! Nothing here counts API calls: KRAFTD's services report them, and
+//! billing routes never spend them.
 
-use crate::app::service_keys::SERVICE_KEY_PREFIX;
+pub use crate::app::Caller;
 use crate::app::{Acting, AppError};
 use crate::domain::ports::Versioned;
-use crate::domain::service::{Scope, ServicePrincipal};
+use crate::domain::service::Scope;
 use crate::domain::user::User;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -102,15 +104,6 @@ pub async fn require_member(
     next.run(req).await
 }
 
-/// Who calls a service route: a service credential, or (on routes that
-/// allow it) a signed-in user, whose membership of the path's account the
-/// handler checks.
-#[derive(Clone)]
-pub enum Caller {
-    Service(ServicePrincipal),
-    User(Versioned<User>),
-}
-
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
@@ -123,9 +116,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// For routes KRAFTD's services call: a service key carrying `scope`; a
-/// user token only where `members_read` (a member reads their account),
-/// else 403 even when valid.
+/// For routes KRAFTD's services call: a service key or a service's Entra
+/// ID app token carrying `scope`; a user token only where `members_read`
+/// (a member reads their account), else 403 even when valid.
 pub async fn require_service(
     state: AppState,
     scope: Scope,
@@ -136,19 +129,15 @@ pub async fn require_service(
     let Some(token) = bearer(req.headers()) else {
         return ApiError::MissingToken.into_response();
     };
-    let caller = if token.starts_with(SERVICE_KEY_PREFIX) {
-        match state.billing.authenticate_service(token).await {
-            Ok(p) if p.may(scope) => Caller::Service(p),
-            Ok(_) => return ApiError::from(AppError::MissingScope(scope.as_str())).into_response(),
-            Err(e) => return ApiError::from(e).into_response(),
+    match state
+        .billing
+        .service_caller(token, scope, members_read)
+        .await
+    {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
         }
-    } else {
-        match state.billing.authenticate(token).await {
-            Ok(user) if members_read => Caller::User(user),
-            Ok(_) => return ApiError::from(AppError::MissingScope(scope.as_str())).into_response(),
-            Err(e) => return ApiError::from(e).into_response(),
-        }
-    };
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

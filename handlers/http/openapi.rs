@@ -367,7 +367,9 @@ pub fn document() -> OpenApi {
                      of a trusted OpenID Connect issuer (RS256 or ES256, checked with the \
                      issuer's published keys); or, on the `/api/accounts/{account_id}/…` \
                      service routes, a service key (`kbsk_…`, from `handler service-keys \
-                     create`) carrying the route's scope. Billing routes count no API calls.",
+                     create`) or an Entra ID app-only access token of KRAFTD's services \
+                     (client credentials; scopes from its `roles`) carrying the route's scope. \
+                     Billing routes count no API calls.",
                 ))
                 .build(),
         ),

@@ -191,6 +191,7 @@ pub fn app(config: &Config, adapters: Adapters) -> Result<Router, StartError> {
 /// The use-cases on their adapters, as the handlers share them.
 pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError> {
     let tokens = Tokens::new(&config.tokens).map_err(|e| ConfigError {
+        // The one client fetches the keys of both lists' issuers.
         setting: "AUTH_ISSUERS",
         problem: e.to_string(),
     })?;
@@ -215,6 +216,7 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
                 invitations: config.invitation_url.clone(),
                 verify_email: config.verify_email_url.clone(),
             },
+            service_apps: config.service_apps.clone(),
         },
     });
     // Under the host the TCP peer is the host itself: the client is in the

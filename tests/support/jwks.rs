@@ -3,7 +3,9 @@
 //! its own `http://127.0.0.1:PORT`) and a JWKS the test can change, counting
 //! each fetch. It signs tokens with the fixture keys in tests/fixtures; their
 //! JWKs are derived from the same PEMs, so a token it signs verifies against
-//! what it publishes.
+//! what it publishes. Besides users' tokens it mints what Entra ID gives
+//! KRAFTD's services in the client-credentials flow: app-only access tokens
+//! with `roles`, `azp` (v1: `appid`) and `idtyp`.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,6 +32,10 @@ pub const UNPUBLISHED: &str = "rsa-unpublished";
 
 /// The audience the billing service expects by default.
 pub const AUDIENCE: &str = "kraftd-billing";
+
+/// The audience of services' tokens in the tests (`SERVICE_TOKEN_AUDIENCE`):
+/// billing's application ID URI.
+pub const SERVICE_AUDIENCE: &str = "api://kraftd-billing";
 
 struct Key {
     kid: &'static str,
@@ -128,6 +134,62 @@ impl IdentityProvider {
             "iss": self.issuer(), "aud": AUDIENCE, "sub": sub,
             "iat": t, "nbf": t, "exp": t + 600,
         })
+    }
+
+    /// The claims of an Entra ID v2 app-only access token (client
+    /// credentials) of the application `client_id` with the app roles
+    /// `roles`, for billing's API, valid at `now` for an hour: `azp` the
+    /// client id, `sub` and `oid` its service principal, `idtyp` `app`.
+    pub fn app_claims(&self, client_id: &str, roles: &[&str], now: DateTime<Utc>) -> Value {
+        let t = now.timestamp();
+        let service_principal = format!("sp-{client_id}");
+        json!({
+            "iss": self.issuer(), "aud": SERVICE_AUDIENCE, "ver": "2.0",
+            "sub": service_principal, "oid": service_principal, "tid": "tenant-1",
+            "azp": client_id, "azpacr": "1", "idtyp": "app", "roles": roles,
+            "iat": t, "nbf": t, "exp": t + 3600,
+        })
+    }
+
+    /// The same application's token in the v1 shape: `appid` for `azp`, and
+    /// no `idtyp` (the optional claim not configured).
+    pub fn app_claims_v1(&self, client_id: &str, roles: &[&str], now: DateTime<Utc>) -> Value {
+        let mut claims = self.app_claims(client_id, roles, now);
+        let map = claims.as_object_mut().unwrap();
+        map.remove("azp");
+        map.remove("azpacr");
+        map.remove("idtyp");
+        map.insert("appid".into(), json!(client_id));
+        map.insert("appidacr".into(), json!("1"));
+        map.insert("ver".into(), json!("1.0"));
+        claims
+    }
+
+    /// A person's delegated access token for `aud`, got through the client
+    /// app `client_id`: `scp`, `idtyp` `user`, their `oid` apart from the
+    /// pairwise `sub`, an email; and `roles` if the person holds app roles.
+    pub fn delegated_claims(
+        &self,
+        sub: &str,
+        aud: &str,
+        client_id: &str,
+        roles: &[&str],
+        now: DateTime<Utc>,
+    ) -> Value {
+        let mut claims = self.claims(sub, now);
+        let map = claims.as_object_mut().unwrap();
+        map.insert("aud".into(), json!(aud));
+        map.insert("oid".into(), json!(format!("oid-{sub}")));
+        map.insert("azp".into(), json!(client_id));
+        map.insert("idtyp".into(), json!("user"));
+        map.insert("scp".into(), json!("Usage.Write access_as_user"));
+        map.insert("email".into(), json!(format!("{sub}@corp.example")));
+        map.insert("email_verified".into(), json!(true));
+        map.insert("name".into(), json!("Pat Person"));
+        if !roles.is_empty() {
+            map.insert("roles".into(), json!(roles));
+        }
+        claims
     }
 
     /// `claims` signed with the key `kid`, its algorithm and `kid` in the header.

@@ -1,5 +1,6 @@
 //! KRAFTD's own services as callers: the scopes a service credential
-//! carries and the service keys issued for runs outside Azure.
+//! carries, the service keys issued for runs outside Azure and the Entra ID
+//! applications whose app tokens are accepted in Azure.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,37 @@ impl Scope {
     }
 }
 
+/// A name a service goes by ("document-service"): 1 to 64 ASCII letters,
+/// digits, '-', '_' or '.', what an operator will recognise in lists and logs.
+pub fn is_service_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// An Entra ID application allowed to call with app tokens
+/// (`SERVICE_APPS`): its client id (the token's `azp`, v1 `appid`) and the
+/// name its calls go by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceApp {
+    pub name: String,
+    pub client_id: String,
+}
+
+/// The scopes an app token's `roles` grant: each role that is the app role
+/// of a scope (`Usage.Write`); others are ignored, and so are scope names
+/// (`usage:write`), which no app role can be.
+pub fn scopes_of_app_roles<'a>(roles: impl IntoIterator<Item = &'a str>) -> Vec<Scope> {
+    let mut scopes: Vec<Scope> = roles
+        .into_iter()
+        .filter_map(|role| Scope::ALL.into_iter().find(|s| s.app_role() == role))
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
 /// A service key as stored: never the key itself, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceKey {
@@ -88,5 +120,31 @@ mod tests {
         for s in Scope::ALL {
             assert_eq!(Scope::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn app_roles_grant_their_scopes_and_nothing_else() {
+        assert_eq!(
+            scopes_of_app_roles([
+                "Entitlements.Read",
+                "Usage.Write",
+                "Usage.Write",
+                "usage:write",
+                "admin",
+                "Billing.Everything",
+            ]),
+            vec![Scope::UsageWrite, Scope::EntitlementsRead]
+        );
+        assert_eq!(scopes_of_app_roles(["Admin"]), vec![Scope::Admin]);
+        assert!(scopes_of_app_roles(["User.Read", ""]).is_empty());
+    }
+
+    #[test]
+    fn service_names_are_plain() {
+        assert!(is_service_name("document-service"));
+        assert!(is_service_name("a.b_c-1"));
+        assert!(!is_service_name(""));
+        assert!(!is_service_name("a b"));
+        assert!(!is_service_name(&"x".repeat(65)));
     }
 }
