@@ -70,7 +70,7 @@ impl ServiceKeyStore for CosmosStore {
             )
             .await?;
         let mut keys: Vec<ServiceKey> = docs.into_iter().map(|d| d.key).collect();
-        keys.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        keys.sort_by_key(|k| (k.created_at, k.id));
         Ok(keys)
     }
 
