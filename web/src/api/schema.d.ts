@@ -1029,6 +1029,8 @@ export interface components {
         };
         /** @description Holds quota for work that may fail. */
         ReserveInput: {
+            feature?: null | components["schemas"]["Feature"];
+            format?: null | components["schemas"]["ExportFormat"];
             metric: components["schemas"]["Metric"];
             /** Format: int64 */
             quantity: number;
@@ -1805,7 +1807,10 @@ export interface operations {
     GetAccountEntitlements: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description An ETag from an earlier answer */
+                "If-None-Match"?: string | null;
+            };
             path: {
                 account_id: string;
             };
@@ -1816,15 +1821,23 @@ export interface operations {
             /** @description Plan, features and every metric's reading */
             200: {
                 headers: {
+                    /** @description `private, max-age=30` */
+                    "Cache-Control"?: string;
+                    /** @description This answer's version */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["AccountEntitlements"];
                 };
             };
-            /** @description Unchanged since the `If-None-Match` ETag */
+            /** @description Unchanged since that ETag */
             304: {
                 headers: {
+                    /** @description `private, max-age=30` */
+                    "Cache-Control"?: string;
+                    /** @description This answer's version */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1912,16 +1925,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1963,16 +1966,6 @@ export interface operations {
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1982,16 +1975,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2001,16 +1984,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2020,16 +1993,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2070,6 +2033,8 @@ export interface operations {
             /** @description Held (or replayed) */
             201: {
                 headers: {
+                    /** @description `true` when this answer repeats the first answer to its Idempotency-Key (nothing was counted again); absent otherwise */
+                    "Idempotent-Replayed"?: string;
                     /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
                     RateLimit?: string;
                     /** @description The metric's limit; absent when unlimited */
@@ -2089,16 +2054,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2140,16 +2095,6 @@ export interface operations {
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2159,16 +2104,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2178,16 +2113,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2197,16 +2122,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2226,6 +2141,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until its window resets; absent for gauges and when unlimited */
                     "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -2262,16 +2179,6 @@ export interface operations {
             /** @description Released */
             200: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2292,16 +2199,6 @@ export interface operations {
             /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
             403: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -2313,16 +2210,6 @@ export interface operations {
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2332,16 +2219,6 @@ export interface operations {
             /** @description `reservation_closed`: committed or expired */
             409: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2381,16 +2258,6 @@ export interface operations {
             /** @description Committed */
             200: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2400,16 +2267,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2430,16 +2287,6 @@ export interface operations {
             /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
             403: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -2451,16 +2298,6 @@ export interface operations {
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2470,16 +2307,6 @@ export interface operations {
             /** @description `reservation_closed`: released, expired, or committed with another quantity */
             409: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2489,16 +2316,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2508,16 +2325,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2527,16 +2334,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2577,6 +2374,8 @@ export interface operations {
             /** @description Recorded (or replayed); where the metric stands now */
             200: {
                 headers: {
+                    /** @description `true` when this answer repeats the first answer to its Idempotency-Key (nothing was counted again); absent otherwise */
+                    "Idempotent-Replayed"?: string;
                     /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
                     RateLimit?: string;
                     /** @description The metric's limit; absent when unlimited */
@@ -2596,16 +2395,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2647,16 +2436,6 @@ export interface operations {
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2666,16 +2445,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2685,16 +2454,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2704,16 +2463,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2733,6 +2482,8 @@ export interface operations {
                     "RateLimit-Remaining"?: number;
                     /** @description Seconds until its window resets; absent for gauges and when unlimited */
                     "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -2772,16 +2523,6 @@ export interface operations {
             /** @description A result per event */
             200: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2791,16 +2532,6 @@ export interface operations {
             /** @description `malformed_json`, with the line and column */
             400: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2821,16 +2552,6 @@ export interface operations {
             /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
             403: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     /** @description The pricing page for the next tier up; absent at the top tier */
                     "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
@@ -2842,16 +2563,6 @@ export interface operations {
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2861,16 +2572,6 @@ export interface operations {
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2880,16 +2581,6 @@ export interface operations {
             /** @description `unsupported_media_type`: the body must be `application/json` */
             415: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2899,16 +2590,6 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
-                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
-                    RateLimit?: string;
-                    /** @description The metric's limit; absent when unlimited */
-                    "RateLimit-Limit"?: number;
-                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
-                    "RateLimit-Policy"?: string;
-                    /** @description What is left of it; absent when unlimited */
-                    "RateLimit-Remaining"?: number;
-                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
-                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
