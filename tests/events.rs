@@ -544,3 +544,78 @@ async fn without_an_endpoint_no_event_is_recorded() {
         "{outbox:?}"
     );
 }
+
+/// Through the service routes: the report, the batch and the commit that
+/// cross 80 % and 100 % of a limit send the event when they do, not the
+/// next day.
+#[tokio::test]
+async fn usage_crossing_a_threshold_is_an_event_at_once() {
+    let (app, receiver) = app_and_receiver().await;
+    let token = app.free_user("thresholds@events.io").await;
+    let account = app.own_account_id(&token).await;
+    // Free: 50 documents a month. 39, then a commit of 1 → 40 (80 %).
+    let docs = |n: i64| json!({"metric": "documents", "quantity": n});
+    assert_eq!(app.report(&account, "bulk", docs(39)).await.status(), 200);
+    let held: Value = app
+        .service(
+            reqwest::Method::POST,
+            &format!("/api/accounts/{account}/reservations"),
+        )
+        .header("Idempotency-Key", "one-more")
+        .json(&docs(1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = held["id"].as_str().unwrap();
+    // Uses arrive a moment apart, as they do.
+    app.clock.set(app.clock_now() + Duration::seconds(1));
+    let commit = app
+        .service(
+            reqwest::Method::POST,
+            &format!("/api/accounts/{account}/reservations/{id}/commit"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(commit.status(), 200);
+    // Free: 1,000 API calls a day; a batch from the gateway reaches them.
+    app.clock.set(app.clock_now() + Duration::seconds(1));
+    let now = app.clock_now();
+    let batch = app
+        .service(
+            reqwest::Method::POST,
+            &format!("/api/accounts/{account}/usage/batch"),
+        )
+        .json(&json!({"events": [
+            {"id": "gw-1", "metric": "api_calls", "quantity": 1000, "occurred_at": now}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+    sweep(&app).await;
+    let crossed: Vec<(String, u64, u64)> = receiver
+        .of(&account)
+        .into_iter()
+        .filter(|d| d.kind() == "usage.threshold_reached")
+        .map(|d| {
+            let data = &d.body["data"];
+            (
+                data["metric"].as_str().unwrap().to_owned(),
+                data["threshold"].as_u64().unwrap(),
+                data["used"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        crossed,
+        [
+            ("documents".to_owned(), 80, 40),
+            ("api_calls".to_owned(), 80, 1000),
+            ("api_calls".to_owned(), 100, 1000),
+        ]
+    );
+}

@@ -105,6 +105,31 @@ async fn user_tokens_read_their_account_but_never_write_usage() {
             "{e}"
         );
     }
+    let id = uuid::Uuid::new_v4();
+    for (method, path) in [
+        (
+            Method::POST,
+            format!("/api/accounts/{account}/reservations/{id}/commit"),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/accounts/{account}/reservations/{id}"),
+        ),
+        (
+            Method::PUT,
+            format!("/api/accounts/{account}/gauges/storage_mb"),
+        ),
+    ] {
+        let r = app
+            .client
+            .request(method, app.url(&path))
+            .bearer_auth(&token)
+            .json(&json!({"value": 1, "observed_at": app.clock_now()}))
+            .send()
+            .await
+            .unwrap();
+        error_of(r, 403, "missing_scope").await;
+    }
     // A member reads their own account's entitlements, not another's.
     let own = app
         .get_as(&token, &format!("/api/accounts/{account}/entitlements"))

@@ -198,6 +198,25 @@ impl Billing {
         used: u64,
         limit: u64,
     ) -> Result<(), AppError> {
+        let now = self.clock.now();
+        self.usage_threshold_reached_at(account_id, metric, threshold, window, used, limit, now)
+            .await
+    }
+
+    /// As `usage_threshold_reached`, stamped `at`: one use that crosses 80 %
+    /// and 100 % at once stamps them a millisecond apart, so they are sent
+    /// in that order.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn usage_threshold_reached_at(
+        &self,
+        account_id: AccountId,
+        metric: Metric,
+        threshold: u8,
+        window: Window,
+        used: u64,
+        limit: u64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), AppError> {
         let mut data = Map::new();
         data.insert("metric".into(), json!(metric.as_str()));
         data.insert("threshold".into(), json!(threshold));
@@ -212,7 +231,6 @@ impl Billing {
             metric.as_str(),
             window.start.timestamp_millis()
         );
-        let now = self.clock.now();
         let Some(event) = self.event(
             EventKind::UsageThresholdReached,
             account_id,

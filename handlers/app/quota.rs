@@ -198,9 +198,16 @@ impl Billing {
         ) else {
             return;
         };
-        for percent in thresholds_crossed(before, after, Some(limit)) {
+        let now = self.clock.now();
+        for (i, percent) in thresholds_crossed(before, after, Some(limit))
+            .into_iter()
+            .enumerate()
+        {
+            let at = now + chrono::Duration::milliseconds(i as i64);
             if let Err(e) = self
-                .usage_threshold_reached(account.id, key.metric, percent, window, after, limit)
+                .usage_threshold_reached_at(
+                    account.id, key.metric, percent, window, after, limit, at,
+                )
                 .await
             {
                 tracing::warn!(account_id = %account.id, metric = key.metric.as_str(), percent, error = %e, "usage threshold event not recorded; the rollup will send it");
@@ -294,8 +301,10 @@ impl Billing {
                 ))
             }
         };
+        // What live reservations hold now, so `remaining` is the truth.
+        let held = self.store.levels(account.id, &[usage_key], now).await?[0].held;
         Ok(Recorded {
-            reading: self.reading(account, usage_key, used, 0),
+            reading: self.reading(account, usage_key, used, held),
             replayed,
         })
     }
@@ -547,14 +556,20 @@ impl Billing {
             };
             results.push(match self.store.record_operation(&op).await? {
                 OperationOutcome::Decided(UsageOutcome::Admitted { total }) => {
+                    let before = total.saturating_sub(e.quantity as u64);
+                    self.announce_thresholds(account, usage_key, before, total)
+                        .await;
                     EventResult::Recorded {
                         total,
                         over_limit: limit.is_some_and(|l| total > l),
                     }
                 }
-                OperationOutcome::Replayed { .. } | OperationOutcome::KeyReused => {
-                    EventResult::Duplicate
-                }
+                OperationOutcome::Replayed { .. } => EventResult::Duplicate,
+                // A gateway whose event ids started again after a restart:
+                // say so rather than drop its new events as duplicates.
+                OperationOutcome::KeyReused => EventResult::Rejected(
+                    "this id was reported before with another metric, quantity or time: ids must be unique per event".into(),
+                ),
                 OperationOutcome::Decided(UsageOutcome::Denied { .. }) => {
                     EventResult::Rejected("quantity would pass the largest count".into())
                 }

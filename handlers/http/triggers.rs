@@ -105,11 +105,18 @@ pub fn decode_documents<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<V
 /// invitation documents (one transactional batch writes a change and its
 /// emails), told apart by `type`.
 fn outbox_messages(body: &[u8]) -> Result<Vec<OutboxMessage>, String> {
-    decode_documents::<Value>(body)?
+    Ok(decode_documents::<Value>(body)?
         .into_iter()
         .filter(|d| d.get("type").is_none_or(|t| t == "outbox"))
-        .map(|d| serde_json::from_value(d).map_err(|e| format!("a document: {e}")))
-        .collect()
+        .filter_map(|d| {
+            let id = d.get("id").and_then(Value::as_str).unwrap_or("?").to_owned();
+            // One document that is no outbox message must not hold up the
+            // others in its batch.
+            serde_json::from_value(d)
+                .inspect_err(|e| tracing::error!(id, error = %e, "change-feed document skipped: not an outbox message"))
+                .ok()
+        })
+        .collect())
 }
 
 /// Outbox documents from the change feed: sends what is pending. A send

@@ -326,6 +326,12 @@ impl GaugeObservation {
     pub fn replaces(&self, stored: Option<DateTime<Utc>>) -> bool {
         stored.is_none_or(|s| self.observed_at > s)
     }
+
+    /// The stored level is this very observation (a retry whose first
+    /// answer was lost): it stands, as the first answer said.
+    pub fn repeats(&self, stored_value: i64, stored_at: Option<DateTime<Utc>>) -> bool {
+        stored_at == Some(self.observed_at) && stored_value == self.value
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,5 +465,8 @@ mod tests {
         assert!(obs.replaces(Some(at - Duration::seconds(1))));
         assert!(!obs.replaces(Some(at)));
         assert!(!obs.replaces(Some(at + Duration::seconds(1))));
+        assert!(obs.repeats(10, Some(at)));
+        assert!(!obs.repeats(11, Some(at)));
+        assert!(!obs.repeats(10, None));
     }
 }

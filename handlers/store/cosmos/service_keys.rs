@@ -19,6 +19,9 @@ const KIND: &str = "service_key";
 struct ServiceKeyDoc {
     id: String,
     account_id: String,
+    /// Named `type` as every document of `accounts` is: the change feed
+    /// passes on only `outbox` documents.
+    #[serde(rename = "type")]
     kind: String,
     key: ServiceKey,
 }
@@ -64,7 +67,7 @@ impl ServiceKeyStore for CosmosStore {
     }
 
     async fn service_keys(&self) -> Result<Vec<ServiceKey>, StoreError> {
-        let query = Query::from("SELECT * FROM c WHERE c.kind = @kind")
+        let query = Query::from("SELECT * FROM c WHERE c.type = @kind")
             .with_parameter("@kind", KIND)
             .map_err(StoreError::corrupt)?;
         let docs: Vec<ServiceKeyDoc> = self

@@ -643,6 +643,9 @@ impl UsageStore for CosmosStore {
             let counter = self.counter(obs.account_id, &obs.key, obs.at).await?;
             if counter.etag.is_some() {
                 let stored = counter.doc.observed_at.map(docs::from_ms).transpose()?;
+                if obs.repeats(counter.doc.quantity, stored) {
+                    return Ok(GaugeOutcome::Set);
+                }
                 if let (false, Some(observed_at)) = (obs.replaces(stored), stored) {
                     return Ok(GaugeOutcome::Stale {
                         value: counter.doc.quantity.max(0) as u64,

@@ -324,6 +324,9 @@ pub(super) fn set_gauge(
         .and_then(|(_, at)| at)
         .map(super::from_ms)
         .transpose()?;
+    if stored.is_some_and(|(value, _)| obs.repeats(value, stored_at)) {
+        return Ok(GaugeOutcome::Set);
+    }
     if let (Some((value, _)), false) = (stored, obs.replaces(stored_at)) {
         return Ok(GaugeOutcome::Stale {
             value: value.max(0) as u64,
