@@ -735,7 +735,7 @@ async fn named_writes_cost_one_batch_after_parallel_point_reads() {
         .await
         .unwrap();
     let close = cost(before);
-    assert!(matches!(closed, CloseOutcome::Closed(_)));
+    assert!(matches!(closed, CloseOutcome::Closed(..)));
     let before = store.meter().reading();
     store
         .record_operation(&documents_op(account, "second", 1, 50))

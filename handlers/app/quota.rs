@@ -427,14 +427,11 @@ impl Billing {
             .close_reservation(account.id, id, closing, now)
             .await?
         {
-            CloseOutcome::Closed(r) => {
-                if let ReservationState::Committed { quantity } = r.state {
-                    if quantity > 0 {
-                        let level = self.store.levels(account.id, &[r.key()], now).await?[0];
-                        let before = level.used.saturating_sub(quantity as u64);
-                        self.announce_thresholds(account, r.key(), before, level.used)
-                            .await;
-                    }
+            CloseOutcome::Closed(r, total) => {
+                if let (ReservationState::Committed { quantity }, Some(total)) = (r.state, total) {
+                    let before = total.saturating_sub(quantity.max(0) as u64);
+                    self.announce_thresholds(account, r.key(), before, total)
+                        .await;
                 }
                 Ok(r)
             }

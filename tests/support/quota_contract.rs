@@ -46,6 +46,7 @@ macro_rules! quota_contract_tests {
             case!(an_expired_reservation_frees_its_quota_by_itself);
             case!(a_replayed_reservation_holds_once);
             case!(gauges_take_the_newest_observation);
+            case!(racing_retries_of_one_key_count_once);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reservations_outlive_the_process_that_made_them() {
@@ -218,7 +219,7 @@ pub async fn concurrent_reservations_hold_exactly_the_limit(s: Arc<dyn Store>) {
             s.close_reservation(a, r.id, Closing::Release, at)
                 .await
                 .unwrap(),
-            CloseOutcome::Closed(_)
+            CloseOutcome::Closed(..)
         ));
     }
     let more = reserve_many(&s, a, "after-release", 100, 50).await;
@@ -272,7 +273,7 @@ pub async fn a_commit_records_at_most_the_hold_and_replays(s: Arc<dyn Store>) {
             .unwrap(),
         CloseOutcome::Refused(CloseRefusal::BeyondHold { held: 3 })
     );
-    let CloseOutcome::Closed(done) = s
+    let CloseOutcome::Closed(done, total) = s
         .close_reservation(a, r.id, Closing::Commit(2), at)
         .await
         .unwrap()
@@ -280,11 +281,12 @@ pub async fn a_commit_records_at_most_the_hold_and_replays(s: Arc<dyn Store>) {
         panic!("a live hold commits");
     };
     assert_eq!(done.state, ReservationState::Committed { quantity: 2 });
+    assert_eq!(total, Some(2), "the counter's total right after the commit");
     assert_eq!(
         s.close_reservation(a, r.id, Closing::Commit(2), at)
             .await
             .unwrap(),
-        CloseOutcome::Closed(done.clone()),
+        CloseOutcome::Closed(done.clone(), None),
         "a retried commit is the same answer and records nothing"
     );
     assert!(matches!(
@@ -442,9 +444,47 @@ pub async fn reservations_outlive_the_process_that_made_them(open: Opener) {
             .close_reservation(a, r.id, Closing::Commit(4), at)
             .await
             .unwrap(),
-        CloseOutcome::Closed(_)
+        CloseOutcome::Closed(..)
     ));
     drop(second);
     let third = open().await;
     assert_eq!(level(&third, a, at).await, Level { used: 4, held: 0 });
+}
+
+pub async fn racing_retries_of_one_key_count_once(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let write = op(a, "twin", Metric::Documents, 2, Some(50), NOON);
+    let r = reservation(a, "twin-hold", 3, at, Duration::minutes(15));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (s, write, r) = (s.clone(), write.clone(), r.clone());
+            tokio::spawn(async move {
+                (
+                    s.record_operation(&write).await.unwrap(),
+                    s.reserve(&hold(r, 50)).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let (mut decided, mut held) = (0, 0);
+    for t in tasks {
+        let (written, reserved) = t.await.unwrap();
+        match written {
+            OperationOutcome::Decided(UsageOutcome::Admitted { total: 2 }) => decided += 1,
+            OperationOutcome::Replayed { total: 2 } => {}
+            other => panic!("a twin answered {other:?}"),
+        }
+        match reserved {
+            ReserveOutcome::Held { .. } => held += 1,
+            ReserveOutcome::Replayed(_) => {}
+            other => panic!("a twin reservation answered {other:?}"),
+        }
+    }
+    assert_eq!(
+        (decided, held),
+        (1, 1),
+        "one of the twins decides, the rest replay"
+    );
+    assert_eq!(level(&s, a, at).await, Level { used: 2, held: 3 });
 }

@@ -304,8 +304,10 @@ pub enum ReserveOutcome {
 /// What closing a reservation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseOutcome {
-    /// The reservation as it now stands.
-    Closed(Reservation),
+    /// The reservation as it now stands, and, when this call recorded a
+    /// commit, the counter's total right after it (from the same atomic
+    /// step: what crossing a threshold is judged by).
+    Closed(Reservation, Option<u64>),
     Refused(CloseRefusal),
     NotFound,
 }

@@ -600,7 +600,7 @@ impl UsageStore for CosmosStore {
             };
             let (state, records) = match r.close(closing, now) {
                 Err(refusal) => return Ok(CloseOutcome::Refused(refusal)),
-                Ok(CloseDecision::Replay) => return Ok(CloseOutcome::Closed(r)),
+                Ok(CloseDecision::Replay) => return Ok(CloseOutcome::Closed(r, None)),
                 Ok(CloseDecision::Apply { state, records }) => (state, records),
             };
             let key = r.key();
@@ -614,6 +614,7 @@ impl UsageStore for CosmosStore {
                     key.metric.as_str()
                 ))
             })?;
+            let total = (records > 0).then_some(counter.doc.quantity.max(0) as u64);
             r.state = state;
             rec.reservation = Some(r.clone());
             rec.ttl = docs::ttl_between(now, r.keep_until());
@@ -628,7 +629,7 @@ impl UsageStore for CosmosStore {
                 .replace_item(rec.id.clone(), &rec, if_match(&rec_etag))
                 .map_err(StoreError::corrupt)?;
             match self.batch(&self.usage, batch).await? {
-                Ok(_) => return Ok(CloseOutcome::Closed(r)),
+                Ok(_) => return Ok(CloseOutcome::Closed(r, total)),
                 // Closed by someone else, or the counter moved: look again.
                 Err(404 | 409 | 412) => pause(round).await,
                 Err(s) => return Err(refused(s)),

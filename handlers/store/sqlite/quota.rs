@@ -291,15 +291,17 @@ pub(super) fn close_reservation(
     };
     match r.close(closing, now) {
         Err(refusal) => Ok(CloseOutcome::Refused(refusal)),
-        Ok(CloseDecision::Replay) => Ok(CloseOutcome::Closed(r)),
+        Ok(CloseDecision::Replay) => Ok(CloseOutcome::Closed(r, None)),
         Ok(CloseDecision::Apply { state, records }) => {
-            if records > 0 {
-                add(&tx, &account, &r.key(), records, now)?;
-            }
+            let total = if records > 0 {
+                Some(add(&tx, &account, &r.key(), records, now)?.max(0) as u64)
+            } else {
+                None
+            };
             r.state = state;
             write_reservation(&tx, &r, false)?;
             tx.commit().map_err(unavailable)?;
-            Ok(CloseOutcome::Closed(r))
+            Ok(CloseOutcome::Closed(r, total))
         }
     }
 }
