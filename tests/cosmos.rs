@@ -659,7 +659,7 @@ async fn a_named_operation_whose_batch_answer_was_lost_counts_once() {
     let op = documents_op(account, "upload-1", 3, 5);
     assert_eq!(
         store.record_operation(&op).await.unwrap(),
-        OperationOutcome::Decided(UsageOutcome::Admitted { total: 3 }),
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 3 }, 0),
         "the store repeats the batch, finds its own record and answers as it decided"
     );
     assert_eq!(lost.hit_count(), 1, "the answer was lost once");

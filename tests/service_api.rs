@@ -319,6 +319,18 @@ async fn a_replayed_idempotency_key_counts_once_and_a_reused_one_is_refused() {
     assert_eq!(b.headers()["idempotent-replayed"], "true");
     assert_eq!(b.json::<Value>().await.unwrap()["id"], a["id"]);
     assert_eq!(documents(&app, &account).await["held"], 2, "held once");
+    // A report's answer counts the live holds in what remains.
+    let r = app.report(&account, "doc-44", docs(1)).await;
+    assert_eq!(r.headers()["ratelimit-remaining"], "44");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            body["used"].as_u64(),
+            body["held"].as_u64(),
+            body["remaining"].as_u64()
+        ),
+        (Some(4), Some(2), Some(44))
+    );
 }
 
 #[tokio::test]

@@ -282,16 +282,20 @@ impl Billing {
             limit: input.metric.limit(&self.effective_plan(account).limits),
             at: now,
         };
-        let (used, replayed) = match self.store.record_operation(&op).await? {
-            OperationOutcome::Decided(UsageOutcome::Admitted { total }) => {
+        let (used, held, replayed) = match self.store.record_operation(&op).await? {
+            OperationOutcome::Decided(UsageOutcome::Admitted { total }, held) => {
                 let before = total.saturating_sub(input.quantity as u64);
                 self.announce_thresholds(account, usage_key, before, total)
                     .await;
-                (total, false)
+                (total, held, false)
             }
-            OperationOutcome::Replayed { total } => (total, true),
+            // The first answer's total; the holds as they stand now.
+            OperationOutcome::Replayed { total } => {
+                let held = self.store.levels(account.id, &[usage_key], now).await?[0].held;
+                (total, held, true)
+            }
             OperationOutcome::KeyReused => return Err(AppError::IdempotencyKeyReused),
-            OperationOutcome::Decided(UsageOutcome::Denied { total }) => {
+            OperationOutcome::Decided(UsageOutcome::Denied { total }, _) => {
                 return Err(self.denial(
                     account,
                     input.metric,
@@ -301,8 +305,6 @@ impl Billing {
                 ))
             }
         };
-        // What live reservations hold now, so `remaining` is the truth.
-        let held = self.store.levels(account.id, &[usage_key], now).await?[0].held;
         Ok(Recorded {
             reading: self.reading(account, usage_key, used, held),
             replayed,
@@ -552,7 +554,7 @@ impl Billing {
                 at: now,
             };
             results.push(match self.store.record_operation(&op).await? {
-                OperationOutcome::Decided(UsageOutcome::Admitted { total }) => {
+                OperationOutcome::Decided(UsageOutcome::Admitted { total }, _) => {
                     let before = total.saturating_sub(e.quantity as u64);
                     self.announce_thresholds(account, usage_key, before, total)
                         .await;
@@ -567,7 +569,7 @@ impl Billing {
                 OperationOutcome::KeyReused => EventResult::Rejected(
                     "this id was reported before with another metric, quantity or time: ids must be unique per event".into(),
                 ),
-                OperationOutcome::Decided(UsageOutcome::Denied { .. }) => {
+                OperationOutcome::Decided(UsageOutcome::Denied { .. }, _) => {
                     EventResult::Rejected("quantity would pass the largest count".into())
                 }
             });

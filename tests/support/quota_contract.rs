@@ -123,7 +123,7 @@ pub async fn a_named_usage_write_counts_once_and_a_reused_key_is_refused(s: Arc<
     let first = op(a, "k1", Metric::Documents, 3, Some(5), NOON);
     assert_eq!(
         s.record_operation(&first).await.unwrap(),
-        OperationOutcome::Decided(UsageOutcome::Admitted { total: 3 })
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 3 }, 0)
     );
     for _ in 0..3 {
         assert_eq!(
@@ -145,7 +145,7 @@ pub async fn a_named_usage_write_counts_once_and_a_reused_key_is_refused(s: Arc<
         s.record_operation(&op(a, "k2", Metric::Documents, 2, Some(5), NOON))
             .await
             .unwrap(),
-        OperationOutcome::Decided(UsageOutcome::Admitted { total: 5 })
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 5 }, 0)
     );
 }
 
@@ -157,14 +157,14 @@ pub async fn a_refused_write_records_nothing_and_may_be_retried(s: Arc<dyn Store
     let big = op(a, "big", Metric::Documents, 2, Some(5), NOON);
     assert_eq!(
         s.record_operation(&big).await.unwrap(),
-        OperationOutcome::Decided(UsageOutcome::Denied { total: 4 })
+        OperationOutcome::Decided(UsageOutcome::Denied { total: 4 }, 0)
     );
     // After an upgrade (a higher limit), the same key is decided afresh.
     let mut upgraded = big.clone();
     upgraded.limit = Some(10);
     assert_eq!(
         s.record_operation(&upgraded).await.unwrap(),
-        OperationOutcome::Decided(UsageOutcome::Admitted { total: 6 })
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 6 }, 0)
     );
 }
 
@@ -175,7 +175,7 @@ pub async fn operation_keys_are_per_account(s: Arc<dyn Store>) {
             s.record_operation(&op(who, "same-key", Metric::ApiCalls, 1, None, NOON))
                 .await
                 .unwrap(),
-            OperationOutcome::Decided(UsageOutcome::Admitted { total: 1 })
+            OperationOutcome::Decided(UsageOutcome::Admitted { total: 1 }, 0)
         );
     }
 }
@@ -239,7 +239,7 @@ pub async fn held_quota_counts_against_every_write(s: Arc<dyn Store>) {
         s.record_operation(&op(a, "w", Metric::Documents, 3, Some(5), NOON))
             .await
             .unwrap(),
-        OperationOutcome::Decided(UsageOutcome::Denied { total: 3 })
+        OperationOutcome::Decided(UsageOutcome::Denied { total: 3 }, 3)
     );
     assert_eq!(
         s.reserve(&hold(
@@ -257,7 +257,7 @@ pub async fn held_quota_counts_against_every_write(s: Arc<dyn Store>) {
         s.record_operation(&op(a, "w", Metric::Documents, 3, Some(5), NOON))
             .await
             .unwrap(),
-        OperationOutcome::Decided(UsageOutcome::Admitted { total: 4 }),
+        OperationOutcome::Decided(UsageOutcome::Admitted { total: 4 }, 0),
         "the two units the commit did not use went back"
     );
 }
@@ -471,7 +471,7 @@ pub async fn racing_retries_of_one_key_count_once(s: Arc<dyn Store>) {
     for t in tasks {
         let (written, reserved) = t.await.unwrap();
         match written {
-            OperationOutcome::Decided(UsageOutcome::Admitted { total: 2 }) => decided += 1,
+            OperationOutcome::Decided(UsageOutcome::Admitted { total: 2 }, _) => decided += 1,
             OperationOutcome::Replayed { total: 2 } => {}
             other => panic!("a twin answered {other:?}"),
         }

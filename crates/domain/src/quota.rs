@@ -100,8 +100,9 @@ impl UsageOperation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OperationOutcome {
     /// Decided now: admitted (and recorded with its id) or denied (and
-    /// nothing recorded, so a retry is decided afresh).
-    Decided(UsageOutcome),
+    /// nothing recorded, so a retry is decided afresh); with what live
+    /// reservations held on the counter at that moment.
+    Decided(UsageOutcome, u64),
     /// Admitted before under this id with the same request: nothing
     /// counted now; `total` is what the first answer said.
     Replayed { total: u64 },

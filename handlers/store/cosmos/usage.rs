@@ -447,15 +447,16 @@ impl UsageStore for CosmosStore {
         // A record found in the way is answered as a replay, unless it is
         // ours (an attempt whose answer was lost): then as it was decided.
         let writer = uuid::Uuid::new_v4().to_string();
-        let replay = |rec: &OperationDoc| match (
+        let replay = |rec: &OperationDoc, held: u64| match (
             same_request(rec, OperationKind::Usage, &op.fingerprint),
             rec.total,
         ) {
-            (true, Some(total)) if rec.writer == writer => {
-                OperationOutcome::Decided(UsageOutcome::Admitted {
+            (true, Some(total)) if rec.writer == writer => OperationOutcome::Decided(
+                UsageOutcome::Admitted {
                     total: total.max(0) as u64,
-                })
-            }
+                },
+                held,
+            ),
             (true, Some(total)) => OperationOutcome::Replayed {
                 total: total.max(0) as u64,
             },
@@ -468,16 +469,19 @@ impl UsageStore for CosmosStore {
                 self.operation(op.account_id, op.id),
             )
             .await?;
-            if let Some((rec, _)) = recorded {
-                return Ok(replay(&rec));
-            }
             let holds = counter.live_holds(op.at)?;
-            let used = counter.doc.quantity;
             let held = held_at(&holds, op.at);
+            if let Some((rec, _)) = recorded {
+                return Ok(replay(&rec, held.max(0) as u64));
+            }
+            let used = counter.doc.quantity;
             if !fits(used, held, op.amount, op.limit) {
-                return Ok(OperationOutcome::Decided(UsageOutcome::Denied {
-                    total: used.saturating_add(held).max(0) as u64,
-                }));
+                return Ok(OperationOutcome::Decided(
+                    UsageOutcome::Denied {
+                        total: used.saturating_add(held).max(0) as u64,
+                    },
+                    held.max(0) as u64,
+                ));
             }
             // `fits` checked the sum.
             let total = used + op.amount;
@@ -495,9 +499,12 @@ impl UsageStore for CosmosStore {
                 .map_err(StoreError::corrupt)?;
             match self.batch(&self.usage, batch).await? {
                 Ok(_) => {
-                    return Ok(OperationOutcome::Decided(UsageOutcome::Admitted {
-                        total: total as u64,
-                    }))
+                    return Ok(OperationOutcome::Decided(
+                        UsageOutcome::Admitted {
+                            total: total as u64,
+                        },
+                        held.max(0) as u64,
+                    ))
                 }
                 // The counter moved, or the record was written in between
                 // (by a twin request, or by this one if its answer was lost).

@@ -145,9 +145,12 @@ pub(super) fn record_operation(
     let used = read_usage(&tx, &account, &op.key)? as i64;
     let (held, _) = held(&tx, &account, &op.key, op.at)?;
     if !fits(used, held, op.amount, op.limit) {
-        return Ok(OperationOutcome::Decided(UsageOutcome::Denied {
-            total: used.saturating_add(held).max(0) as u64,
-        }));
+        return Ok(OperationOutcome::Decided(
+            UsageOutcome::Denied {
+                total: used.saturating_add(held).max(0) as u64,
+            },
+            held.max(0) as u64,
+        ));
     }
     let total = add(&tx, &account, &op.key, op.amount, op.at)?;
     tx.prepare_cached(
@@ -170,9 +173,12 @@ pub(super) fn record_operation(
     })
     .map_err(unavailable)?;
     tx.commit().map_err(unavailable)?;
-    Ok(OperationOutcome::Decided(UsageOutcome::Admitted {
-        total: total as u64,
-    }))
+    Ok(OperationOutcome::Decided(
+        UsageOutcome::Admitted {
+            total: total as u64,
+        },
+        held.max(0) as u64,
+    ))
 }
 
 fn write_reservation(
