@@ -7,11 +7,14 @@
 //! rule, once:
 //! - signed in (`Access::User`, `Access::Member`): bearer security, 401
 //!   (`WWW-Authenticate`);
-//! - acting on an account (`Access::Member`): the `X-Account-Id` header,
-//!   404 `account_not_found`, 429 (`Retry-After`), and the `RateLimit-*`
-//!   headers on every answer that passed authentication;
+//! - acting on an account (`Access::Member`): the `X-Account-Id` header and
+//!   404 `account_not_found` (billing routes are not metered);
+//! - KRAFTD's services (`Access::Service`, `ServiceOrMember`): 403
+//!   `missing_scope`, 404 `account_not_found`, `Retry-After` on 429, and on
+//!   the routes named below the RateLimit fields and `Idempotent-Replayed`;
 //! - sign-in throttled (`Throttle::SignIn`): 429 `rate_limited` (`Retry-After`);
-//! - 403, and 429 on metered routes, carry `X-Upgrade-Url` (the upgrade-link layer);
+//! - 403, and 429 on the usage-writing routes, carry `X-Upgrade-Url` (the
+//!   upgrade-link layer);
 //! - every operation: `default`, the error shape for 5xx (`Retry-After` on 503).
 //!
 //! `handler openapi write` commits the document as `openapi.json`; a test
