@@ -72,6 +72,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("LOGIN_BACKOFF_AFTER_FAILURES", "5"),
     ("LOGIN_BACKOFF_MAX_SECONDS", "900"),
     ("SMTP_URL", ""),
+    ("OUTBOX_LEASE_SECONDS", "300"),
     ("EVENTS_WEBHOOK_URL", ""),
     ("EVENTS_WEBHOOK_SECRET", ""),
     ("EMAIL_FROM", "KRAFTD Billing <billing@kraftd.io>"),
@@ -193,6 +194,9 @@ pub struct Config {
     /// Unset locally: emails are written as .eml files under the data directory.
     pub smtp_url: Option<Secret>,
     pub email_from: String,
+    /// How long a sender's claim on an outbox message holds before another
+    /// sender may take it (and send it again).
+    pub outbox_lease_seconds: u32,
     /// Where events for KRAFTD go, signed; `None` when `EVENTS_WEBHOOK_URL`
     /// is unset, and then no event is recorded at all.
     pub events: Option<EventsConfig>,
@@ -501,6 +505,7 @@ impl Config {
             },
             max_keys: ThrottleSettings::MAX_KEYS,
         };
+        let outbox_lease_seconds = count("OUTBOX_LEASE_SECONDS", 300, 86_400)?;
         let past_due_grace_days = match get("PAST_DUE_GRACE_DAYS") {
             Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
                 bad(
@@ -576,6 +581,7 @@ impl Config {
             throttle,
             smtp_url,
             email_from,
+            outbox_lease_seconds,
             events,
             web_dist,
         };

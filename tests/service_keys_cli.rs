@@ -3,80 +3,36 @@
 //! stops at its revocation, and a hold outlives a process killed between
 //! reserve and commit.
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
-const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
+use support::binary::{self, Served};
+
 const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn env(data: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("DATA_DIR", data.display().to_string()),
-        ("JWT_SECRET", SECRET.into()),
-        ("FREE_PLAN_DOCS_LIMIT", "5".into()),
-    ]
-}
-
 fn cli(data: &Path, args: &[&str]) -> Output {
-    Command::new(HANDLER)
-        .args(args)
-        .env_clear()
-        .envs(env(data))
-        .output()
-        .unwrap()
+    let data = data.display().to_string();
+    binary::run(&settings(&data), args)
+}
+
+fn settings(data: &str) -> [(&str, &str); 3] {
+    [
+        ("DATA_DIR", data),
+        ("JWT_SECRET", SECRET),
+        ("FREE_PLAN_DOCS_LIMIT", "5"),
+    ]
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn serve(data: &Path) -> Served {
-    let port = free_port();
-    let child = Command::new(HANDLER)
-        .args(["serve", "--port", &port.to_string()])
-        .env_clear()
-        .envs(env(data))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reqwest::get(format!("{base}/api/health"))
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the handler did not answer within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Served { child, base }
+    Served::start(&settings(&data.display().to_string())).await
 }
 
 /// Registers a Free user; the id of the account they own.
@@ -241,8 +197,7 @@ async fn a_hold_outlives_a_process_killed_between_reserve_and_commit() {
     assert_eq!(r.status(), 201);
     let held: Value = r.json().await.unwrap();
     // SIGKILL: no shutdown, no flush beyond what each write committed.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill();
 
     let second = serve(dir.path()).await;
     let level = documents(&second.base, &key, &account).await;

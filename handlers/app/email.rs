@@ -3,14 +3,12 @@
 //! hand over a message twice), so each message is claimed before it is sent:
 //! a second delivery finds it claimed or sent and does nothing. A sender that
 //! dies between sending and marking leaves a claim that expires after
-//! `LEASE`; the message is then sent again, with the same Message-ID. A
+//! its lease (`OUTBOX_LEASE_SECONDS`); the message is then sent again, with the same Message-ID. A
 //! failed send waits its backoff (minutes, growing) before the next try;
 //! the `SweepOutbox` timer takes up lapsed claims and due retries, which the
 //! change feed, firing only on writes, would never bring back. An event is
 //! claimed only in its turn (`outbox::due`), and one sent hands over to
 //! the next of its account at once.
-
-use chrono::Duration;
 
 use crate::domain::account::AccountId;
 use crate::domain::outbox::RetryPolicy;
@@ -22,9 +20,6 @@ use super::{AppError, Billing};
 
 /// Messages one sweep sends at most; the next sweep takes the rest.
 const SWEEP_BATCH: usize = 200;
-
-/// How long a claim holds before another sender may take the message.
-pub const LEASE: Duration = Duration::minutes(5);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -80,7 +75,7 @@ impl Billing {
     async fn next_event(&self, account: AccountId) -> Result<Option<OutboxMessage>, AppError> {
         let due = self
             .store
-            .due_outbox_for_account(account, self.clock.now(), LEASE)
+            .due_outbox_for_account(account, self.clock.now(), self.settings.outbox_lease)
             .await?;
         Ok(due.into_iter().find(|m| m.kind.in_order()))
     }
@@ -94,7 +89,12 @@ impl Billing {
         let now = self.clock.now();
         let Some(message) = self
             .store
-            .claim_outbox(candidate.account_id, &candidate.id, now, LEASE)
+            .claim_outbox(
+                candidate.account_id,
+                &candidate.id,
+                now,
+                self.settings.outbox_lease,
+            )
             .await?
         else {
             report.skipped += 1;
@@ -183,7 +183,7 @@ impl Billing {
     pub async fn pending_outbox(&self, limit: usize) -> Result<Vec<OutboxMessage>, AppError> {
         Ok(self
             .store
-            .pending_outbox(self.clock.now(), LEASE, limit)
+            .pending_outbox(self.clock.now(), self.settings.outbox_lease, limit)
             .await?)
     }
 }

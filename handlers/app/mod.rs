@@ -62,6 +62,10 @@ pub struct BillingSettings {
     /// (`SERVICE_APPS`), with the names they go by; empty: any application
     /// of a trusted service issuer.
     pub service_apps: Vec<ServiceApp>,
+    /// How long a sender's claim on an outbox message holds
+    /// (`OUTBOX_LEASE_SECONDS`): a sender that died mid-send is followed
+    /// by another once it lapses.
+    pub outbox_lease: Duration,
 }
 
 pub struct Billing {

@@ -217,6 +217,7 @@ pub fn state(config: &Config, adapters: Adapters) -> Result<AppState, StartError
                 verify_email: config.verify_email_url.clone(),
             },
             service_apps: config.service_apps.clone(),
+            outbox_lease: chrono::Duration::seconds(config.outbox_lease_seconds.into()),
         },
     });
     // Under the host the TCP peer is the host itself: the client is in the

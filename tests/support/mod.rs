@@ -2,6 +2,7 @@
 //! file and a clock the test controls, plus small request helpers.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod cosmos_memory;
 pub mod cosmos_server;
 pub mod jwks;
