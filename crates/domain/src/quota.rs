@@ -111,8 +111,12 @@ pub enum OperationOutcome {
 }
 
 /// Whether `used + held + amount` fits `limit`, in checked arithmetic: a sum
-/// past `i64::MAX` fits no limit and counts as no total.
+/// past `i64::MAX` fits no limit and counts as no total. A decrease fits
+/// down to zero used, never below.
 pub fn fits(used: i64, held: i64, amount: i64, limit: Limit) -> bool {
+    if used.checked_add(amount).is_none_or(|u| u < 0) {
+        return false;
+    }
     let Some(total) = used.checked_add(held).and_then(|t| t.checked_add(amount)) else {
         return false;
     };
@@ -397,6 +401,18 @@ mod tests {
         assert!(fits(i64::MAX - 1, 0, 1, None));
         assert!(!fits(i64::MAX, 0, 1, None), "an overflow fits nothing");
         assert!(!fits(i64::MAX, i64::MAX, 1, Some(u64::MAX)));
+    }
+
+    #[test]
+    fn a_decrease_fits_down_to_zero_never_below() {
+        assert!(fits(5, 0, -5, Some(10)));
+        assert!(fits(5, 3, -5, None), "holds are not used quota");
+        assert!(!fits(5, 3, -6, None), "below zero used, whatever is held");
+        assert!(!fits(0, 0, -1, Some(10)));
+        assert!(
+            !fits(i64::MIN + 1, 0, -2, None),
+            "an underflow fits nothing"
+        );
     }
 
     #[test]

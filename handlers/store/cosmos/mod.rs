@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use azure_data_cosmos::clients::{ContainerClient, DatabaseClient};
 use azure_data_cosmos::models::{ContainerProperties, ItemResponse, TimeToLive};
-use azure_data_cosmos::options::{ContentResponseOnWrite, ItemWriteOptions, OperationOptions};
 use azure_data_cosmos::{CosmosClient, CosmosError, FeedScope, Query, TransactionalBatch};
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
@@ -172,25 +171,6 @@ impl CosmosStore {
             .await
     }
 
-    /// Like `call`, for increments: one whose answer was lost (a timeout, a
-    /// 503 the transport made up) may have landed, and repeating it would
-    /// count twice, so that is an error; only refusals are retried.
-    async fn call_increment<F, Fut>(&self, op: F) -> Result<ItemResponse, CosmosError>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<ItemResponse, CosmosError>>,
-    {
-        self.call_retrying(op, |e| {
-            let s = e.status();
-            s.is_throttled()
-                || s.is_retry_with()
-                || (s.is_service_unavailable()
-                    && e.is_from_wire()
-                    && !s.is_transport_generated_503())
-        })
-        .await
-    }
-
     async fn call_retrying<F, Fut>(
         &self,
         op: F,
@@ -328,12 +308,6 @@ fn unavailable(e: CosmosError) -> StoreError {
     } else {
         StoreError::unavailable(e)
     }
-}
-
-fn with_content() -> ItemWriteOptions {
-    let mut operation = OperationOptions::default();
-    operation.content_response_on_write = Some(ContentResponseOnWrite::Enabled);
-    ItemWriteOptions::default().with_operation_options(operation)
 }
 
 fn time_to_live(ttl: DefaultTtl) -> TimeToLive {

@@ -11,33 +11,17 @@
 //! compensation: a write counts only with its record. The counter carries its live reservations' holds, so the limit
 //! check (`quota::fits` of used + held) sees one document.
 //!
-//! `increment_usage` (the unnamed path, the API-call meter) is
-//! increment-then-check: one server-side patch adds the amount and returns
-//! the new total; a total past the limit is undone by a compensating
-//! decrement and the request denied.
-//!
-//! Why not read + If-Match patch there: under contention (a burst of
-//! requests from one account, the case quotas exist for) every writer but
-//! one gets a 412 and must retry, so the common case stops being one round
-//! trip and the worst case has no bound. The increment always lands first
-//! time. Its cost: between an over-limit increment and its compensation,
-//! others see a total that is too high and may be denied although they
-//! would have fit. It can only deny, never admit: a total is admitted only
-//! if it is within the limit including everyone else's increments and the
-//! holds on the patched document, so the limit is never passed. Decrements
-//! (gauges) use read + If-Match, because a compensated decrement could
-//! briefly lower the total and let others in.
+//! `increment_usage` (the unnamed increase of fixtures and benchmarks) is
+//! a named operation under a fresh id: the same one batch, so it is
+//! exactly once too, and nothing here ever patches or compensates.
 
 use async_trait::async_trait;
-use azure_data_cosmos::models::{PatchInstructions, PatchOperation};
-use azure_data_cosmos::options::{
-    BatchReplaceOptions, ItemWriteOptions, PatchItemOptions, PatchStrategy, Precondition,
-};
+use azure_data_cosmos::options::{BatchReplaceOptions, Precondition};
 use azure_data_cosmos::TransactionalBatch;
 use chrono::{DateTime, Utc};
 
 use super::docs::{self, ActiveDoc, CounterDoc, HoldDoc, OperationDoc};
-use super::{contended, pause, unavailable, with_content, CosmosStore, MAX_ROUNDS};
+use super::{contended, pause, unavailable, CosmosStore, MAX_ROUNDS};
 use crate::domain::account::AccountId;
 use crate::domain::ports::{Etag, StoreError, UsageStore};
 use crate::domain::quota::{
@@ -181,37 +165,6 @@ fn refused(status: u16) -> StoreError {
 }
 
 impl CosmosStore {
-    /// Adds `amount` server-side and returns the counter as it now stands,
-    /// or `None` if it does not exist yet.
-    async fn add(
-        &self,
-        inc: &UsageIncrement,
-        amount: i64,
-    ) -> Result<Option<CounterDoc>, StoreError> {
-        let pk = docs::pk(inc.account_id);
-        let id = counter_id(&inc.key);
-        // ServerSide: the SDK's default would turn an increment into a
-        // client-side read + replace; it also never retries an increment
-        // whose outcome is unknown, so nothing is counted twice.
-        let options = || PatchItemOptions::default().with_strategy(PatchStrategy::ServerSide);
-        let patched = self
-            .call_increment(|| {
-                self.usage.patch_item(
-                    pk.clone(),
-                    &id,
-                    PatchInstructions::new()
-                        .with_operation(PatchOperation::increment("/quantity", amount)),
-                    Some(options()),
-                )
-            })
-            .await;
-        match patched {
-            Ok(r) => Ok(Some(r.into_model().map_err(StoreError::corrupt)?)),
-            Err(e) if e.status().is_not_found() => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
     /// Records the account in the rollup's index of the day of `at` before
     /// a counter is written that day (first, so a crash leaves an index
     /// entry with no usage, which rolls up as zeros, never usage the rollup
@@ -244,24 +197,6 @@ impl CosmosStore {
         match created {
             Ok(_) => Ok(Some(docs::ms(today.start))),
             Err(e) if e.status().is_conflict() => Ok(Some(docs::ms(today.start))),
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
-    /// First use of a counter: the day index, then the counter.
-    async fn create_counter(&self, inc: &UsageIncrement) -> Result<bool, StoreError> {
-        let indexed = self.index_day(inc.account_id, &inc.key, inc.at).await?;
-        let mut doc = new_counter(inc.account_id, &inc.key, inc.amount, inc.at);
-        doc.indexed_day = indexed;
-        let created = self
-            .call(|| {
-                self.usage
-                    .create_item(doc.account_id.clone(), &doc.id, &doc, Some(with_content()))
-            })
-            .await;
-        match created {
-            Ok(_) => Ok(true),
-            Err(e) if e.status().is_conflict() => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -331,106 +266,26 @@ impl CosmosStore {
             .await?
             .map_or(0, |(d, _)| d.quantity.max(0) as u64))
     }
-
-    async fn decrement(&self, inc: &UsageIncrement) -> Result<UsageOutcome, StoreError> {
-        loop {
-            let Some((mut doc, etag)) = self.read_counter(inc.account_id, &inc.key).await? else {
-                return Ok(UsageOutcome::Denied { total: 0 });
-            };
-            let next = doc.quantity + inc.amount;
-            if next < 0 {
-                return Ok(UsageOutcome::Denied {
-                    total: doc.quantity.max(0) as u64,
-                });
-            }
-            doc.quantity = next;
-            let replaced = self
-                .call(|| {
-                    self.usage.replace_item(
-                        doc.account_id.clone(),
-                        &doc.id,
-                        &doc,
-                        Some(
-                            ItemWriteOptions::default()
-                                .with_precondition(Precondition::if_match(etag.0.clone())),
-                        ),
-                    )
-                })
-                .await;
-            match replaced {
-                Ok(_) => return Ok(UsageOutcome::Admitted { total: next as u64 }),
-                Err(e) if e.status().is_precondition_failed() => continue,
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-    }
-
-    /// Takes back an increment that went past the limit. Retried hard: until
-    /// it lands, the counter overstates usage (denies, never over-admits).
-    async fn compensate(&self, inc: &UsageIncrement, at: DateTime<Utc>) {
-        for attempt in 0..5u32 {
-            match self.add(inc, -inc.amount).await {
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(account_id = %inc.account_id, metric = inc.key.metric.as_str(), attempt, error = %e, "quota compensation failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-                }
-            }
-        }
-        tracing::error!(account_id = %inc.account_id, metric = inc.key.metric.as_str(), amount = inc.amount, at = %at, "quota compensation gave up; the counter overstates usage by this amount");
-    }
-
-    /// Whether the patched counter admits the increment: the total before
-    /// it, the live holds and the amount within the limit.
-    async fn admits(&self, inc: &UsageIncrement, doc: &CounterDoc) -> Result<bool, StoreError> {
-        match live(doc, inc.at) {
-            Ok(holds) => Ok(fits(
-                doc.quantity.saturating_sub(inc.amount),
-                held_at(&holds, inc.at),
-                inc.amount,
-                inc.limit,
-            )),
-            Err(e) => {
-                // Undecidable: take it back rather than admit blindly.
-                self.compensate(inc, inc.at).await;
-                Err(e)
-            }
-        }
-    }
 }
 
 #[async_trait]
 impl UsageStore for CosmosStore {
     async fn increment_usage(&self, inc: &UsageIncrement) -> Result<UsageOutcome, StoreError> {
-        if inc.amount < 0 {
-            return self.decrement(inc).await;
-        }
-        if inc.exceeds_limit_alone() {
-            return Ok(UsageOutcome::Denied {
-                total: self.total(inc.account_id, &inc.key).await?,
-            });
-        }
-        loop {
-            if let Some(doc) = self.add(inc, inc.amount).await? {
-                let total = doc.quantity;
-                return Ok(if self.admits(inc, &doc).await? {
-                    UsageOutcome::Admitted {
-                        total: total as u64,
-                    }
-                } else {
-                    self.compensate(inc, inc.at).await;
-                    UsageOutcome::Denied {
-                        total: (total - inc.amount).max(0) as u64,
-                    }
-                });
-            }
-            // No counter yet (so no holds). `amount <= limit` was checked above.
-            if self.create_counter(inc).await? {
-                return Ok(UsageOutcome::Admitted {
-                    total: inc.amount as u64,
-                });
-            }
-            // Created by someone else in between: add to theirs.
+        let op = UsageOperation {
+            id: OperationId(uuid::Uuid::new_v4()),
+            fingerprint: Fingerprint(format!("unnamed:{}", inc.amount)),
+            account_id: inc.account_id,
+            key: inc.key,
+            amount: inc.amount,
+            limit: inc.limit,
+            at: inc.at,
+        };
+        match self.record_operation(&op).await? {
+            OperationOutcome::Decided(outcome, _) => Ok(outcome),
+            // A fresh id names no earlier write.
+            OperationOutcome::Replayed { .. } | OperationOutcome::KeyReused => Err(
+                StoreError::corrupt("a fresh operation id was already recorded"),
+            ),
         }
     }
 
