@@ -1036,11 +1036,208 @@ async fn a_second_click_pays_the_same_checkout_and_another_plan_closes_the_first
     );
 }
 
+/// What a customer with two live subscriptions ends with, as Stripe and
+/// the account have it.
+#[derive(Debug, PartialEq)]
+struct Settled {
+    plan: PlanId,
+    subscription: Option<String>,
+    owed: Option<String>,
+    /// Each subscription of the customer and its Stripe status, oldest first.
+    statuses: Vec<(String, stripe_shared::SubscriptionStatus)>,
+    /// The customer's credit balance (negative is credit).
+    balance: i64,
+    /// `DELETE /v1/subscriptions/{id}` calls: path, whether they asked for
+    /// a prorated credit invoiced now, and whether they carried a key.
+    deletes: Vec<(String, bool, bool)>,
+}
+
+async fn settled(app: &TestApp, email: &str, subscriptions: &[&str]) -> Settled {
+    let account = app.account(email).await;
+    let client = stripe_client(app);
+    let mut statuses = Vec::new();
+    for id in subscriptions {
+        let s = stripe_billing::subscription::RetrieveSubscription::new(*id)
+            .send(&client)
+            .await
+            .unwrap();
+        statuses.push((id.to_string(), s.status));
+    }
+    let customer = account.subscription.stripe_customer_id.clone().unwrap();
+    let balance = stripe_core::customer::RetrieveCustomer::new(customer.as_str())
+        .send(&client)
+        .await
+        .unwrap();
+    let balance = match balance {
+        stripe_core::customer::RetrieveCustomerReturned::Customer(c) => c.balance.unwrap_or(0),
+        _ => panic!("customer {customer} is gone"),
+    };
+    let deletes = app
+        .sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| {
+            let credited = r.body.contains("prorate=true") && r.body.contains("invoice_now=true");
+            (r.path, credited, r.idempotency_key.is_some())
+        })
+        .collect();
+    Settled {
+        plan: account.subscription.effective_plan(app.clock_now()),
+        subscription: account.subscription.stripe_subscription_id,
+        owed: account.subscription.replaced_subscription_id,
+        statuses,
+        balance,
+        deletes,
+    }
+}
+
+/// The unused part of the current period of a subscription at `price`
+/// cents, as Stripe credits it at `now`.
+fn unused_credit(
+    app: &TestApp,
+    email_account: &kraftd_billing::domain::account::Account,
+    price: i64,
+) -> i64 {
+    let end = email_account.subscription.current_period_end.unwrap();
+    let start = email_account.subscription.start_date.unwrap();
+    let remaining = (end - app.clock_now()).num_seconds() as f64;
+    let period = (end - start).num_seconds() as f64;
+    -((price as f64) * remaining / period).round() as i64
+}
+
+/// Sales sells the customer Enterprise at a custom price straight in
+/// Stripe, as in the dashboard. Returns the subscription id.
+async fn sales_subscribe_to_enterprise(app: &TestApp, customer: &str) -> String {
+    let price = app
+        .sim()
+        .create_dashboard_price("enterprise", 250_000, "month");
+    app.sim()
+        .create_subscription(customer, &price)
+        .await
+        .unwrap()
+}
+
+/// Every event Stripe sent, delivered again under new ids, as Stripe does
+/// when it sends another event about the same objects.
+async fn redeliver_all_anew(app: &TestApp) {
+    for mut event in app.sim().events() {
+        event["id"] = json!(format!("{}_again", event["id"].as_str().unwrap()));
+        assert_eq!(app.sim().deliver(&event).await, 200, "{event}");
+    }
+    app.sim().wait_for_webhooks().await;
+}
+
+/// A Pro customer, ten days into their month, whom sales sells Enterprise
+/// straight in Stripe; webhooks go to the app in `order`, batch by batch
+/// (the cancellations the app makes send more). Returns the Pro and the
+/// Enterprise subscription ids.
+async fn sales_sell_enterprise_to_pro(
+    app: &TestApp,
+    email: &str,
+    order: fn(Vec<Value>) -> Vec<Value>,
+) -> (String, String) {
+    pro_user(app, email).await;
+    let pro = app.account(email).await.subscription;
+    app.clock.set(app.clock_now() + Duration::days(10));
+    app.sim().hold_webhooks(true);
+    let enterprise =
+        sales_subscribe_to_enterprise(app, pro.stripe_customer_id.as_deref().unwrap()).await;
+    loop {
+        let held = app.sim().held_events();
+        if held.is_empty() {
+            break;
+        }
+        app.sim().clear_held();
+        for event in order(held) {
+            assert_eq!(app.sim().deliver(&event).await, 200, "{event}");
+        }
+    }
+    app.sim().hold_webhooks(false);
+    (pro.stripe_subscription_id.unwrap(), enterprise)
+}
+
 #[tokio::test]
-async fn a_subscription_sold_outside_the_app_to_a_subscribed_user_is_canceled() {
+async fn enterprise_sold_by_sales_to_a_pro_customer_replaces_pro_with_credit() {
+    use stripe_shared::SubscriptionStatus::{Active, Canceled};
     let app = TestApp::spawn_with_stripe(&[]).await;
-    pro_user(&app, "double@example.com").await;
-    let user = app.account("double@example.com").await;
+    let email = "upsold@example.com";
+    pro_user(&app, email).await;
+    let before = app.account(email).await;
+    app.clock.set(app.clock_now() + Duration::days(10));
+    let credit = unused_credit(&app, &before, 9_900);
+    let pro = before.subscription.stripe_subscription_id.clone().unwrap();
+    let enterprise = sales_subscribe_to_enterprise(
+        &app,
+        before.subscription.stripe_customer_id.as_deref().unwrap(),
+    )
+    .await;
+    let expected = Settled {
+        plan: PlanId::Enterprise,
+        subscription: Some(enterprise.clone()),
+        owed: None,
+        statuses: vec![(pro.clone(), Canceled), (enterprise.clone(), Active)],
+        balance: credit,
+        deletes: vec![(format!("/v1/subscriptions/{pro}"), true, true)],
+    };
+    assert!(credit < -6_000, "two thirds of a month of Pro: {credit}");
+    assert_eq!(settled(&app, email, &[&pro, &enterprise]).await, expected);
+    let kinds = app.email_kinds(before.id).await;
+    assert!(kinds.contains(&EmailKind::PlanChanged), "{kinds:?}");
+    assert!(!kinds.contains(&EmailKind::SubscriptionEnded), "{kinds:?}");
+
+    // Stripe telling it all again, and reconciliation, change nothing.
+    redeliver_all_anew(&app).await;
+    app.clock.set(app.clock_now() + Duration::days(40));
+    app.billing.reconcile().await.unwrap();
+    assert_eq!(settled(&app, email, &[&pro, &enterprise]).await, expected);
+}
+
+#[tokio::test]
+async fn a_replacement_in_any_order_of_webhooks_ends_the_same() {
+    use stripe_shared::SubscriptionStatus::{Active, Canceled};
+    let outcome = |order: fn(Vec<Value>) -> Vec<Value>| async move {
+        let app = TestApp::spawn_with_stripe(&[]).await;
+        let email = "ordered@example.com";
+        let (pro, enterprise) = sales_sell_enterprise_to_pro(&app, email, order).await;
+        let mut end = settled(&app, email, &[&pro, &enterprise]).await;
+        assert_eq!(
+            (end.plan, end.subscription.as_deref(), &end.statuses[..]),
+            (
+                PlanId::Enterprise,
+                Some(enterprise.as_str()),
+                &[(pro.clone(), Canceled), (enterprise.clone(), Active)][..]
+            )
+        );
+        // Ids differ between runs; what was done to them must not.
+        end.subscription = None;
+        end.statuses.clear();
+        end.deletes = end
+            .deletes
+            .into_iter()
+            .map(|(path, credited, keyed)| (path.replace(&pro, "PRO"), credited, keyed))
+            .collect();
+        end
+    };
+    let in_order = outcome(|e| e).await;
+    assert_eq!(
+        in_order.deletes,
+        vec![("/v1/subscriptions/PRO".to_owned(), true, true)]
+    );
+    let reversed = outcome(|e| e.into_iter().rev().collect()).await;
+    let doubled_reversed = outcome(|e| e.iter().rev().chain(e.iter()).cloned().collect()).await;
+    assert_eq!(reversed, in_order);
+    assert_eq!(doubled_reversed, in_order);
+}
+
+#[tokio::test]
+async fn a_second_pro_checkout_is_canceled_with_credit_and_the_first_stays() {
+    use stripe_shared::SubscriptionStatus::{Active, Canceled};
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let email = "double@example.com";
+    pro_user(&app, email).await;
+    let user = app.account(email).await;
+    let first = user.subscription.stripe_subscription_id.clone().unwrap();
     let customer = user.subscription.stripe_customer_id.clone().unwrap();
     // A second checkout made behind the app's back, for the same customer.
     let price = app.sim().create_dashboard_price("pro", 9_900, "month");
@@ -1051,20 +1248,68 @@ async fn a_subscription_sold_outside_the_app_to_a_subscribed_user_is_canceled() 
         .complete_checkout(session.id.as_str())
         .await
         .unwrap();
-    let second = stripe_billing::subscription::RetrieveSubscription::new(second.as_str())
-        .send(&client)
-        .await
-        .unwrap();
+    let expected = Settled {
+        plan: PlanId::Pro,
+        subscription: Some(first.clone()),
+        owed: None,
+        statuses: vec![(first.clone(), Active), (second.clone(), Canceled)],
+        // Canceled the moment it was paid: all of its month comes back.
+        balance: -9_900,
+        deletes: vec![(format!("/v1/subscriptions/{second}"), true, true)],
+    };
+    assert_eq!(settled(&app, email, &[&first, &second]).await, expected);
+    redeliver_all_anew(&app).await;
+    assert_eq!(settled(&app, email, &[&first, &second]).await, expected);
+}
+
+#[tokio::test]
+async fn a_replacement_whose_cancellation_failed_is_settled_by_the_next_sync() {
+    use stripe_shared::SubscriptionStatus::{Active, Canceled};
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let email = "owed@example.com";
+    pro_user(&app, email).await;
+    let before = app.account(email).await;
+    let pro = before.subscription.stripe_subscription_id.clone().unwrap();
+    app.sim().hold_webhooks(true);
+    let enterprise = sales_subscribe_to_enterprise(
+        &app,
+        before.subscription.stripe_customer_id.as_deref().unwrap(),
+    )
+    .await;
+    let created = app.sim().held_events().into_iter().next().unwrap();
+    assert_eq!(created["type"], "customer.subscription.created");
+    // Only the first event arrives, and Stripe fails every attempt at
+    // canceling Pro after the switch was written.
+    app.sim().clear_held();
+    app.sim().fail_next("DELETE", "/v1/subscriptions/", 500, 4);
+    let status = app.sim().deliver(&created).await;
+    assert!(status >= 500, "Stripe is asked to retry: {status}");
+    let owed = settled(&app, email, &[&pro, &enterprise]).await;
     assert_eq!(
-        second.status,
-        stripe_shared::SubscriptionStatus::Canceled,
-        "the duplicate must not keep billing"
+        (owed.plan, owed.owed.as_deref(), &owed.statuses[..]),
+        (
+            PlanId::Enterprise,
+            Some(pro.as_str()),
+            &[(pro.clone(), Active), (enterprise.clone(), Active)][..]
+        ),
+        "switched, and the cancellation still owed"
     );
-    let after = app.account("double@example.com").await;
+    app.sim().hold_webhooks(false);
     assert_eq!(
-        after.subscription.stripe_subscription_id,
-        user.subscription.stripe_subscription_id
+        app.billing.reconcile().await.unwrap().repaired,
+        1,
+        "an owed cancellation is due at once"
     );
+    let end = settled(&app, email, &[&pro, &enterprise]).await;
+    assert_eq!(
+        (end.plan, end.owed, end.statuses),
+        (
+            PlanId::Enterprise,
+            None,
+            vec![(pro.clone(), Canceled), (enterprise.clone(), Active)]
+        )
+    );
+    assert_eq!(end.balance, -9_900);
 }
 
 #[tokio::test]

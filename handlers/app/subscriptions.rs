@@ -14,8 +14,8 @@ use crate::domain::ports::{
 };
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage};
 use crate::domain::subscription::{
-    change_direction, proration_date, ChangeDirection, RemoteSubscription, ScheduledChange,
-    Transition,
+    change_direction, precedence, proration_date, ChangeDirection, Precedence, RemoteSubscription,
+    ScheduledChange, Subscription, Transition,
 };
 
 use super::accounts::{parse_interval, parse_plan};
@@ -207,6 +207,8 @@ impl Billing {
     /// the change deserves and its events for KRAFTD, in one conditional write. The account is read
     /// before Stripe is, every attempt: a write based on older Stripe state
     /// than another writer's loses the race and is redone with fresh state.
+    /// A second live subscription of the account's customer is settled by
+    /// `precedence`: the higher plan stays, the other is cancelled with credit.
     pub(super) async fn sync_subscription(
         &self,
         account_id: AccountId,
@@ -224,17 +226,20 @@ impl Billing {
                 .await
                 .map_err(AppError::Payments)?;
             let now = self.clock.now();
-            let Some((next, transitions)) =
-                current
-                    .value
-                    .subscription
-                    .apply_remote(&remote, now, self.settings.past_due_grace)
-            else {
-                self.refuse_duplicate(&current.value, &remote).await?;
-                return Ok(current.value);
+            let applied = match current.value.subscription.apply_remote(
+                &remote,
+                now,
+                self.settings.past_due_grace,
+            ) {
+                Some(applied) => applied,
+                None => match self.second_subscription(&current.value, &remote).await? {
+                    Some(replaced) => replaced,
+                    None => return self.cancel_replaced(current.value).await,
+                },
             };
+            let (next, transitions) = applied;
             if next == current.value.subscription {
-                return Ok(current.value);
+                return self.cancel_replaced(current.value).await;
             }
             let mut account = current.value.clone();
             account.subscription = next;
@@ -245,7 +250,7 @@ impl Billing {
                 .replace_account_and_enqueue(&account, &current.etag, &messages)
                 .await
             {
-                Ok(_) => return Ok(account),
+                Ok(_) => return self.cancel_replaced(account).await,
                 Err(StoreError::VersionConflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -253,26 +258,77 @@ impl Billing {
         Err(AppError::Store(StoreError::VersionConflict))
     }
 
-    /// A second live subscription for a account who already has one can only
-    /// come from a second paid checkout; it must not keep billing.
-    async fn refuse_duplicate(
+    /// A live subscription of the account's customer that is not the
+    /// account's own (a second checkout; Enterprise sold by sales in the
+    /// dashboard). `Some`: the account's subscription after moving to it,
+    /// to be written. `None`: the account keeps its own, and the other is
+    /// cancelled with credit, unless it waits for its first payment.
+    async fn second_subscription(
         &self,
         account: &Account,
-        remote: &RemoteSubscription,
-    ) -> Result<(), AppError> {
-        let current = account.subscription.stripe_subscription_id.as_deref();
-        if remote.has_ended() || current.is_none() || current == Some(remote.id.as_str()) {
-            return Ok(());
+        other: &RemoteSubscription,
+    ) -> Result<Option<(Subscription, Vec<Transition>)>, AppError> {
+        let Some(own) = account.subscription.stripe_subscription_id.as_deref() else {
+            return Ok(None);
+        };
+        if other.has_ended() {
+            return Ok(None);
         }
-        tracing::error!(
-            account_id = %account.id,
-            duplicate = %remote.id,
-            "a second live subscription for one account: canceling it"
-        );
-        self.payments
-            .cancel_now(&remote.id)
+        let own = self
+            .payments
+            .subscription(own)
             .await
-            .map_err(AppError::Payments)
+            .map_err(AppError::Payments)?;
+        match precedence(&own, other) {
+            Precedence::Replace => {
+                tracing::info!(account_id = %account.id, replaced = %own.id, by = %other.id,
+                    "a second live subscription of a higher plan: the account moves to it");
+                Ok(Some(account.subscription.replaced_by(
+                    other,
+                    self.clock.now(),
+                    self.settings.past_due_grace,
+                )))
+            }
+            Precedence::Wait => Ok(None),
+            Precedence::KeepCurrent => {
+                tracing::warn!(account_id = %account.id, duplicate = %other.id,
+                    "a second live subscription of no higher plan: canceling it with credit");
+                self.payments
+                    .cancel_with_credit(account.id, &other.id)
+                    .await
+                    .map_err(AppError::Payments)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Cancels, with credit, the subscription the account moved away from,
+    /// then forgets it. Owed from the write that switched, so a crash or a
+    /// failed call in between is settled by the next sync of the account
+    /// (a retried webhook, reconciliation); a retry cancels nothing twice.
+    async fn cancel_replaced(&self, account: Account) -> Result<Account, AppError> {
+        let Some(replaced) = account.subscription.replaced_subscription_id.clone() else {
+            return Ok(account);
+        };
+        let remote = self
+            .payments
+            .subscription(&replaced)
+            .await
+            .map_err(AppError::Payments)?;
+        if !remote.has_ended() {
+            self.payments
+                .cancel_with_credit(account.id, &replaced)
+                .await
+                .map_err(AppError::Payments)?;
+        }
+        let settled = self
+            .update_account(account.id, move |a| {
+                if a.subscription.replaced_subscription_id.as_ref() == Some(&replaced) {
+                    a.subscription.replaced_subscription_id = None;
+                }
+            })
+            .await?;
+        Ok(settled.value)
     }
 
     fn emails_for(

@@ -512,14 +512,36 @@ impl Payments for StripePayments {
         .map(drop)
     }
 
-    async fn cancel_now(&self, subscription_id: &str) -> Result<(), PaymentsError> {
-        self.send(
-            Some(format!("kraftd:subscription:cancel-now:{subscription_id}")),
-            "cancel subscription",
-            CancelSubscription::new(subscription_id),
-        )
-        .await
-        .map(drop)
+    async fn cancel_with_credit(
+        &self,
+        account_id: AccountId,
+        subscription_id: &str,
+    ) -> Result<(), PaymentsError> {
+        // `prorate` credits the unused time; `invoice_now` issues that
+        // credit on a final invoice now rather than at a renewal that will
+        // never come.
+        let request = CancelSubscription::new(subscription_id)
+            .prorate(true)
+            .invoice_now(true);
+        let sent = self
+            .send(
+                key(account_id, "cancel-replaced", subscription_id),
+                "cancel subscription",
+                request,
+            )
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            // Stripe ignores keys on DELETE: a second delivery racing the
+            // first finds it canceled already, which is what was asked.
+            Err(e @ (PaymentsError::Rejected { .. } | PaymentsError::NotFound { .. })) => {
+                match self.subscription(subscription_id).await {
+                    Ok(s) if s.has_ended() => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn subscription(&self, id: &str) -> Result<RemoteSubscription, PaymentsError> {

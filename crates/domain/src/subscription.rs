@@ -53,6 +53,11 @@ pub struct Subscription {
     pub scheduled_change: Option<ScheduledChange>,
     #[serde(default)]
     pub trial_end: Option<DateTime<Utc>>,
+    /// The subscription this one replaced (a lower plan, see `precedence`),
+    /// written with the switch and cleared once Stripe has it cancelled:
+    /// until then its cancellation is owed, whatever crashes in between.
+    #[serde(default)]
+    pub replaced_subscription_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +137,7 @@ impl Subscription {
             reconciled_at: None,
             scheduled_change: None,
             trial_end: None,
+            replaced_subscription_id: None,
         }
     }
 
@@ -214,10 +220,15 @@ impl Subscription {
             }
             _ => None,
         };
-        let due = match (checkout, subscription) {
-            (Some(c), Some(s)) => Some(c.min(s)),
-            (c, s) => c.or(s),
-        }?;
+        // A replaced subscription still to cancel is owed at once.
+        let replaced = self
+            .replaced_subscription_id
+            .as_ref()
+            .map(|_| self.start_date.unwrap_or(DateTime::UNIX_EPOCH));
+        let due = [checkout, subscription, replaced]
+            .into_iter()
+            .flatten()
+            .min()?;
         Some(match self.reconciled_at {
             Some(checked) if checked >= due => checked + RECHECK_AFTER,
             _ => due,
@@ -256,6 +267,40 @@ impl RemoteSubscription {
     }
 }
 
+/// Which of two live subscriptions of one account stays, `precedence`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precedence {
+    /// The account's own stays; the other (a second checkout, or a plan no
+    /// higher) is cancelled, credited for what it was paid.
+    KeepCurrent,
+    /// The other sells a higher plan (sales sold Enterprise to a Pro
+    /// customer) or the account's own has ended: the account moves to it, and
+    /// its own is cancelled, credited for the unused time.
+    Replace,
+    /// The other sells a higher plan but grants nothing yet (its first
+    /// payment is pending): neither is touched until it does, or expires.
+    Wait,
+}
+
+/// The rule for a customer with two live subscriptions: the higher plan
+/// wins; on equal plans the account's own (`current`) does, so a double
+/// checkout leaves the first. Intervals do not count: a plan is not higher
+/// for being billed yearly.
+pub fn precedence(current: &RemoteSubscription, other: &RemoteSubscription) -> Precedence {
+    use SubscriptionStatus::{Active, Trialing};
+    if current.has_ended() {
+        return Precedence::Replace;
+    }
+    if other.has_ended() || other.plan_id <= current.plan_id {
+        return Precedence::KeepCurrent;
+    }
+    if matches!(other.status, Active | Trialing) {
+        Precedence::Replace
+    } else {
+        Precedence::Wait
+    }
+}
+
 /// What changed when the provider's view was applied; each may deserve an email.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
@@ -291,6 +336,36 @@ impl Subscription {
         if !ours && (remote.has_ended() || self.is_live_paid()) {
             return None;
         }
+        Some(self.take(remote, ours, now, grace))
+    }
+
+    /// The account moved to `other`, a second live subscription that won
+    /// over its own (`Precedence::Replace`): the same write as a change of
+    /// plan, with the replaced subscription's cancellation owed.
+    pub fn replaced_by(
+        &self,
+        other: &RemoteSubscription,
+        now: DateTime<Utc>,
+        grace: Duration,
+    ) -> (Subscription, Vec<Transition>) {
+        let (mut next, transitions) = self.take(other, false, now, grace);
+        if let Some(old) = self
+            .stripe_subscription_id
+            .as_ref()
+            .filter(|id| **id != other.id)
+        {
+            next.replaced_subscription_id = Some(old.clone());
+        }
+        (next, transitions)
+    }
+
+    fn take(
+        &self,
+        remote: &RemoteSubscription,
+        ours: bool,
+        now: DateTime<Utc>,
+        grace: Duration,
+    ) -> (Subscription, Vec<Transition>) {
         let mut next = self.clone();
         next.stripe_customer_id = Some(remote.customer_id.clone());
         next.checkout_session_id = None;
@@ -354,7 +429,7 @@ impl Subscription {
             }
         }
         let transitions = self.transitions_to(&next);
-        Some((next, transitions))
+        (next, transitions)
     }
 
     fn transitions_to(&self, next: &Subscription) -> Vec<Transition> {
@@ -642,5 +717,115 @@ mod tests {
         r.schedule_id = None;
         let (released, _) = kept.apply_remote(&r, now, Duration::days(7)).unwrap();
         assert_eq!(released.scheduled_change, None);
+    }
+
+    fn live(id: &str, plan: PlanId, status: SubscriptionStatus) -> RemoteSubscription {
+        let mut r = remote(status, plan, Utc::now() + Duration::days(30));
+        r.id = id.into();
+        r
+    }
+
+    #[test]
+    fn the_higher_plan_wins_and_equal_plans_keep_the_accounts_own() {
+        use PlanId::{Enterprise, Pro};
+        use SubscriptionStatus::{Active, Canceled, Incomplete, PastDue, Trialing};
+        let pro = live("sub_pro", Pro, Active);
+        for (current, other, expected) in [
+            (
+                &pro,
+                live("sub_ent", Enterprise, Active),
+                Precedence::Replace,
+            ),
+            (
+                &pro,
+                live("sub_ent", Enterprise, Trialing),
+                Precedence::Replace,
+            ),
+            (&pro, live("sub_pro2", Pro, Active), Precedence::KeepCurrent),
+            (
+                &live("sub_ent", Enterprise, Active),
+                pro.clone(),
+                Precedence::KeepCurrent,
+            ),
+            (
+                &live("sub_ent", Enterprise, PastDue),
+                pro.clone(),
+                Precedence::KeepCurrent,
+            ),
+            // Unpaid yet: replacing a paying Pro by it would grant nothing.
+            (
+                &pro,
+                live("sub_ent", Enterprise, Incomplete),
+                Precedence::Wait,
+            ),
+            // The account's own is over: whatever is live is the account's now.
+            (
+                &live("sub_old", Pro, Canceled),
+                live("sub_pro2", Pro, Active),
+                Precedence::Replace,
+            ),
+        ] {
+            assert_eq!(
+                precedence(current, &other),
+                expected,
+                "{:?} {:?} against {:?} {:?}",
+                current.plan_id,
+                current.status,
+                other.plan_id,
+                other.status
+            );
+        }
+        let mut annual = live("sub_pro2", Pro, Active);
+        annual.interval = BillingInterval::Annual;
+        assert_eq!(
+            precedence(&pro, &annual),
+            Precedence::KeepCurrent,
+            "a plan is not higher for being billed yearly"
+        );
+    }
+
+    #[test]
+    fn a_replacement_is_a_plan_change_that_owes_the_old_ones_cancellation() {
+        let now = Utc::now();
+        let grace = Duration::days(7);
+        let on_pro = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Monthly)
+            .apply_remote(
+                &live("sub_pro", PlanId::Pro, SubscriptionStatus::Active),
+                now,
+                grace,
+            )
+            .unwrap()
+            .0;
+        assert_eq!(
+            on_pro.stale_after(),
+            on_pro.current_period_end.map(|e| e + RENEWAL_STALE_AFTER)
+        );
+        let enterprise = live("sub_ent", PlanId::Enterprise, SubscriptionStatus::Active);
+        assert!(
+            on_pro.apply_remote(&enterprise, now, grace).is_none(),
+            "a second subscription is never taken silently"
+        );
+        let (switched, t) = on_pro.replaced_by(&enterprise, now, grace);
+        assert_eq!(switched.stripe_subscription_id.as_deref(), Some("sub_ent"));
+        assert_eq!(switched.effective_plan(now), PlanId::Enterprise);
+        assert_eq!(
+            switched.replaced_subscription_id.as_deref(),
+            Some("sub_pro")
+        );
+        assert_eq!(
+            t,
+            vec![Transition::PlanChanged {
+                from: PlanId::Pro,
+                to: PlanId::Enterprise
+            }]
+        );
+        assert!(
+            switched.stale_after().is_some_and(|due| due <= Utc::now()),
+            "an owed cancellation is due for reconciliation at once"
+        );
+        // The replaced one's deletion, whenever it arrives, is about the past.
+        let mut deleted = live("sub_pro", PlanId::Pro, SubscriptionStatus::Canceled);
+        deleted.ended_at = Some(now);
+        assert!(switched.apply_remote(&deleted, now, grace).is_none());
     }
 }

@@ -224,12 +224,18 @@ fn dispatch(c: &mut Ctx<'_>, method: &Method, segs: &[&str], f: &Form) -> Answer
             true => (200, c.sub_json(id)),
             false => missing("subscription", id),
         },
+        ("POST", ["subscriptions"]) => create_subscription(c, f),
         ("POST", ["subscriptions", id]) => update_subscription(c, id, f),
         ("DELETE", ["subscriptions", id]) => {
             if !c.st.subscriptions.contains_key(*id) {
                 return missing("subscription", id);
             }
-            match c.cancel_now(id) {
+            let cancelled = if f.bool("prorate") == Some(true) {
+                c.cancel_with_credit(id, f.bool("invoice_now") == Some(true))
+            } else {
+                c.cancel_now(id)
+            };
+            match cancelled {
                 Ok(()) => (200, c.sub_json(id)),
                 Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
             }
@@ -450,6 +456,36 @@ fn update_price(c: &mut Ctx<'_>, id: &str, f: &Form) -> Answer {
     }
     merge(&mut p.metadata, f.metadata("metadata"));
     (200, objects::price(c.st, &c.st.prices[id], false))
+}
+
+/// A subscription made straight in Stripe (sales in the dashboard), one
+/// item, charged now.
+fn create_subscription(c: &mut Ctx<'_>, f: &Form) -> Answer {
+    let Some(customer) = f.str("customer") else {
+        return required("customer");
+    };
+    if !c.st.customers.contains_key(&customer) {
+        return bad_ref("customer", &customer, "customer");
+    }
+    let Some(price) = f.str("items.0.price") else {
+        return required("items[0][price]");
+    };
+    if c.st.prices.get(&price).is_none_or(|p| p.interval.is_none()) {
+        return bad_ref("price", &price, "items[0][price]");
+    }
+    let quantity = f.int("items.0.quantity").unwrap_or(1);
+    let metadata = f.metadata("metadata").unwrap_or_default();
+    match c.start_subscription(&customer, &price, quantity, metadata) {
+        Ok((id, _)) => (200, c.sub_json(&id)),
+        Err(e @ crate::errors::SimError::CardDeclined(_)) => err(
+            402,
+            "card_error",
+            Some("card_declined"),
+            &e.to_string(),
+            None,
+        ),
+        Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),
+    }
 }
 
 fn create_session(c: &mut Ctx<'_>, f: &Form) -> Answer {

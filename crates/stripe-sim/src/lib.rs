@@ -83,6 +83,21 @@ impl StripeSim {
         r
     }
 
+    /// A subscription made for the customer straight in Stripe, as sales
+    /// would in the dashboard, its first period charged now. Returns its id.
+    pub async fn create_subscription(
+        &self,
+        customer_id: &str,
+        price_id: &str,
+    ) -> Result<String, SimError> {
+        let r = self.inner.with(|c| {
+            c.start_subscription(customer_id, price_id, 1, Default::default())
+                .map(|(id, _)| id)
+        });
+        self.inner.flush().await;
+        r
+    }
+
     /// Moves the subscription to its period end: cancels it or renews it.
     pub async fn end_period(&self, subscription_id: &str) -> Result<(), SimError> {
         let r = self.inner.with(|c| c.end_period(subscription_id));

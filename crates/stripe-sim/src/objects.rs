@@ -50,6 +50,7 @@ pub(crate) fn customer(c: &Customer) -> Value {
         json!({
             "id": c.id, "created": c.created, "email": opt(&c.email), "name": opt(&c.name),
             "metadata": c.metadata, "discount": null, "shipping": null, "currency": null,
+            "balance": c.balance,
             "invoice_prefix": c.id.trim_start_matches("cus_").chars().take(8).collect::<String>().to_uppercase(),
         }),
     );
@@ -315,6 +316,9 @@ pub(crate) fn invoice(st: &State, i: &Invoice, base_url: &str) -> Value {
         None => Value::Null,
     };
     let paid = i.status == "paid";
+    // Below zero for a credit (a cancellation with proration), where
+    // amount_due stays at zero.
+    let total: i64 = i.lines.iter().map(|l| l.amount).sum();
     set(
         &mut o,
         json!({
@@ -330,8 +334,8 @@ pub(crate) fn invoice(st: &State, i: &Invoice, base_url: &str) -> Value {
             "status": i.status, "billing_reason": i.billing_reason,
             "amount_due": i.amount_due, "amount_paid": i.amount_paid,
             "amount_remaining": i.amount_due - i.amount_paid, "amount_overpaid": 0,
-            "subtotal": i.amount_due, "subtotal_excluding_tax": i.amount_due,
-            "total": i.amount_due, "total_excluding_tax": i.amount_due,
+            "subtotal": total, "subtotal_excluding_tax": total,
+            "total": total, "total_excluding_tax": total,
             "currency": "usd", "period_start": i.period_start, "period_end": i.period_end,
             "number": opt(&i.number), "attempt_count": i.attempt_count,
             "attempted": i.attempt_count > 0, "auto_advance": !paid && i.status != "draft",

@@ -23,6 +23,7 @@ impl Ctx<'_> {
             email,
             name,
             metadata,
+            balance: 0,
         };
         self.st.customers.insert(id.clone(), c);
         id
@@ -195,56 +196,12 @@ impl Ctx<'_> {
             s.subscription_metadata.clone(),
             s.customer.clone(),
         );
-        let price = self
-            .st
-            .prices
-            .get(&price_id)
-            .ok_or_else(|| not_found("price", &price_id))?;
-        let interval = price.interval.clone().unwrap_or_else(|| "month".into());
         let customer = match customer {
             Some(c) => c,
             None => self.new_customer(None, None, Map::new()),
         };
-        if self.st.declining.contains(&customer) {
-            return Err(SimError::CardDeclined(customer));
-        }
-        let sub_id = random_id("sub_", 24);
-        let period = (self.now, add_interval(self.now, &interval));
-        self.st.subscriptions.insert(
-            sub_id.clone(),
-            Subscription {
-                id: sub_id.clone(),
-                created: self.now,
-                customer: customer.clone(),
-                item_id: random_id("si_", 14),
-                item_created: self.now,
-                price: price_id.clone(),
-                quantity,
-                metadata: sub_meta,
-                status: "active".into(),
-                period_start: period.0,
-                period_end: period.1,
-                cancel_at_period_end: false,
-                canceled_at: None,
-                ended_at: None,
-                latest_invoice: None,
-                pending_proration: 0,
-                schedule: None,
-            },
-        );
-        let amount = self.price_amount(&price_id) * quantity;
-        let desc = format!(
-            "{quantity} × {} (at ${:.2} / {interval})",
-            self.product_name(&price_id),
-            self.price_amount(&price_id) as f64 / 100.0
-        );
-        let line = self.line(amount, desc, &price_id, period, false, quantity);
-        let invoice = self.new_invoice(&sub_id, "subscription_create", vec![line], period);
-        let sub = self.sub_json(&sub_id);
-        self.emit("customer.subscription.created", sub, None);
-        let inv = self.invoice_json(&invoice);
-        self.emit("invoice.finalized", inv, None);
-        self.collect(&invoice);
+        let (sub_id, invoice) =
+            self.start_subscription(&customer, &price_id, quantity, sub_meta)?;
         let s = self
             .st
             .sessions
@@ -259,6 +216,95 @@ impl Ctx<'_> {
             objects::checkout_session(self.st, &self.st.sessions[session_id], self.base_url);
         self.emit("checkout.session.completed", session, None);
         Ok(sub_id)
+    }
+
+    /// A subscription charged at once for its first period: what a paid
+    /// checkout makes, and what sales makes in the dashboard (or
+    /// `POST /v1/subscriptions`). Returns it and its first invoice.
+    pub fn start_subscription(
+        &mut self,
+        customer: &str,
+        price_id: &str,
+        quantity: i64,
+        metadata: Map<String, Value>,
+    ) -> Result<(String, String), SimError> {
+        let price = self
+            .st
+            .prices
+            .get(price_id)
+            .ok_or_else(|| not_found("price", price_id))?;
+        let interval = price.interval.clone().unwrap_or_else(|| "month".into());
+        if !self.st.customers.contains_key(customer) {
+            return Err(not_found("customer", customer));
+        }
+        if self.st.declining.contains(customer) {
+            return Err(SimError::CardDeclined(customer.to_owned()));
+        }
+        let sub_id = random_id("sub_", 24);
+        let period = (self.now, add_interval(self.now, &interval));
+        self.st.subscriptions.insert(
+            sub_id.clone(),
+            Subscription {
+                id: sub_id.clone(),
+                created: self.now,
+                customer: customer.to_owned(),
+                item_id: random_id("si_", 14),
+                item_created: self.now,
+                price: price_id.to_owned(),
+                quantity,
+                metadata,
+                status: "active".into(),
+                period_start: period.0,
+                period_end: period.1,
+                cancel_at_period_end: false,
+                canceled_at: None,
+                ended_at: None,
+                latest_invoice: None,
+                pending_proration: 0,
+                schedule: None,
+            },
+        );
+        let amount = self.price_amount(price_id) * quantity;
+        let desc = format!(
+            "{quantity} × {} (at ${:.2} / {interval})",
+            self.product_name(price_id),
+            self.price_amount(price_id) as f64 / 100.0
+        );
+        let line = self.line(amount, desc, price_id, period, false, quantity);
+        let invoice = self.new_invoice(&sub_id, "subscription_create", vec![line], period);
+        let sub = self.sub_json(&sub_id);
+        self.emit("customer.subscription.created", sub, None);
+        let inv = self.invoice_json(&invoice);
+        self.emit("invoice.finalized", inv, None);
+        self.collect(&invoice);
+        Ok((sub_id, invoice))
+    }
+
+    /// `DELETE /v1/subscriptions/{id}` with `prorate`: the unused part of
+    /// the paid period goes to the customer's credit balance; with
+    /// `invoice_now`, through a final invoice of that credit (nothing to
+    /// pay, so paid at once), as Stripe issues it.
+    pub fn cancel_with_credit(&mut self, id: &str, invoice_now: bool) -> Result<(), SimError> {
+        let s = self.live_sub(id)?;
+        let period = (s.period_end - s.period_start).max(1);
+        let remaining = (s.period_end - self.now).clamp(0, period);
+        let paid = self.price_amount(&s.price) * s.quantity;
+        let credit = -((paid as f64) * (remaining as f64) / (period as f64)).round() as i64;
+        let (price, quantity, customer) = (s.price.clone(), s.quantity, s.customer.clone());
+        let unused = (self.now.max(s.period_start), s.period_end);
+        self.cancel_now(id)?;
+        if invoice_now && credit != 0 {
+            let desc = format!("Unused time on {}", self.product_name(&price));
+            let line = self.line(credit, desc, &price, unused, true, quantity);
+            let invoice = self.new_invoice(id, "subscription_update", vec![line], unused);
+            let inv = self.invoice_json(&invoice);
+            self.emit("invoice.finalized", inv, None);
+            self.collect(&invoice);
+        }
+        if let Some(c) = self.st.customers.get_mut(&customer) {
+            c.balance += credit;
+        }
+        Ok(())
     }
 
     pub fn cancel_now(&mut self, id: &str) -> Result<(), SimError> {

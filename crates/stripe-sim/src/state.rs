@@ -23,6 +23,8 @@ pub(crate) struct Customer {
     pub email: Option<String>,
     pub name: Option<String>,
     pub metadata: Metadata,
+    /// Stripe's sign: negative is credit the customer's next invoices use.
+    pub balance: i64,
 }
 
 pub(crate) struct Product {
