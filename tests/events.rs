@@ -166,20 +166,6 @@ async fn app_and_receiver() -> (TestApp, Receiver) {
     (app, receiver)
 }
 
-/// Runs the `SweepOutbox` timer function as the host does; its log line.
-async fn sweep(app: &TestApp) -> String {
-    let r = app
-        .client
-        .post(app.url("/SweepOutbox"))
-        .json(&json!({"Data": {}, "Metadata": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
-    body["Logs"][0].as_str().unwrap().to_owned()
-}
-
 /// The account's events as the outbox holds them, in delivery order.
 async fn outbox_events(app: &TestApp, account: AccountId) -> Vec<(String, EventKind)> {
     app.store
@@ -227,7 +213,7 @@ async fn events_are_signed_timestamped_and_arrive_in_each_accounts_order() {
     let payer = app.account("payer@events.io").await;
     let free = app.account("free@events.io").await;
 
-    let log = sweep(&app).await;
+    let log = app.sweep_outbox().await;
     assert!(log.contains("retrying 0, failed 0"), "{log}");
     let now = app.clock_now().timestamp();
 
@@ -287,7 +273,7 @@ async fn events_are_signed_timestamped_and_arrive_in_each_accounts_order() {
 
     // Sent is final: another sweep sends nothing again.
     let before = receiver.deliveries().len();
-    sweep(&app).await;
+    app.sweep_outbox().await;
     assert_eq!(receiver.deliveries().len(), before);
 }
 
@@ -302,7 +288,7 @@ async fn a_failed_event_is_redelivered_with_its_id_before_the_accounts_next() {
     let first = app.account("first@events.io").await.id.to_string();
     let second = app.account("second@events.io").await.id.to_string();
 
-    let log = sweep(&app).await;
+    let log = app.sweep_outbox().await;
     assert!(log.contains("retrying 1"), "{log}");
     let failed = receiver.of(&first);
     assert_eq!(
@@ -316,10 +302,10 @@ async fn a_failed_event_is_redelivered_with_its_id_before_the_accounts_next() {
 
     // Before the retry's time nothing moves; then the failed event comes
     // again, the same message re-signed at its new try, and the rest follow.
-    sweep(&app).await;
+    app.sweep_outbox().await;
     assert_eq!(receiver.of(&first).len(), 1);
     app.clock.set(app.clock_now() + Duration::minutes(1));
-    sweep(&app).await;
+    app.sweep_outbox().await;
     let all = receiver.of(&first);
     assert_eq!(all.len(), 4, "{all:?}");
     assert_eq!(all[1].id, all[0].id, "redelivered with the same webhook-id");
@@ -344,7 +330,7 @@ async fn a_redirect_an_error_or_no_answer_in_time_is_a_failed_try() {
     for (answer, expected) in [(307, 307), (410, 410), (HANG, HANG), (200, 200)] {
         receiver.answer_next(&[answer]);
         let started = std::time::Instant::now();
-        let log = sweep(&app).await;
+        let log = app.sweep_outbox().await;
         let tries = receiver.of(&account);
         assert_eq!(tries.last().unwrap().status, expected);
         if expected == 200 {
@@ -452,7 +438,7 @@ async fn members_joining_and_leaving_are_events() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
 
-    sweep(&app).await;
+    app.sweep_outbox().await;
     let members: Vec<Delivery> = receiver
         .of(&account.id.to_string())
         .into_iter()
@@ -491,7 +477,7 @@ async fn a_usage_threshold_is_sent_once_per_window_and_threshold() {
     reached(100, day(5), 1000).await.unwrap();
     // The next day is another window.
     reached(80, day(6), 801).await.unwrap();
-    sweep(&app).await;
+    app.sweep_outbox().await;
 
     let usage: Vec<Delivery> = receiver
         .of(&account.id.to_string())
@@ -596,7 +582,7 @@ async fn usage_crossing_a_threshold_is_an_event_at_once() {
         .await
         .unwrap();
     assert_eq!(batch.status(), 200);
-    sweep(&app).await;
+    app.sweep_outbox().await;
     let crossed: Vec<(String, u64, u64)> = receiver
         .of(&account)
         .into_iter()

@@ -50,6 +50,25 @@ async fn checkout_outside_the_app(
         .unwrap()
 }
 
+/// A free user opens a checkout (which creates their customer), then sales
+/// sells them `price` instead, in a checkout made outside the app, and it
+/// is paid.
+async fn sold_by_sales(app: &TestApp, token: &str, email: &str, price: String) {
+    app.post_as(token, "/api/billing/upgrade", json!({"new_plan_id": "pro"}))
+        .await;
+    let customer = app
+        .account(email)
+        .await
+        .subscription
+        .stripe_customer_id
+        .unwrap();
+    let session = checkout_outside_the_app(&stripe_client(app), customer.as_str(), price).await;
+    app.sim()
+        .complete_checkout(session.id.as_str())
+        .await
+        .unwrap();
+}
+
 /// Registers on Pro, billed monthly, and pays; returns the access token.
 async fn pro_user(app: &TestApp, email: &str) -> String {
     pro_user_billed(app, email, "monthly").await
@@ -251,29 +270,10 @@ async fn free_to_pro_to_annual_then_cancel_resume_cancel_and_back_to_free() {
 async fn a_price_made_in_the_dashboard_sells_enterprise() {
     let app = TestApp::spawn_with_stripe(&[]).await;
     let token = app.free_user("corp@example.com").await;
-    // The user opens a checkout (which creates their customer), then sales
-    // sells them the custom price instead.
-    app.post_as(
-        &token,
-        "/api/billing/upgrade",
-        json!({"new_plan_id": "pro"}),
-    )
-    .await;
-    let customer = app
-        .account("corp@example.com")
-        .await
-        .subscription
-        .stripe_customer_id
-        .unwrap();
     let price = app
         .sim()
         .create_dashboard_price("enterprise", 250_000, "month");
-    let client = stripe_client(&app);
-    let session = checkout_outside_the_app(&client, customer.as_str(), price).await;
-    app.sim()
-        .complete_checkout(session.id.as_str())
-        .await
-        .unwrap();
+    sold_by_sales(&app, &token, "corp@example.com", price).await;
     let ent: Value = app
         .get_as(&token, "/api/entitlements")
         .await
@@ -282,6 +282,54 @@ async fn a_price_made_in_the_dashboard_sells_enterprise() {
         .unwrap();
     assert_eq!(ent["plan"], "enterprise");
     assert_eq!(ent["limits"]["documents_per_month"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_invoice_in_yen_is_recorded_in_yen_and_its_receipt_says_so() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = app.free_user("tokyo@example.com").await;
+    // Yen: a currency whose amounts Stripe counts in whole units.
+    let price = app
+        .sim()
+        .create_dashboard_price_in("pro", 15_000, "month", "jpy");
+    sold_by_sales(&app, &token, "tokyo@example.com", price).await;
+    let account = app.account("tokyo@example.com").await;
+
+    let ent = app.get_json(&token, "/api/entitlements").await;
+    assert_eq!(ent["plan"], "pro");
+    let invoices = app.get_json(&token, "/api/billing/invoices").await;
+    let first = &invoices["invoices"][0];
+    assert_eq!(
+        (
+            first["amount"].as_i64(),
+            first["amount_decimal"].as_str(),
+            first["currency"].as_str(),
+            first["status"].as_str()
+        ),
+        (Some(15_000), Some("15000"), Some("jpy"), Some("paid")),
+        "{invoices}"
+    );
+    let payments = app
+        .store
+        .payments(account.id, Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0].amount.amount, 15_000);
+    assert_eq!(payments[0].amount.currency.code(), "jpy");
+
+    let log = app.sweep_outbox().await;
+    assert!(log.ends_with("retrying 0, failed 0"), "{log}");
+    let mail = support::files(&app.mail_dir());
+    let receipt = mail
+        .iter()
+        .map(|m| support::quoted_printable(m))
+        .find(|m| m.contains("We received your payment"))
+        .expect("a receipt");
+    assert!(
+        receipt.contains("We received your payment of ¥15,000 for Professional."),
+        "{receipt}"
+    );
 }
 
 #[tokio::test]

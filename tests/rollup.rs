@@ -6,22 +6,11 @@ mod support;
 
 use kraftd_billing::domain::records::EmailKind;
 use kraftd_billing::domain::usage::{Period, Window};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{time, TestApp};
 
 async fn run(app: &TestApp) -> String {
-    let r = app
-        .client
-        .post(app.url("/DailyUsageRollup"))
-        .json(&json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["Logs"][0]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.timer("DailyUsageRollup").await
 }
 
 /// Signs in at the clock's time (tokens expire within the hour) and consumes.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::domain::account::Account;
+use crate::domain::money::{Currency, Money};
 use crate::domain::ports::EmailMessage;
 use crate::domain::records::{EmailKind, OutboxMessage};
 
@@ -31,6 +32,25 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The message's amount for people, formatted by its currency. Messages
+/// written before amounts had a currency were all in US dollars: they hold
+/// `amount_cents` or only `amount`, a decimal string.
+fn amount(d: &BTreeMap<String, String>) -> String {
+    let currency = d
+        .get("currency")
+        .and_then(|c| Currency::parse(c).ok())
+        .unwrap_or(Currency::USD);
+    let minor = d
+        .get("amount_minor")
+        .or_else(|| d.get("amount_cents"))
+        .and_then(|a| a.parse().ok());
+    match (minor, d.get("amount")) {
+        (Some(amount), _) => Money { amount, currency }.display(),
+        (None, Some(decimal)) => format!("${decimal}"),
+        (None, None) => String::new(),
+    }
+}
+
 /// Subject, paragraphs and one call to action for a message.
 fn words(
     kind: EmailKind,
@@ -38,17 +58,7 @@ fn words(
     links: &Links,
 ) -> (String, Vec<String>, (String, String)) {
     let plan = d.get("plan").cloned().unwrap_or_else(|| "KRAFTD".into());
-    let amount = d
-        .get("amount")
-        .map(|a| {
-            format!(
-                "${a} {}",
-                d.get("currency")
-                    .map(|c| c.to_uppercase())
-                    .unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
+    let amount = amount(d);
     let invoice = d
         .get("invoice_url")
         .cloned()
@@ -324,6 +334,42 @@ mod tests {
         assert!(email.text.contains("until December 13, 2026"));
         // Names are escaped in HTML.
         assert!(email.html.contains("Acme &amp; Co") && !email.html.contains("Acme & Co"));
+    }
+
+    #[test]
+    fn amounts_are_formatted_by_their_currency() {
+        let receipt = |data: &[(&str, &str)]| {
+            let m = message(EmailKind::PaymentReceipt, None, data);
+            render(&m, EmailKind::PaymentReceipt, &account(), &links())
+        };
+        let yen = receipt(&[("amount_minor", "9900"), ("currency", "jpy")]);
+        assert_eq!(yen.subject, "Your KRAFTD receipt: ¥9,900");
+        let dinar = receipt(&[("amount_minor", "12500"), ("currency", "kwd")]);
+        assert!(
+            dinar.text.contains("payment of KWD 12.500 for"),
+            "{}",
+            dinar.text
+        );
+        let failed = message(
+            EmailKind::PaymentFailed,
+            None,
+            &[("amount_minor", "9900"), ("currency", "eur")],
+        );
+        let failed = render(&failed, EmailKind::PaymentFailed, &account(), &links());
+        assert!(
+            failed.text.contains("could not collect €99.00 for"),
+            "{}",
+            failed.text
+        );
+        // Written before amounts had a currency: US dollars.
+        let cents = receipt(&[
+            ("amount_cents", "9900"),
+            ("amount", "99.00"),
+            ("currency", "usd"),
+        ]);
+        assert_eq!(cents.subject, "Your KRAFTD receipt: $99.00");
+        let decimal = receipt(&[("amount", "99.00")]);
+        assert_eq!(decimal.subject, "Your KRAFTD receipt: $99.00");
     }
 
     #[test]

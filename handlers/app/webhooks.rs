@@ -229,15 +229,16 @@ impl Billing {
         };
         self.store.upsert_invoice(&invoice).await?;
         let mut data = BTreeMap::from([
+            // The amount as Stripe counts it; the email formats it by its
+            // currency when it is rendered.
             (
-                "amount_cents".to_owned(),
+                "amount_minor".to_owned(),
                 remote.amount_due.amount.to_string(),
             ),
             (
-                "amount".to_owned(),
-                crate::domain::money::format_decimal(remote.amount_due.amount),
+                "currency".to_owned(),
+                remote.amount_due.currency.code().to_owned(),
             ),
-            ("currency".to_owned(), "usd".to_owned()),
             (
                 "plan".to_owned(),
                 self.catalog

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::{AppError, InvoicePage, Upgrade, WebhookOutcome};
 use crate::domain::account::Account;
-use crate::domain::money::{format_decimal, Currency, Money};
+use crate::domain::money::{Currency, Money};
 use crate::domain::plan::{BillingInterval, Limits, PlanId, Price};
 use crate::domain::ports::CheckoutSession;
 use crate::domain::records::Invoice;
@@ -211,7 +211,7 @@ pub struct PlanChangePreview {
     new_plan_id: PlanId,
     billing_interval: BillingInterval,
     amount_due_now: Money,
-    /// `amount_due_now` as a decimal string, for display only.
+    /// `amount_due_now` as a decimal string in its currency's unit ("99.00", "9900" for yen), for display only.
     #[schema(example = "99.00")]
     amount_due_now_decimal: String,
     /// The moment the amount is priced at: send it with the change (within
@@ -250,7 +250,7 @@ pub async fn preview_change(
         new_plan_id: quote.plan_id,
         billing_interval: quote.interval,
         amount_due_now: quote.due,
-        amount_due_now_decimal: format_decimal(quote.due.amount),
+        amount_due_now_decimal: quote.due.decimal(),
         proration_date: quote.proration_date,
     }))
 }
@@ -322,14 +322,14 @@ pub struct InvoiceQuery {
     starting_after: Option<String>,
 }
 
-/// One invoice; amounts in the currency's minor unit (cents).
+/// One invoice; amounts in the minor unit Stripe counts its currency in (cents, yen).
 #[derive(Serialize, ToSchema)]
 pub struct InvoiceSummary {
     id: String,
     #[schema(required = true)]
     number: Option<String>,
     amount: i64,
-    /// `amount` as a decimal string, for display only.
+    /// `amount` as a decimal string in its currency's unit ("99.00", "9900" for yen), for display only.
     amount_decimal: String,
     amount_paid: i64,
     currency: Currency,
@@ -352,7 +352,7 @@ impl From<&Invoice> for InvoiceSummary {
             id: i.id.clone(),
             number: i.number.clone(),
             amount: i.amount_due.amount,
-            amount_decimal: format_decimal(i.amount_due.amount),
+            amount_decimal: i.amount_due.decimal(),
             amount_paid: i.amount_paid.amount,
             currency: i.amount_due.currency,
             status: i.status.clone(),

@@ -2,10 +2,11 @@
 //! catalog. One product per paid plan (found by metadata `plan_id`), one
 //! price per interval (found by lookup key). Idempotent: a second run finds
 //! everything in place and changes nothing. A changed amount makes a new
-//! price that takes over the lookup key, and the old one is archived, so
+//! price that takes over the lookup key (as does a changed currency), and the old one is archived, so
 //! existing subscriptions keep their price until they change plan.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
 use stripe_product::price::{
     CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval, ListPrice, UpdatePrice,
@@ -83,8 +84,10 @@ impl StripePayments {
                     .data
                     .iter()
                     .find(|p| p.lookup_key.as_deref() == Some(price.lookup_key));
+                let Ok(currency) = stripe_types::Currency::from_str(price.money.currency.code());
                 let in_place = current.is_some_and(|p| {
                     p.unit_amount == Some(price.money.amount)
+                        && p.currency == currency
                         && p.recurring.as_ref().map(|r| &r.interval) == Some(&interval.0)
                         && p.product.id().as_str() == product_id
                 });
@@ -94,11 +97,11 @@ impl StripePayments {
                 let created = self
                     .send(
                         Some(format!(
-                            "kraftd:catalog:price:{}:{}:{}",
-                            price.lookup_key, price.money.amount, product_id
+                            "kraftd:catalog:price:{}:{}:{}:{}",
+                            price.lookup_key, price.money.amount, price.money.currency, product_id
                         )),
                         "create price",
-                        CreatePrice::new(stripe_types::Currency::USD)
+                        CreatePrice::new(currency.clone())
                             .product(product_id.as_str())
                             .unit_amount(price.money.amount)
                             .recurring(CreatePriceRecurring::new(interval.1))

@@ -41,7 +41,7 @@ use stripe_shared::{CheckoutSessionMode, CheckoutSessionStatus, RecurringInterva
 use tokio::sync::RwLock;
 
 use crate::domain::account::AccountId;
-use crate::domain::money::Money;
+use crate::domain::money::{Currency, Money};
 use crate::domain::plan::{BillingInterval, Catalog, PlanId};
 use crate::domain::ports::{
     CheckoutRequest, CheckoutSession, CheckoutStatus, Payments, PaymentsError, RemoteCheckout,
@@ -267,13 +267,12 @@ fn status(s: &stripe_shared::SubscriptionStatus) -> SubscriptionStatus {
     }
 }
 
+/// Any currency Stripe charges in is recorded as it sent it: refusing one
+/// would drop a paid invoice.
 fn money(amount: i64, currency: &stripe_types::Currency) -> Result<Money, PaymentsError> {
-    match currency {
-        stripe_types::Currency::USD => Ok(Money::usd_cents(amount)),
-        other => Err(PaymentsError::rejected(format!(
-            "unsupported currency {other}"
-        ))),
-    }
+    let currency = Currency::parse(&currency.to_string())
+        .map_err(|e| PaymentsError::rejected(e.to_string()))?;
+    Ok(Money { amount, currency })
 }
 
 fn is_transient(e: &StripeError) -> bool {

@@ -178,6 +178,25 @@ impl TestApp {
         self._dir.path().join("mail")
     }
 
+    /// Runs the `SweepOutbox` timer function as the host does; its log line.
+    pub async fn sweep_outbox(&self) -> String {
+        self.timer("SweepOutbox").await
+    }
+
+    /// Runs a timer function as the host does; its log line.
+    pub async fn timer(&self, function: &str) -> String {
+        let r = self
+            .client
+            .post(self.url(&format!("/{function}")))
+            .json(&json!({"Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}}, "Metadata": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        body["Logs"][0].as_str().unwrap().to_owned()
+    }
+
     pub fn sim(&self) -> &StripeSim {
         self.sim.as_ref().expect("started with spawn_with_stripe")
     }
@@ -277,6 +296,45 @@ impl TestApp {
             .request(method, self.url(path))
             .bearer_auth(&self.service_key)
     }
+}
+
+/// The files of a mail directory (the file mailer's, a Maildir), sorted.
+pub fn files(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// A mail file with its quoted-printable parts read back, so a test can
+/// look for what a reader sees ("¥", not "=C2=A5").
+pub fn quoted_printable(mail: &str) -> String {
+    let joined = mail.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn time(s: &str) -> DateTime<Utc> {

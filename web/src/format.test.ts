@@ -6,6 +6,9 @@ import { plans } from './test/fakeApi';
 const catalog = plans.plans as Plan[];
 const pro = catalog.find((p) => p.id === 'pro')!;
 
+/** Intl puts a no-break space between a code and the number. */
+const plain = (s: string) => s.replace(/\u00a0/g, ' ');
+
 describe('formatMoney', () => {
   test('divides cents by 100 exactly once', () => {
     expect(formatMoney(9900, 'usd')).toBe('$99.00');
@@ -18,6 +21,16 @@ describe('formatMoney', () => {
   test('uses the currency’s own minor unit', () => {
     expect(formatMoney(500, 'jpy')).toBe('¥500');
     expect(formatMoney(1050, 'eur')).toBe('€10.50');
+    expect(formatMoney(-1234, 'gbp')).toBe('-£12.34');
+    expect(plain(formatMoney(1500, 'kwd'))).toBe('KWD 1.500');
+  });
+
+  test('counts the minor unit Stripe counts, not the one Intl knows', () => {
+    // Intl shows these in whole units; Stripe's amounts count hundredths.
+    expect(plain(formatMoney(50000, 'isk'))).toBe('ISK 500.00');
+    expect(plain(formatMoney(123456, 'huf'))).toBe('HUF 1,234.56');
+    expect(plain(formatMoney(9900, 'twd'))).toBe('NT$99.00');
+    expect(plain(formatMoney(9900, 'ugx'))).toBe('UGX 9,900');
   });
 });
 

@@ -5,19 +5,32 @@ import type { Plan } from './api/types';
 
 const LOCALE = 'en-US';
 
+// The minor unit is Stripe's, which the amounts count in, not the one Intl
+// knows (CLDR's): Stripe keeps ISK, HUF and TWD two-decimal in its API, where
+// Intl shows them in whole units. The same table as the service's
+// (`Currency::minor_digits`, crates/domain/src/money.rs);
+// https://docs.stripe.com/currencies#zero-decimal.
+const ZERO_DECIMAL = new Set([
+  'bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv',
+  'xaf', 'xof', 'xpf',
+]);
+const THREE_DECIMAL = new Set(['bhd', 'jod', 'kwd', 'omr', 'tnd']);
+
 function minorUnits(currency: string): number {
-  return new Intl.NumberFormat(LOCALE, { style: 'currency', currency }).resolvedOptions()
-    .maximumFractionDigits ?? 2;
+  const code = currency.toLowerCase();
+  if (ZERO_DECIMAL.has(code)) return 0;
+  if (THREE_DECIMAL.has(code)) return 3;
+  return 2;
 }
 
-/** `9900, "usd"` → `$99.00`. */
+/** `9900, "usd"` → `$99.00`; `9900, "jpy"` → `¥9,900`. */
 export function formatMoney(amount: number, currency: string): string {
-  const code = currency.toUpperCase();
-  const digits = minorUnits(code);
+  const digits = minorUnits(currency);
   return new Intl.NumberFormat(LOCALE, {
     style: 'currency',
-    currency: code,
+    currency: currency.toUpperCase(),
     minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
   }).format(amount / 10 ** digits);
 }
 

@@ -148,8 +148,21 @@ impl StripeSim {
         unit_amount: i64,
         interval: &str,
     ) -> String {
+        self.create_dashboard_price_in(plan_id, unit_amount, interval, "usd")
+    }
+
+    /// As `create_dashboard_price`, in another currency: `unit_amount` in
+    /// the minor unit Stripe counts it in (yen for "jpy"). Everything billed
+    /// at the price (its subscription, invoices, checkout) is in it.
+    pub fn create_dashboard_price_in(
+        &self,
+        plan_id: &str,
+        unit_amount: i64,
+        interval: &str,
+        currency: &str,
+    ) -> String {
         self.inner
-            .with(|c| c.dashboard_price(plan_id, unit_amount, interval))
+            .with(|c| c.dashboard_price(plan_id, unit_amount, interval, currency))
     }
 
     pub fn hold_webhooks(&self, hold: bool) {

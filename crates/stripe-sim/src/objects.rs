@@ -39,6 +39,14 @@ pub(crate) fn random_id(prefix: &str, len: usize) -> String {
     format!("{prefix}{tail}")
 }
 
+/// A price's currency, which Stripe gives everything billed at it; "usd"
+/// for a price it does not know.
+fn currency_of(st: &State, price: &str) -> String {
+    st.prices
+        .get(price)
+        .map_or_else(|| "usd".to_owned(), |p| p.currency.clone())
+}
+
 fn opt<T: Into<Value> + Clone>(v: &Option<T>) -> Value {
     v.clone().map(Into::into).unwrap_or(Value::Null)
 }
@@ -143,7 +151,7 @@ pub(crate) fn checkout_session(st: &State, s: &Session, base_url: &str) -> Value
             "status": s.status, "payment_status": s.payment_status,
             "subscription": opt(&s.subscription), "invoice": opt(&s.invoice),
             "url": if complete { Value::Null } else { json!(format!("{base_url}/sim/checkout/{}", s.id)) },
-            "amount_subtotal": opt(&amount), "amount_total": opt(&amount), "currency": "usd",
+            "amount_subtotal": opt(&amount), "amount_total": opt(&amount), "currency": currency_of(st, &s.price),
             "customer_details": customer_details, "payment_intent": null,
             "after_expiration": null, "shipping_cost": null, "shipping_address_collection": null,
             "collected_information": null, "currency_conversion": null, "invoice_creation": null,
@@ -179,7 +187,7 @@ pub(crate) fn subscription(st: &State, s: &Subscription) -> Value {
         json!({
             "id": s.id, "created": s.created, "start_date": s.created,
             "billing_cycle_anchor": s.period_start, "billing_cycle_anchor_config": null,
-            "customer": s.customer, "currency": "usd", "status": s.status, "metadata": s.metadata,
+            "customer": s.customer, "currency": currency_of(st, &s.price), "status": s.status, "metadata": s.metadata,
             "cancel_at_period_end": s.cancel_at_period_end,
             "cancel_at": if s.cancel_at_period_end { json!(s.period_end) } else { Value::Null },
             "canceled_at": opt(&s.canceled_at), "ended_at": opt(&s.ended_at),
@@ -233,7 +241,7 @@ pub(crate) fn subscription_schedule(st: &State, sc: &Schedule, now: i64) -> Valu
                 &mut phase,
                 json!({
                     "start_date": ph.start, "end_date": ph.end, "items": [item],
-                    "currency": "usd", "transfer_data": null, "billing_thresholds": null,
+                    "currency": currency_of(st, &ph.price), "transfer_data": null, "billing_thresholds": null,
                     "invoice_settings": null, "metadata": {}, "trial_end": null,
                 }),
             );
@@ -284,7 +292,7 @@ pub(crate) fn invoice(st: &State, i: &Invoice, base_url: &str) -> Value {
                 &mut line,
                 json!({
                     "id": l.id, "invoice": i.id, "amount": l.amount,
-                    "subtotal": l.amount, "currency": "usd", "description": l.description,
+                    "subtotal": l.amount, "currency": currency_of(st, &l.price), "description": l.description,
                     "quantity": l.quantity, "period": { "start": l.period_start, "end": l.period_end },
                     "subscription": opt(&i.subscription), "metadata": {},
                     "parent": {
@@ -336,7 +344,8 @@ pub(crate) fn invoice(st: &State, i: &Invoice, base_url: &str) -> Value {
             "amount_remaining": i.amount_due - i.amount_paid, "amount_overpaid": 0,
             "subtotal": total, "subtotal_excluding_tax": total,
             "total": total, "total_excluding_tax": total,
-            "currency": "usd", "period_start": i.period_start, "period_end": i.period_end,
+            "currency": i.lines.first().map_or_else(|| "usd".to_owned(), |l| currency_of(st, &l.price)),
+            "period_start": i.period_start, "period_end": i.period_end,
             "number": opt(&i.number), "attempt_count": i.attempt_count,
             "attempted": i.attempt_count > 0, "auto_advance": !paid && i.status != "draft",
             "due_date": null, "effective_at": opt(&i.finalized_at),

@@ -60,7 +60,13 @@ impl Ctx<'_> {
         id
     }
 
-    pub fn dashboard_price(&mut self, plan_id: &str, unit_amount: i64, interval: &str) -> String {
+    pub fn dashboard_price(
+        &mut self,
+        plan_id: &str,
+        unit_amount: i64,
+        interval: &str,
+        currency: &str,
+    ) -> String {
         let mut metadata = Map::new();
         metadata.insert("plan_id".into(), Value::String(plan_id.to_owned()));
         let product = self.new_product(format!("KRAFTD {plan_id} (sales)"), None, metadata, true);
@@ -68,7 +74,7 @@ impl Ctx<'_> {
             id: String::new(),
             created: 0,
             product,
-            currency: "usd".into(),
+            currency: currency.to_lowercase(),
             unit_amount,
             interval: Some(interval.to_owned()),
             lookup_key: None,

@@ -706,10 +706,10 @@ export interface components {
             quantity: number;
         };
         /**
-         * @description ISO 4217 currency, lower-case as Stripe writes it.
-         * @enum {string}
+         * @description ISO 4217 code, lower-case as Stripe writes it. The amount beside it counts the minor unit Stripe uses for it: hundredths for most, whole units for zero-decimal currencies such as jpy, thousandths for bhd, jod, kwd, omr, tnd.
+         * @example usd
          */
-        Currency: "usd";
+        Currency: string;
         /** @description What the caller's plan allows now. */
         Entitlements: {
             limits: components["schemas"]["Limits"];
@@ -839,11 +839,11 @@ export interface components {
             /** @description Pass as `starting_after` for the next page; `null` on the last. */
             next_starting_after: string | null;
         };
-        /** @description One invoice; amounts in the currency's minor unit (cents). */
+        /** @description One invoice; amounts in the minor unit Stripe counts its currency in (cents, yen). */
         InvoiceSummary: {
             /** Format: int64 */
             amount: number;
-            /** @description `amount` as a decimal string, for display only. */
+            /** @description `amount` as a decimal string in its currency's unit ("99.00", "9900" for yen), for display only. */
             amount_decimal: string;
             /** Format: int64 */
             amount_paid: number;
@@ -898,7 +898,7 @@ export interface components {
         Money: {
             /**
              * Format: int64
-             * @description Minor units (cents for USD).
+             * @description Minor units (cents for USD, yen for JPY).
              */
             amount: number;
             currency: components["schemas"]["Currency"];
@@ -940,7 +940,7 @@ export interface components {
         PlanChangePreview: {
             amount_due_now: components["schemas"]["Money"];
             /**
-             * @description `amount_due_now` as a decimal string, for display only.
+             * @description `amount_due_now` as a decimal string in its currency's unit ("99.00", "9900" for yen), for display only.
              * @example 99.00
              */
             amount_due_now_decimal: string;
