@@ -3,23 +3,17 @@
 //! stops at its revocation, and a hold outlives a process killed between
 //! reserve and commit.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
-const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789";
+#[path = "support/served.rs"]
+mod served;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use served::{Served, HANDLER};
+
+const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789";
 
 fn env(data: &Path) -> Vec<(&'static str, String)> {
     vec![
@@ -42,83 +36,17 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn serve(data: &Path) -> Served {
-    let port = free_port();
-    let child = Command::new(HANDLER)
-        .args(["serve", "--port", &port.to_string()])
-        .env_clear()
-        .envs(env(data))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reqwest::get(format!("{base}/api/health"))
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the handler did not answer within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Served { child, base }
+    served::serve(env(data)).await
 }
 
 /// Registers a Free user; the id of the account they own.
 async fn account_of_new_user(base: &str, email: &str) -> String {
-    let client = reqwest::Client::new();
-    let r: Value = client
-        .post(format!("{base}/api/auth/register/with-plan"))
-        .json(&json!({"email": email, "password": "correct horse 9", "name": "Cli", "plan_id": "free"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = r["access_token"].as_str().unwrap();
-    let accounts: Value = client
-        .get(format!("{base}/api/accounts"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    accounts["accounts"][0]["id"].as_str().unwrap().to_owned()
+    served::register_owner(base, email, "Cli").await.1
 }
 
 fn create_key(data: &Path) -> (String, String) {
-    let out = cli(
-        data,
-        &[
-            "service-keys",
-            "create",
-            "--name",
-            "document-service",
-            "--scopes",
-            "usage:write,entitlements:read",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let key = stdout.lines().last().unwrap().to_owned();
+    let (key, stdout) = served::create_service_key(env(data), "document-service");
     assert!(
         key.starts_with("kbsk_") && !key.contains(' '),
         "the key alone on the last line: {stdout}"
