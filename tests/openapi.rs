@@ -485,7 +485,7 @@ async fn real_answers_match_the_document() {
     assert_eq!(status, 422);
     let portal = "/api/billing/customer-portal";
     let (status, _) = c.check(as_user(get(portal)), portal).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 409);
 
     // KRAFTD's services, on the user's account.
     let accounts: Value = app.get_json(&token, "/api/accounts").await;
@@ -509,7 +509,7 @@ async fn real_answers_match_the_document() {
     let (status, refused) = c.check(report("a", docs(1)), usage).await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
-        (422, Some("idempotency_key_reused"))
+        (409, Some("idempotency_key_reused"))
     );
     let xml = json!({"metric": "exports", "quantity": 1, "format": "xml"});
     let (status, refused) = c.check(report("b", xml), usage).await;

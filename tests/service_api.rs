@@ -287,7 +287,7 @@ async fn a_replayed_idempotency_key_counts_once_and_a_reused_one_is_refused() {
     assert_eq!(documents(&app, &account).await["used"], 3, "counted once");
     let e = error_of(
         app.report(&account, "doc-42", docs(2)).await,
-        422,
+        409,
         "idempotency_key_reused",
     )
     .await;
@@ -359,11 +359,11 @@ async fn commits_record_what_was_used_and_an_expired_hold_frees_its_quota() {
     assert_eq!(held["status"], "held");
     let e = error_of(
         commit(&app, &account, id, Some(json!({"quantity": 4}))).await,
-        422,
-        "invalid_field",
+        409,
+        "beyond_hold",
     )
     .await;
-    assert_eq!(e["field"], "quantity");
+    assert!(e["message"].as_str().unwrap().contains("the 3 held"), "{e}");
     let done = commit(&app, &account, id, Some(json!({"quantity": 1}))).await;
     assert_eq!(done.status(), 200);
     let done: Value = done.json().await.unwrap();

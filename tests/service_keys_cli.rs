@@ -3,14 +3,16 @@
 //! stops at its revocation, and a hold outlives a process killed between
 //! reserve and commit.
 
-mod support;
+#[path = "support/binary.rs"]
+#[allow(dead_code)]
+mod binary;
 
 use std::path::Path;
 use std::process::Output;
 
 use serde_json::{json, Value};
 
-use support::binary::{self, Served};
+use binary::Served;
 
 const SECRET: &str = "cli-test-secret-0123456789abcdef0123456789";
 
@@ -37,27 +39,7 @@ async fn serve(data: &Path) -> Served {
 
 /// Registers a Free user; the id of the account they own.
 async fn account_of_new_user(base: &str, email: &str) -> String {
-    let client = reqwest::Client::new();
-    let r: Value = client
-        .post(format!("{base}/api/auth/register/with-plan"))
-        .json(&json!({"email": email, "password": "correct horse 9", "name": "Cli", "plan_id": "free"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = r["access_token"].as_str().unwrap();
-    let accounts: Value = client
-        .get(format!("{base}/api/accounts"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    accounts["accounts"][0]["id"].as_str().unwrap().to_owned()
+    binary::register_owner(base, email, "Cli").await.1
 }
 
 fn create_key(data: &Path) -> (String, String) {

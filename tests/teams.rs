@@ -235,6 +235,26 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
         )
         .await;
     error_of(r, 409, "owner_cannot_be_removed").await;
+    // Nor demoted, nor handed the account they hold: well-formed requests
+    // the team's state refuses.
+    let r = app
+        .send_as(
+            reqwest::Method::PATCH,
+            &owner,
+            &format!("/api/account/members/{owner_id}"),
+            None,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    error_of(r, 409, "owner_role_by_transfer").await;
+    let r = app
+        .post_as(
+            &owner,
+            "/api/account/transfer-ownership",
+            json!({"user_id": owner_id}),
+        )
+        .await;
+    error_of(r, 409, "already_owner").await;
     let r = app
         .send_as(
             reqwest::Method::DELETE,

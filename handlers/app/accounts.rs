@@ -66,7 +66,11 @@ impl Billing {
         check_password_strength(&input.password, &email)
             .map_err(|p| AppError::invalid("password", p))?;
         let plan_id = parse_plan(&input.plan_id)?;
-        let interval = parse_interval(input.billing_interval.as_deref())?;
+        let interval = match parse_interval(input.billing_interval.as_deref())? {
+            // Free has one price: an interval asked for is moot.
+            _ if plan_id == PlanId::Free => BillingInterval::Monthly,
+            interval => interval,
+        };
         self.check_self_serve(plan_id, interval)?;
         // Refuse before writing anything: no half-created account.
         if plan_id.is_paid() && !self.payments.is_configured() {

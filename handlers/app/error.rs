@@ -35,6 +35,11 @@ pub enum AppError {
     Webhook(#[source] WebhookError),
     #[error("there is no billing account yet: subscribe to a paid plan first")]
     NoBillingAccount,
+    /// The account's state, not the request, stands in the way.
+    #[error("{0}")]
+    State(StateConflict),
+    #[error("no such invoice among this account's")]
+    InvoiceNotFound,
     #[error("{}", forbidden_message(*.0))]
     Forbidden(Action),
     #[error("no such account among yours")]
@@ -82,6 +87,28 @@ pub enum AppError {
     /// account, or failed logins backing off: retry after the wait.
     #[error("{0}")]
     RateLimited(#[from] Limited),
+}
+
+/// A request that is well formed but meets the account as it stands: the
+/// same request may succeed once that changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StateConflict {
+    /// Cancelling or resuming without a live paid subscription.
+    #[error("there is no paid subscription to change")]
+    NoPaidSubscription,
+    #[error("the subscription is already on this plan and interval")]
+    AlreadyOnPlan,
+    /// A checkout was paid and its subscription is not active yet.
+    #[error("a checkout was just paid; the subscription is being activated")]
+    CheckoutPending,
+    #[error("the owner's role changes only by transfer-ownership")]
+    OwnerRoleByTransfer,
+    /// Transferring ownership to the owner.
+    #[error("this member is already the owner")]
+    AlreadyOwner,
+    /// Committing more than the reservation holds.
+    #[error("quantity must be from 0 to the {0} held")]
+    BeyondHold(i64),
 }
 
 fn forbidden_message(action: Action) -> &'static str {

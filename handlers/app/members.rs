@@ -16,7 +16,7 @@ use crate::domain::usage::{Metric, QuotaDenial};
 use crate::domain::user::{Email, User, UserId};
 
 use super::link_tokens::{new_token, token_hash, token_subject};
-use super::{AppError, Billing};
+use super::{AppError, Billing, StateConflict};
 
 /// A signed-in user acting on one account, with the role they hold in it:
 /// what every account route runs as.
@@ -467,10 +467,7 @@ impl Billing {
             .await?
             .ok_or(AppError::MemberNotFound)?;
         if current.role == Role::Owner {
-            return Err(AppError::invalid(
-                "role",
-                "the owner's role changes only by transfer-ownership",
-            ));
+            return Err(AppError::State(StateConflict::OwnerRoleByTransfer));
         }
         if !self.store.set_role(account, target, role).await? {
             return Err(AppError::MemberNotFound);
@@ -495,7 +492,7 @@ impl Billing {
         acting.require(Action::TransferOwnership)?;
         let target = parse_user(user_raw)?;
         if target == acting.user.id {
-            return Err(AppError::invalid("user_id", "is already the owner"));
+            return Err(AppError::State(StateConflict::AlreadyOwner));
         }
         if self
             .store

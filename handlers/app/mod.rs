@@ -19,6 +19,7 @@ mod throttle;
 mod usage;
 mod verification;
 mod webhooks;
+pub mod whole;
 
 use std::sync::Arc;
 
@@ -26,12 +27,12 @@ use chrono::{DateTime, Duration, Utc};
 
 pub use accounts::{RegisterInput, Registered, Session};
 pub use email::DeliveryReport;
-pub use error::AppError;
+pub use error::{AppError, StateConflict};
 pub use events::MAX_EVENT_BODY_BYTES;
 pub use members::{AccountSummary, Acting, Member, Team};
 pub use quota::{
     EntitlementsView, EventResult, Held, IdempotencyKey, Recorded, ReserveInput, UsageEvent,
-    MAX_BATCH_EVENTS,
+    MAX_BATCH_EVENTS, MAX_GAUGE_VALUE,
 };
 pub use reconcile::ReconcileReport;
 pub use rollup::RollupReport;

@@ -6,6 +6,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use crate::domain::account::{Account, AccountId};
@@ -21,11 +23,14 @@ use crate::domain::usage::{
     UsageOutcome, MAX_QUANTITY,
 };
 
-use super::usage::{ConsumeInput, MeterReading};
-use super::{AppError, Billing};
+use super::usage::{metered_use_schema, ConsumeInput, MeterReading};
+use super::{AppError, Billing, StateConflict};
 
 /// The longest Idempotency-Key or event id accepted.
 pub const MAX_KEY_LENGTH: usize = 255;
+/// The highest level a gauge is set to: half the counters' range, so a
+/// reservation on top of it cannot overflow.
+pub const MAX_GAUGE_VALUE: i64 = i64::MAX / 2;
 /// The most events one batch carries.
 pub const MAX_BATCH_EVENTS: usize = 1000;
 /// How far back an event may have happened: the counters it lands in are
@@ -59,16 +64,15 @@ impl IdempotencyKey {
 }
 
 /// Holds quota for work that may fail.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveInput {
     pub metric: Metric,
-    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "super::whole::number")]
     pub quantity: i64,
     /// How long the hold lasts unless committed or released: 1 second to
     /// 24 hours; 15 minutes if absent.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 86_400)]
+    #[serde(default, deserialize_with = "super::whole::optional")]
     pub ttl_seconds: Option<i64>,
     /// The gated feature the work needs, checked against the plan.
     #[serde(default)]
@@ -78,14 +82,43 @@ pub struct ReserveInput {
     pub format: Option<ExportFormat>,
 }
 
+impl utoipa::PartialSchema for ReserveInput {
+    fn schema() -> RefOr<Schema> {
+        let ttl = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .minimum(Some(1))
+            .maximum(Some(MAX_RESERVATION_TTL.num_seconds()))
+            .description(Some(
+                "How long the hold lasts unless committed or released: 1 second to 24 hours; \
+                 15 minutes if absent.",
+            ));
+        metered_use_schema(
+            "Holds quota for work that may fail: a counter, or a gauge it grows \
+             (`team_members` is counted from the team).",
+            &[Metric::Documents, Metric::ApiCalls, Metric::StorageMb],
+            &[("ttl_seconds", ttl.into())],
+        )
+    }
+}
+
+impl ToSchema for ReserveInput {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <ConsumeInput as ToSchema>::schemas(schemas);
+    }
+}
+
 /// One thing that happened, reported after the fact.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageEvent {
-    /// Unique per event: a repeated id is counted once (for at least 24 hours).
+    /// Unique per event: a repeated id is counted once (for at least 24
+    /// hours). 1 to 255 printable ASCII characters; other ids are rejected
+    /// alone.
     pub id: String,
+    /// `team_members` and gauges are rejected alone.
     pub metric: Metric,
-    #[schema(minimum = 1, maximum = 1_000_000)]
+    /// 1 to 1,000,000; outside, the event is rejected alone.
+    #[serde(deserialize_with = "super::whole::number")]
     pub quantity: i64,
     /// When it happened: within the last 24 hours, not in the future.
     pub occurred_at: DateTime<Utc>,
@@ -438,10 +471,9 @@ impl Billing {
                 Ok(r)
             }
             CloseOutcome::NotFound => Err(AppError::ReservationNotFound),
-            CloseOutcome::Refused(CloseRefusal::BeyondHold { held }) => Err(AppError::invalid(
-                "quantity",
-                format!("must be from 0 to the {held} held"),
-            )),
+            CloseOutcome::Refused(CloseRefusal::BeyondHold { held }) => {
+                Err(AppError::State(StateConflict::BeyondHold(held)))
+            }
             CloseOutcome::Refused(CloseRefusal::Expired) => {
                 Err(AppError::ReservationClosed("expired"))
             }
@@ -477,8 +509,11 @@ impl Billing {
                 "only storage_mb is a reported gauge",
             ));
         }
-        if !(0..=i64::MAX / 2).contains(&value) {
-            return Err(AppError::invalid("value", "must be a whole number from 0"));
+        if !(0..=MAX_GAUGE_VALUE).contains(&value) {
+            return Err(AppError::invalid(
+                "value",
+                format!("must be a whole number from 0 to {MAX_GAUGE_VALUE}"),
+            ));
         }
         let now = self.clock.now();
         if observed_at > now + Duration::minutes(5) {

@@ -19,7 +19,7 @@ use crate::domain::subscription::{
 };
 
 use super::accounts::{parse_interval, parse_plan};
-use super::{Acting, AppError, Billing};
+use super::{Acting, AppError, Billing, StateConflict};
 
 /// Attempts at a conditional write before giving up with 503.
 const WRITE_ATTEMPTS: usize = 8;
@@ -111,10 +111,7 @@ impl Billing {
                     .await
                     .map_err(AppError::Payments)?,
                 CheckoutStatus::Complete => {
-                    return Err(AppError::invalid(
-                        "new_plan_id",
-                        "a checkout was just paid; the subscription is being activated",
-                    ))
+                    return Err(AppError::State(StateConflict::CheckoutPending))
                 }
                 CheckoutStatus::Expired => {}
             }
@@ -438,10 +435,7 @@ impl Billing {
         match change_direction((remote.plan_id, remote.interval), (plan_id, interval)) {
             ChangeDirection::Same => {
                 let Some(schedule) = &remote.schedule_id else {
-                    return Err(AppError::invalid(
-                        "new_plan_id",
-                        "the subscription is already on this plan and interval",
-                    ));
+                    return Err(AppError::State(StateConflict::AlreadyOnPlan));
                 };
                 self.payments
                     .release_schedule(schedule)
@@ -588,10 +582,7 @@ impl Billing {
         let caller = &acting.account;
         let account = &caller.value;
         let Some(remote) = self.live_subscription(account).await? else {
-            return Err(AppError::invalid(
-                "subscription",
-                "there is no paid subscription to change",
-            ));
+            return Err(AppError::State(StateConflict::NoPaidSubscription));
         };
         if remote.cancel_at_period_end == cancel {
             // Already as asked: answer with the state as Stripe has it.
@@ -648,9 +639,7 @@ impl Billing {
                 .iter()
                 .position(|i| i.id == id)
                 .map(|p| p + 1)
-                .ok_or_else(|| {
-                    AppError::invalid("starting_after", "is not one of your invoices")
-                })?,
+                .ok_or(AppError::InvoiceNotFound)?,
             None => 0,
         };
         let rest = &all[start..];

@@ -17,6 +17,7 @@ use super::error::{ApiError, ErrorResponse};
 use super::json::ApiJson;
 use super::metering::CurrentUser;
 use super::openapi::JsonBodyErrors;
+use super::plans::SelfServePlan;
 use super::AppState;
 
 // Deliberately no Debug: it holds a password. Plan and interval arrive as
@@ -25,15 +26,27 @@ use super::AppState;
 /// A new user, with their own account on the plan it starts on.
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
+    #[schema(format = Email, max_length = 254)]
     email: String,
     /// 10 to 128 characters, letters mixed with digits or symbols, not
     /// containing the email's local part.
-    #[schema(format = Password, min_length = 10, max_length = 128)]
+    #[schema(
+        format = Password,
+        min_length = 10,
+        max_length = 128,
+        pattern = "[A-Za-z][\\s\\S]*[^A-Za-z]|[^A-Za-z][\\s\\S]*[A-Za-z]"
+    )]
     password: String,
+    /// 1 to 100 characters, not only spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
-    #[schema(value_type = PlanId)]
+    #[schema(value_type = SelfServePlan)]
     plan_id: String,
-    /// Paid plans only; monthly when absent.
+    /// Paid plans only (Free is monthly); monthly when absent.
     #[serde(default)]
     #[schema(value_type = Option<BillingInterval>)]
     billing_interval: Option<String>,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::{AppError, InvoicePage, Upgrade, WebhookOutcome};
+use crate::app::{InvoicePage, Upgrade, WebhookOutcome};
 use crate::domain::account::Account;
 use crate::domain::money::{Currency, Money};
 use crate::domain::plan::{BillingInterval, Limits, PlanId, Price};
@@ -20,6 +20,7 @@ use super::error::{ApiError, ErrorResponse};
 use super::json::{unreadable, ApiJson};
 use super::metering::CurrentMember;
 use super::openapi::JsonBodyErrors;
+use super::plans::PaidSelfServePlan;
 use super::AppState;
 
 /// A checkout to pay at: the answer to a paid registration or an upgrade
@@ -155,7 +156,7 @@ pub async fn subscription(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanChangeRequest {
-    #[schema(value_type = PlanId)]
+    #[schema(value_type = PaidSelfServePlan)]
     new_plan_id: String,
     /// The current interval when absent.
     #[serde(default)]
@@ -180,6 +181,7 @@ pub struct PlanChangeRequest {
     responses(
         (status = 200, description = "The subscription changed, or a change is scheduled", body = SubscriptionChanged),
         (status = 201, description = "Pay at this checkout first", body = Checkout),
+        (status = 409, description = "`already_on_plan`: the subscription is on this plan and interval; `checkout_pending`: a paid checkout's subscription is still being activated", body = ErrorResponse),
         JsonBodyErrors,
     )
 )]
@@ -205,6 +207,18 @@ pub async fn upgrade(
     })
 }
 
+/// The plan and interval a preview prices.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChangeQuoteRequest {
+    #[schema(value_type = PaidSelfServePlan)]
+    new_plan_id: String,
+    /// The current interval when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<BillingInterval>)]
+    billing_interval: Option<String>,
+}
+
 /// What a plan change would bill now.
 #[derive(Serialize, ToSchema)]
 pub struct PlanChangePreview {
@@ -224,7 +238,7 @@ pub struct PlanChangePreview {
     post,
     path = "/api/billing/preview-change",
     tag = "billing",
-    request_body = PlanChangeRequest,
+    request_body = PlanChangeQuoteRequest,
     responses(
         (status = 200, description = "The amount due now", body = PlanChangePreview),
         JsonBodyErrors,
@@ -233,15 +247,8 @@ pub struct PlanChangePreview {
 pub async fn preview_change(
     State(state): State<AppState>,
     CurrentMember(acting): CurrentMember,
-    ApiJson(body): ApiJson<PlanChangeRequest>,
+    ApiJson(body): ApiJson<PlanChangeQuoteRequest>,
 ) -> Result<Json<PlanChangePreview>, ApiError> {
-    if body.proration_date.is_some() {
-        return Err(AppError::invalid(
-            "proration_date",
-            "is what a preview answers, not what it takes",
-        )
-        .into());
-    }
     let quote = state
         .billing
         .preview_change(&acting, &body.new_plan_id, body.billing_interval.as_deref())
@@ -260,7 +267,10 @@ pub async fn preview_change(
     post,
     path = "/api/billing/cancel-subscription",
     tag = "billing",
-    responses((status = 200, description = "Cancels at period end; the plan holds until then", body = SubscriptionChanged))
+    responses(
+        (status = 200, description = "Cancels at period end; the plan holds until then", body = SubscriptionChanged),
+        (status = 409, description = "`no_paid_subscription`: there is no live paid subscription to cancel", body = ErrorResponse),
+    )
 )]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -275,7 +285,10 @@ pub async fn cancel(
     post,
     path = "/api/billing/resume",
     tag = "billing",
-    responses((status = 200, description = "Renews again", body = SubscriptionChanged))
+    responses(
+        (status = 200, description = "Renews again", body = SubscriptionChanged),
+        (status = 409, description = "`no_paid_subscription`: there is no live paid subscription to resume", body = ErrorResponse),
+    )
 )]
 pub async fn resume(
     State(state): State<AppState>,
@@ -298,7 +311,7 @@ pub struct PortalLink {
     tag = "billing",
     responses(
         (status = 200, description = "A portal session's URL", body = PortalLink),
-        (status = 400, description = "`no_billing_account`: never subscribed to a paid plan", body = ErrorResponse),
+        (status = 409, description = "`no_billing_account`: never subscribed to a paid plan", body = ErrorResponse),
     )
 )]
 pub async fn customer_portal(
@@ -383,7 +396,8 @@ pub struct InvoiceList {
     params(InvoiceQuery),
     responses(
         (status = 200, description = "A page of invoices", body = InvoiceList),
-        (status = 422, description = "`invalid_field`: `limit`, `starting_after` (not one of yours) or `query`", body = ErrorResponse),
+        (status = 404, description = "`invoice_not_found`: `starting_after` names no invoice of this account's; `account_not_found`", body = ErrorResponse),
+        (status = 422, description = "`invalid_field`: `limit` or `query`", body = ErrorResponse),
     )
 )]
 pub async fn invoices(

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppError;
+use crate::app::{AppError, StateConflict};
 use crate::domain::plan::{ExportFormat, Feature, PlanId};
 use crate::domain::ports::{PaymentsError, StoreError};
 use crate::domain::usage::{GateDenial, Metric};
@@ -144,8 +144,22 @@ pub enum ErrorCode {
     NotInPlan,
     /// 400
     InvalidWebhook,
-    /// 400
+    /// 409: never subscribed to a paid plan
     NoBillingAccount,
+    /// 409: no live paid subscription to cancel or resume
+    NoPaidSubscription,
+    /// 409: the subscription is on this plan and interval already
+    AlreadyOnPlan,
+    /// 409: a paid checkout's subscription is still being activated
+    CheckoutPending,
+    /// 409: the owner's role changes only by transfer-ownership
+    OwnerRoleByTransfer,
+    /// 409: the member named is the owner already
+    AlreadyOwner,
+    /// 409: a commit of more than the reservation holds
+    BeyondHold,
+    /// 404: no such invoice in this account
+    InvoiceNotFound,
     /// 403: the caller's role in the account does not allow it
     Forbidden,
     /// 404: not an account the caller belongs to
@@ -170,7 +184,7 @@ pub enum ErrorCode {
     PaymentsUnavailable,
     /// 503
     TemporarilyUnavailable,
-    /// 422: the Idempotency-Key was used for another request
+    /// 409: the Idempotency-Key was used for another request
     IdempotencyKeyReused,
     /// 404: no such reservation in this account
     ReservationNotFound,
@@ -339,7 +353,19 @@ fn app_parts(e: &AppError) -> Parts {
             Parts::code(S::BAD_GATEWAY, C::PaymentProviderError)
         }
         AppError::Webhook(_) => Parts::code(S::BAD_REQUEST, C::InvalidWebhook),
-        AppError::NoBillingAccount => Parts::code(S::BAD_REQUEST, C::NoBillingAccount),
+        AppError::NoBillingAccount => Parts::code(S::CONFLICT, C::NoBillingAccount),
+        AppError::State(conflict) => Parts::code(
+            S::CONFLICT,
+            match conflict {
+                StateConflict::NoPaidSubscription => C::NoPaidSubscription,
+                StateConflict::AlreadyOnPlan => C::AlreadyOnPlan,
+                StateConflict::CheckoutPending => C::CheckoutPending,
+                StateConflict::OwnerRoleByTransfer => C::OwnerRoleByTransfer,
+                StateConflict::AlreadyOwner => C::AlreadyOwner,
+                StateConflict::BeyondHold(_) => C::BeyondHold,
+            },
+        ),
+        AppError::InvoiceNotFound => Parts::code(S::NOT_FOUND, C::InvoiceNotFound),
         AppError::Forbidden(_) => Parts::code(S::FORBIDDEN, C::Forbidden),
         AppError::AccountNotFound | AppError::NoSuchAccount => {
             Parts::code(S::NOT_FOUND, C::AccountNotFound)
@@ -366,9 +392,7 @@ fn app_parts(e: &AppError) -> Parts {
                 ..ErrorDetail::of(C::TooManyMembers)
             },
         ),
-        AppError::IdempotencyKeyReused => {
-            Parts::code(S::UNPROCESSABLE_ENTITY, C::IdempotencyKeyReused)
-        }
+        AppError::IdempotencyKeyReused => Parts::code(S::CONFLICT, C::IdempotencyKeyReused),
         AppError::ReservationNotFound => Parts::code(S::NOT_FOUND, C::ReservationNotFound),
         AppError::ReservationClosed(_) => Parts::code(S::CONFLICT, C::ReservationClosed),
         AppError::MissingScope(_) => Parts::code(S::FORBIDDEN, C::MissingScope),

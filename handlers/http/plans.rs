@@ -10,6 +10,25 @@ use crate::domain::plan::{Catalog, Plan, PlanId};
 
 use super::AppState;
 
+// The plans a request may name, as the schema lists them: the catalog's
+// self-serve plans (Enterprise is sold by sales). Schema only; requests
+// carry text, so a wrong plan is a 422 naming its field.
+/// A plan one can sign up for without talking to sales.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfServePlan {
+    Free,
+    Pro,
+}
+
+/// A paid plan a subscription can move to without talking to sales (to
+/// Free is a cancellation).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaidSelfServePlan {
+    Pro,
+}
+
 /// Every plan, and the order plans upgrade in.
 #[derive(Serialize, ToSchema)]
 pub struct PlanCatalog<'a> {
@@ -93,4 +112,30 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
         HeaderValue::from_static("application/json"),
     )];
     (cache, json, cached.body.clone()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn the_schemas_self_serve_plans_are_the_catalogs() {
+        let catalog = Catalog::standard();
+        let listed = |schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            serde_json::to_value(schema).unwrap()["enum"].clone()
+        };
+        let self_serve: Vec<&str> = catalog
+            .plans()
+            .iter()
+            .filter(|p| !p.contact_sales)
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(
+            listed(SelfServePlan::schema()),
+            serde_json::json!(self_serve)
+        );
+        let paid: Vec<&str> = self_serve.into_iter().filter(|p| *p != "free").collect();
+        assert_eq!(listed(PaidSelfServePlan::schema()), serde_json::json!(paid));
+    }
 }

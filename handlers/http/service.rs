@@ -148,7 +148,7 @@ fn replayed(response: &mut Response, replayed: bool) {
 /// more than the limit, and live reservations count against it. The same
 /// `Idempotency-Key` (kept at least 24 hours) with the same body answers the
 /// same, with `Idempotent-Replayed: true`, and counts nothing; with another
-/// body it is `422 idempotency_key_reused`. A refusal records nothing, so a
+/// body it is `409 idempotency_key_reused`. A refusal records nothing, so a
 /// retry is decided afresh.
 #[utoipa::path(
     post,
@@ -156,13 +156,14 @@ fn replayed(response: &mut Response, replayed: bool) {
     tag = "service",
     params(
         ("account_id" = String, Path, format = Uuid),
-        ("Idempotency-Key" = String, Header, description = "Names this report: 1 to 255 printable ASCII characters"),
+        ("Idempotency-Key" = String, Header, description = "Names this report: 1 to 255 printable ASCII characters, no spaces", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
     ),
     request_body = ConsumeInput,
     responses(
         (status = 200, description = "Recorded (or replayed); where the metric stands now", body = UsageReading),
         (status = 403, description = "`quota_exceeded` (a monthly limit), `not_in_plan` (a feature or export format) or `missing_scope`", body = ErrorResponse),
         (status = 429, description = "`quota_exceeded`: the daily API calls are used up; `Retry-After` says when they reset", body = ErrorResponse),
+        (status = 409, description = "`idempotency_key_reused`: the key named another report", body = ErrorResponse),
         JsonBodyErrors,
     )
 )]
@@ -190,6 +191,7 @@ pub async fn report_usage(
 #[serde(deny_unknown_fields)]
 pub struct UsageBatch {
     /// 1 to 1000 events.
+    #[schema(min_items = 1, max_items = 1000)]
     events: Vec<UsageEvent>,
 }
 
@@ -326,13 +328,14 @@ fn view(r: &Reservation, now: DateTime<Utc>) -> ReservationView {
     tag = "service",
     params(
         ("account_id" = String, Path, format = Uuid),
-        ("Idempotency-Key" = String, Header, description = "Names this reservation: 1 to 255 printable ASCII characters"),
+        ("Idempotency-Key" = String, Header, description = "Names this reservation: 1 to 255 printable ASCII characters, no spaces", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
     ),
     request_body = ReserveInput,
     responses(
         (status = 201, description = "Held (or replayed)", body = ReservationView),
         (status = 403, description = "`quota_exceeded`: the hold would pass a monthly or gauge limit; `missing_scope`", body = ErrorResponse),
         (status = 429, description = "`quota_exceeded`: the daily API calls are used up", body = ErrorResponse),
+        (status = 409, description = "`idempotency_key_reused`: the key named another reservation", body = ErrorResponse),
         JsonBodyErrors,
     )
 )]
@@ -363,7 +366,8 @@ pub async fn reserve(
 pub struct CommitInput {
     /// What was used: 0 up to what was held (all of it when absent); the
     /// rest is released.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::app::whole::optional")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     quantity: Option<i64>,
 }
 
@@ -382,7 +386,7 @@ pub struct CommitInput {
     request_body(content = CommitInput, description = "Optional: an empty body commits the whole hold"),
     responses(
         (status = 200, description = "Committed", body = ReservationView),
-        (status = 409, description = "`reservation_closed`: released, expired, or committed with another quantity", body = ErrorResponse),
+        (status = 409, description = "`reservation_closed`: released, expired, or committed with another quantity; `beyond_hold`: more than the reservation holds", body = ErrorResponse),
         JsonBodyErrors,
     )
 )]
@@ -435,11 +439,22 @@ pub async fn release(
     Ok(Json(view(&r, state.billing.now())))
 }
 
+/// A metric that is a level, set to what was observed. Schema only: the
+/// path carries text, so another metric is a 422 naming it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GaugeMetric {
+    StorageMb,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GaugeInput {
     /// The level observed, e.g. megabytes stored.
-    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "crate::app::whole::number")]
+    // MAX_GAUGE_VALUE: the attribute takes a literal (the test below
+    // checks they agree).
+    #[schema(minimum = 0, maximum = 4_611_686_018_427_387_903_i64)]
     value: i64,
     /// When it was observed: an observation older than the stored one
     /// changes nothing.
@@ -466,7 +481,7 @@ pub struct GaugeReading {
     tag = "service",
     params(
         ("account_id" = String, Path, format = Uuid),
-        ("metric" = String, Path, description = "`storage_mb`"),
+        ("metric" = inline(GaugeMetric), Path),
     ),
     request_body = GaugeInput,
     responses(
@@ -592,4 +607,18 @@ pub async fn entitlements(
         HeaderValue::from_static(ENTITLEMENTS_CACHE),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn the_gauge_schemas_maximum_is_the_highest_level_set() {
+        let schema = serde_json::to_value(super::GaugeInput::schema()).unwrap();
+        assert_eq!(
+            schema["properties"]["value"]["maximum"],
+            crate::app::MAX_GAUGE_VALUE
+        );
+    }
 }

@@ -138,6 +138,15 @@ pub async fn members(
     Ok(Json(TeamView::from(&team)))
 }
 
+/// A role one can be given: the owner changes only by transfer. Schema
+/// only: roles arrive as text, so a wrong one is a 422 naming the field.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignableRole {
+    Admin,
+    Member,
+}
+
 // Role arrives as text so a wrong one is a 422 naming the field.
 /// Who to invite, and as what.
 #[derive(Deserialize, ToSchema)]
@@ -145,7 +154,7 @@ pub async fn members(
 pub struct InvitationRequest {
     email: String,
     /// `admin` or `member`; the owner changes only by transfer.
-    #[schema(value_type = Role)]
+    #[schema(value_type = AssignableRole)]
     role: String,
 }
 
@@ -233,7 +242,7 @@ pub async fn remove(
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
     /// `admin` or `member`.
-    #[schema(value_type = Role)]
+    #[schema(value_type = AssignableRole)]
     role: String,
 }
 
@@ -250,6 +259,7 @@ pub struct RoleRequest {
         (status = 200, description = "The member, with the new role", body = Member),
         (status = 403, description = "`forbidden`", body = ErrorResponse),
         (status = 404, description = "`member_not_found`", body = ErrorResponse),
+        (status = 409, description = "`owner_role_by_transfer`: the owner's role changes only by transfer-ownership", body = ErrorResponse),
         JsonBodyErrors,
     )
 )]
@@ -285,6 +295,7 @@ pub struct TransferRequest {
         (status = 200, description = "The team after the transfer", body = TeamView),
         (status = 403, description = "`forbidden`: not the owner", body = ErrorResponse),
         (status = 404, description = "`member_not_found`", body = ErrorResponse),
+        (status = 409, description = "`already_owner`: the member named owns the account already", body = ErrorResponse),
         JsonBodyErrors,
     )
 )]

@@ -1,6 +1,8 @@
 //! The `handler` binary as an engineer runs it: `handler serve` on a free
 //! loopback port with the settings a test gives, its commands, and a
-//! SIGKILL for the crash tests.
+//! SIGKILL for the crash tests. Needs nothing else of `support`, so a test
+//! of the binary alone includes it by path:
+//! `#[path = "support/binary.rs"] mod binary;`.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
@@ -132,4 +134,35 @@ impl Drop for Served {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Registers a Free user: their token and the id of the account they own.
+pub async fn register_owner(base: &str, email: &str, name: &str) -> (String, String) {
+    let client = reqwest::Client::new();
+    let r: serde_json::Value = client
+        .post(format!("{base}/api/auth/register/with-plan"))
+        .json(&serde_json::json!({
+            "email": email,
+            "password": "correct horse 9",
+            "name": name,
+            "plan_id": "free",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = r["access_token"].as_str().expect("registered").to_owned();
+    let accounts: serde_json::Value = client
+        .get(format!("{base}/api/accounts"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account = accounts["accounts"][0]["id"].as_str().unwrap().to_owned();
+    (token, account)
 }

@@ -244,7 +244,7 @@ export interface paths {
          *     more than the limit, and live reservations count against it. The same
          *     `Idempotency-Key` (kept at least 24 hours) with the same body answers the
          *     same, with `Idempotent-Replayed: true`, and counts nothing; with another
-         *     body it is `422 idempotency_key_reused`. A refusal records nothing, so a
+         *     body it is `409 idempotency_key_reused`. A refusal records nothing, so a
          *     retry is decided afresh.
          */
         post: operations["ReportUsage"];
@@ -662,6 +662,12 @@ export interface components {
             plan_id: components["schemas"]["PlanId"];
             role: components["schemas"]["Role"];
         };
+        /**
+         * @description A role one can be given: the owner changes only by transfer. Schema
+         *     only: roles arrive as text, so a wrong one is a 422 naming the field.
+         * @enum {string}
+         */
+        AssignableRole: "admin" | "member";
         BatchOutcome: {
             /** @description One per event, in order. */
             results: components["schemas"]["EventOutcome"][];
@@ -694,15 +700,23 @@ export interface components {
              */
             quantity?: number | null;
         };
-        /** @description What KRAFTD's services report: a counter's increase. */
+        /** @description What KRAFTD's services report: a counter's increase. Gauges are set with `PUT …/gauges/{metric}`; `team_members` is counted from the team. */
         ConsumeRequest: {
+            /** @description The gated feature this use needs, checked against the plan. */
             feature?: null | components["schemas"]["Feature"];
-            format?: null | components["schemas"]["ExportFormat"];
-            metric: components["schemas"]["Metric"];
-            /**
-             * Format: int64
-             * @description From 1 to 1,000,000 in one report.
-             */
+            /** @description Only `exports` names a format. */
+            format?: null;
+            /** @enum {string} */
+            metric: "documents" | "api_calls";
+            /** @description From 1 to 1,000,000 at once. */
+            quantity: number;
+        } | {
+            /** @description The gated feature this use needs, checked against the plan. */
+            feature?: null | components["schemas"]["Feature"];
+            format: components["schemas"]["ExportFormat"];
+            /** @enum {string} */
+            metric: "exports";
+            /** @description From 1 to 1,000,000 at once. */
             quantity: number;
         };
         /**
@@ -720,7 +734,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "no_paid_subscription" | "already_on_plan" | "checkout_pending" | "owner_role_by_transfer" | "already_owner" | "beyond_hold" | "invoice_not_found" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -830,7 +844,7 @@ export interface components {
         InvitationRequest: {
             email: string;
             /** @description `admin` or `member`; the owner changes only by transfer. */
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["AssignableRole"];
         };
         /** @description A page of invoices, newest first. */
         InvoiceList: {
@@ -903,6 +917,12 @@ export interface components {
             amount: number;
             currency: components["schemas"]["Currency"];
         };
+        /**
+         * @description A paid plan a subscription can move to without talking to sales (to
+         *     Free is a cancellation).
+         * @enum {string}
+         */
+        PaidSelfServePlan: "pro";
         /** @description An invitation that holds a seat until it is accepted, withdrawn or expires. */
         PendingInvitation: {
             /** Format: date-time */
@@ -953,10 +973,15 @@ export interface components {
              */
             proration_date: string;
         };
+        /** @description The plan and interval a preview prices. */
+        PlanChangeQuoteRequest: {
+            billing_interval?: null | components["schemas"]["BillingInterval"];
+            new_plan_id: components["schemas"]["PaidSelfServePlan"];
+        };
         /** @description The plan and interval to move to. */
         PlanChangeRequest: {
             billing_interval?: null | components["schemas"]["BillingInterval"];
-            new_plan_id: components["schemas"]["PlanId"];
+            new_plan_id: components["schemas"]["PaidSelfServePlan"];
             /**
              * Format: date-time
              * @description For a change: the `proration_date` of its preview, so it bills what
@@ -981,7 +1006,9 @@ export interface components {
         /** @description A new user, with their own account on the plan it starts on. */
         RegisterRequest: {
             billing_interval?: null | components["schemas"]["BillingInterval"];
+            /** Format: email */
             email: string;
+            /** @description 1 to 100 characters, not only spaces, no control characters. */
             name: string;
             /**
              * Format: password
@@ -989,7 +1016,7 @@ export interface components {
              *     containing the email's local part.
              */
             password: string;
-            plan_id: components["schemas"]["PlanId"];
+            plan_id: components["schemas"]["SelfServePlan"];
         };
         /**
          * @description Free: signed in at once. A paid plan: a checkout to pay at first (the
@@ -1027,18 +1054,27 @@ export interface components {
              */
             status: string;
         };
-        /** @description Holds quota for work that may fail. */
+        /** @description Holds quota for work that may fail: a counter, or a gauge it grows (`team_members` is counted from the team). */
         ReserveInput: {
+            /** @description The gated feature this use needs, checked against the plan. */
             feature?: null | components["schemas"]["Feature"];
-            format?: null | components["schemas"]["ExportFormat"];
-            metric: components["schemas"]["Metric"];
-            /** Format: int64 */
+            /** @description Only `exports` names a format. */
+            format?: null;
+            /** @enum {string} */
+            metric: "documents" | "api_calls" | "storage_mb";
+            /** @description From 1 to 1,000,000 at once. */
             quantity: number;
-            /**
-             * Format: int64
-             * @description How long the hold lasts unless committed or released: 1 second to
-             *     24 hours; 15 minutes if absent.
-             */
+            /** @description How long the hold lasts unless committed or released: 1 second to 24 hours; 15 minutes if absent. */
+            ttl_seconds?: number | null;
+        } | {
+            /** @description The gated feature this use needs, checked against the plan. */
+            feature?: null | components["schemas"]["Feature"];
+            format: components["schemas"]["ExportFormat"];
+            /** @enum {string} */
+            metric: "exports";
+            /** @description From 1 to 1,000,000 at once. */
+            quantity: number;
+            /** @description How long the hold lasts unless committed or released: 1 second to 24 hours; 15 minutes if absent. */
             ttl_seconds?: number | null;
         };
         /**
@@ -1050,7 +1086,7 @@ export interface components {
         /** @description A member's new role. */
         RoleRequest: {
             /** @description `admin` or `member`. */
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["AssignableRole"];
         };
         ScheduledChange: {
             billing_interval: components["schemas"]["BillingInterval"];
@@ -1068,6 +1104,11 @@ export interface components {
             /** Format: int64 */
             used: number;
         };
+        /**
+         * @description A plan one can sign up for without talking to sales.
+         * @enum {string}
+         */
+        SelfServePlan: "free" | "pro";
         /**
          * @description Stripe's event, exactly as Stripe signed and sent it; the service reads
          *     only its id and type, then re-reads the object it names from Stripe.
@@ -1144,15 +1185,23 @@ export interface components {
         };
         /** @description One thing that happened, reported after the fact. */
         UsageEvent: {
-            /** @description Unique per event: a repeated id is counted once (for at least 24 hours). */
+            /**
+             * @description Unique per event: a repeated id is counted once (for at least 24
+             *     hours). 1 to 255 printable ASCII characters; other ids are rejected
+             *     alone.
+             */
             id: string;
+            /** @description `team_members` and gauges are rejected alone. */
             metric: components["schemas"]["Metric"];
             /**
              * Format: date-time
              * @description When it happened: within the last 24 hours, not in the future.
              */
             occurred_at: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description 1 to 1,000,000; outside, the event is rejected alone.
+             */
             quantity: number;
         };
         /** @description Where one metric stands against the plan's limit. */
@@ -1617,6 +1666,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description `owner_role_by_transfer`: the owner's role changes only by transfer-ownership */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
@@ -1715,6 +1773,15 @@ export interface operations {
             };
             /** @description `member_not_found` */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `already_owner`: the member named owns the account already */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1892,8 +1959,7 @@ export interface operations {
             header?: never;
             path: {
                 account_id: string;
-                /** @description `storage_mb` */
-                metric: string;
+                metric: "storage_mb";
             };
             cookie?: never;
         };
@@ -2016,7 +2082,7 @@ export interface operations {
         parameters: {
             query?: never;
             header: {
-                /** @description Names this reservation: 1 to 255 printable ASCII characters */
+                /** @description Names this reservation: 1 to 255 printable ASCII characters, no spaces */
                 "Idempotency-Key": string;
             };
             path: {
@@ -2094,6 +2160,15 @@ export interface operations {
             };
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `idempotency_key_reused`: the key named another reservation */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2304,7 +2379,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `reservation_closed`: released, expired, or committed with another quantity */
+            /** @description `reservation_closed`: released, expired, or committed with another quantity; `beyond_hold`: more than the reservation holds */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2357,7 +2432,7 @@ export interface operations {
         parameters: {
             query?: never;
             header: {
-                /** @description Names this report: 1 to 255 printable ASCII characters */
+                /** @description Names this report: 1 to 255 printable ASCII characters, no spaces */
                 "Idempotency-Key": string;
             };
             path: {
@@ -2435,6 +2510,15 @@ export interface operations {
             };
             /** @description `account_not_found`: no such account (other codes where the operation says so) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `idempotency_key_reused`: the key named another report */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2978,6 +3062,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description `no_paid_subscription`: there is no live paid subscription to cancel */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
             default: {
                 headers: {
@@ -3012,15 +3105,6 @@ export interface operations {
                     "application/json": components["schemas"]["PortalLink"];
                 };
             };
-            /** @description `no_billing_account`: never subscribed to a paid plan */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
             /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
             401: {
                 headers: {
@@ -3034,6 +3118,15 @@ export interface operations {
             };
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `no_billing_account`: never subscribed to a paid plan */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3091,7 +3184,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
+            /** @description `invoice_not_found`: `starting_after` names no invoice of this account's; `account_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3100,7 +3193,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `invalid_field`: `limit`, `starting_after` (not one of yours) or `query` */
+            /** @description `invalid_field`: `limit` or `query` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3134,7 +3227,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["PlanChangeRequest"];
+                "application/json": components["schemas"]["PlanChangeQuoteRequest"];
             };
         };
         responses: {
@@ -3250,6 +3343,15 @@ export interface operations {
             };
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `no_paid_subscription`: there is no live paid subscription to resume */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3380,6 +3482,15 @@ export interface operations {
             };
             /** @description `account_not_found`: `X-Account-Id` names no account of the caller's (other codes where the operation says so) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `already_on_plan`: the subscription is on this plan and interval; `checkout_pending`: a paid checkout's subscription is still being activated */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

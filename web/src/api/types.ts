@@ -1,7 +1,7 @@
 // Names for the API's shapes, all taken from the generated schema.d.ts
 // (`npm run gen:api`), so a change in the OpenAPI document shows up here as
 // a type error rather than a runtime surprise.
-import type { paths } from './schema';
+import type { components, paths } from './schema';
 
 type Json<P extends keyof paths, M extends keyof paths[P], S extends number> =
   paths[P][M] extends { responses: infer R }
@@ -15,6 +15,9 @@ export type Plan = PlanList['plans'][number];
 export type PlanId = Plan['id'];
 export type Price = Plan['prices'][number];
 export type BillingInterval = Price['interval'];
+/** A plan one signs up for without sales; a paid one a subscription moves to. */
+export type SelfServePlan = components['schemas']['SelfServePlan'];
+export type PaidSelfServePlan = components['schemas']['PaidSelfServePlan'];
 export type Subscription = Json<'/api/billing/subscription', 'get', 200>;
 export type PlanChangePreview = Json<'/api/billing/preview-change', 'post', 200>;
 export type InvoicePage = Json<'/api/billing/invoices', 'get', 200>;

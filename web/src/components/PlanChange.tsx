@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'react';
 import { api, call } from '../api/client';
-import type { Plan, PlanChangePreview, Subscription } from '../api/types';
+import type { PaidSelfServePlan, Plan, PlanChangePreview, Subscription } from '../api/types';
 import { formatDate, formatMoney } from '../format';
 import { isLiveSubscription, planName, type PlanTarget } from '../subscription';
 import { ErrorMessage } from './ErrorMessage';
@@ -29,7 +29,8 @@ export function PlanChange({
   const [busy, setBusy] = useState(false);
   const heading = useRef<HTMLHeadingElement>(null);
   const live = isLiveSubscription(subscription);
-  const body = { new_plan_id: target.planId, billing_interval: target.interval };
+  // changeTargets offers only paid self-serve plans.
+  const body = { new_plan_id: target.planId as PaidSelfServePlan, billing_interval: target.interval };
   const name = planName(plans, target.planId);
   const price = plans
     .find((p) => p.id === target.planId)

@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { api, call } from '../api/client';
-import type { BillingInterval, PlanId } from '../api/types';
+import type { BillingInterval, SelfServePlan } from '../api/types';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { Field, FORM_ERROR_ID } from '../components/Field';
 import { formatMoney } from '../format';
@@ -8,14 +8,15 @@ import { Link, navigate, safeNext, useLocation, withNext } from '../router';
 import { signIn } from '../session';
 import { useLoad } from '../useLoad';
 
-function asPlanId(raw: string | null): PlanId {
-  return raw === 'pro' || raw === 'enterprise' ? raw : 'free';
+// Enterprise is sold by sales: a link naming it starts on Free.
+function asPlanId(raw: string | null): SelfServePlan {
+  return raw === 'pro' ? raw : 'free';
 }
 
 export function RegisterPage() {
   const { search } = useLocation();
   const plans = useLoad(() => call(api.GET('/api/plans')).then((r) => r.plans), []);
-  const [planId, setPlanId] = useState<PlanId>(asPlanId(search.get('plan')));
+  const [planId, setPlanId] = useState<SelfServePlan>(asPlanId(search.get('plan')));
   const [interval, setInterval] = useState<BillingInterval>(
     search.get('interval') === 'annual' ? 'annual' : 'monthly',
   );
