@@ -333,6 +333,32 @@ async fn an_invoice_in_yen_is_recorded_in_yen_and_its_receipt_says_so() {
 }
 
 #[tokio::test]
+async fn a_preview_that_bills_nothing_says_so_in_the_subscriptions_currency() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let token = app.free_user("osaka@example.com").await;
+    let price = app
+        .sim()
+        .create_dashboard_price_in("pro", 150_000, "year", "jpy");
+    sold_by_sales(&app, &token, "osaka@example.com", price).await;
+    // Annual to monthly waits for the period's end: nothing due now, in yen.
+    let preview: Value = app
+        .post_as(
+            &token,
+            "/api/billing/preview-change",
+            json!({"new_plan_id": "pro", "billing_interval": "monthly"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        preview["amount_due_now"],
+        json!({"amount": 0, "currency": "jpy"}),
+        "{preview}"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_payment_keeps_pro_for_the_grace_period_then_free_and_recovery_restores_it() {
     let app = TestApp::spawn_with_stripe(&[("PAST_DUE_GRACE_DAYS", "7")]).await;
     pro_user(&app, "dunning@example.com").await;

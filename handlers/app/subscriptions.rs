@@ -522,7 +522,10 @@ impl Billing {
             != ChangeDirection::Up
         {
             // Downgrades and undoing one bill nothing now.
-            return Ok(quote(Money::usd_cents(0)));
+            return Ok(quote(Money {
+                amount: 0,
+                currency: remote.currency,
+            }));
         }
         let due = self
             .payments

@@ -239,6 +239,7 @@ impl StripePayments {
             ended_at: sub.ended_at.and_then(time),
             schedule_id: sub.schedule.map(|s| s.id().to_string()),
             trial_end: sub.trial_end.and_then(time),
+            currency: money(0, &sub.currency)?.currency,
         })
     }
 }

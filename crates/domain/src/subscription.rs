@@ -4,6 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::money::Currency;
 use crate::plan::{BillingInterval, PlanId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -255,6 +256,8 @@ pub struct RemoteSubscription {
     /// The subscription schedule that will change it at the period end.
     pub schedule_id: Option<String>,
     pub trial_end: Option<DateTime<Utc>>,
+    /// What it bills in (its price's currency).
+    pub currency: Currency,
 }
 
 impl RemoteSubscription {
@@ -531,6 +534,7 @@ mod tests {
             ended_at: None,
             schedule_id: None,
             trial_end: None,
+            currency: Currency::USD,
         }
     }
 
