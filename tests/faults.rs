@@ -20,7 +20,7 @@ use kraftd_billing::clock::SystemClock;
 use kraftd_billing::stripe_sim::{SimOptions, StripeSim};
 use serde_json::{json, Value};
 
-use support::binary::Served;
+use support::binary::{register_owner, Served};
 use support::{GENEROUS_LIMITS, PASSWORD, SECRET, WEBHOOK_SECRET};
 
 /// Requests in flight at once, as several instances of a service send them.
@@ -33,8 +33,8 @@ fn settings<'a>(data: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'
     env
 }
 
-/// Registers a user; their token and the id of the account they own.
-async fn register(base: &str, email: &str, plan: &str) -> Value {
+/// Registers a user on a paid plan: the checkout to pay.
+async fn register_paid(base: &str, email: &str, plan: &str) -> Value {
     let r = reqwest::Client::new()
         .post(format!("{base}/api/auth/register/with-plan"))
         .json(&json!({"email": email, "password": PASSWORD, "name": "Crash", "plan_id": plan}))
@@ -107,10 +107,7 @@ async fn report(base: &str, key: &str, account: &str, name: &str) -> (Answer, bo
 /// 150 named reports against a limit of 60, the process killed after the
 /// first 40 answers; then every report is sent again.
 async fn usage_burst_survives_a_kill(mut served: Served) {
-    let user = register(&served.base, "burst@example.com", "free").await;
-    let token = user["access_token"].as_str().unwrap().to_owned();
-    let accounts = get(&served.base, &token, "/api/accounts").await;
-    let account = accounts["accounts"][0]["id"].as_str().unwrap().to_owned();
+    let (_, account) = register_owner(&served.base, "burst@example.com", "Burst").await;
     let key = served.service_key("usage:write,entitlements:read");
     let names: Vec<String> = (0..150).map(|i| format!("upload-{i}")).collect();
 
@@ -266,7 +263,7 @@ async fn a_webhook_burst_killed_mid_way_loses_no_invoice_and_doubles_no_receipt(
     let emails: Vec<String> = (0..10).map(|i| format!("payer{i}@example.com")).collect();
     let mut tokens = Vec::new();
     for email in &emails {
-        let paid = register(&served.base, email, "pro").await;
+        let paid = register_paid(&served.base, email, "pro").await;
         sim.complete_checkout(paid["session_id"].as_str().unwrap())
             .await
             .unwrap();

@@ -47,12 +47,11 @@ mod handler_binary {
     //! The `handler` binary on `STORE=cosmos`, as an engineer runs it
     //! against an emulator: `handler cosmos init`, then `handler serve`.
 
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::process::Command;
 
-    use serde_json::{json, Value};
+    use serde_json::json;
 
-    const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
+    use super::support::binary::{register_owner, Served, HANDLER};
 
     fn cosmos_env(database: &str) -> Vec<(String, String)> {
         let s = super::support::cosmos_server::settings(database);
@@ -109,81 +108,17 @@ mod handler_binary {
         let second = init(&env);
         assert!(!second.contains("created"), "init is idempotent: {second}");
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(HANDLER)
-            .arg("serve")
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("PORT", port.to_string())
-            .env("DATA_DIR", dir.path())
-            .env("FREE_PLAN_DOCS_LIMIT", "3")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}/api");
+        let data = dir.path().display().to_string();
+        let mut settings: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        settings.extend([("DATA_DIR", data.as_str()), ("FREE_PLAN_DOCS_LIMIT", "3")]);
+        let served = Served::start(&settings).await;
+        let base = format!("{}/api", served.base);
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            assert!(Instant::now() < deadline, "handler serve did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let r: Value = client
-            .post(format!("{base}/auth/register/with-plan"))
-            .json(&json!({"email": "cosmos@example.com", "password": "correct horse 9", "name": "Ada", "plan_id": "free"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = r["access_token"].as_str().expect("registered").to_owned();
-        let accounts: Value = client
-            .get(format!("{base}/accounts"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let account = accounts["accounts"][0]["id"].as_str().unwrap().to_owned();
+        let (_, account) = register_owner(&served.base, "cosmos@example.com", "Ada").await;
         // A service key made on the Cosmos DB store while the service runs.
-        let made = Command::new(HANDLER)
-            .args([
-                "service-keys",
-                "create",
-                "--name",
-                "documents",
-                "--scopes",
-                "usage:write",
-            ])
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("DATA_DIR", dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let key = String::from_utf8(made.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_owned();
+        let key = served.service_key("usage:write");
         let mut n = 0;
         let mut consume = || {
             n += 1;
@@ -206,7 +141,5 @@ mod handler_binary {
             .await
             .unwrap();
         assert_eq!(again.status(), 409, "the email is claimed in Cosmos");
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
