@@ -553,10 +553,34 @@ async fn throttling_storms_and_unavailability_lose_nothing_and_double_nothing() 
     let again = app.register("storm@example.com", "free").await;
     assert_eq!(again.status(), 409);
 
-    // Quota checks: 60 reports, each sent twice under its key (a client
-    // retrying), against the Free month's 50 documents admit exactly 50,
-    // each counted once.
-    let account = app.own_account_id(&token).await;
+    reports_admit_exactly_the_limit_each_once(&app, &token).await;
+
+    // Webhook processing: a paid subscription goes through, emails once.
+    app.subscribe_to_pro("storm-pro@example.com").await;
+    let account = account_of(app.store.as_ref(), "storm-pro@example.com").await;
+    assert_eq!(account.subscription.plan_id.as_str(), "pro");
+    let kinds = app.store.outbox_for_account(account.id).await.unwrap();
+    // The verification link of the registration, the confirmation and the receipt.
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+
+    injected_in_full(&faults);
+}
+
+fn injected_in_full(faults: &[Arc<FaultInjectionRule>]) {
+    for f in faults {
+        assert_eq!(
+            f.hit_count(),
+            f.hit_limit().unwrap(),
+            "{} was injected in full",
+            f.id()
+        );
+    }
+}
+
+/// 60 reports, each sent twice under its key (a client retrying), against
+/// the Free month's 50 documents admit exactly 50, each counted once.
+async fn reports_admit_exactly_the_limit_each_once(app: &TestApp, token: &str) {
+    let account = app.own_account_id(token).await;
     let mut admitted = 0;
     for i in 0..60 {
         let body = json!({"metric": "documents", "quantity": 1});
@@ -572,29 +596,39 @@ async fn throttling_storms_and_unavailability_lose_nothing_and_double_nothing() 
         }
     }
     assert_eq!(admitted, 50);
-    let usage: Value = app.get_as(&token, "/api/usage").await.json().await.unwrap();
+    let usage: Value = app.get_as(token, "/api/usage").await.json().await.unwrap();
     assert_eq!(usage["usage"]["documents"]["used"], 50, "{usage}");
     assert_eq!(
         usage["usage"]["api_calls"]["used"], 0,
         "reports and reads are not API calls: {usage}"
     );
+}
 
-    // Webhook processing: a paid subscription goes through, emails once.
-    app.subscribe_to_pro("storm-pro@example.com").await;
-    let account = account_of(app.store.as_ref(), "storm-pro@example.com").await;
-    assert_eq!(account.subscription.plan_id.as_str(), "pro");
-    let kinds = app.store.outbox_for_account(account.id).await.unwrap();
-    // The verification link of the registration, the confirmation and the receipt.
-    assert_eq!(kinds.len(), 3, "{kinds:?}");
-
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_resets_and_lost_answers_in_a_burst_of_reports_count_each_once() {
+    use FaultInjectionErrorType::{ConnectionError, ResponseTimeoutAfterService};
+    use FaultOperationType::{BatchItem, ReadItem};
+    // The SDK's ConnectionError is a connection that failed before the
+    // request was sent (`RequestSentStatus::NotSent`): the service never saw
+    // it. A reset after the request went out is, to the client, a lost
+    // answer: ResponseTimeoutAfterService, the write applied and its answer
+    // gone. Both in one burst, on the reads and the batches of the reports.
+    let faults = vec![
+        fault("batch-reset", BatchItem, ConnectionError, 15),
+        fault("read-reset", ReadItem, ConnectionError, 30),
+        fault("batch-lost", BatchItem, ResponseTimeoutAfterService, 15),
+    ];
     for f in &faults {
-        assert_eq!(
-            f.hit_count(),
-            f.hit_limit().unwrap(),
-            "{} was injected in full",
-            f.id()
-        );
+        f.disable();
     }
+    let (store, _) = cosmos_memory::store_with(faults.clone()).await;
+    let app = TestApp::spawn_on(Arc::new(store), &[]).await;
+    let token = app.free_user("reset@example.com").await;
+    for f in &faults {
+        f.enable();
+    }
+    reports_admit_exactly_the_limit_each_once(&app, &token).await;
+    injected_in_full(&faults);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
