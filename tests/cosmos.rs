@@ -80,17 +80,37 @@ fn fault(
     )
 }
 
-async fn raw(client: &CosmosClient, container: &str, pk: &str, id: &str) -> Value {
+async fn container(
+    client: &CosmosClient,
+    name: &str,
+) -> azure_data_cosmos::clients::ContainerClient {
     client
         .database_client(DATABASE)
-        .container_client(container, None)
+        .container_client(name, None)
         .await
         .unwrap()
+}
+
+/// A document as stored, past the store's types.
+async fn raw(client: &CosmosClient, name: &str, pk: &str, id: &str) -> Value {
+    container(client, name)
+        .await
         .read_item(pk.to_owned(), id, None)
         .await
         .unwrap()
         .into_model()
         .unwrap()
+}
+
+/// Writes a document as is, past the store's types (what a bug or another
+/// writer may leave).
+async fn put_raw(client: &CosmosClient, name: &str, pk: &str, doc: &Value) {
+    let id = doc["id"].as_str().unwrap();
+    container(client, name)
+        .await
+        .upsert_item(pk.to_owned(), id, doc, None)
+        .await
+        .unwrap();
 }
 
 fn api_call(account: AccountId, limit: u64) -> UsageIncrement {
@@ -988,4 +1008,50 @@ async fn operation_records_and_reservations_stay_out_of_the_rollup_and_expire_wi
         vec![Level { used: 4, held: 0 }],
         "the counter outlives the records"
     );
+}
+
+/// The SQLite twin is `store_sqlite::the_rollup_skips_an_unreadable_record_and_sums_the_rest`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollup_skips_an_unreadable_counter_and_sums_the_rest() {
+    let (store, client) = cosmos_memory::store_with(Vec::new()).await;
+    let now = Utc::now();
+    let (good, bad) = (
+        AccountId(uuid::Uuid::new_v4()),
+        AccountId(uuid::Uuid::new_v4()),
+    );
+    for account in [good, bad] {
+        for (metric, amount) in [(Metric::ApiCalls, 3), (Metric::Exports, 4)] {
+            let inc = UsageIncrement {
+                account_id: account,
+                key: UsageKey::current(metric, now),
+                amount,
+                limit: None,
+                at: now,
+            };
+            store.increment_usage(&inc).await.unwrap();
+        }
+    }
+    // The overflow the issue found on SQLite, as a float no count can be.
+    let pk = bad.to_string();
+    let key = UsageKey::current(Metric::Exports, now);
+    let id = format!("exports:{}", key.window.unwrap().start.timestamp_millis());
+    let mut counter = raw(&client, layout::USAGE_RECORDS.name, &pk, &id).await;
+    counter["quantity"] = json!(9.3e18);
+    put_raw(&client, layout::USAGE_RECORDS.name, &pk, &counter).await;
+
+    let day = Window::containing(Period::Day, now);
+    let month = Window::containing(Period::Month, now);
+    let mut summaries = store.roll_up_day(day, month, None, 10).await.unwrap();
+    summaries.sort_by_key(|m| m.account_id != good);
+    let sums: Vec<_> = summaries
+        .iter()
+        .map(|m| (m.account_id, m.api_calls, m.exports))
+        .collect();
+    assert_eq!(
+        sums,
+        [(good, 3, 4), (bad, 3, 0)],
+        "the unreadable counter is left out, nothing else"
+    );
+    let stored = store.monthly_summary(good, month).await.unwrap().unwrap();
+    assert_eq!((stored.api_calls, stored.exports), (3, 4));
 }
