@@ -114,6 +114,53 @@ async fn a_sender_that_died_after_claiming_is_replaced_once_its_lease_runs_out()
     assert_eq!(files(&app.mail_dir()).len(), 2);
 }
 
+#[tokio::test]
+async fn the_sweep_timer_takes_up_a_claim_whose_sender_died_once_its_lease_runs_out() {
+    // In Azure no poller runs and the change feed does not fire again for a
+    // claim: the SweepOutbox timer is what finds it, after the lease set.
+    let app = TestApp::spawn_with_stripe(&[("OUTBOX_LEASE_SECONDS", "600")]).await;
+    let outbox = paid_user_all_messages(&app, "swept@example.com").await;
+    let dead = &outbox[0];
+    let claimed = app
+        .store
+        .claim_outbox(
+            dead.account_id,
+            &dead.id,
+            app.clock_now(),
+            chrono::Duration::minutes(10),
+        )
+        .await
+        .unwrap();
+    assert!(claimed.is_some());
+    let others = outbox.len() - 1;
+    assert_eq!(
+        app.sweep_outbox().await,
+        format!("emails: sent {others}, skipped 0, retrying 0, failed 0"),
+        "the rest go; the claimed one is within its lease"
+    );
+    let idle = "emails: sent 0, skipped 0, retrying 0, failed 0";
+    // Past the default lease of five minutes, within the one set.
+    app.clock
+        .set(app.clock_now() + chrono::Duration::minutes(9));
+    assert_eq!(app.sweep_outbox().await, idle);
+    app.clock
+        .set(app.clock_now() + chrono::Duration::minutes(2));
+    assert_eq!(
+        app.sweep_outbox().await,
+        "emails: sent 1, skipped 0, retrying 0, failed 0"
+    );
+    assert_eq!(app.sweep_outbox().await, idle, "sent once");
+    assert_eq!(files(&app.mail_dir()).len(), outbox.len(), "each once");
+    assert_eq!(
+        app.store
+            .outbox_status(dead.account_id, &dead.id)
+            .await
+            .unwrap(),
+        Some((OutboxState::Sent, 2)),
+        "the dead sender's attempt and the sweep's"
+    );
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

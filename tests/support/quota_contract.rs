@@ -82,7 +82,8 @@ fn op(
     }
 }
 
-fn reservation(
+/// A reservation of `quantity` documents made at `at`, held for `ttl`.
+pub fn reservation(
     account: AccountId,
     key: &str,
     quantity: i64,
@@ -103,7 +104,8 @@ fn reservation(
     }
 }
 
-fn hold(r: Reservation, limit: u64) -> ReserveRequest {
+/// The request to hold `r` against `limit`, made when `r` was.
+pub fn hold(r: Reservation, limit: u64) -> ReserveRequest {
     let at = r.created_at;
     ReserveRequest {
         reservation: r,

@@ -328,7 +328,8 @@ pub fn operation_id(id: OperationId) -> String {
 
 /// A named operation's record (`type` `operation`: a usage write, with the
 /// total it reported) or a reservation (`type` `reservation`, the domain's
-/// `Reservation` as it stands), written in the same batch as its counter.
+/// `Reservation` as it stands, and once committed the counter's total right
+/// after the commit), written in the same batch as its counter.
 /// `expires_at` (ms) is the record's keep-until, which `ttl` enforces.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OperationDoc {

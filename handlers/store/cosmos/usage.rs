@@ -448,6 +448,11 @@ impl UsageStore for CosmosStore {
         now: DateTime<Utc>,
     ) -> Result<CloseOutcome, StoreError> {
         let pk = docs::pk(account_id);
+        // The close is stamped with this call's writer and the total it
+        // recorded: a repeat after a lost answer finds its own close and
+        // answers with that total, so the thresholds it crossed are still
+        // announced (a caller's retry, another writer, gets none).
+        let writer = uuid::Uuid::new_v4().to_string();
         for round in 0..MAX_ROUNDS {
             // Another account's reservation is in another partition: not found.
             let Some((mut rec, rec_etag)) = self.operation(account_id, id).await? else {
@@ -462,6 +467,10 @@ impl UsageStore for CosmosStore {
             };
             let (state, records) = match r.close(closing, now) {
                 Err(refusal) => return Ok(CloseOutcome::Refused(refusal)),
+                Ok(CloseDecision::Replay) if rec.writer == writer => {
+                    let total = rec.total.map(|t| t.max(0) as u64);
+                    return Ok(CloseOutcome::Closed(r, total));
+                }
                 Ok(CloseDecision::Replay) => return Ok(CloseOutcome::Closed(r, None)),
                 Ok(CloseDecision::Apply { state, records }) => (state, records),
             };
@@ -479,6 +488,8 @@ impl UsageStore for CosmosStore {
             let total = (records > 0).then_some(counter.doc.quantity.max(0) as u64);
             r.state = state;
             rec.reservation = Some(r.clone());
+            rec.writer = writer.clone();
+            rec.total = total.map(|t| t as i64);
             rec.ttl = docs::ttl_between(now, r.keep_until());
             let batch = self
                 .with_counter(
