@@ -107,6 +107,9 @@ pub const AZURE_REQUIRED_SETTINGS: &[&str] = &[
     "LOG_FORMAT",
 ];
 
+/// The shortest claim on an outbox message: longer than any one send.
+const MIN_OUTBOX_LEASE_SECONDS: u32 = 10;
+
 /// Minimum HS256 secret length: shorter keys are guessable offline.
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -505,7 +508,15 @@ impl Config {
             },
             max_keys: ThrottleSettings::MAX_KEYS,
         };
+        // Shorter than a send's own timeouts (5 s an event, SMTP's), a claim
+        // would lapse while its sender still works and the message go twice.
         let outbox_lease_seconds = count("OUTBOX_LEASE_SECONDS", 300, 86_400)?;
+        if outbox_lease_seconds < MIN_OUTBOX_LEASE_SECONDS {
+            return Err(bad(
+                "OUTBOX_LEASE_SECONDS",
+                format!("must be at least {MIN_OUTBOX_LEASE_SECONDS} (a send may take that long)"),
+            ));
+        }
         let past_due_grace_days = match get("PAST_DUE_GRACE_DAYS") {
             Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 60).ok_or_else(|| {
                 bad(

@@ -240,14 +240,15 @@ async fn a_webhook_burst_killed_mid_way_loses_no_invoice_and_doubles_no_receipt(
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
     let api = sim.base_url();
-    // A claim lost with the process lapses in a second, not five minutes.
+    // A claim lost with the process lapses in ten seconds (the shortest
+    // lease), not five minutes.
     let env = settings(
         &data,
         &[
             ("STRIPE_SECRET_KEY", "sk_test_faults"),
             ("STRIPE_API_BASE", &api),
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-            ("OUTBOX_LEASE_SECONDS", "1"),
+            ("OUTBOX_LEASE_SECONDS", "10"),
         ],
     );
     let mut served = Served::start(&env).await;

@@ -1286,6 +1286,39 @@ async fn enterprise_sold_by_sales_to_a_pro_customer_replaces_pro_with_credit() {
 }
 
 #[tokio::test]
+async fn a_past_due_plan_replaced_by_enterprise_is_canceled_without_credit() {
+    use stripe_shared::SubscriptionStatus::{Active, Canceled};
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let email = "overdue@example.com";
+    pro_user(&app, email).await;
+    let before = app.account(email).await;
+    let pro = before.subscription.stripe_subscription_id.clone().unwrap();
+    app.clock.set(app.clock_now() + Duration::days(10));
+    app.sim()
+        .set_subscription_status(&pro, "past_due")
+        .await
+        .unwrap();
+    let enterprise = sales_subscribe_to_enterprise(
+        &app,
+        before.subscription.stripe_customer_id.as_deref().unwrap(),
+    )
+    .await;
+    // Its open invoice was never collected: crediting the rest of its
+    // period would pay the customer for a month they never paid.
+    assert_eq!(
+        settled(&app, email, &[&pro, &enterprise]).await,
+        Settled {
+            plan: PlanId::Enterprise,
+            subscription: Some(enterprise.clone()),
+            owed: None,
+            statuses: vec![(pro.clone(), Canceled), (enterprise.clone(), Active)],
+            balance: 0,
+            deletes: vec![(format!("/v1/subscriptions/{pro}"), false, true)],
+        }
+    );
+}
+
+#[tokio::test]
 async fn a_replacement_in_any_order_of_webhooks_ends_the_same() {
     use stripe_shared::SubscriptionStatus::{Active, Canceled};
     let outcome = |order: fn(Vec<Value>) -> Vec<Value>| async move {

@@ -445,6 +445,9 @@ impl Billing {
             Some(c) => c,
             None => {
                 let quantity = match commit {
+                    Some(q) if q < 0 => {
+                        return Err(AppError::invalid("quantity", "must not be negative"))
+                    }
                     Some(q) => q,
                     None => {
                         self.store

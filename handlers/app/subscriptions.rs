@@ -289,9 +289,9 @@ impl Billing {
             Precedence::Wait => Ok(None),
             Precedence::KeepCurrent => {
                 tracing::warn!(account_id = %account.id, duplicate = %other.id,
-                    "a second live subscription of no higher plan: canceling it with credit");
+                    "a second live subscription that does not win: canceling it");
                 self.payments
-                    .cancel_with_credit(account.id, &other.id)
+                    .cancel_replaced(account.id, &other.id, other.credits_unused_time())
                     .await
                     .map_err(AppError::Payments)?;
                 Ok(None)
@@ -314,7 +314,7 @@ impl Billing {
             .map_err(AppError::Payments)?;
         if !remote.has_ended() {
             self.payments
-                .cancel_with_credit(account.id, &replaced)
+                .cancel_replaced(account.id, &replaced, remote.credits_unused_time())
                 .await
                 .map_err(AppError::Payments)?;
         }

@@ -42,7 +42,7 @@ impl Payments for PaymentsNotConfigured {
     async fn expire_checkout(&self, _: &str) -> Result<(), PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }
-    async fn cancel_with_credit(&self, _: AccountId, _: &str) -> Result<(), PaymentsError> {
+    async fn cancel_replaced(&self, _: AccountId, _: &str, _: bool) -> Result<(), PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }
     async fn schedule_change(

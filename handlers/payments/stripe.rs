@@ -512,17 +512,18 @@ impl Payments for StripePayments {
         .map(drop)
     }
 
-    async fn cancel_with_credit(
+    async fn cancel_replaced(
         &self,
         account_id: AccountId,
         subscription_id: &str,
+        credit: bool,
     ) -> Result<(), PaymentsError> {
         // `prorate` credits the unused time; `invoice_now` issues that
         // credit on a final invoice now rather than at a renewal that will
-        // never come.
+        // never come. Without credit, neither: nothing is owed back.
         let request = CancelSubscription::new(subscription_id)
-            .prorate(true)
-            .invoice_now(true);
+            .prorate(credit)
+            .invoice_now(credit);
         let sent = self
             .send(
                 key(account_id, "cancel-replaced", subscription_id),

@@ -612,13 +612,15 @@ pub trait Payments: Send + Sync {
     ) -> Result<RemoteSubscription, PaymentsError>;
     /// Drops a pending schedule; the subscription goes on as it is.
     async fn release_schedule(&self, schedule_id: &str) -> Result<(), PaymentsError>;
-    /// Ends a subscription now, the unused part of its paid period credited
-    /// to the customer at once (a duplicate, or a plan replaced by a higher
-    /// one). Asked again about the same subscription, it cancels nothing more.
-    async fn cancel_with_credit(
+    /// Ends a subscription now (a duplicate, or a plan replaced by a higher
+    /// one), with `credit` the unused part of its period credited to the
+    /// customer at once (`RemoteSubscription::credits_unused_time`). Asked
+    /// again about the same subscription, it cancels nothing more.
+    async fn cancel_replaced(
         &self,
         account_id: AccountId,
         subscription_id: &str,
+        credit: bool,
     ) -> Result<(), PaymentsError>;
     async fn portal_url(
         &self,

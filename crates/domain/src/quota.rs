@@ -114,7 +114,7 @@ pub enum OperationOutcome {
 /// past `i64::MAX` fits no limit and counts as no total. A decrease fits
 /// down to zero used, never below.
 pub fn fits(used: i64, held: i64, amount: i64, limit: Limit) -> bool {
-    if used.checked_add(amount).is_none_or(|u| u < 0) {
+    if amount < 0 && used.checked_add(amount).is_none_or(|u| u < 0) {
         return false;
     }
     let Some(total) = used.checked_add(held).and_then(|t| t.checked_add(amount)) else {

@@ -261,6 +261,27 @@ pub struct RemoteSubscription {
 }
 
 impl RemoteSubscription {
+    /// Active or trialing: paid for (or free to try), nothing overdue.
+    pub fn is_in_good_standing(&self) -> bool {
+        matches!(
+            self.status,
+            SubscriptionStatus::Active | SubscriptionStatus::Trialing
+        )
+    }
+
+    /// Whether it grants its plan at all: in good standing or past due (the
+    /// dunning grace); unpaid, paused or incomplete ones grant nothing.
+    pub fn grants(&self) -> bool {
+        self.is_in_good_standing() || self.status == SubscriptionStatus::PastDue
+    }
+
+    /// Whether ending it now credits its unused time: only when its period
+    /// was paid for. A past-due or unpaid one's open invoice was never
+    /// collected, so crediting the rest of its period would give money away.
+    pub fn credits_unused_time(&self) -> bool {
+        self.is_in_good_standing()
+    }
+
     /// Over for good: nothing will bill or grant again.
     pub fn has_ended(&self) -> bool {
         matches!(
@@ -290,17 +311,20 @@ pub enum Precedence {
 /// checkout leaves the first. Intervals do not count: a plan is not higher
 /// for being billed yearly.
 pub fn precedence(current: &RemoteSubscription, other: &RemoteSubscription) -> Precedence {
-    use SubscriptionStatus::{Active, Trialing};
     if current.has_ended() {
         return Precedence::Replace;
     }
-    if other.has_ended() || other.plan_id <= current.plan_id {
+    if other.has_ended() {
         return Precedence::KeepCurrent;
     }
-    if matches!(other.status, Active | Trialing) {
-        Precedence::Replace
-    } else {
-        Precedence::Wait
+    let higher = other.plan_id > current.plan_id;
+    match (current.grants(), other.is_in_good_standing()) {
+        (_, true) if higher => Precedence::Replace,
+        // One in good standing wins over one that grants nothing (unpaid,
+        // paused, incomplete), whatever its plan.
+        (false, true) => Precedence::Replace,
+        (_, false) if higher => Precedence::Wait,
+        _ => Precedence::KeepCurrent,
     }
 }
 
@@ -730,6 +754,15 @@ mod tests {
     }
 
     #[test]
+    fn only_a_period_in_good_standing_is_credited_when_it_ends() {
+        use SubscriptionStatus::{Active, PastDue, Trialing, Unpaid};
+        let credits = |status| live("sub", PlanId::Pro, status).credits_unused_time();
+        assert!(credits(Active) && credits(Trialing));
+        assert!(!credits(PastDue), "its open invoice was never collected");
+        assert!(!credits(Unpaid));
+    }
+
+    #[test]
     fn the_higher_plan_wins_and_equal_plans_keep_the_accounts_own() {
         use PlanId::{Enterprise, Pro};
         use SubscriptionStatus::{Active, Canceled, Incomplete, PastDue, Trialing};
@@ -761,6 +794,17 @@ mod tests {
                 &pro,
                 live("sub_ent", Enterprise, Incomplete),
                 Precedence::Wait,
+            ),
+            // The account's own grants nothing: the one paid for wins.
+            (
+                &live("sub_ent", Enterprise, SubscriptionStatus::Unpaid),
+                pro.clone(),
+                Precedence::Replace,
+            ),
+            (
+                &live("sub_pro", Pro, SubscriptionStatus::Paused),
+                live("sub_pro2", Pro, Active),
+                Precedence::Replace,
             ),
             // The account's own is over: whatever is live is the account's now.
             (
