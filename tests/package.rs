@@ -54,6 +54,17 @@ fn unpacked() -> tempfile::TempDir {
         .unwrap_or_else(|| panic!("scripts/package prints the package size:\n{log}"));
     assert!(summary.contains(" bytes"), "{summary}");
     println!("{summary}");
+    let handler_bytes: u64 = summary
+        .split("; handler ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the summary names the handler's size: {summary}"));
+    // The Functions host copies and starts it on every cold start.
+    assert!(
+        handler_bytes <= 25 * 1024 * 1024,
+        "the deployed handler is at most 25 MiB: {summary}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("unzip")
