@@ -6,8 +6,6 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use crate::domain::account::{Account, AccountId};
@@ -23,7 +21,7 @@ use crate::domain::usage::{
     UsageOutcome, MAX_QUANTITY,
 };
 
-use super::usage::{metered_use_schema, ConsumeInput, MeterReading};
+use super::usage::{ConsumeInput, MeterReading};
 use super::{AppError, Billing, StateConflict};
 
 /// The longest Idempotency-Key or event id accepted.
@@ -80,31 +78,6 @@ pub struct ReserveInput {
     /// Required for `exports`: the format, checked against the plan.
     #[serde(default)]
     pub format: Option<ExportFormat>,
-}
-
-impl utoipa::PartialSchema for ReserveInput {
-    fn schema() -> RefOr<Schema> {
-        let ttl = ObjectBuilder::new()
-            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
-            .minimum(Some(1))
-            .maximum(Some(MAX_RESERVATION_TTL.num_seconds()))
-            .description(Some(
-                "How long the hold lasts unless committed or released: 1 second to 24 hours; \
-                 15 minutes if absent.",
-            ));
-        metered_use_schema(
-            "Holds quota for work that may fail: a counter, or a gauge it grows \
-             (`team_members` is counted from the team).",
-            &[Metric::Documents, Metric::ApiCalls, Metric::StorageMb],
-            &[("ttl_seconds", ttl.into())],
-        )
-    }
-}
-
-impl ToSchema for ReserveInput {
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        <ConsumeInput as ToSchema>::schemas(schemas);
-    }
 }
 
 /// One thing that happened, reported after the fact.

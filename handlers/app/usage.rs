@@ -1,12 +1,9 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
-use utoipa::openapi::{Ref, RefOr};
-use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::account::Action;
 use crate::domain::plan::{ExportFormat, Feature, Limit, PlanId};
-use crate::domain::usage::{Metric, Window, MAX_QUANTITY};
+use crate::domain::usage::{Metric, Window};
 
 use super::{Acting, AppError, Billing};
 
@@ -24,98 +21,6 @@ pub struct ConsumeInput {
     /// Required for `exports`: the format, checked against the plan.
     #[serde(default)]
     pub format: Option<ExportFormat>,
-}
-
-/// The body of a use of a metric, as its schema: `exports` names its
-/// export format and every other metric none (`check_gate`), so the two
-/// are alternatives. `metrics` are the metrics besides `exports` it takes;
-/// `extra` its other properties, none required.
-pub(crate) fn metered_use_schema(
-    description: &str,
-    metrics: &[Metric],
-    extra: &[(&str, RefOr<Schema>)],
-) -> RefOr<Schema> {
-    fn named<T: ToSchema>() -> RefOr<Schema> {
-        Ref::from_schema_name(T::name()).into()
-    }
-    fn nullable<T: ToSchema>() -> OneOfBuilder {
-        OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::Null))
-            .item(named::<T>())
-    }
-    fn enum_of(metrics: &[Metric]) -> ObjectBuilder {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(metrics.iter().map(|m| m.as_str())))
-    }
-    let variant = |metric: ObjectBuilder, format: RefOr<Schema>, format_required: bool| {
-        let mut o = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .property("metric", metric)
-            .required("metric")
-            .property(
-                "quantity",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1))
-                    .maximum(Some(MAX_QUANTITY))
-                    .description(Some("From 1 to 1,000,000 at once.")),
-            )
-            .required("quantity")
-            .property(
-                "feature",
-                nullable::<Feature>().description(Some(
-                    "The gated feature this use needs, checked against the plan.",
-                )),
-            )
-            .property("format", format)
-            .additional_properties(Some(
-                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
-            ));
-        if format_required {
-            o = o.required("format");
-        }
-        for (name, schema) in extra {
-            o = o.property(*name, schema.clone());
-        }
-        o
-    };
-    let others = variant(
-        enum_of(metrics),
-        ObjectBuilder::new()
-            .schema_type(Type::Null)
-            .description(Some("Only `exports` names a format."))
-            .into(),
-        false,
-    );
-    let exports = variant(enum_of(&[Metric::Exports]), named::<ExportFormat>(), true);
-    OneOfBuilder::new()
-        .description(Some(description))
-        .item(others)
-        .item(exports)
-        .into()
-}
-
-impl PartialSchema for ConsumeInput {
-    fn schema() -> RefOr<Schema> {
-        metered_use_schema(
-            "What KRAFTD's services report: a counter's increase. Gauges are set with \
-             `PUT …/gauges/{metric}`; `team_members` is counted from the team.",
-            &[Metric::Documents, Metric::ApiCalls],
-            &[],
-        )
-    }
-}
-
-impl ToSchema for ConsumeInput {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ConsumeRequest".into()
-    }
-
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((Feature::name().into(), Feature::schema()));
-        schemas.push((ExportFormat::name().into(), ExportFormat::schema()));
-    }
 }
 
 /// Where a metric stands after a successful check.

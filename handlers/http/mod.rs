@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod json;
 mod layers;
+mod metered_schema;
 pub mod metering;
 pub mod openapi;
 pub mod plans;
