@@ -205,7 +205,8 @@ impl Billing {
     /// before Stripe is, every attempt: a write based on older Stripe state
     /// than another writer's loses the race and is redone with fresh state.
     /// A second live subscription of the account's customer is settled by
-    /// `precedence`: the higher plan stays, the other is cancelled with credit.
+    /// `precedence`: the higher plan stays, the other is cancelled (with credit
+    /// for a period in good standing).
     pub(super) async fn sync_subscription(
         &self,
         account_id: AccountId,
@@ -223,7 +224,7 @@ impl Billing {
                 .await
                 .map_err(AppError::Payments)?;
             let now = self.clock.now();
-            let applied = match current.value.subscription.apply_remote(
+            let (next, transitions) = match current.value.subscription.apply_remote(
                 &remote,
                 now,
                 self.settings.past_due_grace,
@@ -234,7 +235,6 @@ impl Billing {
                     None => return self.cancel_replaced(current.value).await,
                 },
             };
-            let (next, transitions) = applied;
             if next == current.value.subscription {
                 return self.cancel_replaced(current.value).await;
             }
@@ -259,7 +259,8 @@ impl Billing {
     /// account's own (a second checkout; Enterprise sold by sales in the
     /// dashboard). `Some`: the account's subscription after moving to it,
     /// to be written. `None`: the account keeps its own, and the other is
-    /// cancelled with credit, unless it waits for its first payment.
+    /// cancelled (credited if in good standing), unless it waits for its first
+    /// payment.
     async fn second_subscription(
         &self,
         account: &Account,
@@ -299,8 +300,8 @@ impl Billing {
         }
     }
 
-    /// Cancels, with credit, the subscription the account moved away from,
-    /// then forgets it. Owed from the write that switched, so a crash or a
+    /// Cancels the subscription the account moved away from (crediting its
+    /// unused time if it was in good standing), then forgets it. Owed from the write that switched, so a crash or a
     /// failed call in between is settled by the next sync of the account
     /// (a retried webhook, reconciliation); a retry cancels nothing twice.
     async fn cancel_replaced(&self, account: Account) -> Result<Account, AppError> {
