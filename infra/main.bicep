@@ -54,6 +54,9 @@ param emailFrom string = 'KRAFTD Billing <billing@kraftd.io>'
 @description('KRAFTD\'s endpoint for billing events (signed webhooks); empty: no events. Its secret is events-webhook-secret in the vault.')
 param eventsWebhookUrl string = ''
 
+@description('Where billing alerts are emailed (infra/modules/alerts.bicep); empty: they show in the portal only.')
+param alertEmail string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -90,6 +93,17 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: tags
     appPrincipalId: identity.outputs.principalId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    applicationInsightsId: monitoring.outputs.id
+    location: location
+    tags: tags
+    alertEmail: alertEmail
   }
 }
 

@@ -6,6 +6,7 @@ mod email;
 pub mod email_templates;
 mod error;
 mod events;
+pub mod health;
 pub mod import;
 mod link_tokens;
 mod members;

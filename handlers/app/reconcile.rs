@@ -5,7 +5,8 @@
 use crate::domain::account::AccountId;
 use crate::domain::ports::CheckoutStatus;
 
-use super::{AppError, Billing};
+use super::{health, AppError, Billing};
+use crate::domain::health::BillingHealth;
 
 /// Accounts looked at per run; the most overdue come first and the next run
 /// takes the rest.
@@ -16,6 +17,9 @@ pub struct ReconcileReport {
     pub checked: usize,
     pub repaired: usize,
     pub failed: usize,
+    /// Billing's health after the run (`health::log_line`); `None` if the
+    /// store could not be read for it.
+    pub health: Option<BillingHealth>,
 }
 
 impl Billing {
@@ -41,6 +45,16 @@ impl Billing {
             failed = report.failed,
             "reconciliation done"
         );
+        report.health = match self.billing_health().await {
+            Ok(h) => {
+                tracing::info!(target: "billing_health", "{}", health::log_line(&h));
+                Some(h)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "billing health unreadable");
+                None
+            }
+        };
         Ok(report)
     }
 

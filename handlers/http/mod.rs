@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod billing_health;
 pub mod client_address;
 pub mod error;
 pub mod health;

@@ -6,7 +6,10 @@
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use super::openapi::{doc, OperationDoc};
-use super::{accounts, billing, health, openapi, plans, service, team, triggers, usage, AppState};
+use super::{
+    accounts, billing, billing_health, health, openapi, plans, service, team, triggers, usage,
+    AppState,
+};
 use crate::domain::service::Scope;
 use crate::store::cosmos::layout;
 
@@ -450,6 +453,16 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         throttle: Throttle::None,
         mount: |m| on(m, openapi::serve),
         doc: doc::<openapi::__path_serve>,
+    },
+    HttpFunction {
+        name: "GetBillingHealth",
+        methods: &[Get],
+        route: "admin/health/billing",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, billing_health::billing),
+        doc: doc::<billing_health::__path_billing>,
     },
 ];
 

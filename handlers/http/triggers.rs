@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::AppState;
-use crate::app::DeliveryReport;
+use crate::app::{health, DeliveryReport};
 use crate::domain::records::OutboxMessage;
 
 /// A timer invocation: only `IsPastDue` matters (a run was missed; the job
@@ -52,7 +52,7 @@ pub async fn reconcile(State(state): State<AppState>, body: Bytes) -> Response {
     match state.billing.reconcile().await {
         Ok(r) => invocation_result(
             StatusCode::OK,
-            vec![format!(
+            std::iter::once(format!(
                 "reconciled subscriptions: checked {}, repaired {}, failed {}{}",
                 r.checked,
                 r.repaired,
@@ -62,7 +62,9 @@ pub async fn reconcile(State(state): State<AppState>, body: Bytes) -> Response {
                 } else {
                     ""
                 }
-            )],
+            ))
+            .chain(r.health.as_ref().map(health::log_line))
+            .collect(),
         ),
         Err(e) => {
             tracing::error!(error = %e, "reconciliation failed");

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::account::AccountId;
+use crate::domain::health::UndeliveredEvent;
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
@@ -41,6 +42,14 @@ impl Payments for PaymentsNotConfigured {
     }
     async fn expire_checkout(&self, _: &str) -> Result<(), PaymentsError> {
         Err(PaymentsError::NotConfigured)
+    }
+    /// Without Stripe, no webhook is owed.
+    async fn undelivered_events(
+        &self,
+        _: &[&str],
+        _: DateTime<Utc>,
+    ) -> Result<Vec<UndeliveredEvent>, PaymentsError> {
+        Ok(Vec::new())
     }
     async fn cancel_replaced(&self, _: AccountId, _: &str, _: bool) -> Result<(), PaymentsError> {
         Err(PaymentsError::NotConfigured)

@@ -35,12 +35,14 @@ use stripe_checkout::checkout_session::{
 };
 use stripe_client_core::StripeMethod;
 use stripe_core::customer::CreateCustomer;
+use stripe_core::event::ListEvent;
 use stripe_product::price::ListPrice;
 use stripe_product::product::RetrieveProduct;
 use stripe_shared::{CheckoutSessionMode, CheckoutSessionStatus, RecurringInterval};
 use tokio::sync::RwLock;
 
 use crate::domain::account::AccountId;
+use crate::domain::health::UndeliveredEvent;
 use crate::domain::money::{Currency, Money};
 use crate::domain::plan::{BillingInterval, Catalog, PlanId};
 use crate::domain::ports::{
@@ -642,6 +644,28 @@ impl Payments for StripePayments {
             .customer(customer_id)
             .return_url(return_url);
         Ok(self.send(None, "create portal session", request).await?.url)
+    }
+
+    async fn undelivered_events(
+        &self,
+        types: &[&str],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<UndeliveredEvent>, PaymentsError> {
+        let request = ListEvent::new()
+            .delivery_success(false)
+            .created(stripe_types::RangeQueryTs::gte(since.timestamp()))
+            .types(types.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+            .limit(100);
+        let page = self.send(None, "list undelivered events", request).await?;
+        Ok(page
+            .data
+            .into_iter()
+            .map(|e| UndeliveredEvent {
+                id: e.id.to_string(),
+                kind: e.type_.as_str().to_owned(),
+                created_at: time(e.created).unwrap_or(since),
+            })
+            .collect())
     }
 
     async fn invoice(&self, id: &str) -> Result<RemoteInvoice, PaymentsError> {

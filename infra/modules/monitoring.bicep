@@ -45,5 +45,6 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+output id string = applicationInsights.id
 output name string = applicationInsights.name
 output connectionString string = applicationInsights.properties.ConnectionString

@@ -631,3 +631,55 @@ fn the_deploy_guide_registers_every_handled_event_and_sets_every_secret() {
         );
     }
 }
+
+/// The alert rules parse the reconcile timer's line as the code writes it:
+/// the same `name=` fields in the same order, every signal with a rule.
+#[test]
+fn the_alert_rules_read_the_health_line_the_code_writes() {
+    use kraftd_billing::app::health::log_line;
+    use kraftd_billing::domain::health::assess;
+
+    let alerts = infra("modules/alerts.bicep");
+    let query = alerts.var("healthLine").str();
+    let healthy = log_line(&assess(chrono::Utc::now(), Some(&[]), 0, &[]));
+    let (prefix, fields) = healthy.split_once(": ").unwrap();
+    assert!(
+        query.contains(&format!("message startswith \"{prefix}: \"")),
+        "{query}"
+    );
+    let written: Vec<&str> = fields
+        .split(' ')
+        .map(|f| f.split_once('=').unwrap().0)
+        .collect();
+    let parsed: Vec<&str> = query
+        .split('"')
+        .filter_map(|piece| piece.trim().strip_suffix('='))
+        .collect();
+    assert_eq!(parsed, written);
+    let rules = alerts
+        .resources
+        .iter()
+        .find(|r| r.symbol == "alerts")
+        .expect("the alert rules");
+    assert_eq!(
+        rules.each,
+        Some(("rule".to_owned(), "rules".to_owned())),
+        "one scheduled query per rule"
+    );
+    assert!(rules
+        .target
+        .starts_with("Microsoft.Insights/scheduledQueryRules@"));
+    let names: Vec<String> = alerts
+        .var("rules")
+        .items()
+        .iter()
+        .map(|r| r.get("name").str().to_owned())
+        .collect();
+    for signal in ["webhooks", "subscriptions", "emails", "events"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(signal)),
+            "no rule for {signal}: {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n == "health-line-missing"));
+}

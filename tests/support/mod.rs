@@ -185,6 +185,11 @@ impl TestApp {
 
     /// Runs a timer function as the host does; its log line.
     pub async fn timer(&self, function: &str) -> String {
+        self.timer_logs(function).await.swap_remove(0)
+    }
+
+    /// Runs a timer function as the host does; every line it logged.
+    pub async fn timer_logs(&self, function: &str) -> Vec<String> {
         let r = self
             .client
             .post(self.url(&format!("/{function}")))
@@ -194,7 +199,7 @@ impl TestApp {
             .unwrap();
         assert_eq!(r.status(), 200);
         let body: Value = r.json().await.unwrap();
-        body["Logs"][0].as_str().unwrap().to_owned()
+        serde_json::from_value(body["Logs"].clone()).unwrap()
     }
 
     pub fn sim(&self) -> &StripeSim {

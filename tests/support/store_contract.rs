@@ -58,6 +58,7 @@ macro_rules! store_contract_tests {
             case!(retention_purges_only_what_expired);
             case!(outbox_writes_are_atomic_with_the_account_and_idempotent);
             case!(outbox_claims_are_exclusive_until_the_lease_ends);
+            case!(unsettled_messages_are_the_unfinished_and_the_recently_failed);
             case!(an_accounts_events_are_claimed_in_order_and_others_are_not_held);
             case!(stale_subscriptions_are_listed_most_overdue_first);
             case!(rollups_recompute_pages_of_accounts_of_one_day);
@@ -643,6 +644,54 @@ pub async fn outbox_writes_are_atomic_with_the_account_and_idempotent(s: Arc<dyn
         .await
         .unwrap()
         .is_empty());
+}
+
+/// What billing's health reads: unfinished messages, whatever their age,
+/// and those given up on since a time; never the sent ones.
+pub async fn unsettled_messages_are_the_unfinished_and_the_recently_failed(s: Arc<dyn Store>) {
+    let a = AccountId(uuid::Uuid::new_v4());
+    let now = time(NOON);
+    let lease = Duration::minutes(5);
+    let ids = ["h-failed", "h-pending", "h-sending", "h-sent"];
+    s.enqueue(&ids.map(|id| message(a, id))).await.unwrap();
+    for id in ["h-failed", "h-sending", "h-sent"] {
+        assert!(s.claim_outbox(a, id, now, lease).await.unwrap().is_some());
+    }
+    let gave_up = SendResult::GaveUp {
+        error: "smtp 550".into(),
+    };
+    s.finish_outbox(a, "h-failed", &gave_up, now).await.unwrap();
+    s.finish_outbox(a, "h-sent", &SendResult::Sent, now)
+        .await
+        .unwrap();
+    let unsettled = |since| {
+        let s = s.clone();
+        async move {
+            s.unsettled_outbox(since)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|(_, m)| m.account_id == a)
+                .map(|(standing, m)| (m.id, standing.state))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        unsettled(now).await,
+        [
+            ("h-failed".to_owned(), OutboxState::Failed),
+            ("h-pending".to_owned(), OutboxState::Pending),
+            ("h-sending".to_owned(), OutboxState::Sending),
+        ]
+    );
+    // A failure written before `since` is no longer news; unfinished ones are.
+    assert_eq!(
+        unsettled(now + Duration::milliseconds(1)).await,
+        [
+            ("h-pending".to_owned(), OutboxState::Pending),
+            ("h-sending".to_owned(), OutboxState::Sending),
+        ]
+    );
 }
 
 pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>) {

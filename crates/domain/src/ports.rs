@@ -9,6 +9,7 @@ use crate::account::{
     AcceptOutcome, Account, AccountId, Invitation, InvitationId, InvitationOutcome, Membership,
     Role, Seats,
 };
+use crate::health::UndeliveredEvent;
 use crate::money::Money;
 pub use crate::outbox::{OutboxState, SendResult, Standing};
 use crate::plan::{BillingInterval, Limit, PlanId};
@@ -374,6 +375,12 @@ pub trait Outbox: Send + Sync {
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// What the billing health reads: every unfinished message, and those
+    /// given up on that were written at or after `failed_since`, oldest first.
+    async fn unsettled_outbox(
+        &self,
+        failed_since: DateTime<Utc>,
+    ) -> Result<Vec<(Standing, OutboxMessage)>, StoreError>;
     /// Where a message stands, and its attempts.
     async fn outbox_status(
         &self,
@@ -628,6 +635,15 @@ pub trait Payments: Send + Sync {
         return_url: &str,
     ) -> Result<String, PaymentsError>;
     async fn invoice(&self, id: &str) -> Result<RemoteInvoice, PaymentsError>;
+    /// Events of these types created since `since` that Stripe has not
+    /// delivered to this service (failed, or still retrying): Stripe's own
+    /// record, so a wrong signing secret or an unreachable endpoint shows
+    /// too. One page, newest first, at most 100.
+    async fn undelivered_events(
+        &self,
+        types: &[&str],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<UndeliveredEvent>, PaymentsError>;
 }
 
 /// A provider event, verified: only what is needed to know what to re-read.

@@ -253,6 +253,7 @@ fn dispatch(c: &mut Ctx<'_>, method: &Method, segs: &[&str], f: &Form) -> Answer
             true => (200, c.invoice_json(id)),
             false => missing("invoice", id),
         },
+        ("GET", ["events"]) => list_events(c, f),
         ("POST", ["billing_portal", "sessions"]) => {
             let Some(customer) = f.str("customer") else {
                 return required("customer");
@@ -345,6 +346,45 @@ fn list_prices(c: &Ctx<'_>, f: &Form) -> Answer {
             .collect();
     page(ids, f, "/v1/prices", |i| {
         objects::price(c.st, &c.st.prices[i], expand)
+    })
+}
+
+/// Stripe's event list: `delivery_success=false` are the events some
+/// endpoint has not yet answered 2xx (failed, or still retrying),
+/// `created[gte|gt|lte|lt]`, `type` or `types[]`.
+fn list_events(c: &Ctx<'_>, f: &Form) -> Answer {
+    let delivered = f.bool("delivery_success");
+    let types = f.list("types");
+    let kind = f.str("type");
+    let created = |e: &Value| e["created"].as_i64().unwrap_or(0);
+    let bound = |op: &str| f.int(&format!("created.{op}"));
+    let in_range = |t: i64| {
+        bound("gte").is_none_or(|b| t >= b)
+            && bound("gt").is_none_or(|b| t > b)
+            && bound("lte").is_none_or(|b| t <= b)
+            && bound("lt").is_none_or(|b| t < b)
+            && f.int("created").is_none_or(|b| t == b)
+    };
+    let ids =
+        c.st.events
+            .iter()
+            .rev()
+            .filter(|e| {
+                let pending = e["pending_webhooks"].as_i64().unwrap_or(0) > 0;
+                let t = e["type"].as_str().unwrap_or_default();
+                delivered.is_none_or(|d| d != pending)
+                    && (types.is_empty() || types.iter().any(|k| k == t))
+                    && kind.as_ref().is_none_or(|k| k == t)
+                    && in_range(created(e))
+            })
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+    page(ids, f, "/v1/events", |i| {
+        c.st.events
+            .iter()
+            .find(|e| e["id"] == i)
+            .cloned()
+            .unwrap_or(Value::Null)
     })
 }
 

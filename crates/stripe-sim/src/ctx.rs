@@ -51,7 +51,11 @@ pub(crate) fn not_found(kind: &'static str, id: &str) -> SimError {
 
 impl Ctx<'_> {
     pub fn emit(&mut self, kind: &str, object: Value, previous: Option<Map<String, Value>>) {
-        let event = objects::event(kind, object, previous, self.now);
+        let mut event = objects::event(kind, object, previous, self.now);
+        if !self.st.hold && self.st.webhook_url.is_none() {
+            // No endpoint to deliver to: nothing is pending, as in Stripe.
+            event["pending_webhooks"] = serde_json::json!(0);
+        }
         self.st.events.push(event.clone());
         if self.st.hold {
             self.st.held.push_back(event);

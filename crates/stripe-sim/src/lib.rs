@@ -56,6 +56,7 @@ impl StripeSim {
         ));
         tokio::spawn(events::delivery_worker(
             rx,
+            Arc::downgrade(&inner),
             inner.clock.clone(),
             inner.secret.clone(),
         ));
@@ -194,13 +195,17 @@ impl StripeSim {
         let url = self.inner.lock().webhook_url.clone();
         match url {
             Some(url) => {
-                events::post(
+                let status = events::post(
                     &url,
                     &event.to_string(),
                     &self.inner.clock,
                     &self.inner.secret,
                 )
-                .await
+                .await;
+                if let (200..=299, Some(id)) = (status, event["id"].as_str()) {
+                    self.inner.lock().mark_delivered(id);
+                }
+                status
             }
             None => 0,
         }

@@ -201,6 +201,14 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// A delivery of `event_id` was answered 2xx: like Stripe, the event
+    /// no longer counts as pending (`delivery_success=true`).
+    pub fn mark_delivered(&mut self, event_id: &str) {
+        if let Some(e) = self.events.iter_mut().rev().find(|e| e["id"] == event_id) {
+            e["pending_webhooks"] = serde_json::json!(0);
+        }
+    }
+
     pub fn count(&self, object: &str) -> usize {
         match object {
             "customer" => self.customers.len(),

@@ -193,7 +193,23 @@ impl CosmosStore {
         &self,
         account: Option<AccountId>,
     ) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
-        let unfinished = "c.type = @t AND (c.status = @pending OR c.status = @sending)";
+        self.unsettled(account, None).await
+    }
+
+    /// As `unfinished`, with the messages given up on that were written at
+    /// or after `failed_since` when it is given.
+    async fn unsettled(
+        &self,
+        account: Option<AccountId>,
+        failed_since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
+        let unfinished = match failed_since {
+            None => "c.type = @t AND (c.status = @pending OR c.status = @sending)",
+            Some(_) => {
+                "c.type = @t AND (c.status = @pending OR c.status = @sending \
+                 OR (c.status = @failed AND c.created_ms >= @since))"
+            }
+        };
         let (sql, scope) = match account {
             Some(a) => (
                 format!("SELECT * FROM c WHERE c.account_id = @a AND {unfinished}"),
@@ -212,6 +228,12 @@ impl CosmosStore {
         if let Some(a) = account {
             query = query
                 .with_parameter("@a", docs::pk(a))
+                .map_err(StoreError::corrupt)?;
+        }
+        if let Some(since) = failed_since {
+            query = query
+                .with_parameter("@failed", OutboxState::Failed.as_str())
+                .and_then(|q| q.with_parameter("@since", since.timestamp_millis()))
                 .map_err(StoreError::corrupt)?;
         }
         let mut found: Vec<OutboxDoc> = self.query(&self.accounts, query, scope).await?;
@@ -358,6 +380,13 @@ impl Outbox for CosmosStore {
             now,
             lease,
         ))
+    }
+
+    async fn unsettled_outbox(
+        &self,
+        failed_since: DateTime<Utc>,
+    ) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
+        self.unsettled(None, Some(failed_since)).await
     }
 
     async fn outbox_status(

@@ -376,6 +376,13 @@ impl Outbox for SqliteStore {
         .await
     }
 
+    async fn unsettled_outbox(
+        &self,
+        failed_since: DateTime<Utc>,
+    ) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
+        self.with_conn(move |c| unsettled(c, failed_since)).await
+    }
+
     async fn outbox_status(
         &self,
         account_id: AccountId,
@@ -434,8 +441,38 @@ fn unfinished(
         .map_err(unavailable)?;
     let pending = OutboxState::Pending.as_str();
     let sending = OutboxState::Sending.as_str();
+    standing_rows(&mut stmt, params![pending, sending, account])
+}
+
+/// Unfinished messages, and those given up on written at or after
+/// `failed_since`, oldest first: what the billing health reads.
+fn unsettled(
+    c: &Connection,
+    failed_since: DateTime<Utc>,
+) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT status, claimed_at, not_before, doc FROM outbox
+             WHERE status IN (?1, ?2) OR (status = ?3 AND created_at >= ?4)
+             ORDER BY created_at, id",
+        )
+        .map_err(unavailable)?;
+    let pending = OutboxState::Pending.as_str();
+    let sending = OutboxState::Sending.as_str();
+    let failed = OutboxState::Failed.as_str();
+    standing_rows(
+        &mut stmt,
+        params![pending, sending, failed, ms(failed_since)],
+    )
+}
+
+/// Rows of (status, claimed_at, not_before, doc) as the domain reads them.
+fn standing_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(Standing, OutboxMessage)>, StoreError> {
     let rows = stmt
-        .query_map(params![pending, sending, account], |r| {
+        .query_map(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get(1)?,

@@ -277,6 +277,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/health/billing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Health of billing
+         * @description Webhooks Stripe could not deliver, stale subscriptions, emails stuck or
+         *     failed, events for KRAFTD undelivered. `status` is `degraded` when any
+         *     of them needs someone; the reconcile timer logs the same once a run.
+         */
+        get: operations["GetBillingHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/login": {
         parameters: {
             query?: never;
@@ -671,6 +693,23 @@ export interface components {
         BatchOutcome: {
             /** @description One per event, in order. */
             results: components["schemas"]["EventOutcome"][];
+        };
+        BillingHealth: {
+            /** Format: date-time */
+            checked_at: string;
+            /** @description Emails given up on, written in the look-back. */
+            emails_failed: components["schemas"]["Signal"];
+            /** @description Emails unsent `STUCK_AFTER_MINUTES` after they were written. */
+            emails_stuck: components["schemas"]["Signal"];
+            /** @description Events for KRAFTD unsent after `STUCK_AFTER_MINUTES`, or given up on. */
+            events_undelivered: components["schemas"]["Signal"];
+            status: components["schemas"]["Status"];
+            /**
+             * @description Subscriptions that look stale and wait for reconciliation (counted
+             *     up to `STALE_COUNT_CAP`).
+             */
+            subscriptions_stale: number;
+            webhooks_failing?: null | components["schemas"]["Signal"];
         };
         /** @enum {string} */
         BillingInterval: "monthly" | "annual";
@@ -1109,6 +1148,14 @@ export interface components {
          * @enum {string}
          */
         SelfServePlan: "free" | "pro";
+        /** @description One signal: how many, and the oldest one's time. */
+        Signal: {
+            count: number;
+            /** Format: date-time */
+            oldest_at?: string | null;
+        };
+        /** @enum {string} */
+        Status: "ok" | "degraded";
         /**
          * @description Stripe's event, exactly as Stripe signed and sent it; the service reads
          *     only its id and type, then re-reads the object it names from Stripe.
@@ -2673,6 +2720,68 @@ export interface operations {
             };
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    GetBillingHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each signal's count and oldest time */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BillingHealth"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `admin` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
