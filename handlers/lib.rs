@@ -5,6 +5,7 @@
 //! → `domain` (pure rules and the ports); `store`, `payments`, `auth`,
 //! `mail` and `events` are adapters the domain's traits describe.
 
+pub mod admin_client;
 pub mod app;
 pub mod auth;
 pub mod clock;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kraftd_billing::admin_client;
 use kraftd_billing::app::service_keys;
 use kraftd_billing::config::StoreConfig;
 use kraftd_billing::domain::service::Scope;
@@ -64,6 +65,9 @@ enum Command {
     /// Work on the configured store whether or not the service runs.
     #[command(subcommand)]
     ServiceKeys(ServiceKeysCommand),
+    /// Support and on-call tools: the admin API of a running service
+    /// (README, "Operating it"), with the key in KRAFTD_ADMIN_KEY.
+    Admin(admin_client::AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
         Some(Command::Migrate(args)) => migrate(args),
         Some(Command::Accounts(AccountsCommand::Import(args))) => import_accounts(args),
         Some(Command::ServiceKeys(command)) => service_keys(command),
+        Some(Command::Admin(args)) => admin(args),
     }
 }
 
@@ -369,6 +374,35 @@ fn migrate(args: MigrateArgs) -> ExitCode {
 }
 
 /// `handler service-keys …` on the configured store.
+/// Prints the admin API's answer as JSON; a refusal's error body on stderr
+/// and exit 1, no key or a bad URL exit 78.
+fn admin(args: admin_client::AdminArgs) -> ExitCode {
+    let Some(key) = std::env::var(admin_client::KEY_VARIABLE)
+        .ok()
+        .filter(|k| !k.is_empty())
+    else {
+        eprintln!("{}", admin_client::AdminError::NoKey);
+        return ExitCode::from(78);
+    };
+    match runtime().block_on(admin_client::run(&args.url, &key, &args.command)) {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ admin_client::AdminError::BadUrl(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(78)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn service_keys(command: ServiceKeysCommand) -> ExitCode {
     let runtime = runtime();
     let config = match runtime.block_on(secrets::config_from_env()) {
