@@ -14,6 +14,10 @@ use crate::records::{MessageKind, OutboxMessage};
 /// outage (1 and 5 minutes) fit well inside it.
 pub const STUCK_AFTER_MINUTES: i64 = 15;
 
+/// A Stripe event is counted as undelivered only this long after it was
+/// made: until then its first delivery may simply be in flight.
+pub const DELIVERY_GRACE_MINUTES: i64 = 5;
+
 /// Failed messages and undelivered Stripe events are looked for this far
 /// back: Stripe retries a webhook for three days.
 pub const LOOK_BACK_HOURS: i64 = 72;
@@ -93,6 +97,7 @@ pub fn assess(
 ) -> BillingHealth {
     let stuck_before = now - Duration::minutes(STUCK_AFTER_MINUTES);
     let failed_since = now - Duration::hours(LOOK_BACK_HOURS);
+    let in_flight_after = now - Duration::minutes(DELIVERY_GRACE_MINUTES);
     let stuck =
         |s: &Standing, m: &OutboxMessage| s.state.is_unfinished() && m.created_at <= stuck_before;
     let failed = |s: &Standing, m: &OutboxMessage| {
@@ -110,7 +115,7 @@ pub fn assess(
             Signal::of(
                 events
                     .iter()
-                    .filter(|e| e.created_at >= failed_since)
+                    .filter(|e| e.created_at >= failed_since && e.created_at <= in_flight_after)
                     .map(|e| e.created_at),
             )
         }),
@@ -240,12 +245,14 @@ mod tests {
     #[test]
     fn undelivered_stripe_events_and_stale_subscriptions_each_degrade() {
         let now = now();
-        let event = UndeliveredEvent {
+        let event = |minutes_ago| UndeliveredEvent {
             id: "evt_1".into(),
             kind: "invoice.paid".into(),
-            created_at: at(5, now),
+            created_at: at(minutes_ago, now),
         };
-        let h = assess(now, Some(&[event]), 0, &[]);
+        let in_flight = assess(now, Some(&[event(DELIVERY_GRACE_MINUTES - 1)]), 0, &[]);
+        assert_eq!(in_flight.status, Status::Ok);
+        let h = assess(now, Some(&[event(DELIVERY_GRACE_MINUTES)]), 0, &[]);
         assert_eq!(h.status, Status::Degraded);
         assert_eq!(h.webhooks_failing.map(|s| s.count), Some(1));
         let h = assess(now, None, 0, &[]);
