@@ -6,7 +6,9 @@
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use super::openapi::{doc, OperationDoc};
-use super::{accounts, billing, health, openapi, plans, service, team, triggers, usage, AppState};
+use super::{
+    accounts, admin, billing, health, openapi, plans, service, team, triggers, usage, AppState,
+};
 use crate::domain::service::Scope;
 use crate::store::cosmos::layout;
 
@@ -430,6 +432,86 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         throttle: Throttle::None,
         mount: |m| on(m, team::transfer_ownership),
         doc: doc::<team::__path_transfer_ownership>,
+    },
+    HttpFunction {
+        name: "GetAuditLog",
+        methods: &[Get],
+        route: "account/audit",
+        auth_level: Anonymous,
+        access: Member,
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::own_audit),
+        doc: doc::<admin::__path_own_audit>,
+    },
+    HttpFunction {
+        name: "AdminFindAccounts",
+        methods: &[Get],
+        route: "admin/accounts",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::find),
+        doc: doc::<admin::__path_find>,
+    },
+    HttpFunction {
+        name: "AdminShowAccount",
+        methods: &[Get],
+        route: "admin/accounts/{account_id}",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::show),
+        doc: doc::<admin::__path_show>,
+    },
+    HttpFunction {
+        name: "AdminResyncAccount",
+        methods: &[Post],
+        route: "admin/accounts/{account_id}/resync",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::resync),
+        doc: doc::<admin::__path_resync>,
+    },
+    HttpFunction {
+        name: "AdminSetOverride",
+        methods: &[Post],
+        route: "admin/accounts/{account_id}/overrides",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::set_override),
+        doc: doc::<admin::__path_set_override>,
+    },
+    HttpFunction {
+        name: "AdminRemoveOverride",
+        methods: &[Delete],
+        route: "admin/accounts/{account_id}/overrides/{override_id}",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::remove_override),
+        doc: doc::<admin::__path_remove_override>,
+    },
+    HttpFunction {
+        name: "AdminCreditUsage",
+        methods: &[Post],
+        route: "admin/accounts/{account_id}/credits",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::credit),
+        doc: doc::<admin::__path_credit>,
+    },
+    HttpFunction {
+        name: "AdminAuditLog",
+        methods: &[Get],
+        route: "admin/accounts/{account_id}/audit",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, admin::audit),
+        doc: doc::<admin::__path_audit>,
     },
     HttpFunction {
         name: "AcceptInvitation",

@@ -6,9 +6,11 @@
 //! HTTP layer assembles into the OpenAPI document.
 
 pub mod account;
+pub mod audit;
 pub mod clock;
 pub mod money;
 pub mod outbox;
+pub mod overrides;
 pub mod plan;
 pub mod ports;
 pub mod quota;
