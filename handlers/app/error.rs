@@ -40,6 +40,10 @@ pub enum AppError {
     State(StateConflict),
     #[error("no such invoice among this account's")]
     InvoiceNotFound,
+    #[error("no such entry in this account's audit log")]
+    AuditEntryNotFound,
+    #[error("no such override on this account")]
+    OverrideNotFound,
     #[error("{}", forbidden_message(*.0))]
     Forbidden(Action),
     #[error("no such account among yours")]
@@ -117,6 +121,7 @@ fn forbidden_message(action: Action) -> &'static str {
         Action::ManageBilling => "only the account's owner and admins can change its billing",
         Action::ManageMembers => "only the account's owner and admins can manage its members",
         Action::TransferOwnership => "only the account's owner can transfer ownership",
+        Action::ReadAudit => "only the account's owner can read its audit log",
     }
 }
 

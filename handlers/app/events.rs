@@ -160,7 +160,7 @@ impl Billing {
     }
 
     fn entitlements_data(&self, account: &Account, now: DateTime<Utc>) -> Map<String, Value> {
-        let plan = self.catalog.plan(account.subscription.effective_plan(now));
+        let plan = self.effective_plan_at(account, now);
         let mut data = Map::new();
         data.insert("plan_id".into(), json!(plan.id));
         data.insert("limits".into(), json!(plan.limits));

@@ -28,6 +28,13 @@ pub struct Acting {
 }
 
 impl Acting {
+    /// The caller, as the audit log names them.
+    pub fn actor(&self) -> crate::domain::audit::Actor {
+        crate::domain::audit::Actor::User {
+            user_id: self.user.id,
+        }
+    }
+
     /// Refuses unless the caller's role allows `action`.
     pub fn require(&self, action: Action) -> Result<(), AppError> {
         if self.role.may(action) {
@@ -244,7 +251,7 @@ impl Billing {
                 if let Err(e) = self.warn_seats_full(account, seats, now).await {
                     tracing::warn!(account_id = %account.id, error = %e, "the seat-limit email was not queued");
                 }
-                Err(seats_full(plan, seats))
+                Err(seats_full(&plan, seats))
             }
         }
     }
@@ -383,7 +390,7 @@ impl Billing {
             AcceptOutcome::AlreadyMember(m) => m,
             AcceptOutcome::Gone => return Err(AppError::InvitationNotFound),
             // The plan lost seats since the invitation was sent.
-            AcceptOutcome::SeatsFull(seats) => return Err(seats_full(plan, seats)),
+            AcceptOutcome::SeatsFull(seats) => return Err(seats_full(&plan, seats)),
         };
         Ok(AccountSummary {
             account: account.value,

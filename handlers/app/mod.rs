@@ -2,6 +2,8 @@
 //! domain rules to the ports and know nothing about HTTP.
 
 mod accounts;
+mod admin;
+mod audit;
 mod email;
 pub mod email_templates;
 mod error;
@@ -10,6 +12,7 @@ pub mod health;
 pub mod import;
 mod link_tokens;
 mod members;
+mod overrides;
 mod quota;
 mod reconcile;
 mod rollup;
@@ -27,10 +30,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 pub use accounts::{RegisterInput, Registered, Session};
+pub use admin::{AccountDetail, AccountQuery, SentMessage};
+pub use audit::AuditPage;
 pub use email::DeliveryReport;
 pub use error::{AppError, StateConflict};
 pub use events::MAX_EVENT_BODY_BYTES;
 pub use members::{AccountSummary, Acting, Member, Team};
+pub use overrides::{CreditInput, OverrideInput, OverrideValue};
 pub use quota::{
     EntitlementsView, EventResult, Held, IdempotencyKey, Recorded, ReserveInput, UsageEvent,
     MAX_BATCH_EVENTS, MAX_GAUGE_VALUE,
@@ -47,6 +53,7 @@ use crate::auth::throttle::Throttle;
 use crate::auth::token::Tokens;
 use crate::domain::account::Account;
 use crate::domain::clock::Clock;
+use crate::domain::overrides::effective_limits;
 use crate::domain::plan::{Catalog, Plan};
 use crate::domain::ports::{EventSender, Mailer, Payments, Store, WebhookVerifier};
 use crate::domain::service::ServiceApp;
@@ -126,9 +133,19 @@ impl Billing {
         self.clock.now()
     }
 
-    /// The plan whose limits bind this account right now.
-    pub fn effective_plan(&self, account: &Account) -> &Plan {
-        self.catalog
-            .plan(account.subscription.effective_plan(self.clock.now()))
+    /// The plan whose limits bind this account right now, with the
+    /// operators' overrides in force applied to its limits: what every
+    /// entitlement and quota check reads.
+    pub fn effective_plan(&self, account: &Account) -> Plan {
+        self.effective_plan_at(account, self.clock.now())
+    }
+
+    pub fn effective_plan_at(&self, account: &Account, now: DateTime<Utc>) -> Plan {
+        let mut plan = self
+            .catalog
+            .plan(account.subscription.effective_plan(now))
+            .clone();
+        plan.limits = effective_limits(&plan.limits, &account.overrides, now);
+        plan
     }
 }

@@ -133,7 +133,7 @@ impl EntitlementsView {
     }
 }
 
-fn fingerprint(parts: &[&str]) -> Fingerprint {
+pub(super) fn fingerprint(parts: &[&str]) -> Fingerprint {
     let mut hash = Sha256::new();
     for p in parts {
         // Length-prefixed, so no two lists of parts hash alike.
@@ -317,7 +317,13 @@ impl Billing {
         })
     }
 
-    fn reading(&self, account: &Account, key: UsageKey, used: u64, held: u64) -> MeterReading {
+    pub(super) fn reading(
+        &self,
+        account: &Account,
+        key: UsageKey,
+        used: u64,
+        held: u64,
+    ) -> MeterReading {
         let plan = self.effective_plan(account);
         MeterReading {
             metric: key.metric,

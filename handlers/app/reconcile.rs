@@ -3,6 +3,7 @@
 //! on the wrong plan for longer than one run of the timer.
 
 use crate::domain::account::AccountId;
+use crate::domain::audit::Actor;
 use crate::domain::ports::CheckoutStatus;
 
 use super::{health, AppError, Billing};
@@ -30,7 +31,10 @@ impl Billing {
         let cause = format!("reconcile:{}", now.timestamp());
         for account_id in stale {
             report.checked += 1;
-            match self.reconcile_account(account_id, &cause).await {
+            match self
+                .reconcile_account(account_id, &cause, &Actor::Reconciliation)
+                .await
+            {
                 Ok(true) => report.repaired += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -61,10 +65,11 @@ impl Billing {
     /// Re-reads one account's checkout and subscription from Stripe. `true`
     /// when that changed the account; otherwise the account is marked as looked
     /// at, so it is not re-read every run.
-    async fn reconcile_account(
+    pub(super) async fn reconcile_account(
         &self,
         account_id: AccountId,
         cause: &str,
+        actor: &Actor,
     ) -> Result<bool, AppError> {
         let Some(account) = self.store.account_by_id(account_id).await? else {
             return Ok(false);
@@ -98,7 +103,9 @@ impl Billing {
             }
         }
         if let Some(id) = subscription_id {
-            let after = self.sync_subscription(account_id, &id, cause).await?;
+            let after = self
+                .sync_subscription(account_id, &id, cause, actor)
+                .await?;
             if after.subscription != before {
                 return Ok(true);
             }

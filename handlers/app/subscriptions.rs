@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::domain::account::{Account, AccountId, Action};
+use crate::domain::audit::Actor;
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
@@ -188,7 +189,7 @@ impl Billing {
                 self.store.replace_account(&next, &current.etag).await
             } else {
                 self.store
-                    .replace_account_and_enqueue(&next, &current.etag, &events)
+                    .replace_account_and_enqueue(&next, &current.etag, &events, &[])
                     .await
             };
             match written {
@@ -212,6 +213,7 @@ impl Billing {
         account_id: AccountId,
         subscription_id: &str,
         cause: &str,
+        actor: &Actor,
     ) -> Result<Account, AppError> {
         for _ in 0..WRITE_ATTEMPTS {
             let current =
@@ -242,9 +244,13 @@ impl Billing {
             account.subscription = next;
             let mut messages = self.emails_for(&account, &transitions, cause, now);
             messages.extend(self.account_events(&current.value, &current.etag, &mut account, now));
+            let audit: Vec<_> = self
+                .subscription_audit(&current.value, &account, actor)
+                .into_iter()
+                .collect();
             match self
                 .store
-                .replace_account_and_enqueue(&account, &current.etag, &messages)
+                .replace_account_and_enqueue(&account, &current.etag, &messages, &audit)
                 .await
             {
                 Ok(_) => return self.cancel_replaced(account).await,
@@ -488,7 +494,7 @@ impl Billing {
             }
         }
         let account = self
-            .sync_subscription(account.id, &remote.id, &cause)
+            .sync_subscription(account.id, &remote.id, &cause, &acting.actor())
             .await?;
         Ok(Upgrade::Changed(Box::new(account)))
     }
@@ -591,7 +597,9 @@ impl Billing {
         if remote.cancel_at_period_end == cancel {
             // Already as asked: answer with the state as Stripe has it.
             let cause = format!("sync:{}:{}", remote.id, caller.etag.0);
-            return self.sync_subscription(account.id, &remote.id, &cause).await;
+            return self
+                .sync_subscription(account.id, &remote.id, &cause, &acting.actor())
+                .await;
         }
         // Canceling outranks a pending downgrade (Stripe refuses both at once).
         if let (true, Some(schedule)) = (cancel, &remote.schedule_id) {
@@ -611,7 +619,7 @@ impl Billing {
             remote.id,
             caller.etag.0
         );
-        self.sync_subscription(account.id, &changed.id, &cause)
+        self.sync_subscription(account.id, &changed.id, &cause, &acting.actor())
             .await
     }
 

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 use crate::domain::account::{Account, AccountId};
+use crate::domain::audit::Actor;
 use crate::domain::ports::{PaymentsError, ProviderEvent, RemoteInvoice};
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage, Payment};
 
@@ -120,7 +121,8 @@ impl Billing {
             let Some(sub) = session.subscription_id else {
                 return Ok(WebhookOutcome::Ignored);
             };
-            self.sync_subscription(account.id, &sub, &event.id).await?;
+            self.sync_subscription(account.id, &sub, &event.id, &webhook_actor(event))
+                .await?;
             return Ok(WebhookOutcome::Applied);
         }
         if SUBSCRIPTION_EVENTS.contains(&kind) {
@@ -128,7 +130,12 @@ impl Billing {
                 return Ok(WebhookOutcome::Ignored);
             };
             let account = self
-                .sync_subscription(account.id, &event.object_id, &event.id)
+                .sync_subscription(
+                    account.id,
+                    &event.object_id,
+                    &event.id,
+                    &webhook_actor(event),
+                )
                 .await?;
             if kind == "customer.subscription.trial_will_end" {
                 self.store
@@ -157,7 +164,8 @@ impl Billing {
             }
             self.record_invoice(&account, &invoice, kind).await?;
             if let Some(sub) = &invoice.subscription_id {
-                self.sync_subscription(account.id, sub, &event.id).await?;
+                self.sync_subscription(account.id, sub, &event.id, &webhook_actor(event))
+                    .await?;
             }
             return Ok(WebhookOutcome::Applied);
         }
@@ -289,5 +297,11 @@ impl Billing {
                 .await?;
         }
         Ok(())
+    }
+}
+
+fn webhook_actor(event: &ProviderEvent) -> Actor {
+    Actor::StripeWebhook {
+        event_id: event.id.clone(),
     }
 }

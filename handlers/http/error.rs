@@ -160,6 +160,10 @@ pub enum ErrorCode {
     BeyondHold,
     /// 404: no such invoice in this account
     InvoiceNotFound,
+    /// 404: `starting_after` names no entry of this account's audit log
+    AuditEntryNotFound,
+    /// 404: no such override on this account
+    OverrideNotFound,
     /// 403: the caller's role in the account does not allow it
     Forbidden,
     /// 404: not an account the caller belongs to
@@ -366,6 +370,8 @@ fn app_parts(e: &AppError) -> Parts {
             },
         ),
         AppError::InvoiceNotFound => Parts::code(S::NOT_FOUND, C::InvoiceNotFound),
+        AppError::AuditEntryNotFound => Parts::code(S::NOT_FOUND, C::AuditEntryNotFound),
+        AppError::OverrideNotFound => Parts::code(S::NOT_FOUND, C::OverrideNotFound),
         AppError::Forbidden(_) => Parts::code(S::FORBIDDEN, C::Forbidden),
         AppError::AccountNotFound | AppError::NoSuchAccount => {
             Parts::code(S::NOT_FOUND, C::AccountNotFound)

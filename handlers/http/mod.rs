@@ -2,6 +2,7 @@
 //! mapping, and the middleware every request passes through.
 
 pub mod accounts;
+pub mod admin;
 pub mod billing;
 pub mod billing_health;
 pub mod client_address;

@@ -49,7 +49,7 @@ async fn account(state: &AppState, caller: Caller, id: &str) -> Result<Account, 
     Ok(account.value)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
     let value = headers
         .get(IDEMPOTENCY_KEY)
         .ok_or_else(|| AppError::invalid("Idempotency-Key", "header is required"))?
@@ -133,7 +133,7 @@ fn refusal(e: AppError) -> Response {
     response
 }
 
-fn replayed(response: &mut Response, replayed: bool) {
+pub(super) fn replayed(response: &mut Response, replayed: bool) {
     if replayed {
         response
             .headers_mut()

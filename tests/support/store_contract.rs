@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use kraftd_billing::domain::audit::{Actor, AuditAction, AuditEntry, AuditId};
 use kraftd_billing::domain::money::Money;
 use kraftd_billing::domain::ports::{Etag, OutboxState, SendResult, Store, StoreError, Uniqueness};
 use std::collections::BTreeMap;
@@ -57,6 +58,7 @@ macro_rules! store_contract_tests {
             case!(webhook_events_are_claimed_once);
             case!(retention_purges_only_what_expired);
             case!(outbox_writes_are_atomic_with_the_account_and_idempotent);
+            case!(audit_entries_go_with_the_account_write_and_page_newest_first);
             case!(outbox_claims_are_exclusive_until_the_lease_ends);
             case!(unsettled_messages_are_the_unfinished_and_the_recently_failed);
             case!(an_accounts_events_are_claimed_in_order_and_others_are_not_held);
@@ -93,6 +95,7 @@ pub fn account_of(user: &User) -> Account {
         created_at: user.created_at,
         subscription: Subscription::free(Utc::now()),
         last_event_at: None,
+        overrides: Vec::new(),
     }
 }
 
@@ -616,18 +619,23 @@ pub async fn outbox_writes_are_atomic_with_the_account_and_idempotent(s: Arc<dyn
     let (_, mut u, first) = register(&s, "outbox@mail.io").await;
     u.subscription.auto_renew = true;
     let second = s
-        .replace_account_and_enqueue(&u, &first, &[message(u.id, "m1")])
+        .replace_account_and_enqueue(&u, &first, &[message(u.id, "m1")], &[])
         .await
         .unwrap();
     // A stale writer changes nothing, and enqueues nothing either.
     u.subscription.cancel_at_period_end = true;
     let lost = s
-        .replace_account_and_enqueue(&u, &first, &[message(u.id, "m2")])
+        .replace_account_and_enqueue(&u, &first, &[message(u.id, "m2")], &[])
         .await;
     assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
-    s.replace_account_and_enqueue(&u, &second, &[message(u.id, "m1"), message(u.id, "m3")])
-        .await
-        .unwrap();
+    s.replace_account_and_enqueue(
+        &u,
+        &second,
+        &[message(u.id, "m1"), message(u.id, "m3")],
+        &[],
+    )
+    .await
+    .unwrap();
     s.enqueue(&[message(u.id, "m3"), message(u.id, "m4")])
         .await
         .unwrap();
@@ -692,6 +700,69 @@ pub async fn unsettled_messages_are_the_unfinished_and_the_recently_failed(s: Ar
             ("h-sending".to_owned(), OutboxState::Sending),
         ]
     );
+}
+
+fn audit(account: AccountId, n: u128, at: &str) -> AuditEntry {
+    AuditEntry {
+        id: AuditId(uuid::Uuid::from_u128(n)),
+        account_id: account,
+        at: time(at),
+        actor: Actor::System,
+        action: AuditAction::OverrideSet,
+        reason: Some(format!("entry {n}")),
+        before: None,
+        after: Some(BTreeMap::from([("n".to_owned(), n.to_string())])),
+    }
+}
+
+pub async fn audit_entries_go_with_the_account_write_and_page_newest_first(s: Arc<dyn Store>) {
+    let (_, mut a, first) = register(&s, "audit@mail.io").await;
+    let (_, other, _) = register(&s, "other-audit@mail.io").await;
+    a.subscription.auto_renew = true;
+    let second = s
+        .replace_account_and_enqueue(&a, &first, &[], &[audit(a.id, 1, "2026-01-01T00:00:00Z")])
+        .await
+        .unwrap();
+    // A stale write leaves no entry.
+    let lost = s
+        .replace_account_and_enqueue(&a, &first, &[], &[audit(a.id, 2, "2026-01-02T00:00:00Z")])
+        .await;
+    assert!(matches!(lost, Err(StoreError::VersionConflict)), "{lost:?}");
+    // Entry 1 again is kept once; 3 and 4 are new, 4 older than 3.
+    s.replace_account_and_enqueue(
+        &a,
+        &second,
+        &[],
+        &[
+            audit(a.id, 1, "2026-01-01T00:00:00Z"),
+            audit(a.id, 3, "2026-01-03T00:00:00Z"),
+        ],
+    )
+    .await
+    .unwrap();
+    s.append_audit(&[
+        audit(a.id, 4, "2026-01-02T12:00:00Z"),
+        audit(a.id, 3, "2026-01-03T00:00:00Z"),
+        audit(other.id, 5, "2026-01-05T00:00:00Z"),
+    ])
+    .await
+    .unwrap();
+    let ids = |entries: Vec<AuditEntry>| -> Vec<u128> {
+        entries.into_iter().map(|e| e.id.0.as_u128()).collect()
+    };
+    assert_eq!(ids(s.audit_log(a.id, None, 10).await.unwrap()), [3, 4, 1]);
+    assert_eq!(ids(s.audit_log(a.id, None, 2).await.unwrap()), [3, 4]);
+    let after = Some(AuditId(uuid::Uuid::from_u128(4)));
+    assert_eq!(ids(s.audit_log(a.id, after, 2).await.unwrap()), [1]);
+    let full = s.audit_log(a.id, None, 1).await.unwrap();
+    assert_eq!(full[0], audit(a.id, 3, "2026-01-03T00:00:00Z"));
+    // Another account's entry is no cursor here.
+    let foreign = Some(AuditId(uuid::Uuid::from_u128(5)));
+    assert!(matches!(
+        s.audit_log(a.id, foreign, 2).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(ids(s.audit_log(other.id, None, 10).await.unwrap()), [5]);
 }
 
 pub async fn outbox_claims_are_exclusive_until_the_lease_ends(s: Arc<dyn Store>) {

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::overrides::Override;
 use crate::plan::Limit;
 use crate::subscription::Subscription;
 use crate::user::{Email, User, UserId};
@@ -57,6 +58,10 @@ pub struct Account {
     /// account's events keep the order of its writes whatever the clocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Operators' overrides of the plan's limits and features, active and
+    /// expired (`overrides::effective_limits` applies those in force).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<Override>,
 }
 
 /// The account made with a user (at registration, or for a user of the
@@ -69,6 +74,7 @@ pub fn own_account(user: &User, subscription: Subscription) -> (Account, Members
         created_at: user.created_at,
         subscription,
         last_event_at: None,
+        overrides: Vec::new(),
     };
     let owner = Membership {
         account_id: account.id,
@@ -101,6 +107,8 @@ pub enum Action {
     ManageMembers,
     /// Hand the account to another member.
     TransferOwnership,
+    /// Read the account's audit log.
+    ReadAudit,
 }
 
 impl Role {
@@ -108,7 +116,7 @@ impl Role {
         match action {
             Action::Use => true,
             Action::ManageBilling | Action::ManageMembers => self >= Role::Admin,
-            Action::TransferOwnership => self == Role::Owner,
+            Action::TransferOwnership | Action::ReadAudit => self == Role::Owner,
         }
     }
 
@@ -242,6 +250,8 @@ mod tests {
         assert!(Role::Admin.may(Action::ManageMembers));
         assert!(!Role::Admin.may(Action::TransferOwnership));
         assert!(Role::Owner.may(Action::TransferOwnership));
+        assert!(Role::Owner.may(Action::ReadAudit));
+        assert!(!Role::Admin.may(Action::ReadAudit));
         assert!(!assignable(Role::Owner));
         assert!(assignable(Role::Admin) && assignable(Role::Member));
     }

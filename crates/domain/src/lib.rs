@@ -6,10 +6,12 @@
 //! HTTP layer assembles into the OpenAPI document.
 
 pub mod account;
+pub mod audit;
 pub mod clock;
 pub mod health;
 pub mod money;
 pub mod outbox;
+pub mod overrides;
 pub mod plan;
 pub mod ports;
 pub mod quota;

@@ -85,6 +85,14 @@ pub enum Feature {
     AiFeatures,
 }
 
+impl Feature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feature::AiFeatures => "ai_features",
+        }
+    }
+}
+
 /// `None` means unlimited.
 pub type Limit = Option<u64>;
 

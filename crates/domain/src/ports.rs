@@ -9,6 +9,7 @@ use crate::account::{
     AcceptOutcome, Account, AccountId, Invitation, InvitationId, InvitationOutcome, Membership,
     Role, Seats,
 };
+use crate::audit::{AuditEntry, AuditId};
 use crate::health::UndeliveredEvent;
 use crate::money::Money;
 pub use crate::outbox::{OutboxState, SendResult, Standing};
@@ -126,6 +127,12 @@ pub trait AccountStore: Send + Sync {
     async fn account_by_stripe_customer(
         &self,
         customer_id: &str,
+    ) -> Result<Option<Versioned<Account>>, StoreError>;
+    /// The account whose subscription (current, or replaced and not yet
+    /// cancelled) is this Stripe subscription. For operators: it may scan.
+    async fn account_by_stripe_subscription(
+        &self,
+        subscription_id: &str,
     ) -> Result<Option<Versioned<Account>>, StoreError>;
     /// Accounts whose subscription looks stale at `now` (see
     /// `Subscription::stale_after`), most overdue first.
@@ -325,11 +332,14 @@ pub trait WebhookLog: Send + Sync {
 pub trait Outbox: Send + Sync {
     /// Replaces the account (only if still at `if_match`) and enqueues the
     /// messages, all or nothing. Messages already enqueued (same id) are kept once.
+    /// The audit entries recording the change are written in the same
+    /// atomic step, insert-if-absent by id.
     async fn replace_account_and_enqueue(
         &self,
         account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<Etag, StoreError>;
     /// Enqueues messages that report no account change (receipts); insert-if-absent by id.
     async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError>;
@@ -389,6 +399,24 @@ pub trait Outbox: Send + Sync {
     ) -> Result<Option<(OutboxState, u32)>, StoreError>;
 }
 
+/// The append-only audit log, per account.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends entries that go with no account write (a usage credit, a
+    /// member change), insert-if-absent by id: a retried act that names
+    /// its entry (`AuditId::of_name`) keeps one.
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Up to `limit` of the account's entries, newest first
+    /// (`AuditEntry::sort_key`), after the entry `starting_after` if given
+    /// (`NotFound` if the account has no such entry).
+    async fn audit_log(
+        &self,
+        account_id: AccountId,
+        starting_after: Option<AuditId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
 #[async_trait]
 pub trait Rollups: Send + Sync {
     /// The last UTC day fully rolled up, if any.
@@ -427,6 +455,7 @@ pub trait Store:
     + LedgerStore
     + WebhookLog
     + Outbox
+    + AuditLog
     + Rollups
     + Retention
 {
@@ -440,6 +469,7 @@ impl<T> Store for T where
         + LedgerStore
         + WebhookLog
         + Outbox
+        + AuditLog
         + Rollups
         + Retention
 {

@@ -35,6 +35,8 @@ pub enum OperationKind {
     Usage,
     Reservation,
     Event,
+    /// Usage given back by an operator (a negative amount).
+    Credit,
 }
 
 impl OperationKind {
@@ -43,6 +45,7 @@ impl OperationKind {
             OperationKind::Usage => "usage",
             OperationKind::Reservation => "reservation",
             OperationKind::Event => "event",
+            OperationKind::Credit => "credit",
         }
     }
 }

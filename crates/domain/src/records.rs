@@ -9,6 +9,8 @@ use crate::user::Email;
 
 /// Payments are kept seven years for accounting.
 pub const PAYMENT_RETENTION_DAYS: i64 = 7 * 365 + 2;
+/// Audit entries are kept as long as the payment records they explain.
+pub const AUDIT_RETENTION_DAYS: i64 = PAYMENT_RETENTION_DAYS;
 /// Webhook event ids are remembered long enough to outlive Stripe's 3-day retries.
 pub const WEBHOOK_EVENT_RETENTION_DAYS: i64 = 30;
 

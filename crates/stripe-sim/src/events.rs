@@ -1,6 +1,6 @@
 //! Signing and delivering webhook events, one at a time in creation order.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -10,8 +10,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use kraftd_domain::clock::Clock;
-
-use crate::inner::Inner;
 
 pub(crate) enum Delivery {
     Event {
@@ -33,11 +31,10 @@ pub(crate) fn signature(secret: &str, payload: &str, timestamp: i64) -> String {
 
 /// A single worker keeps deliveries in emission order even when API calls
 /// emit them from several requests at once.
-/// It holds the simulator weakly: the simulator owns the sender, so a strong
-/// reference would keep both alive forever.
+/// `delivered` is told each event id an endpoint answered 2xx.
 pub(crate) async fn delivery_worker(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
-    inner: Weak<Inner>,
+    delivered: impl Fn(&str),
     clock: Arc<dyn Clock>,
     secret: String,
 ) {
@@ -46,9 +43,7 @@ pub(crate) async fn delivery_worker(
             Delivery::Event { url, event } => {
                 let status = post(&url, &event.to_string(), &clock, &secret).await;
                 if (200..300).contains(&status) {
-                    if let (Some(inner), Some(id)) = (inner.upgrade(), event["id"].as_str()) {
-                        inner.lock().mark_delivered(id);
-                    }
+                    delivered(event["id"].as_str().unwrap_or_default());
                 } else {
                     tracing::warn!(status, event = %event["id"], "webhook delivery failed");
                 }

@@ -54,9 +54,17 @@ impl StripeSim {
             format!("http://{addr}"),
             tx,
         ));
+        // Weakly: the simulator owns the sender, so a strong reference
+        // would keep both alive for good.
+        let weak = Arc::downgrade(&inner);
+        let delivered = move |id: &str| {
+            if let Some(inner) = weak.upgrade() {
+                inner.lock().mark_delivered(id);
+            }
+        };
         tokio::spawn(events::delivery_worker(
             rx,
-            Arc::downgrade(&inner),
+            delivered,
             inner.clock.clone(),
             inner.secret.clone(),
         ));

@@ -60,6 +60,26 @@ impl AccountStore for CosmosStore {
             }))
     }
 
+    async fn account_by_stripe_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Option<Versioned<Account>>, StoreError> {
+        // An operator's look-up across partitions, not a hot path.
+        let query = Query::from(
+            "SELECT VALUE c.account_id FROM c WHERE c.type = @t AND (c.account.subscription.stripe_subscription_id = @s OR c.account.subscription.replaced_subscription_id = @s)",
+        )
+        .with_parameter("@t", docs::ACCOUNT)
+        .and_then(|q| q.with_parameter("@s", subscription_id))
+        .map_err(StoreError::corrupt)?;
+        let found: Vec<String> = self
+            .query(&self.accounts, query, FeedScope::full_container())
+            .await?;
+        let Some(first) = found.first() else {
+            return Ok(None);
+        };
+        self.account_by_id(docs::parse_account_id(first)?).await
+    }
+
     async fn stale_subscriptions(
         &self,
         now: DateTime<Utc>,
@@ -121,7 +141,7 @@ impl AccountStore for CosmosStore {
         account: &Account,
         if_match: &Etag,
     ) -> Result<Etag, StoreError> {
-        self.replace_account_and_enqueue_docs(account, if_match, &[])
+        self.replace_account_and_enqueue_docs(account, if_match, &[], &[])
             .await
     }
 }

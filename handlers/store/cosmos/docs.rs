@@ -168,13 +168,14 @@ impl InvitationDoc {
 pub const SEATS_ID: &str = "seats";
 
 /// Whether `id` names one of the account's own documents in its partition
-/// (itself, the seat lock, a membership, an invitation), which an outbox
+/// (itself, the seat lock, a membership, an invitation, an audit entry), which an outbox
 /// message must not take.
 pub fn reserved_id(account: AccountId, id: &str) -> bool {
     id == pk(account)
         || id == SEATS_ID
         || id.starts_with("member:")
         || id.starts_with("invitation:")
+        || id.starts_with("audit:")
 }
 
 /// The account's seat lock: every write that changes who holds a seat

@@ -50,9 +50,11 @@ pub const USERS: ContainerSpec = ContainerSpec {
 /// Accounts, one partition each: the account document (its subscription),
 /// its memberships, its pending invitations (which carry their own `ttl`),
 /// the `seats` document whose etag serialises everything that changes who
-/// holds a seat, and the outbox messages about the account. A state change
-/// and the emails reporting it are one transactional batch. The
-/// `SendEmails` change feed reads it.
+/// holds a seat, the outbox messages about the account, and its audit log
+/// (`type` `audit`, each entry with a `ttl` of `AUDIT_RETENTION_DAYS`, as
+/// long as the payment records). A state change, the emails reporting it
+/// and its audit entries are one transactional batch. The `SendEmails`
+/// change feed reads it.
 pub const ACCOUNTS: ContainerSpec = ContainerSpec {
     name: "accounts",
     partition_key: "/account_id",

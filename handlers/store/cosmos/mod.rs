@@ -13,6 +13,7 @@
 //! retries, purge) and the list of a user's accounts.
 
 mod accounts;
+mod audit;
 pub mod client;
 mod docs;
 pub mod layout;

@@ -10,9 +10,11 @@ use azure_data_cosmos::options::{BatchReplaceOptions, ItemWriteOptions, Precondi
 use azure_data_cosmos::{FeedScope, Query, TransactionalBatch};
 use chrono::{DateTime, Duration, Utc};
 
+use super::audit::audit_in;
 use super::docs::{self, AccountDoc, OutboxDoc};
 use super::{unavailable, CosmosStore};
 use crate::domain::account::{Account, AccountId};
+use crate::domain::audit::AuditEntry;
 use crate::domain::outbox::{self, OutboxState};
 use crate::domain::ports::{Etag, Outbox, SendResult, Standing, StoreError};
 use crate::domain::records::OutboxMessage;
@@ -25,6 +27,7 @@ impl CosmosStore {
         account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<Etag, StoreError> {
         if messages.iter().any(|m| m.account_id != account.id) {
             return Err(StoreError::corrupt("an outbox message for another account"));
@@ -32,7 +35,7 @@ impl CosmosStore {
         self.claim_account_facts(account).await?;
         let pk = docs::pk(account.id);
         let doc = AccountDoc::new(account);
-        if messages.is_empty() {
+        if messages.is_empty() && audit.is_empty() {
             let replaced = self
                 .call(|| {
                     self.accounts.replace_item(
@@ -64,6 +67,8 @@ impl CosmosStore {
             )
             .map_err(StoreError::corrupt)?;
         batch = enqueue_in(batch, messages, &existing)?;
+        let written = self.existing_audit_ids(account.id, audit).await?;
+        batch = audit_in(batch, account.id, audit, &written)?;
         match self.batch(&self.accounts, batch).await? {
             Ok(etags) => etags
                 .into_iter()
@@ -73,7 +78,8 @@ impl CosmosStore {
                 .ok_or_else(|| StoreError::corrupt("batch answered without an etag")),
             Err(412) => Err(StoreError::VersionConflict),
             Err(404) => Err(StoreError::NotFound),
-            // A message created in between by `enqueue`: the account's
+            // A message created in between by `enqueue` (or an entry by
+            // `append_audit`): the account's
             // etag is still ours, so the caller retries and skips it.
             Err(409) => Err(StoreError::VersionConflict),
             Err(s) => Err(StoreError::unavailable(format!("batch refused: {s}"))),
@@ -85,15 +91,25 @@ impl CosmosStore {
         account: AccountId,
         messages: &[OutboxMessage],
     ) -> Result<HashSet<String>, StoreError> {
-        if messages.is_empty() {
+        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        self.existing_ids(account, docs::OUTBOX, ids).await
+    }
+
+    /// Which of `ids` name documents of type `kind` in the account's partition.
+    pub(super) async fn existing_ids(
+        &self,
+        account: AccountId,
+        kind: &str,
+        ids: Vec<String>,
+    ) -> Result<HashSet<String>, StoreError> {
+        if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
         let query = Query::from(
             "SELECT VALUE c.id FROM c WHERE c.account_id = @a AND c.type = @t AND ARRAY_CONTAINS(@ids, c.id)",
         )
         .with_parameter("@a", docs::pk(account))
-        .and_then(|q| q.with_parameter("@t", docs::OUTBOX))
+        .and_then(|q| q.with_parameter("@t", kind))
         .and_then(|q| q.with_parameter("@ids", ids))
         .map_err(StoreError::corrupt)?;
         let found: Vec<String> = self
@@ -252,8 +268,9 @@ impl Outbox for CosmosStore {
         account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<Etag, StoreError> {
-        self.replace_account_and_enqueue_docs(account, if_match, messages)
+        self.replace_account_and_enqueue_docs(account, if_match, messages, audit)
             .await
     }
 

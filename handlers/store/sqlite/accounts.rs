@@ -328,6 +328,22 @@ impl AccountStore for SqliteStore {
         .await
     }
 
+    async fn account_by_stripe_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Option<Versioned<Account>>, StoreError> {
+        let subscription = subscription_id.to_owned();
+        // A scan of the documents: an operator's look-up, not a hot path.
+        self.with_conn(move |c| {
+            versioned(
+                c,
+                "SELECT doc, version FROM accounts WHERE json_extract(doc, '$.subscription.stripe_subscription_id') = ?1 OR json_extract(doc, '$.subscription.replaced_subscription_id') = ?1 LIMIT 1",
+                &subscription,
+            )
+        })
+        .await
+    }
+
     async fn stale_subscriptions(
         &self,
         now: DateTime<Utc>,

@@ -20,9 +20,10 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde::de::DeserializeOwned;
 
 use crate::domain::account::{Account, AccountId};
+use crate::domain::audit::{AuditEntry, AuditId};
 use crate::domain::outbox::{self, OutboxState};
 use crate::domain::ports::{
-    Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, ServiceKeyStore, Standing,
+    AuditLog, Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, ServiceKeyStore, Standing,
     StoreError, Uniqueness, UsageStore, WebhookLog,
 };
 use crate::domain::quota::{
@@ -199,6 +200,70 @@ fn insert_outbox(c: &Connection, messages: &[OutboxMessage]) -> Result<(), Store
     Ok(())
 }
 
+fn insert_audit(c: &Connection, entries: &[AuditEntry]) -> Result<(), StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "INSERT INTO audit_log (id, account_id, sort_key, expires_at, doc) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(unavailable)?;
+    for e in entries {
+        stmt.execute(params![
+            e.id.to_string(),
+            e.account_id.to_string(),
+            e.sort_key(),
+            ms(e.expires_at()),
+            to_json(e)?
+        ])
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let entries = entries.to_vec();
+        self.with_conn(move |c| insert_audit(c, &entries)).await
+    }
+
+    async fn audit_log(
+        &self,
+        account_id: AccountId,
+        starting_after: Option<AuditId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with_conn(move |c| {
+            let account = account_id.to_string();
+            let before = match starting_after {
+                None => None,
+                Some(id) => Some(
+                    c.prepare_cached(
+                        "SELECT sort_key FROM audit_log WHERE id = ?1 AND account_id = ?2",
+                    )
+                    .map_err(unavailable)?
+                    .query_row(params![id.to_string(), account], |r| r.get::<_, String>(0))
+                    .optional()
+                    .map_err(unavailable)?
+                    .ok_or(StoreError::NotFound)?,
+                ),
+            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT doc FROM audit_log WHERE account_id = ?1 AND (?2 IS NULL OR sort_key < ?2) ORDER BY sort_key DESC LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![account, before, limit as i64], |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(unavailable)?;
+            rows.map(|doc| from_json(&doc.map_err(unavailable)?))
+                .collect()
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Outbox for SqliteStore {
     async fn replace_account_and_enqueue(
@@ -206,12 +271,19 @@ impl Outbox for SqliteStore {
         account: &Account,
         if_match: &Etag,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<Etag, StoreError> {
-        let (account, if_match, messages) = (account.clone(), if_match.clone(), messages.to_vec());
+        let (account, if_match, messages, audit) = (
+            account.clone(),
+            if_match.clone(),
+            messages.to_vec(),
+            audit.to_vec(),
+        );
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let etag = accounts::replace_account_row(&tx, &account, &if_match)?;
             insert_outbox(&tx, &messages)?;
+            insert_audit(&tx, &audit)?;
             tx.commit().map_err(unavailable)?;
             Ok(etag)
         })
@@ -936,6 +1008,7 @@ impl Retention for SqliteStore {
                 "usage_records",
                 "usage_operations",
                 "processed_webhook_events",
+                "audit_log",
             ] {
                 purged += tx
                     .execute(

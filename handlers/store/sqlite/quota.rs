@@ -82,8 +82,8 @@ fn add(
         "INSERT INTO usage_records (account_id, metric, window_start, window_end, quantity, expires_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (account_id, metric, window_start) DO UPDATE
-            SET quantity = quantity + excluded.quantity, updated_at = excluded.updated_at
-            WHERE usage_records.quantity <= 9223372036854775807 - excluded.quantity
+            SET quantity = quantity + ?8, updated_at = excluded.updated_at
+            WHERE usage_records.quantity <= 9223372036854775807 - ?8
          RETURNING quantity",
     )
     .and_then(|mut stmt| {
@@ -94,9 +94,13 @@ fn add(
                 key.metric.as_str(),
                 window_start(key),
                 key.window.map(|w| ms(w.end)),
-                amount,
+                // The new row's CHECK (quantity >= 0) is tested before the
+                // conflict turns the insert into an update: a decrease
+                // (a credit) inserts zero and subtracts in the update.
+                amount.max(0),
                 key.expires_at().map(ms),
-                ms(at)
+                ms(at),
+                amount
             ],
         )
     })

@@ -10,7 +10,7 @@ use crate::domain::ports::{StoreError, Uniqueness};
 use crate::domain::subscription::Subscription;
 use crate::domain::user::{Email, PersonName, User, UserId};
 
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -130,6 +130,15 @@ CREATE TABLE IF NOT EXISTS rollup_state (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     rolled_day  TEXT NOT NULL
 );
+-- v9: the audit log, append-only; `sort_key` is `AuditEntry::sort_key`.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id         TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    sort_key   TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_account ON audit_log (account_id, sort_key);
 CREATE TABLE IF NOT EXISTS processed_webhook_events (
     event_id     TEXT PRIMARY KEY,
     processed_at INTEGER NOT NULL,

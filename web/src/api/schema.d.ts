@@ -4,6 +4,27 @@
  */
 
 export interface paths {
+    "/api/account/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account's audit log, for its owner
+         * @description As the admin API's, for the owner of the account the request acts on;
+         *     other members get 403.
+         */
+        get: operations["GetAuditLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/account/invitations": {
         parameters: {
             query?: never;
@@ -271,6 +292,145 @@ export interface paths {
          *     says when the total passed it. One bad event is rejected alone.
          */
         post: operations["ReportUsageBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/accounts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Find accounts
+         * @description By exactly one of a member's `email`, a Stripe `customer` or a Stripe
+         *     `subscription`.
+         */
+        get: operations["AdminFindAccounts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/accounts/{account_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Show an account whole */
+        get: operations["AdminShowAccount"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/accounts/{account_id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An account's audit log
+         * @description Every change to its plan (and its cause), overrides, usage credits and
+         *     operators' actions, newest first.
+         */
+        get: operations["AdminAuditLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/accounts/{account_id}/credits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Credit usage back
+         * @description Gives `quantity` of a counter back in its current window (down to zero
+         *     used, never below), once per `Idempotency-Key`, with an audit entry.
+         */
+        post: operations["AdminCreditUsage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/accounts/{account_id}/overrides": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Override a limit or a feature
+         * @description In force at once for every entitlement and quota check of the account,
+         *     until `expires_at` if given; written with its audit entry in one write.
+         */
+        post: operations["AdminSetOverride"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/accounts/{account_id}/overrides/{override_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove an override */
+        delete: operations["AdminRemoveOverride"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/accounts/{account_id}/resync": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-sync an account from Stripe now
+         * @description Re-reads its checkout and subscription from Stripe as reconciliation
+         *     does, writes what changed, and records the request in the audit log.
+         */
+        post: operations["AdminResyncAccount"];
         delete?: never;
         options?: never;
         head?: never;
@@ -684,12 +844,109 @@ export interface components {
             plan_id: components["schemas"]["PlanId"];
             role: components["schemas"]["Role"];
         };
+        /** @description Who did it. */
+        ActorView: {
+            /** @description `stripe_webhook`: the Stripe event. */
+            event_id?: string | null;
+            /** @description `admin`: the person, from `X-Admin-Actor`. */
+            person?: string | null;
+            /** @description `admin`: the service credential's name. */
+            service?: string | null;
+            /** @description `user`, `admin`, `stripe_webhook`, `reconciliation` or `system`. */
+            type: string;
+            user_id?: string | null;
+        };
+        /**
+         * @description An account whole. Webhook events are not recorded per account, so
+         *     they are not here: see the logs by the account's customer id.
+         */
+        AdminAccountDetail: {
+            account: components["schemas"]["AdminAccountSummary"];
+            cancel_at_period_end: boolean;
+            /** Format: date-time */
+            current_period_end: string | null;
+            /** @description The plan whose limits apply now. */
+            effective_plan: components["schemas"]["PlanId"];
+            /** @description The latest, newest first. */
+            invoices: components["schemas"]["InvoiceSummary"][];
+            members: components["schemas"]["AdminMember"][];
+            /** @description The latest emails and events about it, newest first. */
+            messages: components["schemas"]["AdminMessage"][];
+            /** @description Active and expired. */
+            overrides: components["schemas"]["OverrideView"][];
+            /** @description Every metric against the effective limits (overrides applied). */
+            usage: components["schemas"]["UsageReading"][];
+        };
+        AdminAccountList: {
+            accounts: components["schemas"]["AdminAccountSummary"][];
+        };
+        /** @description An account in a list. */
+        AdminAccountSummary: {
+            billing_email: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            name: string;
+            plan: components["schemas"]["PlanId"];
+            /** @description The subscription's status as Stripe has it. */
+            status: string;
+            stripe_customer_id: string | null;
+            stripe_subscription_id: string | null;
+        };
+        AdminMember: {
+            email: string;
+            /** Format: date-time */
+            joined_at: string;
+            name: string;
+            role: components["schemas"]["Role"];
+            /** Format: uuid */
+            user_id: string;
+        };
+        AdminMessage: {
+            /** Format: int32 */
+            attempts: number;
+            /** Format: date-time */
+            created_at: string;
+            id: string;
+            /** @description The email's or event's kind. */
+            kind: string;
+            /** @description `pending`, `sending`, `sent` or `failed`. */
+            status: string | null;
+        };
         /**
          * @description A role one can be given: the owner changes only by transfer. Schema
          *     only: roles arrive as text, so a wrong one is a 422 naming the field.
          * @enum {string}
          */
         AssignableRole: "admin" | "member";
+        AuditEntryView: {
+            /**
+             * @description `plan_changed`, `subscription_changed`, `override_set`,
+             *     `override_removed`, `usage_credited`, `admin_resync`, ...
+             * @example override_set
+             */
+            action: string;
+            actor: components["schemas"]["ActorView"];
+            after?: {
+                [key: string]: string;
+            } | null;
+            /** Format: date-time */
+            at: string;
+            before?: {
+                [key: string]: string;
+            } | null;
+            /** Format: uuid */
+            id: string;
+            reason?: string | null;
+        };
+        /** @description A page of the audit log, newest first. */
+        AuditList: {
+            entries: components["schemas"]["AuditEntryView"][];
+            has_more: boolean;
+            /** @description Pass as `starting_after` for the next page; `null` on the last. */
+            next_starting_after: string | null;
+        };
         BatchOutcome: {
             /** @description One per event, in order. */
             results: components["schemas"]["EventOutcome"][];
@@ -758,6 +1015,18 @@ export interface components {
             /** @description From 1 to 1,000,000 at once. */
             quantity: number;
         };
+        /** @description Usage given back in the metric's current window. */
+        CreditInput: {
+            /** @description A counter: documents, api_calls or exports. */
+            metric: components["schemas"]["Metric"];
+            /**
+             * Format: int64
+             * @description 1 to 1,000,000, at most what the window has used.
+             */
+            quantity: number;
+            /** @description Why: 1 to 500 characters. */
+            reason: string;
+        };
         /**
          * @description ISO 4217 code, lower-case as Stripe writes it. The amount beside it counts the minor unit Stripe uses for it: hundredths for most, whole units for zero-decimal currencies such as jpy, thousandths for bhd, jod, kwd, omr, tnd.
          * @example usd
@@ -773,7 +1042,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "no_paid_subscription" | "already_on_plan" | "checkout_pending" | "owner_role_by_transfer" | "already_owner" | "beyond_hold" | "invoice_not_found" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "no_paid_subscription" | "already_on_plan" | "checkout_pending" | "owner_role_by_transfer" | "already_owner" | "beyond_hold" | "invoice_not_found" | "audit_entry_not_found" | "override_not_found" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -955,6 +1224,41 @@ export interface components {
              */
             amount: number;
             currency: components["schemas"]["Currency"];
+        };
+        /**
+         * @description An override an operator asks for: exactly one of `limit` and
+         *     `feature`, and its value (a whole number for a limit, true or false
+         *     for a feature).
+         */
+        OverrideInput: {
+            /**
+             * Format: date-time
+             * @description When it stops counting; in the future. None: until removed.
+             */
+            expires_at?: string | null;
+            feature?: null | components["schemas"]["Feature"];
+            limit?: null | components["schemas"]["Metric"];
+            /** @description Why: 1 to 500 characters. */
+            reason: string;
+            value: components["schemas"]["OverrideValue"];
+        };
+        /** @description An override's value: a limit's whole number, or a feature's on/off. */
+        OverrideValue: boolean | number;
+        /** @description An override of the account's plan. */
+        OverrideView: {
+            /** @description In force now (not expired). */
+            active: boolean;
+            actor: components["schemas"]["ActorView"];
+            /** Format: date-time */
+            expires_at: string | null;
+            feature?: null | components["schemas"]["Feature"];
+            /** Format: uuid */
+            id: string;
+            limit?: null | components["schemas"]["Metric"];
+            reason: string;
+            /** Format: date-time */
+            set_at: string;
+            value: components["schemas"]["OverrideValue"];
         };
         /**
          * @description A paid plan a subscription can move to without talking to sales (to
@@ -1336,6 +1640,85 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    GetAuditLog: {
+        parameters: {
+            query?: {
+                /** @description 1 to 100; 20 when absent. */
+                limit?: number;
+                /** @description The `next_starting_after` of the previous page. */
+                starting_after?: string;
+            };
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the log */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditList"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `forbidden`: only the owner reads it */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `audit_entry_not_found`: `starting_after`; `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: `limit` or `query` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     InviteMember: {
         parameters: {
             query?: never;
@@ -2720,6 +3103,602 @@ export interface operations {
             };
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AdminFindAccounts: {
+        parameters: {
+            query?: {
+                /** @description A member's email (members who sign in with a password). */
+                email?: string;
+                /** @description A Stripe customer id (`cus_…`). */
+                customer?: string;
+                /** @description A Stripe subscription id (`sub_…`). */
+                subscription?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The accounts found (maybe none) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminAccountList"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope` */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: not exactly one of email, customer, subscription */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AdminShowAccount: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminAccountDetail"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope` */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AdminAuditLog: {
+        parameters: {
+            query?: {
+                /** @description 1 to 100; 20 when absent. */
+                limit?: number;
+                /** @description The `next_starting_after` of the previous page. */
+                starting_after?: string;
+            };
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the log */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditList"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: not a service credential with `admin` */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`; `audit_entry_not_found`: `starting_after` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: `limit` or `query` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AdminCreditUsage: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Names this credit: 1 to 255 printable ASCII characters, no spaces */
+                "Idempotency-Key": string;
+                /** @description The person acting */
+                "X-Admin-Actor"?: string | null;
+            };
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreditInput"];
+            };
+        };
+        responses: {
+            /** @description Credited (or replayed); where the metric stands now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReading"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope` */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `idempotency_key_reused` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AdminSetOverride: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The person acting (support staff's email), recorded in the audit log */
+                "X-Admin-Actor"?: string | null;
+            };
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OverrideInput"];
+            };
+        };
+        responses: {
+            /** @description Set */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OverrideView"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope` */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AdminRemoveOverride: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The person acting */
+                "X-Admin-Actor"?: string | null;
+            };
+            path: {
+                account_id: string;
+                override_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope` */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `override_not_found`; `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AdminResyncAccount: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The person acting */
+                "X-Admin-Actor"?: string | null;
+            };
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account as it stands now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminAccountSummary"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope` */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payment_provider_error` */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payments_unavailable` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
