@@ -37,6 +37,7 @@ async fn seed(store: &SqliteStore, users: usize, day: chrono::DateTime<Utc>) -> 
             created_at: day,
             subscription: Subscription::free(day),
             last_event_at: None,
+            enterprise_offer: None,
         };
         let owner = Membership {
             account_id: account.id,

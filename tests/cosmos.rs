@@ -141,6 +141,7 @@ async fn registered(store: &dyn Store, email: &str) -> (User, Account) {
         created_at: now,
         subscription: Subscription::free(now),
         last_event_at: None,
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,

@@ -431,6 +431,7 @@ fn registration(email: &str, now: DateTime<Utc>) -> (User, Account, Membership) 
         created_at: now,
         subscription: Subscription::free(now),
         last_event_at: None,
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,

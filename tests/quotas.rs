@@ -39,6 +39,7 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
             ..Subscription::free(Utc::now())
         },
         last_event_at: None,
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,

@@ -293,6 +293,7 @@ mod tests {
             created_at: at,
             subscription: Subscription::free(at),
             last_event_at: None,
+            enterprise_offer: None,
         }
     }
 

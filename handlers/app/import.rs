@@ -592,6 +592,7 @@ impl Run<'_> {
                     created_at: self.now,
                     subscription: self.subscription(*plan, customer),
                     last_event_at: None,
+                    enterprise_offer: None,
                 };
                 let owner = Membership {
                     account_id: account.id,

@@ -4,6 +4,7 @@
 mod accounts;
 mod email;
 pub mod email_templates;
+mod enterprise;
 mod error;
 mod events;
 pub mod import;
@@ -27,6 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 
 pub use accounts::{RegisterInput, Registered, Session};
 pub use email::DeliveryReport;
+pub use enterprise::OfferInput;
 pub use error::{AppError, StateConflict};
 pub use events::MAX_EVENT_BODY_BYTES;
 pub use members::{AccountSummary, Acting, Member, Team};

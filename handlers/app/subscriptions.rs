@@ -10,7 +10,7 @@ use crate::domain::account::{Account, AccountId, Action};
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
-    CheckoutRequest, CheckoutSession, CheckoutStatus, Etag, StoreError, Versioned,
+    CheckoutRequest, CheckoutSession, CheckoutStatus, Etag, OfferCheckout, StoreError, Versioned,
 };
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage};
 use crate::domain::subscription::{
@@ -85,9 +85,11 @@ impl Billing {
         plan_id: PlanId,
         interval: BillingInterval,
         attempt: &str,
+        offer: Option<OfferCheckout>,
     ) -> Result<CheckoutSession, AppError> {
         // Fixed before any write below, so retries of this request share it.
         let attempt = format!("{attempt}:{}", etag.0);
+        let offer_id = offer.as_ref().map(|o| o.offer_id.clone());
         if let Some(pending) = account.subscription.checkout_session_id.clone() {
             let session = self
                 .payments
@@ -96,7 +98,9 @@ impl Billing {
                 .map_err(AppError::Payments)?;
             match session.status {
                 CheckoutStatus::Open
-                    if session.plan_id == Some(plan_id) && session.interval == Some(interval) =>
+                    if session.plan_id == Some(plan_id)
+                        && session.interval == Some(interval)
+                        && session.offer_id == offer_id =>
                 {
                     if let Some(url) = session.url {
                         return Ok(CheckoutSession {
@@ -147,6 +151,12 @@ impl Billing {
                 plan_id,
                 interval,
                 attempt,
+                // A negotiated price has no trial; a plan's, once an account.
+                trial: match (&offer, account.subscription.trial_used_at) {
+                    (None, None) => self.catalog.plan(plan_id).trial,
+                    _ => None,
+                },
+                offer,
             })
             .await
             .map_err(AppError::Payments)?;
@@ -235,11 +245,12 @@ impl Billing {
                     None => return self.cancel_replaced(current.value).await,
                 },
             };
-            if next == current.value.subscription {
-                return self.cancel_replaced(current.value).await;
-            }
             let mut account = current.value.clone();
             account.subscription = next;
+            self.settle_offer(&mut account, &remote, now);
+            if account == current.value {
+                return self.cancel_replaced(current.value).await;
+            }
             let mut messages = self.emails_for(&account, &transitions, cause, now);
             messages.extend(self.account_events(&current.value, &current.etag, &mut account, now));
             match self
@@ -387,7 +398,7 @@ impl Billing {
     }
 
     /// The live subscription as Stripe has it now, or `None`.
-    async fn live_subscription(
+    pub(super) async fn live_subscription(
         &self,
         account: &Account,
     ) -> Result<Option<RemoteSubscription>, AppError> {
@@ -427,6 +438,7 @@ impl Billing {
                     plan_id,
                     interval,
                     "upgrade",
+                    None,
                 )
                 .await?;
             return Ok(Upgrade::Checkout(checkout));

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod billing;
 pub mod client_address;
+pub mod enterprise;
 pub mod error;
 pub mod health;
 pub mod json;

@@ -6,7 +6,9 @@
 use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use super::openapi::{doc, OperationDoc};
-use super::{accounts, billing, health, openapi, plans, service, team, triggers, usage, AppState};
+use super::{
+    accounts, billing, enterprise, health, openapi, plans, service, team, triggers, usage, AppState,
+};
 use crate::domain::service::Scope;
 use crate::store::cosmos::layout;
 
@@ -450,6 +452,26 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         throttle: Throttle::None,
         mount: |m| on(m, openapi::serve),
         doc: doc::<openapi::__path_serve>,
+    },
+    HttpFunction {
+        name: "MakeEnterpriseOffer",
+        methods: &[Post],
+        route: "admin/accounts/{account_id}/enterprise-offers",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, enterprise::make_offer),
+        doc: doc::<enterprise::__path_make_offer>,
+    },
+    HttpFunction {
+        name: "AcceptEnterpriseOffer",
+        methods: &[Post],
+        route: "billing/enterprise-offer/accept",
+        auth_level: Anonymous,
+        access: Member,
+        throttle: Throttle::None,
+        mount: |m| on(m, enterprise::accept_offer),
+        doc: doc::<enterprise::__path_accept_offer>,
     },
 ];
 

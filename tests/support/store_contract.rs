@@ -92,6 +92,7 @@ pub fn account_of(user: &User) -> Account {
         created_at: user.created_at,
         subscription: Subscription::free(Utc::now()),
         last_event_at: None,
+        enterprise_offer: None,
     }
 }
 

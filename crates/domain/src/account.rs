@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::offer::EnterpriseOffer;
 use crate::plan::Limit;
 use crate::subscription::Subscription;
 use crate::user::{Email, User, UserId};
@@ -57,6 +58,10 @@ pub struct Account {
     /// account's events keep the order of its writes whatever the clocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_at: Option<DateTime<Utc>>,
+    /// The Enterprise price sales offered, pending or accepted; a new
+    /// offer replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_offer: Option<EnterpriseOffer>,
 }
 
 /// The account made with a user (at registration, or for a user of the
@@ -69,6 +74,7 @@ pub fn own_account(user: &User, subscription: Subscription) -> (Account, Members
         created_at: user.created_at,
         subscription,
         last_event_at: None,
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,
@@ -101,6 +107,8 @@ pub enum Action {
     ManageMembers,
     /// Hand the account to another member.
     TransferOwnership,
+    /// Take up an Enterprise offer: a contract, so the owner's alone.
+    AcceptEnterpriseOffer,
 }
 
 impl Role {
@@ -108,7 +116,7 @@ impl Role {
         match action {
             Action::Use => true,
             Action::ManageBilling | Action::ManageMembers => self >= Role::Admin,
-            Action::TransferOwnership => self == Role::Owner,
+            Action::TransferOwnership | Action::AcceptEnterpriseOffer => self == Role::Owner,
         }
     }
 
@@ -242,6 +250,8 @@ mod tests {
         assert!(Role::Admin.may(Action::ManageMembers));
         assert!(!Role::Admin.may(Action::TransferOwnership));
         assert!(Role::Owner.may(Action::TransferOwnership));
+        assert!(!Role::Admin.may(Action::AcceptEnterpriseOffer));
+        assert!(Role::Owner.may(Action::AcceptEnterpriseOffer));
         assert!(!assignable(Role::Owner));
         assert!(assignable(Role::Admin) && assignable(Role::Member));
     }

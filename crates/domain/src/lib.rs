@@ -8,6 +8,7 @@
 pub mod account;
 pub mod clock;
 pub mod money;
+pub mod offer;
 pub mod outbox;
 pub mod plan;
 pub mod ports;
