@@ -16,10 +16,14 @@ use support::{error_of, TestApp, PASSWORD};
 
 /// Registers on Pro and pays the checkout; returns the owner's token.
 async fn pro_owner(app: &TestApp, email: &str) -> String {
+    pro_owner_billed(app, email, "monthly").await
+}
+
+async fn pro_owner_billed(app: &TestApp, email: &str, interval: &str) -> String {
     let r = app
         .post(
             "/api/auth/register/with-plan",
-            json!({"email": email, "password": PASSWORD, "name": "Acme", "plan_id": "pro"}),
+            json!({"email": email, "password": PASSWORD, "name": "Acme", "plan_id": "pro", "billing_interval": interval}),
         )
         .await;
     assert_eq!(r.status(), 201);
@@ -295,6 +299,38 @@ async fn attach_moves_the_pro_subscription_itself_to_the_offers_price_with_a_pro
         stored.enterprise_offer.unwrap().status,
         OfferStatus::Accepted
     );
+}
+
+#[tokio::test]
+async fn attach_drops_a_pending_downgrade_so_the_contract_is_not_undone_at_the_period_end() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    let owner = pro_owner_billed(&app, "yearly@tyrell.io", "annual").await;
+    let account = app.own_account_id(&owner).await;
+    let r = app
+        .post_as(
+            &owner,
+            "/api/billing/upgrade",
+            json!({"new_plan_id": "pro", "billing_interval": "monthly"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "annual to monthly is scheduled");
+    let pro = live(&subscriptions(&app, "yearly@tyrell.io").await)[0].clone();
+    assert!(app.sim().schedule_of(&pro.id).is_some());
+
+    let price = sales_price(&app);
+    let r = offer(
+        &app,
+        &account,
+        json!({"price_id": price, "reason": "r", "attach": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(app.sim().schedule_of(&pro.id), None);
+    let subs = subscriptions(&app, "yearly@tyrell.io").await;
+    assert_eq!((subs.len(), subs[0].price.as_str()), (1, price.as_str()));
+    let stored = app.account("yearly@tyrell.io").await;
+    assert_eq!(stored.subscription.plan_id, PlanId::Enterprise);
+    assert_eq!(stored.subscription.scheduled_change, None);
 }
 
 #[tokio::test]

@@ -114,6 +114,14 @@ impl Billing {
         };
         tracing::info!(account_id = %account.id, offer_id, subscription = %live.id,
             "attaching an Enterprise offer to the live subscription");
+        // A pending downgrade would undo the contract at the period's end
+        // (and Stripe refuses item changes under a schedule).
+        if let Some(schedule) = &live.schedule_id {
+            self.payments
+                .release_schedule(schedule)
+                .await
+                .map_err(AppError::Payments)?;
+        }
         self.payments
             .attach_price(account.id, &live, &price.id, &offer_id)
             .await
