@@ -38,6 +38,7 @@ async fn seed(store: &SqliteStore, users: usize, day: chrono::DateTime<Utc>) -> 
             subscription: Subscription::free(day),
             last_event_at: None,
             overrides: Vec::new(),
+            enterprise_offer: None,
         };
         let owner = Membership {
             account_id: account.id,

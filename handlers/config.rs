@@ -12,7 +12,7 @@ use base64::Engine;
 use crate::auth::oidc;
 use crate::auth::throttle::{Rate, ThrottleSettings};
 use crate::auth::token::{TokenSettings, TrustedIssuer};
-use crate::domain::plan::LimitOverrides;
+use crate::domain::plan::{LimitOverrides, PRO_TRIAL_DAYS};
 use crate::domain::secret::ExposeSecret;
 use crate::domain::secret::Secret;
 use crate::domain::service::{is_service_name, ServiceApp};
@@ -50,6 +50,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("PRO_PLAN_DOCS_LIMIT", "1000"),
     ("FREE_PLAN_API_LIMIT", "1000"),
     ("PRO_PLAN_API_LIMIT", "50000"),
+    ("PRO_TRIAL_DAYS", "14"),
     ("CORS_ALLOWED_ORIGINS", "http://localhost:5173"),
     ("UPGRADE_URL", "https://kraftd.io/pricing"),
     ("STRIPE_SECRET_KEY", ""),
@@ -176,6 +177,8 @@ pub struct Config {
     /// by name; empty: any application of `SERVICE_TOKEN_ISSUERS`.
     pub service_apps: Vec<ServiceApp>,
     pub limits: LimitOverrides,
+    /// The Pro plan's free trial, on an account's first subscription; 0: none.
+    pub pro_trial_days: u32,
     pub cors_origins: Vec<String>,
     pub upgrade_url: String,
     pub log_format: LogFormat,
@@ -357,6 +360,16 @@ impl Config {
             pro_documents_per_month: limit("PRO_PLAN_DOCS_LIMIT")?,
             free_api_calls_per_day: limit("FREE_PLAN_API_LIMIT")?,
             pro_api_calls_per_day: limit("PRO_PLAN_API_LIMIT")?,
+        };
+        // Stripe's bound on trial_period_days.
+        let pro_trial_days = match get("PRO_TRIAL_DAYS") {
+            Some(v) => v.parse::<u32>().ok().filter(|d| *d <= 730).ok_or_else(|| {
+                bad(
+                    "PRO_TRIAL_DAYS",
+                    format!("{v:?} is not a number of days from 0 to 730"),
+                )
+            })?,
+            None => PRO_TRIAL_DAYS,
         };
 
         let cors_origins = get("CORS_ALLOWED_ORIGINS")
@@ -577,6 +590,7 @@ impl Config {
             tokens,
             service_apps: service.apps,
             limits,
+            pro_trial_days,
             cors_origins,
             upgrade_url,
             log_format,
@@ -933,6 +947,7 @@ mod tests {
         for (name, value) in [
             ("FREE_PLAN_DOCS_LIMIT", "lots"),
             ("PRO_PLAN_API_LIMIT", "-1"),
+            ("PRO_TRIAL_DAYS", "731"),
             ("PORT", "70000"),
             ("JWT_TTL_SECONDS", "5"),
             ("CORS_ALLOWED_ORIGINS", "kraftd.io"),

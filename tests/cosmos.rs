@@ -142,6 +142,7 @@ async fn registered(store: &dyn Store, email: &str) -> (User, Account) {
         subscription: Subscription::free(now),
         last_event_at: None,
         overrides: Vec::new(),
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,

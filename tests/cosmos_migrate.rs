@@ -432,6 +432,7 @@ fn registration(email: &str, now: DateTime<Utc>) -> (User, Account, Membership) 
         subscription: Subscription::free(now),
         last_event_at: None,
         overrides: Vec::new(),
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,

@@ -40,6 +40,7 @@ async fn paid_user(app: &TestApp, email: &str, plan: PlanId) -> String {
         },
         last_event_at: None,
         overrides: Vec::new(),
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,

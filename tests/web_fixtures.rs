@@ -21,8 +21,10 @@ const PLANS: &str = "web/src/test/plans.json";
 
 #[tokio::test]
 async fn the_web_plans_fixture_is_what_get_api_plans_serves() {
-    // Default configuration: no limit overrides, the standard catalog.
-    let app = TestApp::spawn().await;
+    // Default configuration: no limit overrides, the standard catalog (the
+    // harness turns Pro's trial off for the payment suites; not here).
+    let trial = kraftd_billing::domain::plan::PRO_TRIAL_DAYS.to_string();
+    let app = TestApp::spawn_with(&[("PRO_TRIAL_DAYS", &trial)]).await;
     let r = app.client.get(app.url("/api/plans")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let served: Value = r.json().await.unwrap();

@@ -114,7 +114,7 @@ impl Billing {
 
         if plan_id.is_paid() {
             let checkout = self
-                .begin_checkout(account, etag, plan_id, interval, "registration")
+                .begin_checkout(account, etag, plan_id, interval, "registration", None)
                 .await?;
             return Ok(Registered::Checkout(checkout));
         }

@@ -294,6 +294,7 @@ mod tests {
             subscription: Subscription::free(at),
             last_event_at: None,
             overrides: Vec::new(),
+            enterprise_offer: None,
         }
     }
 

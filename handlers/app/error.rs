@@ -44,6 +44,8 @@ pub enum AppError {
     AuditEntryNotFound,
     #[error("no such override on this account")]
     OverrideNotFound,
+    #[error("this account has no Enterprise offer: ask sales for one")]
+    OfferNotFound,
     #[error("{}", forbidden_message(*.0))]
     Forbidden(Action),
     #[error("no such account among yours")]
@@ -113,6 +115,10 @@ pub enum StateConflict {
     /// Committing more than the reservation holds.
     #[error("quantity must be from 0 to the {0} held")]
     BeyondHold(i64),
+    #[error("the Enterprise offer expired: ask sales for a new one")]
+    OfferExpired,
+    #[error("the Enterprise offer was accepted already")]
+    OfferAccepted,
 }
 
 fn forbidden_message(action: Action) -> &'static str {
@@ -122,6 +128,7 @@ fn forbidden_message(action: Action) -> &'static str {
         Action::ManageMembers => "only the account's owner and admins can manage its members",
         Action::TransferOwnership => "only the account's owner can transfer ownership",
         Action::ReadAudit => "only the account's owner can read its audit log",
+        Action::AcceptEnterpriseOffer => "only the account's owner can accept an Enterprise offer",
     }
 }
 

@@ -593,6 +593,7 @@ impl Run<'_> {
                     subscription: self.subscription(*plan, customer),
                     last_event_at: None,
                     overrides: Vec::new(),
+                    enterprise_offer: None,
                 };
                 let owner = Membership {
                     account_id: account.id,

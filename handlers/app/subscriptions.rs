@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::domain::account::{Account, AccountId, Action};
-use crate::domain::audit::Actor;
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
-    CheckoutRequest, CheckoutSession, CheckoutStatus, Etag, StoreError, Versioned,
+    CheckoutRequest, CheckoutSession, CheckoutStatus, Etag, OfferCheckout, StoreError, Versioned,
 };
 use crate::domain::records::{EmailKind, Invoice, OutboxMessage};
 use crate::domain::subscription::{
@@ -86,9 +86,11 @@ impl Billing {
         plan_id: PlanId,
         interval: BillingInterval,
         attempt: &str,
+        offer: Option<OfferCheckout>,
     ) -> Result<CheckoutSession, AppError> {
         // Fixed before any write below, so retries of this request share it.
         let attempt = format!("{attempt}:{}", etag.0);
+        let offer_id = offer.as_ref().map(|o| o.offer_id.clone());
         if let Some(pending) = account.subscription.checkout_session_id.clone() {
             let session = self
                 .payments
@@ -97,7 +99,9 @@ impl Billing {
                 .map_err(AppError::Payments)?;
             match session.status {
                 CheckoutStatus::Open
-                    if session.plan_id == Some(plan_id) && session.interval == Some(interval) =>
+                    if session.plan_id == Some(plan_id)
+                        && session.interval == Some(interval)
+                        && session.offer_id == offer_id =>
                 {
                     if let Some(url) = session.url {
                         return Ok(CheckoutSession {
@@ -148,6 +152,12 @@ impl Billing {
                 plan_id,
                 interval,
                 attempt,
+                // A negotiated price has no trial; a plan's, once an account.
+                trial: match (&offer, account.subscription.trial_used_at) {
+                    (None, None) => self.catalog.plan(plan_id).trial,
+                    _ => None,
+                },
+                offer,
             })
             .await
             .map_err(AppError::Payments)?;
@@ -171,6 +181,17 @@ impl Billing {
         id: AccountId,
         change: impl Fn(&mut Account),
     ) -> Result<Versioned<Account>, AppError> {
+        self.update_account_audited(id, change, &[]).await
+    }
+
+    /// As `update_account`, with the audit entries of the change in the
+    /// same write.
+    pub(super) async fn update_account_audited(
+        &self,
+        id: AccountId,
+        change: impl Fn(&mut Account),
+        audit: &[AuditEntry],
+    ) -> Result<Versioned<Account>, AppError> {
         for _ in 0..WRITE_ATTEMPTS {
             let current =
                 self.store.account_by_id(id).await?.ok_or_else(|| {
@@ -185,11 +206,11 @@ impl Billing {
             // its events; bookkeeping alone is a plain write.
             let events =
                 self.account_events(&current.value, &current.etag, &mut next, self.clock.now());
-            let written = if events.is_empty() {
+            let written = if events.is_empty() && audit.is_empty() {
                 self.store.replace_account(&next, &current.etag).await
             } else {
                 self.store
-                    .replace_account_and_enqueue(&next, &current.etag, &events, &[])
+                    .replace_account_and_enqueue(&next, &current.etag, &events, audit)
                     .await
             };
             match written {
@@ -237,16 +258,18 @@ impl Billing {
                     None => return self.cancel_replaced(current.value).await,
                 },
             };
-            if next == current.value.subscription {
-                return self.cancel_replaced(current.value).await;
-            }
             let mut account = current.value.clone();
             account.subscription = next;
+            let settled = self.settle_offer(&mut account, &remote, actor, now);
+            if account == current.value {
+                return self.cancel_replaced(current.value).await;
+            }
             let mut messages = self.emails_for(&account, &transitions, cause, now);
             messages.extend(self.account_events(&current.value, &current.etag, &mut account, now));
             let audit: Vec<_> = self
                 .subscription_audit(&current.value, &account, actor)
                 .into_iter()
+                .chain(settled)
                 .collect();
             match self
                 .store
@@ -393,7 +416,7 @@ impl Billing {
     }
 
     /// The live subscription as Stripe has it now, or `None`.
-    async fn live_subscription(
+    pub(super) async fn live_subscription(
         &self,
         account: &Account,
     ) -> Result<Option<RemoteSubscription>, AppError> {
@@ -433,6 +456,7 @@ impl Billing {
                     plan_id,
                     interval,
                     "upgrade",
+                    None,
                 )
                 .await?;
             return Ok(Upgrade::Checkout(checkout));

@@ -37,7 +37,7 @@ pub const ADMIN_ACTOR: &str = "x-admin-actor";
 const MAX_PERSON_CHARS: usize = 254;
 
 /// The actor the audit log records for this request.
-fn actor(caller: Caller, headers: &HeaderMap) -> Result<Actor, ApiError> {
+pub(super) fn actor(caller: Caller, headers: &HeaderMap) -> Result<Actor, ApiError> {
     let Caller::Service(principal) = caller else {
         return Err(AppError::MissingScope("admin").into());
     };

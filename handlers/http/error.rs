@@ -200,6 +200,12 @@ pub enum ErrorCode {
     /// 429: too many sign-in attempts from this address or for this
     /// account, or failed logins backing off; retry after `Retry-After`
     RateLimited,
+    /// 404: the account has no Enterprise offer
+    OfferNotFound,
+    /// 409: the Enterprise offer's validity ran out
+    OfferExpired,
+    /// 409: the Enterprise offer was taken up already
+    OfferAccepted,
     /// 500
     #[default]
     InternalError,
@@ -367,11 +373,14 @@ fn app_parts(e: &AppError) -> Parts {
                 StateConflict::OwnerRoleByTransfer => C::OwnerRoleByTransfer,
                 StateConflict::AlreadyOwner => C::AlreadyOwner,
                 StateConflict::BeyondHold(_) => C::BeyondHold,
+                StateConflict::OfferExpired => C::OfferExpired,
+                StateConflict::OfferAccepted => C::OfferAccepted,
             },
         ),
         AppError::InvoiceNotFound => Parts::code(S::NOT_FOUND, C::InvoiceNotFound),
         AppError::AuditEntryNotFound => Parts::code(S::NOT_FOUND, C::AuditEntryNotFound),
         AppError::OverrideNotFound => Parts::code(S::NOT_FOUND, C::OverrideNotFound),
+        AppError::OfferNotFound => Parts::code(S::NOT_FOUND, C::OfferNotFound),
         AppError::Forbidden(_) => Parts::code(S::FORBIDDEN, C::Forbidden),
         AppError::AccountNotFound | AppError::NoSuchAccount => {
             Parts::code(S::NOT_FOUND, C::AccountNotFound)

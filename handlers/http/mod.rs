@@ -6,6 +6,7 @@ pub mod admin;
 pub mod billing;
 pub mod billing_health;
 pub mod client_address;
+pub mod enterprise;
 pub mod error;
 pub mod health;
 pub mod json;

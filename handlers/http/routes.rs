@@ -7,8 +7,8 @@ use axum::routing::{on, post, MethodFilter, MethodRouter};
 
 use super::openapi::{doc, OperationDoc};
 use super::{
-    accounts, admin, billing, billing_health, health, openapi, plans, service, team, triggers,
-    usage, AppState,
+    accounts, admin, billing, billing_health, enterprise, health, openapi, plans, service, team,
+    triggers, usage, AppState,
 };
 use crate::domain::service::Scope;
 use crate::store::cosmos::layout;
@@ -543,6 +543,26 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         throttle: Throttle::None,
         mount: |m| on(m, billing_health::billing),
         doc: doc::<billing_health::__path_billing>,
+    },
+    HttpFunction {
+        name: "MakeEnterpriseOffer",
+        methods: &[Post],
+        route: "admin/accounts/{account_id}/enterprise-offers",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::Admin),
+        throttle: Throttle::None,
+        mount: |m| on(m, enterprise::make_offer),
+        doc: doc::<enterprise::__path_make_offer>,
+    },
+    HttpFunction {
+        name: "AcceptEnterpriseOffer",
+        methods: &[Post],
+        route: "billing/enterprise-offer/accept",
+        auth_level: Anonymous,
+        access: Member,
+        throttle: Throttle::None,
+        mount: |m| on(m, enterprise::accept_offer),
+        doc: doc::<enterprise::__path_accept_offer>,
     },
 ];
 

@@ -12,9 +12,9 @@ use stripe_product::price::{
     CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval, ListPrice, UpdatePrice,
 };
 use stripe_product::product::{CreateProduct, ListProduct};
-use stripe_shared::RecurringInterval;
+use stripe_shared::{Product, RecurringInterval};
 
-use crate::domain::plan::BillingInterval;
+use crate::domain::plan::{BillingInterval, Plan};
 use crate::domain::ports::PaymentsError;
 
 use super::stripe::StripePayments;
@@ -25,43 +25,16 @@ pub type SyncReport = Vec<String>;
 impl StripePayments {
     pub async fn sync_catalog(&self) -> Result<SyncReport, PaymentsError> {
         let mut report = Vec::new();
-        let products = self
-            .send(
-                None,
-                "list products",
-                ListProduct::new().active(true).limit(100),
-            )
-            .await?;
+        let products = self.active_products().await?;
         for plan in self.catalog().plans() {
             let sold: Vec<_> = plan.prices.iter().filter(|p| p.money.amount > 0).collect();
             if sold.is_empty() {
                 continue;
             }
-            let product_id =
-                match products.data.iter().find(|p| {
-                    p.metadata.get("plan_id").map(String::as_str) == Some(plan.id.as_str())
-                }) {
-                    Some(p) => p.id.to_string(),
-                    None => {
-                        let created = self
-                            .send(
-                                Some(format!("kraftd:catalog:product:{}", plan.id)),
-                                "create product",
-                                CreateProduct::new(format!("KRAFTD {}", plan.name))
-                                    .description(plan.description)
-                                    .metadata(HashMap::from([(
-                                        "plan_id".to_owned(),
-                                        plan.id.to_string(),
-                                    )])),
-                            )
-                            .await?;
-                        report.push(format!(
-                            "created product {} for plan {}",
-                            created.id, plan.id
-                        ));
-                        created.id.to_string()
-                    }
-                };
+            let (product_id, created) = self.plan_product(&products, plan).await?;
+            if created {
+                report.push(format!("created product {product_id} for plan {}", plan.id));
+            }
             let keys: Vec<String> = sold.iter().map(|p| p.lookup_key.to_owned()).collect();
             let existing = self
                 .send(
@@ -127,5 +100,42 @@ impl StripePayments {
         }
         self.forget_prices().await;
         Ok(report)
+    }
+
+    /// The account's active products (the first 100: plans are few).
+    pub(super) async fn active_products(&self) -> Result<Vec<Product>, PaymentsError> {
+        let listed = self
+            .send(
+                None,
+                "list products",
+                ListProduct::new().active(true).limit(100),
+            )
+            .await?;
+        Ok(listed.data)
+    }
+
+    /// The plan's product among `listed` (by metadata `plan_id`), else a
+    /// new one, made once whoever asks (`true`: made now).
+    pub(super) async fn plan_product(
+        &self,
+        listed: &[Product],
+        plan: &Plan,
+    ) -> Result<(String, bool), PaymentsError> {
+        let found = listed
+            .iter()
+            .find(|p| p.metadata.get("plan_id").map(String::as_str) == Some(plan.id.as_str()));
+        if let Some(p) = found {
+            return Ok((p.id.to_string(), false));
+        }
+        let created = self
+            .send(
+                Some(format!("kraftd:catalog:product:{}", plan.id)),
+                "create product",
+                CreateProduct::new(format!("KRAFTD {}", plan.name))
+                    .description(plan.description)
+                    .metadata(HashMap::from([("plan_id".to_owned(), plan.id.to_string())])),
+            )
+            .await?;
+        Ok((created.id.to_string(), true))
     }
 }

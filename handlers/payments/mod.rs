@@ -2,6 +2,7 @@
 //! refusal used when no payment provider is configured.
 
 pub mod catalog_sync;
+mod enterprise;
 pub mod stripe;
 pub mod webhook;
 
@@ -13,7 +14,8 @@ use crate::domain::health::UndeliveredEvent;
 use crate::domain::money::Money;
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
-    CheckoutRequest, CheckoutSession, Payments, PaymentsError, RemoteCheckout, RemoteInvoice,
+    CheckoutRequest, CheckoutSession, OfferPrice, Payments, PaymentsError, RemoteCheckout,
+    RemoteInvoice, SoldPrice,
 };
 use crate::domain::subscription::RemoteSubscription;
 use crate::domain::user::Email;
@@ -103,6 +105,18 @@ impl Payments for PaymentsNotConfigured {
         Err(PaymentsError::NotConfigured)
     }
     async fn invoice(&self, _: &str) -> Result<RemoteInvoice, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn offer_price(&self, _: &str, _: &OfferPrice) -> Result<SoldPrice, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
+    async fn attach_price(
+        &self,
+        _: AccountId,
+        _: &RemoteSubscription,
+        _: &str,
+        _: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }
 }

@@ -30,7 +30,11 @@ use stripe_billing::subscription_schedule::{
     UpdateSubscriptionSchedulePhasesItems, UpdateSubscriptionSchedulePhasesStartDate,
 };
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+    CreateCheckoutSession, CreateCheckoutSessionLineItems,
+    CreateCheckoutSessionPaymentMethodCollection, CreateCheckoutSessionSubscriptionData,
+    CreateCheckoutSessionSubscriptionDataTrialSettings,
+    CreateCheckoutSessionSubscriptionDataTrialSettingsEndBehavior,
+    CreateCheckoutSessionSubscriptionDataTrialSettingsEndBehaviorMissingPaymentMethod,
     ExpireCheckoutSession, RetrieveCheckoutSession,
 };
 use stripe_client_core::StripeMethod;
@@ -46,8 +50,8 @@ use crate::domain::health::UndeliveredEvent;
 use crate::domain::money::{Currency, Money};
 use crate::domain::plan::{BillingInterval, Catalog, PlanId};
 use crate::domain::ports::{
-    CheckoutRequest, CheckoutSession, CheckoutStatus, Payments, PaymentsError, RemoteCheckout,
-    RemoteInvoice,
+    CheckoutRequest, CheckoutSession, CheckoutStatus, OfferPrice, Payments, PaymentsError,
+    RemoteCheckout, RemoteInvoice, SoldPrice,
 };
 use crate::domain::secret::{ExposeSecret, Secret};
 use crate::domain::subscription::{RemoteSubscription, SubscriptionStatus};
@@ -186,7 +190,7 @@ impl StripePayments {
 
     /// The plan a Stripe price sells: by lookup key, else by its product's
     /// `plan_id` metadata (prices sales made in the dashboard).
-    async fn plan_of(
+    pub(super) async fn plan_of(
         &self,
         price: &stripe_shared::Price,
     ) -> Result<(PlanId, BillingInterval), PaymentsError> {
@@ -219,7 +223,7 @@ impl StripePayments {
             })
     }
 
-    async fn remote(
+    pub(super) async fn remote(
         &self,
         sub: stripe_shared::Subscription,
     ) -> Result<RemoteSubscription, PaymentsError> {
@@ -246,7 +250,7 @@ impl StripePayments {
     }
 }
 
-fn key(account: AccountId, operation: &str, target: &str) -> Option<String> {
+pub(super) fn key(account: AccountId, operation: &str, target: &str) -> Option<String> {
     Some(format!("kraftd:{account}:{operation}:{target}"))
 }
 
@@ -272,7 +276,10 @@ fn status(s: &stripe_shared::SubscriptionStatus) -> SubscriptionStatus {
 
 /// Any currency Stripe charges in is recorded as it sent it: refusing one
 /// would drop a paid invoice.
-fn money(amount: i64, currency: &stripe_types::Currency) -> Result<Money, PaymentsError> {
+pub(super) fn money(
+    amount: i64,
+    currency: &stripe_types::Currency,
+) -> Result<Money, PaymentsError> {
     let currency = Currency::parse(&currency.to_string())
         .map_err(|e| PaymentsError::rejected(e.to_string()))?;
     Ok(Money { amount, currency })
@@ -358,22 +365,45 @@ impl Payments for StripePayments {
         &self,
         req: &CheckoutRequest,
     ) -> Result<CheckoutSession, PaymentsError> {
-        let price = self.price_id(req.plan_id, req.interval).await?;
+        let price = match &req.offer {
+            Some(offer) => offer.price_id.clone(),
+            None => self.price_id(req.plan_id, req.interval).await?,
+        };
         let interval = match req.interval {
             BillingInterval::Monthly => "monthly",
             BillingInterval::Annual => "annual",
         };
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("account_id".to_owned(), req.account_id.to_string()),
             ("plan_id".to_owned(), req.plan_id.to_string()),
             ("billing_interval".to_owned(), interval.to_owned()),
         ]);
+        if let Some(offer) = &req.offer {
+            metadata.insert("offer_id".to_owned(), offer.offer_id.clone());
+        }
         let mut item = CreateCheckoutSessionLineItems::new();
         item.price = Some(price.clone());
         item.quantity = Some(1);
         let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
         subscription_data.metadata = Some(metadata.clone());
-        let request = CreateCheckoutSession::new()
+        let mut request = CreateCheckoutSession::new();
+        if let Some(trial) = req.trial {
+            subscription_data.trial_period_days = Some(trial.days);
+            // A trial begun without a card ends the subscription rather
+            // than leave an invoice nobody can pay.
+            subscription_data.trial_settings =
+                Some(CreateCheckoutSessionSubscriptionDataTrialSettings::new(
+                    CreateCheckoutSessionSubscriptionDataTrialSettingsEndBehavior::new(
+                        CreateCheckoutSessionSubscriptionDataTrialSettingsEndBehaviorMissingPaymentMethod::Cancel,
+                    ),
+                ));
+            if !trial.card_required {
+                request = request.payment_method_collection(
+                    CreateCheckoutSessionPaymentMethodCollection::IfRequired,
+                );
+            }
+        }
+        let request = request
             .mode(CheckoutSessionMode::Subscription)
             .customer(req.customer_id.as_str())
             .client_reference_id(req.account_id.to_string())
@@ -383,7 +413,10 @@ impl Payments for StripePayments {
             .allow_promotion_codes(true)
             .success_url(self.settings.checkout_success_url.as_str())
             .cancel_url(self.settings.checkout_cancel_url.as_str());
-        let target = format!("{price}:{}", req.attempt);
+        let target = match req.trial {
+            Some(t) => format!("{price}:trial{}:{}", t.days, req.attempt),
+            None => format!("{price}:{}", req.attempt),
+        };
         let session = self
             .send(
                 key(req.account_id, "checkout", &target),
@@ -435,6 +468,7 @@ impl Payments for StripePayments {
                 .as_ref()
                 .and_then(|m| m.get("account_id").or_else(|| m.get("user_id")).cloned())
                 .or(s.client_reference_id),
+            offer_id: meta("offer_id"),
         })
     }
 
@@ -696,5 +730,24 @@ impl Payments for StripePayments {
             pdf_url: i.invoice_pdf,
             created_at: time(i.created).unwrap_or_else(Utc::now),
         })
+    }
+
+    async fn offer_price(
+        &self,
+        offer_id: &str,
+        price: &OfferPrice,
+    ) -> Result<SoldPrice, PaymentsError> {
+        self.enterprise_offer_price(offer_id, price).await
+    }
+
+    async fn attach_price(
+        &self,
+        account_id: AccountId,
+        current: &RemoteSubscription,
+        price_id: &str,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
+        self.attach_enterprise_price(account_id, current, price_id, attempt)
+            .await
     }
 }

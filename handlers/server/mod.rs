@@ -17,7 +17,7 @@ use crate::auth::token::Tokens;
 use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError, LogFormat, RunMode, StoreConfig, StripeConfig};
 use crate::domain::clock::Clock;
-use crate::domain::plan::Catalog;
+use crate::domain::plan::{Catalog, PlanId};
 use crate::domain::ports::{
     EventSender, Mailer, Payments, ServiceKeyStore, Store, StoreError, WebhookVerifier,
 };
@@ -271,7 +271,9 @@ pub fn event_sender(config: &Config) -> Result<Option<Arc<dyn EventSender>>, Sta
 
 /// The plan catalog with the operator's limit overrides.
 pub fn catalog(config: &Config) -> Catalog {
-    Catalog::standard().with_overrides(&config.limits)
+    Catalog::standard()
+        .with_overrides(&config.limits)
+        .with_trial_days(PlanId::Pro, config.pro_trial_days)
 }
 
 pub fn stripe_settings(config: &Config, stripe: &StripeConfig) -> StripeSettings {

@@ -59,7 +59,12 @@ pub const GENEROUS_LIMITS: &[(&str, &str)] = &[
 ];
 
 pub fn config(vars: &[(&str, &str)]) -> Config {
-    let mut map: HashMap<String, String> = HashMap::from([("JWT_SECRET".into(), SECRET.into())]);
+    // Paid checkouts charge at once unless a test asks for Pro's trial
+    // (tests/enterprise.rs), so the payment suites see money move.
+    let mut map: HashMap<String, String> = HashMap::from([
+        ("JWT_SECRET".into(), SECRET.into()),
+        ("PRO_TRIAL_DAYS".into(), "0".into()),
+    ]);
     for (k, v) in GENEROUS_LIMITS {
         map.insert(k.to_string(), v.to_string());
     }

@@ -96,6 +96,7 @@ pub fn account_of(user: &User) -> Account {
         subscription: Subscription::free(Utc::now()),
         last_event_at: None,
         overrides: Vec::new(),
+        enterprise_offer: None,
     }
 }
 

@@ -58,6 +58,8 @@ export async function startService() {
     DATA_DIR: dataDir,
     WEB_DIST: dist,
     FREE_PLAN_DOCS_LIMIT: String(FREE_DOCS_LIMIT),
+    // The journeys pay at checkout; trials are tests/enterprise.rs's.
+    PRO_TRIAL_DAYS: '0',
     LOG_FORMAT: 'text',
     RUST_LOG: 'info',
   };

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::offer::EnterpriseOffer;
 use crate::overrides::Override;
 use crate::plan::Limit;
 use crate::subscription::Subscription;
@@ -62,6 +63,10 @@ pub struct Account {
     /// expired (`overrides::effective_limits` applies those in force).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<Override>,
+    /// The Enterprise price sales offered, pending or accepted; a new
+    /// offer replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_offer: Option<EnterpriseOffer>,
 }
 
 /// The account made with a user (at registration, or for a user of the
@@ -75,6 +80,7 @@ pub fn own_account(user: &User, subscription: Subscription) -> (Account, Members
         subscription,
         last_event_at: None,
         overrides: Vec::new(),
+        enterprise_offer: None,
     };
     let owner = Membership {
         account_id: account.id,
@@ -109,6 +115,8 @@ pub enum Action {
     TransferOwnership,
     /// Read the account's audit log.
     ReadAudit,
+    /// Take up an Enterprise offer: a contract, so the owner's alone.
+    AcceptEnterpriseOffer,
 }
 
 impl Role {
@@ -116,7 +124,9 @@ impl Role {
         match action {
             Action::Use => true,
             Action::ManageBilling | Action::ManageMembers => self >= Role::Admin,
-            Action::TransferOwnership | Action::ReadAudit => self == Role::Owner,
+            Action::TransferOwnership | Action::ReadAudit | Action::AcceptEnterpriseOffer => {
+                self == Role::Owner
+            }
         }
     }
 
@@ -252,6 +262,8 @@ mod tests {
         assert!(Role::Owner.may(Action::TransferOwnership));
         assert!(Role::Owner.may(Action::ReadAudit));
         assert!(!Role::Admin.may(Action::ReadAudit));
+        assert!(!Role::Admin.may(Action::AcceptEnterpriseOffer));
+        assert!(Role::Owner.may(Action::AcceptEnterpriseOffer));
         assert!(!assignable(Role::Owner));
         assert!(assignable(Role::Admin) && assignable(Role::Member));
     }

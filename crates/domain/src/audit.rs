@@ -74,6 +74,10 @@ pub enum AuditAction {
     InvitationSent,
     /// An operator re-read the subscription from Stripe.
     AdminResync,
+    /// Support made (or replaced) the account's Enterprise offer.
+    EnterpriseOfferMade,
+    /// A live subscription bills the offer's price: its limits apply.
+    EnterpriseOfferAccepted,
 }
 
 /// A small, flat description of a state: field name → value as text.

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clock;
 pub mod health;
 pub mod money;
+pub mod offer;
 pub mod outbox;
 pub mod overrides;
 pub mod plan;

@@ -67,6 +67,16 @@ pub enum BillingInterval {
     Annual,
 }
 
+impl BillingInterval {
+    /// As the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BillingInterval::Monthly => "monthly",
+            BillingInterval::Annual => "annual",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -139,6 +149,16 @@ pub struct Price {
     pub lookup_key: &'static str,
 }
 
+/// A plan's free trial, offered on an account's first subscription only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Trial {
+    pub days: u32,
+    /// Whether checkout asks for a card before the trial; without one the
+    /// subscription is cancelled when the trial ends.
+    pub card_required: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
@@ -149,6 +169,9 @@ pub struct Plan {
     /// Empty for custom-priced plans (see `contact_sales`).
     pub prices: Vec<Price>,
     pub contact_sales: bool,
+    /// `null`: no trial.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub trial: Option<Trial>,
     pub features: Vec<&'static str>,
     pub limits: Limits,
 }
@@ -167,6 +190,9 @@ pub struct LimitOverrides {
     pub free_api_calls_per_day: Option<u64>,
     pub pro_api_calls_per_day: Option<u64>,
 }
+
+/// Pro's trial unless the operator sets another (`PRO_TRIAL_DAYS`).
+pub const PRO_TRIAL_DAYS: u32 = 14;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalog {
@@ -195,6 +221,7 @@ impl Catalog {
                 lookup_key: "free_monthly",
             }],
             contact_sales: false,
+            trial: None,
             features: vec![
                 "50 documents a month",
                 "1,000 API calls a day",
@@ -232,6 +259,10 @@ impl Catalog {
                 },
             ],
             contact_sales: false,
+            trial: Some(Trial {
+                days: PRO_TRIAL_DAYS,
+                card_required: false,
+            }),
             features: vec![
                 "1,000 documents a month",
                 "50,000 API calls a day",
@@ -265,6 +296,7 @@ impl Catalog {
             description: "Unlimited processing, SSO and custom integrations. Contact sales.",
             prices: vec![],
             contact_sales: true,
+            trial: None,
             features: vec![
                 "Unlimited documents and API calls",
                 "AI extraction",
@@ -308,6 +340,18 @@ impl Catalog {
         self
     }
 
+    /// The plan's trial lasts `days`; 0: the plan has none.
+    pub fn with_trial_days(mut self, plan: PlanId, days: u32) -> Self {
+        for p in self.plans.iter_mut().filter(|p| p.id == plan) {
+            let card_required = p.trial.is_some_and(|t| t.card_required);
+            p.trial = (days > 0).then_some(Trial {
+                days,
+                card_required,
+            });
+        }
+        self
+    }
+
     pub fn plans(&self) -> &[Plan] {
         &self.plans
     }
@@ -347,6 +391,25 @@ mod tests {
             99_000
         );
         assert!(c.plan(PlanId::Enterprise).prices.is_empty());
+    }
+
+    #[test]
+    fn pro_offers_a_trial_without_a_card_that_the_operator_can_change_or_drop() {
+        let c = Catalog::standard();
+        assert_eq!(
+            c.plan(PlanId::Pro).trial,
+            Some(Trial {
+                days: 14,
+                card_required: false
+            })
+        );
+        assert_eq!(c.plan(PlanId::Free).trial, None);
+        let c = c.with_trial_days(PlanId::Pro, 30);
+        assert_eq!(c.plan(PlanId::Pro).trial.map(|t| t.days), Some(30));
+        assert_eq!(
+            c.with_trial_days(PlanId::Pro, 0).plan(PlanId::Pro).trial,
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::audit::{AuditEntry, AuditId};
 use crate::health::UndeliveredEvent;
 use crate::money::Money;
 pub use crate::outbox::{OutboxState, SendResult, Standing};
-use crate::plan::{BillingInterval, Limit, PlanId};
+use crate::plan::{BillingInterval, Limit, PlanId, Trial};
 use crate::quota::{
     CloseOutcome, Closing, GaugeObservation, GaugeOutcome, Level, OperationId, OperationOutcome,
     Reservation, ReserveOutcome, ReserveRequest, UsageOperation,
@@ -484,6 +484,40 @@ pub struct CheckoutRequest {
     /// What makes this checkout distinct; with the account id it forms the
     /// idempotency key, so a double click returns the same session.
     pub attempt: String,
+    /// An Enterprise offer's own price, sold instead of the plan's catalog price.
+    pub offer: Option<OfferCheckout>,
+    /// The plan's trial, when the account has not had one.
+    pub trial: Option<Trial>,
+}
+
+/// The offer a checkout takes up, and the price it bills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferCheckout {
+    pub offer_id: String,
+    pub price_id: String,
+}
+
+/// The price an Enterprise offer is made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfferPrice {
+    /// A price that exists at the provider (sales made it in the dashboard).
+    Existing(String),
+    /// A new recurring price of the Enterprise plan's product.
+    New {
+        money: Money,
+        interval: BillingInterval,
+    },
+}
+
+/// A provider's price, as what it sells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoldPrice {
+    pub id: String,
+    pub plan_id: PlanId,
+    /// `None`: not billed monthly or yearly (one-time, daily, weekly).
+    pub interval: Option<BillingInterval>,
+    pub money: Money,
+    pub active: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -511,6 +545,8 @@ pub struct RemoteCheckout {
     pub customer_id: Option<String>,
     pub subscription_id: Option<String>,
     pub account_id: Option<String>,
+    /// The Enterprise offer it takes up, from the metadata this service wrote.
+    pub offer_id: Option<String>,
 }
 
 /// An invoice as the provider reports it, before it is tied to an account.
@@ -674,6 +710,23 @@ pub trait Payments: Send + Sync {
         types: &[&str],
         since: DateTime<Utc>,
     ) -> Result<Vec<UndeliveredEvent>, PaymentsError>;
+    /// The price an offer sells: an existing one as the provider has it,
+    /// or a new recurring price on the Enterprise plan's product, made
+    /// once per `offer_id` however often asked.
+    async fn offer_price(
+        &self,
+        offer_id: &str,
+        price: &OfferPrice,
+    ) -> Result<SoldPrice, PaymentsError>;
+    /// Moves the subscription's one item to `price_id` now, the difference
+    /// for the rest of the period prorated onto the next invoice.
+    async fn attach_price(
+        &self,
+        account_id: AccountId,
+        current: &RemoteSubscription,
+        price_id: &str,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError>;
 }
 
 /// A provider event, verified: only what is needed to know what to re-read.

@@ -59,6 +59,11 @@ pub struct Subscription {
     /// until then its cancellation is owed, whatever crashes in between.
     #[serde(default)]
     pub replaced_subscription_id: Option<String>,
+    /// When the account's one trial began: set with the first trialing
+    /// subscription written, and never cleared, so no checkout offers a
+    /// second.
+    #[serde(default)]
+    pub trial_used_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +144,7 @@ impl Subscription {
             scheduled_change: None,
             trial_end: None,
             replaced_subscription_id: None,
+            trial_used_at: None,
         }
     }
 
@@ -420,6 +426,9 @@ impl Subscription {
             }
             next.current_period_end = remote.current_period_end;
             next.trial_end = remote.trial_end;
+            if remote.trial_end.is_some() {
+                next.trial_used_at.get_or_insert(now);
+            }
             next.cancel_at_period_end = remote.cancel_at_period_end;
             next.auto_renew = !remote.cancel_at_period_end;
             next.renewal_date = (!remote.cancel_at_period_end)
@@ -577,6 +586,39 @@ mod tests {
         assert_eq!(s.effective_plan(now), PlanId::Pro);
         assert_eq!(s.renewal_date, Some(end));
         assert_eq!(t, vec![Transition::Activated { plan: PlanId::Pro }]);
+    }
+
+    #[test]
+    fn a_trialing_subscription_uses_up_the_accounts_trial_for_good() {
+        let now = Utc::now();
+        let end = now + Duration::days(14);
+        let trialing = RemoteSubscription {
+            trial_end: Some(end),
+            ..remote(SubscriptionStatus::Trialing, PlanId::Pro, end)
+        };
+        let start = Subscription::awaiting_payment(PlanId::Pro, BillingInterval::Monthly);
+        let (s, _) = start
+            .apply_remote(&trialing, now, Duration::days(7))
+            .unwrap();
+        assert_eq!(s.trial_used_at, Some(now));
+        assert_eq!(s.effective_plan(now), PlanId::Pro);
+        // Ended, then a paid subscription without a trial: still used.
+        let later = end + Duration::days(1);
+        let ended = RemoteSubscription {
+            ended_at: Some(end),
+            ..remote(SubscriptionStatus::Canceled, PlanId::Pro, end)
+        };
+        let (s, _) = s.apply_remote(&ended, later, Duration::days(7)).unwrap();
+        let paid = RemoteSubscription {
+            id: "sub_2".into(),
+            ..remote(
+                SubscriptionStatus::Active,
+                PlanId::Pro,
+                later + Duration::days(30),
+            )
+        };
+        let (s, _) = s.apply_remote(&paid, later, Duration::days(7)).unwrap();
+        assert_eq!(s.trial_used_at, Some(now));
     }
 
     #[test]

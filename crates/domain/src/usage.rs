@@ -16,7 +16,7 @@ pub const MAX_QUANTITY: i64 = 1_000_000;
 /// How long a usage record is kept after its window closes.
 pub const USAGE_RETENTION_DAYS: i64 = 90;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {

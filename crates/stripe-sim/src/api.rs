@@ -18,7 +18,7 @@ use crate::inner::Inner;
 use crate::objects::{self, random_id};
 use crate::pages;
 use crate::schedule_api;
-use crate::state::{FaultKind, PortalSession, Price, RecordedRequest, Replay, Session};
+use crate::state::{FaultKind, PortalSession, Price, RecordedRequest, Replay, Session, TrialTerms};
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     Router::new()
@@ -549,6 +549,44 @@ fn create_session(c: &mut Ctx<'_>, f: &Form) -> Answer {
     {
         return bad_ref("customer", cu, "customer");
     }
+    let payment_method_collection = f
+        .str("payment_method_collection")
+        .unwrap_or_else(|| "always".into());
+    if !matches!(payment_method_collection.as_str(), "always" | "if_required") {
+        return err(
+            400,
+            "invalid_request_error",
+            None,
+            "Invalid payment_method_collection.",
+            Some("payment_method_collection"),
+        );
+    }
+    let trial = match f.get("subscription_data.trial_period_days") {
+        None => None,
+        Some(_) => match f.int("subscription_data.trial_period_days") {
+            Some(days) if (1..=730).contains(&days) && mode == "subscription" => {
+                Some(TrialTerms {
+                    days,
+                    missing_payment_method: f
+                        .str("subscription_data.trial_settings.end_behavior.missing_payment_method")
+                        .unwrap_or_else(|| "create_invoice".into()),
+                    // Nothing is due at a trial's checkout: with
+                    // `if_required` no card is asked for.
+                    has_payment_method: payment_method_collection == "always",
+                })
+            }
+            _ => {
+                let msg = "subscription_data[trial_period_days] must be from 1 to 730, in subscription mode.";
+                return err(
+                    400,
+                    "invalid_request_error",
+                    None,
+                    msg,
+                    Some("subscription_data[trial_period_days]"),
+                );
+            }
+        },
+    };
     let s = Session {
         id: random_id("cs_test_", 58),
         created: c.now,
@@ -567,6 +605,8 @@ fn create_session(c: &mut Ctx<'_>, f: &Form) -> Answer {
         payment_status: "unpaid".into(),
         subscription: None,
         invoice: None,
+        trial,
+        payment_method_collection,
     };
     let v = objects::checkout_session(c.st, &s, c.base_url);
     c.st.sessions.insert(s.id.clone(), s);

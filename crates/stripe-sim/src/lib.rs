@@ -32,6 +32,18 @@ use state::{Fault, FaultKind};
 pub use errors::SimError;
 pub use state::RecordedRequest;
 
+/// A subscription as the simulator holds it, for tests to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimSubscription {
+    pub id: String,
+    pub status: String,
+    pub price: String,
+    pub created: i64,
+    pub trial_end: Option<i64>,
+    /// Prorations of `create_prorations` changes, billed at the next renewal.
+    pub pending_proration: i64,
+}
+
 pub struct SimOptions {
     pub webhook_secret: String,
     pub clock: Arc<dyn Clock>,
@@ -112,6 +124,26 @@ impl StripeSim {
         let r = self.inner.with(|c| c.end_period(subscription_id));
         self.inner.flush().await;
         r
+    }
+
+    /// The customer's subscriptions, oldest first, whatever their status.
+    pub fn subscriptions_of(&self, customer_id: &str) -> Vec<SimSubscription> {
+        let st = self.inner.lock();
+        let mut subs: Vec<SimSubscription> = st
+            .subscriptions
+            .values()
+            .filter(|s| s.customer == customer_id)
+            .map(|s| SimSubscription {
+                id: s.id.clone(),
+                status: s.status.clone(),
+                price: s.price.clone(),
+                created: s.created,
+                trial_end: s.trial_end,
+                pending_proration: s.pending_proration,
+            })
+            .collect();
+        subs.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        subs
     }
 
     /// The subscription's active schedule, if any.

@@ -149,6 +149,7 @@ pub(crate) fn checkout_session(st: &State, s: &Session, base_url: &str) -> Value
             "metadata": s.metadata, "success_url": opt(&s.success_url),
             "cancel_url": opt(&s.cancel_url), "allow_promotion_codes": opt(&s.allow_promotion_codes),
             "status": s.status, "payment_status": s.payment_status,
+            "payment_method_collection": s.payment_method_collection,
             "subscription": opt(&s.subscription), "invoice": opt(&s.invoice),
             "url": if complete { Value::Null } else { json!(format!("{base_url}/sim/checkout/{}", s.id)) },
             "amount_subtotal": opt(&amount), "amount_total": opt(&amount), "currency": currency_of(st, &s.price),
@@ -196,7 +197,14 @@ pub(crate) fn subscription(st: &State, s: &Subscription) -> Value {
                 "object": "list", "data": [item], "has_more": false,
                 "url": format!("/v1/subscription_items?subscription={}", s.id),
             },
-            "trial_start": null, "trial_end": null, "next_pending_invoice_item_invoice": null,
+            "trial_start": opt(&s.trial_start), "trial_end": opt(&s.trial_end),
+            "trial_settings": {
+                "end_behavior": {
+                    "missing_payment_method": s.trial.as_ref()
+                        .map_or("create_invoice", |t| t.missing_payment_method.as_str()),
+                },
+            },
+            "next_pending_invoice_item_invoice": null,
             "pending_update": null, "pending_invoice_item_interval": null,
             "pause_collection": if s.status == "paused" {
                 json!({ "behavior": "void", "resumes_at": null })

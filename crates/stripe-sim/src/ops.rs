@@ -7,7 +7,7 @@ use crate::ctx::{add_interval, changed, not_found, Ctx};
 use crate::errors::SimError;
 use crate::objects::{self, random_id};
 use crate::schedules::AtPeriodEnd;
-use crate::state::{Customer, Invoice, Line, Phase, Price, Product, Subscription};
+use crate::state::{Customer, Invoice, Line, Phase, Price, Product, Subscription, TrialTerms};
 
 impl Ctx<'_> {
     pub fn new_customer(
@@ -196,18 +196,19 @@ impl Ctx<'_> {
                 "checkout session {session_id} is not in subscription mode"
             )));
         }
-        let (price_id, quantity, sub_meta, customer) = (
+        let (price_id, quantity, sub_meta, customer, trial) = (
             s.price.clone(),
             s.quantity,
             s.subscription_metadata.clone(),
             s.customer.clone(),
+            s.trial.clone(),
         );
         let customer = match customer {
             Some(c) => c,
             None => self.new_customer(None, None, Map::new()),
         };
         let (sub_id, invoice) =
-            self.start_subscription(&customer, &price_id, quantity, sub_meta)?;
+            self.start_subscription_with(&customer, &price_id, quantity, sub_meta, trial)?;
         let s = self
             .st
             .sessions
@@ -234,6 +235,19 @@ impl Ctx<'_> {
         quantity: i64,
         metadata: Map<String, Value>,
     ) -> Result<(String, String), SimError> {
+        self.start_subscription_with(customer, price_id, quantity, metadata, None)
+    }
+
+    /// As `start_subscription`; with a trial, `trialing` until its end and
+    /// its first invoice for nothing.
+    pub fn start_subscription_with(
+        &mut self,
+        customer: &str,
+        price_id: &str,
+        quantity: i64,
+        metadata: Map<String, Value>,
+        trial: Option<TrialTerms>,
+    ) -> Result<(String, String), SimError> {
         let price = self
             .st
             .prices
@@ -243,11 +257,16 @@ impl Ctx<'_> {
         if !self.st.customers.contains_key(customer) {
             return Err(not_found("customer", customer));
         }
-        if self.st.declining.contains(customer) {
+        // A trial charges nothing now, so nothing can be declined.
+        if trial.is_none() && self.st.declining.contains(customer) {
             return Err(SimError::CardDeclined(customer.to_owned()));
         }
         let sub_id = random_id("sub_", 24);
-        let period = (self.now, add_interval(self.now, &interval));
+        let trial_end = trial.as_ref().map(|t| self.now + t.days * 86_400);
+        let period = (
+            self.now,
+            trial_end.unwrap_or_else(|| add_interval(self.now, &interval)),
+        );
         self.st.subscriptions.insert(
             sub_id.clone(),
             Subscription {
@@ -259,7 +278,12 @@ impl Ctx<'_> {
                 price: price_id.to_owned(),
                 quantity,
                 metadata,
-                status: "active".into(),
+                status: if trial.is_some() {
+                    "trialing"
+                } else {
+                    "active"
+                }
+                .into(),
                 period_start: period.0,
                 period_end: period.1,
                 cancel_at_period_end: false,
@@ -268,14 +292,25 @@ impl Ctx<'_> {
                 latest_invoice: None,
                 pending_proration: 0,
                 schedule: None,
+                trial_start: trial_end.map(|_| self.now),
+                trial_end,
+                trial,
             },
         );
-        let amount = self.price_amount(price_id) * quantity;
-        let desc = format!(
-            "{quantity} × {} (at ${:.2} / {interval})",
-            self.product_name(price_id),
-            self.price_amount(price_id) as f64 / 100.0
-        );
+        let (amount, desc) = match trial_end {
+            Some(_) => (
+                0,
+                format!("Trial period for {}", self.product_name(price_id)),
+            ),
+            None => (
+                self.price_amount(price_id) * quantity,
+                format!(
+                    "{quantity} × {} (at ${:.2} / {interval})",
+                    self.product_name(price_id),
+                    self.price_amount(price_id) as f64 / 100.0
+                ),
+            ),
+        };
         let line = self.line(amount, desc, price_id, period, false, quantity);
         let invoice = self.new_invoice(&sub_id, "subscription_create", vec![line], period);
         let sub = self.sub_json(&sub_id);
@@ -294,7 +329,11 @@ impl Ctx<'_> {
         let s = self.live_sub(id)?;
         let period = (s.period_end - s.period_start).max(1);
         let remaining = (s.period_end - self.now).clamp(0, period);
-        let paid = self.price_amount(&s.price) * s.quantity;
+        // A trial's period was never charged: nothing to give back.
+        let paid = match s.trial {
+            Some(_) => 0,
+            None => self.price_amount(&s.price) * s.quantity,
+        };
         let credit = -((paid as f64) * (remaining as f64) / (period as f64)).round() as i64;
         let (price, quantity, customer) = (s.price.clone(), s.quantity, s.customer.clone());
         let unused = (self.now.max(s.period_start), s.period_end);
@@ -332,6 +371,17 @@ impl Ctx<'_> {
             return self.cancel_now(id);
         }
         let before = self.sub_json(id);
+        if let Some(trial) = s.trial.clone() {
+            // The trial ends: without a card, as its settings say; else
+            // the first paid period begins and is charged below.
+            if !trial.has_payment_method && trial.missing_payment_method == "cancel" {
+                return self.cancel_now(id);
+            }
+            let s = self.st.subscriptions.get_mut(id).expect("checked");
+            s.trial = None;
+            s.status = "active".into();
+        }
+        let s = &self.st.subscriptions[id];
         let schedule = s.schedule.clone();
         let schedule_before = schedule.as_ref().map(|sc| self.schedule_json(sc));
         // The schedule switches the price before renewing, so the renewal

@@ -69,6 +69,23 @@ pub(crate) struct Session {
     pub payment_status: String,
     pub subscription: Option<String>,
     pub invoice: Option<String>,
+    /// `subscription_data.trial_period_days` and what the trial's end
+    /// does without a payment method.
+    pub trial: Option<TrialTerms>,
+    /// `always` (the default) or `if_required`: no card asked when nothing
+    /// is due now (a trial).
+    pub payment_method_collection: String,
+}
+
+/// A trial a subscription starts with.
+#[derive(Clone)]
+pub(crate) struct TrialTerms {
+    pub days: i64,
+    /// `trial_settings.end_behavior.missing_payment_method`: `create_invoice`
+    /// (Stripe's default), `cancel` or `pause`.
+    pub missing_payment_method: String,
+    /// Whether a card was collected at checkout.
+    pub has_payment_method: bool,
 }
 
 pub(crate) struct Subscription {
@@ -91,6 +108,10 @@ pub(crate) struct Subscription {
     pub pending_proration: i64,
     /// The schedule managing it while that schedule is active.
     pub schedule: Option<String>,
+    pub trial_start: Option<i64>,
+    pub trial_end: Option<i64>,
+    /// The trial's terms while it runs.
+    pub trial: Option<TrialTerms>,
 }
 
 /// One phase of a schedule: a single item, as the subscription has.

@@ -378,6 +378,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/accounts/{account_id}/enterprise-offers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make an account an Enterprise offer
+         * @description Replaces any earlier offer. Pending, the account's owner accepts it at
+         *     `POST /api/billing/enterprise-offer/accept`; with `attach`, the
+         *     account's live subscription moves to the price now, prorated, and the
+         *     offer is accepted.
+         */
+        post: operations["MakeEnterpriseOffer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/accounts/{account_id}/overrides": {
         parameters: {
             query?: never;
@@ -563,6 +586,28 @@ export interface paths {
         get: operations["CustomerPortal"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/billing/enterprise-offer/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept the account's Enterprise offer
+         * @description The owner only. Answers a checkout on the offer's price; once paid, the
+         *     account moves to Enterprise, and a Pro subscription is cancelled with
+         *     its unused time credited.
+         */
+        post: operations["AcceptEnterpriseOffer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1032,6 +1077,36 @@ export interface components {
          * @example usd
          */
         Currency: string;
+        /** @description A negotiated Enterprise price for one account. */
+        EnterpriseOffer: components["schemas"]["Money"] & {
+            /** Format: date-time */
+            accepted_at?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description The service credential that made it. */
+            created_by: string;
+            /**
+             * Format: date-time
+             * @description After this it can no longer be accepted; `None`: until replaced.
+             */
+            expires_at?: string | null;
+            id: string;
+            interval: components["schemas"]["BillingInterval"];
+            /**
+             * @description The negotiated limits, replacing the plan's for these metrics once
+             *     the offer is accepted.
+             */
+            limits?: {
+                [key: string]: number;
+            };
+            /** @description The Stripe price the offer sells: recurring, on the Enterprise plan. */
+            price_id: string;
+            /** @description Why the offer was made (the deal, the ticket). */
+            reason: string;
+            status: components["schemas"]["OfferStatus"];
+            /** @description The subscription that took it up. */
+            subscription_id?: string | null;
+        };
         /** @description What the caller's plan allows now. */
         Entitlements: {
             limits: components["schemas"]["Limits"];
@@ -1042,7 +1117,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "no_paid_subscription" | "already_on_plan" | "checkout_pending" | "owner_role_by_transfer" | "already_owner" | "beyond_hold" | "invoice_not_found" | "audit_entry_not_found" | "override_not_found" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "no_paid_subscription" | "already_on_plan" | "checkout_pending" | "owner_role_by_transfer" | "already_owner" | "beyond_hold" | "invoice_not_found" | "audit_entry_not_found" | "override_not_found" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "offer_not_found" | "offer_expired" | "offer_accepted" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -1225,6 +1300,58 @@ export interface components {
             amount: number;
             currency: components["schemas"]["Currency"];
         };
+        /** @description The account's offer, and where its subscription stands. */
+        OfferMade: {
+            offer: components["schemas"]["EnterpriseOffer"];
+            plan_id: components["schemas"]["PlanId"];
+            status: components["schemas"]["SubscriptionStatus"];
+        };
+        /**
+         * @description A negotiated Enterprise price for the account: an existing Stripe price
+         *     (`price_id`), or `amount`, `currency` and `interval` for a new one.
+         */
+        OfferRequest: {
+            /**
+             * Format: int64
+             * @description In the currency's minor unit (cents), for a new price.
+             */
+            amount?: number | null;
+            /**
+             * @description Move the account's live subscription to the price now, prorated,
+             *     with no checkout.
+             */
+            attach?: boolean;
+            /**
+             * @description ISO 4217, for a new price.
+             * @example usd
+             */
+            currency?: string | null;
+            /**
+             * Format: date-time
+             * @description The offer's validity; none: until replaced.
+             */
+            expires_at?: string | null;
+            interval?: null | components["schemas"]["BillingInterval"];
+            /**
+             * @description The negotiated limits, replacing the plan's for these metrics once
+             *     the offer is accepted.
+             */
+            limits?: {
+                [key: string]: number;
+            };
+            /**
+             * @description A recurring Stripe price of the Enterprise plan (its product's
+             *     metadata `plan_id` is `enterprise`).
+             */
+            price_id?: string | null;
+            /** @description Why (the deal, the ticket). */
+            reason: string;
+        };
+        /**
+         * @description Where an offer stands.
+         * @enum {string}
+         */
+        OfferStatus: "pending" | "accepted";
         /**
          * @description An override an operator asks for: exactly one of `limit` and
          *     `feature`, and its value (a whole number for a limit, true or false
@@ -1293,6 +1420,7 @@ export interface components {
             /** @description Empty for custom-priced plans (see `contact_sales`). */
             prices: components["schemas"]["Price"][];
             tier: components["schemas"]["PlanId"];
+            trial: null | components["schemas"]["Trial"];
         };
         /** @description Every plan, and the order plans upgrade in. */
         PlanCatalog: {
@@ -1529,6 +1657,16 @@ export interface components {
         /** @description The member to hand the account to. */
         TransferRequest: {
             user_id: string;
+        };
+        /** @description A plan's free trial, offered on an account's first subscription only. */
+        Trial: {
+            /**
+             * @description Whether checkout asks for a card before the trial; without one the
+             *     subscription is cancelled when the trial ends.
+             */
+            card_required: boolean;
+            /** Format: int32 */
+            days: number;
         };
         UsageBatch: {
             /** @description 1 to 1000 events. */
@@ -3461,6 +3599,122 @@ export interface operations {
             };
         };
     };
+    MakeEnterpriseOffer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The person acting (support staff's email), recorded in the audit log */
+                "X-Admin-Actor"?: string | null;
+            };
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OfferRequest"];
+            };
+        };
+        responses: {
+            /** @description The offer, pending, or accepted when attached */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OfferMade"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `admin` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `no_paid_subscription`: nothing live to attach to */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     AdminSetOverride: {
         parameters: {
             query?: never;
@@ -4214,6 +4468,69 @@ export interface operations {
                 };
             };
             /** @description `no_billing_account`: never subscribed to a paid plan */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    AcceptEnterpriseOffer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The account to act on (one of `GET /api/accounts`); the caller's own when absent. */
+                "X-Account-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Pay at this checkout */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Checkout"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `offer_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `offer_expired`, `offer_accepted`, or `checkout_pending` */
             409: {
                 headers: {
                     [name: string]: unknown;
