@@ -21,6 +21,10 @@ pub struct AdminArgs {
         default_value = "http://127.0.0.1:7071"
     )]
     pub url: String,
+    /// Who is acting (your email), recorded in the audit log beside the
+    /// key's name.
+    #[arg(long = "as", env = "KRAFTD_ADMIN_ACTOR")]
+    pub actor: Option<String>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -47,6 +51,82 @@ pub enum AdminCommand {
     Resync { account: String },
     /// The account's audit log, newest first.
     Audit { account: String },
+    /// Overrides a limit or a feature of the account's plan, at once.
+    #[command(group(ArgGroup::new("what").required(true)))]
+    Override {
+        account: String,
+        /// A limit to set: documents, api_calls, storage_mb, team_members.
+        #[arg(long, group = "what")]
+        limit: Option<String>,
+        /// A feature to turn on or off: ai_features, sso, ...
+        #[arg(long, group = "what")]
+        feature: Option<String>,
+        /// A whole number for a limit, true or false for a feature.
+        #[arg(long)]
+        value: String,
+        #[arg(long)]
+        reason: String,
+        /// When it stops counting (RFC 3339, UTC); none: until removed.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Removes an override.
+    RemoveOverride {
+        account: String,
+        override_id: String,
+    },
+    /// Gives usage back in the metric's current window.
+    Credit {
+        account: String,
+        #[arg(long)]
+        metric: String,
+        #[arg(long)]
+        quantity: u64,
+        #[arg(long)]
+        reason: String,
+        /// Names the credit, so running it again credits nothing more; a
+        /// new one when absent (printed, to retry with).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Makes the account an Enterprise offer (README, "The Enterprise
+    /// sales flow").
+    #[command(group(ArgGroup::new("price").required(true)))]
+    Offer {
+        account: String,
+        /// A recurring Stripe price of the Enterprise plan.
+        #[arg(long, group = "price")]
+        price_id: Option<String>,
+        /// A new price: the amount in the currency's minor unit.
+        #[arg(long, group = "price", requires_all = ["currency", "interval"])]
+        amount: Option<i64>,
+        #[arg(long)]
+        currency: Option<String>,
+        /// monthly or annual.
+        #[arg(long)]
+        interval: Option<String>,
+        /// A negotiated limit, METRIC=N; repeat for more.
+        #[arg(long = "limit", value_parser = metric_value)]
+        limits: Vec<(String, u64)>,
+        #[arg(long)]
+        reason: String,
+        /// The offer's validity (RFC 3339, UTC).
+        #[arg(long)]
+        expires_at: Option<String>,
+        /// Move the live subscription to the price now, prorated.
+        #[arg(long)]
+        attach: bool,
+    },
+}
+
+fn metric_value(s: &str) -> Result<(String, u64), String> {
+    let (metric, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not METRIC=N"))?;
+    let value = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a whole number"))?;
+    Ok((metric.to_owned(), value))
 }
 
 /// What a command asks of the admin API.
@@ -55,6 +135,7 @@ pub struct AdminRequest {
     /// Below `/api/admin`, each segment as typed (encoded when sent).
     pub segments: Vec<String>,
     pub query: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, String)>,
     pub body: Option<Value>,
 }
 
@@ -65,6 +146,7 @@ impl AdminCommand {
             method,
             segments: segments.iter().map(|s| s.to_string()).collect(),
             query: Vec::new(),
+            headers: Vec::new(),
             body,
         };
         match self {
@@ -93,6 +175,94 @@ impl AdminCommand {
             AdminCommand::Audit { account } => {
                 on(Method::GET, &["accounts", account, "audit"], None)
             }
+            AdminCommand::Override {
+                account,
+                limit,
+                feature,
+                value,
+                reason,
+                expires_at,
+            } => {
+                // The service says what a value may be; a bare word is a string.
+                let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+                let mut body = json!({"value": value, "reason": reason});
+                if let Some(limit) = limit {
+                    body["limit"] = json!(limit);
+                }
+                if let Some(feature) = feature {
+                    body["feature"] = json!(feature);
+                }
+                if let Some(at) = expires_at {
+                    body["expires_at"] = json!(at);
+                }
+                on(
+                    Method::POST,
+                    &["accounts", account, "overrides"],
+                    Some(body),
+                )
+            }
+            AdminCommand::RemoveOverride {
+                account,
+                override_id,
+            } => on(
+                Method::DELETE,
+                &["accounts", account, "overrides", override_id],
+                None,
+            ),
+            AdminCommand::Credit {
+                account,
+                metric,
+                quantity,
+                reason,
+                key,
+            } => AdminRequest {
+                headers: vec![(
+                    "idempotency-key",
+                    key.clone()
+                        .unwrap_or_else(|| format!("credit-{}", uuid::Uuid::new_v4())),
+                )],
+                ..on(
+                    Method::POST,
+                    &["accounts", account, "credits"],
+                    Some(json!({"metric": metric, "quantity": quantity, "reason": reason})),
+                )
+            },
+            AdminCommand::Offer {
+                account,
+                price_id,
+                amount,
+                currency,
+                interval,
+                limits,
+                reason,
+                expires_at,
+                attach,
+            } => {
+                let mut body = json!({
+                    "limits": limits
+                        .iter()
+                        .map(|(m, n)| (m.clone(), Value::from(*n)))
+                        .collect::<serde_json::Map<_, _>>(),
+                    "reason": reason,
+                    "attach": attach,
+                });
+                for (name, value) in [
+                    ("price_id", price_id.clone().map(Value::from)),
+                    ("amount", amount.map(Value::from)),
+                    ("currency", currency.clone().map(Value::from)),
+                    ("interval", interval.clone().map(Value::from)),
+                    ("expires_at", expires_at.clone().map(Value::from)),
+                ] {
+                    if let Some(value) = value {
+                        body[name] = value;
+                    }
+                }
+                on(
+                    Method::POST,
+                    &["accounts", account, "enterprise-offers"],
+                    Some(body),
+                )
+            }
         }
     }
 }
@@ -116,8 +286,21 @@ pub enum AdminError {
 
 /// Sends the command's request with `key`; the answer's JSON (`null` for
 /// an empty one).
-pub async fn run(url: &str, key: &str, command: &AdminCommand) -> Result<Value, AdminError> {
+pub async fn run(
+    url: &str,
+    key: &str,
+    actor: Option<&str>,
+    command: &AdminCommand,
+) -> Result<Value, AdminError> {
     let request = command.request();
+    if let Some((_, key)) = request
+        .headers
+        .iter()
+        .find(|(h, _)| *h == "idempotency-key")
+    {
+        // Before sending: an answer lost on the way back is retried with it.
+        eprintln!("Idempotency-Key: {key} (run again with --key {key} to retry)");
+    }
     let mut target = reqwest::Url::parse(url)
         .ok()
         .filter(|u| !u.cannot_be_a_base())
@@ -135,6 +318,12 @@ pub async fn run(url: &str, key: &str, command: &AdminCommand) -> Result<Value, 
     let mut call = reqwest::Client::new()
         .request(request.method, target)
         .bearer_auth(key);
+    for (name, value) in &request.headers {
+        call = call.header(*name, value);
+    }
+    if let Some(person) = actor {
+        call = call.header("x-admin-actor", person);
+    }
     if let Some(body) = request.body {
         call = call
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -384,7 +384,12 @@ fn admin(args: admin_client::AdminArgs) -> ExitCode {
         eprintln!("{}", admin_client::AdminError::NoKey);
         return ExitCode::from(78);
     };
-    match runtime().block_on(admin_client::run(&args.url, &key, &args.command)) {
+    match runtime().block_on(admin_client::run(
+        &args.url,
+        &key,
+        args.actor.as_deref(),
+        &args.command,
+    )) {
         Ok(answer) => {
             println!(
                 "{}",
