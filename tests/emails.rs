@@ -368,6 +368,8 @@ async fn handler_serve_delivers_the_confirmation_after_a_paid_registration() {
         .env_clear()
         .env("PORT", port.to_string())
         .env("DATA_DIR", dir.path())
+        // Charged at once, so there is a receipt to deliver.
+        .env("PRO_TRIAL_DAYS", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -406,9 +408,12 @@ async fn handler_serve_delivers_the_confirmation_after_a_paid_registration() {
     // The local change-feed poller picks the outbox up within seconds.
     let mail = dir.path().join("mail");
     let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = |sent: &[String], subject: &str| sent.iter().any(|m| m.contains(subject));
     let sent = loop {
         let sent = files(&mail);
-        if sent.len() >= 2 || Instant::now() > deadline {
+        let both = delivered(&sent, "Subject: Welcome to KRAFTD Professional")
+            && delivered(&sent, "Subject: Your KRAFTD receipt");
+        if both || Instant::now() > deadline {
             break sent;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -249,6 +249,8 @@ async fn a_webhook_burst_killed_mid_way_loses_no_invoice_and_doubles_no_receipt(
             ("STRIPE_API_BASE", &api),
             ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("OUTBOX_LEASE_SECONDS", "10"),
+            // Charged at once: every payer has an invoice and a receipt.
+            ("PRO_TRIAL_DAYS", "0"),
         ],
     );
     let mut served = Served::start(&env).await;
