@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::app::{
-    AppError, ConsumeInput, EventResult, IdempotencyKey, MeterReading, ReserveInput, UsageEvent,
+    AppError, ConsumeInput, EventResult, IdempotencyKey, MeterReading, Recorded, ReserveInput,
+    UsageEvent,
 };
 use crate::domain::account::{Account, Action};
 use crate::domain::plan::{Limits, PlanId};
@@ -150,13 +151,19 @@ fn replayed(response: &mut Response, replayed: bool) {
 /// same, with `Idempotent-Replayed: true`, and counts nothing; with another
 /// body it is `409 idempotency_key_reused`. A refusal records nothing, so a
 /// retry is decided afresh.
+///
+/// `api_calls` may be reported without an `Idempotency-Key`: each such
+/// request counts once as received (a retry is another call), admitted
+/// from a block of the daily quota the billing instance holds, so it
+/// costs no store write of its own and never passes the limit; its
+/// `remaining` counts other instances' blocks as held.
 #[utoipa::path(
     post,
     path = "/api/accounts/{account_id}/usage",
     tag = "service",
     params(
         ("account_id" = String, Path, format = Uuid),
-        ("Idempotency-Key" = String, Header, description = "Names this report: 1 to 255 printable ASCII characters, no spaces", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Names this report: 1 to 255 printable ASCII characters, no spaces. Required but for `api_calls`", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
     ),
     request_body = ConsumeInput,
     responses(
@@ -174,10 +181,24 @@ pub async fn report_usage(
     headers: HeaderMap,
     ApiJson(input): ApiJson<ConsumeInput>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    let key = match headers.contains_key(IDEMPOTENCY_KEY) {
+        true => Some(idempotency_key(&headers)?),
+        false => None,
+    };
     let account = account(&state, caller, &account_id).await?;
     let now = state.billing.now();
-    let recorded = match state.billing.report_usage(&account, &key, input).await {
+    let recorded = match key {
+        Some(key) => state.billing.report_usage(&account, &key, input).await,
+        None => state
+            .billing
+            .report_api_calls(&account, input)
+            .await
+            .map(|reading| Recorded {
+                reading,
+                replayed: false,
+            }),
+    };
+    let recorded = match recorded {
         Ok(r) => r,
         Err(e) => return Ok(refusal(e)),
     };

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod clock;
+pub mod lease;
 pub mod money;
 pub mod outbox;
 pub mod plan;

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use super::docs::{self, ActiveDoc, CounterDoc, HoldDoc, OperationDoc};
 use super::{contended, pause, unavailable, CosmosStore, MAX_ROUNDS};
 use crate::domain::account::AccountId;
+use crate::domain::lease::{grant, settle, LeaseOutcome, LeaseRequest, LeaseReturn};
 use crate::domain::ports::{Etag, StoreError, UsageStore};
 use crate::domain::quota::{
     fits, held_at, CloseDecision, CloseOutcome, Closing, Fingerprint, GaugeObservation,
@@ -160,6 +161,28 @@ fn write_counter(
     .map_err(StoreError::corrupt)
 }
 
+/// Settles a lease given back (`lease::settle`) on a counter's live holds
+/// and its count. `false` if its hold is not there: it lapsed, or a write
+/// whose answer was lost gave it back already.
+fn settle_on(
+    holds: &mut Vec<Hold>,
+    used: &mut i64,
+    ret: &LeaseReturn,
+    key: &UsageKey,
+) -> Result<bool, StoreError> {
+    let live = holds.iter().any(|h| h.id == ret.id);
+    holds.retain(|h| h.id != ret.id);
+    *used = used
+        .checked_add(settle(live, ret.admitted))
+        .ok_or_else(|| {
+            StoreError::corrupt(format!(
+                "{} would pass the largest count",
+                key.metric.as_str()
+            ))
+        })?;
+    Ok(live)
+}
+
 fn refused(status: u16) -> StoreError {
     StoreError::unavailable(format!("batch refused: {status}"))
 }
@@ -249,6 +272,23 @@ impl CosmosStore {
             counter.doc.indexed_day = self.index_day(account, &counter.key, at).await?;
         }
         write_counter(batch, counter)
+    }
+
+    /// Writes the counter alone (If-Match what was read): `Err` with the
+    /// status of a lost race.
+    async fn put_counter(
+        &self,
+        account: AccountId,
+        counter: Counter,
+        at: DateTime<Utc>,
+    ) -> Result<Result<(), u16>, StoreError> {
+        let batch = TransactionalBatch::new(docs::pk(account));
+        let batch = self.with_counter(batch, account, counter, at).await?;
+        Ok(match self.batch(&self.usage, batch).await? {
+            Ok(_) => Ok(()),
+            Err(404 | 409 | 412) => Err(412),
+            Err(s) => return Err(refused(s)),
+        })
     }
 
     async fn operation(
@@ -512,7 +552,6 @@ impl UsageStore for CosmosStore {
     }
 
     async fn set_gauge(&self, obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError> {
-        let pk = docs::pk(obs.account_id);
         for round in 0..MAX_ROUNDS {
             let counter = self.counter(obs.account_id, &obs.key, obs.at).await?;
             if counter.etag.is_some() {
@@ -531,21 +570,78 @@ impl UsageStore for CosmosStore {
             let mut counter = counter.with_holds(&holds, obs.at);
             counter.doc.quantity = obs.value;
             counter.doc.observed_at = Some(docs::ms(obs.observed_at));
-            let batch = self
-                .with_counter(
-                    TransactionalBatch::new(pk.clone()),
-                    obs.account_id,
-                    counter,
-                    obs.at,
-                )
-                .await?;
-            match self.batch(&self.usage, batch).await? {
-                Ok(_) => return Ok(GaugeOutcome::Set),
-                Err(404 | 409 | 412) => pause(round).await,
-                Err(s) => return Err(refused(s)),
+            match self.put_counter(obs.account_id, counter, obs.at).await? {
+                Ok(()) => return Ok(GaugeOutcome::Set),
+                Err(_) => pause(round).await,
             }
         }
         Err(contended("set_gauge"))
+    }
+
+    async fn take_lease(&self, req: &LeaseRequest) -> Result<LeaseOutcome, StoreError> {
+        for round in 0..MAX_ROUNDS {
+            let counter = self.counter(req.account_id, &req.key, req.at).await?;
+            let mut holds = counter.live_holds(req.at)?;
+            let mut used = counter.doc.quantity;
+            let settled = match &req.returning {
+                Some(ret) => settle_on(&mut holds, &mut used, ret, &req.key)?,
+                None => false,
+            };
+            let held = held_at(&holds, req.at);
+            let size = match holds.len() < MAX_LIVE_HOLDS {
+                true => grant(used, held, req.limit, req.wanted, req.target),
+                false => 0,
+            };
+            let lease = req.lease(size);
+            let outcome = match size {
+                0 => LeaseOutcome::Denied {
+                    used: used.max(0) as u64,
+                    held: held.max(0) as u64,
+                },
+                _ => LeaseOutcome::Granted {
+                    lease,
+                    used: used.max(0) as u64,
+                    held: (held + size).max(0) as u64,
+                },
+            };
+            if size == 0 && !settled {
+                return Ok(outcome);
+            }
+            if size > 0 {
+                holds.push(lease.hold());
+            }
+            let mut counter = counter.with_holds(&holds, req.at);
+            counter.doc.quantity = used;
+            match self.put_counter(req.account_id, counter, req.at).await? {
+                Ok(()) => return Ok(outcome),
+                Err(_) => pause(round).await,
+            }
+        }
+        Err(contended("take_lease"))
+    }
+
+    async fn return_lease(
+        &self,
+        account_id: AccountId,
+        key: &UsageKey,
+        ret: &LeaseReturn,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        for round in 0..MAX_ROUNDS {
+            let counter = self.counter(account_id, key, now).await?;
+            let mut holds = counter.live_holds(now)?;
+            let mut used = counter.doc.quantity;
+            if !settle_on(&mut holds, &mut used, ret, key)? {
+                return Ok(false);
+            }
+            let mut counter = counter.with_holds(&holds, now);
+            counter.doc.quantity = used;
+            match self.put_counter(account_id, counter, now).await? {
+                Ok(()) => return Ok(true),
+                Err(_) => pause(round).await,
+            }
+        }
+        Err(contended("return_lease"))
     }
 
     async fn levels(

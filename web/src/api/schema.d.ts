@@ -246,6 +246,12 @@ export interface paths {
          *     same, with `Idempotent-Replayed: true`, and counts nothing; with another
          *     body it is `409 idempotency_key_reused`. A refusal records nothing, so a
          *     retry is decided afresh.
+         *
+         *     `api_calls` may be reported without an `Idempotency-Key`: each such
+         *     request counts once as received (a retry is another call), admitted
+         *     from a block of the daily quota the billing instance holds, so it
+         *     costs no store write of its own and never passes the limit; its
+         *     `remaining` counts other instances' blocks as held.
          */
         post: operations["ReportUsage"];
         delete?: never;
@@ -2431,9 +2437,9 @@ export interface operations {
     ReportUsage: {
         parameters: {
             query?: never;
-            header: {
-                /** @description Names this report: 1 to 255 printable ASCII characters, no spaces */
-                "Idempotency-Key": string;
+            header?: {
+                /** @description Names this report: 1 to 255 printable ASCII characters, no spaces. Required but for `api_calls` */
+                "Idempotency-Key"?: string | null;
             };
             path: {
                 account_id: string;
