@@ -241,7 +241,7 @@ async fn main() {
     })
     .await;
     rows.push(Row {
-        what: "usage report, named (service key, account, counter and record reads, one batch), mean of 100".into(),
+        what: "usage report, named (counter and record reads, one batch; the service key and the account kept 5 s), mean of 100".into(),
         per: r,
     });
     let r = measure(&meter, async {
@@ -294,19 +294,19 @@ async fn main() {
         releases.add(meter.reading() - before);
     }
     rows.push(Row {
-        what: "reservation round trip: reserve + commit (empty body), the pair, mean of 5".into(),
+        what: "reservation round trip: reserve + commit (empty body), the pair, mean of 5 (the first writes the day's first documents)".into(),
         per: reserves.plus(&commits).per(5),
     });
     rows.push(Row {
-        what: "reserve (POST …/reservations: service key, account, counter and record reads, one batch), mean of 5".into(),
+        what: "reserve (POST …/reservations: the record read, one batch on the counter as the instance last wrote it), mean of 5".into(),
         per: reserves.per(5),
     });
     rows.push(Row {
-        what: "commit, empty body (service key, account, the hold read for its quantity, record and counter reads, one batch), mean of 5".into(),
+        what: "commit, empty body (one batch on the reservation and counter its reserve wrote), mean of 5".into(),
         per: commits.per(5),
     });
     rows.push(Row {
-        what: "release (DELETE …/reservations/{id}: service key, account, record and counter reads, one batch), mean of 5".into(),
+        what: "release (DELETE …/reservations/{id}: one batch, as a commit), mean of 5".into(),
         per: releases.per(5),
     });
 
@@ -355,7 +355,7 @@ async fn main() {
     })
     .await;
     rows.push(Row {
-        what: "entitlements read by a service (GET …/entitlements: service key, account, every metric's counter, the seats), mean of 20".into(),
+        what: "entitlements read by a service (GET …/entitlements: every metric's counter, the seats), mean of 20".into(),
         per: r,
     });
 

@@ -479,22 +479,13 @@ impl Billing {
         let now = self.clock.now();
         let closing = match closing {
             Some(c) => c,
-            None => {
-                let quantity = match commit {
-                    Some(q) if q < 0 => {
-                        return Err(AppError::invalid("quantity", "must not be negative"))
-                    }
-                    Some(q) => q,
-                    None => {
-                        self.store
-                            .reservation(account.id, id)
-                            .await?
-                            .ok_or(AppError::ReservationNotFound)?
-                            .quantity
-                    }
-                };
-                Closing::Commit(quantity)
-            }
+            None => match commit {
+                Some(q) if q < 0 => {
+                    return Err(AppError::invalid("quantity", "must not be negative"))
+                }
+                Some(q) => Closing::Commit(q),
+                None => Closing::CommitHeld,
+            },
         };
         match self
             .store
