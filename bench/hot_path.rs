@@ -3,7 +3,7 @@
 //! (tests/cosmos-server, over loopback HTTPS), each beside the floor of
 //! one point read measured in the same run: round trips and RU per
 //! admitted API call over a burst from concurrent clients on TWO billing
-//! instances sharing one store (unnamed reports, admitted from quota
+//! instances sharing one store (`POST …/usage/calls`, admitted from quota
 //! leases), per refused call, per document (reserve + commit, with their
 //! Idempotency-Keys), a check that the burst admitted exactly the limit,
 //! and the deployment package's size (dist/, as `scripts/package` left it).
@@ -115,7 +115,7 @@ async fn run(store: CosmosStore, burst: usize, limit: u64, sim: &StripeSim) -> F
 
     let usage: Vec<String> = instances
         .iter()
-        .map(|i| format!("{}/accounts/{account}/usage", i.base))
+        .map(|i| format!("{}/accounts/{account}/usage/calls", i.base))
         .collect();
     let (client_c, key_c) = (client.clone(), key.clone());
     let call = move |n: usize| {
@@ -124,7 +124,7 @@ async fn run(store: CosmosStore, burst: usize, limit: u64, sim: &StripeSim) -> F
             client
                 .post(url)
                 .bearer_auth(key)
-                .json(&json!({"metric": "api_calls", "quantity": 1}))
+                .json(&json!({"quantity": 1}))
                 .send()
                 .await
                 .unwrap()

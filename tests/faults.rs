@@ -202,12 +202,12 @@ async fn a_usage_burst_killed_mid_way_counts_exactly_what_was_admitted_on_cosmos
     usage_burst_survives_a_kill(Served::start(&env).await).await;
 }
 
-/// An unnamed API-call report (no Idempotency-Key), as a gateway sends one.
+/// An unnamed API-call count, as a gateway sends one.
 async fn call(base: &str, key: &str, account: &str) -> Answer {
     let sent = reqwest::Client::new()
-        .post(format!("{base}/api/accounts/{account}/usage"))
+        .post(format!("{base}/api/accounts/{account}/usage/calls"))
         .bearer_auth(key)
-        .json(&json!({"metric": "api_calls", "quantity": 1}))
+        .json(&json!({"quantity": 1}))
         .send()
         .await;
     match sent.map(|r| r.status().as_u16()) {

@@ -533,14 +533,17 @@ async fn a_report_is_bounded_so_no_counter_can_overflow() {
     assert_eq!(usage["usage"]["exports"]["used"], 2_000_000, "{usage}");
 }
 
-/// An unnamed API-call report, as a high-rate gateway sends it.
+/// An unnamed API-call count, as a high-rate gateway sends it.
 async fn call(app: &TestApp, account: &str) -> StatusCode {
-    app.service(Method::POST, &format!("/api/accounts/{account}/usage"))
-        .json(&api_calls(1))
-        .send()
-        .await
-        .unwrap()
-        .status()
+    app.service(
+        Method::POST,
+        &format!("/api/accounts/{account}/usage/calls"),
+    )
+    .json(&json!({"quantity": 1}))
+    .send()
+    .await
+    .unwrap()
+    .status()
 }
 
 #[tokio::test]

@@ -326,20 +326,20 @@ impl Billing {
         })
     }
 
-    /// Counts API calls reported without an Idempotency-Key: admitted
-    /// from this instance's quota lease, never past the limit, each
-    /// request counted once as received (a retry is another call).
+    /// Counts API calls reported without a name (`POST …/usage/calls`):
+    /// admitted from this instance's quota lease, never past the limit,
+    /// each request counted once as received (a retry is another call).
     pub async fn report_api_calls(
         &self,
         account: &Account,
-        input: ConsumeInput,
+        quantity: i64,
     ) -> Result<MeterReading, AppError> {
-        if input.metric != Metric::ApiCalls {
-            return Err(AppError::invalid(
-                "Idempotency-Key",
-                "header is required (it may be left out for api_calls only)",
-            ));
-        }
+        let input = ConsumeInput {
+            metric: Metric::ApiCalls,
+            quantity,
+            feature: None,
+            format: None,
+        };
         check_quantity(input.quantity)?;
         self.check_gate(account, input.metric, input.feature, input.format)?;
         let now = self.clock.now();

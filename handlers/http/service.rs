@@ -14,8 +14,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::app::{
-    AppError, ConsumeInput, EventResult, IdempotencyKey, MeterReading, Recorded, ReserveInput,
-    UsageEvent,
+    AppError, ConsumeInput, EventResult, IdempotencyKey, MeterReading, ReserveInput, UsageEvent,
 };
 use crate::domain::account::{Account, Action};
 use crate::domain::plan::{Limits, PlanId};
@@ -134,6 +133,15 @@ fn refusal(e: AppError) -> Response {
     response
 }
 
+/// A usage write's answer: where its metric stands, in the body and the
+/// RateLimit fields.
+fn reading_answer(reading: &MeterReading, now: DateTime<Utc>, was_replayed: bool) -> Response {
+    let mut response = Json(UsageReading::from(reading)).into_response();
+    rate_limit(&mut response, reading, now);
+    replayed(&mut response, was_replayed);
+    response
+}
+
 fn replayed(response: &mut Response, replayed: bool) {
     if replayed {
         response
@@ -163,7 +171,7 @@ fn replayed(response: &mut Response, replayed: bool) {
     tag = "service",
     params(
         ("account_id" = String, Path, format = Uuid),
-        ("Idempotency-Key" = Option<String>, Header, description = "Names this report: 1 to 255 printable ASCII characters, no spaces. Required but for `api_calls`", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
+        ("Idempotency-Key" = String, Header, description = "Names this report: 1 to 255 printable ASCII characters, no spaces", min_length = 1, max_length = 255, pattern = "^[!-~]+$"),
     ),
     request_body = ConsumeInput,
     responses(
@@ -181,31 +189,65 @@ pub async fn report_usage(
     headers: HeaderMap,
     ApiJson(input): ApiJson<ConsumeInput>,
 ) -> Result<Response, ApiError> {
-    let key = match headers.contains_key(IDEMPOTENCY_KEY) {
-        true => Some(idempotency_key(&headers)?),
-        false => None,
-    };
+    let key = idempotency_key(&headers)?;
     let account = account(&state, caller, &account_id).await?;
     let now = state.billing.now();
-    let recorded = match key {
-        Some(key) => state.billing.report_usage(&account, &key, input).await,
-        None => state
-            .billing
-            .report_api_calls(&account, input)
-            .await
-            .map(|reading| Recorded {
-                reading,
-                replayed: false,
-            }),
-    };
-    let recorded = match recorded {
+    let recorded = match state.billing.report_usage(&account, &key, input).await {
         Ok(r) => r,
         Err(e) => return Ok(refusal(e)),
     };
-    let mut response = Json(UsageReading::from(&recorded.reading)).into_response();
-    rate_limit(&mut response, &recorded.reading, now);
-    replayed(&mut response, recorded.replayed);
-    Ok(response)
+    Ok(reading_answer(&recorded.reading, now, recorded.replayed))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiCalls {
+    /// Calls to count: 1 to 1,000,000.
+    #[serde(deserialize_with = "crate::app::whole::number")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    quantity: i64,
+}
+
+/// Count API calls
+///
+/// For a gateway reporting every call as it happens: `api_calls` counted
+/// against the daily limit, never past it however many billing instances
+/// answer, and without a name: each request counts once as received, so
+/// a retry is another call (report with `POST …/usage` and an
+/// `Idempotency-Key` where a call must count once under retries). Each
+/// instance admits calls from a block of the day's quota it holds, so a
+/// call costs no store write of its own; `remaining` counts the blocks
+/// other instances hold as `held`, which come back within 20 seconds.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/{account_id}/usage/calls",
+    tag = "service",
+    params(("account_id" = String, Path, format = Uuid)),
+    request_body = ApiCalls,
+    responses(
+        (status = 200, description = "Counted; where the day's API calls stand", body = UsageReading),
+        (status = 429, description = "`quota_exceeded`: the daily API calls are used up; `Retry-After` says when they reset", body = ErrorResponse),
+        JsonBodyErrors,
+    )
+)]
+pub async fn report_api_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+    ApiJson(input): ApiJson<ApiCalls>,
+) -> Result<Response, ApiError> {
+    let account = account(&state, caller, &account_id).await?;
+    let now = state.billing.now();
+    Ok(
+        match state
+            .billing
+            .report_api_calls(&account, input.quantity)
+            .await
+        {
+            Ok(reading) => reading_answer(&reading, now, false),
+            Err(e) => refusal(e),
+        },
+    )
 }
 
 #[derive(Deserialize, ToSchema)]

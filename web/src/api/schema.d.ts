@@ -283,6 +283,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/accounts/{account_id}/usage/calls": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Count API calls
+         * @description For a gateway reporting every call as it happens: `api_calls` counted
+         *     against the daily limit, never past it however many billing instances
+         *     answer, and without a name: each request counts once as received, so
+         *     a retry is another call (report with `POST …/usage` and an
+         *     `Idempotency-Key` where a call must count once under retries). Each
+         *     instance admits calls from a block of the day's quota it holds, so a
+         *     call costs no store write of its own; `remaining` counts the blocks
+         *     other instances hold as `held`, which come back within 20 seconds.
+         */
+        post: operations["ReportApiCalls"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/auth/login": {
         parameters: {
             query?: never;
@@ -667,6 +694,13 @@ export interface components {
             /** @description The plan the account subscribes to. */
             plan_id: components["schemas"]["PlanId"];
             role: components["schemas"]["Role"];
+        };
+        ApiCalls: {
+            /**
+             * Format: int64
+             * @description Calls to count: 1 to 1,000,000.
+             */
+            quantity: number;
         };
         /**
          * @description A role one can be given: the owner changes only by transfer. Schema
@@ -2437,9 +2471,9 @@ export interface operations {
     ReportUsage: {
         parameters: {
             query?: never;
-            header?: {
-                /** @description Names this report: 1 to 255 printable ASCII characters, no spaces. Required but for `api_calls` */
-                "Idempotency-Key"?: string | null;
+            header: {
+                /** @description Names this report: 1 to 255 printable ASCII characters, no spaces */
+                "Idempotency-Key": string;
             };
             path: {
                 account_id: string;
@@ -2680,6 +2714,153 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ReportApiCalls: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApiCalls"];
+            };
+        };
+        responses: {
+            /** @description Counted; where the day's API calls stand */
+            200: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReading"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the daily API calls are used up; `Retry-After` says when they reset */
+            429: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
