@@ -936,14 +936,16 @@ async fn named_writes_cost_one_batch_after_parallel_point_reads() {
     eprintln!("reserve: {reserve:?}");
     eprintln!("close_reservation: {close:?}");
     // Requests: two point reads in parallel (one round trip of latency),
-    // then one batch; a close reads the reservation, then its counter. A
-    // counter's first write of a day also puts the account in the rollup's
-    // index of that day.
+    // then one batch. A reservation uses the counter as this store last
+    // wrote it (its If-Match checks it), so it reads only its record; its
+    // close uses the reservation and counter its reserve wrote: one batch.
+    // A counter's first write of a day also puts the account in the
+    // rollup's index of that day.
     assert_eq!(first.round_trips, 4);
     assert_eq!(record.round_trips, 3);
     assert_eq!(replay.round_trips, 2);
-    assert_eq!(reserve.round_trips, 3);
-    assert_eq!(close.round_trips, 3);
+    assert_eq!(reserve.round_trips, 2);
+    assert_eq!(close.round_trips, 1);
 }
 
 /// The rollup and the retention sweep share `usage_records` with the

@@ -3,7 +3,9 @@
 //! checked afterwards. Clients and Stripe retry what got no answer, as they
 //! do in production.
 //! - Usage (SQLite and the Cosmos DB server): the counter equals what was
-//!   admitted, never over the limit, each key counted once.
+//!   admitted, never over the limit, each key counted once; unnamed API
+//!   calls admitted from a quota lease never pass the limit, the dead
+//!   process's lease lost at most.
 //! - Webhooks (SQLite, Stripe's double in this process): every paid checkout
 //!   has its plan, its invoice once and its receipt once; an email mid-send
 //!   at the crash may go out again with the same Message-ID (the documented
@@ -198,6 +200,85 @@ async fn a_usage_burst_killed_mid_way_counts_exactly_what_was_admitted_on_cosmos
         String::from_utf8_lossy(&init.stderr)
     );
     usage_burst_survives_a_kill(Served::start(&env).await).await;
+}
+
+/// An unnamed API-call count, as a gateway sends one.
+async fn call(base: &str, key: &str, account: &str) -> Answer {
+    let sent = reqwest::Client::new()
+        .post(format!("{base}/api/accounts/{account}/usage/calls"))
+        .bearer_auth(key)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await;
+    match sent.map(|r| r.status().as_u16()) {
+        Err(_) => Answer::Lost,
+        Ok(200) => Answer::Admitted,
+        Ok(429) => Answer::Refused,
+        Ok(other) => panic!("unexpected {other}"),
+    }
+}
+
+/// 600 unnamed calls against a daily limit of 300, the process killed
+/// with its quota lease after 100 were admitted, then 600 more on the
+/// restarted process: the dead lease is lost (its admitted calls may go
+/// uncounted) but never lets anyone past the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_api_calls_killed_mid_burst_never_pass_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let mut served = Served::start(&settings(&data, &[("FREE_PLAN_API_LIMIT", "300")])).await;
+    let (_, account) = register_owner(&served.base, "gateway@example.com", "Gateway").await;
+    let key = served.service_key("usage:write,entitlements:read");
+    let burst = |base: String| {
+        let (key, account) = (key.clone(), account.clone());
+        futures::stream::iter(0..600)
+            .map(move |_| {
+                let (base, key, account) = (base.clone(), key.clone(), account.clone());
+                async move { call(&base, &key, &account).await }
+            })
+            .buffer_unordered(CLIENTS)
+    };
+    let (mut admitted, mut lost) = (0, 0);
+    let mut first = burst(served.base.clone());
+    while let Some(answer) = first.next().await {
+        match answer {
+            Answer::Admitted => {
+                admitted += 1;
+                if admitted == 100 {
+                    served.kill();
+                }
+            }
+            Answer::Lost => lost += 1,
+            Answer::Refused => {}
+        }
+    }
+    drop(first);
+    assert!(lost > 0, "the kill cut the burst off");
+    served.restart().await;
+    let mut second = burst(served.base.clone());
+    while let Some(answer) = second.next().await {
+        assert_ne!(answer, Answer::Lost, "the restarted handler answers");
+        if answer == Answer::Admitted {
+            admitted += 1;
+        }
+    }
+    assert!(admitted <= 300, "{admitted} admitted past the limit of 300");
+    let calls = get(
+        &served.base,
+        &key,
+        &format!("/api/accounts/{account}/entitlements"),
+    )
+    .await["usage"]["api_calls"]
+        .clone();
+    let (used, held) = (
+        calls["used"].as_u64().unwrap(),
+        calls["held"].as_u64().unwrap(),
+    );
+    assert!(
+        used <= admitted,
+        "{used} recorded, only {admitted} admitted"
+    );
+    assert!(used + held <= 300, "{calls}");
 }
 
 /// The .eml files of the file mailer: per recipient, per subject, the

@@ -11,6 +11,7 @@ use kraftd_billing::domain::account::{Account, AccountId, Membership, Role};
 use kraftd_billing::domain::plan::PlanId;
 use kraftd_billing::domain::subscription::{Subscription, SubscriptionStatus};
 use kraftd_billing::domain::user::{Email, PersonName, User, UserId};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{error_of, TestApp, PASSWORD};
 
@@ -532,4 +533,70 @@ async fn a_report_is_bounded_so_no_counter_can_overflow() {
     assert_eq!(usage.status(), 200);
     let usage: Value = usage.json().await.unwrap();
     assert_eq!(usage["usage"]["exports"]["used"], 2_000_000, "{usage}");
+}
+
+/// An unnamed API-call count, as a high-rate gateway sends it.
+async fn call(app: &TestApp, account: &str) -> StatusCode {
+    app.service(
+        Method::POST,
+        &format!("/api/accounts/{account}/usage/calls"),
+    )
+    .json(&json!({"quantity": 1}))
+    .send()
+    .await
+    .unwrap()
+    .status()
+}
+
+#[tokio::test]
+async fn unnamed_api_calls_on_two_instances_admit_exactly_the_limit() {
+    let vars = [("FREE_PLAN_API_LIMIT", "500")];
+    let first = Arc::new(TestApp::spawn_with(&vars).await);
+    let second = Arc::new(TestApp::spawn_on(first.store.clone(), &vars).await);
+    let token = first.free_user("gateway@example.com").await;
+    let account = Arc::new(first.own_account_id(&token).await);
+    let calls: Vec<_> = (0..800)
+        .map(|i| {
+            let app = [first.clone(), second.clone()][i % 2].clone();
+            let account = account.clone();
+            tokio::spawn(async move { call(&app, &account).await })
+        })
+        .collect();
+    let mut admitted = 0;
+    for c in calls {
+        match c.await.unwrap() {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(admitted <= 500, "{admitted} admitted past the limit of 500");
+    // At shutdown each instance gives its lease back: what it admitted is
+    // recorded, what it held comes back to the other.
+    first.billing.give_back_leases(true).await;
+    second.billing.give_back_leases(true).await;
+    let level = |app: Arc<TestApp>| {
+        let account = account.clone();
+        async move {
+            let calls = app.standing(&account, "api_calls").await;
+            (
+                calls["used"].as_u64().unwrap(),
+                calls["held"].as_u64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        level(first.clone()).await,
+        (admitted, 0),
+        "each admitted call recorded once"
+    );
+    // A refusal is remembered a moment while quota may come back.
+    let later = second.clock_now() + kraftd_billing::app::hot_path::REFUSAL_TTL;
+    second.clock.set(later);
+    while call(&second, &account).await == StatusCode::OK {
+        admitted += 1;
+    }
+    second.billing.give_back_leases(true).await;
+    assert_eq!(admitted, 500, "the quota another instance held came back");
+    assert_eq!(level(first.clone()).await, (500, 0));
 }

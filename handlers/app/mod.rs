@@ -10,6 +10,7 @@ mod enterprise;
 mod error;
 mod events;
 pub mod health;
+pub mod hot_path;
 pub mod import;
 mod link_tokens;
 mod members;
@@ -53,12 +54,12 @@ pub use webhooks::{handled_event_types, WebhookOutcome};
 use crate::auth::password::Passwords;
 use crate::auth::throttle::Throttle;
 use crate::auth::token::Tokens;
-use crate::domain::account::Account;
+use crate::domain::account::{Account, AccountId};
 use crate::domain::clock::Clock;
 use crate::domain::overrides::effective_limits;
 use crate::domain::plan::{Catalog, Plan};
-use crate::domain::ports::{EventSender, Mailer, Payments, Store, WebhookVerifier};
-use crate::domain::service::ServiceApp;
+use crate::domain::ports::{EventSender, Mailer, Payments, Store, Versioned, WebhookVerifier};
+use crate::domain::service::{ServiceApp, ServicePrincipal};
 
 /// Operator choices the use-cases follow.
 #[derive(Debug, Clone)]
@@ -92,6 +93,11 @@ pub struct Billing {
     throttle: Throttle,
     clock: Arc<dyn Clock>,
     settings: BillingSettings,
+    /// Verified service keys by their hash, and the principal each is.
+    credentials: hot_path::TtlCache<String, ServicePrincipal>,
+    /// The accounts service routes named lately.
+    accounts: hot_path::TtlCache<AccountId, Versioned<Account>>,
+    leases: hot_path::Leases,
 }
 
 /// Everything `Billing` runs on.
@@ -124,6 +130,9 @@ impl Billing {
             throttle: p.throttle,
             clock: p.clock,
             settings: p.settings,
+            credentials: hot_path::TtlCache::new(hot_path::CREDENTIAL_TTL),
+            accounts: hot_path::TtlCache::new(hot_path::ACCOUNT_TTL),
+            leases: hot_path::Leases::default(),
         }
     }
 

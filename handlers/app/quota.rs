@@ -21,6 +21,7 @@ use crate::domain::usage::{
     UsageOutcome, MAX_QUANTITY,
 };
 
+use super::hot_path::Admission;
 use super::usage::{ConsumeInput, MeterReading};
 use super::{AppError, Billing, StateConflict};
 
@@ -222,12 +223,20 @@ impl Billing {
     }
 
     /// The account a service credential acts on, named by the path.
+    /// Read again after `hot_path::ACCOUNT_TTL` at most.
     pub async fn service_account(&self, id: &str) -> Result<Versioned<Account>, AppError> {
-        let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::NoSuchAccount)?;
-        self.store
-            .account_by_id(AccountId(id))
+        let id = AccountId(uuid::Uuid::parse_str(id).map_err(|_| AppError::NoSuchAccount)?);
+        let now = self.clock.now();
+        if let Some(account) = self.accounts.get(&id, now) {
+            return Ok(account);
+        }
+        let account = self
+            .store
+            .account_by_id(id)
             .await?
-            .ok_or(AppError::NoSuchAccount)
+            .ok_or(AppError::NoSuchAccount)?;
+        self.accounts.put(id, account.clone(), now);
+        Ok(account)
     }
 
     fn denial(
@@ -315,6 +324,60 @@ impl Billing {
             reading: self.reading(account, usage_key, used, held),
             replayed,
         })
+    }
+
+    /// Counts API calls reported without a name (`POST …/usage/calls`):
+    /// admitted from this instance's quota lease, never past the limit,
+    /// each request counted once as received (a retry is another call).
+    pub async fn report_api_calls(
+        &self,
+        account: &Account,
+        quantity: i64,
+    ) -> Result<MeterReading, AppError> {
+        let input = ConsumeInput {
+            metric: Metric::ApiCalls,
+            quantity,
+            feature: None,
+            format: None,
+        };
+        check_quantity(input.quantity)?;
+        self.check_gate(account, input.metric, input.feature, input.format)?;
+        let now = self.clock.now();
+        let key = UsageKey::current(input.metric, now);
+        let limit = input.metric.limit(&self.effective_plan(account).limits);
+        match self
+            .leases
+            .admit(
+                self.store.as_ref(),
+                account.id,
+                key,
+                input.quantity,
+                limit,
+                now,
+            )
+            .await?
+        {
+            Admission::Admitted { used, held } => {
+                let before = used.saturating_sub(input.quantity as u64);
+                self.announce_thresholds(account, key, before, used).await;
+                Ok(self.reading(account, key, used, held))
+            }
+            Admission::Refused { used, held } => Err(self.denial(
+                account,
+                input.metric,
+                key.window,
+                used.saturating_add(held),
+                input.quantity,
+            )),
+        }
+    }
+
+    /// Gives back this instance's leases that are about to stop admitting
+    /// (all of them when `all`: at shutdown).
+    pub async fn give_back_leases(&self, all: bool) {
+        self.leases
+            .give_back(self.store.as_ref(), self.clock.now(), all)
+            .await
     }
 
     pub(super) fn reading(
@@ -422,22 +485,13 @@ impl Billing {
         let now = self.clock.now();
         let closing = match closing {
             Some(c) => c,
-            None => {
-                let quantity = match commit {
-                    Some(q) if q < 0 => {
-                        return Err(AppError::invalid("quantity", "must not be negative"))
-                    }
-                    Some(q) => q,
-                    None => {
-                        self.store
-                            .reservation(account.id, id)
-                            .await?
-                            .ok_or(AppError::ReservationNotFound)?
-                            .quantity
-                    }
-                };
-                Closing::Commit(quantity)
-            }
+            None => match commit {
+                Some(q) if q < 0 => {
+                    return Err(AppError::invalid("quantity", "must not be negative"))
+                }
+                Some(q) => Closing::Commit(q),
+                None => Closing::CommitHeld,
+            },
         };
         match self
             .store

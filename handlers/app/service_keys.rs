@@ -102,7 +102,16 @@ impl Billing {
         &self,
         presented: &str,
     ) -> Result<ServicePrincipal, AppError> {
-        verify(self.store.as_ref(), presented).await
+        // Only keys verified are kept, by their hash: a made-up key still
+        // costs its read, and is never remembered.
+        let now = self.clock.now();
+        let hash = token_hash(presented);
+        if let Some(principal) = self.credentials.get(&hash, now) {
+            return Ok(principal);
+        }
+        let principal = verify(self.store.as_ref(), presented).await?;
+        self.credentials.put(hash, principal.clone(), now);
+        Ok(principal)
     }
 }
 

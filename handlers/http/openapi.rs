@@ -228,7 +228,12 @@ fn acting_member(op: &mut Operation) {
 
 /// The service routes whose answers state the limit of the metric they
 /// are about (`http::service`): admitted, and refused by the quota.
-const STATE_THEIR_LIMIT: [&str; 3] = ["ReportUsage", "CreateReservation", "SetGauge"];
+const STATE_THEIR_LIMIT: [&str; 4] = [
+    "ReportUsage",
+    "ReportApiCalls",
+    "CreateReservation",
+    "SetGauge",
+];
 /// The service routes named by an `Idempotency-Key`.
 const TAKE_A_KEY: [&str; 2] = ["ReportUsage", "CreateReservation"];
 

@@ -305,6 +305,16 @@ pub static HTTP_FUNCTIONS: &[HttpFunction] = &[
         doc: doc::<service::__path_report_usage>,
     },
     HttpFunction {
+        name: "ReportApiCalls",
+        methods: &[Post],
+        route: "accounts/{account_id}/usage/calls",
+        auth_level: Anonymous,
+        access: Access::Service(Scope::UsageWrite),
+        throttle: Throttle::None,
+        mount: |m| on(m, service::report_api_calls),
+        doc: doc::<service::__path_report_api_calls>,
+    },
+    HttpFunction {
         name: "ReportUsageBatch",
         methods: &[Post],
         route: "accounts/{account_id}/usage/batch",

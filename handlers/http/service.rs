@@ -133,6 +133,15 @@ fn refusal(e: AppError) -> Response {
     response
 }
 
+/// A usage write's answer: where its metric stands, in the body and the
+/// RateLimit fields.
+fn reading_answer(reading: &MeterReading, now: DateTime<Utc>, was_replayed: bool) -> Response {
+    let mut response = Json(UsageReading::from(reading)).into_response();
+    rate_limit(&mut response, reading, now);
+    replayed(&mut response, was_replayed);
+    response
+}
+
 pub(super) fn replayed(response: &mut Response, replayed: bool) {
     if replayed {
         response
@@ -150,6 +159,12 @@ pub(super) fn replayed(response: &mut Response, replayed: bool) {
 /// same, with `Idempotent-Replayed: true`, and counts nothing; with another
 /// body it is `409 idempotency_key_reused`. A refusal records nothing, so a
 /// retry is decided afresh.
+///
+/// `api_calls` may be reported without an `Idempotency-Key`: each such
+/// request counts once as received (a retry is another call), admitted
+/// from a block of the daily quota the billing instance holds, so it
+/// costs no store write of its own and never passes the limit; its
+/// `remaining` counts other instances' blocks as held.
 #[utoipa::path(
     post,
     path = "/api/accounts/{account_id}/usage",
@@ -181,10 +196,58 @@ pub async fn report_usage(
         Ok(r) => r,
         Err(e) => return Ok(refusal(e)),
     };
-    let mut response = Json(UsageReading::from(&recorded.reading)).into_response();
-    rate_limit(&mut response, &recorded.reading, now);
-    replayed(&mut response, recorded.replayed);
-    Ok(response)
+    Ok(reading_answer(&recorded.reading, now, recorded.replayed))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiCalls {
+    /// Calls to count: 1 to 1,000,000.
+    #[serde(deserialize_with = "crate::app::whole::number")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    quantity: i64,
+}
+
+/// Count API calls
+///
+/// For a gateway reporting every call as it happens: `api_calls` counted
+/// against the daily limit, never past it however many billing instances
+/// answer, and without a name: each request counts once as received, so
+/// a retry is another call (report with `POST …/usage` and an
+/// `Idempotency-Key` where a call must count once under retries). Each
+/// instance admits calls from a block of the day's quota it holds, so a
+/// call costs no store write of its own; `remaining` counts the blocks
+/// other instances hold as `held`, which come back within 20 seconds.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/{account_id}/usage/calls",
+    tag = "service",
+    params(("account_id" = String, Path, format = Uuid)),
+    request_body = ApiCalls,
+    responses(
+        (status = 200, description = "Counted; where the day's API calls stand", body = UsageReading),
+        (status = 429, description = "`quota_exceeded`: the daily API calls are used up; `Retry-After` says when they reset", body = ErrorResponse),
+        JsonBodyErrors,
+    )
+)]
+pub async fn report_api_calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account_id): Path<String>,
+    ApiJson(input): ApiJson<ApiCalls>,
+) -> Result<Response, ApiError> {
+    let account = account(&state, caller, &account_id).await?;
+    let now = state.billing.now();
+    Ok(
+        match state
+            .billing
+            .report_api_calls(&account, input.quantity)
+            .await
+        {
+            Ok(reading) => reading_answer(&reading, now, false),
+            Err(e) => refusal(e),
+        },
+    )
 }
 
 #[derive(Deserialize, ToSchema)]

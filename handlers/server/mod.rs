@@ -342,6 +342,7 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     password::warm_up_soon();
     tokio::spawn(purge_expired_hourly(store, clock));
     tokio::spawn(sweep_throttles(billing.clone()));
+    tokio::spawn(give_back_leases(billing.clone()));
     if config.mode == RunMode::Local {
         // No host to fire the triggers: run the same use-cases here.
         tokio::spawn(poll_outbox(billing.clone()));
@@ -351,10 +352,13 @@ pub async fn serve(mut config: Config) -> Result<(), StartError> {
     // With each connection's peer address: the client address when not
     // under the host, and the throttle's fallback.
     let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+        .await;
+    // The requests are drained: what the leases admitted is recorded now,
+    // the rest freed for the other instances.
+    billing.give_back_leases(true).await;
+    served.map_err(|source| StartError::Bind { addr, source })
 }
 
 /// What a local run stands in for the real thing: said in one start-up line,
@@ -514,6 +518,18 @@ async fn sweep_throttles(billing: Arc<Billing>) {
     loop {
         every.tick().await;
         billing.sweep_throttles();
+    }
+}
+
+/// Gives quota leases back before they stop admitting, so their calls are
+/// recorded before their holds lapse (`domain::lease::LEASE_MARGIN` is
+/// twice this period).
+async fn give_back_leases(billing: Arc<Billing>) {
+    let period = std::time::Duration::from_secs(5);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        every.tick().await;
+        billing.give_back_leases(false).await;
     }
 }
 

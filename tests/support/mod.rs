@@ -300,6 +300,21 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Where a metric of the account stands, as its service entitlements say.
+    pub async fn standing(&self, account: &str, metric: &str) -> Value {
+        let r = self
+            .service(
+                reqwest::Method::GET,
+                &format!("/api/accounts/{account}/entitlements"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        body["usage"][metric].clone()
+    }
+
     /// A request to a service route with the harness's service key.
     pub fn service(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 use kraftd_billing::domain::account::AccountId;
+use kraftd_billing::domain::lease::{
+    next_target, LeaseOutcome, LeaseRequest, LeaseReturn, Spending, LEASE_TTL,
+};
 use kraftd_billing::domain::plan::Limit;
 use kraftd_billing::domain::ports::Store;
 use kraftd_billing::domain::quota::{
@@ -47,6 +50,14 @@ macro_rules! quota_contract_tests {
             case!(a_replayed_reservation_holds_once);
             case!(gauges_take_the_newest_observation);
             case!(racing_retries_of_one_key_count_once);
+            case!(racing_leases_never_admit_more_than_the_limit);
+            case!(a_lapsed_lease_holds_nothing_and_settles_nothing);
+            case!(giving_a_lease_back_frees_exactly_its_unused_part);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_dead_instance_loses_at_most_its_lease() {
+                q::a_dead_instance_loses_at_most_its_lease(super::$opener().await).await
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reservations_outlive_the_process_that_made_them() {
@@ -489,4 +500,242 @@ pub async fn racing_retries_of_one_key_count_once(s: Arc<dyn Store>) {
         "one of the twins decides, the rest replay"
     );
     assert_eq!(level(&s, a, at).await, Level { used: 2, held: 3 });
+}
+
+fn lease_request(
+    a: AccountId,
+    at: DateTime<Utc>,
+    limit: Limit,
+    target: i64,
+    returning: Option<LeaseReturn>,
+) -> LeaseRequest {
+    LeaseRequest {
+        id: OperationId(uuid::Uuid::new_v4()),
+        account_id: a,
+        key: UsageKey::current(Metric::ApiCalls, at),
+        limit,
+        wanted: 1,
+        target,
+        at,
+        returning,
+    }
+}
+
+async fn api_level(s: &Arc<dyn Store>, account: AccountId, at: DateTime<Utc>) -> Level {
+    s.levels(account, &[UsageKey::current(Metric::ApiCalls, at)], at)
+        .await
+        .unwrap()[0]
+}
+
+fn granted(outcome: LeaseOutcome) -> Spending {
+    match outcome {
+        LeaseOutcome::Granted { lease, used, held } => Spending::new(lease, used, held),
+        LeaseOutcome::Denied { used, held } => panic!("denied at {used} used, {held} held"),
+    }
+}
+
+/// One instance's admissions: leases taken and spent one call at a time,
+/// each given back with the next, until none is granted. What it admitted.
+async fn spend_leases(s: Arc<dyn Store>, a: AccountId, limit: u64) -> i64 {
+    let at = time(NOON);
+    let mut admitted = 0;
+    let mut last: Option<Spending> = None;
+    loop {
+        let returning = last.map(|l| LeaseReturn {
+            id: l.lease.id,
+            admitted: l.admitted,
+        });
+        let target = next_target(last.map(|l| (l.lease.quantity, l.admitted)));
+        let req = lease_request(a, at, Some(limit), target, returning);
+        match s.take_lease(&req).await.unwrap() {
+            LeaseOutcome::Granted { lease, used, held } => {
+                assert!(
+                    used + held <= limit,
+                    "{used} used + {held} held past {limit}"
+                );
+                let mut spending = Spending::new(lease, used, held);
+                while spending.admit(1, at) {
+                    admitted += 1;
+                }
+                last = Some(spending);
+            }
+            LeaseOutcome::Denied { .. } => return admitted,
+        }
+    }
+}
+
+pub async fn racing_leases_never_admit_more_than_the_limit(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let limit = 300;
+    let instances: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(spend_leases(s.clone(), a, limit)))
+        .collect();
+    let mut admitted = 0;
+    for i in instances {
+        admitted += i.await.unwrap();
+    }
+    assert_eq!(
+        admitted, limit as i64,
+        "four instances admit exactly the limit"
+    );
+    assert_eq!(
+        api_level(&s, a, at).await,
+        Level {
+            used: limit,
+            held: 0
+        },
+        "every admitted call is recorded once, every lease given back"
+    );
+    let named = op(a, "after", Metric::ApiCalls, 1, Some(limit), NOON);
+    assert!(matches!(
+        s.record_operation(&named).await.unwrap(),
+        OperationOutcome::Decided(UsageOutcome::Denied { .. }, _)
+    ));
+}
+
+pub async fn a_lapsed_lease_holds_nothing_and_settles_nothing(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let key = UsageKey::current(Metric::ApiCalls, at);
+    let mut first = granted(
+        s.take_lease(&lease_request(a, at, Some(10), 10, None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        first.lease.quantity, 1,
+        "a share of what is left, at least one"
+    );
+    assert!(first.admit(1, at));
+    let named = op(a, "while-held", Metric::ApiCalls, 10, Some(10), NOON);
+    assert!(
+        matches!(
+            s.record_operation(&named).await.unwrap(),
+            OperationOutcome::Decided(UsageOutcome::Denied { .. }, _)
+        ),
+        "a live lease counts against a named write"
+    );
+    let later = at + LEASE_TTL;
+    assert_eq!(
+        api_level(&s, a, later).await,
+        Level { used: 0, held: 0 },
+        "a lapsed lease holds nothing, with no one giving it back"
+    );
+    let ret = LeaseReturn {
+        id: first.lease.id,
+        admitted: first.admitted,
+    };
+    assert!(!s.return_lease(a, &key, &ret, later).await.unwrap());
+    let second = granted(
+        s.take_lease(&lease_request(a, later, Some(10), 10, Some(ret)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (second.used_at_take, second.held_at_take),
+        (0, second.lease.quantity as u64),
+        "the lapsed lease's calls are not counted when it comes back late"
+    );
+}
+
+pub async fn giving_a_lease_back_frees_exactly_its_unused_part(s: Arc<dyn Store>) {
+    let a = account();
+    let at = time(NOON);
+    let key = UsageKey::current(Metric::ApiCalls, at);
+    let mut l = granted(
+        s.take_lease(&lease_request(a, at, Some(1000), 50, None))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(l.lease.quantity, 50);
+    assert_eq!(api_level(&s, a, at).await, Level { used: 0, held: 50 });
+    for _ in 0..20 {
+        assert!(l.admit(1, at));
+    }
+    let ret = LeaseReturn {
+        id: l.lease.id,
+        admitted: l.admitted,
+    };
+    assert!(s.return_lease(a, &key, &ret, at).await.unwrap());
+    assert_eq!(api_level(&s, a, at).await, Level { used: 20, held: 0 });
+    assert!(
+        !s.return_lease(a, &key, &ret, at).await.unwrap(),
+        "given back twice, counted once"
+    );
+    // Given back with the next lease, in one write.
+    let mut next = granted(
+        s.take_lease(&lease_request(a, at, Some(1000), 16, None))
+            .await
+            .unwrap(),
+    );
+    assert!(next.admit(3, at));
+    let ret = LeaseReturn {
+        id: next.lease.id,
+        admitted: next.admitted,
+    };
+    let third = granted(
+        s.take_lease(&lease_request(a, at, Some(1000), 16, Some(ret)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((third.used_at_take, third.held_at_take), (23, 16));
+    assert_eq!(api_level(&s, a, at).await, Level { used: 23, held: 16 });
+}
+
+pub async fn a_dead_instance_loses_at_most_its_lease(open: Opener) {
+    let a = account();
+    let at = time(NOON);
+    let limit = 40;
+    let lost = {
+        let first = open().await;
+        let mut l = granted(
+            first
+                .take_lease(&lease_request(a, at, Some(limit), 16, None))
+                .await
+                .unwrap(),
+        );
+        assert!(l.admit(2, at));
+        l.lease.quantity
+        // The instance dies here, its lease neither spent nor given back.
+    };
+    let second = open().await;
+    let before_lapse = spend_leases(second.clone(), a, limit).await;
+    assert_eq!(
+        before_lapse,
+        limit as i64 - lost,
+        "the dead instance's lease still holds its block, and nothing more"
+    );
+    let later = at + LEASE_TTL;
+    assert_eq!(
+        api_level(&second, a, later).await,
+        Level {
+            used: limit - lost as u64,
+            held: 0
+        }
+    );
+    let mut after = 0;
+    let mut last: Option<LeaseReturn> = None;
+    while let LeaseOutcome::Granted { lease, .. } = second
+        .take_lease(&lease_request(a, later, Some(limit), 16, last))
+        .await
+        .unwrap()
+    {
+        after += lease.quantity;
+        last = Some(LeaseReturn {
+            id: lease.id,
+            admitted: lease.quantity,
+        });
+    }
+    assert_eq!(
+        after, lost,
+        "once it lapsed, its block is admitted again: the 2 calls it admitted go uncounted, none past the limit"
+    );
+    assert_eq!(
+        api_level(&second, a, later).await,
+        Level {
+            used: limit,
+            held: 0
+        }
+    );
 }

@@ -9,6 +9,7 @@ pub mod account;
 pub mod audit;
 pub mod clock;
 pub mod health;
+pub mod lease;
 pub mod money;
 pub mod offer;
 pub mod outbox;

@@ -11,6 +11,7 @@ use crate::account::{
 };
 use crate::audit::{AuditEntry, AuditId};
 use crate::health::UndeliveredEvent;
+use crate::lease::{LeaseOutcome, LeaseRequest, LeaseReturn};
 use crate::money::Money;
 pub use crate::outbox::{OutboxState, SendResult, Standing};
 use crate::plan::{BillingInterval, Limit, PlanId, Trial};
@@ -273,6 +274,22 @@ pub trait UsageStore: Send + Sync {
     ) -> Result<CloseOutcome, StoreError>;
     /// Sets a gauge to an observed level unless a newer observation stands.
     async fn set_gauge(&self, obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError>;
+    /// Settles `req.returning` (if given; `lease::settle`) and takes a new
+    /// lease of `lease::grant` of what is left, as a hold on the counter,
+    /// in one atomic step: under any concurrency, the live leases and what
+    /// was used never pass the limit.
+    async fn take_lease(&self, req: &LeaseRequest) -> Result<LeaseOutcome, StoreError>;
+    /// Gives a lease back: records what was admitted from it if its hold
+    /// is still live (`lease::settle`) and frees the rest, in one atomic
+    /// step. `false` if the hold was not live (lapsed or given back
+    /// already): nothing recorded, so a repeat never counts twice.
+    async fn return_lease(
+        &self,
+        account_id: AccountId,
+        key: &UsageKey,
+        ret: &LeaseReturn,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Used and live-held quota for the given keys at `now`, in order.
     async fn levels(
         &self,

@@ -201,6 +201,9 @@ impl ReservationStatus {
 pub enum Closing {
     /// Records this much (at most what was held); the rest is released.
     Commit(i64),
+    /// Records all that was held: decided in the store's step from the
+    /// reservation it reads anyway, so the caller need not read it first.
+    CommitHeld,
     Release,
 }
 
@@ -264,6 +267,10 @@ impl Reservation {
         closing: Closing,
         now: DateTime<Utc>,
     ) -> Result<CloseDecision, CloseRefusal> {
+        let closing = match closing {
+            Closing::CommitHeld => Closing::Commit(self.quantity),
+            other => other,
+        };
         match (self.status_at(now), closing) {
             (ReservationStatus::Held, Closing::Commit(q)) if q < 0 || q > self.quantity => {
                 Err(CloseRefusal::BeyondHold {
@@ -452,6 +459,26 @@ mod tests {
             r.close(Closing::Commit(1), r.expires_at),
             Err(CloseRefusal::Expired)
         );
+    }
+
+    #[test]
+    fn committing_what_was_held_is_committing_its_quantity() {
+        let r = reservation(3);
+        assert_eq!(
+            r.close(Closing::CommitHeld, r.created_at),
+            r.close(Closing::Commit(3), r.created_at)
+        );
+        let mut done = r.clone();
+        done.state = ReservationState::Committed { quantity: 3 };
+        assert_eq!(
+            done.close(Closing::CommitHeld, r.created_at),
+            Ok(CloseDecision::Replay)
+        );
+        done.state = ReservationState::Committed { quantity: 2 };
+        assert!(matches!(
+            done.close(Closing::CommitHeld, r.created_at),
+            Err(CloseRefusal::AlreadyClosed(_))
+        ));
     }
 
     #[test]

@@ -260,7 +260,7 @@ pub struct CursorDoc {
     pub day: NaiveDate,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CounterDoc {
     pub id: String,
     pub account_id: String,

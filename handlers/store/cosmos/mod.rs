@@ -28,6 +28,7 @@ mod usage;
 mod users;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use azure_data_cosmos::clients::{ContainerClient, DatabaseClient};
@@ -51,6 +52,8 @@ pub struct CosmosStore {
     usage: ContainerClient,
     events: ContainerClient,
     meter: Meter,
+    /// The usage documents this store last wrote, with their etags.
+    written: Arc<usage::Written>,
 }
 
 impl CosmosStore {
@@ -77,6 +80,7 @@ impl CosmosStore {
             usage: open(layout::USAGE_RECORDS).await?,
             events: open(layout::WEBHOOK_EVENTS).await?,
             meter: Meter::default(),
+            written: Arc::default(),
         })
     }
 

@@ -15,6 +15,9 @@
 //! a named operation under a fresh id: the same one batch, so it is
 //! exactly once too, and nothing here ever patches or compensates.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use async_trait::async_trait;
 use azure_data_cosmos::options::{BatchReplaceOptions, Precondition};
 use azure_data_cosmos::TransactionalBatch;
@@ -23,6 +26,7 @@ use chrono::{DateTime, Utc};
 use super::docs::{self, ActiveDoc, CounterDoc, HoldDoc, OperationDoc};
 use super::{contended, pause, unavailable, CosmosStore, MAX_ROUNDS};
 use crate::domain::account::AccountId;
+use crate::domain::lease::{grant, settle, LeaseOutcome, LeaseRequest, LeaseReturn};
 use crate::domain::ports::{Etag, StoreError, UsageStore};
 use crate::domain::quota::{
     fits, held_at, CloseDecision, CloseOutcome, Closing, Fingerprint, GaugeObservation,
@@ -69,6 +73,67 @@ struct Counter {
     key: UsageKey,
     doc: CounterDoc,
     etag: Option<Etag>,
+}
+
+/// The counters and reservation records this store wrote last, as
+/// written, with their etags: a write that follows one of its own (a
+/// commit after its reserve, the next reservation) goes straight to its
+/// conditional batch, and if another writer came between, the If-Match
+/// fails and it reads afresh. Only a write checks what is remembered: an
+/// answer that writes nothing (a refusal, a replay) is always read afresh.
+#[derive(Default)]
+pub(super) struct Written {
+    counters: Remembered<CounterDoc>,
+    records: Remembered<OperationDoc>,
+}
+
+/// Documents by partition and id, as written, with their etags.
+type Remembered<T> = Mutex<HashMap<(String, String), (T, Etag)>>;
+
+/// The most documents remembered of each kind: past it, all are forgotten.
+const MAX_WRITTEN: usize = 10_000;
+
+fn recall<T: Clone>(map: &Remembered<T>, pk: &str, id: &str) -> Option<(T, Etag)> {
+    let map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(&(pk.to_owned(), id.to_owned())).cloned()
+}
+
+fn remember<T>(map: &Remembered<T>, pk: &str, id: String, doc: T, etag: Option<&Option<String>>) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (pk.to_owned(), id);
+    match etag {
+        Some(Some(etag)) => {
+            if map.len() >= MAX_WRITTEN {
+                map.clear();
+            }
+            map.insert(key, (doc, Etag(etag.clone())));
+        }
+        _ => {
+            map.remove(&key);
+        }
+    }
+}
+
+impl Written {
+    /// What a batch of the counter (first) and a record (second) wrote.
+    fn wrote(
+        &self,
+        pk: &str,
+        counter: CounterDoc,
+        record: Option<OperationDoc>,
+        etags: &[Option<String>],
+    ) {
+        remember(
+            &self.counters,
+            pk,
+            counter.id.clone(),
+            counter,
+            etags.first(),
+        );
+        if let Some(record) = record {
+            remember(&self.records, pk, record.id.clone(), record, etags.get(1));
+        }
+    }
 }
 
 impl Counter {
@@ -160,6 +225,28 @@ fn write_counter(
     .map_err(StoreError::corrupt)
 }
 
+/// Settles a lease given back (`lease::settle`) on a counter's live holds
+/// and its count. `false` if its hold is not there: it lapsed, or a write
+/// whose answer was lost gave it back already.
+fn settle_on(
+    holds: &mut Vec<Hold>,
+    used: &mut i64,
+    ret: &LeaseReturn,
+    key: &UsageKey,
+) -> Result<bool, StoreError> {
+    let live = holds.iter().any(|h| h.id == ret.id);
+    holds.retain(|h| h.id != ret.id);
+    *used = used
+        .checked_add(settle(live, ret.admitted))
+        .ok_or_else(|| {
+            StoreError::corrupt(format!(
+                "{} would pass the largest count",
+                key.metric.as_str()
+            ))
+        })?;
+    Ok(live)
+}
+
 fn refused(status: u16) -> StoreError {
     StoreError::unavailable(format!("batch refused: {status}"))
 }
@@ -237,18 +324,54 @@ impl CosmosStore {
     /// it is the write that loses races, so a lost race fails on the first
     /// operation (Cosmos DB rolls a batch back whole anyway; the contract's
     /// REST server does not, and stops at the first failure).
+    /// The batch, and the counter as it writes it.
     async fn with_counter(
         &self,
         batch: TransactionalBatch,
         account: AccountId,
         mut counter: Counter,
         at: DateTime<Utc>,
-    ) -> Result<TransactionalBatch, StoreError> {
+    ) -> Result<(TransactionalBatch, CounterDoc), StoreError> {
         let today = docs::ms(Window::containing(Period::Day, at).start);
         if counter.key.window.is_some() && counter.doc.indexed_day != Some(today) {
             counter.doc.indexed_day = self.index_day(account, &counter.key, at).await?;
         }
-        write_counter(batch, counter)
+        let doc = counter.doc.clone();
+        Ok((write_counter(batch, counter)?, doc))
+    }
+
+    /// The counter as this store last wrote it, else as read.
+    async fn counter_remembered(
+        &self,
+        account: AccountId,
+        key: &UsageKey,
+        at: DateTime<Utc>,
+    ) -> Result<Counter, StoreError> {
+        match recall(&self.written.counters, &docs::pk(account), &counter_id(key)) {
+            Some((doc, etag)) => Ok(Counter {
+                key: *key,
+                doc,
+                etag: Some(etag),
+            }),
+            None => self.counter(account, key, at).await,
+        }
+    }
+
+    /// Writes the counter alone (If-Match what was read): `Err` with the
+    /// status of a lost race.
+    async fn put_counter(
+        &self,
+        account: AccountId,
+        counter: Counter,
+        at: DateTime<Utc>,
+    ) -> Result<Result<(), u16>, StoreError> {
+        let batch = TransactionalBatch::new(docs::pk(account));
+        let (batch, _) = self.with_counter(batch, account, counter, at).await?;
+        Ok(match self.batch(&self.usage, batch).await? {
+            Ok(_) => Ok(()),
+            Err(404 | 409 | 412) => Err(412),
+            Err(s) => return Err(refused(s)),
+        })
     }
 
     async fn operation(
@@ -342,24 +465,26 @@ impl UsageStore for CosmosStore {
             let total = used + op.amount;
             let mut counter = counter.with_holds(&holds, op.at);
             counter.doc.quantity = total;
-            let batch = self
+            let (batch, written) = self
                 .with_counter(
                     TransactionalBatch::new(pk.clone()),
                     op.account_id,
                     counter,
                     op.at,
                 )
-                .await?
+                .await?;
+            let batch = batch
                 .create_item(usage_record(op, total, &writer))
                 .map_err(StoreError::corrupt)?;
             match self.batch(&self.usage, batch).await? {
-                Ok(_) => {
+                Ok(etags) => {
+                    self.written.wrote(&pk, written, None, &etags);
                     return Ok(OperationOutcome::Decided(
                         UsageOutcome::Admitted {
                             total: total as u64,
                         },
                         held.max(0) as u64,
-                    ))
+                    ));
                 }
                 // The counter moved, or the record was written in between
                 // (by a twin request, or by this one if its answer was lost).
@@ -380,12 +505,28 @@ impl UsageStore for CosmosStore {
             used: used.max(0) as u64,
             held: held.max(0) as u64,
         };
+        // The first round trusts the counter this store last wrote; a lost
+        // race, and a refusal, read it afresh. The record is always looked
+        // for first: a batch that found it in its way would be rolled back
+        // by Cosmos DB, but not by every server that speaks its protocol.
+        let mut fresh = false;
+        // Set when a refusal only needs the counter read again: the record
+        // was just looked for.
+        let mut no_record = false;
         for round in 0..MAX_ROUNDS {
-            let (counter, recorded) = futures::future::try_join(
-                self.counter(r.account_id, &key, req.at),
-                self.operation(r.account_id, r.id),
-            )
-            .await?;
+            let counter = async {
+                match fresh {
+                    true => self.counter(r.account_id, &key, req.at).await,
+                    false => Ok(self.counter_remembered(r.account_id, &key, req.at).await?),
+                }
+            };
+            let record = async {
+                match std::mem::take(&mut no_record) {
+                    true => Ok(None),
+                    false => self.operation(r.account_id, r.id).await,
+                }
+            };
+            let (counter, recorded) = futures::future::try_join(counter, record).await?;
             let mut holds = counter.live_holds(req.at)?;
             let used = counter.doc.quantity;
             let held = held_at(&holds, req.at);
@@ -402,6 +543,10 @@ impl UsageStore for CosmosStore {
                 });
             }
             if holds.len() >= MAX_LIVE_HOLDS || !fits(used, held, r.quantity, req.limit) {
+                if !fresh {
+                    (fresh, no_record) = (true, true);
+                    continue;
+                }
                 return Ok(ReserveOutcome::Denied {
                     used: used.max(0) as u64,
                     held: held.max(0) as u64,
@@ -409,19 +554,25 @@ impl UsageStore for CosmosStore {
             }
             holds.push(r.hold());
             let counter = counter.with_holds(&holds, req.at);
-            let batch = self
+            let (batch, written) = self
                 .with_counter(
                     TransactionalBatch::new(pk.clone()),
                     r.account_id,
                     counter,
                     req.at,
                 )
-                .await?
-                .create_item(reservation_record(r, &writer, req.at))
-                .map_err(StoreError::corrupt)?;
+                .await?;
+            let record = reservation_record(r, &writer, req.at);
+            let batch = batch.create_item(&record).map_err(StoreError::corrupt)?;
             match self.batch(&self.usage, batch).await? {
-                Ok(_) => return Ok(held_now(used, held + r.quantity)),
-                Err(404 | 409 | 412) => pause(round).await,
+                Ok(etags) => {
+                    self.written.wrote(&pk, written, Some(record), &etags);
+                    return Ok(held_now(used, held + r.quantity));
+                }
+                Err(404 | 409 | 412) => {
+                    fresh = true;
+                    pause(round).await
+                }
                 Err(s) => return Err(refused(s)),
             }
         }
@@ -453,9 +604,22 @@ impl UsageStore for CosmosStore {
         // answers with that total, so the thresholds it crossed are still
         // announced (a caller's retry, another writer, gets none).
         let writer = uuid::Uuid::new_v4().to_string();
+        // As in `reserve`: the first round trusts what this store wrote
+        // last (the reservation and its counter, right after the reserve),
+        // so a commit is one batch; anything else reads afresh.
+        let mut fresh = false;
         for round in 0..MAX_ROUNDS {
+            let remembered = match fresh {
+                false => recall(&self.written.records, &pk, &docs::operation_id(id)),
+                true => None,
+            };
+            let from_memory = remembered.is_some();
+            let found = match remembered {
+                Some(found) => Some(found),
+                None => self.operation(account_id, id).await?,
+            };
             // Another account's reservation is in another partition: not found.
-            let Some((mut rec, rec_etag)) = self.operation(account_id, id).await? else {
+            let Some((mut rec, rec_etag)) = found else {
                 return Ok(CloseOutcome::NotFound);
             };
             let Some(mut r) = rec
@@ -465,7 +629,12 @@ impl UsageStore for CosmosStore {
             else {
                 return Ok(CloseOutcome::NotFound);
             };
-            let (state, records) = match r.close(closing, now) {
+            let decided = r.close(closing, now);
+            if from_memory && !matches!(decided, Ok(CloseDecision::Apply { .. })) {
+                fresh = true;
+                continue;
+            }
+            let (state, records) = match decided {
                 Err(refusal) => return Ok(CloseOutcome::Refused(refusal)),
                 Ok(CloseDecision::Replay) if rec.writer == writer => {
                     let total = rec.total.map(|t| t.max(0) as u64);
@@ -475,7 +644,10 @@ impl UsageStore for CosmosStore {
                 Ok(CloseDecision::Apply { state, records }) => (state, records),
             };
             let key = r.key();
-            let counter = self.counter(account_id, &key, now).await?;
+            let counter = match fresh {
+                false => self.counter_remembered(account_id, &key, now).await?,
+                true => self.counter(account_id, &key, now).await?,
+            };
             let mut holds = counter.live_holds(now)?;
             holds.retain(|h| h.id != r.id);
             let mut counter = counter.with_holds(&holds, now);
@@ -491,20 +663,27 @@ impl UsageStore for CosmosStore {
             rec.writer = writer.clone();
             rec.total = total.map(|t| t as i64);
             rec.ttl = docs::ttl_between(now, r.keep_until());
-            let batch = self
+            let (batch, written) = self
                 .with_counter(
                     TransactionalBatch::new(pk.clone()),
                     account_id,
                     counter,
                     now,
                 )
-                .await?
+                .await?;
+            let batch = batch
                 .replace_item(rec.id.clone(), &rec, if_match(&rec_etag))
                 .map_err(StoreError::corrupt)?;
             match self.batch(&self.usage, batch).await? {
-                Ok(_) => return Ok(CloseOutcome::Closed(r, total)),
+                Ok(etags) => {
+                    self.written.wrote(&pk, written, Some(rec), &etags);
+                    return Ok(CloseOutcome::Closed(r, total));
+                }
                 // Closed by someone else, or the counter moved: look again.
-                Err(404 | 409 | 412) => pause(round).await,
+                Err(404 | 409 | 412) => {
+                    fresh = true;
+                    pause(round).await
+                }
                 Err(s) => return Err(refused(s)),
             }
         }
@@ -512,7 +691,6 @@ impl UsageStore for CosmosStore {
     }
 
     async fn set_gauge(&self, obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError> {
-        let pk = docs::pk(obs.account_id);
         for round in 0..MAX_ROUNDS {
             let counter = self.counter(obs.account_id, &obs.key, obs.at).await?;
             if counter.etag.is_some() {
@@ -531,21 +709,78 @@ impl UsageStore for CosmosStore {
             let mut counter = counter.with_holds(&holds, obs.at);
             counter.doc.quantity = obs.value;
             counter.doc.observed_at = Some(docs::ms(obs.observed_at));
-            let batch = self
-                .with_counter(
-                    TransactionalBatch::new(pk.clone()),
-                    obs.account_id,
-                    counter,
-                    obs.at,
-                )
-                .await?;
-            match self.batch(&self.usage, batch).await? {
-                Ok(_) => return Ok(GaugeOutcome::Set),
-                Err(404 | 409 | 412) => pause(round).await,
-                Err(s) => return Err(refused(s)),
+            match self.put_counter(obs.account_id, counter, obs.at).await? {
+                Ok(()) => return Ok(GaugeOutcome::Set),
+                Err(_) => pause(round).await,
             }
         }
         Err(contended("set_gauge"))
+    }
+
+    async fn take_lease(&self, req: &LeaseRequest) -> Result<LeaseOutcome, StoreError> {
+        for round in 0..MAX_ROUNDS {
+            let counter = self.counter(req.account_id, &req.key, req.at).await?;
+            let mut holds = counter.live_holds(req.at)?;
+            let mut used = counter.doc.quantity;
+            let settled = match &req.returning {
+                Some(ret) => settle_on(&mut holds, &mut used, ret, &req.key)?,
+                None => false,
+            };
+            let held = held_at(&holds, req.at);
+            let size = match holds.len() < MAX_LIVE_HOLDS {
+                true => grant(used, held, req.limit, req.wanted, req.target),
+                false => 0,
+            };
+            let lease = req.lease(size);
+            let outcome = match size {
+                0 => LeaseOutcome::Denied {
+                    used: used.max(0) as u64,
+                    held: held.max(0) as u64,
+                },
+                _ => LeaseOutcome::Granted {
+                    lease,
+                    used: used.max(0) as u64,
+                    held: (held + size).max(0) as u64,
+                },
+            };
+            if size == 0 && !settled {
+                return Ok(outcome);
+            }
+            if size > 0 {
+                holds.push(lease.hold());
+            }
+            let mut counter = counter.with_holds(&holds, req.at);
+            counter.doc.quantity = used;
+            match self.put_counter(req.account_id, counter, req.at).await? {
+                Ok(()) => return Ok(outcome),
+                Err(_) => pause(round).await,
+            }
+        }
+        Err(contended("take_lease"))
+    }
+
+    async fn return_lease(
+        &self,
+        account_id: AccountId,
+        key: &UsageKey,
+        ret: &LeaseReturn,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        for round in 0..MAX_ROUNDS {
+            let counter = self.counter(account_id, key, now).await?;
+            let mut holds = counter.live_holds(now)?;
+            let mut used = counter.doc.quantity;
+            if !settle_on(&mut holds, &mut used, ret, key)? {
+                return Ok(false);
+            }
+            let mut counter = counter.with_holds(&holds, now);
+            counter.doc.quantity = used;
+            match self.put_counter(account_id, counter, now).await? {
+                Ok(()) => return Ok(true),
+                Err(_) => pause(round).await,
+            }
+        }
+        Err(contended("return_lease"))
     }
 
     async fn levels(

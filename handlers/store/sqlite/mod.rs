@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::account::{Account, AccountId};
 use crate::domain::audit::{AuditEntry, AuditId};
+use crate::domain::lease::{LeaseOutcome, LeaseRequest, LeaseReturn};
 use crate::domain::outbox::{self, OutboxState};
 use crate::domain::ports::{
     AuditLog, Etag, LedgerStore, Outbox, Retention, Rollups, SendResult, ServiceKeyStore, Standing,
@@ -664,6 +665,23 @@ impl UsageStore for SqliteStore {
     async fn set_gauge(&self, obs: &GaugeObservation) -> Result<GaugeOutcome, StoreError> {
         let obs = *obs;
         self.with_conn(move |c| quota::set_gauge(c, &obs)).await
+    }
+
+    async fn take_lease(&self, req: &LeaseRequest) -> Result<LeaseOutcome, StoreError> {
+        let req = req.clone();
+        self.with_conn(move |c| quota::take_lease(c, &req)).await
+    }
+
+    async fn return_lease(
+        &self,
+        account_id: AccountId,
+        key: &UsageKey,
+        ret: &LeaseReturn,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (key, ret) = (*key, *ret);
+        self.with_conn(move |c| quota::return_lease(c, account_id, &key, &ret, now))
+            .await
     }
 
     async fn levels(

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{from_json, ms, read_usage, to_json, unavailable, window_start};
 use crate::domain::account::AccountId;
+use crate::domain::lease::{grant, settle, LeaseOutcome, LeaseRequest, LeaseReturn};
 use crate::domain::ports::StoreError;
 use crate::domain::quota::{
     fits, CloseDecision, CloseOutcome, Closing, Fingerprint, GaugeObservation, GaugeOutcome, Level,
@@ -364,6 +365,90 @@ pub(super) fn set_gauge(
     .map_err(unavailable)?;
     tx.commit().map_err(unavailable)?;
     Ok(GaugeOutcome::Set)
+}
+
+/// Settles a lease still held (`lease::settle`): its row stops holding and
+/// what was admitted from it is added. `false` if it was not held.
+fn settle_lease(
+    tx: &Transaction<'_>,
+    account: &str,
+    key: &UsageKey,
+    ret: &LeaseReturn,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let live = tx
+        .prepare_cached(
+            "UPDATE usage_operations SET state = NULL, total = ?3
+             WHERE account_id = ?1 AND id = ?2 AND kind = 'lease' AND state = 'held' AND hold_until > ?4",
+        )
+        .and_then(|mut s| s.execute(params![account, ret.id.to_string(), ret.admitted, ms(now)]))
+        .map_err(unavailable)?
+        == 1;
+    let records = settle(live, ret.admitted);
+    if records > 0 {
+        add(tx, account, key, records, now)?;
+    }
+    Ok(live)
+}
+
+pub(super) fn take_lease(
+    c: &mut Connection,
+    req: &LeaseRequest,
+) -> Result<LeaseOutcome, StoreError> {
+    let account = req.account_id.to_string();
+    let tx = c.transaction().map_err(unavailable)?;
+    if let Some(ret) = &req.returning {
+        settle_lease(&tx, &account, &req.key, ret, req.at)?;
+    }
+    let used = read_usage(&tx, &account, &req.key)? as i64;
+    let (held, count) = held(&tx, &account, &req.key, req.at)?;
+    let size = match count < MAX_LIVE_HOLDS {
+        true => grant(used, held, req.limit, req.wanted, req.target),
+        false => 0,
+    };
+    if size == 0 {
+        tx.commit().map_err(unavailable)?;
+        return Ok(LeaseOutcome::Denied {
+            used: used.max(0) as u64,
+            held: held.max(0) as u64,
+        });
+    }
+    let lease = req.lease(size);
+    tx.prepare_cached(
+        "INSERT INTO usage_operations (account_id, id, kind, fingerprint, metric, window_start, quantity, state, hold_until, created_at, expires_at)
+         VALUES (?1, ?2, 'lease', '', ?3, ?4, ?5, 'held', ?6, ?7, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            account,
+            lease.id.to_string(),
+            req.key.metric.as_str(),
+            window_start(&req.key),
+            size,
+            ms(lease.expires_at),
+            ms(req.at)
+        ])
+    })
+    .map_err(unavailable)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(LeaseOutcome::Granted {
+        lease,
+        used: used.max(0) as u64,
+        held: held.saturating_add(size).max(0) as u64,
+    })
+}
+
+pub(super) fn return_lease(
+    c: &mut Connection,
+    account_id: AccountId,
+    key: &UsageKey,
+    ret: &LeaseReturn,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let tx = c.transaction().map_err(unavailable)?;
+    let live = settle_lease(&tx, &account_id.to_string(), key, ret, now)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(live)
 }
 
 pub(super) fn levels(

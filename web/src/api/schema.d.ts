@@ -267,6 +267,12 @@ export interface paths {
          *     same, with `Idempotent-Replayed: true`, and counts nothing; with another
          *     body it is `409 idempotency_key_reused`. A refusal records nothing, so a
          *     retry is decided afresh.
+         *
+         *     `api_calls` may be reported without an `Idempotency-Key`: each such
+         *     request counts once as received (a retry is another call), admitted
+         *     from a block of the daily quota the billing instance holds, so it
+         *     costs no store write of its own and never passes the limit; its
+         *     `remaining` counts other instances' blocks as held.
          */
         post: operations["ReportUsage"];
         delete?: never;
@@ -292,6 +298,33 @@ export interface paths {
          *     says when the total passed it. One bad event is rejected alone.
          */
         post: operations["ReportUsageBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/accounts/{account_id}/usage/calls": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Count API calls
+         * @description For a gateway reporting every call as it happens: `api_calls` counted
+         *     against the daily limit, never past it however many billing instances
+         *     answer, and without a name: each request counts once as received, so
+         *     a retry is another call (report with `POST …/usage` and an
+         *     `Idempotency-Key` where a call must count once under retries). Each
+         *     instance admits calls from a block of the day's quota it holds, so a
+         *     call costs no store write of its own; `remaining` counts the blocks
+         *     other instances hold as `held`, which come back within 20 seconds.
+         */
+        post: operations["ReportApiCalls"];
         delete?: never;
         options?: never;
         head?: never;
@@ -958,6 +991,13 @@ export interface components {
             kind: string;
             /** @description `pending`, `sending`, `sent` or `failed`. */
             status: string | null;
+        };
+        ApiCalls: {
+            /**
+             * Format: int64
+             * @description Calls to count: 1 to 1,000,000.
+             */
+            quantity: number;
         };
         /**
          * @description A role one can be given: the owner changes only by transfer. Schema
@@ -3242,6 +3282,153 @@ export interface operations {
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Any other error: 5xx (`internal_error`; `temporarily_unavailable` and `payments_unavailable`, with `Retry-After`; `payment_provider_error`) */
+            default: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ReportApiCalls: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ApiCalls"];
+            };
+        };
+        responses: {
+            /** @description Counted; where the day's API calls stand */
+            200: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReading"];
+                };
+            };
+            /** @description `malformed_json`, with the line and column */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unauthenticated`: no bearer token, or one that is invalid or expired */
+            401: {
+                headers: {
+                    /** @description `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `missing_scope`: the credential does not carry `usage:write` (a user token on a route only services may call); other codes where the operation says so */
+            403: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `account_not_found`: no such account (other codes where the operation says so) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `unsupported_media_type`: the body must be `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `invalid_field`: the `field` that is missing or wrong */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `quota_exceeded`: the daily API calls are used up; `Retry-After` says when they reset */
+            429: {
+                headers: {
+                    /** @description What is left of it: `"documents";r=12;t=86400` (remaining, seconds to the reset); absent when unlimited */
+                    RateLimit?: string;
+                    /** @description The metric's limit; absent when unlimited */
+                    "RateLimit-Limit"?: number;
+                    /** @description The limit of the metric asked about, as the IETF draft writes it: `"documents";q=50;w=2678400` (quota, window seconds); absent when unlimited */
+                    "RateLimit-Policy"?: string;
+                    /** @description What is left of it; absent when unlimited */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until its window resets; absent for gauges and when unlimited */
+                    "RateLimit-Reset"?: number;
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    /** @description The pricing page for the next tier up; absent at the top tier */
+                    "X-Upgrade-Url"?: string;
                     [name: string]: unknown;
                 };
                 content: {
