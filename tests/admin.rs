@@ -227,12 +227,15 @@ async fn only_admin_credentials_reach_the_admin_api_and_only_owners_read_their_l
     let clerk = app.user_by_email("clerk@acme.io").await;
     let id = AccountId(uuid::Uuid::parse_str(&account).unwrap());
     app.store
-        .add_member(&Membership {
-            account_id: id,
-            user_id: clerk.id,
-            role: Role::Member,
-            joined_at: app.clock_now(),
-        })
+        .add_member(
+            &Membership {
+                account_id: id,
+                user_id: clerk.id,
+                role: Role::Member,
+                joined_at: app.clock_now(),
+            },
+            &[],
+        )
         .await
         .unwrap();
     let no_admin = service_keys::issue(

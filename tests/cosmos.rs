@@ -424,6 +424,7 @@ async fn each_record_carries_the_ttl_of_its_retention() {
             None,
             now,
             &[note(account.id, "invite-ttl", EmailKind::Invitation)],
+            &[],
         )
         .await
         .unwrap();
@@ -465,7 +466,7 @@ async fn concurrent_invitations_and_accepts_never_pass_the_seat_limit() {
                 );
                 let email = note(account.id, &format!("invite-{n}"), EmailKind::Invitation);
                 store
-                    .invite(&invited, Some(5), now, &[email])
+                    .invite(&invited, Some(5), now, &[email], &[])
                     .await
                     .unwrap()
             })
@@ -500,7 +501,7 @@ async fn concurrent_invitations_and_accepts_never_pass_the_seat_limit() {
                 let user = UserId(uuid::Uuid::new_v4());
                 let joined = note(account.id, &format!("joined-{n}"), EmailKind::MemberAdded);
                 store
-                    .accept_invitation(account.id, &hash, user, None, now, &[joined])
+                    .accept_invitation(account.id, &hash, user, None, now, &[joined], &[])
                     .await
                     .unwrap()
             })
@@ -530,11 +531,11 @@ async fn a_users_accounts_are_found_across_partitions() {
     let (_, other) = registered(&store, "grace@example.com").await;
     let now = Utc::now();
     let invited = invitation(other.id, "ada@example.com", "hash-ada", now);
-    store.invite(&invited, None, now, &[]).await.unwrap();
+    store.invite(&invited, None, now, &[], &[]).await.unwrap();
     let later = now + chrono::Duration::seconds(1);
     assert!(matches!(
         store
-            .accept_invitation(other.id, "hash-ada", ada.id, None, later, &[])
+            .accept_invitation(other.id, "hash-ada", ada.id, None, later, &[], &[])
             .await
             .unwrap(),
         AcceptOutcome::Joined(..)

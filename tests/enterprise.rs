@@ -496,12 +496,15 @@ async fn only_the_owner_accepts_and_only_while_the_offer_holds() {
             .unwrap()
             .value;
         app.store
-            .add_member(&Membership {
-                account_id: stored.id,
-                user_id: user.id,
-                role,
-                joined_at: app.clock_now(),
-            })
+            .add_member(
+                &Membership {
+                    account_id: stored.id,
+                    user_id: user.id,
+                    role,
+                    joined_at: app.clock_now(),
+                },
+                &[],
+            )
             .await
             .unwrap();
         let r = app

@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use kraftd_billing::domain::account::{AccountId, Role};
-use kraftd_billing::domain::ports::{MemberStore, Store};
+use kraftd_billing::domain::audit::{Actor, AuditAction};
+use kraftd_billing::domain::ports::{AuditLog, MemberStore, Store};
 use kraftd_billing::domain::user::{ExternalIdentity, UserId};
 use kraftd_billing::store::SqliteStore;
 use serde_json::{json, Value};
@@ -241,6 +242,25 @@ async fn the_store_holds_the_organizations_as_the_file_says() {
     // No one in an organization gets an account of their own.
     assert!(store.memberships_of(id("eve")).await.unwrap().len() == 1);
     assert_eq!(store.memberships_of(id("bob")).await.unwrap().len(), 2);
+    // Each member the import added is in the account's audit log, by the
+    // service itself.
+    let log = store.audit_log(acme, None, 10).await.unwrap();
+    let mut added: Vec<(String, String)> = log
+        .iter()
+        .filter(|e| e.action == AuditAction::MemberAdded && e.actor == Actor::System)
+        .map(|e| {
+            let after = e.after.as_ref().unwrap();
+            (after["email"].clone(), after["role"].clone())
+        })
+        .collect();
+    added.sort();
+    assert_eq!(
+        added,
+        [
+            ("bob@corp.example".to_owned(), "admin".to_owned()),
+            ("eve@corp.example".to_owned(), "member".to_owned()),
+        ]
+    );
 }
 
 #[test]

@@ -65,6 +65,27 @@ impl TestApp {
         .await
     }
 
+    /// A member's role set, as `token` (in `account`, else their own).
+    async fn set_role(
+        &self,
+        token: &str,
+        user_id: &str,
+        role: &str,
+        account: Option<&str>,
+    ) -> reqwest::Response {
+        let path = format!("/api/account/members/{user_id}");
+        let body = json!({ "role": role });
+        self.send_as(reqwest::Method::PATCH, token, &path, account, Some(body))
+            .await
+    }
+
+    /// A member removed, as `token` (in `account`, else their own).
+    async fn remove(&self, token: &str, user_id: &str, account: Option<&str>) -> reqwest::Response {
+        let path = format!("/api/account/members/{user_id}");
+        self.send_as(reqwest::Method::DELETE, token, &path, account, None)
+            .await
+    }
+
     async fn team(&self, token: &str) -> Value {
         let r = self.get_as(token, "/api/account/members").await;
         assert_eq!(r.status(), 200);
@@ -225,27 +246,11 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
 
     // The owner cannot be removed; the member can, and loses access at once.
     let owner_id = user_id_of(&team, "role", "owner");
-    let r = app
-        .send_as(
-            reqwest::Method::DELETE,
-            &owner,
-            &format!("/api/account/members/{owner_id}"),
-            None,
-            None,
-        )
-        .await;
+    let r = app.remove(&owner, &owner_id, None).await;
     error_of(r, 409, "owner_cannot_be_removed").await;
     // Nor demoted, nor handed the account they hold: well-formed requests
     // the team's state refuses.
-    let r = app
-        .send_as(
-            reqwest::Method::PATCH,
-            &owner,
-            &format!("/api/account/members/{owner_id}"),
-            None,
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let r = app.set_role(&owner, &owner_id, "admin", None).await;
     error_of(r, 409, "owner_role_by_transfer").await;
     let r = app
         .post_as(
@@ -255,15 +260,7 @@ async fn a_pro_team_fills_its_seats_shares_the_quota_and_removal_revokes_access(
         )
         .await;
     error_of(r, 409, "already_owner").await;
-    let r = app
-        .send_as(
-            reqwest::Method::DELETE,
-            &owner,
-            &format!("/api/account/members/{member_id}"),
-            None,
-            None,
-        )
-        .await;
+    let r = app.remove(&owner, &member_id, None).await;
     assert_eq!(r.status(), 204);
     // Removed: the team's account is no longer theirs to read.
     let r = app
@@ -368,15 +365,7 @@ async fn an_admin_manages_members_and_the_owner_hands_over() {
     let (deputy, account_id) = app.join("boss@org.io", "deputy@org.io").await;
     let team = app.team(&boss).await;
     let deputy_id = user_id_of(&team, "email", "deputy@org.io");
-    let r = app
-        .send_as(
-            reqwest::Method::PATCH,
-            &boss,
-            &format!("/api/account/members/{deputy_id}"),
-            None,
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let r = app.set_role(&boss, &deputy_id, "admin", None).await;
     assert_eq!(r.status(), 200);
     let m: Value = r.json().await.unwrap();
     assert_eq!(m["role"], "admin");
@@ -581,4 +570,126 @@ async fn every_signed_in_route_refuses_strangers() {
         }
     }
     assert!(checked >= 18, "only {checked} routes checked");
+}
+
+#[tokio::test]
+async fn every_member_change_is_in_the_owner_s_audit_log_with_who_made_it() {
+    let app = TestApp::spawn_with_stripe(&[]).await;
+    app.subscribe_to_pro("chief@log.io").await;
+    app.verify_email("chief@log.io").await;
+    let chief = app.login("chief@log.io").await;
+    // Each step a second apart: the log's order is the steps'.
+    let tick = || {
+        app.clock
+            .set(app.clock_now() + chrono::Duration::seconds(1))
+    };
+
+    tick();
+    assert_eq!(
+        app.invite(&chief, "second@log.io", "member").await.status(),
+        201
+    );
+    // Refused (invited already): nothing to record.
+    tick();
+    assert_eq!(
+        app.invite(&chief, "second@log.io", "member").await.status(),
+        409
+    );
+    tick();
+    let (second, account_id) = app.join("chief@log.io", "second@log.io").await;
+    let team = app.team(&chief).await;
+    let (chief_id, second_id) = (
+        user_id_of(&team, "email", "chief@log.io"),
+        user_id_of(&team, "email", "second@log.io"),
+    );
+    tick();
+    let r = app.set_role(&chief, &second_id, "admin", None).await;
+    assert_eq!(r.status(), 200);
+    tick();
+    let r = app.invite(&chief, "passing@log.io", "member").await;
+    assert_eq!(r.status(), 201);
+    let inv: Value = r.json().await.unwrap();
+    tick();
+    let r = app
+        .send_as(
+            reqwest::Method::DELETE,
+            &chief,
+            &format!("/api/account/invitations/{}", inv["id"].as_str().unwrap()),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    tick();
+    let r = app
+        .post_as(
+            &chief,
+            "/api/account/transfer-ownership",
+            json!({"user_id": second_id}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // The new owner removes the old one.
+    tick();
+    let r = app.remove(&second, &chief_id, Some(&account_id)).await;
+    assert_eq!(r.status(), 204);
+
+    let r = app
+        .send_as(
+            reqwest::Method::GET,
+            &second,
+            "/api/account/audit?limit=100",
+            Some(&account_id),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let log: Value = r.json().await.unwrap();
+    let members: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let a = e["action"].as_str().unwrap();
+            a.starts_with("member_") || a.starts_with("invitation_") || a == "ownership_transferred"
+        })
+        .collect();
+    let seen: Vec<(&str, &str)> = members
+        .iter()
+        .map(|e| {
+            assert_eq!(e["actor"]["type"], "user", "{e}");
+            (
+                e["action"].as_str().unwrap(),
+                e["actor"]["user_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("member_removed", second_id.as_str()),
+            ("ownership_transferred", chief_id.as_str()),
+            ("invitation_withdrawn", chief_id.as_str()),
+            ("invitation_sent", chief_id.as_str()),
+            ("member_role_changed", chief_id.as_str()),
+            ("member_added", second_id.as_str()),
+            ("invitation_sent", chief_id.as_str()),
+        ]
+    );
+    let [removed, transferred, withdrawn, _, changed, added, invited] = members[..] else {
+        unreachable!()
+    };
+    assert_eq!(removed["before"]["user_id"], chief_id);
+    assert_eq!(removed["before"]["email"], "chief@log.io");
+    assert_eq!(removed["before"]["role"], "admin");
+    assert_eq!(transferred["before"]["owner"], chief_id);
+    assert_eq!(transferred["after"]["owner"], second_id);
+    assert_eq!(transferred["after"]["role"], "owner");
+    assert_eq!(withdrawn["before"]["email"], "passing@log.io");
+    assert_eq!(changed["before"]["role"], "member");
+    assert_eq!(changed["after"]["role"], "admin");
+    assert_eq!(changed["after"]["email"], "second@log.io");
+    assert_eq!(added["after"]["user_id"], second_id);
+    assert_eq!(added["after"]["role"], "member");
+    assert_eq!(invited["after"]["email"], "second@log.io");
 }

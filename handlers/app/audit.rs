@@ -1,10 +1,11 @@
 //! The audit log: the entries each change writes, and reading the log
 //! (an operator's view of any account, an owner's of their own).
 
-use crate::domain::account::{Account, AccountId, Action};
+use crate::domain::account::{Account, AccountId, Action, Role};
 use crate::domain::audit::{fields, Actor, AuditAction, AuditEntry, AuditId, Fields};
 use crate::domain::ports::StoreError;
 use crate::domain::subscription::Subscription;
+use crate::domain::user::{Email, UserId};
 
 use super::{Acting, AppError, Billing};
 
@@ -24,6 +25,19 @@ fn subscription_fields(s: &Subscription) -> Fields {
         ("status", status),
         ("cancel_at_period_end", s.cancel_at_period_end.to_string()),
     ])
+}
+
+/// A member as a member change's entry records them: who, their address
+/// when known, and their role.
+pub(crate) fn member_fields(user: UserId, email: Option<&Email>, role: Role) -> Fields {
+    let mut f = fields([
+        ("user_id", user.to_string()),
+        ("role", role.as_str().to_owned()),
+    ]);
+    if let Some(e) = email {
+        f.insert("email".to_owned(), e.as_str().to_owned());
+    }
+    f
 }
 
 impl Billing {

@@ -14,8 +14,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::audit::member_fields;
 use crate::auth::oidc::check_issuer;
 use crate::domain::account::{own_account, Account, AccountId, Membership, Role};
+use crate::domain::audit::{Actor, AuditAction, AuditEntry, AuditId};
 use crate::domain::clock::Clock;
 use crate::domain::plan::{Catalog, PlanId};
 use crate::domain::ports::{Store, StoreError, Uniqueness};
@@ -700,11 +702,11 @@ impl Run<'_> {
         }
         let added = if user_created {
             // A new user is nobody's member yet.
-            self.dry_run || self.add_member(account, user.id, *role).await?
+            self.dry_run || self.add_member(account, &user, *role).await?
         } else if self.store.membership(account, user.id).await?.is_some() {
             false
         } else {
-            self.dry_run || self.add_member(account, user.id, *role).await?
+            self.dry_run || self.add_member(account, &user, *role).await?
         };
         self.count_membership(account, user.id, added);
         Ok(())
@@ -713,16 +715,31 @@ impl Run<'_> {
     async fn add_member(
         &self,
         account: AccountId,
-        user: UserId,
+        user: &User,
         role: Role,
     ) -> Result<bool, StoreError> {
+        // Named by the membership, so a run retried after a lost answer
+        // keeps one entry.
+        let added = AuditEntry {
+            id: AuditId::of_name(account, &format!("import:member:{}", user.id)),
+            account_id: account,
+            at: self.now,
+            actor: Actor::System,
+            action: AuditAction::MemberAdded,
+            reason: Some("import".to_owned()),
+            before: None,
+            after: Some(member_fields(user.id, Some(&user.email), role)),
+        };
         self.store
-            .add_member(&Membership {
-                account_id: account,
-                user_id: user,
-                role,
-                joined_at: self.now,
-            })
+            .add_member(
+                &Membership {
+                    account_id: account,
+                    user_id: user.id,
+                    role,
+                    joined_at: self.now,
+                },
+                &[added],
+            )
             .await
     }
 

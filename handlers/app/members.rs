@@ -9,12 +9,14 @@ use crate::domain::account::{
     assignable, AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId,
     InvitationOutcome, Membership, Role, Seats, INVITATION_VALIDITY,
 };
+use crate::domain::audit::{fields, Actor, AuditAction};
 use crate::domain::plan::Plan;
 use crate::domain::ports::Versioned;
 use crate::domain::records::{EmailKind, EventKind, OutboxMessage};
 use crate::domain::usage::{Metric, QuotaDenial};
 use crate::domain::user::{Email, User, UserId};
 
+use super::audit::member_fields;
 use super::link_tokens::{new_token, token_hash, token_subject};
 use super::{AppError, Billing, StateConflict};
 
@@ -29,8 +31,8 @@ pub struct Acting {
 
 impl Acting {
     /// The caller, as the audit log names them.
-    pub fn actor(&self) -> crate::domain::audit::Actor {
-        crate::domain::audit::Actor::User {
+    pub fn actor(&self) -> Actor {
+        Actor::User {
             user_id: self.user.id,
         }
     }
@@ -233,9 +235,16 @@ impl Billing {
             body: None,
             created_at: now,
         };
+        let sent = self.audit_entry(
+            account.id,
+            acting.actor(),
+            AuditAction::InvitationSent,
+            None,
+            Some(invitation_fields(&invitation)),
+        );
         match self
             .store
-            .invite(&invitation, limit, now, &[message])
+            .invite(&invitation, limit, now, &[message], &[sent])
             .await?
         {
             InvitationOutcome::Created => {
@@ -306,9 +315,28 @@ impl Billing {
         let id = uuid::Uuid::try_parse(id)
             .map(InvitationId)
             .map_err(|_| AppError::InvitationNotFound)?;
+        let account = acting.account.value.id;
+        // What it was for, when it is still pending; the id in any case.
+        let before = self
+            .store
+            .invitations(account, self.clock.now())
+            .await?
+            .iter()
+            .find(|i| i.id == id)
+            .map_or_else(
+                || fields([("invitation_id", id.to_string())]),
+                invitation_fields,
+            );
+        let withdrawn = self.audit_entry(
+            account,
+            acting.actor(),
+            AuditAction::InvitationWithdrawn,
+            Some(before),
+            None,
+        );
         if self
             .store
-            .withdraw_invitation(acting.account.value.id, id)
+            .withdraw_invitation(account, id, &[withdrawn])
             .await?
         {
             Ok(())
@@ -350,12 +378,13 @@ impl Billing {
             created_at: now,
         };
         let mut messages = vec![added];
-        if self.events_enabled() {
-            // The role the member joins with is the invitation's, which
-            // never changes; a withdrawn one finds nothing, and the accept
-            // below writes nothing either.
-            let pending = self.store.invitations(account_id, now).await?;
-            if let Some(invitation) = pending.iter().find(|i| i.token_hash == token_hash(token)) {
+        let mut audit = Vec::new();
+        // The role the member joins with is the invitation's, which never
+        // changes; a withdrawn one finds nothing, and the accept below
+        // writes nothing either.
+        let pending = self.store.invitations(account_id, now).await?;
+        if let Some(invitation) = pending.iter().find(|i| i.token_hash == token_hash(token)) {
+            if self.events_enabled() {
                 messages.extend(self.member_event(
                     EventKind::MemberAdded,
                     account_id,
@@ -365,6 +394,15 @@ impl Billing {
                     now,
                 ));
             }
+            let mut after = member_fields(user.id, Some(&user.email), invitation.role);
+            after.insert("invitation_id".to_owned(), invitation.id.to_string());
+            audit.push(self.audit_entry(
+                account_id,
+                Actor::User { user_id: user.id },
+                AuditAction::MemberAdded,
+                None,
+                Some(after),
+            ));
         }
         let plan = self.effective_plan(&account.value);
         let limit = plan.limits.team_members;
@@ -377,6 +415,7 @@ impl Billing {
                 limit,
                 now,
                 &messages,
+                &audit,
             )
             .await?;
         let membership = match outcome {
@@ -406,17 +445,25 @@ impl Billing {
             acting.require(Action::ManageMembers)?;
         }
         let account = &acting.account.value;
-        let membership = self
-            .store
-            .membership(account.id, target)
-            .await?
-            .ok_or(AppError::MemberNotFound)?;
+        let membership = self.member_of(account.id, target).await?;
         if membership.role == Role::Owner {
             return Err(AppError::OwnerCannotBeRemoved);
         }
         let now = self.clock.now();
         let mut messages = Vec::new();
-        if let Some(u) = self.store.user_by_id(target).await? {
+        let user = self.store.user_by_id(target).await?;
+        let removed = self.audit_entry(
+            account.id,
+            acting.actor(),
+            AuditAction::MemberRemoved,
+            Some(member_fields(
+                target,
+                user.as_ref().map(|u| &u.value.email),
+                membership.role,
+            )),
+            None,
+        );
+        if let Some(u) = user {
             messages.push(OutboxMessage {
                 id: format!(
                     "{}:member_removed:{target}:{}",
@@ -447,7 +494,7 @@ impl Billing {
         ));
         if self
             .store
-            .remove_member(account.id, target, &messages)
+            .remove_member(account.id, target, &messages, &[removed])
             .await?
         {
             tracing::info!(account_id = %account.id, user_id = %target, "member removed");
@@ -468,22 +515,30 @@ impl Billing {
         let role = parse_role(role_raw)?;
         debug_assert!(assignable(role));
         let account = acting.account.value.id;
-        let current = self
-            .store
-            .membership(account, target)
-            .await?
-            .ok_or(AppError::MemberNotFound)?;
+        let current = self.member_of(account, target).await?;
         if current.role == Role::Owner {
             return Err(AppError::State(StateConflict::OwnerRoleByTransfer));
-        }
-        if !self.store.set_role(account, target, role).await? {
-            return Err(AppError::MemberNotFound);
         }
         let user = self
             .store
             .user_by_id(target)
             .await?
             .ok_or(AppError::MemberNotFound)?;
+        let email = Some(&user.value.email);
+        let changed = self.audit_entry(
+            account,
+            acting.actor(),
+            AuditAction::MemberRoleChanged,
+            Some(member_fields(target, email, current.role)),
+            Some(member_fields(target, email, role)),
+        );
+        if !self
+            .store
+            .set_role(account, target, role, &[changed])
+            .await?
+        {
+            return Err(AppError::MemberNotFound);
+        }
         Ok(Member {
             membership: Membership { role, ..current },
             email: user.value.email,
@@ -501,16 +556,39 @@ impl Billing {
         if target == acting.user.id {
             return Err(AppError::State(StateConflict::AlreadyOwner));
         }
+        let account = acting.account.value.id;
+        let heir = self.member_of(account, target).await?;
+        let email = self.store.user_by_id(target).await?.map(|u| u.value.email);
+        let owned_by = |owner: UserId, role: Role| {
+            let mut f = member_fields(target, email.as_ref(), role);
+            f.insert("owner".to_owned(), owner.to_string());
+            f
+        };
+        let transferred = self.audit_entry(
+            account,
+            acting.actor(),
+            AuditAction::OwnershipTransferred,
+            Some(owned_by(acting.user.id, heir.role)),
+            Some(owned_by(target, Role::Owner)),
+        );
         if self
             .store
-            .transfer_ownership(acting.account.value.id, acting.user.id, target)
+            .transfer_ownership(account, acting.user.id, target, &[transferred])
             .await?
         {
-            tracing::info!(account_id = %acting.account.value.id, to = %target, "ownership transferred");
+            tracing::info!(account_id = %account, to = %target, "ownership transferred");
             Ok(())
         } else {
             Err(AppError::MemberNotFound)
         }
+    }
+
+    /// A member of the account, or `MemberNotFound`.
+    async fn member_of(&self, account: AccountId, user: UserId) -> Result<Membership, AppError> {
+        self.store
+            .membership(account, user)
+            .await?
+            .ok_or(AppError::MemberNotFound)
     }
 
     /// Members and pending invitations: the `team_members` usage.
@@ -531,6 +609,15 @@ fn seats_full(plan: &Plan, seats: Seats) -> AppError {
         window: None,
         seconds_to_reset: None,
     })
+}
+
+/// A pending invitation as its entries record it.
+fn invitation_fields(i: &Invitation) -> crate::domain::audit::Fields {
+    fields([
+        ("invitation_id", i.id.to_string()),
+        ("email", i.email.as_str().to_owned()),
+        ("role", i.role.as_str().to_owned()),
+    ])
 }
 
 fn parse_user(raw: &str) -> Result<UserId, AppError> {

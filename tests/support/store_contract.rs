@@ -71,6 +71,7 @@ macro_rules! store_contract_tests {
             case!(an_account_over_its_seats_takes_no_one_in);
             case!(a_removed_or_demoted_admin_s_invitations_go_with_them);
             case!(imported_members_join_once_and_hold_seats);
+            case!(each_member_change_writes_its_audit_entry_and_a_refused_one_none);
             case!(accounts_are_made_for_existing_users_once);
         }
     };
@@ -1139,7 +1140,7 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
     let (owner_user, account, _) = register(&s, "owner@team.io").await;
     let inv = invitation(&account, &owner_user, "new@team.io", now);
     let created = s
-        .invite(&inv, Some(3), now, &[invitation_email(&account, &inv)])
+        .invite(&inv, Some(3), now, &[invitation_email(&account, &inv)], &[])
         .await
         .unwrap();
     assert_eq!(created, InvitationOutcome::Created);
@@ -1159,28 +1160,30 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
     // The same address again, or a member's, is refused.
     let again = invitation(&account, &owner_user, "new@team.io", now);
     assert_eq!(
-        s.invite(&again, Some(3), now, &[]).await.unwrap(),
+        s.invite(&again, Some(3), now, &[], &[]).await.unwrap(),
         InvitationOutcome::AlreadyInvited
     );
     let owner_again = invitation(&account, &owner_user, "owner@team.io", now);
     assert_eq!(
-        s.invite(&owner_again, Some(3), now, &[]).await.unwrap(),
+        s.invite(&owner_again, Some(3), now, &[], &[])
+            .await
+            .unwrap(),
         InvitationOutcome::AlreadyInvited
     );
     // A wrong token, or the right one for another account, finds nothing.
     let (joiner, other, _) = register(&s, "new@team.io").await;
     let wrong = s
-        .accept_invitation(account.id, &"0".repeat(64), joiner.id, None, now, &[])
+        .accept_invitation(account.id, &"0".repeat(64), joiner.id, None, now, &[], &[])
         .await
         .unwrap();
     assert_eq!(wrong, AcceptOutcome::Gone);
     let elsewhere = s
-        .accept_invitation(other.id, &inv.token_hash, joiner.id, None, now, &[])
+        .accept_invitation(other.id, &inv.token_hash, joiner.id, None, now, &[], &[])
         .await
         .unwrap();
     assert_eq!(elsewhere, AcceptOutcome::Gone);
     let joined = s
-        .accept_invitation(account.id, &inv.token_hash, joiner.id, None, now, &[])
+        .accept_invitation(account.id, &inv.token_hash, joiner.id, None, now, &[], &[])
         .await
         .unwrap();
     let AcceptOutcome::Joined(m, _) = joined else {
@@ -1193,7 +1196,7 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
     assert_eq!(s.membership(account.id, joiner.id).await.unwrap(), Some(m));
     // Single use: the invitation is gone, and its seat is now a member's.
     let twice = s
-        .accept_invitation(account.id, &inv.token_hash, joiner.id, None, now, &[])
+        .accept_invitation(account.id, &inv.token_hash, joiner.id, None, now, &[], &[])
         .await
         .unwrap();
     assert_eq!(twice, AcceptOutcome::Gone);
@@ -1217,7 +1220,7 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
 
     // Expired: no seat, and cannot be accepted; withdrawn: gone.
     let old = invitation(&account, &owner_user, "late@team.io", now);
-    s.invite(&old, Some(3), now, &[]).await.unwrap();
+    s.invite(&old, Some(3), now, &[], &[]).await.unwrap();
     let later = now + INVITATION_VALIDITY;
     assert_eq!(
         s.seats(account.id, later)
@@ -1228,16 +1231,22 @@ pub async fn invitations_hold_seats_and_are_accepted_once(s: Arc<dyn Store>) {
     );
     let (late, _, _) = register(&s, "late@team.io").await;
     let expired = s
-        .accept_invitation(account.id, &old.token_hash, late.id, None, later, &[])
+        .accept_invitation(account.id, &old.token_hash, late.id, None, later, &[], &[])
         .await
         .unwrap();
     assert_eq!(expired, AcceptOutcome::Gone);
     let gone = invitation(&account, &owner_user, "gone@team.io", now);
-    s.invite(&gone, Some(3), now, &[]).await.unwrap();
+    s.invite(&gone, Some(3), now, &[], &[]).await.unwrap();
     // Another account cannot withdraw it; its own can, once.
-    assert!(!s.withdraw_invitation(other.id, gone.id).await.unwrap());
-    assert!(s.withdraw_invitation(account.id, gone.id).await.unwrap());
-    assert!(!s.withdraw_invitation(account.id, gone.id).await.unwrap());
+    assert!(!s.withdraw_invitation(other.id, gone.id, &[]).await.unwrap());
+    assert!(s
+        .withdraw_invitation(account.id, gone.id, &[])
+        .await
+        .unwrap());
+    assert!(!s
+        .withdraw_invitation(account.id, gone.id, &[])
+        .await
+        .unwrap());
 }
 
 pub async fn concurrent_invitations_never_pass_the_seat_limit(s: Arc<dyn Store>) {
@@ -1250,7 +1259,7 @@ pub async fn concurrent_invitations_never_pass_the_seat_limit(s: Arc<dyn Store>)
             tokio::spawn(async move {
                 let inv = invitation(&account, &owner_user, &format!("p{n}@seats.io"), now);
                 let email = invitation_email(&account, &inv);
-                s.invite(&inv, Some(10), now, &[email]).await.unwrap()
+                s.invite(&inv, Some(10), now, &[email], &[]).await.unwrap()
             })
         })
         .collect();
@@ -1274,12 +1283,12 @@ pub async fn members_are_removed_and_roles_change_but_never_the_owner_s(s: Arc<d
     let (boss, account, _) = register(&s, "boss@roles.io").await;
     let (worker, _, _) = register(&s, "worker@roles.io").await;
     let inv = invitation(&account, &boss, "worker@roles.io", now);
-    s.invite(&inv, None, now, &[]).await.unwrap();
-    s.accept_invitation(account.id, &inv.token_hash, worker.id, None, now, &[])
+    s.invite(&inv, None, now, &[], &[]).await.unwrap();
+    s.accept_invitation(account.id, &inv.token_hash, worker.id, None, now, &[], &[])
         .await
         .unwrap();
     assert!(s
-        .set_role(account.id, worker.id, Role::Admin)
+        .set_role(account.id, worker.id, Role::Admin, &[])
         .await
         .unwrap());
     assert_eq!(
@@ -1291,12 +1300,18 @@ pub async fn members_are_removed_and_roles_change_but_never_the_owner_s(s: Arc<d
         Role::Admin
     );
     // The owner's role is not set, nor is anyone made owner this way.
-    assert!(!s.set_role(account.id, boss.id, Role::Member).await.unwrap());
     assert!(!s
-        .set_role(account.id, worker.id, Role::Owner)
+        .set_role(account.id, boss.id, Role::Member, &[])
         .await
         .unwrap());
-    assert!(!s.remove_member(account.id, boss.id, &[]).await.unwrap());
+    assert!(!s
+        .set_role(account.id, worker.id, Role::Owner, &[])
+        .await
+        .unwrap());
+    assert!(!s
+        .remove_member(account.id, boss.id, &[], &[])
+        .await
+        .unwrap());
     let bye = OutboxMessage {
         id: "bye".into(),
         account_id: account.id,
@@ -1307,11 +1322,14 @@ pub async fn members_are_removed_and_roles_change_but_never_the_owner_s(s: Arc<d
         created_at: now,
     };
     assert!(s
-        .remove_member(account.id, worker.id, &[bye])
+        .remove_member(account.id, worker.id, &[bye], &[])
         .await
         .unwrap());
     assert!(s.membership(account.id, worker.id).await.unwrap().is_none());
-    assert!(!s.remove_member(account.id, worker.id, &[]).await.unwrap());
+    assert!(!s
+        .remove_member(account.id, worker.id, &[], &[])
+        .await
+        .unwrap());
     let ids: Vec<String> = s
         .outbox_for_account(account.id)
         .await
@@ -1331,21 +1349,21 @@ pub async fn ownership_moves_in_one_step(s: Arc<dyn Store>) {
     let (heir, _, _) = register(&s, "heir@own.io").await;
     let (stranger, _, _) = register(&s, "stranger@own.io").await;
     let inv = invitation(&account, &boss, "heir@own.io", now);
-    s.invite(&inv, None, now, &[]).await.unwrap();
-    s.accept_invitation(account.id, &inv.token_hash, heir.id, None, now, &[])
+    s.invite(&inv, None, now, &[], &[]).await.unwrap();
+    s.accept_invitation(account.id, &inv.token_hash, heir.id, None, now, &[], &[])
         .await
         .unwrap();
     // Only to a member, and only from the owner.
     assert!(!s
-        .transfer_ownership(account.id, boss.id, stranger.id)
+        .transfer_ownership(account.id, boss.id, stranger.id, &[])
         .await
         .unwrap());
     assert!(!s
-        .transfer_ownership(account.id, heir.id, boss.id)
+        .transfer_ownership(account.id, heir.id, boss.id, &[])
         .await
         .unwrap());
     assert!(s
-        .transfer_ownership(account.id, boss.id, heir.id)
+        .transfer_ownership(account.id, boss.id, heir.id, &[])
         .await
         .unwrap());
     let roles: Vec<(UserId, Role)> = s
@@ -1364,15 +1382,15 @@ pub async fn an_account_over_its_seats_takes_no_one_in(s: Arc<dyn Store>) {
     let now = time(NOON);
     let (boss, account, _) = register(&s, "boss@over.io").await;
     let inv = invitation(&account, &boss, "late@over.io", now);
-    s.invite(&inv, Some(10), now, &[]).await.unwrap();
+    s.invite(&inv, Some(10), now, &[], &[]).await.unwrap();
     // Written by an instance whose clock runs ahead: it still holds a seat.
     let ahead = invitation(&account, &boss, "ahead@over.io", now + Duration::minutes(2));
-    s.invite(&ahead, Some(10), now, &[]).await.unwrap();
+    s.invite(&ahead, Some(10), now, &[], &[]).await.unwrap();
     assert_eq!(s.seats(account.id, now).await.unwrap().used(), 3);
     // The plan lost seats since (a downgrade, a lapse): two seats, three held.
     let (late, _, _) = register(&s, "late@over.io").await;
     let refused = s
-        .accept_invitation(account.id, &inv.token_hash, late.id, Some(2), now, &[])
+        .accept_invitation(account.id, &inv.token_hash, late.id, Some(2), now, &[], &[])
         .await
         .unwrap();
     assert_eq!(
@@ -1385,7 +1403,7 @@ pub async fn an_account_over_its_seats_takes_no_one_in(s: Arc<dyn Store>) {
     // Nothing was written, and the invitation is still there to accept later.
     assert!(s.membership(account.id, late.id).await.unwrap().is_none());
     let joined = s
-        .accept_invitation(account.id, &inv.token_hash, late.id, Some(3), now, &[])
+        .accept_invitation(account.id, &inv.token_hash, late.id, Some(3), now, &[], &[])
         .await
         .unwrap();
     assert!(matches!(joined, AcceptOutcome::Joined(..)), "{joined:?}");
@@ -1400,22 +1418,25 @@ pub async fn a_removed_or_demoted_admin_s_invitations_go_with_them(s: Arc<dyn St
         let (admin, _, _) = register(&s, &email).await;
         let mut inv = invitation(&account, &boss, &email, now);
         inv.role = Role::Admin;
-        s.invite(&inv, None, now, &[]).await.unwrap();
-        s.accept_invitation(account.id, &inv.token_hash, admin.id, None, now, &[])
+        s.invite(&inv, None, now, &[], &[]).await.unwrap();
+        s.accept_invitation(account.id, &inv.token_hash, admin.id, None, now, &[], &[])
             .await
             .unwrap();
         // Each admin invites a second address of their own.
         let own = invitation(&account, &admin, &format!("{name}.alt@gone.io"), now);
-        s.invite(&own, None, now, &[]).await.unwrap();
+        s.invite(&own, None, now, &[], &[]).await.unwrap();
         let kept = invitation(&account, &boss, &format!("{name}.boss@gone.io"), now);
-        s.invite(&kept, None, now, &[]).await.unwrap();
+        s.invite(&kept, None, now, &[], &[]).await.unwrap();
         admins.push((admin, own));
     }
     let (removed, removed_link) = &admins[0];
     let (demoted, demoted_link) = &admins[1];
-    assert!(s.remove_member(account.id, removed.id, &[]).await.unwrap());
     assert!(s
-        .set_role(account.id, demoted.id, Role::Member)
+        .remove_member(account.id, removed.id, &[], &[])
+        .await
+        .unwrap());
+    assert!(s
+        .set_role(account.id, demoted.id, Role::Member, &[])
         .await
         .unwrap());
     let pending: Vec<InvitationId> = s
@@ -1435,6 +1456,7 @@ pub async fn a_removed_or_demoted_admin_s_invitations_go_with_them(s: Arc<dyn St
             removed.id,
             None,
             now,
+            &[],
             &[],
         )
         .await
@@ -1475,13 +1497,13 @@ pub async fn imported_members_join_once_and_hold_seats(s: Arc<dyn Store>) {
         role: Role::Admin,
         joined_at: now,
     };
-    assert!(s.add_member(&joins).await.unwrap());
+    assert!(s.add_member(&joins, &[]).await.unwrap());
     // Once: a second add leaves them as they are.
     let demoted = Membership {
         role: Role::Member,
         ..joins.clone()
     };
-    assert!(!s.add_member(&demoted).await.unwrap());
+    assert!(!s.add_member(&demoted, &[]).await.unwrap());
     assert_eq!(
         s.membership(account.id, member.id).await.unwrap(),
         Some(joins.clone())
@@ -1499,11 +1521,11 @@ pub async fn imported_members_join_once_and_hold_seats(s: Arc<dyn Store>) {
         role: Role::Member,
         ..joins.clone()
     };
-    assert!(s.add_member(&third).await.unwrap());
+    assert!(s.add_member(&third, &[]).await.unwrap());
     assert_eq!(s.seats(account.id, now).await.unwrap().members, 3);
     let inv = invitation(&account, &boss, "more@import.io", now);
     assert_eq!(
-        s.invite(&inv, Some(3), now, &[]).await.unwrap(),
+        s.invite(&inv, Some(3), now, &[], &[]).await.unwrap(),
         InvitationOutcome::SeatsFull(Seats {
             members: 3,
             pending_invitations: 0
@@ -1515,7 +1537,7 @@ pub async fn imported_members_join_once_and_hold_seats(s: Arc<dyn Store>) {
         ..joins.clone()
     };
     assert!(matches!(
-        s.add_member(&nowhere).await,
+        s.add_member(&nowhere, &[]).await,
         Err(StoreError::NotFound)
     ));
     let owner = Membership {
@@ -1523,7 +1545,7 @@ pub async fn imported_members_join_once_and_hold_seats(s: Arc<dyn Store>) {
         user_id: other.id,
         ..joins
     };
-    assert!(s.add_member(&owner).await.is_err());
+    assert!(s.add_member(&owner, &[]).await.is_err());
     assert_eq!(
         s.membership(account.id, boss.id)
             .await
@@ -1532,6 +1554,184 @@ pub async fn imported_members_join_once_and_hold_seats(s: Arc<dyn Store>) {
             .role,
         Role::Owner
     );
+}
+
+/// Entry `n` of a member change by `by`, `n` seconds after noon.
+fn member_audit(account: AccountId, by: &User, n: u128, action: AuditAction) -> AuditEntry {
+    AuditEntry {
+        id: AuditId(uuid::Uuid::from_u128(n)),
+        account_id: account,
+        at: time(NOON) + Duration::seconds(n as i64),
+        actor: Actor::User { user_id: by.id },
+        action,
+        reason: None,
+        before: None,
+        after: Some(BTreeMap::from([("n".to_owned(), n.to_string())])),
+    }
+}
+
+pub async fn each_member_change_writes_its_audit_entry_and_a_refused_one_none(s: Arc<dyn Store>) {
+    use AuditAction::*;
+    let now = time(NOON);
+    let (boss, account, _) = register(&s, "boss@audit-team.io").await;
+    let (ada, _, _) = register(&s, "ada@audit-team.io").await;
+    let (bob, _, _) = register(&s, "bob@audit-team.io").await;
+    let id = account.id;
+    let e = |n: u128, by: &User, action| [member_audit(id, by, n, action)];
+    let log = || {
+        let s = s.clone();
+        async move {
+            s.audit_log(id, None, 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id.0.as_u128())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let inv = invitation(&account, &boss, "ada@audit-team.io", now);
+    let sent = e(1, &boss, InvitationSent);
+    assert_eq!(
+        s.invite(&inv, Some(2), now, &[], &sent).await.unwrap(),
+        InvitationOutcome::Created
+    );
+    assert_eq!(log().await, [1]);
+    // Refused: invited already; no seat free (the owner and Ada's).
+    let again = invitation(&account, &boss, "ada@audit-team.io", now);
+    assert_eq!(
+        s.invite(&again, Some(2), now, &[], &e(100, &boss, InvitationSent))
+            .await
+            .unwrap(),
+        InvitationOutcome::AlreadyInvited
+    );
+    let full = invitation(&account, &boss, "full@audit-team.io", now);
+    assert!(matches!(
+        s.invite(&full, Some(2), now, &[], &e(101, &boss, InvitationSent))
+            .await
+            .unwrap(),
+        InvitationOutcome::SeatsFull(_)
+    ));
+    assert_eq!(log().await, [1]);
+
+    // Refused: no such token; too few seats since.
+    let (wrong, small) = (e(102, &ada, MemberAdded), e(103, &ada, MemberAdded));
+    assert_eq!(
+        s.accept_invitation(id, &"0".repeat(64), ada.id, None, now, &[], &wrong)
+            .await
+            .unwrap(),
+        AcceptOutcome::Gone
+    );
+    assert!(matches!(
+        s.accept_invitation(id, &inv.token_hash, ada.id, Some(1), now, &[], &small)
+            .await
+            .unwrap(),
+        AcceptOutcome::SeatsFull(_)
+    ));
+    assert_eq!(log().await, [1]);
+    let joined = e(2, &ada, MemberAdded);
+    assert!(matches!(
+        s.accept_invitation(id, &inv.token_hash, ada.id, Some(2), now, &[], &joined)
+            .await
+            .unwrap(),
+        AcceptOutcome::Joined(..)
+    ));
+    assert_eq!(
+        s.accept_invitation(
+            id,
+            &inv.token_hash,
+            ada.id,
+            None,
+            now,
+            &[],
+            &e(104, &ada, MemberAdded)
+        )
+        .await
+        .unwrap(),
+        AcceptOutcome::Gone
+    );
+    assert_eq!(log().await, [2, 1]);
+
+    let role = |n| e(n, &boss, MemberRoleChanged);
+    assert!(s.set_role(id, ada.id, Role::Admin, &role(3)).await.unwrap());
+    // Her role already, the owner's, a stranger's: nothing changes.
+    assert!(s
+        .set_role(id, ada.id, Role::Admin, &role(105))
+        .await
+        .unwrap());
+    assert!(!s
+        .set_role(id, boss.id, Role::Member, &role(106))
+        .await
+        .unwrap());
+    assert!(!s
+        .set_role(id, bob.id, Role::Member, &role(107))
+        .await
+        .unwrap());
+    assert_eq!(log().await, [3, 2, 1]);
+
+    let moved = |n| e(n, &boss, OwnershipTransferred);
+    assert!(!s
+        .transfer_ownership(id, boss.id, bob.id, &moved(108))
+        .await
+        .unwrap());
+    assert!(s
+        .transfer_ownership(id, boss.id, ada.id, &moved(4))
+        .await
+        .unwrap());
+    assert_eq!(log().await, [4, 3, 2, 1]);
+
+    let later = invitation(&account, &ada, "later@audit-team.io", now);
+    s.invite(&later, None, now, &[], &e(5, &ada, InvitationSent))
+        .await
+        .unwrap();
+    let withdrawn = |n| e(n, &ada, InvitationWithdrawn);
+    assert!(s
+        .withdraw_invitation(id, later.id, &withdrawn(6))
+        .await
+        .unwrap());
+    assert!(!s
+        .withdraw_invitation(id, later.id, &withdrawn(109))
+        .await
+        .unwrap());
+    assert_eq!(log().await, [6, 5, 4, 3, 2, 1]);
+
+    let removed = |n| e(n, &ada, MemberRemoved);
+    // Ada owns it now: she cannot be removed; Bob is no member.
+    assert!(!s
+        .remove_member(id, ada.id, &[], &removed(110))
+        .await
+        .unwrap());
+    assert!(!s
+        .remove_member(id, bob.id, &[], &removed(111))
+        .await
+        .unwrap());
+    assert!(s
+        .remove_member(id, boss.id, &[], &removed(7))
+        .await
+        .unwrap());
+    assert_eq!(log().await, [7, 6, 5, 4, 3, 2, 1]);
+
+    let bob_joins = Membership {
+        account_id: id,
+        user_id: bob.id,
+        role: Role::Member,
+        joined_at: now,
+    };
+    let imported = |n| {
+        [AuditEntry {
+            actor: Actor::System,
+            ..member_audit(id, &bob, n, MemberAdded)
+        }]
+    };
+    assert!(s.add_member(&bob_joins, &imported(8)).await.unwrap());
+    assert!(!s.add_member(&bob_joins, &imported(112)).await.unwrap());
+    let entries = s.audit_log(id, None, 100).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.id.0.as_u128()).collect::<Vec<_>>(),
+        [8, 7, 6, 5, 4, 3, 2, 1]
+    );
+    assert_eq!(entries[0], imported(8)[0]);
+    assert_eq!(entries[6], joined[0]);
 }
 
 pub async fn accounts_are_made_for_existing_users_once(s: Arc<dyn Store>) {

@@ -72,6 +72,8 @@ pub enum AuditAction {
     MemberRoleChanged,
     OwnershipTransferred,
     InvitationSent,
+    /// A pending invitation was taken back before anyone accepted it.
+    InvitationWithdrawn,
     /// An operator re-read the subscription from Stripe.
     AdminResync,
     /// Support made (or replaced) the account's Enterprise offer.

@@ -178,18 +178,24 @@ pub trait MemberStore: Send + Sync {
     async fn seats(&self, account: AccountId, now: DateTime<Utc>) -> Result<Seats, StoreError>;
     /// Creates the invitation and enqueues its email only if a seat is free
     /// under `limit` (`Seats::admits_one_more`), as one atomic step: under
-    /// any concurrency, a limit of L never holds more than L seats.
+    /// any concurrency, a limit of L never holds more than L seats. Every
+    /// step below that changes who is in the account, or as what, writes
+    /// its `audit` entries in the same atomic step, and only if it made the
+    /// change: a refused or idle step writes none.
     async fn invite(
         &self,
         invitation: &Invitation,
         limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<InvitationOutcome, StoreError>;
     /// Uses the pending invitation up and makes `user` a member with its
-    /// role, enqueueing the messages, all or nothing, if the account's seats
-    /// are within `limit` (`Seats::within`) in the same atomic step. A
-    /// second accept of the same invitation is `Gone`.
+    /// role, enqueueing the messages and writing the audit entries, all or
+    /// nothing, if the account's seats are within `limit` (`Seats::within`)
+    /// in the same atomic step. A second accept of the same invitation is
+    /// `Gone`; one by a member already (`AlreadyMember`) writes neither.
+    #[allow(clippy::too_many_arguments)]
     async fn accept_invitation(
         &self,
         account: AccountId,
@@ -198,6 +204,7 @@ pub trait MemberStore: Send + Sync {
         limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<AcceptOutcome, StoreError>;
     /// Makes a user a member of an existing account with the membership's
     /// role, whatever its seats (an import of existing customers): `true`
@@ -205,12 +212,17 @@ pub trait MemberStore: Send + Sync {
     /// It counts as a seat change, so a concurrent `invite` or
     /// `accept_invitation` sees it. `NotFound` if the account does not
     /// exist; an owner is made with the account only (`Corrupt`).
-    async fn add_member(&self, membership: &Membership) -> Result<bool, StoreError>;
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError>;
     /// Deletes a pending invitation; `false` if there was none.
     async fn withdraw_invitation(
         &self,
         account: AccountId,
         id: InvitationId,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError>;
     /// Removes a member who is not the owner, with the invitations they
     /// sent (so a removed admin cannot come back through one), enqueueing
@@ -220,15 +232,17 @@ pub trait MemberStore: Send + Sync {
         account: AccountId,
         user: UserId,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError>;
     /// Sets a non-owner member's role to an assignable one; made a member,
     /// the invitations they sent are withdrawn. `false` if there is no such
-    /// member.
+    /// member; `true`, writing nothing, if it is their role already.
     async fn set_role(
         &self,
         account: AccountId,
         user: UserId,
         role: Role,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError>;
     /// Makes `to` (a member) the owner and `from` (the owner) an admin, in
     /// one step; `false` if either is not what it should be.
@@ -237,6 +251,7 @@ pub trait MemberStore: Send + Sync {
         account: AccountId,
         from: UserId,
         to: UserId,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError>;
 }
 
@@ -419,8 +434,8 @@ pub trait Outbox: Send + Sync {
 /// The append-only audit log, per account.
 #[async_trait]
 pub trait AuditLog: Send + Sync {
-    /// Appends entries that go with no account write (a usage credit, a
-    /// member change), insert-if-absent by id: a retried act that names
+    /// Appends entries that go with no account write (a usage credit),
+    /// insert-if-absent by id: a retried act that names
     /// its entry (`AuditId::of_name`) keeps one.
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
     /// Up to `limit` of the account's entries, newest first

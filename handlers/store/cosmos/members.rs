@@ -7,16 +7,16 @@
 //! never holds more than L seats. Role changes, transfers and removals are
 //! also If-Match on the membership documents they rewrite, so a removal
 //! and a transfer to the same member never both land. Withdrawing an
-//! invitation only frees a seat and takes no lock.
+//! invitation only frees a seat and takes no lock. Each change's audit
+//! entries are created in its batch.
 
 use async_trait::async_trait;
-use azure_data_cosmos::options::{
-    BatchDeleteOptions, BatchReplaceOptions, ItemWriteOptions, Precondition,
-};
+use azure_data_cosmos::options::{BatchDeleteOptions, BatchReplaceOptions, Precondition};
 use azure_data_cosmos::{FeedScope, Query, TransactionalBatch};
 use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 
+use super::audit::audit_in;
 use super::docs::{self, InvitationDoc, MemberDoc, SeatsDoc};
 use super::outbox::enqueue_in;
 use super::{contended, pause, unavailable, CosmosStore, MAX_ROUNDS};
@@ -24,6 +24,7 @@ use crate::domain::account::{
     assignable, AcceptOutcome, AccountId, Action, Invitation, InvitationId, InvitationOutcome,
     Membership, Role, Seats,
 };
+use crate::domain::audit::AuditEntry;
 use crate::domain::plan::Limit;
 use crate::domain::ports::{Etag, MemberStore, StoreError, UserStore};
 use crate::domain::records::OutboxMessage;
@@ -58,6 +59,17 @@ fn lock_seats(
         None => batch.create_item(SeatsDoc::new(account)),
     }
     .map_err(StoreError::corrupt)
+}
+
+/// Adds the creation of the change's audit entries to its batch. Each
+/// entry is new: a retry whose earlier batch landed finds the change made
+/// and stops before writing one again.
+fn audited(
+    batch: TransactionalBatch,
+    account: AccountId,
+    audit: &[AuditEntry],
+) -> Result<TransactionalBatch, StoreError> {
+    audit_in(batch, account, audit, &Default::default())
 }
 
 fn checked(messages: &[OutboxMessage], account: AccountId) -> Result<(), StoreError> {
@@ -244,6 +256,7 @@ impl MemberStore for CosmosStore {
         limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<InvitationOutcome, StoreError> {
         let account = invitation.account_id;
         checked(messages, account)?;
@@ -283,7 +296,7 @@ impl MemberStore for CosmosStore {
             let batch = lock_seats(TransactionalBatch::new(docs::pk(account)), account, seats)?
                 .create_item(&doc)
                 .map_err(StoreError::corrupt)?;
-            let batch = enqueue_in(batch, messages, &existing)?;
+            let batch = audited(enqueue_in(batch, messages, &existing)?, account, audit)?;
             match self.batch(&self.accounts, batch).await? {
                 Ok(_) => return Ok(InvitationOutcome::Created),
                 // Someone changed the seats (or enqueued a message) first.
@@ -294,6 +307,7 @@ impl MemberStore for CosmosStore {
         Err(contended("invite"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn accept_invitation(
         &self,
         account: AccountId,
@@ -302,6 +316,7 @@ impl MemberStore for CosmosStore {
         limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<AcceptOutcome, StoreError> {
         checked(messages, account)?;
         for round in 0..MAX_ROUNDS {
@@ -359,7 +374,7 @@ impl MemberStore for CosmosStore {
                         .create_item(MemberDoc::new(&membership))
                         .map_err(StoreError::corrupt)?;
                     (
-                        enqueue_in(batch, messages, &existing)?,
+                        audited(enqueue_in(batch, messages, &existing)?, account, audit)?,
                         AcceptOutcome::Joined(membership, invitation.invitation.email.clone()),
                     )
                 }
@@ -374,7 +389,11 @@ impl MemberStore for CosmosStore {
         Err(contended("accept"))
     }
 
-    async fn add_member(&self, membership: &Membership) -> Result<bool, StoreError> {
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
         if !assignable(membership.role) {
             return Err(StoreError::corrupt("an owner is made with the account"));
         }
@@ -396,6 +415,7 @@ impl MemberStore for CosmosStore {
             let batch = lock_seats(TransactionalBatch::new(docs::pk(account)), account, seats)?
                 .create_item(MemberDoc::new(membership))
                 .map_err(StoreError::corrupt)?;
+            let batch = audited(batch, account, audit)?;
             match self.batch(&self.accounts, batch).await? {
                 Ok(_) => return Ok(true),
                 // The lock moved, or they joined in between: look again.
@@ -410,18 +430,20 @@ impl MemberStore for CosmosStore {
         &self,
         account: AccountId,
         id: InvitationId,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         // Frees a seat: no lock needed, a concurrent invite only counted
         // one seat too many.
         let pk = docs::pk(account);
         let doc_id = docs::invitation_id(id);
-        let deleted = self
-            .call(|| self.accounts.delete_item(pk.clone(), &doc_id, None))
-            .await;
-        match deleted {
+        let batch = TransactionalBatch::new(pk).delete_item(doc_id, None);
+        match self
+            .batch(&self.accounts, audited(batch, account, audit)?)
+            .await?
+        {
             Ok(_) => Ok(true),
-            Err(e) if e.status().is_not_found() => Ok(false),
-            Err(e) => Err(unavailable(e)),
+            Err(404) => Ok(false),
+            Err(s) => Err(StoreError::unavailable(format!("batch refused: {s}"))),
         }
     }
 
@@ -430,6 +452,7 @@ impl MemberStore for CosmosStore {
         account: AccountId,
         user: UserId,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         checked(messages, account)?;
         for round in 0..MAX_ROUNDS {
@@ -455,7 +478,7 @@ impl MemberStore for CosmosStore {
             for id in self.invitations_sent_by(account, user).await? {
                 batch = batch.delete_item(id, None);
             }
-            let batch = enqueue_in(batch, messages, &existing)?;
+            let batch = audited(enqueue_in(batch, messages, &existing)?, account, audit)?;
             match self.batch(&self.accounts, batch).await? {
                 Ok(_) => return Ok(true),
                 Err(404 | 409 | 412) => pause(round).await,
@@ -470,6 +493,7 @@ impl MemberStore for CosmosStore {
         account: AccountId,
         user: UserId,
         role: Role,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         if !assignable(role) {
             return Ok(false);
@@ -486,55 +510,30 @@ impl MemberStore for CosmosStore {
                 return Ok(true);
             }
             member.role = role;
-            let sent = if role.may(Action::ManageMembers) {
-                Vec::new()
-            } else {
-                self.invitations_sent_by(account, user).await?
-            };
-            if !sent.is_empty() {
-                // Made a member: the invitations they sent are withdrawn
-                // in the same batch.
-                let mut batch = TransactionalBatch::new(pk.clone())
-                    .replace_item(
-                        member.id.clone(),
-                        &member,
-                        Some(
-                            BatchReplaceOptions::default()
-                                .with_precondition(Precondition::if_match(etag.0.clone())),
-                        ),
-                    )
-                    .map_err(StoreError::corrupt)?;
-                for id in sent {
+            let mut batch = TransactionalBatch::new(pk.clone())
+                .replace_item(
+                    member.id.clone(),
+                    &member,
+                    Some(
+                        BatchReplaceOptions::default()
+                            .with_precondition(Precondition::if_match(etag.0.clone())),
+                    ),
+                )
+                .map_err(StoreError::corrupt)?;
+            // Made a member: the invitations they sent are withdrawn in
+            // the same batch.
+            if !role.may(Action::ManageMembers) {
+                for id in self.invitations_sent_by(account, user).await? {
                     batch = batch.delete_item(id, None);
                 }
-                match self.batch(&self.accounts, batch).await? {
-                    Ok(_) => return Ok(true),
-                    Err(404 | 412) => {
-                        pause(round).await;
-                        continue;
-                    }
-                    Err(s) => return Err(StoreError::unavailable(format!("batch refused: {s}"))),
-                }
             }
-            let replaced = self
-                .call(|| {
-                    self.accounts.replace_item(
-                        pk.clone(),
-                        &member.id,
-                        &member,
-                        Some(
-                            ItemWriteOptions::default()
-                                .with_precondition(Precondition::if_match(etag.0.clone())),
-                        ),
-                    )
-                })
-                .await;
-            match replaced {
+            match self
+                .batch(&self.accounts, audited(batch, account, audit)?)
+                .await?
+            {
                 Ok(_) => return Ok(true),
-                Err(e) if e.status().is_precondition_failed() || e.status().is_not_found() => {
-                    pause(round).await
-                }
-                Err(e) => return Err(unavailable(e)),
+                Err(404 | 412) => pause(round).await,
+                Err(s) => return Err(StoreError::unavailable(format!("batch refused: {s}"))),
             }
         }
         Err(contended("set role"))
@@ -545,6 +544,7 @@ impl MemberStore for CosmosStore {
         account: AccountId,
         from: UserId,
         to: UserId,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         if from == to {
             return Ok(false);
@@ -568,6 +568,7 @@ impl MemberStore for CosmosStore {
                 .replace_item(owner.id.clone(), &owner, if_match(owner_etag))
                 .and_then(|b| b.replace_item(heir.id.clone(), &heir, if_match(heir_etag)))
                 .map_err(StoreError::corrupt)?;
+            let batch = audited(batch, account, audit)?;
             match self.batch(&self.accounts, batch).await? {
                 Ok(_) => return Ok(true),
                 Err(404 | 412) => pause(round).await,

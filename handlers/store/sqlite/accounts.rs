@@ -7,11 +7,14 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::schema::{conflict, insert_account, insert_membership, insert_user};
-use super::{from_json, insert_outbox, ms, returning, to_json, unavailable, SqliteStore};
+use super::{
+    from_json, insert_audit, insert_outbox, ms, returning, to_json, unavailable, SqliteStore,
+};
 use crate::domain::account::{
     assignable, AcceptOutcome, Account, AccountId, Action, Invitation, InvitationId,
     InvitationOutcome, Membership, Role, Seats,
 };
+use crate::domain::audit::AuditEntry;
 use crate::domain::plan::Limit;
 use crate::domain::ports::{
     AccountStore, Etag, MemberStore, StoreError, Uniqueness, UserStore, Versioned,
@@ -453,8 +456,9 @@ impl MemberStore for SqliteStore {
         limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<InvitationOutcome, StoreError> {
-        let (inv, messages) = (invitation.clone(), messages.to_vec());
+        let (inv, messages, audit) = (invitation.clone(), messages.to_vec(), audit.to_vec());
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let account = inv.account_id.to_string();
@@ -492,12 +496,14 @@ impl MemberStore for SqliteStore {
             ])
             .map_err(|e| conflict(e, "invitations.token_hash", Uniqueness::Id))?;
             insert_outbox(&tx, &messages)?;
+            insert_audit(&tx, &audit)?;
             tx.commit().map_err(unavailable)?;
             Ok(InvitationOutcome::Created)
         })
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn accept_invitation(
         &self,
         account: AccountId,
@@ -506,8 +512,9 @@ impl MemberStore for SqliteStore {
         limit: Limit,
         now: DateTime<Utc>,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<AcceptOutcome, StoreError> {
-        let (hash, messages) = (token_hash.to_owned(), messages.to_vec());
+        let (hash, messages, audit) = (token_hash.to_owned(), messages.to_vec(), audit.to_vec());
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             // The hash is of a 256-bit random token: looking it up by index
@@ -541,6 +548,7 @@ impl MemberStore for SqliteStore {
                 };
                 insert_membership(&tx, &m)?;
                 insert_outbox(&tx, &messages)?;
+                insert_audit(&tx, &audit)?;
                 AcceptOutcome::Joined(m, invitation.email.clone())
             };
             // Used up, or expired: either way it is gone.
@@ -555,11 +563,15 @@ impl MemberStore for SqliteStore {
         .await
     }
 
-    async fn add_member(&self, membership: &Membership) -> Result<bool, StoreError> {
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        audit: &[AuditEntry],
+    ) -> Result<bool, StoreError> {
         if !assignable(membership.role) {
             return Err(StoreError::corrupt("an owner is made with the account"));
         }
-        let m = membership.clone();
+        let (m, audit) = (membership.clone(), audit.to_vec());
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let account = m.account_id.to_string();
@@ -570,6 +582,7 @@ impl MemberStore for SqliteStore {
                 return Ok(false);
             }
             insert_membership(&tx, &m)?;
+            insert_audit(&tx, &audit)?;
             tx.commit().map_err(unavailable)?;
             Ok(true)
         })
@@ -580,13 +593,20 @@ impl MemberStore for SqliteStore {
         &self,
         account: AccountId,
         id: InvitationId,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
+        let audit = audit.to_vec();
         self.with_conn(move |c| {
-            let n = c
+            let tx = c.transaction().map_err(unavailable)?;
+            let n = tx
                 .prepare_cached("DELETE FROM invitations WHERE account_id = ?1 AND id = ?2")
                 .map_err(unavailable)?
                 .execute(params![account.to_string(), id.to_string()])
                 .map_err(unavailable)?;
+            if n == 1 {
+                insert_audit(&tx, &audit)?;
+            }
+            tx.commit().map_err(unavailable)?;
             Ok(n == 1)
         })
         .await
@@ -597,8 +617,9 @@ impl MemberStore for SqliteStore {
         account: AccountId,
         user: UserId,
         messages: &[OutboxMessage],
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
-        let messages = messages.to_vec();
+        let (messages, audit) = (messages.to_vec(), audit.to_vec());
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let n = tx
@@ -611,6 +632,7 @@ impl MemberStore for SqliteStore {
             if n == 1 {
                 withdraw_invitations_by(&tx, account, user)?;
                 insert_outbox(&tx, &messages)?;
+                insert_audit(&tx, &audit)?;
             }
             tx.commit().map_err(unavailable)?;
             Ok(n == 1)
@@ -623,12 +645,20 @@ impl MemberStore for SqliteStore {
         account: AccountId,
         user: UserId,
         role: Role,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         if role == Role::Owner {
             return Ok(false);
         }
+        let audit = audit.to_vec();
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
+            match member_of(&tx, account, user)? {
+                None => return Ok(false),
+                // Nothing changes, so there is nothing to record.
+                Some(m) if m.role == role => return Ok(true),
+                Some(_) => {}
+            }
             let n = tx
                 .prepare_cached(
                     "UPDATE memberships SET role = ?3
@@ -641,8 +671,11 @@ impl MemberStore for SqliteStore {
                     role.as_str()
                 ])
                 .map_err(unavailable)?;
-            if n == 1 && !role.may(Action::ManageMembers) {
-                withdraw_invitations_by(&tx, account, user)?;
+            if n == 1 {
+                if !role.may(Action::ManageMembers) {
+                    withdraw_invitations_by(&tx, account, user)?;
+                }
+                insert_audit(&tx, &audit)?;
             }
             tx.commit().map_err(unavailable)?;
             Ok(n == 1)
@@ -655,10 +688,12 @@ impl MemberStore for SqliteStore {
         account: AccountId,
         from: UserId,
         to: UserId,
+        audit: &[AuditEntry],
     ) -> Result<bool, StoreError> {
         if from == to {
             return Ok(false);
         }
+        let audit = audit.to_vec();
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(unavailable)?;
             let (a, f, t) = (account.to_string(), from.to_string(), to.to_string());
@@ -678,6 +713,7 @@ impl MemberStore for SqliteStore {
                 params![a, t],
             )
             .map_err(unavailable)?;
+            insert_audit(&tx, &audit)?;
             tx.commit().map_err(unavailable)?;
             Ok(true)
         })
