@@ -51,19 +51,23 @@ pub enum AdminCommand {
     Resync { account: String },
     /// The account's audit log, newest first.
     Audit { account: String },
-    /// Overrides a limit or a feature of the account's plan, at once.
+    /// Overrides a limit or a feature of the account's plan at once, or
+    /// extends its trial.
     #[command(group(ArgGroup::new("what").required(true)))]
     Override {
         account: String,
         /// A limit to set: documents, api_calls, storage_mb, team_members.
-        #[arg(long, group = "what")]
+        #[arg(long, group = "what", requires = "value")]
         limit: Option<String>,
         /// A feature to turn on or off: ai_features, sso, ...
-        #[arg(long, group = "what")]
+        #[arg(long, group = "what", requires = "value")]
         feature: Option<String>,
+        /// Days to add to a trialing account's trial (1 to 90), at Stripe.
+        #[arg(long, group = "what", conflicts_with_all = ["value", "expires_at"])]
+        trial_extension_days: Option<u32>,
         /// A whole number for a limit, true or false for a feature.
         #[arg(long)]
-        value: String,
+        value: Option<String>,
         #[arg(long)]
         reason: String,
         /// When it stops counting (RFC 3339, UTC); none: until removed.
@@ -179,13 +183,19 @@ impl AdminCommand {
                 account,
                 limit,
                 feature,
+                trial_extension_days,
                 value,
                 reason,
                 expires_at,
             } => {
-                // The service says what a value may be; a bare word is a string.
-                let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
-                let mut body = json!({"value": value, "reason": reason});
+                let mut body = json!({"reason": reason});
+                if let Some(value) = value {
+                    // The service says what a value may be; a bare word is a string.
+                    body["value"] = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+                }
+                if let Some(days) = trial_extension_days {
+                    body["trial_extension_days"] = json!(days);
+                }
                 if let Some(limit) = limit {
                     body["limit"] = json!(limit);
                 }

@@ -29,15 +29,6 @@ async fn json_of(r: Response, got: u16) -> Value {
     body
 }
 
-async fn admin_audit(app: &TestApp, account: &str) -> Vec<Value> {
-    let r = app
-        .service(Method::GET, &format!("/api/admin/accounts/{account}/audit"))
-        .send()
-        .await
-        .unwrap();
-    json_of(r, 200).await["entries"].as_array().unwrap().clone()
-}
-
 fn actions(entries: &[Value]) -> Vec<&str> {
     entries
         .iter()
@@ -99,7 +90,7 @@ async fn an_override_raises_a_free_limit_at_once_and_lapses_at_its_expiry() {
     .await;
     assert_eq!(e["limit_value"], 50, "{e}");
 
-    let entries = admin_audit(&app, &account).await;
+    let entries = app.admin_audit(&account).await;
     assert_eq!(actions(&entries), ["override_set"]);
     assert_eq!(entries[0]["actor"]["type"], "admin");
     assert_eq!(entries[0]["actor"]["service"], "test-harness");
@@ -124,7 +115,7 @@ async fn an_override_raises_a_free_limit_at_once_and_lapses_at_its_expiry() {
         "override_not_found",
     )
     .await;
-    let entries = admin_audit(&app, &account).await;
+    let entries = app.admin_audit(&account).await;
     assert_eq!(actions(&entries), ["override_removed", "override_set"]);
 }
 
@@ -147,7 +138,7 @@ async fn overrides_are_refused_without_a_reason_or_with_a_past_expiry() {
             .unwrap();
         assert_eq!(r.status(), 422, "{body}");
     }
-    assert!(admin_audit(&app, &account).await.is_empty());
+    assert!(app.admin_audit(&account).await.is_empty());
 }
 
 #[tokio::test]
@@ -188,7 +179,7 @@ async fn a_credit_restores_quota_once_per_key() {
     )
     .await;
 
-    let entries = admin_audit(&app, &account).await;
+    let entries = app.admin_audit(&account).await;
     assert_eq!(actions(&entries), ["usage_credited"]);
     assert_eq!(entries[0]["actor"]["person"], "support@kraftd.io");
     assert_eq!(entries[0]["before"]["used"], "50");
@@ -404,7 +395,7 @@ async fn operators_find_show_and_resync_a_paying_account() {
     assert!(!shown["messages"].as_array().unwrap().is_empty(), "{shown}");
 
     // The webhook that activated Pro is in the log, as the cause.
-    let entries = admin_audit(&app, &account).await;
+    let entries = app.admin_audit(&account).await;
     let activation = entries
         .iter()
         .find(|e| e["actor"]["type"] == "stripe_webhook" && e["after"]["status"] == "active")
@@ -420,7 +411,7 @@ async fn operators_find_show_and_resync_a_paying_account() {
     .await
     .unwrap();
     assert_eq!(json_of(r, 200).await["plan"], "pro");
-    let entries = admin_audit(&app, &account).await;
+    let entries = app.admin_audit(&account).await;
     let resync = entries
         .iter()
         .find(|e| e["action"] == "admin_resync")

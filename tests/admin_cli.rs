@@ -144,6 +144,22 @@ async fn support_finds_an_account_overrides_a_limit_and_credits_usage_from_the_t
     assert_eq!(log["entries"][0]["actor"]["person"], "support@kraftd.io");
     assert_eq!(log["entries"][0]["actor"]["service"], "test-service");
 
+    // A trial extension is well formed, and refused: this account has no trial.
+    let out = acting(&[
+        "override",
+        &account,
+        "--trial-extension-days",
+        "7",
+        "--reason",
+        "more time to evaluate",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not_trialing"),
+        "{}",
+        text(&out.stderr)
+    );
+
     answer(&acting(&["remove-override", &account, &id]));
     let out = acting(&["remove-override", &account, &id]);
     assert_eq!(out.status.code(), Some(1));

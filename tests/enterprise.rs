@@ -57,16 +57,6 @@ async fn accept(app: &TestApp, token: &str) -> reqwest::Response {
         .await
 }
 
-async fn subscriptions(app: &TestApp, email: &str) -> Vec<SimSubscription> {
-    let customer = app
-        .account(email)
-        .await
-        .subscription
-        .stripe_customer_id
-        .expect("a Stripe customer");
-    app.sim().subscriptions_of(&customer)
-}
-
 fn live(subs: &[SimSubscription]) -> Vec<&SimSubscription> {
     subs.iter().filter(|s| s.status != "canceled").collect()
 }
@@ -103,7 +93,7 @@ async fn an_offer_accepted_by_the_owner_of_a_pro_account_leaves_one_enterprise_s
     let app = TestApp::spawn_with_stripe(&[]).await;
     let owner = pro_owner(&app, "owner@acme.io").await;
     let account = app.own_account_id(&owner).await;
-    let pro = live(&subscriptions(&app, "owner@acme.io").await)[0].clone();
+    let pro = live(&app.stripe_subscriptions("owner@acme.io").await)[0].clone();
     let price = app
         .sim()
         .create_dashboard_price("enterprise", 250_000, "month");
@@ -143,7 +133,7 @@ async fn an_offer_accepted_by_the_owner_of_a_pro_account_leaves_one_enterprise_s
         .await
         .unwrap();
 
-    let subs = subscriptions(&app, "owner@acme.io").await;
+    let subs = app.stripe_subscriptions("owner@acme.io").await;
     let live = live(&subs);
     assert_eq!(live.len(), 1, "exactly one live subscription: {subs:?}");
     assert_eq!(
@@ -298,7 +288,7 @@ async fn an_offer_by_amount_makes_its_enterprise_price_once_and_sells_it() {
         ),
         (PlanId::Enterprise, BillingInterval::Annual)
     );
-    let subs = subscriptions(&app, "cfo@globex.io").await;
+    let subs = app.stripe_subscriptions("cfo@globex.io").await;
     assert_eq!(live(&subs).len(), 1);
     assert_eq!(live(&subs)[0].price, price);
 }
@@ -308,7 +298,7 @@ async fn attach_moves_the_pro_subscription_itself_to_the_offers_price_with_a_pro
     let app = TestApp::spawn_with_stripe(&[]).await;
     let owner = pro_owner(&app, "ops@initech.io").await;
     let account = app.own_account_id(&owner).await;
-    let pro = live(&subscriptions(&app, "ops@initech.io").await)[0].clone();
+    let pro = live(&app.stripe_subscriptions("ops@initech.io").await)[0].clone();
     app.clock.set(app.clock_now() + Duration::days(10));
     let price = sales_price(&app);
 
@@ -323,7 +313,7 @@ async fn attach_moves_the_pro_subscription_itself_to_the_offers_price_with_a_pro
     assert_eq!(made["offer"]["status"], "accepted");
     assert_eq!(made["plan_id"], "enterprise");
 
-    let subs = subscriptions(&app, "ops@initech.io").await;
+    let subs = app.stripe_subscriptions("ops@initech.io").await;
     assert_eq!(
         subs.len(),
         1,
@@ -376,7 +366,7 @@ async fn attach_drops_a_pending_downgrade_so_the_contract_is_not_undone_at_the_p
         )
         .await;
     assert_eq!(r.status(), 200, "annual to monthly is scheduled");
-    let pro = live(&subscriptions(&app, "yearly@tyrell.io").await)[0].clone();
+    let pro = live(&app.stripe_subscriptions("yearly@tyrell.io").await)[0].clone();
     assert!(app.sim().schedule_of(&pro.id).is_some());
 
     let price = sales_price(&app);
@@ -388,7 +378,7 @@ async fn attach_drops_a_pending_downgrade_so_the_contract_is_not_undone_at_the_p
     .await;
     assert_eq!(r.status(), 201);
     assert_eq!(app.sim().schedule_of(&pro.id), None);
-    let subs = subscriptions(&app, "yearly@tyrell.io").await;
+    let subs = app.stripe_subscriptions("yearly@tyrell.io").await;
     assert_eq!((subs.len(), subs[0].price.as_str()), (1, price.as_str()));
     let stored = app.account("yearly@tyrell.io").await;
     assert_eq!(stored.subscription.plan_id, PlanId::Enterprise);
@@ -597,7 +587,7 @@ async fn a_free_account_upgrading_to_pro_gets_the_trial() {
         "{sent}"
     );
     app.sim().complete_checkout(&session).await.unwrap();
-    let subs = subscriptions(&app, "up@oscorp.io").await;
+    let subs = app.stripe_subscriptions("up@oscorp.io").await;
     assert_eq!(subs[0].status, "trialing");
     assert_eq!(
         subs[0].trial_end,

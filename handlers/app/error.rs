@@ -119,6 +119,9 @@ pub enum StateConflict {
     OfferExpired,
     #[error("the Enterprise offer was accepted already")]
     OfferAccepted,
+    /// Extending a trial of a subscription that is not trialing.
+    #[error("the account's subscription is not trialing: there is no trial to extend")]
+    NotTrialing,
 }
 
 fn forbidden_message(action: Action) -> &'static str {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::account::Account;
-use crate::domain::audit::{fields, Actor, AuditAction, AuditId};
+use crate::domain::account::{Account, AccountId};
+use crate::domain::audit::{fields, Actor, AuditAction, AuditEntry, AuditId};
 use crate::domain::overrides::{self, Override, OverrideError, OverrideId, OverrideKind};
 use crate::domain::plan::Feature;
 use crate::domain::ports::{StoreError, Versioned};
@@ -16,7 +16,7 @@ use crate::domain::usage::{Metric, MetricKind, UsageKey, UsageOutcome, MAX_QUANT
 
 use super::quota::{fingerprint, IdempotencyKey};
 use super::usage::MeterReading;
-use super::{AppError, Billing};
+use super::{AppError, Billing, StateConflict};
 
 /// Attempts at the account's conditional write before giving up with 503.
 const WRITE_ATTEMPTS: usize = 8;
@@ -29,9 +29,9 @@ pub enum OverrideValue {
     Whole(u64),
 }
 
-/// An override an operator asks for: exactly one of `limit` and
-/// `feature`, and its value (a whole number for a limit, true or false
-/// for a feature).
+/// An override an operator asks for: exactly one of `limit`, `feature`
+/// and `trial_extension_days`; a limit's or feature's value (a whole
+/// number for a limit, true or false for a feature).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideInput {
@@ -39,11 +39,19 @@ pub struct OverrideInput {
     pub limit: Option<Metric>,
     #[serde(default)]
     pub feature: Option<Feature>,
-    pub value: OverrideValue,
+    /// Days added to the trialing subscription's trial, at Stripe.
+    #[serde(default, deserialize_with = "super::whole::optional")]
+    #[schema(minimum = 1, maximum = 90)]
+    pub trial_extension_days: Option<i64>,
+    /// Required with `limit` and `feature`; absent with
+    /// `trial_extension_days`.
+    #[serde(default)]
+    pub value: Option<OverrideValue>,
     /// Why: 1 to 500 characters.
     #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
-    /// When it stops counting; in the future. None: until removed.
+    /// When it stops counting; in the future. None: until removed. Absent
+    /// with `trial_extension_days`.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -64,34 +72,45 @@ pub struct CreditInput {
 }
 
 fn kind_of(input: &OverrideInput) -> Result<OverrideKind, AppError> {
-    match (input.limit, input.feature) {
-        (Some(metric), None) => match input.value {
-            OverrideValue::Whole(value) => Ok(OverrideKind::Limit { metric, value }),
-            OverrideValue::Flag(_) => Err(AppError::invalid(
+    match (input.limit, input.feature, input.trial_extension_days) {
+        (Some(metric), None, None) => match input.value {
+            Some(OverrideValue::Whole(value)) => Ok(OverrideKind::Limit { metric, value }),
+            _ => Err(AppError::invalid(
                 "value",
                 "must be a whole number for a limit",
             )),
         },
-        (None, Some(feature)) => match input.value {
-            OverrideValue::Flag(enabled) => Ok(OverrideKind::Feature { feature, enabled }),
-            OverrideValue::Whole(_) => Err(AppError::invalid(
+        (None, Some(feature), None) => match input.value {
+            Some(OverrideValue::Flag(enabled)) => Ok(OverrideKind::Feature { feature, enabled }),
+            _ => Err(AppError::invalid(
                 "value",
                 "must be true or false for a feature",
             )),
         },
+        (None, None, Some(days)) => match input.value {
+            // Out of u32's range is as wrong as 0: the domain refuses both.
+            None => Ok(OverrideKind::TrialExtension {
+                days: u32::try_from(days).unwrap_or(0),
+            }),
+            Some(_) => Err(AppError::invalid(
+                "value",
+                "must be absent for a trial extension",
+            )),
+        },
         _ => Err(AppError::invalid(
             "limit",
-            "exactly one of limit and feature is required",
+            "exactly one of limit, feature and trial_extension_days is required",
         )),
     }
 }
 
-fn override_error(e: OverrideError) -> AppError {
+pub(super) fn override_error(e: OverrideError) -> AppError {
     let field = match e {
         OverrideError::Reason => "reason",
-        OverrideError::Expiry => "expires_at",
+        OverrideError::Expiry | OverrideError::ExpiryOnExtension => "expires_at",
         OverrideError::Unlimitable(_) => "limit",
         OverrideError::TooMany => "overrides",
+        OverrideError::TrialDays => "trial_extension_days",
     };
     AppError::invalid(field, e.to_string())
 }
@@ -108,12 +127,29 @@ fn check_reason(reason: &str) -> Result<(), AppError> {
 }
 
 impl Billing {
+    /// The audit entry of setting or removing `o`.
+    pub(super) fn override_audit(
+        &self,
+        account_id: AccountId,
+        actor: &Actor,
+        action: AuditAction,
+        o: &Override,
+    ) -> AuditEntry {
+        let (before, after) = match action {
+            AuditAction::OverrideRemoved => (Some(o.describe()), None),
+            _ => (None, Some(o.describe())),
+        };
+        let mut entry = self.audit_entry(account_id, actor.clone(), action, before, after);
+        entry.reason = Some(o.reason.clone());
+        entry
+    }
+
     /// Changes the account's overrides and writes the change with its
     /// audit entry (and KRAFTD's `entitlements.updated`) in one
     /// conditional write, retried when someone else wrote in between.
     async fn write_overrides(
         &self,
-        account_id: crate::domain::account::AccountId,
+        account_id: AccountId,
         actor: &Actor,
         change: impl Fn(&mut Account) -> Result<(AuditAction, Override), AppError>,
     ) -> Result<Override, AppError> {
@@ -127,12 +163,7 @@ impl Billing {
             let (action, changed) = change(&mut next)?;
             let now = self.clock.now();
             let events = self.account_events(&current.value, &current.etag, &mut next, now);
-            let (before, after) = match action {
-                AuditAction::OverrideRemoved => (Some(changed.describe()), None),
-                _ => (None, Some(changed.describe())),
-            };
-            let mut entry = self.audit_entry(account_id, actor.clone(), action, before, after);
-            entry.reason = Some(changed.reason.clone());
+            let entry = self.override_audit(account_id, actor, action, &changed);
             match self
                 .store
                 .replace_account_and_enqueue(&next, &current.etag, &events, &[entry])
@@ -147,7 +178,9 @@ impl Billing {
     }
 
     /// Sets an override on the account: in force at once for every check
-    /// that reads the account, until its expiry if it has one.
+    /// that reads the account, until its expiry if it has one. A trial
+    /// extension is made at Stripe first and recorded with the re-synced
+    /// subscription.
     pub async fn set_override(
         &self,
         account_id: &str,
@@ -166,11 +199,47 @@ impl Billing {
             input.expires_at,
         )
         .map_err(override_error)?;
+        if let OverrideKind::TrialExtension { days } = kind {
+            return self.extend_trial(&account, &actor, new, days).await;
+        }
         self.write_overrides(account.id, &actor, |a| {
             overrides::add(&mut a.overrides, new.clone(), now).map_err(override_error)?;
             Ok((AuditAction::OverrideSet, new.clone()))
         })
         .await
+    }
+
+    /// Stripe's subscription is the truth of a trial: its end moves there
+    /// (keyed by the override, so the adapter's retries move it once), and
+    /// the account takes it up by the same sync as a webhook's, the
+    /// override written in that write.
+    async fn extend_trial(
+        &self,
+        account: &Account,
+        actor: &Actor,
+        new: Override,
+        days: u32,
+    ) -> Result<Override, AppError> {
+        let sub_id = account
+            .subscription
+            .stripe_subscription_id
+            .as_deref()
+            .ok_or(AppError::State(StateConflict::NotTrialing))?;
+        let remote = self
+            .payments
+            .subscription(sub_id)
+            .await
+            .map_err(AppError::Payments)?;
+        let trial_end = overrides::extended_trial_end(&remote, days)
+            .ok_or(AppError::State(StateConflict::NotTrialing))?;
+        self.payments
+            .extend_trial(account.id, sub_id, trial_end, &new.id.to_string())
+            .await
+            .map_err(AppError::Payments)?;
+        let cause = format!("admin:{}", new.id);
+        self.sync_subscription_recording(account.id, sub_id, &cause, actor, Some(&new))
+            .await?;
+        Ok(new)
     }
 
     /// Removes an override, active or expired.

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::domain::account::{Account, AccountId, Action};
-use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::audit::{Actor, AuditAction, AuditEntry};
 use crate::domain::money::Money;
+use crate::domain::overrides::{self, Override};
 use crate::domain::plan::{BillingInterval, PlanId};
 use crate::domain::ports::{
     CheckoutRequest, CheckoutSession, CheckoutStatus, Etag, OfferCheckout, StoreError, Versioned,
@@ -236,6 +237,21 @@ impl Billing {
         cause: &str,
         actor: &Actor,
     ) -> Result<Account, AppError> {
+        self.sync_subscription_recording(account_id, subscription_id, cause, actor, None)
+            .await
+    }
+
+    /// As `sync_subscription`, with `recorded` (the override that made the
+    /// change at Stripe) added to the account and audited in the same
+    /// write, so the record and the state it explains land together.
+    pub(super) async fn sync_subscription_recording(
+        &self,
+        account_id: AccountId,
+        subscription_id: &str,
+        cause: &str,
+        actor: &Actor,
+        recorded: Option<&Override>,
+    ) -> Result<Account, AppError> {
         for _ in 0..WRITE_ATTEMPTS {
             let current =
                 self.store.account_by_id(account_id).await?.ok_or_else(|| {
@@ -261,6 +277,13 @@ impl Billing {
             let mut account = current.value.clone();
             account.subscription = next;
             let settled = self.settle_offer(&mut account, &remote, actor, now);
+            let mut recorded_entry = None;
+            if let Some(o) = recorded {
+                overrides::add(&mut account.overrides, o.clone(), now)
+                    .map_err(super::overrides::override_error)?;
+                recorded_entry =
+                    Some(self.override_audit(account_id, actor, AuditAction::OverrideSet, o));
+            }
             if account == current.value {
                 return self.cancel_replaced(current.value).await;
             }
@@ -270,6 +293,7 @@ impl Billing {
                 .subscription_audit(&current.value, &account, actor)
                 .into_iter()
                 .chain(settled)
+                .chain(recorded_entry)
                 .collect();
             match self
                 .store

@@ -270,7 +270,13 @@ pub struct OverrideView {
     /// Set for a feature override.
     #[serde(skip_serializing_if = "Option::is_none")]
     feature: Option<Feature>,
-    value: OverrideValue,
+    /// Set for a trial extension: the days added to the trial at Stripe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 90)]
+    trial_extension_days: Option<u32>,
+    /// A limit's or feature's value; absent for a trial extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<OverrideValue>,
     reason: String,
     actor: ActorView,
     set_at: DateTime<Utc>,
@@ -281,29 +287,39 @@ pub struct OverrideView {
 }
 
 fn override_view(o: &Override, now: DateTime<Utc>) -> OverrideView {
-    let (limit, feature, value) = match o.kind {
-        OverrideKind::Limit { metric, value } => (Some(metric), None, OverrideValue::Whole(value)),
-        OverrideKind::Feature { feature, enabled } => {
-            (None, Some(feature), OverrideValue::Flag(enabled))
-        }
-    };
-    OverrideView {
+    let mut view = OverrideView {
         id: o.id.to_string(),
-        limit,
-        feature,
-        value,
+        limit: None,
+        feature: None,
+        trial_extension_days: None,
+        value: None,
         reason: o.reason.clone(),
         actor: ActorView::from(&o.actor),
         set_at: o.set_at,
         expires_at: o.expires_at,
         active: o.is_active(now),
+    };
+    match o.kind {
+        OverrideKind::Limit { metric, value } => {
+            view.limit = Some(metric);
+            view.value = Some(OverrideValue::Whole(value));
+        }
+        OverrideKind::Feature { feature, enabled } => {
+            view.feature = Some(feature);
+            view.value = Some(OverrideValue::Flag(enabled));
+        }
+        OverrideKind::TrialExtension { days } => view.trial_extension_days = Some(days),
     }
+    view
 }
 
-/// Override a limit or a feature
+/// Override a limit or a feature, or extend a trial
 ///
 /// In force at once for every entitlement and quota check of the account,
 /// until `expires_at` if given; written with its audit entry in one write.
+/// `trial_extension_days` moves the trialing subscription's trial end at
+/// Stripe (its first invoice with it), then records the override with the
+/// re-synced subscription.
 #[utoipa::path(
     post,
     path = "/api/admin/accounts/{account_id}/overrides",
@@ -317,6 +333,9 @@ fn override_view(o: &Override, now: DateTime<Utc>) -> OverrideView {
         (status = 201, description = "Set", body = OverrideView),
         (status = 403, description = "`missing_scope`", body = ErrorResponse),
         (status = 404, description = "`account_not_found`", body = ErrorResponse),
+        (status = 409, description = "`not_trialing`: a trial extension for a subscription that is not trialing", body = ErrorResponse),
+        (status = 502, description = "`payment_provider_error`", body = ErrorResponse),
+        (status = 503, description = "`payments_unavailable`", body = ErrorResponse),
         JsonBodyErrors,
     )
 )]

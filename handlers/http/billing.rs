@@ -75,6 +75,10 @@ pub struct SubscriptionState {
     /// A change that takes effect when the paid period ends.
     #[schema(required = true)]
     scheduled_change: Option<ScheduledChange>,
+    /// While `trialing`, when the trial ends and the first paid period
+    /// begins.
+    #[schema(required = true)]
+    trial_end: Option<DateTime<Utc>>,
 }
 
 impl From<&Subscription> for SubscriptionState {
@@ -89,6 +93,7 @@ impl From<&Subscription> for SubscriptionState {
             grace_until: s.grace_until,
             last_payment_status: s.last_payment_status.clone(),
             scheduled_change: s.scheduled_change.clone(),
+            trial_end: s.trial_end,
         }
     }
 }

@@ -206,6 +206,8 @@ pub enum ErrorCode {
     OfferExpired,
     /// 409: the Enterprise offer was taken up already
     OfferAccepted,
+    /// 409: a trial extension for a subscription that is not trialing
+    NotTrialing,
     /// 500
     #[default]
     InternalError,
@@ -375,6 +377,7 @@ fn app_parts(e: &AppError) -> Parts {
                 StateConflict::BeyondHold(_) => C::BeyondHold,
                 StateConflict::OfferExpired => C::OfferExpired,
                 StateConflict::OfferAccepted => C::OfferAccepted,
+                StateConflict::NotTrialing => C::NotTrialing,
             },
         ),
         AppError::InvoiceNotFound => Parts::code(S::NOT_FOUND, C::InvoiceNotFound),

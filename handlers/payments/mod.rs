@@ -101,6 +101,15 @@ impl Payments for PaymentsNotConfigured {
     ) -> Result<RemoteSubscription, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }
+    async fn extend_trial(
+        &self,
+        _: AccountId,
+        _: &str,
+        _: DateTime<Utc>,
+        _: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
+        Err(PaymentsError::NotConfigured)
+    }
     async fn portal_url(&self, _: &str, _: &str) -> Result<String, PaymentsError> {
         Err(PaymentsError::NotConfigured)
     }

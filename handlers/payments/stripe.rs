@@ -22,6 +22,7 @@ use stripe_billing::invoice::{
 use stripe_billing::subscription::{
     CancelSubscription, RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
     UpdateSubscriptionPaymentBehavior, UpdateSubscriptionProrationBehavior,
+    UpdateSubscriptionTrialEnd,
 };
 use stripe_billing::subscription_schedule::{
     CreateSubscriptionSchedule, ReleaseSubscriptionSchedule, UpdateSubscriptionSchedule,
@@ -663,6 +664,28 @@ impl Payments for StripePayments {
             .send(
                 key(account_id, operation, &target),
                 "update cancel_at_period_end",
+                request,
+            )
+            .await?;
+        self.remote(sub).await
+    }
+
+    async fn extend_trial(
+        &self,
+        account_id: AccountId,
+        subscription_id: &str,
+        trial_end: DateTime<Utc>,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError> {
+        // `none`: Stripe would otherwise prorate the trial's free time.
+        let request = UpdateSubscription::new(subscription_id)
+            .trial_end(UpdateSubscriptionTrialEnd::Timestamp(trial_end.timestamp()))
+            .proration_behavior(UpdateSubscriptionProrationBehavior::None);
+        let target = format!("{subscription_id}:{attempt}");
+        let sub = self
+            .send(
+                key(account_id, "extend-trial", &target),
+                "update trial_end",
                 request,
             )
             .await?;

@@ -26,7 +26,7 @@ use kraftd_billing::payments::webhook::StripeWebhookVerifier;
 use kraftd_billing::payments::PaymentsNotConfigured;
 use kraftd_billing::server::{self, Adapters};
 use kraftd_billing::store::SqliteStore;
-use kraftd_billing::stripe_sim::{SimOptions, StripeSim};
+use kraftd_billing::stripe_sim::{SimOptions, SimSubscription, StripeSim};
 use serde_json::{json, Value};
 
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
@@ -239,6 +239,46 @@ impl TestApp {
             json!({"email": email, "password": PASSWORD, "name": "Test User", "plan_id": plan}),
         )
         .await
+    }
+
+    /// Registers on Pro and completes its checkout at the simulator (a
+    /// trial when `PRO_TRIAL_DAYS` offers one); returns the owner's token.
+    pub async fn checked_out_pro(&self, email: &str) -> String {
+        let r = self.register(email, "pro").await;
+        assert_eq!(r.status(), 201, "registration of {email} failed");
+        let checkout: Value = r.json().await.unwrap();
+        self.sim()
+            .complete_checkout(checkout["session_id"].as_str().unwrap())
+            .await
+            .unwrap();
+        self.login(email).await
+    }
+
+    /// The subscriptions of the user's account's Stripe customer at the
+    /// simulator, oldest first.
+    pub async fn stripe_subscriptions(&self, email: &str) -> Vec<SimSubscription> {
+        let customer = self
+            .account(email)
+            .await
+            .subscription
+            .stripe_customer_id
+            .expect("a Stripe customer");
+        self.sim().subscriptions_of(&customer)
+    }
+
+    /// The account's audit log as operators read it, newest first.
+    pub async fn admin_audit(&self, account: &str) -> Vec<Value> {
+        let r = self
+            .service(
+                reqwest::Method::GET,
+                &format!("/api/admin/accounts/{account}/audit"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        body["entries"].as_array().unwrap().clone()
     }
 
     /// Registers a Free user and returns its access token.

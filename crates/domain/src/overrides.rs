@@ -2,7 +2,9 @@
 //! a feature turned on or off, each with a reason, who set it and an
 //! optional expiry. They live on the account document, so every check that
 //! reads the account sees them; an expired one counts for nothing without
-//! anyone removing it.
+//! anyone removing it. A trial extension is the record of a trial made
+//! longer at Stripe, whose subscription holds the trial's end: it changes
+//! no limit and has no expiry.
 
 use std::fmt;
 
@@ -12,6 +14,7 @@ use uuid::Uuid;
 
 use crate::audit::{fields, Actor, Fields};
 use crate::plan::{Feature, Limits};
+use crate::subscription::{RemoteSubscription, SubscriptionStatus};
 use crate::usage::Metric;
 
 /// The longest reason accepted, in characters.
@@ -19,6 +22,9 @@ pub const MAX_REASON_CHARS: usize = 500;
 /// The most overrides, active or expired, an account holds at once: the
 /// account document stays small.
 pub const MAX_OVERRIDES: usize = 50;
+/// The most days one extension adds to a trial: longer free use is a sale
+/// to make, not a favour.
+pub const MAX_TRIAL_EXTENSION_DAYS: u32 = 90;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -38,6 +44,8 @@ pub enum OverrideKind {
     Limit { metric: Metric, value: u64 },
     /// The feature is on or off, whatever the plan says.
     Feature { feature: Feature, enabled: bool },
+    /// The trial was made `days` longer at Stripe.
+    TrialExtension { days: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +70,11 @@ pub enum OverrideError {
     Unlimitable(Metric),
     #[error("the account holds {MAX_OVERRIDES} overrides already; remove one first")]
     TooMany,
+    #[error("must be 1 to {MAX_TRIAL_EXTENSION_DAYS} days")]
+    TrialDays,
+    /// A trial's new end is Stripe's; an expiry would end nothing.
+    #[error("must be absent for a trial extension")]
+    ExpiryOnExtension,
 }
 
 impl Override {
@@ -81,11 +94,21 @@ impl Override {
         if expires_at.is_some_and(|e| e <= now) {
             return Err(OverrideError::Expiry);
         }
-        if let OverrideKind::Limit { metric, .. } = kind {
+        match kind {
             // Exports are gated by format, not counted against a limit.
-            if metric == Metric::Exports {
-                return Err(OverrideError::Unlimitable(metric));
+            OverrideKind::Limit {
+                metric: Metric::Exports,
+                ..
+            } => return Err(OverrideError::Unlimitable(Metric::Exports)),
+            OverrideKind::TrialExtension { days } => {
+                if !(1..=MAX_TRIAL_EXTENSION_DAYS).contains(&days) {
+                    return Err(OverrideError::TrialDays);
+                }
+                if expires_at.is_some() {
+                    return Err(OverrideError::ExpiryOnExtension);
+                }
             }
+            OverrideKind::Limit { .. } | OverrideKind::Feature { .. } => {}
         }
         Ok(Self {
             id,
@@ -114,6 +137,10 @@ impl Override {
                 ("override_id", self.id.to_string()),
                 ("feature", feature.as_str().to_owned()),
                 ("value", enabled.to_string()),
+            ]),
+            OverrideKind::TrialExtension { days } => fields([
+                ("override_id", self.id.to_string()),
+                ("trial_extension_days", days.to_string()),
             ]),
         };
         if let Some(e) = self.expires_at {
@@ -144,9 +171,20 @@ pub fn effective_limits(plan: &Limits, overrides: &[Override], now: DateTime<Utc
             OverrideKind::Feature { feature, enabled } => match feature {
                 Feature::AiFeatures => limits.ai_features = enabled,
             },
+            OverrideKind::TrialExtension { .. } => {}
         }
     }
     limits
+}
+
+/// The trial's end after extending it by `days`, from Stripe's view of the
+/// subscription; `None` when it is not trialing, so there is nothing to
+/// extend.
+pub fn extended_trial_end(sub: &RemoteSubscription, days: u32) -> Option<DateTime<Utc>> {
+    if sub.status != SubscriptionStatus::Trialing {
+        return None;
+    }
+    Some(sub.trial_end? + chrono::Duration::days(i64::from(days)))
 }
 
 /// Adds an override, refusing past `MAX_OVERRIDES`; expired ones beyond
@@ -259,6 +297,66 @@ mod tests {
             None
         )
         .is_err());
+    }
+
+    fn extension(days: u32, expires: Option<i64>) -> Result<Override, OverrideError> {
+        Override::new(
+            OverrideId(Uuid::nil()),
+            OverrideKind::TrialExtension { days },
+            "slow procurement",
+            Actor::System,
+            t(0),
+            expires.map(t),
+        )
+    }
+
+    #[test]
+    fn a_trial_extension_is_1_to_90_days_and_never_expires() {
+        assert_eq!(extension(0, None), Err(OverrideError::TrialDays));
+        assert_eq!(extension(91, None), Err(OverrideError::TrialDays));
+        assert_eq!(extension(7, Some(1)), Err(OverrideError::ExpiryOnExtension));
+        let o = extension(90, None).unwrap();
+        assert_eq!(
+            o.describe().get("trial_extension_days").map(String::as_str),
+            Some("90")
+        );
+        assert!(extension(1, None).is_ok());
+    }
+
+    #[test]
+    fn a_trial_extension_changes_no_limit() {
+        let pro = Catalog::standard().plan(PlanId::Pro).limits.clone();
+        let o = [extension(30, None).unwrap()];
+        assert_eq!(effective_limits(&pro, &o, t(1)), pro);
+    }
+
+    #[test]
+    fn only_a_trialing_subscription_has_a_trial_to_extend() {
+        use crate::money::Currency;
+        use crate::plan::BillingInterval;
+        let end = t(24 * 14);
+        let mut sub = RemoteSubscription {
+            id: "sub_1".into(),
+            customer_id: "cus_1".into(),
+            status: SubscriptionStatus::Trialing,
+            plan_id: PlanId::Pro,
+            interval: BillingInterval::Monthly,
+            item_id: "si_1".into(),
+            price_id: "price_1".into(),
+            current_period_start: Some(t(0)),
+            current_period_end: Some(end),
+            cancel_at_period_end: false,
+            ended_at: None,
+            schedule_id: None,
+            trial_end: Some(end),
+            currency: Currency::USD,
+        };
+        assert_eq!(extended_trial_end(&sub, 7), Some(end + Duration::days(7)));
+        sub.status = SubscriptionStatus::Active;
+        assert_eq!(extended_trial_end(&sub, 7), None);
+        sub.status = SubscriptionStatus::Trialing;
+        sub.trial_end = None;
+        assert_eq!(extended_trial_end(&sub, 7), None);
     }
 
     #[test]

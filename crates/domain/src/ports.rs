@@ -705,6 +705,15 @@ pub trait Payments: Send + Sync {
         cancel: bool,
         attempt: &str,
     ) -> Result<RemoteSubscription, PaymentsError>;
+    /// Moves a trialing subscription's trial to end at `trial_end`, billing
+    /// nothing now: its first paid invoice moves with it. Once per `attempt`.
+    async fn extend_trial(
+        &self,
+        account_id: AccountId,
+        subscription_id: &str,
+        trial_end: DateTime<Utc>,
+        attempt: &str,
+    ) -> Result<RemoteSubscription, PaymentsError>;
     /// Moves the subscription to the plan's price when the current paid
     /// period ends (a subscription schedule), billing nothing now.
     async fn schedule_change(

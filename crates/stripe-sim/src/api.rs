@@ -16,6 +16,7 @@ use crate::ctx::Ctx;
 use crate::form::{self, Form};
 use crate::inner::Inner;
 use crate::objects::{self, random_id};
+use crate::ops::Update;
 use crate::pages;
 use crate::schedule_api;
 use crate::state::{FaultKind, PortalSession, Price, RecordedRequest, Replay, Session, TrialTerms};
@@ -648,13 +649,40 @@ fn update_subscription(c: &mut Ctx<'_>, id: &str, f: &Form) -> Answer {
             Some("proration_behavior"),
         );
     }
+    let trial_end = match f.str("trial_end") {
+        None => None,
+        Some(t) => match t.parse::<i64>() {
+            Ok(t) => Some(t),
+            Err(_) if t == "now" => {
+                return err(
+                    400,
+                    "invalid_request_error",
+                    None,
+                    "The simulator does not support ending a trial with `now`.",
+                    Some("trial_end"),
+                )
+            }
+            Err(_) => {
+                return err(
+                    400,
+                    "invalid_request_error",
+                    None,
+                    "Invalid timestamp: must be an integer Unix timestamp in the future.",
+                    Some("trial_end"),
+                )
+            }
+        },
+    };
     match c.update_subscription(
         id,
-        price,
-        &behavior,
-        f.int("proration_date"),
-        f.bool("cancel_at_period_end"),
-        f.metadata("metadata"),
+        Update {
+            price,
+            proration_behavior: &behavior,
+            proration_date: f.int("proration_date"),
+            cancel_at_period_end: f.bool("cancel_at_period_end"),
+            trial_end,
+            metadata: f.metadata("metadata"),
+        },
     ) {
         Ok(()) => (200, c.sub_json(id)),
         Err(e) => err(400, "invalid_request_error", None, &e.to_string(), None),

@@ -40,6 +40,8 @@ pub struct SimSubscription {
     pub price: String,
     pub created: i64,
     pub trial_end: Option<i64>,
+    /// When the current period ends: a trial's end, or the next renewal.
+    pub current_period_end: i64,
     /// Prorations of `create_prorations` changes, billed at the next renewal.
     pub pending_proration: i64,
 }
@@ -139,6 +141,7 @@ impl StripeSim {
                 price: s.price.clone(),
                 created: s.created,
                 trial_end: s.trial_end,
+                current_period_end: s.period_end,
                 pending_proration: s.pending_proration,
             })
             .collect();

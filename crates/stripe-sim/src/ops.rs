@@ -529,19 +529,22 @@ impl Ctx<'_> {
         ((diff as f64) * (remaining as f64) / (period as f64)).round() as i64
     }
 
-    /// The API's subscription update; `price` and `cancel_at_period_end` are
-    /// the tracked changes.
-    pub fn update_subscription(
-        &mut self,
-        id: &str,
-        price: Option<String>,
-        proration_behavior: &str,
-        proration_date: Option<i64>,
-        cancel_at_period_end: Option<bool>,
-        metadata: Option<Map<String, Value>>,
-    ) -> Result<(), SimError> {
+    /// The API's subscription update; `price`, `cancel_at_period_end` and
+    /// a trialing subscription's `trial_end` are the tracked changes.
+    pub fn update_subscription(&mut self, id: &str, u: Update<'_>) -> Result<(), SimError> {
+        let Update {
+            price,
+            proration_behavior,
+            proration_date,
+            cancel_at_period_end,
+            trial_end,
+            metadata,
+        } = u;
         let s = self.live_sub(id)?;
         let prorate_at = self.proration_date(s, proration_date)?;
+        if let Some(t) = trial_end {
+            self.check_trial_end(s, t)?;
+        }
         if let (Some(true), Some(sc)) = (cancel_at_period_end, &s.schedule) {
             return Err(SimError::InvalidState(format!(
                 "The subscription is managed by the subscription schedule `{sc}`, and updating any cancelation behavior directly is not allowed. Please update the schedule instead."
@@ -579,6 +582,12 @@ impl Ctx<'_> {
             s.cancel_at_period_end = cancel;
             s.canceled_at = cancel.then_some(now);
         }
+        // Stripe moves the billing cycle anchor to the trial's new end, so
+        // the trial's period, and the first paid invoice, move with it.
+        if let Some(t) = trial_end {
+            s.trial_end = Some(t);
+            s.period_end = t;
+        }
         if let Some(meta) = metadata {
             for (k, v) in meta {
                 if v.as_str() == Some("") {
@@ -604,7 +613,41 @@ impl Ctx<'_> {
     }
 }
 
+/// What `POST /v1/subscriptions/{id}` asks to change; `None` leaves it.
+#[derive(Default)]
+pub struct Update<'a> {
+    pub price: Option<String>,
+    pub proration_behavior: &'a str,
+    pub proration_date: Option<i64>,
+    pub cancel_at_period_end: Option<bool>,
+    pub trial_end: Option<i64>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
 impl Ctx<'_> {
+    /// Stripe's rules for a new `trial_end`: in the future and at most two
+    /// years from the billing cycle anchor. Only a trialing subscription's
+    /// trial is moved here; Stripe would start a new trial on an active
+    /// one, which the service never asks for.
+    fn check_trial_end(&self, s: &Subscription, t: i64) -> Result<(), SimError> {
+        if s.status != "trialing" || s.trial.is_none() {
+            return Err(SimError::InvalidState(
+                "The simulator moves trial_end only on a trialing subscription.".into(),
+            ));
+        }
+        if t <= self.now {
+            return Err(SimError::InvalidState(
+                "Invalid timestamp: must be an integer Unix timestamp in the future.".into(),
+            ));
+        }
+        if t > s.period_start + 2 * 365 * 86_400 {
+            return Err(SimError::InvalidState(
+                "trial_end can be at most two years from billing_cycle_anchor.".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// What the next invoice would be for a price change now: the proration
     /// (never below zero) as one line.
     /// Stripe's rule for `proration_date`: within the current period, and
@@ -718,7 +761,14 @@ impl Ctx<'_> {
         let sub = sc.subscription.clone();
         let current = objects::phase_at(sc, self.schedule_time(sc)).cloned();
         if let Some(ph) = current.filter(|ph| ph.price != self.st.subscriptions[&sub].price) {
-            self.update_subscription(&sub, Some(ph.price), proration_behavior, None, None, None)?;
+            self.update_subscription(
+                &sub,
+                Update {
+                    price: Some(ph.price),
+                    proration_behavior,
+                    ..Update::default()
+                },
+            )?;
         }
         self.emit_schedule("subscription_schedule.updated", id, Some(&before));
         Ok(())

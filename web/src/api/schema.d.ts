@@ -444,9 +444,12 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Override a limit or a feature
+         * Override a limit or a feature, or extend a trial
          * @description In force at once for every entitlement and quota check of the account,
          *     until `expires_at` if given; written with its audit entry in one write.
+         *     `trial_extension_days` moves the trialing subscription's trial end at
+         *     Stripe (its first invoice with it), then records the override with the
+         *     re-synced subscription.
          */
         post: operations["AdminSetOverride"];
         delete?: never;
@@ -1157,7 +1160,7 @@ export interface components {
          * @description The stable error codes; clients branch on these, never on messages.
          * @enum {string}
          */
-        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "no_paid_subscription" | "already_on_plan" | "checkout_pending" | "owner_role_by_transfer" | "already_owner" | "beyond_hold" | "invoice_not_found" | "audit_entry_not_found" | "override_not_found" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "offer_not_found" | "offer_expired" | "offer_accepted" | "internal_error";
+        ErrorCode: "malformed_json" | "invalid_field" | "unsupported_media_type" | "payload_too_large" | "unauthenticated" | "invalid_credentials" | "not_found" | "method_not_allowed" | "email_taken" | "conflict" | "quota_exceeded" | "not_in_plan" | "invalid_webhook" | "no_billing_account" | "no_paid_subscription" | "already_on_plan" | "checkout_pending" | "owner_role_by_transfer" | "already_owner" | "beyond_hold" | "invoice_not_found" | "audit_entry_not_found" | "override_not_found" | "forbidden" | "account_not_found" | "member_not_found" | "invitation_not_found" | "already_invited" | "owner_cannot_be_removed" | "verification_not_found" | "email_not_verified" | "too_many_members" | "payment_provider_error" | "payments_unavailable" | "temporarily_unavailable" | "idempotency_key_reused" | "reservation_not_found" | "reservation_closed" | "missing_scope" | "rate_limited" | "offer_not_found" | "offer_expired" | "offer_accepted" | "not_trialing" | "internal_error";
         /**
          * @description What went wrong, for programs (`code`) and people (`message`). The other
          *     fields appear with the codes that explain themselves with them.
@@ -1393,21 +1396,27 @@ export interface components {
          */
         OfferStatus: "pending" | "accepted";
         /**
-         * @description An override an operator asks for: exactly one of `limit` and
-         *     `feature`, and its value (a whole number for a limit, true or false
-         *     for a feature).
+         * @description An override an operator asks for: exactly one of `limit`, `feature`
+         *     and `trial_extension_days`; a limit's or feature's value (a whole
+         *     number for a limit, true or false for a feature).
          */
         OverrideInput: {
             /**
              * Format: date-time
-             * @description When it stops counting; in the future. None: until removed.
+             * @description When it stops counting; in the future. None: until removed. Absent
+             *     with `trial_extension_days`.
              */
             expires_at?: string | null;
             feature?: null | components["schemas"]["Feature"];
             limit?: null | components["schemas"]["Metric"];
             /** @description Why: 1 to 500 characters. */
             reason: string;
-            value: components["schemas"]["OverrideValue"];
+            /**
+             * Format: int64
+             * @description Days added to the trialing subscription's trial, at Stripe.
+             */
+            trial_extension_days?: number | null;
+            value?: null | components["schemas"]["OverrideValue"];
         };
         /** @description An override's value: a limit's whole number, or a feature's on/off. */
         OverrideValue: boolean | number;
@@ -1425,7 +1434,12 @@ export interface components {
             reason: string;
             /** Format: date-time */
             set_at: string;
-            value: components["schemas"]["OverrideValue"];
+            /**
+             * Format: int32
+             * @description Set for a trial extension: the days added to the trial at Stripe.
+             */
+            trial_extension_days?: number | null;
+            value?: null | components["schemas"]["OverrideValue"];
         };
         /**
          * @description A paid plan a subscription can move to without talking to sales (to
@@ -1670,6 +1684,12 @@ export interface components {
             renewal_date: string | null;
             scheduled_change: null | components["schemas"]["ScheduledChange"];
             status: components["schemas"]["SubscriptionStatus"];
+            /**
+             * Format: date-time
+             * @description While `trialing`, when the trial ends and the first paid period
+             *     begins.
+             */
+            trial_end: string | null;
         };
         /** @enum {string} */
         SubscriptionStatus: "active" | "trialing" | "past_due" | "canceled" | "incomplete" | "incomplete_expired" | "unpaid" | "paused";
@@ -3969,6 +3989,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description `not_trialing`: a trial extension for a subscription that is not trialing */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `payload_too_large`: over `max_bytes` (1 MiB) */
             413: {
                 headers: {
@@ -3989,6 +4018,24 @@ export interface operations {
             };
             /** @description `invalid_field`: the `field` that is missing or wrong */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payment_provider_error` */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `payments_unavailable` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -21,6 +21,7 @@ const proMonthly: Subscription = {
   last_payment_status: null,
   pending_checkout_session_id: null,
   scheduled_change: null,
+  trial_end: null,
 };
 
 test('the prorated charge is shown before anything is changed, and the change only on confirming', async () => {

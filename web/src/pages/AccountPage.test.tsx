@@ -21,6 +21,7 @@ const proMonthly: Subscription = {
   last_payment_status: null,
   pending_checkout_session_id: null,
   scheduled_change: null,
+  trial_end: null,
 };
 
 const engines: AccountSummary = { id: 'acct-ada', name: 'Analytical Engines', role: 'member', plan_id: 'pro' };
