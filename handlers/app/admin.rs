@@ -67,7 +67,7 @@ impl Billing {
     /// The account, its members, usage against its effective limits, its
     /// overrides (on the account), recent invoices and messages.
     pub async fn account_detail(&self, account_id: &str) -> Result<AccountDetail, AppError> {
-        let account = self.service_account(account_id).await?.value;
+        let account = self.admin_account(account_id).await?.value;
         let now = self.clock.now();
         let mut members = Vec::new();
         for m in self.store.members(account.id).await? {
@@ -104,11 +104,11 @@ impl Billing {
     /// Re-reads the account's checkout and subscription from Stripe now,
     /// as reconciliation would, and records that the operator asked.
     pub async fn resync(&self, account_id: &str, actor: Actor) -> Result<Account, AppError> {
-        let before = self.service_account(account_id).await?.value;
+        let before = self.admin_account(account_id).await?.value;
         let id: AccountId = before.id;
         let cause = format!("admin:{}", uuid::Uuid::new_v4());
         let changed = self.reconcile_account(id, &cause, &actor).await?;
-        let after = self.service_account(account_id).await?.value;
+        let after = self.admin_account(account_id).await?.value;
         let entry = self.audit_entry(
             id,
             actor,

@@ -41,7 +41,7 @@ impl Billing {
         let Actor::Admin { service, .. } = actor else {
             return Err(AppError::MissingScope("admin"));
         };
-        let account = self.service_account(account_id).await?.value;
+        let account = self.admin_account(account_id).await?.value;
         let now = self.clock.now();
         let reason = input.reason.trim();
         if reason.is_empty() || reason.chars().count() > overrides::MAX_REASON_CHARS {

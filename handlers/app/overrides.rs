@@ -169,7 +169,10 @@ impl Billing {
                 .replace_account_and_enqueue(&next, &current.etag, &events, &[entry])
                 .await
             {
-                Ok(_) => return Ok(changed),
+                Ok(etag) => {
+                    self.remember_account(&Versioned { value: next, etag });
+                    return Ok(changed);
+                }
                 Err(StoreError::VersionConflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -187,7 +190,7 @@ impl Billing {
         actor: Actor,
         input: OverrideInput,
     ) -> Result<Override, AppError> {
-        let account = self.service_account(account_id).await?.value;
+        let account = self.admin_account(account_id).await?.value;
         let kind = kind_of(&input)?;
         let now = self.clock.now();
         let new = Override::new(
@@ -249,7 +252,7 @@ impl Billing {
         override_id: &str,
         actor: Actor,
     ) -> Result<Override, AppError> {
-        let account = self.service_account(account_id).await?.value;
+        let account = self.admin_account(account_id).await?.value;
         let id = uuid::Uuid::parse_str(override_id)
             .map(OverrideId)
             .map_err(|_| AppError::OverrideNotFound)?;
@@ -276,7 +279,7 @@ impl Billing {
         key: &IdempotencyKey,
         input: CreditInput,
     ) -> Result<(MeterReading, bool), AppError> {
-        let account = self.service_account(account_id).await?.value;
+        let account = self.admin_account(account_id).await?.value;
         if input.metric.kind() == MetricKind::Gauge {
             return Err(AppError::invalid(
                 "metric",

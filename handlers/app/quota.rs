@@ -223,20 +223,38 @@ impl Billing {
     }
 
     /// The account a service credential acts on, named by the path.
-    /// Read again after `hot_path::ACCOUNT_TTL` at most.
+    /// Read again after `hot_path::ACCOUNT_TTL` at most, and at once on
+    /// this instance after it wrote the account (`remember_account`).
     pub async fn service_account(&self, id: &str) -> Result<Versioned<Account>, AppError> {
-        let id = AccountId(uuid::Uuid::parse_str(id).map_err(|_| AppError::NoSuchAccount)?);
-        let now = self.clock.now();
-        if let Some(account) = self.accounts.get(&id, now) {
+        let id = account_id(id)?;
+        if let Some(account) = self.accounts.get(&id, self.clock.now()) {
             return Ok(account);
         }
+        self.account_now(id).await
+    }
+
+    /// The account as the store has it now, never the cache's: what an
+    /// operator reads and changes.
+    pub async fn admin_account(&self, id: &str) -> Result<Versioned<Account>, AppError> {
+        self.account_now(account_id(id)?).await
+    }
+
+    async fn account_now(&self, id: AccountId) -> Result<Versioned<Account>, AppError> {
         let account = self
             .store
             .account_by_id(id)
             .await?
             .ok_or(AppError::NoSuchAccount)?;
-        self.accounts.put(id, account.clone(), now);
+        self.remember_account(&account);
         Ok(account)
+    }
+
+    /// The account as just read or written, for the service routes that
+    /// name it: an override or a plan change binds at once on the instance
+    /// that wrote it, and on the others within `hot_path::ACCOUNT_TTL`.
+    pub(super) fn remember_account(&self, account: &Versioned<Account>) {
+        self.accounts
+            .put(account.value.id, account.clone(), self.clock.now());
     }
 
     fn denial(
@@ -674,6 +692,12 @@ impl Billing {
             readings,
         })
     }
+}
+
+fn account_id(id: &str) -> Result<AccountId, AppError> {
+    uuid::Uuid::parse_str(id)
+        .map(AccountId)
+        .map_err(|_| AppError::NoSuchAccount)
 }
 
 #[cfg(test)]

@@ -215,7 +215,11 @@ impl Billing {
                     .await
             };
             match written {
-                Ok(etag) => return Ok(Versioned { value: next, etag }),
+                Ok(etag) => {
+                    let written = Versioned { value: next, etag };
+                    self.remember_account(&written);
+                    return Ok(written);
+                }
                 Err(StoreError::VersionConflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -300,7 +304,13 @@ impl Billing {
                 .replace_account_and_enqueue(&account, &current.etag, &messages, &audit)
                 .await
             {
-                Ok(_) => return self.cancel_replaced(account).await,
+                Ok(etag) => {
+                    self.remember_account(&Versioned {
+                        value: account.clone(),
+                        etag,
+                    });
+                    return self.cancel_replaced(account).await;
+                }
                 Err(StoreError::VersionConflict) => continue,
                 Err(e) => return Err(e.into()),
             }
