@@ -228,6 +228,35 @@ async fn an_offer_accepted_by_the_owner_of_a_pro_account_leaves_one_enterprise_s
         (&json!("documents"), &json!("50000"), &json!("deal #42"))
     );
     assert_eq!(limit["actor"]["service"], "test-harness");
+
+    // The contract ends at Stripe: the negotiated limit goes with it, audited.
+    app.sim()
+        .set_subscription_status(&enterprise, "canceled")
+        .await
+        .unwrap();
+    let ent = app.get_json(&owner, "/api/entitlements").await;
+    assert_eq!(ent["plan"], "free", "{ent}");
+    assert_ne!(ent["limits"]["documents_per_month"], 50_000, "{ent}");
+    assert!(app.account("owner@acme.io").await.overrides.is_empty());
+    let log: Value = app
+        .service(
+            reqwest::Method::GET,
+            &format!("/api/admin/accounts/{account}/audit?limit=100"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let removed = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "override_removed")
+        .unwrap_or_else(|| panic!("the lapse is audited: {log}"));
+    assert_eq!(removed["before"]["limit"], "documents");
+    assert_eq!(removed["actor"]["type"], "stripe_webhook");
 }
 
 #[tokio::test]

@@ -24,6 +24,10 @@ fn subscription_fields(s: &Subscription) -> Fields {
         ("plan", s.plan_id.as_str().to_owned()),
         ("status", status),
         ("cancel_at_period_end", s.cancel_at_period_end.to_string()),
+        (
+            "trial_end",
+            s.trial_end.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        ),
     ])
 }
 

@@ -203,7 +203,7 @@ impl Billing {
             return Vec::new();
         };
         if !offer.settle(remote, now) {
-            return Vec::new();
+            return self.lapse_offer_limits(account, actor);
         }
         tracing::info!(account_id = %account.id, offer_id = %offer.id,
             subscription = %remote.id, "Enterprise offer accepted");
@@ -236,6 +236,40 @@ impl Billing {
             }
         }
         entries
+    }
+}
+
+impl Billing {
+    /// Once the account has left the subscription that took its offer up,
+    /// the negotiated limits go: removed in the sync's write, each with its
+    /// audit entry.
+    fn lapse_offer_limits(&self, account: &mut Account, actor: &Actor) -> Vec<AuditEntry> {
+        let Some(offer) = &account.enterprise_offer else {
+            return Vec::new();
+        };
+        if offer.status != OfferStatus::Accepted || offer.still_applies(&account.subscription) {
+            return Vec::new();
+        }
+        let ids = offer.override_ids();
+        let (lapsed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut account.overrides)
+            .into_iter()
+            .partition(|o| ids.contains(&o.id));
+        account.overrides = kept;
+        lapsed
+            .into_iter()
+            .map(|o| {
+                let mut entry = self.audit_entry(
+                    account.id,
+                    actor.clone(),
+                    AuditAction::OverrideRemoved,
+                    Some(o.describe()),
+                    None,
+                );
+                entry.reason =
+                    Some("the Enterprise subscription that took the offer up ended".into());
+                entry
+            })
+            .collect()
     }
 }
 

@@ -68,8 +68,14 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         (now >= *at && now < *at + self.ttl).then(|| value.clone())
     }
 
+    /// Keeps `value`, read at `now`, unless what the cache holds was put
+    /// later (a write this instance made while the read was under way):
+    /// an older read never replaces a newer copy.
     pub fn put(&self, key: K, value: V, now: DateTime<Utc>) {
         let mut entries = self.entries();
+        if entries.get(&key).is_some_and(|(_, at)| *at > now) {
+            return;
+        }
         if entries.len() >= MAX_ENTRIES {
             let ttl = self.ttl;
             entries.retain(|_, (_, at)| now < *at + ttl);
@@ -171,7 +177,17 @@ impl Leases {
         };
         // On an error the last lease stays to be given back again: if
         // this write landed after all, its hold is gone and it counts once.
-        let outcome = store.take_lease(&request).await?;
+        // It admits nothing more, though: calls admitted from a hold that
+        // is gone would be counted by no one.
+        let outcome = match store.take_lease(&request).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                if let Some(s) = slot.spending.as_mut() {
+                    s.lease.quantity = s.admitted;
+                }
+                return Err(e);
+            }
+        };
         if let Some(s) = slot.spending.take() {
             slot.last = Some((s.lease.quantity, s.admitted));
         }

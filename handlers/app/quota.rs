@@ -240,12 +240,15 @@ impl Billing {
     }
 
     async fn account_now(&self, id: AccountId) -> Result<Versioned<Account>, AppError> {
+        // Stamped before the read: a write remembered while it was under
+        // way is newer, and stays.
+        let asked = self.clock.now();
         let account = self
             .store
             .account_by_id(id)
             .await?
             .ok_or(AppError::NoSuchAccount)?;
-        self.remember_account(&account);
+        self.accounts.put(id, account.clone(), asked);
         Ok(account)
     }
 

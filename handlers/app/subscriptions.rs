@@ -481,7 +481,7 @@ impl Billing {
         let caller = &acting.account;
         let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
         let account = &caller.value;
-        self.check_seats_fit(account.id, plan_id).await?;
+        self.check_seats_fit(account, plan_id).await?;
         let Some(remote) = self.live_subscription(account).await? else {
             let checkout = self
                 .begin_checkout(
@@ -569,7 +569,7 @@ impl Billing {
         acting.require(Action::ManageBilling)?;
         let account = &acting.account.value;
         let (plan_id, interval) = self.parse_target(plan_raw, interval_raw)?;
-        self.check_seats_fit(account.id, plan_id).await?;
+        self.check_seats_fit(account, plan_id).await?;
         // Whole seconds: Stripe's timestamps have no finer grain.
         let now = self.clock.now();
         let priced_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
@@ -602,9 +602,16 @@ impl Billing {
 
     /// A plan with fewer seats than the account holds (members and
     /// pending invitations) is refused, saying how many must go.
-    async fn check_seats_fit(&self, account: AccountId, plan_id: PlanId) -> Result<(), AppError> {
-        let limit = self.catalog.plan(plan_id).limits.team_members;
-        let seats = self.seats(account).await?;
+    /// The target plan's seats are its limits with the account's overrides
+    /// in force, as every other check reads them.
+    async fn check_seats_fit(&self, account: &Account, plan_id: PlanId) -> Result<(), AppError> {
+        let limit = crate::domain::overrides::effective_limits(
+            &self.catalog.plan(plan_id).limits,
+            &account.overrides,
+            self.clock.now(),
+        )
+        .team_members;
+        let seats = self.seats(account.id).await?;
         match limit {
             Some(limit) if !seats.within(Some(limit)) => Err(AppError::TooManyMembers {
                 plan: plan_id,

@@ -158,13 +158,8 @@ pub(super) fn replayed(response: &mut Response, replayed: bool) {
 /// `Idempotency-Key` (kept at least 24 hours) with the same body answers the
 /// same, with `Idempotent-Replayed: true`, and counts nothing; with another
 /// body it is `409 idempotency_key_reused`. A refusal records nothing, so a
-/// retry is decided afresh.
-///
-/// `api_calls` may be reported without an `Idempotency-Key`: each such
-/// request counts once as received (a retry is another call), admitted
-/// from a block of the daily quota the billing instance holds, so it
-/// costs no store write of its own and never passes the limit; its
-/// `remaining` counts other instances' blocks as held.
+/// retry is decided afresh. API calls counted as they happen, with no
+/// key, go to `POST /api/accounts/{account_id}/usage/calls`.
 #[utoipa::path(
     post,
     path = "/api/accounts/{account_id}/usage",

@@ -20,6 +20,11 @@ use crate::usage::Metric;
 const OVERRIDE_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6b72_6166_7464_2d6f_6666_6572_2d6c_696d);
 
+fn override_id(offer_id: &str, metric: Metric) -> OverrideId {
+    let name = format!("{offer_id}:{}", metric.as_str());
+    OverrideId(uuid::Uuid::new_v5(&OVERRIDE_NAMESPACE, name.as_bytes()))
+}
+
 /// Where an offer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -100,6 +105,25 @@ impl EnterpriseOffer {
         takes_it
     }
 
+    /// Whether the negotiated limits still apply to an account whose
+    /// subscription is `subscription`: only while it is the Enterprise
+    /// subscription that took the offer up. Once the account leaves it (a
+    /// cancellation, a move to another plan), the limits go with it.
+    pub fn still_applies(&self, subscription: &crate::subscription::Subscription) -> bool {
+        self.status == OfferStatus::Accepted
+            && subscription.plan_id == crate::plan::PlanId::Enterprise
+            && subscription.stripe_subscription_id.is_some()
+            && subscription.stripe_subscription_id == self.subscription_id
+    }
+
+    /// The ids `limit_overrides` gives the negotiated limits.
+    pub fn override_ids(&self) -> Vec<OverrideId> {
+        self.limits
+            .keys()
+            .map(|metric| override_id(&self.id, *metric))
+            .collect()
+    }
+
     /// The account overrides the negotiated limits become once the offer
     /// is accepted: one per limit, named by the offer and the metric, set
     /// by whoever made the offer, with its reason and no expiry. Checked
@@ -109,9 +133,8 @@ impl EnterpriseOffer {
         self.limits
             .iter()
             .map(|(&metric, &value)| {
-                let name = format!("{}:{}", self.id, metric.as_str());
                 Override::new(
-                    OverrideId(uuid::Uuid::new_v5(&OVERRIDE_NAMESPACE, name.as_bytes())),
+                    override_id(&self.id, metric),
                     OverrideKind::Limit { metric, value },
                     &self.reason,
                     Actor::Admin {
