@@ -494,6 +494,26 @@ async fn a_plan_with_fewer_seats_than_are_held_is_refused_saying_how_many_must_g
             "{e}"
         );
     }
+    // An operator's seat override goes with the account to the new plan.
+    let r = app
+        .service(
+            reqwest::Method::POST,
+            &format!("/api/admin/accounts/{}/overrides", account.id),
+        )
+        .json(&json!({"limit": "team_members", "value": 20, "reason": "20 seats agreed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = app
+        .post_as(
+            &boss,
+            "/api/billing/preview-change",
+            json!({"new_plan_id": "pro"}),
+        )
+        .await;
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_ne!(answer["error"]["code"], "too_many_members", "{answer}");
 }
 
 #[tokio::test]
