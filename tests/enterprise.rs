@@ -177,18 +177,7 @@ async fn an_offer_accepted_by_the_owner_of_a_pro_account_leaves_one_enterprise_s
     assert_eq!(ent["limits"]["documents_per_month"], 50_000, "{ent}");
 
     // Each step is in the audit log, with who or what caused it.
-    let log: Value = app
-        .service(
-            reqwest::Method::GET,
-            &format!("/api/admin/accounts/{account}/audit?limit=100"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let entries = log["entries"].as_array().unwrap();
+    let entries = app.admin_audit(&account).await;
     let find = |action: &str| {
         entries
             .iter()
@@ -238,23 +227,11 @@ async fn an_offer_accepted_by_the_owner_of_a_pro_account_leaves_one_enterprise_s
     assert_eq!(ent["plan"], "free", "{ent}");
     assert_ne!(ent["limits"]["documents_per_month"], 50_000, "{ent}");
     assert!(app.account("owner@acme.io").await.overrides.is_empty());
-    let log: Value = app
-        .service(
-            reqwest::Method::GET,
-            &format!("/api/admin/accounts/{account}/audit?limit=100"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let removed = log["entries"]
-        .as_array()
-        .unwrap()
+    let log = app.admin_audit(&account).await;
+    let removed = log
         .iter()
         .find(|e| e["action"] == "override_removed")
-        .unwrap_or_else(|| panic!("the lapse is audited: {log}"));
+        .unwrap_or_else(|| panic!("the lapse is audited: {log:?}"));
     assert_eq!(removed["before"]["limit"], "documents");
     assert_eq!(removed["actor"]["type"], "stripe_webhook");
 }

@@ -98,6 +98,7 @@ async fn user_tokens_read_their_account_but_never_write_usage() {
         ("usage", docs(1)),
         ("reservations", docs(1)),
         ("usage/batch", json!({"events": []})),
+        ("usage/calls", json!({"quantity": 1})),
     ] {
         let e = error_of(write(path, body).await.unwrap(), 403, "missing_scope").await;
         assert!(

@@ -271,7 +271,7 @@ impl TestApp {
         let r = self
             .service(
                 reqwest::Method::GET,
-                &format!("/api/admin/accounts/{account}/audit"),
+                &format!("/api/admin/accounts/{account}/audit?limit=100"),
             )
             .send()
             .await
